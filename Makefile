@@ -1,0 +1,43 @@
+# The whole set-up on a fresh Debian machine: `make demo` and `make test`.
+# Re-running skips what is installed (stamp files in .venv) and just runs.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+# torch first and pinned exactly: letting pip resolve it pulls a multi-GB CUDA build
+TORCH := torch==2.13.0
+
+.PHONY: test demo lint install mosquitto clean
+
+test: install mosquitto
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q
+
+demo: install
+	$(PY) tools/demo.py --out demo-out
+
+install: $(VENV)/.installed
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.torch: | $(PY)
+	$(PIP) install --upgrade pip
+	$(PIP) install $(TORCH)
+	touch $@
+
+$(VENV)/.installed: setup.py $(VENV)/.torch
+	$(PIP) install -c constraints.txt -e '.[test]'
+	touch $@
+
+# the integration tests start their own broker; they need the binary
+mosquitto:
+	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || \
+		{ apt-get update && apt-get install -y mosquitto; }
+
+clean:
+	rm -rf $(VENV) demo-out *.egg-info .pytest_cache .ruff_cache

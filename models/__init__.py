@@ -1,0 +1,1 @@
+"""Network definitions, inference backends behind one interface, and export."""

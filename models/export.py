@@ -1,0 +1,104 @@
+"""PyTorch → ONNX with our metadata: YOLOv5 checkpoints and the embedder."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from models.checkpoint import load_yolov5_checkpoint
+from models.errors import ModelError
+from models.metadata import sha256_file, weights_sha256, write_metadata
+from models.resnet import ResNet34Embedder
+from models.torch_io import load_checkpoint, save_checkpoint
+from models.yolov5 import YOLOv5
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+YOLOV5_LICENCE = "GPL-3.0 (derived from Ultralytics YOLOv5 weights)"
+
+
+def export_onnx(model: nn.Module, out: Path, imgsz: int, output_name: str, metadata: dict, dynamic_batch: bool) -> Path:
+    """Export with input `images` [B, 3, imgsz, imgsz]; written to a temp file, then renamed into place."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(1, 3, imgsz, imgsz)
+    axes = {"images": {0: "batch"}, output_name: {0: "batch"}} if dynamic_batch else None
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out.parent)
+    os.close(fd)
+    try:
+        with torch.inference_mode():
+            torch.onnx.export(model.eval(), example, tmp, input_names=["images"], output_names=[output_name],
+                              dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+        proto = onnx.load(tmp)
+        write_metadata(proto, metadata)
+        onnx.checker.check_model(proto)
+        onnx.save(proto, tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def import_yolov5(weights: Path | str, out: Path | str, imgsz: int = 640, save_torch: bool = False) -> dict:
+    """Upstream YOLOv5 `.pt` → our architecture → ONNX in upstream's I/O convention; returns the metadata."""
+    weights, out = Path(weights), Path(out)
+    if imgsz % 32:
+        raise ModelError(f"--imgsz must be a multiple of 32, got {imgsz}")
+    ckpt = load_yolov5_checkpoint(weights)
+    model = YOLOv5(ckpt.yaml, ckpt.stride, ckpt.bn_eps)
+    missing, unexpected = model.load_state_dict(ckpt.state_dict, strict=False)
+    if missing or unexpected:
+        raise ModelError(f"{weights}: does not fit the YOLOv5 architecture: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.eval()
+    expected_rows = sum(3 * (imgsz // s) ** 2 for s in ckpt.stride)
+    with torch.inference_mode():
+        rows, cols = model(torch.zeros(1, 3, imgsz, imgsz)).shape[1:]
+    if (rows, cols) != (expected_rows, 5 + len(ckpt.names)):
+        raise ModelError(f"{weights}: network output is {rows}×{cols}, expected {expected_rows}×{5 + len(ckpt.names)}")
+    metadata = {
+        "kind": "detector", "arch": "yolov5", "model_id": sha256_file(weights), "input_size": imgsz,
+        "stride": max(ckpt.stride), "names": ckpt.names, "licence": YOLOV5_LICENCE, "source": weights.name,
+        "input": "images: [1,3,H,W] RGB 0-1, letterboxed (pad 114)", "output_name": "output0",
+    }
+    export_onnx(model, out, imgsz, "output0", metadata, dynamic_batch=False)
+    if save_torch:
+        config = {"yaml": ckpt.yaml, "stride": ckpt.stride, "bn_eps": ckpt.bn_eps}
+        save_checkpoint(out.with_suffix(".pt"), model, "yolov5", config, {k: str(v) for k, v in metadata.items()})
+    log.info("imported %s -> %s (%d classes, imgsz %d)", weights, out, len(ckpt.names), imgsz)
+    return metadata
+
+
+def embedder_metadata(model: ResNet34Embedder, weights_note: str) -> dict:
+    return {
+        "kind": "embedder", "arch": "resnet34", "model_id": weights_sha256(model.state_dict()),
+        "input_size": model.input_size, "embedding_dim": model.embedding_dim, "licence": "Apache-2.0",
+        "source": weights_note, "input": "images: [B,3,S,S] RGB 0-1", "output_name": "embedding",
+    }
+
+
+def export_embedder(out: Path | str, weights: Path | str | None = None, input_size: int = 224,
+                    embedding_dim: int = 512, seed: int = 0, save_torch: bool = False) -> dict:
+    """Our ResNet34 embedder → ONNX (dynamic batch). Without `weights`, a seeded random init (tests, shapes)."""
+    out = Path(out)
+    if weights is not None:
+        model, _ = load_checkpoint(weights)
+        if not isinstance(model, ResNet34Embedder):
+            raise ModelError(f"{weights}: not an embedder checkpoint")
+        note = Path(weights).name
+    else:
+        torch.manual_seed(seed)
+        model, note = ResNet34Embedder(embedding_dim, input_size).eval(), f"random init, seed {seed} (untrained)"
+    metadata = embedder_metadata(model, note)
+    export_onnx(model, out, model.input_size, "embedding", metadata, dynamic_batch=True)
+    if save_torch:
+        config = {"embedding_dim": model.embedding_dim, "input_size": model.input_size}
+        save_checkpoint(out.with_suffix(".pt"), model, "resnet34-embedder", config, {k: str(v) for k, v in metadata.items()})
+    return metadata

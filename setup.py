@@ -1,0 +1,40 @@
+"""ShelfID: identify catalog products on retail shelves, on the edge."""
+
+from setuptools import find_packages, setup
+
+TORCH = "torch==2.13.0"  # the CPU build used for training, export and reference checks
+
+setup(
+    name="shelfid",
+    version="0.1.0",
+    description="Recognise identical catalog products on retail shelves and report them over MQTT",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["edge", "edge.*", "models", "models.*", "sync_agent", "sync_agent.*"]),
+    package_data={"models": ["weights/*.onnx", "weights/*.json"]},
+    install_requires=[
+        # the daemon's run-time path: no PyTorch here (DESIGN.md, Models)
+        "numpy>=1.24",
+        "opencv-python-headless>=4.8",
+        "onnx>=1.15",
+        "onnxruntime>=1.17",
+        "pydantic>=2.5,<3",
+        "PyYAML>=6",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        # PyTorch for training, export and the reference backend; pinned: a newer
+        # release resolves to a multi-GB CUDA build on x86_64
+        "torch": [TORCH, "onnxscript>=0.1"],
+        # TensorRT itself comes from JetPack (python3-libnvinfer), not pip
+        "jetson": ["cuda-python>=12"],
+        "test": [TORCH, "onnxscript>=0.1", "pytest>=8", "ruff>=0.5"],
+    },
+    entry_points={"console_scripts": ["shelfid = edge.cli:main"]},
+    classifiers=[
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3.10",
+    ],
+)
