@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from models.backends import Backend
 from models.errors import ModelError
 from models.metadata import parse_names
-from models.yolo_postprocess import decode, letterbox, nms, scale_boxes
+from models.yolo_postprocess import decode, nms, scale_boxes, to_blob
 
 
 @dataclass(frozen=True)
@@ -66,11 +65,6 @@ class Detector:
                              f"({', '.join(self.names[:12])}{'...' if len(self.names) > 12 else ''})")
         return np.array([self.names.index(c) for c in classes])
 
-    def preprocess(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, float, tuple[float, float]]:
-        padded, scale, pad = letterbox(frame_bgr, self.imgsz)
-        blob = cv2.cvtColor(padded, cv2.COLOR_BGR2RGB).transpose(2, 0, 1)[None].astype(np.float32) / 255.0
-        return blob, scale, pad
-
     def postprocess(self, pred: np.ndarray, scale: float, pad: tuple[float, float], frame_hw: tuple[int, int]) -> list[Detection]:
         o = self.options
         boxes, scores, class_ids = decode(pred, o.conf_threshold, self.class_filter)
@@ -80,6 +74,6 @@ class Detector:
                 for box, i in zip(boxes, keep)]
 
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
-        blob, scale, pad = self.preprocess(frame_bgr)
+        blob, scale, pad = to_blob(frame_bgr, self.imgsz)
         pred = self.backend.run({self.input_name: blob})[self.output_name]
         return self.postprocess(pred[0], scale, pad, frame_bgr.shape[:2])

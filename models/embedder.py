@@ -9,6 +9,12 @@ from models.backends import Backend
 from models.errors import ModelError
 
 
+def crops_to_batch(crops_bgr: list[np.ndarray], size: int) -> np.ndarray:
+    """Crops (BGR uint8, any size) → [N x 3 x size x size] RGB float in 0–1."""
+    resized = [cv2.cvtColor(cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB) for c in crops_bgr]
+    return np.stack(resized).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+
+
 class Embedder:
     def __init__(self, backend: Backend, max_batch: int = 32):
         self.backend, self.max_batch = backend, max_batch
@@ -22,16 +28,11 @@ class Embedder:
         fixed_batch = backend.inputs[0].shape[0]
         self.fixed_batch = fixed_batch if isinstance(fixed_batch, int) else None
 
-    def preprocess(self, crops_bgr: list[np.ndarray]) -> np.ndarray:
-        size = (self.input_size, self.input_size)
-        batch = [cv2.cvtColor(cv2.resize(c, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB) for c in crops_bgr]
-        return np.stack(batch).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-
     def embed(self, crops_bgr: list[np.ndarray]) -> np.ndarray:
         """[N x dim] float32, one row per crop."""
         if not crops_bgr:
             return np.zeros((0, self.dim), dtype=np.float32)
         step = self.fixed_batch or self.max_batch
-        out = [self.backend.run({self.input_name: self.preprocess(crops_bgr[i:i + step])})[self.output_name]
+        out = [self.backend.run({self.input_name: crops_to_batch(crops_bgr[i:i + step], self.input_size)})[self.output_name]
                for i in range(0, len(crops_bgr), step)]
         return np.concatenate(out).astype(np.float32)

@@ -67,3 +67,26 @@ def parse_names(text: str) -> list[str]:
 
 def parse_float_list(text: str | None, default: list[float]) -> np.ndarray:
     return np.asarray(json.loads(text) if text else default, dtype=np.float32)
+
+
+def _dims(value_info) -> list:
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def describe_onnx(path: Path | str) -> dict:
+    """File, sha256, inputs, outputs and metadata of an ONNX model, without running it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise ModelError(f"{path}: not a valid ONNX model: {str(exc)[:200]}") from None
+    return {
+        "file": str(path),
+        "sha256": sha256_file(path),
+        "opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None),
+        "inputs": [{"name": i.name, "shape": _dims(i)} for i in model.graph.input],
+        "outputs": [{"name": o.name, "shape": _dims(o)} for o in model.graph.output],
+        "metadata": {p.key: p.value for p in model.metadata_props},
+    }

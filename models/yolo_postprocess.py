@@ -29,6 +29,13 @@ def letterbox(image: np.ndarray, size: int | tuple[int, int], color: int = 114) 
     return padded, scale, (left, top)
 
 
+def to_blob(frame_bgr: np.ndarray, size: int | tuple[int, int]) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """Frame (BGR uint8) → letterboxed [1 x 3 x H x W] RGB float in 0–1, with the scale and padding used."""
+    padded, scale, pad = letterbox(frame_bgr, size)
+    blob = cv2.cvtColor(padded, cv2.COLOR_BGR2RGB).transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+    return blob, scale, pad
+
+
 def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
     xy, half = xywh[:, :2], xywh[:, 2:4] / 2
     return np.concatenate((xy - half, xy + half), axis=1)

@@ -1,0 +1,207 @@
+"""`shelfid`: parses arguments, calls one library function, turns errors into messages and exit codes.
+
+Exit codes: 0 success, 1 a reported error (invalid config, bad model, ...),
+2 usage errors and config files that are missing or not YAML.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable
+
+from edge import __version__
+from edge.config import DEFAULT_CONFIG_PATH, Config
+from edge.errors import ConfigError, ConfigFileError, ShelfIDError
+from edge.logs import setup_logging
+from models.errors import ModelError
+
+log = logging.getLogger("shelfid")
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from edge.config_file import load_config
+
+    config = load_config(args.file)
+    print(f"{args.file}: valid — {summary(config)}")
+    return 0
+
+
+def summary(config: Config) -> str:
+    m, q = config.models, config.mqtt
+    return (f"device {config.device.id}, camera {config.camera.name}={config.camera.source} ({config.camera.kind}), "
+            f"detector {m.detector or 'bundled'}, embedder {m.embedder or 'bundled'}, backend {m.backend}/{m.precision}, "
+            f"verifier {config.verifier.kind}, mqtt {'off' if not q.enabled else f'{q.host}:{q.port}'}"
+            f"{' tls' if q.tls else ''}, sync {config.sync.server_url or 'off'}")
+
+
+def _models_import_yolov5(args: argparse.Namespace) -> int:
+    from models.export import import_yolov5
+
+    meta = import_yolov5(args.weights, args.out, args.imgsz, save_torch=args.save_torch)
+    print(f"wrote {args.out}: YOLOv5, {len(meta['names'])} classes, input {args.imgsz}, licence {meta['licence']}")
+    return 0
+
+
+def _models_export_embedder(args: argparse.Namespace) -> int:
+    from models.export import export_embedder
+
+    meta = export_embedder(args.out, args.weights, args.input_size, save_torch=args.save_torch)
+    print(f"wrote {args.out}: embedder {meta['arch']}, {meta['embedding_dim']}-d, input {meta['input_size']}, "
+          f"weights {meta['source']}")
+    return 0
+
+
+def _models_build_engine(args: argparse.Namespace) -> int:
+    from models.trt_engine import build_engine
+
+    calibration = None
+    if args.int8:
+        from models.quantize import calibration_images
+        from models.runtime import preprocessor_for
+
+        if args.calibration is None:
+            raise ModelError("--int8 needs --calibration DIR of real frames or crops")
+        images = calibration_images(args.calibration, args.calibration_limit)
+        prep = preprocessor_for(args.model)
+        calibration = lambda: (prep(img) for img in images)  # noqa: E731
+    precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
+    engine = build_engine(args.model, args.cache_dir, precision, calibration=calibration)
+    print(f"engine: {engine}")
+    return 0
+
+
+def _models_quantize(args: argparse.Namespace) -> int:
+    from models.quantize import calibration_images, quantize_int8
+    from models.runtime import preprocessor_for
+
+    images = calibration_images(args.images, args.limit)
+    out = quantize_int8(args.model, preprocessor_for(args.model), images, args.out)
+    print(f"wrote {out}: INT8 static (QDQ, per-channel), calibrated on {len(images)} images")
+    return 0
+
+
+def _models_info(args: argparse.Namespace) -> int:
+    from models.metadata import describe_onnx
+
+    print(json.dumps(describe_onnx(args.model), indent=2))
+    return 0
+
+
+def _bench_models(args: argparse.Namespace) -> int:
+    from models.bench import bench_model, format_table, rows_as_dicts
+
+    rows = []
+    for path in args.model:
+        rows += bench_model(path, args.backend, args.precision, args.batch, args.threads, args.repeats)
+    print(json.dumps(rows_as_dicts(rows), indent=2) if args.json else format_table(rows))
+    return 0
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shelfid", description="Identify catalog products on retail shelves.")
+    parser.add_argument("--version", action="version", version=f"shelfid {__version__}")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("check-config", help="validate a config file (exit 0 valid, 1 invalid, 2 missing/not YAML)")
+    p.add_argument("file", type=Path, nargs="?", default=DEFAULT_CONFIG_PATH, help=f"config file (default {DEFAULT_CONFIG_PATH})")
+    p.set_defaults(func=_check_config)
+
+    models = sub.add_parser("models", help="import, export, quantise and inspect models")
+    msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    p = msub.add_parser("import-yolov5", help="convert an upstream YOLOv5 .pt checkpoint to ONNX (no upstream code)")
+    p.add_argument("weights", type=Path, help="upstream checkpoint, e.g. yolov5n.pt")
+    p.add_argument("--out", type=Path, required=True, help="ONNX file to write")
+    p.add_argument("--imgsz", type=int, default=640, help="square input size, a multiple of 32")
+    p.add_argument("--save-torch", action="store_true", help="also write OUT.pt for the torch reference backend")
+    p.set_defaults(func=_models_import_yolov5)
+
+    p = msub.add_parser("export-embedder", help="export the ResNet34 embedder to ONNX")
+    p.add_argument("--out", type=Path, required=True, help="ONNX file to write")
+    p.add_argument("--weights", type=Path, help="our embedder checkpoint (.pt); absent: seeded random weights")
+    p.add_argument("--input-size", type=int, default=224, help="square input size when no weights are given")
+    p.add_argument("--save-torch", action="store_true", help="also write OUT.pt for the torch reference backend")
+    p.set_defaults(func=_models_export_embedder)
+
+    p = msub.add_parser("build-engine", help="build a TensorRT engine for this device (Jetson/GPU only)")
+    p.add_argument("model", type=Path, help="ONNX model")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", action="store_true", help="allow FP16 kernels")
+    precision.add_argument("--int8", action="store_true", help="INT8 with FP16 fallback; needs --calibration")
+    p.add_argument("--calibration", type=Path, help="folder of real images for INT8 calibration")
+    p.add_argument("--calibration-limit", type=int, default=500, help="most calibration images used")
+    p.add_argument("--cache-dir", type=Path, default=Path("~/.cache/shelfid/engines").expanduser(), help="engine cache")
+    p.set_defaults(func=_models_build_engine)
+
+    p = msub.add_parser("quantize", help="INT8 static quantisation for ONNX Runtime on CPU, calibrated on real images")
+    p.add_argument("model", type=Path, help="ONNX model")
+    p.add_argument("--images", type=Path, required=True, help="folder of real images (frames for a detector, crops for an embedder)")
+    p.add_argument("--limit", type=int, default=200, help="most calibration images used")
+    p.add_argument("--out", type=Path, help="output (default MODEL.int8.onnx, where precision int8 looks for it)")
+    p.set_defaults(func=_models_quantize)
+
+    p = msub.add_parser("info", help="print a model's inputs, outputs and metadata as JSON")
+    p.add_argument("model", type=Path, help="ONNX model")
+    p.set_defaults(func=_models_info)
+
+    bench = sub.add_parser("bench", help="measurements")
+    bsub = bench.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
+    p = bsub.add_parser("models", help="per-model latency (median, p95) by batch size and threads")
+    p.add_argument("model", type=Path, nargs="+", help="ONNX models")
+    p.add_argument("--backend", default="onnxruntime", help="auto, onnxruntime, tensorrt or torch")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"], help="precision")
+    p.add_argument("--batch", type=_ints, default=[1, 8, 32], help="batch sizes, e.g. 1,8,32")
+    p.add_argument("--threads", type=_ints, default=[1, 2], help="thread counts, e.g. 1,2")
+    p.add_argument("--repeats", type=int, default=20, help="timed runs per setting")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_bench_models)
+    return parser
+
+
+def subcommand_parsers(parser: argparse.ArgumentParser | None = None) -> dict[str, argparse.ArgumentParser]:
+    """Every (nested) subcommand's parser by its full name, e.g. 'models info'."""
+    parser = parser or build_parser()
+    found = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                full = f"{parser.prog.removeprefix('shelfid').strip()} {name}".strip()
+                found[full] = child
+                found.update(subcommand_parsers(child))
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    handler: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return handler(args)
+    except ConfigFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(f"error: {exc.path} is not a valid config:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    except (ShelfIDError, ModelError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

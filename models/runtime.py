@@ -1,0 +1,35 @@
+"""Opening the pipeline's models by file, and their input preprocessing by kind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from models.backends import BackendOptions, open_backend
+from models.detector import Detector, DetectorOptions
+from models.embedder import Embedder, crops_to_batch
+from models.metadata import describe_onnx
+from models.yolo_postprocess import to_blob
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+BUNDLED_DETECTOR = WEIGHTS_DIR / "yolov5n-coco.onnx"
+
+
+def preprocessor_for(onnx_path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """image (BGR) → the model's input batch, for calibration; detectors unless metadata says embedder."""
+    info = describe_onnx(onnx_path)
+    size = int(info["metadata"].get("input_size") or info["inputs"][0]["shape"][2])
+    if info["metadata"].get("kind") == "embedder":
+        return lambda image: crops_to_batch([image], size)
+    return lambda image: to_blob(image, size)[0]
+
+
+def open_detector(path: Path | None, backend: str = "auto", options: BackendOptions = BackendOptions(),
+                  detector_options: DetectorOptions = DetectorOptions()) -> Detector:
+    return Detector(open_backend(path or BUNDLED_DETECTOR, backend, options), detector_options)
+
+
+def open_embedder(path: Path, backend: str = "auto", options: BackendOptions = BackendOptions()) -> Embedder:
+    return Embedder(open_backend(path, backend, options))
