@@ -10,8 +10,8 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from edge import __version__
 from edge.config import DEFAULT_CONFIG_PATH, Config

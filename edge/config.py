@@ -27,10 +27,13 @@ def _existing_file(value: Optional[Path], what: str) -> Optional[Path]:
     if value is None:
         return None
     path = value.expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise ValueError(f"{what} not found: no file at {path}")
+    if not path.is_file():
+        raise ValueError(f"{what} must be a regular file, but {path} is a directory or device")
     if not os.access(path, os.R_OK):
-        raise ValueError(f"{what} exists but cannot be read by this user ({path})")
+        raise ValueError(f"{what} {path} exists but this user cannot read it (mode {path.stat().st_mode & 0o777:o}); "
+                         "fix its owner or permissions")
     return path
 
 
@@ -73,7 +76,7 @@ class CameraConfig(Section):
     reconnect_max_s: float = Field(default=30.0, gt=0, le=3600, description="Longest wait between reopen attempts.")
 
     @model_validator(mode="after")
-    def _backoff_order(self) -> "CameraConfig":
+    def _backoff_order(self) -> CameraConfig:
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
         return self
@@ -149,7 +152,7 @@ class VerifierConfig(Section):
     candidates: int = Field(default=3, ge=1, le=100, description="Top candidates verified per object.")
 
     @model_validator(mode="after")
-    def _weights_for_superglue(self) -> "VerifierConfig":
+    def _weights_for_superglue(self) -> VerifierConfig:
         if self.kind == "superpoint-superglue":
             if self.weights is None:
                 raise ValueError("superpoint-superglue needs `weights`: its licence forbids shipping them")
@@ -177,7 +180,7 @@ class TLSConfig(Section):
         return _existing_file(value, info.field_name.replace("_", " "))
 
     @model_validator(mode="after")
-    def _pair(self) -> "TLSConfig":
+    def _pair(self) -> TLSConfig:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together: give both or neither")
         return self
@@ -233,7 +236,7 @@ class SyncConfig(Section):
         return _existing_file(value, info.field_name.replace("_", " "))
 
     @model_validator(mode="after")
-    def _key_needed(self) -> "SyncConfig":
+    def _key_needed(self) -> SyncConfig:
         if self.server_url is not None and self.public_key_file is None:
             raise ValueError("server_url is set but public_key_file is not: unsigned catalogs are never accepted")
         return self

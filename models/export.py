@@ -102,3 +102,27 @@ def export_embedder(out: Path | str, weights: Path | str | None = None, input_si
         config = {"embedding_dim": model.embedding_dim, "input_size": model.input_size}
         save_checkpoint(out.with_suffix(".pt"), model, "resnet34-embedder", config, {k: str(v) for k, v in metadata.items()})
     return metadata
+
+
+def embedder_to_torch2trt(weights: Path | str, out: Path | str, fp16: bool = True, max_batch: int = 32) -> Path:
+    """The alternative engine path: torch2trt converts the PyTorch embedder directly (Jetson only).
+
+    The engine is written with the same sidecar as `build_engine`, so the TensorRT
+    backend opens it like any other. NOT RUN on the development machine.
+    """
+    try:
+        from torch2trt import torch2trt
+    except ImportError as exc:
+        raise ModelError(f"torch2trt is not installed ({exc}); it is built from NVIDIA-AI-IOT/torch2trt on the Jetson") from None
+    from models.trt_engine import gpu_name, import_tensorrt, write_engine
+
+    trt = import_tensorrt()
+    model, metadata = load_checkpoint(weights)
+    example = torch.zeros(1, 3, model.input_size, model.input_size).cuda()
+    trt_module = torch2trt(model.cuda().eval(), [example], fp16_mode=fp16, max_batch_size=max_batch,
+                           input_names=["images"], output_names=["embedding"])
+    out = Path(out)
+    info = {"onnx": None, "onnx_sha256": None, "precision": "fp16" if fp16 else "fp32", "trt_version": trt.__version__,
+            "gpu": gpu_name(), "metadata": metadata, "built_by": "torch2trt"}
+    write_engine(out, bytes(trt_module.engine.serialize()), info)
+    return out

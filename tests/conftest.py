@@ -1,0 +1,54 @@
+"""Shared fixtures: real sample images, the bundled detector, small models made here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "samples" / "shelf"
+# ../shared is beside the checkout on developer machines and in CI; tests that need
+# the upstream checkpoint say so and skip alone where it is absent.
+SHARED = REPO.parent / "shared"
+YOLOV5N_PT = SHARED / "models" / "yolov5n-coco.pt"
+
+needs_upstream_yolov5 = pytest.mark.skipif(not YOLOV5N_PT.is_file(), reason=f"upstream checkpoint not at {YOLOV5N_PT}")
+
+
+@pytest.fixture(scope="session")
+def shelf_frames() -> list[np.ndarray]:
+    frames = [cv2.imread(str(p)) for p in sorted(SAMPLES.glob("*.jpg"))]
+    assert frames and all(f is not None for f in frames)
+    return frames
+
+
+@pytest.fixture(scope="session")
+def bundled_detector_path() -> Path:
+    from models.runtime import BUNDLED_DETECTOR
+
+    return BUNDLED_DETECTOR
+
+
+@pytest.fixture(scope="session")
+def small_embedder(tmp_path_factory) -> Path:
+    """A seeded, untrained ResNet34 embedder at 96 px, as ONNX with its .pt beside it."""
+    from models.export import export_embedder
+
+    out = tmp_path_factory.mktemp("embedder") / "embedder.onnx"
+    export_embedder(out, input_size=96, seed=1, save_torch=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def upstream_yolov5n(tmp_path_factory) -> Path:
+    """The official YOLOv5n converted by our importer, with our torch checkpoint beside it."""
+    if not YOLOV5N_PT.is_file():
+        pytest.skip(f"upstream checkpoint not at {YOLOV5N_PT}")
+    from models.export import import_yolov5
+
+    out = tmp_path_factory.mktemp("yolo") / "yolov5n.onnx"
+    import_yolov5(YOLOV5N_PT, out, 640, save_torch=True)
+    return out

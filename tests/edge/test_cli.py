@@ -1,0 +1,75 @@
+"""The `shelfid` command: help everywhere, exit codes for check-config, errors as messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge.cli import build_parser, main, subcommand_parsers
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def shelfid(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, cwd=REPO)
+
+
+def test_top_level_help_lists_subcommands():
+    run = shelfid("--help")
+    assert run.returncode == 0
+    for name in ("check-config", "models", "bench"):
+        assert name in run.stdout
+
+
+@pytest.mark.parametrize("name", sorted(subcommand_parsers()))
+def test_every_subcommand_has_help(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*name.split(), "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: shelfid " + name)
+
+
+def test_every_subcommand_has_a_help_line():
+    parsers = {"": build_parser(), **subcommand_parsers()}
+    checked = 0
+    for parser in parsers.values():
+        for action in parser._actions:
+            for choice in getattr(action, "_choices_actions", []):
+                assert choice.help, f"{parser.prog} {choice.dest} has no help"
+                checked += 1
+    assert checked == len(parsers) - 1
+
+
+def test_check_config_exit_codes(tmp_path):
+    assert shelfid("check-config", "config.example.yaml").returncode == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("camera:\n  fps: fast\n")
+    run = shelfid("check-config", str(bad))
+    assert run.returncode == 1 and "camera.fps: 'fast' —" in run.stderr
+    notyaml = tmp_path / "notyaml.yaml"
+    notyaml.write_text("a: [\n")
+    assert shelfid("check-config", str(notyaml)).returncode == 2
+    assert shelfid("check-config", str(tmp_path / "missing.yaml")).returncode == 2
+
+
+def test_check_config_prints_one_line_summary():
+    run = shelfid("check-config", "config.example.yaml")
+    assert run.stdout.count("\n") == 1 and "valid — device shelf-001" in run.stdout
+
+
+def test_model_error_becomes_message_and_exit_1(tmp_path):
+    run = shelfid("models", "info", str(tmp_path / "nope.onnx"))
+    assert run.returncode == 1
+    assert run.stderr.strip().endswith("nope.onnx: no such model file")
+    assert "Traceback" not in run.stderr
+
+
+def test_build_engine_without_tensorrt_says_so(tmp_path, bundled_detector_path):
+    run = shelfid("models", "build-engine", str(bundled_detector_path), "--fp16", "--cache-dir", str(tmp_path))
+    assert run.returncode == 1
+    assert "TensorRT is not installed here" in run.stderr
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,162 @@
+"""Config validation: every bad-config case gets its own clear message."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge.config import Config
+from edge.config_file import load_config
+from edge.errors import ConfigError, ConfigFileError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    return info.value.problems
+
+
+def test_example_config_is_valid_and_documents_every_key():
+    config = load_config(REPO / "config.example.yaml")
+    assert config.device.id == "shelf-001"
+    text = (REPO / "config.example.yaml").read_text()
+    for section, model in Config.model_fields.items():
+        assert f"\n{section}:" in text
+        for key in model.annotation.model_fields:
+            assert f" {key}:" in text, f"{section}.{key} missing from config.example.yaml"
+
+
+def test_every_field_has_a_description():
+    for section, field in Config.model_fields.items():
+        assert field.description, section
+        for key, sub in field.annotation.model_fields.items():
+            assert sub.description, f"{section}.{key}"
+
+
+def test_empty_mapping_gives_laptop_defaults(tmp_path):
+    config = load_config(write(tmp_path, "{}\n"))
+    assert config.models.backend == "auto"
+    assert config.outbox_path == config.device.data_dir / "outbox.sqlite"
+
+
+def test_empty_file_is_reported_as_empty(tmp_path):
+    assert problems(tmp_path, "") == [
+        "(file): the file is empty — write at least one section, or `{}` for all defaults"]
+
+
+def test_top_level_list_is_rejected(tmp_path):
+    [line] = problems(tmp_path, "- a\n- b\n")
+    assert "a list at the top level" in line
+
+
+def test_wrong_type_names_key_value_and_line(tmp_path):
+    [line] = problems(tmp_path, "camera:\n  width: wide\n")
+    assert line.startswith("camera.width: 'wide' — ") and "integer" in line and "(line 2)" in line
+
+
+def test_unknown_key_lists_allowed_keys(tmp_path):
+    [line] = problems(tmp_path, "mqtt:\n  hots: broker\n")
+    assert line.startswith("mqtt.hots: unknown key — allowed here: enabled, host, port")
+    assert "(line 2)" in line
+
+
+def test_unknown_section(tmp_path):
+    [line] = problems(tmp_path, "cameras: {}\n")
+    assert "cameras: unknown key — allowed here: device, camera, models" in line
+
+
+def test_out_of_range_number(tmp_path):
+    [line] = problems(tmp_path, "mqtt:\n  port: 70000\n")
+    assert line == "mqtt.port: 70000 — Input should be less than or equal to 65535 (line 2)"
+
+
+def test_cross_field_rule(tmp_path):
+    [line] = problems(tmp_path, "camera:\n  reconnect_min_s: 60\n  reconnect_max_s: 1\n")
+    assert "reconnect_min_s must not exceed reconnect_max_s" in line
+
+
+def test_detector_size_must_be_stride_multiple(tmp_path):
+    [line] = problems(tmp_path, "models:\n  detector_imgsz: 500\n")
+    assert "multiple of 32" in line and "480" in line
+
+
+def test_missing_tls_file(tmp_path):
+    [line] = problems(tmp_path, "mqtt:\n  tls:\n    ca_file: /nonexistent/ca.pem\n")
+    assert line == "mqtt.tls.ca_file: '/nonexistent/ca.pem' — ca file not found: no file at /nonexistent/ca.pem (line 3)"
+
+
+def test_tls_cert_without_key(tmp_path):
+    cert = tmp_path / "cert.pem"
+    cert.write_text("x")
+    [line] = problems(tmp_path, f"mqtt:\n  tls:\n    cert_file: {cert}\n")
+    assert "cert_file and key_file go together" in line
+
+
+def test_password_in_yaml_is_refused_with_where_it_belongs(tmp_path):
+    [line] = problems(tmp_path, "mqtt:\n  password: hunter2\n")
+    assert line.startswith("mqtt.password: secrets are not read from the YAML") and "password_file" in line
+    assert "hunter2" not in line
+
+
+def test_password_file_that_is_a_directory(tmp_path):
+    [line] = problems(tmp_path, f"mqtt:\n  password_file: {tmp_path}\n")
+    assert "must be a regular file" in line
+
+
+def test_unreadable_password_file(tmp_path):
+    """A mode-000 file; as root (CI) the check drops to `nobody` after imports, for whom it is unreadable."""
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret")
+    secret.chmod(0o000)
+    config = write(tmp_path, f"mqtt:\n  password_file: {secret}\n")
+    for folder in (tmp_path, tmp_path.parent, tmp_path.parent.parent):
+        folder.chmod(0o755)
+    code = ("import os, sys; import edge.cli, edge.config_file\n"
+            "if os.geteuid() == 0: os.setuid(65534)\n"
+            f"sys.exit(edge.cli.main(['check-config', {str(config)!r}]))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 1, run.stderr
+    assert "this user cannot read it (mode 0)" in run.stderr
+
+
+def test_secret_from_file_credential_or_environment(tmp_path, monkeypatch):
+    secret = tmp_path / "pw"
+    secret.write_text("from-file\n")
+    config = load_config(write(tmp_path, f"mqtt:\n  password_file: {secret}\n"))
+    assert config.mqtt.password() == "from-file"
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "mqtt-password").write_text("from-credential")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    assert load_config(write(tmp_path, "{}\n")).mqtt.password() == "from-credential"
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY")
+    monkeypatch.setenv("SHELFID_MQTT_PASSWORD", "from-env")
+    assert load_config(write(tmp_path, "{}\n")).mqtt.password() == "from-env"
+
+
+def test_sync_needs_a_public_key(tmp_path):
+    [line] = problems(tmp_path, "sync:\n  server_url: https://catalog.example.com\n")
+    assert "unsigned catalogs are never accepted" in line
+
+
+def test_several_problems_all_listed(tmp_path):
+    lines = problems(tmp_path, "camera:\n  fps: 0\nmqtt:\n  port: 0\nlogging:\n  level: LOUD\n")
+    assert [line.split(":")[0] for line in lines] == ["camera.fps", "mqtt.port", "logging.level"]
+
+
+def test_not_yaml_and_missing_file_are_file_errors(tmp_path):
+    with pytest.raises(ConfigFileError, match=r"not valid YAML: .* line 2"):
+        load_config(write(tmp_path, "camera: [1,\n"))
+    with pytest.raises(ConfigFileError, match="no such config file"):
+        load_config(tmp_path / "absent.yaml")
