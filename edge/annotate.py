@@ -1,0 +1,23 @@
+"""Drawing boxes and labels on frames, for people to look at."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+GREEN, GREY = (60, 200, 60), (160, 160, 160)
+
+
+def draw_boxes(frame: np.ndarray, boxes: list[tuple[tuple[float, float, float, float], str, bool]]) -> np.ndarray:
+    """A copy of `frame` with each (bbox, label, highlighted) drawn."""
+    out = frame.copy()
+    thickness = max(1, round(min(frame.shape[:2]) / 300))
+    for (x1, y1, x2, y2), label, highlighted in boxes:
+        colour = GREEN if highlighted else GREY
+        p1, p2 = (int(x1), int(y1)), (int(x2), int(y2))
+        cv2.rectangle(out, p1, p2, colour, thickness)
+        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        top = max(p1[1], th + 4)
+        cv2.rectangle(out, (p1[0], top - th - 4), (p1[0] + tw + 4, top), colour, -1)
+        cv2.putText(out, label, (p1[0] + 2, top - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return out
