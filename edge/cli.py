@@ -38,6 +38,57 @@ def summary(config: Config) -> str:
             f"{' tls' if q.tls else ''}, sync {config.sync.server_url or 'off'}")
 
 
+def _config_or_defaults(path: Path | None) -> Config:
+    from edge.config_file import load_config
+
+    return load_config(path) if path is not None else Config()
+
+
+def _catalog_build(args: argparse.Namespace) -> int:
+    from edge.catalog_build import build_catalog
+    from edge.identify import open_models
+
+    detector, embedder, verifier = open_models(_config_or_defaults(args.config))
+    report = build_catalog(args.images_dir, args.out, embedder, verifier, None if args.no_detect else detector,
+                           args.catalog_id, args.version, args.force)
+    for line in report.skipped:
+        print(f"skipped: {line}", file=sys.stderr)
+    print(f"wrote {args.out}: {report.products} products, {report.images} images, {len(report.skipped)} skipped")
+    return 0
+
+
+def _detect(args: argparse.Namespace) -> int:
+    import cv2
+
+    from edge.annotate import draw_boxes
+    from edge.errors import ImageError
+    from edge.identify import Timings, label, load_identifier, to_record
+    from edge.images import read_image
+
+    identifier = load_identifier(_config_or_defaults(args.config), args.catalog)
+    failed = 0
+    for path in args.images:
+        try:
+            frame = read_image(path)
+        except ImageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        timings = Timings()
+        found = identifier.identify_image(frame, detect=not args.whole_image, timings=timings)
+        if args.json:
+            ms = {k: round(v, 1) for k, v in timings.ms.items()}
+            print(json.dumps({"image": str(path), "detections": [to_record(f) for f in found], "ms": ms}))
+        else:
+            names = [label(f) for f in found if f.identification.status == "identified"]
+            print(f"{path}: {len(found)} products, {len(names)} identified: {', '.join(names) or '-'}")
+        if args.annotate:
+            out = args.annotate if len(args.images) == 1 else args.annotate.with_name(f"{args.annotate.stem}-{path.stem}.jpg")
+            boxes = [(f.bbox, label(f), f.identification.status == "identified") for f in found]
+            cv2.imwrite(str(out), draw_boxes(frame, boxes))
+    return 1 if failed else 0
+
+
 def _models_import_yolov5(args: argparse.Namespace) -> int:
     from models.export import import_yolov5
 
@@ -117,6 +168,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a config file (exit 0 valid, 1 invalid, 2 missing/not YAML)")
     p.add_argument("file", type=Path, nargs="?", default=DEFAULT_CONFIG_PATH, help=f"config file (default {DEFAULT_CONFIG_PATH})")
     p.set_defaults(func=_check_config)
+
+    p = sub.add_parser("detect", help="identify catalog products in still images")
+    p.add_argument("images", type=Path, nargs="+", help="image files")
+    p.add_argument("--catalog", type=Path, required=True, help="catalog folder (from `shelfid catalog build`)")
+    p.add_argument("--config", type=Path, help="config file (default: built-in defaults)")
+    p.add_argument("--json", action="store_true", help="one JSON object per image per line")
+    p.add_argument("--annotate", type=Path, help="write the image with boxes and names (IMAGE-stem suffix for several)")
+    p.add_argument("--whole-image", action="store_true", help="treat each image as one product crop (no detector)")
+    p.set_defaults(func=_detect)
+
+    catalog = sub.add_parser("catalog", help="build local catalogs")
+    csub = catalog.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
+    p = csub.add_parser("build", help="a local catalog from <product_id>/*.jpg (+ optional products.csv)")
+    p.add_argument("images_dir", type=Path, help="folder of product folders")
+    p.add_argument("--out", type=Path, required=True, help="catalog folder to write")
+    p.add_argument("--config", type=Path, help="config file naming the models (default: built-in defaults)")
+    p.add_argument("--catalog-id", help="catalog id (default: the folder name)")
+    p.add_argument("--version", type=int, default=1, help="catalog version number")
+    p.add_argument("--no-detect", action="store_true", help="use whole images, without the detector")
+    p.add_argument("--force", action="store_true", help="replace an existing catalog folder")
+    p.set_defaults(func=_catalog_build)
 
     models = sub.add_parser("models", help="import, export, quantise and inspect models")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)

@@ -16,3 +16,11 @@ class ConfigError(ShelfIDError):
 
 class ConfigFileError(ShelfIDError):
     """The config file is missing, unreadable or not YAML at all."""
+
+
+class ImageError(ShelfIDError):
+    """An image file is empty, truncated, too large or not an image."""
+
+
+class CatalogError(ShelfIDError):
+    """A catalog folder is missing, incomplete, or built with other models."""

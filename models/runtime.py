@@ -10,11 +10,13 @@ import numpy as np
 from models.backends import BackendOptions, open_backend
 from models.detector import Detector, DetectorOptions
 from models.embedder import Embedder, crops_to_batch
+from models.errors import ModelError
 from models.metadata import describe_onnx
 from models.yolo_postprocess import to_blob
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 BUNDLED_DETECTOR = WEIGHTS_DIR / "yolov5n-coco.onnx"
+BUNDLED_EMBEDDER = WEIGHTS_DIR / "embedder.onnx"
 
 
 def preprocessor_for(onnx_path: Path) -> Callable[[np.ndarray], np.ndarray]:
@@ -31,5 +33,8 @@ def open_detector(path: Path | None, backend: str = "auto", options: BackendOpti
     return Detector(open_backend(path or BUNDLED_DETECTOR, backend, options), detector_options)
 
 
-def open_embedder(path: Path, backend: str = "auto", options: BackendOptions = BackendOptions()) -> Embedder:
-    return Embedder(open_backend(path, backend, options))
+def open_embedder(path: Path | None, backend: str = "auto", options: BackendOptions = BackendOptions()) -> Embedder:
+    if path is None and not BUNDLED_EMBEDDER.is_file():
+        raise ModelError(f"no embedder: models.embedder is not set and the bundled {BUNDLED_EMBEDDER} is absent; "
+                         "make it with `python tools/train_embedder.py` or point models.embedder at an ONNX file")
+    return Embedder(open_backend(path or BUNDLED_EMBEDDER, backend, options))

@@ -1,0 +1,126 @@
+"""The local catalog folder: what it holds and how it is opened.
+
+    catalog.json      schema, id, version, created_at, embedder and verifier ids, counts
+    products.json     [{product_id, sku, name, attributes}]
+    images.json       [{product_id, file, bbox, feature_size}] one row per catalog image
+    embeddings.npy    [images x D] float16, memory-mapped
+    keypoints.npy     [K x 2] float32, all images' keypoints end to end
+    descriptors.npy   [K x Dk] float16
+    offsets.npy       [images + 1] int64: image i owns rows offsets[i]:offsets[i+1]
+
+Arrays are memory-mapped, so resident memory stays small and a catalog opens fast.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import CatalogError
+from edge.verifier import Features
+
+SCHEMA = 1
+FILES = ("catalog.json", "products.json", "images.json", "embeddings.npy", "keypoints.npy", "descriptors.npy", "offsets.npy")
+
+
+@dataclass(frozen=True)
+class Product:
+    product_id: str
+    sku: str
+    name: str
+    attributes: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    path: Path
+    info: dict
+    products: list[Product]
+    image_product: np.ndarray  # [images] index into products
+    images: list[dict]
+    embeddings: np.ndarray  # [images x D] float16 (memory-mapped)
+    keypoints: np.ndarray
+    descriptors: np.ndarray
+    offsets: np.ndarray
+
+    @property
+    def version(self) -> int:
+        return int(self.info["version"])
+
+    @property
+    def catalog_id(self) -> str:
+        return str(self.info["catalog_id"])
+
+    def features(self, image_index: int) -> Features:
+        start, end = self.offsets[image_index], self.offsets[image_index + 1]
+        width, height = self.images[image_index]["feature_size"]
+        return Features(np.asarray(self.keypoints[start:end], np.float32), np.asarray(self.descriptors[start:end]), (width, height))
+
+    def images_of(self, product_index: int) -> np.ndarray:
+        return np.flatnonzero(self.image_product == product_index)
+
+
+def empty_catalog(embedding_dim: int, descriptor_dim: int) -> Catalog:
+    """A catalog with nothing in it: every detection comes back unknown."""
+    return Catalog(Path("/dev/null"), {"catalog_id": "empty", "version": 0}, [], np.zeros(0, np.int64), [],
+                   np.zeros((0, embedding_dim), np.float16), np.zeros((0, 2), np.float32),
+                   np.zeros((0, descriptor_dim), np.float16), np.zeros(1, np.int64))
+
+
+def _load_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CatalogError(f"{path}: unreadable catalog file: {exc}") from None
+
+
+def _load_array(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CatalogError(f"{path}: unreadable catalog array: {exc}") from None
+
+
+def load_catalog(path: Path | str, embedder_id: str | None = None, verifier_id: str | None = None) -> Catalog:
+    """Open a catalog folder, checking it is complete and was computed with the given models."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CatalogError(f"{path}: no catalog folder here")
+    missing = [name for name in FILES if not (path / name).is_file()]
+    if missing:
+        raise CatalogError(f"{path}: not a complete catalog, missing {', '.join(missing)}")
+    info = _load_json(path / "catalog.json")
+    if info.get("schema") != SCHEMA:
+        raise CatalogError(f"{path}: catalog schema {info.get('schema')!r}, this ShelfID reads schema {SCHEMA}")
+    if embedder_id is not None and info["embedder"]["model_id"] != embedder_id:
+        raise CatalogError(f"{path}: built with embedder {info['embedder']['model_id'][:12]}…, this device runs "
+                           f"{embedder_id[:12]}…: rebuild the catalog with this device's embedder")
+    if verifier_id is not None and info["verifier"]["id"] != verifier_id:
+        raise CatalogError(f"{path}: built with verifier {info['verifier']['id']}, this device runs {verifier_id}: "
+                           "rebuild the catalog, or set verifier settings to match")
+    products = [Product(**p) for p in _load_json(path / "products.json")]
+    images = _load_json(path / "images.json")
+    index_of = {p.product_id: i for i, p in enumerate(products)}
+    try:
+        image_product = np.array([index_of[row["product_id"]] for row in images], np.int64)
+    except KeyError as exc:
+        raise CatalogError(f"{path}: images.json names product {exc} that products.json lacks") from None
+    catalog = Catalog(path, info, products, image_product, images, *(_load_array(path / f) for f in FILES[3:]))
+    _check_shapes(catalog)
+    return catalog
+
+
+def _check_shapes(c: Catalog) -> None:
+    n = len(c.images)
+    problems = []
+    if c.embeddings.shape[0] != n:
+        problems.append(f"embeddings has {c.embeddings.shape[0]} rows for {n} images")
+    if c.offsets.shape != (n + 1,) or (n and c.offsets[-1] != len(c.keypoints)):
+        problems.append("offsets do not match keypoints")
+    if len(c.keypoints) != len(c.descriptors):
+        problems.append(f"{len(c.keypoints)} keypoints but {len(c.descriptors)} descriptors")
+    if problems:
+        raise CatalogError(f"{c.path}: inconsistent catalog: {'; '.join(problems)}")

@@ -1,0 +1,192 @@
+"""The identification engine: detect → embed → search → verify → decide.
+
+Shared by `shelfid detect` (still images), the evaluation tool and the daemon.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.catalog import Catalog, Product, load_catalog
+from edge.config import Config
+from edge.index import Candidate, CatalogIndex, collapse_to_products
+from edge.verifier import Match, Verifier, open_verifier
+from models.backends import BackendOptions
+from models.detector import Detector, DetectorOptions
+from models.embedder import Embedder
+from models.runtime import open_detector, open_embedder
+
+IMAGES_PER_PRODUCT = 3  # catalog images of one product tried by the verifier
+STRONG = 3  # a candidate this many times over the inlier threshold ends the search
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    min_inliers: int = 20
+    min_inlier_ratio: float = 0.2
+
+
+@dataclass(frozen=True)
+class Identification:
+    status: str  # "identified" or "unknown"
+    product: Product | None  # set only when identified
+    guess: Product | None  # best candidate when unknown (never reported as the product)
+    similarity: float
+    inliers: int
+    inlier_ratio: float
+    spread: float
+    verified: int  # candidates the verifier looked at
+    ranked: tuple[int, ...] = ()  # product indices in retrieval order (top_k), for evaluation
+
+    @staticmethod
+    def unknown_empty() -> Identification:
+        return Identification("unknown", None, None, 0.0, 0, 0.0, 0.0, 0)
+
+
+@dataclass
+class Timings:
+    ms: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - start) * 1000
+
+
+@dataclass(frozen=True)
+class Detected:
+    bbox: tuple[float, float, float, float]
+    identification: Identification
+
+
+def passes(match: Match, thresholds: Thresholds) -> bool:
+    return match.inliers >= thresholds.min_inliers and match.inlier_ratio >= thresholds.min_inlier_ratio
+
+
+def decide(catalog: Catalog, candidates: list[Candidate], matches: list[Match], thresholds: Thresholds) -> Identification:
+    """Identical when a verified candidate passes the thresholds (most inliers wins); else unknown with a guess."""
+    if not candidates:
+        return Identification.unknown_empty()
+    # matches[i] belongs to candidates[i]; candidates past len(matches) were not verified
+    passing = [i for i, m in enumerate(matches) if passes(m, thresholds)]
+    best = max(passing, key=lambda i: (matches[i].inliers, candidates[i].similarity)) if passing else 0
+    cand, match = candidates[best], matches[best] if matches else Match.none()
+    product = catalog.products[cand.product_index]
+    ranked = tuple(c.product_index for c in candidates)
+    scores = (cand.similarity, match.inliers, match.inlier_ratio, match.spread, len(matches), ranked)
+    if passing:
+        return Identification("identified", product, None, *scores)
+    return Identification("unknown", None, product, *scores)
+
+
+class Identifier:
+    def __init__(self, embedder: Embedder, verifier: Verifier, catalog: Catalog, index: CatalogIndex,
+                 top_k: int = 5, verify_candidates: int = 3, thresholds: Thresholds = Thresholds(),
+                 detector: Detector | None = None):
+        self.embedder, self.verifier, self.catalog, self.index = embedder, verifier, catalog, index
+        self.top_k, self.verify_candidates, self.thresholds, self.detector = top_k, verify_candidates, thresholds, detector
+
+    def candidates(self, embeddings: np.ndarray) -> list[list[Candidate]]:
+        if not len(self.catalog.images):
+            return [[] for _ in embeddings]
+        k_images = min(len(self.catalog.images), self.top_k * IMAGES_PER_PRODUCT)
+        sims, ids = self.index.search(embeddings, k_images)
+        return [collapse_to_products(s, i, self.catalog.image_product, self.top_k) for s, i in zip(sims, ids)]
+
+    def verify(self, crop: np.ndarray, candidates: list[Candidate]) -> list[Match]:
+        """Best match per candidate product, in candidate order; stops early on a clear winner."""
+        query = self.verifier.features(crop)
+        matches = []
+        for cand in candidates[: self.verify_candidates]:
+            images = [cand.image_index] + [i for i in self.catalog.images_of(cand.product_index) if i != cand.image_index]
+            best = max((self.verifier.match(query, self.catalog.features(i)) for i in images[:IMAGES_PER_PRODUCT]),
+                       key=lambda m: m.inliers)
+            matches.append(best)
+            if passes(best, self.thresholds) and best.inliers >= STRONG * self.thresholds.min_inliers:
+                break
+        return matches
+
+    def identify_crops(self, crops: list[np.ndarray], timings: Timings | None = None) -> list[Identification]:
+        timings = timings or Timings()
+        if not crops:
+            return []
+        with timings.stage("embed"):
+            embeddings = self.embedder.embed(crops)
+        with timings.stage("search"):
+            candidates = self.candidates(embeddings)
+        results = []
+        for crop, cands in zip(crops, candidates):
+            with timings.stage("verify"):
+                matches = self.verify(crop, cands) if cands else []
+            results.append(decide(self.catalog, cands, matches, self.thresholds))
+        return results
+
+    def identify_image(self, frame: np.ndarray, detect: bool = True, timings: Timings | None = None) -> list[Detected]:
+        """Every product in a frame (or the whole frame as one product when `detect` is false)."""
+        timings = timings or Timings()
+        h, w = frame.shape[:2]
+        boxes = [(0.0, 0.0, float(w), float(h))]
+        if detect:
+            if self.detector is None:
+                raise ValueError("identify_image(detect=True) needs an Identifier with a detector")
+            with timings.stage("detect"):
+                boxes = [d.bbox for d in self.detector.detect(frame)]
+        crops = [frame[int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] for x1, y1, x2, y2 in boxes]
+        keep = [i for i, c in enumerate(crops) if c.shape[0] >= 8 and c.shape[1] >= 8]
+        found = self.identify_crops([crops[i] for i in keep], timings)
+        return [Detected(boxes[i], ident) for i, ident in zip(keep, found)]
+
+
+def backend_options(config: Config) -> BackendOptions:
+    m = config.models
+    return BackendOptions(threads=m.threads, precision=m.precision, engine_cache_dir=m.engine_cache_dir)
+
+
+def open_models(config: Config) -> tuple[Detector, Embedder, Verifier]:
+    """The detector, embedder and verifier a config names (bundled defaults where it names none)."""
+    m = config.models
+    options = backend_options(config)
+    detector = open_detector(m.detector, m.backend, options, DetectorOptions(
+        m.conf_threshold, m.iou_threshold, tuple(m.classes) if m.classes else None, m.class_agnostic, m.max_detections))
+    embedder = open_embedder(m.embedder, m.backend, options)
+    return detector, embedder, open_verifier(config.verifier)
+
+
+def load_identifier(config: Config, catalog_dir: Path) -> Identifier:
+    detector, embedder, verifier = open_models(config)
+    catalog = load_catalog(catalog_dir, embedder.model_id, verifier.id)
+    return identifier_for(config, catalog, embedder, verifier, detector)
+
+
+def identifier_for(config: Config, catalog: Catalog, embedder: Embedder, verifier: Verifier, detector: Detector | None) -> Identifier:
+    ix, v = config.index, config.verifier
+    index = CatalogIndex(catalog.embeddings, ix.kind, ix.lsh_bits, ix.rerank)
+    return Identifier(embedder, verifier, catalog, index, ix.top_k, v.candidates,
+                      Thresholds(v.min_inliers, v.min_inlier_ratio), detector)
+
+
+def to_record(found: Detected) -> dict:
+    """One detection as `shelfid detect --json` prints it; an unknown's best guess is never its product_id."""
+    ident = found.identification
+    record = {"bbox": [round(v, 1) for v in found.bbox], "status": ident.status}
+    if ident.product is not None:
+        record |= {"product_id": ident.product.product_id, "sku": ident.product.sku, "name": ident.product.name}
+    elif ident.guess is not None:
+        record["guess"] = {"product_id": ident.guess.product_id, "sku": ident.guess.sku, "name": ident.guess.name}
+    return record | {"similarity": round(ident.similarity, 4), "inliers": ident.inliers,
+                     "inlier_ratio": round(ident.inlier_ratio, 3), "spread": round(ident.spread, 3), "verified": ident.verified}
+
+
+def label(found: Detected) -> str:
+    ident = found.identification
+    if ident.product is not None:
+        return f"{ident.product.name} ({ident.inliers})"
+    return "unknown" if ident.guess is None else f"unknown ~{ident.guess.name}?"

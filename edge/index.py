@@ -1,0 +1,89 @@
+"""Catalog search: LSH candidates re-ranked by exact cosine, or exact search (small catalogs, the oracle).
+
+Vectors are L2-normalised, so cosine = dot product. The float16 vectors stay
+memory-mapped: LSH keeps only its codes (bits / 8 bytes per vector) resident,
+and re-ranking reads just the candidates' rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+CHUNK = 65536  # rows converted to float32 at a time
+
+
+@dataclass(frozen=True)
+class Candidate:
+    product_index: int
+    image_index: int
+    similarity: float
+
+
+def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k by dot product over every vector: [Q x k] similarities and ids (-1 where fewer than k)."""
+    q = np.ascontiguousarray(queries, np.float32)
+    n = len(vectors)
+    k_eff = min(k, n)
+    best_s = np.full((len(q), k), -np.inf, np.float32)
+    best_i = np.full((len(q), k), -1, np.int64)
+    for start in range(0, n, CHUNK):
+        block = np.asarray(vectors[start:start + CHUNK], np.float32)
+        sims = q @ block.T
+        s = np.concatenate((best_s, sims), 1)
+        i = np.concatenate((best_i, np.arange(start, start + len(block))[None].repeat(len(q), 0)), 1)
+        top = np.argpartition(-s, k_eff - 1, axis=1)[:, :k] if s.shape[1] > k else np.argsort(-s, 1)
+        best_s, best_i = np.take_along_axis(s, top, 1), np.take_along_axis(i, top, 1)
+    order = np.argsort(-best_s, 1, kind="stable")
+    return np.take_along_axis(best_s, order, 1), np.take_along_axis(best_i, order, 1)
+
+
+class CatalogIndex:
+    """`kind` lsh: candidates from faiss IndexLSH (random rotation + sign bits), then exact re-rank."""
+
+    def __init__(self, vectors: np.ndarray, kind: str = "lsh", bits: int = 512, rerank: int = 100):
+        self.vectors, self.kind, self.rerank = vectors, kind, rerank
+        self.lsh = None
+        if kind == "lsh" and len(vectors):
+            dim = vectors.shape[1]
+            self.lsh = faiss.IndexLSH(dim, bits, True, False)  # rotate the data; its rotation is seeded in faiss
+            sample = np.asarray(vectors[: min(len(vectors), 10 * bits)], np.float32)
+            self.lsh.train(sample)
+            for start in range(0, len(vectors), CHUNK):
+                self.lsh.add(np.asarray(vectors[start:start + CHUNK], np.float32))
+
+    @property
+    def resident_bytes(self) -> int:
+        """Bytes the index itself keeps in memory (the float16 vectors stay on disk)."""
+        return int(self.lsh.codes.size()) if self.lsh is not None else 0
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """[Q x k] similarities and image ids, best first; ids are -1 where fewer than k exist."""
+        queries = np.ascontiguousarray(queries, np.float32)
+        if self.lsh is None or len(self.vectors) <= self.rerank:
+            return exact_search(self.vectors, queries, k)
+        _, candidates = self.lsh.search(queries, self.rerank)
+        sims_out = np.full((len(queries), k), -np.inf, np.float32)
+        ids_out = np.full((len(queries), k), -1, np.int64)
+        for row, (query, ids) in enumerate(zip(queries, candidates)):
+            ids = np.unique(ids[ids >= 0])  # sorted: sequential reads from the memory map
+            sims = np.asarray(self.vectors[ids], np.float32) @ query
+            top = np.argsort(-sims, kind="stable")[:k]
+            sims_out[row, : len(top)], ids_out[row, : len(top)] = sims[top], ids[top]
+        return sims_out, ids_out
+
+
+def collapse_to_products(sims: np.ndarray, ids: np.ndarray, image_product: np.ndarray, k: int) -> list[Candidate]:
+    """Best image per product, top-k products, from one query's image-level results."""
+    seen: dict[int, Candidate] = {}
+    for sim, image in zip(sims, ids):
+        if image < 0:
+            continue
+        product = int(image_product[image])
+        if product not in seen:
+            seen[product] = Candidate(product, int(image), float(sim))
+            if len(seen) == k:
+                break
+    return list(seen.values())

@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Accuracy of the identification engine on a dataset in the Grocery Store Dataset layout.
+
+    python tools/evaluate.py --data ../shared/data/grocery --split val [--json] [--detect]
+
+Builds a catalog from the iconic images (one per product), runs every photo
+of the split through the pipeline, and reports retrieval recall@1/5/10,
+verified top-1 accuracy and, with a seeded third of the products removed from
+the catalog, the open-set false-identification rate (photos of removed
+products that are not reported unknown). Separately for the packaged
+products (identical-product case) and for all products. Writes a
+precision-recall curve over the decision threshold and a confusion summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+from edge.catalog import load_catalog  # noqa: E402
+from edge.catalog_build import build_catalog  # noqa: E402
+from edge.config import Config  # noqa: E402
+from edge.config_file import load_config  # noqa: E402
+from edge.identify import Identifier, Timings, identifier_for, open_models  # noqa: E402
+from edge.images import read_image  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Product:
+    class_id: int
+    name: str
+    iconic: Path
+    packaged: bool
+
+
+@dataclass
+class PhotoResult:
+    truth: str
+    ranked: list[str]  # retrieval order of product ids (top 10)
+    status: str
+    predicted: str | None  # identified product, or the unknown's best guess
+    score: float  # what the threshold sweep varies: inliers of the chosen candidate
+    in_catalog: bool
+
+
+def read_dataset(data: Path, split: str) -> tuple[list[Product], list[tuple[Path, int]]]:
+    with open(data / "classes.csv", newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    products = [Product(int(r[1]), r[0], data / r[4].lstrip("/"), "/Packages/" in r[4]) for r in rows]
+    photos = []
+    for line in (data / f"{split}.txt").read_text().splitlines():
+        if line.strip():
+            path, fine, _ = [x.strip() for x in line.split(",")]
+            photos.append((data / path, int(fine)))
+    return products, photos
+
+
+def make_catalog(products: list[Product], folder: Path, config: Config, models) -> Path:
+    src = folder / "images"
+    for p in products:
+        (src / p.name).mkdir(parents=True, exist_ok=True)
+        (src / p.name / p.iconic.name).write_bytes(p.iconic.read_bytes())
+    detector, embedder, verifier = models
+    out = folder / "catalog"
+    build_catalog(src, out, embedder, verifier, None, folder.name)
+    return out
+
+
+def run_photos(identifier: Identifier, photos: list[tuple[Path, str]], in_catalog: set[str], detect: bool,
+               timings: Timings, desc: str) -> list[PhotoResult]:
+    results = []
+    products = identifier.catalog.products
+    for path, truth in tqdm(photos, desc=desc, unit="photo", disable=None):
+        found = identifier.identify_image(read_image(path), detect=detect, timings=timings)
+        # each photo shows one product: judge the most convincing detection
+        found.sort(key=lambda f: (f.identification.status == "identified", f.identification.inliers), reverse=True)
+        if not found:
+            results.append(PhotoResult(truth, [], "unknown", None, 0.0, truth in in_catalog))
+            continue
+        ident = found[0].identification
+        product = ident.product or ident.guess
+        results.append(PhotoResult(truth, [products[i].product_id for i in ident.ranked], ident.status,
+                                   product.product_id if product else None, float(ident.inliers), truth in in_catalog))
+    return results
+
+
+def metrics(closed: list[PhotoResult], open_set: list[PhotoResult]) -> dict:
+    n = len(closed)
+    recall = {k: sum(r.truth in r.ranked[:k] for r in closed) / n for k in (1, 5, 10)}
+    correct = sum(r.status == "identified" and r.predicted == r.truth for r in closed)
+    wrong = sum(r.status == "identified" and r.predicted != r.truth for r in closed)
+    outsiders = [r for r in open_set if not r.in_catalog]
+    false_ids = sum(r.status == "identified" for r in outsiders)
+    return {"photos": n, "top1": correct / n, "recall_at_1": recall[1], "recall_at_5": recall[5], "recall_at_10": recall[10],
+            "wrong_identifications": wrong / n, "unknown_rate": sum(r.status == "unknown" for r in closed) / n,
+            "false_id_rate": false_ids / max(len(outsiders), 1), "open_set_photos": len(outsiders)}
+
+
+def pr_curve(results: list[PhotoResult], out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scores = sorted({r.score for r in results})
+    points = []
+    for t in scores:
+        chosen = [r for r in results if r.score >= t]
+        if chosen:
+            right = sum(r.predicted == r.truth for r in chosen)
+            points.append((right / len(results), right / len(chosen), t))
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot([p[0] for p in points], [p[1] for p in points], marker=".")
+    ax.set_xlabel("recall (correct identifications / photos)")
+    ax.set_ylabel("precision (correct / identified)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def confusion(results: list[PhotoResult], top: int = 8) -> list[str]:
+    pairs = Counter((r.truth, r.predicted) for r in results if r.status == "identified" and r.predicted != r.truth)
+    return [f"{truth} -> {pred}: {n}" for (truth, pred), n in pairs.most_common(top)]
+
+
+def evaluate_subset(name: str, products: list[Product], photos: list[tuple[Path, int]], config: Config, models,
+                    detect: bool, seed: int, workdir: Path, limit: int | None) -> tuple[dict, list[PhotoResult]]:
+    by_id = {p.class_id: p for p in products}
+    queries = [(path, by_id[c].name) for path, c in photos if c in by_id]
+    if limit:
+        queries = random.Random(seed).sample(queries, min(limit, len(queries)))
+    removed = set(random.Random(seed).sample(sorted(p.name for p in products), len(products) // 3))
+    kept = [p for p in products if p.name not in removed]
+    detector, embedder, verifier = models
+    timings = Timings()
+    runs = {}
+    for label, members in (("closed", products), ("open", kept)):
+        folder = workdir / f"{name}-{label}"
+        catalog = load_catalog(make_catalog(members, folder, config, models))
+        identifier = identifier_for(config, catalog, embedder, verifier, detector)
+        runs[label] = run_photos(identifier, queries, {p.name for p in members}, detect,
+                                 timings if label == "closed" else Timings(), f"{name} {label}")
+    result = metrics(runs["closed"], runs["open"])
+    result["ms"] = {k: round(v / len(queries), 1) for k, v in timings.ms.items()}
+    result["confusions"] = confusion(runs["closed"])
+    return result, runs["closed"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="dataset root (classes.csv, <split>.txt, iconic images)")
+    parser.add_argument("--split", default="val", help="which <split>.txt to run")
+    parser.add_argument("--config", type=Path, help="config naming models and thresholds (default: built-in defaults)")
+    parser.add_argument("--detect", action="store_true", help="run the detector instead of using the whole photo")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the open-set split and --limit")
+    parser.add_argument("--limit", type=int, help="photos per subset (a seeded sample), for quick checks")
+    parser.add_argument("--subsets", default="packaged,all", help="packaged, all, or both")
+    parser.add_argument("--out", type=Path, default=Path("eval-out"), help="where the PR curves go")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+
+    config = load_config(args.config) if args.config else Config()
+    # retrieval is scored to recall@10; the verifier still sees only verifier.candidates of them
+    config = config.model_copy(update={"index": config.index.model_copy(update={"top_k": max(config.index.top_k, 10)})})
+    products, photos = read_dataset(args.data, args.split)
+    models = open_models(config)
+    args.out.mkdir(parents=True, exist_ok=True)
+    report: dict = {"split": args.split, "verifier": models[2].id, "embedder": models[1].model_id[:12]}
+    started = time.perf_counter()
+    total_photos = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for subset in args.subsets.split(","):
+            members = [p for p in products if p.packaged] if subset == "packaged" else products
+            result, closed = evaluate_subset(subset, members, photos, config, models, args.detect, args.seed, Path(tmp), args.limit)
+            pr_curve(closed, args.out / f"pr-{subset}-{args.split}.png", f"{subset} ({args.split}, {models[2].id})")
+            report[subset] = result
+            total_photos += 2 * result["photos"]
+    report["ms_per_image"] = round((time.perf_counter() - started) * 1000 / max(total_photos, 1), 1)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for subset in args.subsets.split(","):
+            r = report[subset]
+            print(f"{subset:9s} photos {r['photos']:4d}  top1 {r['top1']:.3f}  recall@1/5/10 {r['recall_at_1']:.3f}/"
+                  f"{r['recall_at_5']:.3f}/{r['recall_at_10']:.3f}  false-id {r['false_id_rate']:.3f} "
+                  f"({r['open_set_photos']} open-set photos)  wrong {r['wrong_identifications']:.3f}  ms {r['ms']}")
+            for line in r["confusions"]:
+                print(f"    confused: {line}")
+        print(f"ms per image (all stages, both runs): {report['ms_per_image']}; PR curves in {args.out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
