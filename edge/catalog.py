@@ -6,6 +6,7 @@
     embeddings.npy    [images x D] float16, memory-mapped
     keypoints.npy     [K x 2] float32, all images' keypoints end to end
     descriptors.npy   [K x Dk] float16
+    scores.npy        [K] float32 keypoint scores
     offsets.npy       [images + 1] int64: image i owns rows offsets[i]:offsets[i+1]
 
 Arrays are memory-mapped, so resident memory stays small and a catalog opens fast.
@@ -23,7 +24,8 @@ from edge.errors import CatalogError
 from edge.verifier import Features
 
 SCHEMA = 1
-FILES = ("catalog.json", "products.json", "images.json", "embeddings.npy", "keypoints.npy", "descriptors.npy", "offsets.npy")
+FILES = ("catalog.json", "products.json", "images.json", "embeddings.npy", "keypoints.npy", "descriptors.npy", "offsets.npy",
+         "scores.npy")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Catalog:
     keypoints: np.ndarray
     descriptors: np.ndarray
     offsets: np.ndarray
+    scores: np.ndarray
 
     @property
     def version(self) -> int:
@@ -57,7 +60,8 @@ class Catalog:
     def features(self, image_index: int) -> Features:
         start, end = self.offsets[image_index], self.offsets[image_index + 1]
         width, height = self.images[image_index]["feature_size"]
-        return Features(np.asarray(self.keypoints[start:end], np.float32), np.asarray(self.descriptors[start:end]), (width, height))
+        return Features(np.asarray(self.keypoints[start:end], np.float32), np.asarray(self.descriptors[start:end]), (width, height),
+                        np.asarray(self.scores[start:end], np.float32))
 
     def images_of(self, product_index: int) -> np.ndarray:
         return np.flatnonzero(self.image_product == product_index)
@@ -67,7 +71,7 @@ def empty_catalog(embedding_dim: int, descriptor_dim: int) -> Catalog:
     """A catalog with nothing in it: every detection comes back unknown."""
     return Catalog(Path("/dev/null"), {"catalog_id": "empty", "version": 0}, [], np.zeros(0, np.int64), [],
                    np.zeros((0, embedding_dim), np.float16), np.zeros((0, 2), np.float32),
-                   np.zeros((0, descriptor_dim), np.float16), np.zeros(1, np.int64))
+                   np.zeros((0, descriptor_dim), np.float16), np.zeros(1, np.int64), np.zeros(0, np.float32))
 
 
 def _load_json(path: Path):
@@ -120,7 +124,7 @@ def _check_shapes(c: Catalog) -> None:
         problems.append(f"embeddings has {c.embeddings.shape[0]} rows for {n} images")
     if c.offsets.shape != (n + 1,) or (n and c.offsets[-1] != len(c.keypoints)):
         problems.append("offsets do not match keypoints")
-    if len(c.keypoints) != len(c.descriptors):
-        problems.append(f"{len(c.keypoints)} keypoints but {len(c.descriptors)} descriptors")
+    if not len(c.keypoints) == len(c.descriptors) == len(c.scores):
+        problems.append(f"{len(c.keypoints)} keypoints, {len(c.descriptors)} descriptors, {len(c.scores)} scores")
     if problems:
         raise CatalogError(f"{c.path}: inconsistent catalog: {'; '.join(problems)}")

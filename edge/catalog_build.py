@@ -160,6 +160,8 @@ def write_catalog_files(folder: Path, info: dict, products: list[Product], rows:
     np.save(folder / "keypoints.npy", keypoints.astype(np.float32))
     np.save(folder / "descriptors.npy", descriptors.astype(np.float16))
     np.save(folder / "offsets.npy", offsets)
+    scores = [f.scores if f.scores is not None else np.zeros(len(f.keypoints)) for f in features]
+    np.save(folder / "scores.npy", np.concatenate(scores).astype(np.float32) if scores else np.zeros(0, np.float32))
     # catalog.json last: its presence marks a complete folder
     (folder / "catalog.json").write_text(json.dumps(info, indent=1))
     for name in os.listdir(folder):

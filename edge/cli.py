@@ -152,6 +152,19 @@ def _bench_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_index(args: argparse.Namespace) -> int:
+    from edge.bench_index import bench_index, format_rows, rows_as_dicts
+
+    settings = [tuple(int(x) for x in s.split("/")) for s in args.lsh.split(",")]
+    rows = []
+    for n in args.n:
+        progress = None if args.json else (lambda r: print(f"  {r.n:,} {r.method}: p50 {r.single_p50_ms} ms, recall@10 {r.recall_at_10:.3f}",
+                                                           file=sys.stderr))
+        rows += bench_index(n, settings, args.queries, hnsw=n <= args.hnsw_max, threads=args.threads, progress=progress)
+    print(json.dumps(rows_as_dicts(rows), indent=2) if args.json else format_rows(rows))
+    return 0
+
+
 def _ints(text: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",")]
@@ -238,6 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=20, help="timed runs per setting")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_bench_models)
+
+    p = bsub.add_parser("index", help="catalog search on clustered synthetic vectors: speed, memory, recall vs exact")
+    p.add_argument("--n", type=_ints, default=[100_000, 1_000_000], help="catalog sizes, e.g. 100000,1000000")
+    p.add_argument("--lsh", default="256/100,512/100,1024/100,512/200", help="LSH settings as bits/rerank, comma-separated")
+    p.add_argument("--queries", type=int, default=200, help="queries per setting")
+    p.add_argument("--hnsw-max", type=int, default=100_000, help="largest n that also builds faiss HNSW (slow to build)")
+    p.add_argument("--threads", type=int, default=1, help="faiss threads")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_bench_index)
     return parser
 
 

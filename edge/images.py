@@ -32,11 +32,13 @@ def read_image(path: Path | str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             with Image.open(path) as image:
                 width, height = image.size  # from the header: nothing decoded yet
                 if width * height > max_pixels:
-                    raise ImageError(f"{path}: {width}×{height} pixels is over the limit of {max_pixels:,}")
+                    raise ImageError(f"{path}: {width}×{height} pixels is over the limit of {max_pixels:,} pixels")
                 image.load()  # raises on truncated data
                 rgb = ImageOps.exif_transpose(image).convert("RGB")
     except ImageError:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{path}: over the limit of {max_pixels:,} pixels ({exc})") from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{path}: not a readable image: {exc}") from None
     return np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])

@@ -20,11 +20,15 @@ def _build(arch: str, config: dict) -> nn.Module:
         from models.resnet import ResNet34Embedder
 
         return ResNet34Embedder(**config)
+    if arch == "efficientnet-lite0-embedder":
+        from models.efficientnet import EfficientNetLite0Embedder
+
+        return EfficientNetLite0Embedder(**config)
     if arch == "yolov5":
         from models.yolov5 import YOLOv5
 
         return YOLOv5(config["yaml"], config["stride"], config["bn_eps"])
-    raise ModelError(f"unknown architecture {arch!r}; known: resnet34-embedder, yolov5")
+    raise ModelError(f"unknown architecture {arch!r}; known: resnet34-embedder, efficientnet-lite0-embedder, yolov5")
 
 
 def save_checkpoint(path: Path | str, model: nn.Module, arch: str, config: dict, metadata: dict[str, str]) -> None:

@@ -24,10 +24,11 @@ class Features:
     keypoints: np.ndarray  # [N x 2] float32, pixels of the extractor's input image
     descriptors: np.ndarray  # [N x D]
     image_size: tuple[int, int]  # (width, height) of the extractor's input image
+    scores: np.ndarray | None = None  # [N] detection confidence; SuperGlue's keypoint encoder needs it
 
     @staticmethod
     def empty(dim: int, image_size: tuple[int, int] = (0, 0), dtype=np.float32) -> Features:
-        return Features(np.zeros((0, 2), np.float32), np.zeros((0, dim), dtype), image_size)
+        return Features(np.zeros((0, 2), np.float32), np.zeros((0, dim), dtype), image_size, np.zeros(0, np.float32))
 
 
 @dataclass(frozen=True)

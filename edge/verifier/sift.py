@@ -36,7 +36,7 @@ class SIFTVerifier:
         if descriptors is None:
             return Features.empty(self.descriptor_dim, size)
         points = np.array([k.pt for k in keypoints], np.float32)
-        return Features(points, descriptors.astype(np.float32), size)
+        return Features(points, descriptors.astype(np.float32), size, np.array([k.response for k in keypoints], np.float32))
 
     def match(self, query: Features, reference: Features) -> Match:
         if len(query.keypoints) < 2 or len(reference.keypoints) < 2:

