@@ -150,6 +150,11 @@ class VerifierConfig(Section):
     min_inliers: int = Field(default=20, ge=4, le=10000, description="Inliers needed to call a product identical.")
     min_inlier_ratio: float = Field(default=0.2, ge=0, le=1, description="Inlier ratio needed to call a product identical.")
     candidates: int = Field(default=3, ge=1, le=100, description="Top candidates verified per object.")
+    decision: Literal["calibrated", "thresholds"] = Field(
+        default="calibrated", description="calibrated: one fitted score over inliers, ratio, spread, similarity and margin; "
+                                          "thresholds: min_inliers and min_inlier_ratio only.")
+    calibration: Optional[Path] = Field(
+        default=None, description="Calibration file from tools/calibrate.py (default: the bundled one for this verifier).")
 
     @model_validator(mode="after")
     def _weights_for_superglue(self) -> VerifierConfig:

@@ -14,12 +14,14 @@ import numpy as np
 
 from edge.catalog import Catalog, Product, load_catalog
 from edge.config import Config
+from edge.decision import Calibration, Thresholds, choose, load_calibration, passes
+from edge.errors import ShelfIDError
 from edge.index import Candidate, CatalogIndex, collapse_to_products
 from edge.verifier import Match, Verifier, open_verifier
 from models.backends import BackendOptions
 from models.detector import Detector, DetectorOptions
 from models.embedder import Embedder
-from models.runtime import open_detector, open_embedder
+from models.runtime import WEIGHTS_DIR, open_detector, open_embedder
 
 IMAGES_PER_PRODUCT = 3  # catalog images of one product tried by the verifier
 # A candidate ends the search early only when it is clearly identical: far over the inlier
@@ -27,12 +29,6 @@ IMAGES_PER_PRODUCT = 3  # catalog images of one product tried by the verifier
 # which gives many inliers over a small area (measured: 63 inliers, spread 0.20 vs 166 and 0.69).
 STRONG = 3
 STRONG_SPREAD = 0.4
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    min_inliers: int = 20
-    min_inlier_ratio: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -46,6 +42,7 @@ class Identification:
     spread: float
     verified: int  # candidates the verifier looked at
     ranked: tuple[int, ...] = ()  # product indices in retrieval order (top_k), for evaluation
+    confidence: float = 0.0  # the decision's score for the chosen candidate (calibrated probability)
 
     @staticmethod
     def unknown_empty() -> Identification:
@@ -71,22 +68,18 @@ class Detected:
     identification: Identification
 
 
-def passes(match: Match, thresholds: Thresholds) -> bool:
-    return match.inliers >= thresholds.min_inliers and match.inlier_ratio >= thresholds.min_inlier_ratio
-
-
-def decide(catalog: Catalog, candidates: list[Candidate], matches: list[Match], thresholds: Thresholds) -> Identification:
-    """Identical when a verified candidate passes the thresholds (most inliers wins); else unknown with a guess."""
+def decide(catalog: Catalog, candidates: list[Candidate], matches: list[Match], thresholds: Thresholds,
+           calibration: Calibration | None = None) -> Identification:
+    """Identical when the decision rule accepts the best verified candidate; else unknown with a guess."""
     if not candidates:
         return Identification.unknown_empty()
     # matches[i] belongs to candidates[i]; candidates past len(matches) were not verified
-    passing = [i for i, m in enumerate(matches) if passes(m, thresholds)]
-    best = max(passing, key=lambda i: (matches[i].inliers, candidates[i].similarity)) if passing else 0
+    best, identical, confidence = choose(matches, [c.similarity for c in candidates[: len(matches)]], thresholds, calibration)
     cand, match = candidates[best], matches[best] if matches else Match.none()
     product = catalog.products[cand.product_index]
     ranked = tuple(c.product_index for c in candidates)
-    scores = (cand.similarity, match.inliers, match.inlier_ratio, match.spread, len(matches), ranked)
-    if passing:
+    scores = (cand.similarity, match.inliers, match.inlier_ratio, match.spread, len(matches), ranked, confidence)
+    if identical:
         return Identification("identified", product, None, *scores)
     return Identification("unknown", None, product, *scores)
 
@@ -94,9 +87,10 @@ def decide(catalog: Catalog, candidates: list[Candidate], matches: list[Match], 
 class Identifier:
     def __init__(self, embedder: Embedder, verifier: Verifier, catalog: Catalog, index: CatalogIndex,
                  top_k: int = 5, verify_candidates: int = 3, thresholds: Thresholds = Thresholds(),
-                 detector: Detector | None = None):
+                 detector: Detector | None = None, calibration: Calibration | None = None):
         self.embedder, self.verifier, self.catalog, self.index = embedder, verifier, catalog, index
         self.top_k, self.verify_candidates, self.thresholds, self.detector = top_k, verify_candidates, thresholds, detector
+        self.calibration = calibration
 
     def candidates(self, embeddings: np.ndarray) -> list[list[Candidate]]:
         if not len(self.catalog.images):
@@ -105,16 +99,17 @@ class Identifier:
         sims, ids = self.index.search(embeddings, k_images)
         return [collapse_to_products(s, i, self.catalog.image_product, self.top_k) for s, i in zip(sims, ids)]
 
-    def verify(self, crop: np.ndarray, candidates: list[Candidate]) -> list[Match]:
+    def verify(self, crop: np.ndarray, candidates: list[Candidate], limit: int | None = None, early_stop: bool = True) -> list[Match]:
         """Best match per candidate product, in candidate order; stops early on a clear winner."""
         query = self.verifier.features(crop)
         matches = []
-        for cand in candidates[: self.verify_candidates]:
+        for cand in candidates[: limit or self.verify_candidates]:
             images = [cand.image_index] + [i for i in self.catalog.images_of(cand.product_index) if i != cand.image_index]
             best = max((self.verifier.match(query, self.catalog.features(i)) for i in images[:IMAGES_PER_PRODUCT]),
                        key=lambda m: m.inliers)
             matches.append(best)
-            if passes(best, self.thresholds) and best.inliers >= STRONG * self.thresholds.min_inliers and best.spread >= STRONG_SPREAD:
+            clear = best.inliers >= STRONG * self.thresholds.min_inliers and best.spread >= STRONG_SPREAD
+            if early_stop and clear and passes(best, self.thresholds):
                 break
         return matches
 
@@ -130,7 +125,7 @@ class Identifier:
         for crop, cands in zip(crops, candidates):
             with timings.stage("verify"):
                 matches = self.verify(crop, cands) if cands else []
-            results.append(decide(self.catalog, cands, matches, self.thresholds))
+            results.append(decide(self.catalog, cands, matches, self.thresholds, self.calibration))
         return results
 
     def identify_image(self, frame: np.ndarray, detect: bool = True, timings: Timings | None = None) -> list[Detected]:
@@ -167,14 +162,30 @@ def open_models(config: Config) -> tuple[Detector, Embedder, Verifier]:
 def load_identifier(config: Config, catalog_dir: Path) -> Identifier:
     detector, embedder, verifier = open_models(config)
     catalog = load_catalog(catalog_dir, embedder.model_id, verifier.id)
-    return identifier_for(config, catalog, embedder, verifier, detector)
+    return identifier_for(config, catalog, embedder, verifier, detector, calibration_for(config, verifier))
 
 
-def identifier_for(config: Config, catalog: Catalog, embedder: Embedder, verifier: Verifier, detector: Detector | None) -> Identifier:
+def calibration_for(config: Config, verifier: Verifier) -> Calibration | None:
+    """The calibrated decision for this verifier (config file or the bundled one), or None for plain thresholds."""
+    v = config.verifier
+    if v.decision == "thresholds":
+        return None
+    path = v.calibration or WEIGHTS_DIR / f"decision-{verifier.id}.json"
+    if not path.is_file():
+        raise ShelfIDError(f"no decision calibration for verifier {verifier.id} ({path} is absent): run tools/calibrate.py, "
+                           "or set verifier.decision: thresholds")
+    calibration = load_calibration(path)
+    if calibration.verifier_id != verifier.id:
+        raise ShelfIDError(f"{path}: calibrated for verifier {calibration.verifier_id}, this device runs {verifier.id}")
+    return calibration
+
+
+def identifier_for(config: Config, catalog: Catalog, embedder: Embedder, verifier: Verifier, detector: Detector | None,
+                   calibration: Calibration | None = None) -> Identifier:
     ix, v = config.index, config.verifier
     index = CatalogIndex(catalog.embeddings, ix.kind, ix.lsh_bits, ix.rerank)
     return Identifier(embedder, verifier, catalog, index, ix.top_k, v.candidates,
-                      Thresholds(v.min_inliers, v.min_inlier_ratio), detector)
+                      Thresholds(v.min_inliers, v.min_inlier_ratio), detector, calibration)
 
 
 def to_record(found: Detected) -> dict:
@@ -186,7 +197,8 @@ def to_record(found: Detected) -> dict:
     elif ident.guess is not None:
         record["guess"] = {"product_id": ident.guess.product_id, "sku": ident.guess.sku, "name": ident.guess.name}
     return record | {"similarity": round(ident.similarity, 4), "inliers": ident.inliers,
-                     "inlier_ratio": round(ident.inlier_ratio, 3), "spread": round(ident.spread, 3), "verified": ident.verified}
+                     "inlier_ratio": round(ident.inlier_ratio, 3), "spread": round(ident.spread, 3), "verified": ident.verified,
+                     "confidence": round(ident.confidence, 3)}
 
 
 def label(found: Detected) -> str:

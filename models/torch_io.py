@@ -31,9 +31,11 @@ def _build(arch: str, config: dict) -> nn.Module:
     raise ModelError(f"unknown architecture {arch!r}; known: resnet34-embedder, efficientnet-lite0-embedder, yolov5")
 
 
-def save_checkpoint(path: Path | str, model: nn.Module, arch: str, config: dict, metadata: dict[str, str]) -> None:
-    torch.save({"format": FORMAT, "arch": arch, "config": config, "state_dict": model.state_dict(),
-                "metadata": metadata}, path)
+def save_checkpoint(path: Path | str, model: nn.Module, arch: str, config: dict, metadata: dict[str, str],
+                    half: bool = False) -> None:
+    """`half` stores floating tensors as float16 (half the file); loading casts them back."""
+    state = {k: v.half() if half and v.is_floating_point() else v for k, v in model.state_dict().items()}
+    torch.save({"format": FORMAT, "arch": arch, "config": config, "state_dict": state, "metadata": metadata}, path)
 
 
 def load_checkpoint(path: Path | str) -> tuple[nn.Module, dict[str, str]]:

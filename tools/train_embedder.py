@@ -94,21 +94,22 @@ def to_tensor(views: list[np.ndarray]) -> torch.Tensor:
 
 
 class Trunk(torch.nn.Module):
-    """The frozen part of EfficientNet-Lite0, exported to ONNX Runtime for fast feature caching."""
+    """The frozen part of EfficientNet-Lite0 (stem + blocks[:stop]), exported to ONNX Runtime for fast caching."""
 
-    def __init__(self, model: EfficientNetLite0Embedder):
+    def __init__(self, model: EfficientNetLite0Embedder, stop: int):
         super().__init__()
-        self.model = model
+        self.model, self.stop = model, stop
 
     def forward(self, images):
-        return self.model.stem_and_blocks(images)
+        return self.model.stem_and_blocks(images, 0, self.stop)
 
 
-def cache_trunk(model: EfficientNetLite0Embedder, views: list[np.ndarray], desc: str, batch: int = 32) -> torch.Tensor:
+def cache_trunk(model: EfficientNetLite0Embedder, stop: int, views: list[np.ndarray], desc: str, batch: int = 32) -> torch.Tensor:
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_onnx(Trunk(model.eval()), Path(tmp) / "trunk.onnx", model.input_size, "features", {}, dynamic_batch=True)
+        trunk = Trunk(model.eval(), stop)
+        path = export_onnx(trunk, Path(tmp) / "trunk.onnx", model.input_size, "features", {}, dynamic_batch=True)
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         out = []
         for i in tqdm(range(0, len(views), batch), desc=desc, unit="batch"):
@@ -126,6 +127,26 @@ def recall(model, catalog_inputs, catalog_labels, query_inputs, query_labels, fo
     return {"r1": float(hits[:, 0].mean()), "r5": float(hits[:, :5].any(1).mean())}
 
 
+def export(model: torch.nn.Module, args: argparse.Namespace, size: int, history: list[dict]) -> None:
+    model.eval()
+    with torch.no_grad():  # weights rounded to float16 once, so the shipped .pt (float16) and ONNX agree exactly
+        for tensor in model.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+    note = (f"tools/train_embedder.py --backbone {args.backbone} --size {size} --epochs {args.epochs} --seed {args.seed} "
+            f"--trainable-blocks {args.trainable_blocks} "
+            f"(Grocery Store Dataset train split + iconic images)")
+    metadata = {"kind": "embedder", "arch": args.backbone, "model_id": weights_sha256(model.state_dict()), "input_size": size,
+                "embedding_dim": 512, "licence": LICENCE[args.backbone], "source": note, "output_name": "embedding",
+                "input": "images: [B,3,S,S] RGB 0-1"}
+    export_onnx(model, args.out, size, "embedding", metadata, dynamic_batch=True)
+    save_checkpoint(args.out.with_suffix(".pt"), model, ARCH[args.backbone], {"embedding_dim": 512, "input_size": size},
+                    {k: str(v) for k, v in metadata.items()}, half=True)
+    (args.work / "history.json").write_text(json.dumps(history, indent=1))
+    print(f"wrote {args.out} ({args.out.stat().st_size >> 20} MB) in {(time.time() - args.started) / 60:.1f} min; "
+          f"final val recall@1 packaged {history[-1]['val_packaged']['r1']:.3f}, all {history[-1]['val_all']['r1']:.3f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="Grocery Store Dataset root (train.txt, val.txt, classes.csv)")
@@ -135,6 +156,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=40, help="epochs over the cached views")
     parser.add_argument("--photo-views", type=int, default=3, help="views per train photo (the first is the photo itself)")
     parser.add_argument("--iconic-views", type=int, default=40, help="shelf-like views per catalog image")
+    parser.add_argument("--trainable-blocks", type=int, default=5, help="EfficientNet: last MBConv blocks trained (the rest frozen, cached)")
     parser.add_argument("--batch", type=int, default=128, help="batch size")
     parser.add_argument("--lr", type=float, default=2e-3, help="learning rate")
     parser.add_argument("--temperature", type=float, default=0.05, help="normalised-softmax temperature")
@@ -142,12 +164,19 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed for views, initialisation and order")
     parser.add_argument("--work", type=Path, default=Path("train-out"), help="checkpoints and cached views")
     parser.add_argument("--resume", action="store_true", help="continue from WORK/last.pt")
+    parser.add_argument("--export-only", action="store_true", help="export WORK/last.pt as it is, without data or training")
     args = parser.parse_args()
+    args.started = time.time()
 
     torch.manual_seed(args.seed)
     size = args.size or (224 if args.backbone == "efficientnet-lite0" else 128)
     args.work.mkdir(parents=True, exist_ok=True)
-    started = time.time()
+    if args.export_only:
+        state = torch.load(args.work / "last.pt", weights_only=False)
+        model = (EfficientNetLite0Embedder(512, size) if args.backbone == "efficientnet-lite0" else ResNet34Embedder(512, size))
+        model.load_state_dict(state["model"])
+        export(model, args, size, state["history"])
+        return 0
     views, labels = make_views(args.data, size, args.photo_views, args.iconic_views, args.seed, args.limit_photos)
     iconic_paths, iconic_labels, packaged = read_iconic(args.data)
     val_paths, val_labels = read_split(args.data, "val")
@@ -157,10 +186,12 @@ def main() -> int:
 
     if args.backbone == "efficientnet-lite0":
         model = EfficientNetLite0Embedder(512, size, pretrained=True)
-        inputs = cache_trunk(model, views, "cache train views")
-        cat_in, val_in = cache_trunk(model, iconic_plain, "cache catalog"), cache_trunk(model, val_plain, "cache val")
-        params = [*model.trunk._conv_head.parameters(), *model.trunk._bn1.parameters(), *model.head.parameters()]
-        forward = lambda x: model.tail(x.float())  # noqa: E731
+        stop = len(model.trunk._blocks) - args.trainable_blocks
+        inputs = cache_trunk(model, stop, views, "cache train views")
+        cat_in, val_in = cache_trunk(model, stop, iconic_plain, "cache catalog"), cache_trunk(model, stop, val_plain, "cache val")
+        params = [*model.trunk._blocks[stop:].parameters(), *model.trunk._conv_head.parameters(),
+                  *model.trunk._bn1.parameters(), *model.head.parameters()]
+        forward = lambda x: model.tail(model.stem_and_blocks(x.float(), stop))  # noqa: E731
     else:
         model = ResNet34Embedder(512, size)
         inputs, cat_in, val_in = to_tensor(views).half(), to_tensor(iconic_plain).half(), to_tensor(val_plain).half()
@@ -188,7 +219,7 @@ def main() -> int:
     for epoch in range(start_epoch, args.epochs):
         model.train()
         if args.backbone == "efficientnet-lite0":
-            model.trunk._blocks.eval()  # frozen: keep their batch-norm statistics
+            model.trunk._blocks[:stop].eval()  # frozen: keep their batch-norm statistics
         order = torch.randperm(len(inputs))
         total = 0.0
         bar = tqdm(range(0, len(order), args.batch), desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", leave=False)
@@ -211,21 +242,10 @@ def main() -> int:
               f"  packaged {pk_r['r1']:.3f}/{pk_r['r5']:.3f}", flush=True)
         torch.save({"model": model.state_dict(), "proxies": proxies.data, "optimizer": optimizer.state_dict(),
                     "schedule": schedule.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch + 1,
-                    "history": history, "args": vars(args) | {"data": str(args.data), "out": str(args.out), "work": str(args.work)}},
+                    "history": history, "args": {k: str(v) for k, v in vars(args).items()}},
                    last)
 
-    model.eval()
-    note = (f"tools/train_embedder.py --backbone {args.backbone} --size {size} --epochs {args.epochs} --seed {args.seed} "
-            f"(Grocery Store Dataset train split + iconic images)")
-    metadata = {"kind": "embedder", "arch": args.backbone, "model_id": weights_sha256(model.state_dict()), "input_size": size,
-                "embedding_dim": 512, "licence": LICENCE[args.backbone], "source": note, "output_name": "embedding",
-                "input": "images: [B,3,S,S] RGB 0-1"}
-    export_onnx(model, args.out, size, "embedding", metadata, dynamic_batch=True)
-    save_checkpoint(args.out.with_suffix(".pt"), model, ARCH[args.backbone], {"embedding_dim": 512, "input_size": size},
-                    {k: str(v) for k, v in metadata.items()})
-    (args.work / "history.json").write_text(json.dumps(history, indent=1))
-    print(f"wrote {args.out} ({args.out.stat().st_size >> 20} MB) in {(time.time() - started) / 60:.1f} min; "
-          f"final val recall@1 packaged {history[-1]['val_packaged']['r1']:.3f}, all {history[-1]['val_all']['r1']:.3f}")
+    export(model, args, size, history)
     return 0
 
 

@@ -17,7 +17,7 @@ from models.backends import open_backend
 from models.embedder import Embedder
 from tests.conftest import REPO
 
-SOURCE = REPO / "tests" / "data" / "shelf-catalog"
+SOURCE = REPO / "samples" / "shelf-catalog"
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from edge.catalog import empty_catalog
-from edge.catalog_build import build_catalog
 from edge.config import VerifierConfig
-from edge.identify import Identifier, Thresholds, decide
+from edge.decision import Thresholds
+from edge.identify import Identifier, decide
 from edge.index import Candidate, CatalogIndex
 from edge.verifier import Match, open_verifier
 from models.backends import open_backend
@@ -24,17 +24,20 @@ DATA = REPO / "tests" / "data"
 
 
 @pytest.fixture(scope="module")
-def catalog_dir(small_embedder, tmp_path_factory):
+def catalog_dir(tmp_path_factory):
+    """The tiny shelf catalog, built with the default (bundled) models, as `shelfid detect` will use them."""
     out = tmp_path_factory.mktemp("shelf") / "catalog"
-    build_catalog(DATA / "shelf-catalog", out, Embedder(open_backend(small_embedder, "onnxruntime")),
-                  open_verifier(VerifierConfig()), catalog_id="shelf")
+    run = shelfid("catalog", "build", str(REPO / "samples" / "shelf-catalog"), "--out", str(out), "--catalog-id", "shelf")
+    assert run.returncode == 0, run.stderr
+    assert "3 products, 3 images, 0 skipped" in run.stdout
     return out
 
 
 @pytest.fixture(scope="module")
-def config_file(small_embedder, tmp_path_factory):
+def config_file(tmp_path_factory):
+    """The defaults, written out: the pipeline every device runs unless told otherwise."""
     path = tmp_path_factory.mktemp("cfg") / "config.yaml"
-    path.write_text(f"models:\n  embedder: {small_embedder}\n  backend: onnxruntime\n")
+    path.write_text("{}\n")
     return path
 
 

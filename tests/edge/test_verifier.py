@@ -12,6 +12,7 @@ from edge.verifier.geometry import verify_geometry
 from tests.conftest import REPO
 
 DATA = REPO / "tests" / "data"
+CATALOG = REPO / "samples" / "shelf-catalog"
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def warp(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_a_real_photo_matches_its_homography_warp(sift):
-    photo = cv2.imread(str(DATA / "shelf-catalog" / "cha-mate-limao" / "frame0000.jpg"))
+    photo = cv2.imread(str(CATALOG / "cha-mate-limao" / "frame0000.jpg"))
     warped, _ = warp(photo)
     match = sift.match(sift.features(warped), sift.features(photo))
     assert match.inliers >= 100 and match.inlier_ratio >= 0.7
@@ -38,14 +39,14 @@ def test_a_real_photo_matches_its_homography_warp(sift):
 def test_unrelated_products_get_few_inliers(sift):
     leao = sift.features(cv2.imread(str(DATA / "queries" / "matte-leao.jpg")))
     for ref in ("cha-mate-limao/frame0000.jpg", "coca-cola-can/frame0300.jpg"):
-        match = sift.match(leao, sift.features(cv2.imread(str(DATA / "shelf-catalog" / ref))))
+        match = sift.match(leao, sift.features(cv2.imread(str(CATALOG / ref))))
         assert match.inliers < 15, ref
 
 
 def test_same_product_beats_its_look_alike(sift):
     query = sift.features(cv2.imread(str(DATA / "queries" / "cha-mate-limao.jpg")))
-    same = sift.match(query, sift.features(cv2.imread(str(DATA / "shelf-catalog" / "cha-mate-limao" / "frame0000.jpg"))))
-    alike = sift.match(query, sift.features(cv2.imread(str(DATA / "shelf-catalog" / "cha-mate-natural" / "frame0000.jpg"))))
+    same = sift.match(query, sift.features(cv2.imread(str(CATALOG / "cha-mate-limao" / "frame0000.jpg"))))
+    alike = sift.match(query, sift.features(cv2.imread(str(CATALOG / "cha-mate-natural" / "frame0000.jpg"))))
     assert same.inliers > 1.5 * alike.inliers and same.inliers >= 60
 
 

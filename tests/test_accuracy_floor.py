@@ -1,0 +1,67 @@
+"""The bundled embedder and decision on real store photos: parity with PyTorch, and an accuracy floor.
+
+The floor runs tools/evaluate.py on tests/data/grocery-mini (12 packaged
+products, 18 val photos of the Grocery Store Dataset), so a regression in the
+embedder, the verifier or the decision shows in CI. The full val numbers are
+in the README (tools/evaluate.py on ../shared/data/grocery).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from models.backends import open_backend
+from models.embedder import Embedder
+from models.runtime import BUNDLED_EMBEDDER
+from tests.conftest import REPO
+
+MINI = REPO / "tests" / "data" / "grocery-mini"
+
+
+def val_photos() -> list[np.ndarray]:
+    from edge.images import read_image
+
+    return [read_image(MINI / line.split(",")[0]) for line in (MINI / "val.txt").read_text().splitlines() if line]
+
+
+def test_bundled_embedder_onnx_agrees_with_its_pytorch_weights():
+    crops = val_photos()
+    onnx = Embedder(open_backend(BUNDLED_EMBEDDER, "onnxruntime")).embed(crops)
+    torch_ = Embedder(open_backend(BUNDLED_EMBEDDER, "torch")).embed(crops)
+    assert (onnx * torch_).sum(1).min() >= 0.9999
+
+
+def test_bundled_embedder_metadata_names_its_origin():
+    meta = open_backend(BUNDLED_EMBEDDER, "onnxruntime").metadata
+    assert meta["kind"] == "embedder" and meta["embedding_dim"] == "512"
+    assert "Apache-2.0" in meta["licence"] and "train_embedder.py" in meta["source"]
+
+
+@pytest.fixture(scope="module")
+def mini_eval(tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval")
+    run = subprocess.run([sys.executable, "tools/evaluate.py", "--data", str(MINI), "--split", "val", "--subsets", "packaged",
+                          "--json", "--out", str(out)], capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(run.stdout), out
+
+
+def test_accuracy_on_a_fixed_subset_stays_above_the_floor(mini_eval):
+    report, _ = mini_eval
+    packaged = report["packaged"]
+    assert packaged["photos"] == 18
+    assert packaged["recall_at_5"] >= 0.85
+    assert packaged["top1"] >= 0.7
+    assert packaged["wrong_identifications"] <= 0.1
+    assert packaged["false_id_rate"] <= 0.2
+
+
+def test_evaluation_writes_a_precision_recall_plot(mini_eval):
+    _, out = mini_eval
+    png = out / "pr-packaged-val.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
