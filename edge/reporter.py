@@ -1,0 +1,196 @@
+"""MQTT reporting over the topic contract, fed from the durable outbox.
+
+Topics (prefix configurable, default `shelfid`):
+  <prefix>/<device>/status    retained, QoS 1: online / offline (the last will)
+  <prefix>/<device>/events    QoS 1: one JSON event per identification
+  <prefix>/<device>/stats     QoS 0: pipeline and outbox numbers
+  <prefix>/<device>/catalog   retained, QoS 1: active catalog id + version (again after every reconnect)
+  <prefix>/catalogs/<catalog>/latest   subscribed: the catalog server's announcement
+
+Events are written to the outbox first; a sender thread publishes pending ones
+in seq order while connected and deletes each when its PUBACK arrives. Session:
+clean_session=True on purpose: the outbox, not the broker, is the source of
+truth for what is unsent, so a device never depends on broker-side session
+state surviving; after a reconnect everything unacknowledged is sent again
+(at-least-once; consumers dedup on event_id). Reconnects back off from about
+1 s to 60 s; the first delay is jittered per process so a fleet does not
+reconnect in lockstep after a broker restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+
+from edge.config import MQTTConfig
+from edge.events import mark_replayed
+from edge.outbox import Outbox
+
+log = logging.getLogger(__name__)
+WINDOW = 200  # most events in flight (published, not yet acknowledged)
+
+
+def topics(prefix: str, device: str) -> dict[str, str]:
+    base = f"{prefix}/{device}"
+    return {"status": f"{base}/status", "events": f"{base}/events", "stats": f"{base}/stats", "catalog": f"{base}/catalog"}
+
+
+class MQTTReporter:
+    def __init__(self, config: MQTTConfig, device: str, outbox: Outbox, catalog_id: str | None = None,
+                 on_announcement: Callable[[dict], None] | None = None):
+        self.config, self.device, self.outbox = config, device, outbox
+        self.topics = topics(config.topic_prefix, device)
+        self.announcement_topic = f"{config.topic_prefix}/catalogs/{catalog_id}/latest" if catalog_id else None
+        self.on_announcement = on_announcement
+        self._catalog_payload: bytes | None = None
+        self._cond = threading.Condition()
+        self._inflight: dict[int, int] = {}  # mid -> seq
+        self._early_acks: set[int] = set()  # PUBACKs that beat the sender's bookkeeping
+        self._sent_upto = 0  # highest seq handed to paho on this connection
+        self._connected_since: float | None = None
+        self._stop = False
+        self.connected = threading.Event()
+        self.client = self._make_client()
+        self._sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
+
+    def _make_client(self) -> mqtt.Client:
+        c = self.config
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=c.client_id or f"shelfid-{self.device}",
+                             clean_session=True, protocol=mqtt.MQTTv311)
+        client.will_set(self.topics["status"], b"offline", qos=1, retain=True)
+        if c.username:
+            client.username_pw_set(c.username, c.password())
+        if c.tls is not None:
+            client.tls_set(ca_certs=str(c.tls.ca_file) if c.tls.ca_file else None,
+                           certfile=str(c.tls.cert_file) if c.tls.cert_file else None,
+                           keyfile=str(c.tls.key_file) if c.tls.key_file else None, cert_reqs=ssl.CERT_REQUIRED)
+            client.tls_insecure_set(c.tls.insecure)
+        client.reconnect_delay_set(min_delay=max(1, round(random.uniform(0.5, 2.0))), max_delay=60)
+        client.max_inflight_messages_set(WINDOW)
+        client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
+        client.on_publish, client.on_message = self._on_publish, self._on_message
+        return client
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self.client.connect_async(self.config.host, self.config.port, self.config.keepalive_s)
+        self.client.loop_start()
+        self._sender.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish `offline`, flush what the window allows, disconnect."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.connected.is_set() and self._inflight and time.monotonic() < deadline:
+                self._cond.wait(0.1)
+            self._stop = True
+            self._cond.notify_all()
+        if self.connected.is_set():
+            self.client.publish(self.topics["status"], b"offline", qos=1, retain=True).wait_for_publish(1.0)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # --- what the pipeline calls -----------------------------------------------------------
+    def wake(self) -> None:
+        """New events are in the outbox."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def set_catalog(self, catalog_id: str, version: int) -> None:
+        self._catalog_payload = json.dumps({"id": catalog_id, "version": version}).encode()
+        if self.connected.is_set():
+            self.client.publish(self.topics["catalog"], self._catalog_payload, qos=1, retain=True)
+
+    def publish_stats(self, stats: dict) -> None:
+        if self.connected.is_set():
+            self.client.publish(self.topics["stats"], json.dumps(stats).encode(), qos=0)
+
+    # --- paho callbacks (network thread) ---------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("mqtt connect refused by %s:%d: %s (check username, password file and ACL); retrying",
+                      self.config.host, self.config.port, reason_code)
+            return
+        log.info("mqtt connected to %s:%d; %d events pending in the outbox", self.config.host, self.config.port, self.outbox.size)
+        client.publish(self.topics["status"], b"online", qos=1, retain=True)
+        if self._catalog_payload is not None:
+            client.publish(self.topics["catalog"], self._catalog_payload, qos=1, retain=True)
+        if self.announcement_topic:
+            client.subscribe(self.announcement_topic, qos=1)
+        with self._cond:
+            # paho re-sends what was in flight at the disconnect (same mids), so those stay mapped;
+            # everything else unacknowledged is read from the outbox again
+            self._sent_upto = 0
+            self._connected_since = time.time()
+            self.connected.set()
+            self._cond.notify_all()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._cond:
+            self.connected.clear()
+        if not self._stop:
+            log.warning("mqtt disconnected from %s:%d (%s); events stay in the outbox, reconnecting",
+                        self.config.host, self.config.port, reason_code)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._cond:
+            seq = self._inflight.pop(mid, None)
+            if seq is None:
+                self._early_acks.add(mid)
+            self._cond.notify_all()
+        if seq is not None:
+            self.outbox.ack(seq)
+
+    def _on_message(self, client, userdata, message) -> None:
+        try:
+            announcement = json.loads(message.payload)
+            if not isinstance(announcement, dict) or not isinstance(announcement.get("version"), int):
+                raise ValueError("expected an object with an integer version")
+        except ValueError as exc:
+            log.warning("ignored malformed message on %s: %s (%d bytes)", message.topic, exc, len(message.payload))
+            return
+        log.info("catalog announcement on %s: version %s", message.topic, announcement["version"])
+        if self.on_announcement is not None:
+            self.on_announcement(announcement)
+
+    # --- sender thread ---------------------------------------------------------------------
+    def _send_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stop and (not self.connected.is_set() or len(self._inflight) >= WINDOW):
+                    self._cond.wait(1.0)
+                if self._stop:
+                    return
+                after, since, room = self._sent_upto, self._connected_since, WINDOW - len(self._inflight)
+            with self._cond:
+                owned_by_paho = set(self._inflight.values())
+            batch = [e for e in self.outbox.pending(after_seq=after, limit=room + len(owned_by_paho)) if e.seq not in owned_by_paho]
+            if not batch:
+                with self._cond:
+                    self._cond.wait(1.0)
+                continue
+            for event in batch:
+                payload = mark_replayed(event.payload) if since is not None and event.created < since else event.payload
+                # paho is called without our lock held: its network thread holds paho's locks while in on_publish
+                info = self.client.publish(event.topic, payload, qos=1)
+                if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                    break
+                with self._cond:
+                    if info.mid in self._early_acks:
+                        self._early_acks.discard(info.mid)
+                        acked = True
+                    else:
+                        self._inflight[info.mid] = event.seq
+                        acked = False
+                    self._sent_upto = max(self._sent_upto, event.seq)
+                if acked:
+                    self.outbox.ack(event.seq)
+                if info.rc == mqtt.MQTT_ERR_NO_CONN:
+                    break  # paho holds this one and sends it after the reconnect; the rest waits in the outbox

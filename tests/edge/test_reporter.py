@@ -1,0 +1,138 @@
+"""MQTT reporting against a real mosquitto: contract, broker outage, daemon kill -9, bad messages."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import jsonschema
+import paho.mqtt.client as mqtt
+import pytest
+
+from edge.config import MQTTConfig
+from edge.outbox import Outbox
+from edge.reporter import MQTTReporter
+from tests.conftest import REPO
+from tests.mqtt_broker import Broker, Recorder
+
+SCHEMA = json.loads((REPO / "schemas" / "event.schema.json").read_text())
+
+
+@pytest.fixture
+def broker(tmp_path):
+    broker = Broker(tmp_path / "broker").start()
+    yield broker
+    broker.kill()
+
+
+@pytest.fixture
+def recorder(broker):
+    recorder = Recorder(broker.port)
+    yield recorder
+    recorder.close()
+
+
+class Producer:
+    def __init__(self, outbox: Path, port: int, start: int, count: int, delay: float = 0.0):
+        self.process = subprocess.Popen([sys.executable, str(REPO / "tests" / "mqtt_producer.py"), str(outbox), str(port),
+                                         str(start), str(count), str(delay)], stdout=subprocess.PIPE, text=True)
+        self.committed: list[str] = []
+        self.drained = False
+
+    def read(self, until_committed: int | None = None) -> None:
+        """Read its output until it has committed this many events, or until it drains."""
+        for line in self.process.stdout:
+            if line.startswith("committed "):
+                self.committed.append(line.split()[1])
+                if until_committed is not None and len(self.committed) >= until_committed:
+                    return
+            elif line.strip() == "drained":
+                self.drained = True
+                return
+
+    def finish(self) -> None:
+        self.read()
+        assert self.process.wait(20) == 0
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+
+def received_ids(recorder: Recorder) -> list[str]:
+    return [e["event_id"] for e in recorder.events()]
+
+
+def test_events_arrive_once_in_order_with_the_contract_fields(broker, recorder, tmp_path):
+    producer = Producer(tmp_path / "outbox.sqlite", broker.port, 0, 50)
+    producer.finish()
+    assert recorder.wait_for(lambda r: len(r.events()) >= 50)
+    events = recorder.events()
+    assert [e["event_id"] for e in events] == producer.committed
+    assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+    for event in events:
+        jsonschema.validate(event, SCHEMA)
+    assert not any(e["replayed"] for e in events)
+    assert recorder.wait_for(lambda r: r.payloads("/status")[-1:] == [b"offline"])  # clean stop says offline
+    assert b"online" in recorder.payloads("/status")
+    assert json.loads(recorder.payloads("/catalog")[-1]) == {"id": "shelf", "version": 3}
+
+
+def test_broker_outage_loses_nothing_and_marks_late_events_replayed(broker, recorder, tmp_path):
+    producer = Producer(tmp_path / "outbox.sqlite", broker.port, 0, 400, delay=0.01)
+    assert recorder.wait_for(lambda r: len(r.events()) >= 50)
+    broker.stop()
+    producer.read(until_committed=len(producer.committed) + 100)  # events keep coming while the broker is down
+    broker.start()
+    producer.finish()
+    assert recorder.wait_for(lambda r: set(producer.committed) <= set(received_ids(r)), timeout=30)
+    events = recorder.events()
+    assert any(e["replayed"] for e in events) and not all(e["replayed"] for e in events)
+    assert len(events) - len(set(received_ids(recorder))) <= 200  # duplicates only for what was in flight
+
+
+def test_daemon_killed_mid_stream_loses_nothing(broker, recorder, tmp_path):
+    outbox = tmp_path / "outbox.sqlite"
+    first = Producer(outbox, broker.port, 0, 5000, delay=0.001)
+    first.read(until_committed=300)
+    first.kill()
+    assert recorder.wait_for(lambda r: r.payloads("/status")[-1:] == [b"offline"])  # the broker sent the last will
+    second = Producer(outbox, broker.port, 5000, 100)
+    second.finish()
+    committed = set(first.committed) | set(second.committed)
+    assert recorder.wait_for(lambda r: committed <= set(received_ids(r)), timeout=30)
+    ids = received_ids(recorder)
+    assert len(ids) - len(set(ids)) <= 200  # duplicates only for messages that were in flight at the kill
+    assert recorder.payloads("/status")[-1] == b"offline" and b"online" in recorder.payloads("/status")
+
+
+def test_malformed_announcements_are_logged_and_ignored(broker, tmp_path, caplog):
+    got: list[dict] = []
+    arrived = threading.Event()
+    reporter = MQTTReporter(MQTTConfig(host="127.0.0.1", port=broker.port), "dev1", Outbox(tmp_path / "o.sqlite"), "shelf",
+                            on_announcement=lambda a: (got.append(a), arrived.set()))
+    reporter.start()
+    assert reporter.connected.wait(10)
+    sender = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    sender.connect("127.0.0.1", broker.port)
+    sender.loop_start()
+    for payload in (b"\xff\xfe not json", b"[1, 2]", b'{"version": "seven"}', b'{"version": 7, "catalog": "shelf"}'):
+        sender.publish("shelfid/catalogs/shelf/latest", payload, qos=1).wait_for_publish(5)
+    assert arrived.wait(10)
+    assert got == [{"version": 7, "catalog": "shelf"}] and reporter.connected.is_set()
+    assert sum("ignored malformed message" in r.message for r in caplog.records) == 3
+    sender.loop_stop()
+    reporter.stop()
+
+
+def test_wrong_port_is_retried_with_a_clear_log_line(tmp_path, caplog):
+    from tests.mqtt_broker import free_port
+
+    reporter = MQTTReporter(MQTTConfig(host="127.0.0.1", port=free_port()), "dev1", Outbox(tmp_path / "o.sqlite"))
+    reporter.start()
+    assert not reporter.connected.wait(1.5)
+    reporter.stop(timeout=0.1)

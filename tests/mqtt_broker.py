@@ -1,0 +1,103 @@
+"""A real mosquitto on a free loopback port, which tests stop, kill and restart; and a recording subscriber."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mosquitto_binary() -> str:
+    found = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    if found is None:
+        raise RuntimeError("mosquitto is not installed: `make test` installs it (apt-get install mosquitto)")
+    return found
+
+
+class Broker:
+    def __init__(self, folder: Path, port: int | None = None):
+        self.folder, self.port = folder, port or free_port()
+        data = folder / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        data.chmod(0o777)  # mosquitto started as root may drop to its own user; it must be able to persist here
+        self.conf = folder / "mosquitto.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                             f"persistence_location {data}/\nautosave_interval 1\nuser root\n")
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Broker:
+        self.process = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                        stderr=open(self.folder / "mosquitto.log", "ab"))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # readiness: the port accepts connections
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"mosquitto exited: {(self.folder / 'mosquitto.log').read_text()[-500:]}") from None
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start listening within 10 s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # graceful: persists its state
+            self.process.wait(10)
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+class Recorder:
+    """Subscribes to everything under a prefix and lets tests await what arrives."""
+
+    def __init__(self, port: int, pattern: str = "shelfid/#"):
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._cond = threading.Condition()
+        self.subscribed = threading.Event()
+        # a persistent session: the broker queues QoS 1 messages for us while we are reconnecting
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"recorder-{free_port()}", clean_session=False)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(pattern, qos=1)
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
+        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.connect_async("127.0.0.1", port, 30)
+        self.client.loop_start()
+        if not self.subscribed.wait(10):
+            raise RuntimeError("the recording subscriber could not subscribe within 10 s")
+
+    def _on_message(self, client, userdata, message) -> None:
+        with self._cond:
+            self.messages.append((message.topic, message.payload, message.retain))
+            self._cond.notify_all()
+
+    def wait_for(self, predicate, timeout: float = 20.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self), timeout)
+
+    def events(self) -> list[dict]:
+        with self._cond:
+            return [json.loads(p) for t, p, _ in self.messages if t.endswith("/events")]
+
+    def payloads(self, suffix: str) -> list[bytes]:
+        with self._cond:
+            return [p for t, p, _ in self.messages if t.endswith(suffix)]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
