@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import jsonschema
 import paho.mqtt.client as mqtt
@@ -17,7 +13,7 @@ from edge.config import MQTTConfig
 from edge.outbox import Outbox
 from edge.reporter import MQTTReporter
 from tests.conftest import REPO
-from tests.mqtt_broker import Broker, Recorder
+from tools.mqtt_harness import Broker, Producer, Recorder
 
 SCHEMA = json.loads((REPO / "schemas" / "event.schema.json").read_text())
 
@@ -34,33 +30,6 @@ def recorder(broker):
     recorder = Recorder(broker.port)
     yield recorder
     recorder.close()
-
-
-class Producer:
-    def __init__(self, outbox: Path, port: int, start: int, count: int, delay: float = 0.0):
-        self.process = subprocess.Popen([sys.executable, str(REPO / "tests" / "mqtt_producer.py"), str(outbox), str(port),
-                                         str(start), str(count), str(delay)], stdout=subprocess.PIPE, text=True)
-        self.committed: list[str] = []
-        self.drained = False
-
-    def read(self, until_committed: int | None = None) -> None:
-        """Read its output until it has committed this many events, or until it drains."""
-        for line in self.process.stdout:
-            if line.startswith("committed "):
-                self.committed.append(line.split()[1])
-                if until_committed is not None and len(self.committed) >= until_committed:
-                    return
-            elif line.strip() == "drained":
-                self.drained = True
-                return
-
-    def finish(self) -> None:
-        self.read()
-        assert self.process.wait(20) == 0
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
 
 
 def received_ids(recorder: Recorder) -> list[str]:
@@ -130,7 +99,7 @@ def test_malformed_announcements_are_logged_and_ignored(broker, tmp_path, caplog
 
 
 def test_wrong_port_is_retried_with_a_clear_log_line(tmp_path, caplog):
-    from tests.mqtt_broker import free_port
+    from tools.mqtt_harness import free_port
 
     reporter = MQTTReporter(MQTTConfig(host="127.0.0.1", port=free_port()), "dev1", Outbox(tmp_path / "o.sqlite"))
     reporter.start()

@@ -1,4 +1,7 @@
-"""A real mosquitto on a free loopback port, which tests stop, kill and restart; and a recording subscriber."""
+"""A real mosquitto on a free loopback port that can be stopped, killed and restarted; and a recording subscriber.
+
+Used by the tests and by tools/fault_mqtt.py.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -101,3 +105,34 @@ class Recorder:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+class Producer:
+    """tools/mqtt_producer.py as a process: the reporting side of a daemon, which can be SIGKILLed."""
+
+    def __init__(self, outbox: Path, port: int, start: int, count: int, delay: float = 0.0):
+        self.process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("mqtt_producer.py")), str(outbox), str(port),
+                                         str(start), str(count), str(delay)], stdout=subprocess.PIPE, text=True)
+        self.committed: list[str] = []
+        self.drained = False
+
+    def read(self, until_committed: int | None = None) -> None:
+        """Read its output until it has committed this many events, or until it drains."""
+        for line in self.process.stdout:
+            if line.startswith("committed "):
+                self.committed.append(line.split()[1])
+                if until_committed is not None and len(self.committed) >= until_committed:
+                    return
+            elif line.strip() == "drained":
+                self.drained = True
+                return
+
+    def finish(self) -> None:
+        self.read()
+        assert self.process.wait(20) == 0
+
+    def kill(self) -> None:
+        """SIGKILL; then collect the commits it reported before dying (still in the pipe)."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+        self.read()

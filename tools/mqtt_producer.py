@@ -1,6 +1,6 @@
 """A stand-in for the daemon's reporting side, run as a process tests can SIGKILL: events → outbox → MQTT.
 
-    python tests/mqtt_producer.py OUTBOX PORT START COUNT [DELAY_S]
+    python tools/mqtt_producer.py OUTBOX PORT START COUNT [DELAY_S]
 
 Prints `committed <event_id>` once each event is durably in the outbox, and
 `drained` when the outbox is empty at the end.
