@@ -64,7 +64,14 @@ class Catalog:
                         np.asarray(self.scores[start:end], np.float32))
 
     def images_of(self, product_index: int) -> np.ndarray:
-        return np.flatnonzero(self.image_product == product_index)
+        """The product's original catalog images (retrieval-only variants have no keypoints)."""
+        return np.array([i for i in np.flatnonzero(self.image_product == product_index) if not self.images[i].get("variant")], np.int64)
+
+    def original_of(self, image_index: int) -> int:
+        """A variant's original image (the first original of its product), or the image itself."""
+        if not self.images[image_index].get("variant"):
+            return image_index
+        return int(self.images_of(int(self.image_product[image_index]))[0])
 
 
 def empty_catalog(embedding_dim: int, descriptor_dim: int) -> Catalog:

@@ -26,6 +26,7 @@ from edge.catalog import SCHEMA, Product
 from edge.errors import CatalogError, ImageError
 from edge.images import IMAGE_SUFFIXES, read_image
 from edge.verifier import Features, Verifier
+from models.augment import catalog_variant
 from models.detector import Detector
 from models.embedder import Embedder
 
@@ -91,7 +92,8 @@ def scan(images_dir: Path, report: BuildReport) -> list[tuple[str, Path]]:
 
 def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, verifier: Verifier,
                   detector: Detector | None = None, catalog_id: str | None = None, version: int = 1,
-                  force: bool = False) -> BuildReport:
+                  force: bool = False, variants: int = 0, seed: int = 0) -> BuildReport:
+    """`variants`: extra shelf-like views per image, embedded for retrieval only (the verifier uses originals)."""
     images_dir, out = Path(images_dir), Path(out)
     report = BuildReport()
     if out.exists() and any(out.iterdir()) and not force:
@@ -102,15 +104,21 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
 
     rows, crops_features, embeddings = [], [], []
     batch: list[tuple[str, Path, np.ndarray, list[float]]] = []
+    rng = np.random.default_rng(seed)
 
     def flush():
         vectors = embedder.embed([crop for _, _, crop, _ in batch])
         for (pid, path, crop, box), vector in zip(batch, vectors):
             features = verifier.features(crop)
-            rows.append({"product_id": pid, "file": str(path.relative_to(images_dir)), "bbox": box,
-                         "feature_size": list(features.image_size)})
+            row = {"product_id": pid, "file": str(path.relative_to(images_dir)), "bbox": box, "feature_size": list(features.image_size)}
+            rows.append(row)
             crops_features.append(features)
             embeddings.append(vector)
+            if variants:
+                for extra in embedder.embed([catalog_variant(crop, rng) for _ in range(variants)]):
+                    rows.append(row | {"variant": True, "feature_size": [0, 0]})
+                    crops_features.append(Features.empty(verifier.descriptor_dim))
+                    embeddings.append(extra)
         batch.clear()
 
     for pid, path in tqdm(pairs, desc="catalog images", unit="img", disable=None):
@@ -130,6 +138,7 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
                            f"{len(report.skipped)} skipped")
 
     used = sorted({r["product_id"] for r in rows})
+    originals = sum(not r.get("variant") for r in rows)
     products = [table.get(pid, Product(pid, pid, pid)) for pid in used]
     for pid in sorted(set(table) - set(used)):
         report.skipped.append(f"{csv_path}: product {pid} has no readable images")
@@ -138,12 +147,12 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "embedder": {"model_id": embedder.model_id, "dim": embedder.dim, "input_size": embedder.input_size},
         "verifier": {"id": verifier.id, "descriptor_dim": verifier.descriptor_dim},
-        "products": len(products), "images": len(rows),
+        "products": len(products), "images": originals, "variants": len(rows) - originals,
     }
     _write(out, info, products, rows, np.stack(embeddings), crops_features, force)
-    report.products, report.images = len(products), len(rows)
-    log.info("catalog %s v%d: %d products, %d images, %d skipped -> %s", info["catalog_id"], version,
-             len(products), len(rows), len(report.skipped), out)
+    report.products, report.images = len(products), originals
+    log.info("catalog %s v%d: %d products, %d images (+%d variants), %d skipped -> %s", info["catalog_id"], version,
+             len(products), originals, len(rows) - originals, len(report.skipped), out)
     return report
 
 

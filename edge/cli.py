@@ -50,7 +50,7 @@ def _catalog_build(args: argparse.Namespace) -> int:
 
     detector, embedder, verifier = open_models(_config_or_defaults(args.config))
     report = build_catalog(args.images_dir, args.out, embedder, verifier, None if args.no_detect else detector,
-                           args.catalog_id, args.version, args.force)
+                           args.catalog_id, args.version, args.force, args.variants)
     for line in report.skipped:
         print(f"skipped: {line}", file=sys.stderr)
     print(f"wrote {args.out}: {report.products} products, {report.images} images, {len(report.skipped)} skipped")
@@ -201,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", type=int, default=1, help="catalog version number")
     p.add_argument("--no-detect", action="store_true", help="use whole images, without the detector")
     p.add_argument("--force", action="store_true", help="replace an existing catalog folder")
+    p.add_argument("--variants", type=int, default=0, help="extra shelf-like views per image, for retrieval only")
     p.set_defaults(func=_catalog_build)
 
     models = sub.add_parser("models", help="import, export, quantise and inspect models")

@@ -24,6 +24,7 @@ from models.embedder import Embedder
 from models.runtime import WEIGHTS_DIR, open_detector, open_embedder
 
 IMAGES_PER_PRODUCT = 3  # catalog images of one product tried by the verifier
+VARIANTS_SEARCHED = 10  # images searched per wanted product when the catalog holds retrieval variants
 # A candidate ends the search early only when it is clearly identical: far over the inlier
 # threshold AND its inliers cover much of the reference. Look-alikes of one brand share a logo,
 # which gives many inliers over a small area (measured: 63 inliers, spread 0.20 vs 166 and 0.69).
@@ -95,7 +96,8 @@ class Identifier:
     def candidates(self, embeddings: np.ndarray) -> list[list[Candidate]]:
         if not len(self.catalog.images):
             return [[] for _ in embeddings]
-        k_images = min(len(self.catalog.images), self.top_k * IMAGES_PER_PRODUCT)
+        per_product = max(IMAGES_PER_PRODUCT, VARIANTS_SEARCHED if self.catalog.info.get("variants") else 0)
+        k_images = min(len(self.catalog.images), self.top_k * per_product)
         sims, ids = self.index.search(embeddings, k_images)
         return [collapse_to_products(s, i, self.catalog.image_product, self.top_k) for s, i in zip(sims, ids)]
 
@@ -104,7 +106,8 @@ class Identifier:
         query = self.verifier.features(crop)
         matches = []
         for cand in candidates[: limit or self.verify_candidates]:
-            images = [cand.image_index] + [i for i in self.catalog.images_of(cand.product_index) if i != cand.image_index]
+            first = self.catalog.original_of(cand.image_index)
+            images = [first] + [i for i in self.catalog.images_of(cand.product_index) if i != first]
             best = max((self.verifier.match(query, self.catalog.features(i)) for i in images[:IMAGES_PER_PRODUCT]),
                        key=lambda m: m.inliers)
             matches.append(best)

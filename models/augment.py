@@ -127,3 +127,11 @@ def shelf_effects(view: np.ndarray, rng: np.random.Generator, strength: float = 
     if rng.random() < 0.5:
         view = jpeg(view, rng)
     return view
+
+
+def catalog_variant(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An extra catalog view for retrieval: the product as a shelf camera might see it, at its own size."""
+    view = perspective(image, rng, strength=0.08) if rng.random() < 0.7 else image
+    h, w = view.shape[:2]
+    view = cv2.resize(random_resized_crop(view, rng, max(h, w), scale=(0.7, 1.0)), (w, h), interpolation=cv2.INTER_AREA)
+    return shelf_effects(view, rng, strength=0.7)

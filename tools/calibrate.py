@@ -92,6 +92,7 @@ def main() -> int:
     parser.add_argument("--max-false-id", type=float, default=0.02, help="open-set false identifications allowed on val")
     parser.add_argument("--out", type=Path, help="calibration file (default: the bundled one for this verifier)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the train sample")
+    parser.add_argument("--catalog-variants", type=int, default=0, help="extra retrieval views per catalog image")
     args = parser.parse_args()
 
     config = load_config(args.config) if args.config else Config()
@@ -104,7 +105,7 @@ def main() -> int:
     detector, embedder, verifier = models
     verify = config.verifier.candidates + 1  # one more, so that dropping the true product leaves `candidates`
     with tempfile.TemporaryDirectory() as tmp:
-        catalog = load_catalog(make_catalog(products, Path(tmp), config, models))
+        catalog = load_catalog(make_catalog(products, Path(tmp), config, models, args.catalog_variants))
         identifier = identifier_for(config, catalog, embedder, verifier, detector)
         train_rows = collect(identifier, train, verify, "train photos")
         val_rows = collect(identifier, val, verify, "val photos")

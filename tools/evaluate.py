@@ -67,14 +67,14 @@ def read_dataset(data: Path, split: str) -> tuple[list[Product], list[tuple[Path
     return products, photos
 
 
-def make_catalog(products: list[Product], folder: Path, config: Config, models) -> Path:
+def make_catalog(products: list[Product], folder: Path, config: Config, models, variants: int = 0) -> Path:
     src = folder / "images"
     for p in products:
         (src / p.name).mkdir(parents=True, exist_ok=True)
         (src / p.name / p.iconic.name).write_bytes(p.iconic.read_bytes())
     detector, embedder, verifier = models
     out = folder / "catalog"
-    build_catalog(src, out, embedder, verifier, None, folder.name)
+    build_catalog(src, out, embedder, verifier, None, folder.name, variants=variants)
     return out
 
 
@@ -138,7 +138,7 @@ def confusion(results: list[PhotoResult], top: int = 8) -> list[str]:
 
 
 def evaluate_subset(name: str, products: list[Product], photos: list[tuple[Path, int]], config: Config, models,
-                    detect: bool, seed: int, workdir: Path, limit: int | None) -> tuple[dict, list[PhotoResult]]:
+                    detect: bool, seed: int, workdir: Path, limit: int | None, variants: int = 0) -> tuple[dict, list[PhotoResult]]:
     by_id = {p.class_id: p for p in products}
     queries = [(path, by_id[c].name) for path, c in photos if c in by_id]
     if limit:
@@ -150,7 +150,7 @@ def evaluate_subset(name: str, products: list[Product], photos: list[tuple[Path,
     runs = {}
     for label, members in (("closed", products), ("open", kept)):
         folder = workdir / f"{name}-{label}"
-        catalog = load_catalog(make_catalog(members, folder, config, models))
+        catalog = load_catalog(make_catalog(members, folder, config, models, variants))
         identifier = identifier_for(config, catalog, embedder, verifier, detector)
         runs[label] = run_photos(identifier, queries, {p.name for p in members}, detect,
                                  timings if label == "closed" else Timings(), f"{name} {label}")
@@ -170,6 +170,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int, help="photos per subset (a seeded sample), for quick checks")
     parser.add_argument("--subsets", default="packaged,all", help="packaged, all, or both")
     parser.add_argument("--out", type=Path, default=Path("eval-out"), help="where the PR curves go")
+    parser.add_argument("--catalog-variants", type=int, default=0, help="extra retrieval views per catalog image")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
@@ -185,7 +186,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for subset in args.subsets.split(","):
             members = [p for p in products if p.packaged] if subset == "packaged" else products
-            result, closed = evaluate_subset(subset, members, photos, config, models, args.detect, args.seed, Path(tmp), args.limit)
+            result, closed = evaluate_subset(subset, members, photos, config, models, args.detect, args.seed, Path(tmp), args.limit,
+                                             args.catalog_variants)
             pr_curve(closed, args.out / f"pr-{subset}-{args.split}.png", f"{subset} ({args.split}, {models[2].id})")
             report[subset] = result
             total_photos += 2 * result["photos"]

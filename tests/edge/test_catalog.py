@@ -116,3 +116,17 @@ def test_incomplete_or_inconsistent_catalogs_are_refused(source, tmp_path, parts
         load_catalog(out)
     with pytest.raises(CatalogError, match="no catalog folder here"):
         load_catalog(tmp_path / "nowhere")
+
+
+def test_retrieval_variants_are_embedded_but_never_verified(source, tmp_path, parts):
+    embedder, verifier = parts
+    report = build_catalog(source, tmp_path / "catalog", embedder, verifier, variants=4)
+    catalog = load_catalog(tmp_path / "catalog")
+    assert report.images == 3 and catalog.info["variants"] == 12 and len(catalog.images) == 15
+    assert catalog.embeddings.shape == (15, 512)
+    for product in range(3):
+        [original] = catalog.images_of(product)
+        assert not catalog.images[original].get("variant") and len(catalog.features(original).keypoints) > 0
+    variant = next(i for i, row in enumerate(catalog.images) if row.get("variant"))
+    assert len(catalog.features(variant).keypoints) == 0
+    assert catalog.original_of(variant) == catalog.images_of(int(catalog.image_product[variant]))[0]
