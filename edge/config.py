@@ -151,8 +151,8 @@ class VerifierConfig(Section):
     min_inlier_ratio: float = Field(default=0.2, ge=0, le=1, description="Inlier ratio needed to call a product identical.")
     candidates: int = Field(default=3, ge=1, le=100, description="Top candidates verified per object.")
     decision: Literal["calibrated", "thresholds"] = Field(
-        default="calibrated", description="calibrated: one fitted score over inliers, ratio, spread, similarity and margin; "
-                                          "thresholds: min_inliers and min_inlier_ratio only.")
+        default="thresholds", description="thresholds: min_inliers and min_inlier_ratio; calibrated: one score over inliers, "
+                                          "ratio, spread, similarity and margin, fitted for a catalog domain by tools/calibrate.py.")
     calibration: Optional[Path] = Field(
         default=None, description="Calibration file from tools/calibrate.py (default: the bundled one for this verifier).")
 

@@ -49,6 +49,8 @@ class CatalogIndex:
         if kind == "lsh" and len(vectors):
             dim = vectors.shape[1]
             self.lsh = faiss.IndexLSH(dim, bits, True, False)  # rotate the data; its rotation is seeded in faiss
+            # one query at a time on the device: OpenMP workers only spin against the other models' threads
+            faiss.omp_set_num_threads(1)
             sample = np.asarray(vectors[: min(len(vectors), 10 * bits)], np.float32)
             self.lsh.train(sample)
             for start in range(0, len(vectors), CHUNK):

@@ -40,6 +40,7 @@ def export_onnx(model: nn.Module, out: Path, imgsz: int, output_name: str, metad
         write_metadata(proto, metadata)
         onnx.checker.check_model(proto)
         onnx.save(proto, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; models are read by the service user
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):

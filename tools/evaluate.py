@@ -33,7 +33,7 @@ from edge.catalog import load_catalog  # noqa: E402
 from edge.catalog_build import build_catalog  # noqa: E402
 from edge.config import Config  # noqa: E402
 from edge.config_file import load_config  # noqa: E402
-from edge.identify import Identifier, Timings, identifier_for, open_models  # noqa: E402
+from edge.identify import Identifier, Timings, calibration_for, identifier_for, open_models  # noqa: E402
 from edge.images import read_image  # noqa: E402
 
 
@@ -151,7 +151,7 @@ def evaluate_subset(name: str, products: list[Product], photos: list[tuple[Path,
     for label, members in (("closed", products), ("open", kept)):
         folder = workdir / f"{name}-{label}"
         catalog = load_catalog(make_catalog(members, folder, config, models, variants))
-        identifier = identifier_for(config, catalog, embedder, verifier, detector)
+        identifier = identifier_for(config, catalog, embedder, verifier, detector, calibration_for(config, verifier))
         runs[label] = run_photos(identifier, queries, {p.name for p in members}, detect,
                                  timings if label == "closed" else Timings(), f"{name} {label}")
     result = metrics(runs["closed"], runs["open"])
@@ -180,7 +180,8 @@ def main() -> int:
     products, photos = read_dataset(args.data, args.split)
     models = open_models(config)
     args.out.mkdir(parents=True, exist_ok=True)
-    report: dict = {"split": args.split, "verifier": models[2].id, "embedder": models[1].model_id[:12]}
+    report: dict = {"split": args.split, "verifier": models[2].id, "embedder": models[1].model_id[:12],
+                    "decision": config.verifier.decision}
     started = time.perf_counter()
     total_photos = 0
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,12 +12,14 @@ from edge.verifier.geometry import verify_geometry
 RATIO = 0.8
 
 
-def resize_longest(image: np.ndarray, longest: int) -> np.ndarray:
+def resize_longest(image: np.ndarray, longest: int, upscale: bool = False) -> np.ndarray:
+    """Scale so the longest side is `longest`; smaller images are enlarged only with `upscale`."""
     h, w = image.shape[:2]
     scale = longest / max(h, w)
-    if scale >= 1:
+    if scale == 1 or (scale > 1 and not upscale):
         return image
-    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interpolation)
 
 
 class SIFTVerifier:
@@ -25,12 +27,14 @@ class SIFTVerifier:
 
     def __init__(self, config: VerifierConfig):
         self.config = config
-        self.id = f"sift-n{config.max_keypoints}-s{config.input_size}"
+        self.id = f"sift-n{config.max_keypoints}-s{config.input_size}-up"
         self.sift = cv2.SIFT_create(nfeatures=config.max_keypoints)
         self.matcher = cv2.BFMatcher(cv2.NORM_L2)
 
     def features(self, image_bgr: np.ndarray) -> Features:
-        gray = cv2.cvtColor(resize_longest(image_bgr, self.config.input_size), cv2.COLOR_BGR2GRAY)
+        # small crops are enlarged: catalog shots and far-away products are often under 250 px, where SIFT finds
+        # too few keypoints at the scales the other image shows
+        gray = cv2.cvtColor(resize_longest(image_bgr, self.config.input_size, upscale=True), cv2.COLOR_BGR2GRAY)
         size = (gray.shape[1], gray.shape[0])
         keypoints, descriptors = self.sift.detectAndCompute(gray, None)
         if descriptors is None:

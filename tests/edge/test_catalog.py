@@ -99,7 +99,7 @@ def test_catalog_from_another_embedder_is_refused(source, tmp_path, parts):
     build_catalog(source, tmp_path / "catalog", *parts)
     with pytest.raises(CatalogError, match="built with embedder .* this device runs .*rebuild the catalog"):
         load_catalog(tmp_path / "catalog", embedder_id="0" * 64)
-    with pytest.raises(CatalogError, match="built with verifier sift-n1024-s512, this device runs sift-n512-s512"):
+    with pytest.raises(CatalogError, match="built with verifier sift-n1024-s512-up, this device runs sift-n512-s512"):
         load_catalog(tmp_path / "catalog", verifier_id="sift-n512-s512")
 
 
