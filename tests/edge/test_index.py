@@ -69,3 +69,11 @@ def test_collapse_keeps_best_image_per_product():
     cands = collapse_to_products(np.array([0.9, 0.8, 0.7, 0.6, 0.5]), np.array([1, 0, 3, 4, -1]), image_product, 5)
     assert [(c.product_index, c.image_index) for c in cands] == [(0, 1), (2, 3)]
     assert collapse_to_products(np.array([0.9, 0.8]), np.array([1, 3]), image_product, 1)[0].product_index == 0
+
+
+def test_exact_kind_keeps_float32_in_memory_and_matches_the_oracle():
+    vectors, _ = clustered(50, 4, dim=32)
+    index = CatalogIndex(vectors, "exact")
+    queries = vectors[:5].astype(np.float32)
+    assert np.array_equal(index.search(queries, 7)[1], exact_search(vectors, queries, 7)[1])
+    assert index.resident_bytes == 200 * 32 * 4
