@@ -89,6 +89,16 @@ def _detect(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _events(args: argparse.Namespace) -> int:
+    from edge.follow import follow
+
+    config = _config_or_defaults(args.config)
+    if args.device:
+        config = config.model_copy(update={"device": config.device.model_copy(update={"id": args.device})})
+    follow(config, limit=args.count)
+    return 0
+
+
 def _models_import_yolov5(args: argparse.Namespace) -> int:
     from models.export import import_yolov5
 
@@ -190,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotate", type=Path, help="write the image with boxes and names (IMAGE-stem suffix for several)")
     p.add_argument("--whole-image", action="store_true", help="treat each image as one product crop (no detector)")
     p.set_defaults(func=_detect)
+
+    p = sub.add_parser("events", help="follow a device's MQTT events, printed readably (Ctrl-C to stop)")
+    p.add_argument("--config", type=Path, help="config with the broker and device id (default: built-in defaults)")
+    p.add_argument("--device", help="device id to follow (default: the config's)")
+    p.add_argument("--count", type=int, help="stop after this many events")
+    p.set_defaults(func=_events)
 
     catalog = sub.add_parser("catalog", help="build local catalogs")
     csub = catalog.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)

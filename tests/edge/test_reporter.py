@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 
 import jsonschema
@@ -105,3 +107,23 @@ def test_wrong_port_is_retried_with_a_clear_log_line(tmp_path, caplog):
     reporter.start()
     assert not reporter.connected.wait(1.5)
     reporter.stop(timeout=0.1)
+
+
+def test_shelfid_events_prints_what_a_person_reads(broker, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"device:\n  id: test-dev\nmqtt:\n  host: 127.0.0.1\n  port: {broker.port}\n")
+    follower = subprocess.Popen([sys.executable, "-m", "edge.cli", "events", "--config", str(config), "--count", "3"],
+                                stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert follower.stdout.readline().startswith(f"following 127.0.0.1:{broker.port} shelfid/test-dev/")
+    producer = Producer(tmp_path / "outbox.sqlite", broker.port, 0, 3)
+    producer.finish()
+    out, _ = follower.communicate(timeout=30)
+    lines = [line for line in out.splitlines() if "track" in line]
+    assert len(lines) == 3 and "Chá Mate Limão [7891234000011] — inliers 120" in lines[0] and "catalog v3" in lines[0]
+
+
+def test_describe_survives_garbage():
+    from edge.follow import describe
+
+    assert describe("shelfid/d/events", b"\xff{").startswith("events: unreadable payload")
+    assert describe("shelfid/d/status", b"online") == "status: online"
