@@ -13,7 +13,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["edge", "edge.*", "models", "models.*", "sync_agent", "sync_agent.*"]),
-    package_data={"models": ["weights/*.onnx", "weights/*.json"]},
+    package_data={"models": ["weights/*.onnx", "weights/*.pt", "weights/*.json"]},
     install_requires=[
         # the daemon's run-time path: no PyTorch here (DESIGN.md, Models)
         "numpy>=1.24",

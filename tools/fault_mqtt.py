@@ -31,8 +31,10 @@ def main() -> int:
     parser.add_argument("--outage-events", type=int, default=200, help="events committed while the broker is down")
     args = parser.parse_args()
 
-    faults = ["restart"] * args.broker_restarts + ["kill"] * args.daemon_kills
-    faults = [f for pair in zip(faults[::2], faults[1::2] + [None]) for f in pair if f]  # interleave the kinds
+    # each kind spread evenly over the stream, the two kinds interleaved
+    spread = [((i + 0.5) / args.broker_restarts, "restart") for i in range(args.broker_restarts)]
+    spread += [((i + 0.5) / args.daemon_kills, "kill") for i in range(args.daemon_kills)]
+    faults = [kind for _, kind in sorted(spread)]
     at = [round(args.events * (i + 1) / (len(faults) + 1)) for i in range(len(faults))]
     committed: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
