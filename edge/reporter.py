@@ -75,6 +75,7 @@ class MQTTReporter:
         client.reconnect_delay_set(min_delay=max(1, round(random.uniform(0.5, 2.0))), max_delay=60)
         client.max_inflight_messages_set(WINDOW)
         client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_publish, client.on_message = self._on_publish, self._on_message
         return client
 
@@ -108,9 +109,14 @@ class MQTTReporter:
         if self.connected.is_set():
             self.client.publish(self.topics["catalog"], self._catalog_payload, qos=1, retain=True)
 
+    def stats(self) -> dict:
+        """The reporting side's numbers, merged into every stats message."""
+        return {"mqtt_connected": self.connected.is_set(), "outbox_size": self.outbox.size, "outbox_dropped": self.outbox.dropped}
+
     def publish_stats(self, stats: dict) -> None:
+        """QoS 0, only while connected: stats are a live view, not a record."""
         if self.connected.is_set():
-            self.client.publish(self.topics["stats"], json.dumps(stats).encode(), qos=0)
+            self.client.publish(self.topics["stats"], json.dumps({**stats, **self.stats()}).encode(), qos=0)
 
     # --- paho callbacks (network thread) ---------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -131,6 +137,11 @@ class MQTTReporter:
             self._connected_since = time.time()
             self.connected.set()
             self._cond.notify_all()
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        tls = " (TLS: check mqtt.tls.ca_file and that the broker's port speaks TLS)" if self.config.tls else ""
+        log.warning("mqtt cannot connect to %s:%d: connection refused, unreachable or handshake failed%s; retrying",
+                    self.config.host, self.config.port, tls)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._cond:

@@ -32,13 +32,21 @@ def mosquitto_binary() -> str:
 
 
 class Broker:
-    def __init__(self, folder: Path, port: int | None = None):
+    def __init__(self, folder: Path, port: int | None = None, users: dict[str, str] | None = None):
+        """`users`: name -> password; when given, anonymous clients are refused."""
         self.folder, self.port = folder, port or free_port()
         data = folder / "data"
         data.mkdir(parents=True, exist_ok=True)
         data.chmod(0o777)  # mosquitto started as root may drop to its own user; it must be able to persist here
+        auth = "allow_anonymous true\n"
+        if users:
+            passwords = folder / "passwords"
+            for i, (name, password) in enumerate(users.items()):
+                subprocess.run([shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-b", *(["-c"] if i == 0 else []),
+                                str(passwords), name, password], check=True, capture_output=True)
+            auth = f"allow_anonymous false\npassword_file {passwords}\n"
         self.conf = folder / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\n{auth}persistence true\n"
                              f"persistence_location {data}/\nautosave_interval 1\nuser root\n")
         self.process: subprocess.Popen | None = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -32,6 +33,19 @@ def recorder(broker):
     recorder = Recorder(broker.port)
     yield recorder
     recorder.close()
+
+
+def watch_log(text: str) -> threading.Event:
+    """An event set when the reporter logs a line containing `text`: tests await it instead of sleeping."""
+    seen = threading.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if text in record.getMessage():
+                seen.set()
+
+    logging.getLogger("edge.reporter").addHandler(Watch())
+    return seen
 
 
 def received_ids(recorder: Recorder) -> list[str]:
@@ -127,3 +141,61 @@ def test_describe_survives_garbage():
 
     assert describe("shelfid/d/events", b"\xff{").startswith("events: unreadable payload")
     assert describe("shelfid/d/status", b"online") == "status: online"
+
+
+def test_outbox_bound_drops_the_oldest_and_stats_say_how_many(broker, recorder, tmp_path):
+    outbox = Outbox(tmp_path / "o.sqlite", max_events=10)
+    from edge.events import encode, make_event
+
+    for i in range(25):  # while off-line: only the newest 10 fit
+        event = make_event(kind="unknown", seq=outbox.next_seq(), device="dev1", camera="cam0", ts=1000.0 + i, first_seen=1000.0,
+                           track_id=i, product=None, guess=None, similarity=0.1, inliers=0, inlier_ratio=0.0, confidence=0.0,
+                           bbox_norm=(0, 0, 1, 1), catalog_id="shelf", catalog_version=1)
+        outbox.add(event["event_id"], "shelfid/dev1/events", encode(event), now=1000.0 + i)
+    reporter = MQTTReporter(MQTTConfig(host="127.0.0.1", port=broker.port), "dev1", outbox)
+    reporter.outbox.max_age_s = 1e12  # the fixed timestamps above are old; this test is about the count bound
+    reporter.start()
+    assert recorder.wait_for(lambda r: len(r.events()) >= 10)
+    assert [e["track_id"] for e in recorder.events()] == list(range(15, 25)) and all(e["replayed"] for e in recorder.events())
+    reporter.publish_stats({"fps": 12.5})
+    assert recorder.wait_for(lambda r: r.payloads("/stats"))
+    stats = json.loads(recorder.payloads("/stats")[-1])
+    assert stats["outbox_dropped"] == 15 and stats["fps"] == 12.5 and stats["mqtt_connected"] is True
+    reporter.stop()
+
+
+def test_wrong_password_is_a_clear_log_line_and_retried(tmp_path, caplog):
+    broker = Broker(tmp_path / "broker", users={"shelf": "right"}).start()
+    secret = tmp_path / "pw"
+    secret.write_text("wrong\n")
+    try:
+        config = MQTTConfig(host="127.0.0.1", port=broker.port, username="shelf", password_file=secret)
+        reporter = MQTTReporter(config, "dev1", Outbox(tmp_path / "o.sqlite"))
+        refused = watch_log("connect refused")
+        reporter.start()
+        assert refused.wait(15) and not reporter.connected.is_set()
+        assert "check username, password file and ACL); retrying" in caplog.text
+        reporter.stop(timeout=0.1)
+        secret.write_text("right\n")
+        good = MQTTReporter(MQTTConfig(host="127.0.0.1", port=broker.port, username="shelf", password_file=secret),
+                            "dev1", Outbox(tmp_path / "o2.sqlite"))
+        good.start()
+        assert good.connected.wait(15)
+        good.stop()
+    finally:
+        broker.kill()
+
+
+def test_tls_handshake_failure_is_a_clear_log_line_and_retried(broker, tmp_path, caplog):
+    ca = tmp_path / "ca.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "ca.key"), "-out", str(ca),
+                    "-subj", "/CN=test-ca", "-days", "1"], check=True, capture_output=True)
+    from edge.config import TLSConfig
+
+    failed = watch_log("cannot connect")
+    config = MQTTConfig(host="127.0.0.1", port=broker.port, tls=TLSConfig(ca_file=ca))  # the broker's port speaks plain MQTT
+    reporter = MQTTReporter(config, "dev1", Outbox(tmp_path / "o.sqlite"))
+    reporter.start()
+    assert failed.wait(15) and not reporter.connected.is_set()
+    assert "TLS: check mqtt.tls.ca_file" in caplog.text
+    reporter.stop(timeout=0.1)
