@@ -1,0 +1,101 @@
+"""Camera sources and the grabber: files end cleanly, slow consumers drop frames, lost cameras come back."""
+
+from __future__ import annotations
+
+import threading
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.camera import CameraError, ImageFolderSource, guess_kind, open_source
+from edge.config import CameraConfig
+from edge.grabber import Grabber
+from tests.conftest import SAMPLES
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    """A short real video: the sample shelf frames, 10 copies each, at 30 fps."""
+    path = tmp_path_factory.mktemp("video") / "shelf.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 360))
+    for frame in sorted(SAMPLES.glob("*.jpg")):
+        image = cv2.resize(cv2.imread(str(frame)), (640, 360))
+        for _ in range(10):
+            writer.write(image)
+    writer.release()
+    return path
+
+
+@pytest.mark.parametrize("source,kind", [("0", "v4l2"), ("/dev/video2", "v4l2"), ("rtsp://cam/stream", "rtsp"),
+                                         ("videotestsrc ! appsink", "gstreamer"), ("/x/y.mp4", "file")])
+def test_source_kind_is_guessed_from_its_form(source, kind):
+    assert guess_kind(source) == kind
+
+
+def test_a_video_file_is_read_to_the_end_and_ends_cleanly(video):
+    grabber = Grabber(open_source(CameraConfig(source=str(video), realtime=False))).start()
+    frames = []
+    while (frame := grabber.get(timeout=10)) is not None:
+        frames.append(frame)
+    assert grabber.status == "ended" and grabber.grabbed == 40
+    assert frames and frames[0].image.shape == (360, 640, 3)
+    assert len(frames) + grabber.dropped == 40
+
+
+def test_a_slow_consumer_gets_the_latest_frame_and_the_rest_are_counted_as_dropped(video):
+    grabber = Grabber(open_source(CameraConfig(source=str(video), realtime=True, fps=30))).start()
+    taken = []
+    while (frame := grabber.get(timeout=10)) is not None:
+        taken.append(frame.index)
+        threading.Event().wait(0.2)  # a pipeline much slower than the camera
+    assert grabber.grabbed == 40 and grabber.dropped >= 20
+    assert len(taken) + grabber.dropped == 40 and taken == sorted(taken)
+
+
+def test_image_folder_source_in_name_order():
+    source = ImageFolderSource(CameraConfig(source=str(SAMPLES), realtime=False))
+    source.open()
+    frames = [source.read() for _ in range(5)]
+    assert [f is None for f in frames] == [False] * 4 + [True]
+
+
+def test_missing_file_is_a_camera_error(tmp_path):
+    with pytest.raises(CameraError, match="no video file at"):
+        open_source(CameraConfig(source=str(tmp_path / "none.mp4"), kind="file")).open()
+
+
+class FlakySource:
+    """A live camera that fails, stalls and comes back (the hardware we cannot have here)."""
+
+    name, live = "flaky", True
+
+    def __init__(self, frames: list[np.ndarray]):
+        self.frames, self.opens, self.reads = frames, 0, 0
+        self.recovered = threading.Event()
+
+    def open(self):
+        self.opens += 1
+        if self.opens in (2, 3):  # the first two reopen attempts fail
+            raise CameraError("camera flaky: cannot open")
+
+    def read(self):
+        self.reads += 1
+        if self.reads == 5:
+            raise CameraError("camera flaky: stream closed")
+        if self.opens >= 4:
+            self.recovered.set()
+        return self.frames[self.reads % len(self.frames)]
+
+    def close(self):
+        pass
+
+
+def test_a_lost_camera_is_reopened_with_backoff_and_never_ends(shelf_frames):
+    source = FlakySource(shelf_frames)
+    grabber = Grabber(source, backoff_min_s=0.01, backoff_max_s=0.05).start()
+    assert source.recovered.wait(10)
+    assert grabber.get(timeout=5) is not None and grabber.status == "ok"
+    assert grabber.reconnects == 3 and source.opens == 4
+    grabber.stop()
+    assert grabber.status == "stopped"
