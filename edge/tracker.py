@@ -1,0 +1,122 @@
+"""One track per physical product across frames: IoU against a constant-velocity prediction.
+
+Pure Python over small arrays: greedy matching by IoU (shelf cameras see tens
+of products, not thousands), tolerant of `max_missed` frames without a box.
+Identity bookkeeping (pending, confirmed, re-check time) lives on the track so
+the daemon runs embed/search/verify once per new object, not once per frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Box = tuple[float, float, float, float]
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[len(a) x len(b)] IoU of xyxy boxes."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+@dataclass
+class Track:
+    track_id: int
+    bbox: Box
+    first_seen: float
+    last_seen: float
+    velocity: tuple[float, float] = (0.0, 0.0)  # box centre, pixels per frame
+    hits: int = 1
+    misses: int = 0
+    votes: list[str | None] = field(default_factory=list)  # product ids from identifications (None: unknown)
+    confirmed: str | None = None  # "unknown" or a product id, once the votes agree
+    checked_at: float = 0.0  # when the identity was last computed
+    bbox_at_check: Box | None = None
+
+    def predicted(self) -> Box:
+        dx, dy = self.velocity
+        x1, y1, x2, y2 = self.bbox
+        return (x1 + dx, y1 + dy, x2 + dx, y2 + dy)
+
+
+class Tracker:
+    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 15):
+        self.iou_threshold, self.max_missed = iou_threshold, max_missed
+        self.tracks: list[Track] = []
+        self._next_id = 1
+
+    def update(self, boxes: list[Box], now: float) -> tuple[list[Track], list[Track]]:
+        """Match this frame's boxes; returns (tracks seen in this frame, tracks that just ended)."""
+        predicted = np.array([t.predicted() for t in self.tracks], dtype=np.float64).reshape(-1, 4)
+        current = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+        ious = iou_matrix(predicted, current)
+        matched_tracks, matched_boxes, seen = set(), set(), []
+        for flat in np.argsort(-ious, axis=None):
+            ti, bi = np.unravel_index(flat, ious.shape)
+            if ious[ti, bi] < self.iou_threshold:
+                break
+            if ti in matched_tracks or bi in matched_boxes:
+                continue
+            matched_tracks.add(ti)
+            matched_boxes.add(bi)
+            seen.append(self._continue(self.tracks[ti], boxes[bi], now))
+        ended = []
+        for i, track in enumerate(self.tracks):
+            if i not in matched_tracks:
+                track.misses += 1
+                if track.misses > self.max_missed:
+                    ended.append(track)
+        self.tracks = [t for t in self.tracks if t not in ended]
+        for bi, box in enumerate(boxes):
+            if bi not in matched_boxes:
+                track = Track(self._next_id, tuple(box), now, now)
+                self._next_id += 1
+                self.tracks.append(track)
+                seen.append(track)
+        return seen, ended
+
+    @staticmethod
+    def _continue(track: Track, box: Box, now: float) -> Track:
+        old_cx, old_cy = (track.bbox[0] + track.bbox[2]) / 2, (track.bbox[1] + track.bbox[3]) / 2
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        steps = track.misses + 1
+        # smoothed velocity: a jittery detector should not throw the prediction around
+        vx, vy = (cx - old_cx) / steps, (cy - old_cy) / steps
+        track.velocity = (0.5 * track.velocity[0] + 0.5 * vx, 0.5 * track.velocity[1] + 0.5 * vy)
+        track.bbox, track.last_seen, track.hits, track.misses = tuple(box), now, track.hits + 1, 0
+        return track
+
+
+def needs_identification(track: Track, now: float, recheck_s: float, change_iou: float = 0.5) -> bool:
+    """Identify a track until its identity is confirmed; then only now and then, or when its box changed a lot."""
+    if track.confirmed is None:
+        return True
+    if now - track.checked_at >= recheck_s:
+        return True
+    if track.bbox_at_check is not None:
+        [[overlap]] = iou_matrix(np.array([track.bbox_at_check]), np.array([track.bbox]))
+        return overlap < change_iou
+    return False
+
+
+def vote(track: Track, product_id: str | None, now: float, confirm_frames: int) -> bool:
+    """Record one identification; True when it makes the identity confirmed (the moment to report it)."""
+    track.votes.append(product_id)
+    track.checked_at, track.bbox_at_check = now, track.bbox
+    recent = track.votes[-confirm_frames:]
+    if len(recent) == confirm_frames and len(set(recent)) == 1:
+        identity = recent[0] or "unknown"
+        newly = track.confirmed != identity
+        track.confirmed = identity
+        return newly
+    return False

@@ -1,0 +1,60 @@
+"""Tracker: one id per moving product, short misses tolerated, identities confirmed once."""
+
+from __future__ import annotations
+
+from edge.tracker import Tracker, needs_identification, vote
+
+
+def shifted(box, dx):
+    return (box[0] + dx, box[1], box[2] + dx, box[3])
+
+
+def test_products_moving_across_the_frame_keep_their_ids():
+    tracker = Tracker(iou_threshold=0.3, max_missed=3)
+    boxes = [(100, 100, 160, 300), (200, 100, 260, 300), (300, 100, 360, 300)]
+    first, _ = tracker.update(boxes, 0.0)
+    ids = [t.track_id for t in first]
+    for step in range(1, 20):  # the camera pans: everything moves 25 px per frame, more than a third of a box
+        seen, ended = tracker.update([shifted(b, -25 * step) for b in boxes], step / 30)
+        assert [t.track_id for t in seen] == ids and not ended
+
+
+def test_a_short_miss_keeps_the_track_and_a_long_one_ends_it():
+    tracker = Tracker(iou_threshold=0.3, max_missed=2)
+    box = (0, 0, 50, 100)
+    [track], _ = tracker.update([box], 0)
+    tracker.update([], 1)
+    tracker.update([], 2)
+    [again], _ = tracker.update([box], 3)
+    assert again.track_id == track.track_id and again.hits == 2
+    for t in range(4, 6):
+        assert tracker.update([], t)[1] == []
+    _, ended = tracker.update([], 6)
+    assert [t.track_id for t in ended] == [track.track_id] and tracker.tracks == []
+
+
+def test_a_new_product_gets_a_new_id():
+    tracker = Tracker()
+    [a], _ = tracker.update([(0, 0, 50, 100)], 0)
+    seen, _ = tracker.update([(0, 0, 50, 100), (400, 0, 450, 100)], 1)
+    assert {t.track_id for t in seen} == {a.track_id, a.track_id + 1}
+
+
+def test_identity_is_confirmed_once_after_agreeing_votes_then_rechecked_rarely():
+    tracker = Tracker()
+    [track], _ = tracker.update([(0, 0, 50, 100)], 0)
+    assert needs_identification(track, 0, recheck_s=10)
+    assert [vote(track, "cola", t, confirm_frames=3) for t in (0, 1, 2)] == [False, False, True]
+    assert track.confirmed == "cola"
+    assert not needs_identification(track, 5, recheck_s=10)
+    assert needs_identification(track, 13, recheck_s=10)
+    assert vote(track, "cola", 13, 3) is False  # still the same identity: not reported again
+    tracker.update([(200, 0, 250, 100)], 14)  # jumped: a new track, the old one keeps its identity
+    assert track.confirmed == "cola"
+
+
+def test_disagreeing_votes_do_not_confirm_and_unknown_is_an_identity_too():
+    tracker = Tracker()
+    [track], _ = tracker.update([(0, 0, 50, 100)], 0)
+    assert not any(vote(track, p, i, 3) for i, p in enumerate(["a", "b", "a"]))
+    assert [vote(track, None, t, 3) for t in (3, 4, 5)] == [False, False, True] and track.confirmed == "unknown"
