@@ -89,6 +89,16 @@ def _detect(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from edge.daemon import run
+
+    config = _config_or_defaults(args.config)
+    setup_logging(config.logging.level, config.logging.format)
+    summary = run(config, args.catalog)
+    print(json.dumps(summary))
+    return 0
+
+
 def _events(args: argparse.Namespace) -> int:
     from edge.follow import follow
 
@@ -200,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotate", type=Path, help="write the image with boxes and names (IMAGE-stem suffix for several)")
     p.add_argument("--whole-image", action="store_true", help="treat each image as one product crop (no detector)")
     p.set_defaults(func=_detect)
+
+    p = sub.add_parser("run", help="the daemon: identify products in the camera feed and report them")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help=f"config file (default {DEFAULT_CONFIG_PATH})")
+    p.add_argument("--catalog", type=Path, help="catalog folder (default: <data_dir>/catalogs/current)")
+    p.set_defaults(func=_run)
 
     p = sub.add_parser("events", help="follow a device's MQTT events, printed readably (Ctrl-C to stop)")
     p.add_argument("--config", type=Path, help="config with the broker and device id (default: built-in defaults)")

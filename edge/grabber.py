@@ -28,8 +28,11 @@ class Frame:
 
 
 class Grabber:
-    def __init__(self, source: FrameSource, backoff_min_s: float = 0.5, backoff_max_s: float = 30.0):
+    """`lossless`: wait for the consumer instead of dropping (a file replayed as fast as possible, for benchmarks)."""
+
+    def __init__(self, source: FrameSource, backoff_min_s: float = 0.5, backoff_max_s: float = 30.0, lossless: bool = False):
         self.source, self.backoff_min_s, self.backoff_max_s = source, backoff_min_s, backoff_max_s
+        self.lossless = lossless
         self.status = "starting"  # starting | ok | lost | ended | stopped
         self.grabbed = self.dropped = self.reconnects = 0
         self._latest: Frame | None = None
@@ -43,6 +46,8 @@ class Grabber:
 
     def stop(self) -> None:
         self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
         self._thread.join(10)
         with self._cond:
             self.status = "stopped" if self.status != "ended" else self.status
@@ -53,6 +58,7 @@ class Grabber:
         with self._cond:
             self._cond.wait_for(lambda: self._latest is not None or self.status in ("ended", "stopped"), timeout)
             frame, self._latest = self._latest, None
+            self._cond.notify_all()  # a lossless grabber waits for the slot to be free
             return frame
 
     @property
@@ -94,6 +100,8 @@ class Grabber:
                 self.source.close()
                 return True
             with self._cond:
+                if self.lossless:
+                    self._cond.wait_for(lambda: self._latest is None or self._stop.is_set())
                 if self._latest is not None:
                     self.dropped += 1  # the pipeline did not take the previous frame in time
                 self._latest = Frame(self.grabbed, time.time(), image)

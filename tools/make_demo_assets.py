@@ -13,6 +13,7 @@ import cv2
 from tqdm import tqdm
 
 FRAMES = (0, 150, 300, 600)
+VIDEO_FRAMES, VIDEO_SIZE, VIDEO_FPS = 240, (640, 360), 15  # every other frame of the first 8 s
 
 
 def main() -> int:
@@ -33,6 +34,17 @@ def main() -> int:
             cv2.imwrite(str(args.out / f"frame_{index:04d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 85])
             written += 1
     print(f"wrote {written} frames to {args.out}")
+    capture = cv2.VideoCapture(str(args.video))
+    video = args.out.parent / "shelf.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), VIDEO_FPS, VIDEO_SIZE)
+    for index in tqdm(range(VIDEO_FRAMES), desc="video"):
+        ok, frame = capture.read()
+        if not ok:
+            break
+        if index % 2 == 0:
+            writer.write(cv2.resize(frame, VIDEO_SIZE, interpolation=cv2.INTER_AREA))
+    writer.release()
+    print(f"wrote {video}")
     return 0 if written == len(FRAMES) else 1
 
 

@@ -99,3 +99,12 @@ def test_a_lost_camera_is_reopened_with_backoff_and_never_ends(shelf_frames):
     assert grabber.reconnects == 3 and source.opens == 4
     grabber.stop()
     assert grabber.status == "stopped"
+
+
+def test_a_file_replayed_as_fast_as_possible_loses_no_frame_to_a_slow_consumer(video):
+    grabber = Grabber(open_source(CameraConfig(source=str(video), realtime=False)), lossless=True).start()
+    taken = []
+    while (frame := grabber.get(timeout=10)) is not None:
+        taken.append(frame.index)
+        threading.Event().wait(0.005)
+    assert taken == list(range(40)) and grabber.dropped == 0

@@ -1,0 +1,55 @@
+"""Where events go: the durable outbox feeding MQTT, or JSON lines on disk when MQTT is off."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol
+
+from edge.events import encode
+from edge.outbox import Outbox
+from edge.reporter import MQTTReporter
+
+
+class EventSink(Protocol):
+    def emit(self, event: dict) -> None: ...
+
+    def next_seq(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class OutboxSink:
+    """Commit to the outbox (durably), then wake the MQTT sender."""
+
+    def __init__(self, outbox: Outbox, reporter: MQTTReporter):
+        self.outbox, self.reporter = outbox, reporter
+
+    def next_seq(self) -> int:
+        return self.outbox.next_seq()
+
+    def emit(self, event: dict) -> None:
+        self.outbox.add(event["event_id"], self.reporter.topics["events"], encode(event))
+        self.reporter.wake()
+
+    def close(self) -> None:
+        self.reporter.stop()
+        self.outbox.close()
+
+
+class JSONLinesSink:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(path, "a", encoding="utf-8")
+        self.seq = sum(1 for _ in open(path, encoding="utf-8"))
+
+    def next_seq(self) -> int:
+        return self.seq + 1
+
+    def emit(self, event: dict) -> None:
+        self.file.write(json.dumps(event, ensure_ascii=False) + "\n")
+        self.file.flush()
+        self.seq = event["seq"]
+
+    def close(self) -> None:
+        self.file.close()
