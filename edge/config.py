@@ -100,7 +100,6 @@ class ModelsConfig(Section):
         description="Where TensorRT engines built on this device are cached (systemd: /var/cache/shelfid).",
     )
     threads: int = Field(default=0, ge=0, le=64, description="CPU threads per model; 0 lets the runtime decide.")
-    detector_imgsz: int = Field(default=640, ge=64, le=2048, description="Detector input size; a multiple of 32.")
     conf_threshold: float = Field(default=0.25, ge=0, le=1, description="Minimum detection confidence.")
     iou_threshold: float = Field(default=0.45, ge=0, le=1, description="IoU above which NMS suppresses a box.")
     classes: Optional[list[str]] = Field(
@@ -114,13 +113,6 @@ class ModelsConfig(Section):
     @classmethod
     def _expand(cls, value: Optional[Path]) -> Optional[Path]:
         return value.expanduser() if value is not None else None
-
-    @field_validator("detector_imgsz")
-    @classmethod
-    def _stride_multiple(cls, value: int) -> int:
-        if value % 32:
-            raise ValueError(f"must be a multiple of 32 (the detector's largest stride), e.g. {value // 32 * 32 or 32}")
-        return value
 
 
 class IndexConfig(Section):

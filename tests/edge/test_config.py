@@ -86,9 +86,9 @@ def test_cross_field_rule(tmp_path):
     assert "reconnect_min_s must not exceed reconnect_max_s" in line
 
 
-def test_detector_size_must_be_stride_multiple(tmp_path):
-    [line] = problems(tmp_path, "models:\n  detector_imgsz: 500\n")
-    assert "multiple of 32" in line and "480" in line
+def test_lsh_bits_must_be_whole_bytes(tmp_path):
+    [line] = problems(tmp_path, "index:\n  lsh_bits: 500\n")
+    assert line == "index.lsh_bits: 500 — must be a multiple of 8 (line 2)"
 
 
 def test_missing_tls_file(tmp_path):
