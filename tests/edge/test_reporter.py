@@ -35,17 +35,23 @@ def recorder(broker):
     recorder.close()
 
 
-def watch_log(text: str) -> threading.Event:
-    """An event set when the reporter logs a line containing `text`: tests await it instead of sleeping."""
-    seen = threading.Event()
+class LogWatch(logging.Handler):
+    """Set when the reporter logs a line containing `text`: tests await it instead of sleeping."""
 
-    class Watch(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if text in record.getMessage():
-                seen.set()
+    def __init__(self, text: str):
+        super().__init__()
+        self.text, self.seen, self.lines = text, threading.Event(), []
+        logging.getLogger("edge.reporter").addHandler(self)
 
-    logging.getLogger("edge.reporter").addHandler(Watch())
-    return seen
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.lines.append(record.getMessage())
+            self.seen.set()
+
+    def wait(self, timeout: float) -> bool:
+        found = self.seen.wait(timeout)
+        logging.getLogger("edge.reporter").removeHandler(self)
+        return found
 
 
 def received_ids(recorder: Recorder) -> list[str]:
@@ -114,12 +120,15 @@ def test_malformed_announcements_are_logged_and_ignored(broker, tmp_path, caplog
     reporter.stop()
 
 
-def test_wrong_port_is_retried_with_a_clear_log_line(tmp_path, caplog):
+def test_wrong_port_is_retried_with_a_clear_log_line(tmp_path):
     from tools.mqtt_harness import free_port
 
-    reporter = MQTTReporter(MQTTConfig(host="127.0.0.1", port=free_port()), "dev1", Outbox(tmp_path / "o.sqlite"))
+    port = free_port()
+    failed = LogWatch("cannot connect")
+    reporter = MQTTReporter(MQTTConfig(host="127.0.0.1", port=port), "dev1", Outbox(tmp_path / "o.sqlite"))
     reporter.start()
-    assert not reporter.connected.wait(1.5)
+    assert failed.wait(15) and not reporter.connected.is_set()
+    assert f"127.0.0.1:{port}" in failed.lines[0] and "retrying" in failed.lines[0]
     reporter.stop(timeout=0.1)
 
 
@@ -164,17 +173,17 @@ def test_outbox_bound_drops_the_oldest_and_stats_say_how_many(broker, recorder, 
     reporter.stop()
 
 
-def test_wrong_password_is_a_clear_log_line_and_retried(tmp_path, caplog):
+def test_wrong_password_is_a_clear_log_line_and_retried(tmp_path):
     broker = Broker(tmp_path / "broker", users={"shelf": "right"}).start()
     secret = tmp_path / "pw"
     secret.write_text("wrong\n")
     try:
         config = MQTTConfig(host="127.0.0.1", port=broker.port, username="shelf", password_file=secret)
         reporter = MQTTReporter(config, "dev1", Outbox(tmp_path / "o.sqlite"))
-        refused = watch_log("connect refused")
+        refused = LogWatch("connect refused")
         reporter.start()
         assert refused.wait(15) and not reporter.connected.is_set()
-        assert "check username, password file and ACL); retrying" in caplog.text
+        assert "check username, password file and ACL); retrying" in refused.lines[0]
         reporter.stop(timeout=0.1)
         secret.write_text("right\n")
         good = MQTTReporter(MQTTConfig(host="127.0.0.1", port=broker.port, username="shelf", password_file=secret),
@@ -186,16 +195,16 @@ def test_wrong_password_is_a_clear_log_line_and_retried(tmp_path, caplog):
         broker.kill()
 
 
-def test_tls_handshake_failure_is_a_clear_log_line_and_retried(broker, tmp_path, caplog):
+def test_tls_handshake_failure_is_a_clear_log_line_and_retried(broker, tmp_path):
     ca = tmp_path / "ca.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "ca.key"), "-out", str(ca),
                     "-subj", "/CN=test-ca", "-days", "1"], check=True, capture_output=True)
     from edge.config import TLSConfig
 
-    failed = watch_log("cannot connect")
+    failed = LogWatch("cannot connect")
     config = MQTTConfig(host="127.0.0.1", port=broker.port, tls=TLSConfig(ca_file=ca))  # the broker's port speaks plain MQTT
     reporter = MQTTReporter(config, "dev1", Outbox(tmp_path / "o.sqlite"))
     reporter.start()
     assert failed.wait(15) and not reporter.connected.is_set()
-    assert "TLS: check mqtt.tls.ca_file" in caplog.text
+    assert "TLS: check mqtt.tls.ca_file" in failed.lines[0]
     reporter.stop(timeout=0.1)
