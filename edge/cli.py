@@ -185,6 +185,22 @@ def _bench_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_pipeline(args: argparse.Namespace) -> int:
+    from edge.bench_pipeline import run_bench
+
+    modes = ["pipeline", "naive"] if args.compare else ["naive" if args.naive else "pipeline"]
+    rows = run_bench(_config_or_defaults(args.config), args.video, args.catalog, modes)
+    if args.json:
+        print(json.dumps(rows[0] if len(rows) == 1 else rows))
+        return 0
+    print("| mode | frames | processed FPS | identified | identify latency p50 / p95 ms | CPU s | RSS MB |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        lat = r["identify_latency_ms"]
+        print(f"| {r['mode']} | {r['frames']} | {r['fps']} | {r['identified']} | {lat['p50']} / {lat['p95']} | {r['cpu_s']} | {r['rss_mb']} |")
+    return 0
+
+
 def _ints(text: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",")]
@@ -283,6 +299,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=20, help="timed runs per setting")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_bench_models)
+
+    p = bsub.add_parser("pipeline", help="the daemon's frame loop on a video: FPS, identification latency, CPU, RSS")
+    p.add_argument("--video", type=Path, help="video file (default: samples/shelf.mp4)")
+    p.add_argument("--catalog", type=Path, help="catalog folder (default: the sample catalog, built now)")
+    p.add_argument("--config", type=Path, help="config naming the models (default: built-in defaults)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--naive", action="store_true", help="every stage on every frame (the prototype's approach)")
+    mode.add_argument("--compare", action="store_true", help="the pipeline and the naive loop, one after the other")
+    p.add_argument("--json", action="store_true", help="print JSON (one object, or a list with --compare)")
+    p.set_defaults(func=_bench_pipeline)
 
     p = bsub.add_parser("index", help="catalog search on clustered synthetic vectors: speed, memory, recall vs exact")
     p.add_argument("--n", type=_ints, default=[100_000, 1_000_000], help="catalog sizes, e.g. 100000,1000000")

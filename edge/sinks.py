@@ -53,3 +53,19 @@ class JSONLinesSink:
 
     def close(self) -> None:
         self.file.close()
+
+
+class MemorySink:
+    """Keeps events in a list: benchmarks and tests."""
+
+    def __init__(self):
+        self.events: list[dict] = []
+
+    def next_seq(self) -> int:
+        return len(self.events) + 1
+
+    def emit(self, event: dict) -> None:
+        self.events.append(event)
+
+    def close(self) -> None:
+        pass

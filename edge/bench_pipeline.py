@@ -1,0 +1,80 @@
+"""`shelfid bench pipeline`: the daemon's frame loop on a video, against the naive every-stage-every-frame loop.
+
+Both read every frame of the file (lossless replay, as fast as they can). The
+naive loop is the prototype's per-request approach: detect, embed, search and
+verify every box of every frame.
+"""
+
+from __future__ import annotations
+
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge.camera import open_source
+from edge.catalog_build import build_catalog
+from edge.config import CameraConfig, Config
+from edge.daemon import Pipeline
+from edge.grabber import Grabber
+from edge.identify import Timings, load_identifier, open_models
+from edge.sinks import MemorySink
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_VIDEO = REPO / "samples" / "shelf.mp4"
+SAMPLE_CATALOG_IMAGES = REPO / "samples" / "shelf-catalog"
+
+
+def _percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"p50": None, "p95": None}
+    return {"p50": round(float(np.percentile(values, 50)), 1), "p95": round(float(np.percentile(values, 95)), 1)}
+
+
+def bench_pipeline(config: Config, video: Path, catalog_dir: Path, naive: bool = False) -> dict:
+    identifier = load_identifier(config, catalog_dir)
+    identifier.identify_image(np.zeros((480, 640, 3), np.uint8))  # warm-up
+    grabber = Grabber(open_source(CameraConfig(source=str(video), kind="file", realtime=False)), lossless=True).start()
+    pipeline = Pipeline(config, identifier, MemorySink())
+    latencies, identified, stage_ms, frames = [], 0, {}, 0
+    cpu0, start = time.process_time(), time.perf_counter()
+    while (frame := grabber.get(timeout=30)) is not None:
+        frames += 1
+        if naive:
+            timings = Timings()
+            t0 = time.perf_counter()
+            found = identifier.identify_image(frame.image, timings=timings)
+            for f in found:
+                if f.identification.product is not None:
+                    identified += 1
+                    latencies.append((time.perf_counter() - t0) * 1000)  # every frame pays the whole pipeline again
+            for k, v in timings.ms.items():
+                stage_ms.setdefault(k, []).append(v)
+        else:
+            pipeline.process(frame)
+    elapsed = time.perf_counter() - start
+    if not naive:
+        identified = pipeline.stats.identified
+        latencies = pipeline.stats.identify_latency_ms
+        stage_ms = {k: list(v) for k, v in pipeline.stats.stage_ms.items()}
+    return {"mode": "naive" if naive else "pipeline", "video": str(video), "frames": frames, "fps": round(frames / elapsed, 2),
+            "identified": identified, "identify_latency_ms": _percentiles(latencies),
+            "stage_ms": {k: _percentiles(v) for k, v in stage_ms.items()},
+            "cpu_s": round(time.process_time() - cpu0, 1),
+            "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def sample_catalog(config: Config, folder: Path) -> Path:
+    """The bundled sample catalog, built with the config's models."""
+    detector, embedder, verifier = open_models(config)
+    out = folder / "catalog"
+    build_catalog(SAMPLE_CATALOG_IMAGES, out, embedder, verifier, detector, "sample")
+    return out
+
+
+def run_bench(config: Config, video: Path | None, catalog_dir: Path | None, modes: list[str]) -> list[dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        catalog = catalog_dir or sample_catalog(config, Path(tmp))
+        return [bench_pipeline(config, video or SAMPLE_VIDEO, catalog, naive=(mode == "naive")) for mode in modes]
