@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import pytest
@@ -51,3 +52,55 @@ def test_each_track_is_reported_as_identified_at_most_once(run_on_sample):
     assert tracks and max(tracks.values()) == 1
     assert len({e["event_id"] for e in events}) == len(events)
     assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+
+
+def test_shelfid_run_killed_mid_stream_loses_no_committed_event(tmp_path):
+    """SIGKILL the real daemon while it reports; what its outbox held arrives once it runs again."""
+    import signal
+    import sqlite3
+
+    catalog = tmp_path / "catalog"
+    assert subprocess.run([sys.executable, "-m", "edge.cli", "catalog", "build", str(REPO / "samples" / "shelf-catalog"), "--out",
+                           str(catalog)], capture_output=True, cwd=REPO).returncode == 0
+    broker = Broker(tmp_path / "broker").start()
+    recorder = Recorder(broker.port)
+    frames = tmp_path / "one-frame"
+    frames.mkdir()
+    (frames / "f.jpg").write_bytes((REPO / "samples" / "shelf" / "frame_0600.jpg").read_bytes())
+
+    def config(source: str) -> str:
+        path = tmp_path / f"config-{len(source)}.yaml"
+        path.write_text(f"device:\n  id: killed\n  data_dir: {tmp_path / 'data'}\ncamera:\n  source: {source}\n  realtime: false\n"
+                        f"mqtt:\n  host: 127.0.0.1\n  port: {broker.port}\n")
+        return str(path)
+
+    daemon = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", config(str(REPO / "samples" / "shelf.mp4")),
+                               "--catalog", str(catalog)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    outbox = tmp_path / "data" / "outbox.sqlite"
+
+    def pending() -> set[str]:
+        with sqlite3.connect(outbox) as db:
+            return {row[0] for row in db.execute("SELECT event_id FROM events")}
+
+    try:
+        assert recorder.wait_for(lambda r: len(r.events()) >= 5, timeout=120)
+        broker.stop()  # events now pile up in the daemon's outbox
+        deadline = time.monotonic() + 120
+        while len(pending()) < 3 and time.monotonic() < deadline:  # another process's database: nothing to subscribe to
+            time.sleep(0.2)
+    finally:
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait(10)
+    committed = pending()  # committed, never acknowledged: only the outbox has them now
+    assert len(committed) >= 3
+    received_before = {e["event_id"] for e in recorder.events()}
+    broker.start()
+    rerun = subprocess.run([sys.executable, "-m", "edge.cli", "run", "--config", config(str(frames)), "--catalog", str(catalog)],
+                           capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr[-1500:]
+    assert recorder.wait_for(lambda r: committed <= {e["event_id"] for e in r.events()}, timeout=30)
+    received = [e["event_id"] for e in recorder.events()]
+    assert len(received_before) >= 5 and not committed & received_before
+    assert len(received) - len(set(received)) <= len(committed)
+    recorder.close()
+    broker.kill()
