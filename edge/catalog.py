@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -63,15 +64,24 @@ class Catalog:
         return Features(np.asarray(self.keypoints[start:end], np.float32), np.asarray(self.descriptors[start:end]), (width, height),
                         np.asarray(self.scores[start:end], np.float32))
 
-    def images_of(self, product_index: int) -> np.ndarray:
+    @cached_property
+    def _originals(self) -> dict[int, list[int]]:
+        """Product index -> its original images, computed once: the verifier asks per candidate, per object."""
+        grouped: dict[int, list[int]] = {}
+        for image, product in enumerate(self.image_product.tolist()):
+            if not self.images[image].get("variant"):
+                grouped.setdefault(product, []).append(image)
+        return grouped
+
+    def images_of(self, product_index: int) -> list[int]:
         """The product's original catalog images (retrieval-only variants have no keypoints)."""
-        return np.array([i for i in np.flatnonzero(self.image_product == product_index) if not self.images[i].get("variant")], np.int64)
+        return self._originals.get(product_index, [])
 
     def original_of(self, image_index: int) -> int:
         """A variant's original image (the first original of its product), or the image itself."""
         if not self.images[image_index].get("variant"):
             return image_index
-        return int(self.images_of(int(self.image_product[image_index]))[0])
+        return self.images_of(int(self.image_product[image_index]))[0]
 
 
 def empty_catalog(embedding_dim: int, descriptor_dim: int) -> Catalog:

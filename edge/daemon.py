@@ -71,11 +71,8 @@ class Pipeline:
             boxes = [d.bbox for d in self.identifier.detector.detect(image)]
         seen, _ = self.tracker.update(boxes, now)
         due = [t for t in seen if needs_identification(t, now, self.config.tracker.recheck_s)][:MAX_IDENTIFY_PER_FRAME]
-        crops = [image[int(t.bbox[1]):int(np.ceil(t.bbox[3])), int(t.bbox[0]):int(np.ceil(t.bbox[2]))] for t in due]
-        keep = [i for i, c in enumerate(crops) if c.shape[0] >= 8 and c.shape[1] >= 8]
-        results = self.identifier.identify_crops([crops[i] for i in keep], timings)
         events = []
-        for i, ident in zip(keep, results):
+        for i, ident in self.identifier.identify_boxes(image, [t.bbox for t in due], timings):
             track = due[i]
             product_id = ident.product.product_id if ident.product else None
             if vote(track, product_id, now, self.config.tracker.confirm_frames):

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 
 from edge.config import Config
-from edge.reporter import topics
+from edge.reporter import apply_credentials, topics
 
 
 def describe(topic: str, payload: bytes) -> str:
@@ -50,12 +50,7 @@ def follow(config: Config, out: Callable[[str], None] = _print, limit: int | Non
                 stop.set()
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    if config.mqtt.username:
-        client.username_pw_set(config.mqtt.username, config.mqtt.password())
-    if config.mqtt.tls is not None:
-        t = config.mqtt.tls
-        client.tls_set(ca_certs=str(t.ca_file) if t.ca_file else None, certfile=str(t.cert_file) if t.cert_file else None,
-                       keyfile=str(t.key_file) if t.key_file else None)
+    apply_credentials(client, config.mqtt)
     client.on_connect = lambda c, u, f, rc, p: c.subscribe([(names[k], 1) for k in ("status", "events", "catalog")])
     client.on_message = on_message
     client.on_subscribe = lambda c, u, mid, codes, p: out(f"following {config.mqtt.host}:{config.mqtt.port} "

@@ -106,7 +106,7 @@ class Identifier:
         query = self.verifier.features(crop)
         matches = []
         for cand in candidates[: limit or self.verify_candidates]:
-            first = self.catalog.original_of(cand.image_index)
+            first = self.catalog.original_of(cand.image_index)  # a retrieval variant verifies as its original
             images = [first] + [i for i in self.catalog.images_of(cand.product_index) if i != first]
             best = max((self.verifier.match(query, self.catalog.features(i)) for i in images[:IMAGES_PER_PRODUCT]),
                        key=lambda m: m.inliers)
@@ -131,6 +131,12 @@ class Identifier:
             results.append(decide(self.catalog, cands, matches, self.thresholds, self.calibration))
         return results
 
+    def identify_boxes(self, frame: np.ndarray, boxes: list, timings: Timings | None = None) -> list[tuple[int, Identification]]:
+        """(index into `boxes`, identification) for each box big enough to identify (8 px or more each way)."""
+        crops = [frame[int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] for x1, y1, x2, y2 in boxes]
+        keep = [i for i, c in enumerate(crops) if c.shape[0] >= 8 and c.shape[1] >= 8]
+        return list(zip(keep, self.identify_crops([crops[i] for i in keep], timings)))
+
     def identify_image(self, frame: np.ndarray, detect: bool = True, timings: Timings | None = None) -> list[Detected]:
         """Every product in a frame (or the whole frame as one product when `detect` is false)."""
         timings = timings or Timings()
@@ -141,10 +147,7 @@ class Identifier:
                 raise ValueError("identify_image(detect=True) needs an Identifier with a detector")
             with timings.stage("detect"):
                 boxes = [d.bbox for d in self.detector.detect(frame)]
-        crops = [frame[int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] for x1, y1, x2, y2 in boxes]
-        keep = [i for i, c in enumerate(crops) if c.shape[0] >= 8 and c.shape[1] >= 8]
-        found = self.identify_crops([crops[i] for i in keep], timings)
-        return [Detected(boxes[i], ident) for i, ident in zip(keep, found)]
+        return [Detected(boxes[i], ident) for i, ident in self.identify_boxes(frame, boxes, timings)]
 
 
 def backend_options(config: Config) -> BackendOptions:

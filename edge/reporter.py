@@ -42,6 +42,17 @@ def topics(prefix: str, device: str) -> dict[str, str]:
     return {"status": f"{base}/status", "events": f"{base}/events", "stats": f"{base}/stats", "catalog": f"{base}/catalog"}
 
 
+def apply_credentials(client: mqtt.Client, config: MQTTConfig) -> None:
+    """Username + password (from its file, credential or environment) and TLS, as the config says."""
+    if config.username:
+        client.username_pw_set(config.username, config.password())
+    if config.tls is not None:
+        t = config.tls
+        client.tls_set(ca_certs=str(t.ca_file) if t.ca_file else None, certfile=str(t.cert_file) if t.cert_file else None,
+                       keyfile=str(t.key_file) if t.key_file else None, cert_reqs=ssl.CERT_REQUIRED)
+        client.tls_insecure_set(t.insecure)
+
+
 class MQTTReporter:
     def __init__(self, config: MQTTConfig, device: str, outbox: Outbox, catalog_id: str | None = None,
                  on_announcement: Callable[[dict], None] | None = None):
@@ -65,13 +76,7 @@ class MQTTReporter:
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=c.client_id or f"shelfid-{self.device}",
                              clean_session=True, protocol=mqtt.MQTTv311)
         client.will_set(self.topics["status"], b"offline", qos=1, retain=True)
-        if c.username:
-            client.username_pw_set(c.username, c.password())
-        if c.tls is not None:
-            client.tls_set(ca_certs=str(c.tls.ca_file) if c.tls.ca_file else None,
-                           certfile=str(c.tls.cert_file) if c.tls.cert_file else None,
-                           keyfile=str(c.tls.key_file) if c.tls.key_file else None, cert_reqs=ssl.CERT_REQUIRED)
-            client.tls_insecure_set(c.tls.insecure)
+        apply_credentials(client, c)
         client.reconnect_delay_set(min_delay=max(1, round(random.uniform(0.5, 2.0))), max_delay=60)
         client.max_inflight_messages_set(WINDOW)
         client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
