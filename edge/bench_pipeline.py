@@ -1,8 +1,11 @@
 """`shelfid bench pipeline`: the daemon's frame loop on a video, against the naive every-stage-every-frame loop.
 
-Both read every frame of the file (lossless replay, as fast as they can). The
-naive loop is the prototype's per-request approach: detect, embed, search and
-verify every box of every frame.
+Modes: `pipeline` (the daemon: identification on its worker thread),
+`inline` (the daemon's loop with identification inside the frame loop) and
+`naive` (the prototype's per-request approach: detect, embed, search and
+verify every box of every frame). By default each reads every frame of the
+file as fast as it can; `realtime` replays at the file's own rate, as a camera
+delivers, and counts the frames the loop had no time for.
 """
 
 from __future__ import annotations
@@ -33,11 +36,16 @@ def _percentiles(values: list[float]) -> dict:
     return {"p50": round(float(np.percentile(values, 50)), 1), "p95": round(float(np.percentile(values, 95)), 1)}
 
 
-def bench_pipeline(config: Config, video: Path, catalog_dir: Path, naive: bool = False) -> dict:
+MODES = ("pipeline", "inline", "naive")
+
+
+def bench_pipeline(config: Config, video: Path, catalog_dir: Path, mode: str = "pipeline", realtime: bool = False) -> dict:
     identifier = load_identifier(config, catalog_dir)
     identifier.identify_image(np.zeros((480, 640, 3), np.uint8))  # warm-up
-    grabber = Grabber(open_source(CameraConfig(source=str(video), kind="file", realtime=False)), lossless=True).start()
-    pipeline = Pipeline(config, identifier, MemorySink())
+    source = open_source(CameraConfig(source=str(video), kind="file", realtime=realtime))
+    grabber = Grabber(source, lossless=not realtime).start()
+    naive = mode == "naive"
+    pipeline = None if naive else Pipeline(config, identifier, MemorySink(), background=mode == "pipeline")
     latencies, identified, stage_ms, frames = [], 0, {}, 0
     cpu0, start = time.process_time(), time.perf_counter()
     while (frame := grabber.get(timeout=30)) is not None:
@@ -54,12 +62,18 @@ def bench_pipeline(config: Config, video: Path, catalog_dir: Path, naive: bool =
                 stage_ms.setdefault(k, []).append(v)
         else:
             pipeline.process(frame)
+            shape = frame.image.shape
     elapsed = time.perf_counter() - start
-    if not naive:
+    drain_s = 0.0
+    if pipeline is not None:
+        if frames:
+            pipeline.finish(shape)  # identifications still in flight at the end of the video count, their wait does not
+            drain_s = time.perf_counter() - start - elapsed
         identified = pipeline.stats.identified
         latencies = pipeline.stats.identify_latency_ms
         stage_ms = {k: list(v) for k, v in pipeline.stats.stage_ms.items()}
-    return {"mode": "naive" if naive else "pipeline", "video": str(video), "frames": frames, "fps": round(frames / elapsed, 2),
+    return {"mode": mode, "video": str(video), "realtime": realtime, "frames": frames, "dropped_frames": grabber.dropped,
+            "fps": round(frames / elapsed, 2), "drain_s": round(drain_s, 2),
             "identified": identified, "identify_latency_ms": _percentiles(latencies),
             "stage_ms": {k: _percentiles(v) for k, v in stage_ms.items()},
             "cpu_s": round(time.process_time() - cpu0, 1),
@@ -74,7 +88,7 @@ def sample_catalog(config: Config, folder: Path) -> Path:
     return out
 
 
-def run_bench(config: Config, video: Path | None, catalog_dir: Path | None, modes: list[str]) -> list[dict]:
+def run_bench(config: Config, video: Path | None, catalog_dir: Path | None, modes: list[str], realtime: bool = False) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         catalog = catalog_dir or sample_catalog(config, Path(tmp))
-        return [bench_pipeline(config, video or SAMPLE_VIDEO, catalog, naive=(mode == "naive")) for mode in modes]
+        return [bench_pipeline(config, video or SAMPLE_VIDEO, catalog, mode, realtime) for mode in modes]

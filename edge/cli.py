@@ -186,18 +186,19 @@ def _bench_index(args: argparse.Namespace) -> int:
 
 
 def _bench_pipeline(args: argparse.Namespace) -> int:
-    from edge.bench_pipeline import run_bench
+    from edge.bench_pipeline import MODES, run_bench
 
-    modes = ["pipeline", "naive"] if args.compare else ["naive" if args.naive else "pipeline"]
-    rows = run_bench(_config_or_defaults(args.config), args.video, args.catalog, modes)
+    modes = list(MODES) if args.compare else ["naive" if args.naive else "inline" if args.inline else "pipeline"]
+    rows = run_bench(_config_or_defaults(args.config), args.video, args.catalog, modes, args.realtime)
     if args.json:
         print(json.dumps(rows[0] if len(rows) == 1 else rows))
         return 0
-    print("| mode | frames | processed FPS | identified | identify latency p50 / p95 ms | CPU s | RSS MB |")
-    print("|---|---|---|---|---|---|---|")
+    print("| mode | frames | dropped | processed FPS | identified | identify latency p50 / p95 ms | CPU s | RSS MB |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         lat = r["identify_latency_ms"]
-        print(f"| {r['mode']} | {r['frames']} | {r['fps']} | {r['identified']} | {lat['p50']} / {lat['p95']} | {r['cpu_s']} | {r['rss_mb']} |")
+        print(f"| {r['mode']} | {r['frames']} | {r['dropped_frames']} | {r['fps']} | {r['identified']} | {lat['p50']} / {lat['p95']} "
+              f"| {r['cpu_s']} | {r['rss_mb']} |")
     return 0
 
 
@@ -306,7 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="config naming the models (default: built-in defaults)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--naive", action="store_true", help="every stage on every frame (the prototype's approach)")
-    mode.add_argument("--compare", action="store_true", help="the pipeline and the naive loop, one after the other")
+    mode.add_argument("--inline", action="store_true", help="the daemon's loop with identification inside the frame loop")
+    mode.add_argument("--compare", action="store_true", help="pipeline, inline and naive, one after the other")
+    p.add_argument("--realtime", action="store_true", help="replay at the file's own rate (drops what the loop has no time for)")
     p.add_argument("--json", action="store_true", help="print JSON (one object, or a list with --compare)")
     p.set_defaults(func=_bench_pipeline)
 

@@ -49,6 +49,9 @@ class DeviceConfig(Section):
         default=Path("~/.local/share/shelfid"),
         description="Where catalogs, the outbox and sync state live (systemd: /var/lib/shelfid).",
     )
+    catalog_check_s: float = Field(
+        default=5.0, gt=0, le=3600, description="How often the daemon looks whether <data_dir>/catalogs/current changed."
+    )
 
     @field_validator("data_dir")
     @classmethod
@@ -99,7 +102,13 @@ class ModelsConfig(Section):
         default=Path("~/.cache/shelfid/engines"),
         description="Where TensorRT engines built on this device are cached (systemd: /var/cache/shelfid).",
     )
-    threads: int = Field(default=0, ge=0, le=64, description="CPU threads per model; 0 lets the runtime decide.")
+    threads: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description="CPU threads per model; 0 lets the runtime decide. The detector (frame loop) and the embedder "
+        "(identification worker) run side by side: one each fills two cores without the two fighting (measured).",
+    )
     conf_threshold: float = Field(default=0.25, ge=0, le=1, description="Minimum detection confidence.")
     iou_threshold: float = Field(default=0.45, ge=0, le=1, description="IoU above which NMS suppresses a box.")
     classes: Optional[list[str]] = Field(
@@ -163,6 +172,11 @@ class TrackerConfig(Section):
     max_missed: int = Field(default=15, ge=0, le=1000, description="Frames a track survives without a box.")
     confirm_frames: int = Field(default=3, ge=1, le=100, description="Agreeing identifications needed to confirm a track.")
     recheck_s: float = Field(default=10.0, gt=0, le=3600, description="How often a confirmed identity is re-checked.")
+    background: bool = Field(
+        default=True,
+        description="Identify (embed, search, verify) on a worker thread so the frame loop keeps the camera's rate; "
+        "false: inside the frame loop (slower, but every frame's results are in before the next frame).",
+    )
 
 
 class TLSConfig(Section):

