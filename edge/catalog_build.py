@@ -163,19 +163,30 @@ def write_catalog_files(folder: Path, info: dict, products: list[Product], rows:
     dim = features[0].descriptors.shape[1] if features else 0
     keypoints = np.concatenate([f.keypoints for f in features]) if features else np.zeros((0, 2))
     descriptors = np.concatenate([f.descriptors.reshape(-1, dim) for f in features]) if features else np.zeros((0, dim))
-    (folder / "products.json").write_text(json.dumps([p.__dict__ for p in products], indent=1, ensure_ascii=False))
+    scores = [f.scores if f.scores is not None else np.zeros(len(f.keypoints)) for f in features]
+    scores = np.concatenate(scores) if scores else np.zeros(0)
+    write_catalog_arrays(folder, info, [p.__dict__ for p in products], rows, embeddings, keypoints, descriptors, scores, offsets)
+
+
+def write_catalog_arrays(folder: Path, info: dict, products: list[dict], rows: list[dict], embeddings: np.ndarray,
+                         keypoints: np.ndarray, descriptors: np.ndarray, scores: np.ndarray, offsets: np.ndarray) -> None:
+    """Every file of a catalog folder, fsynced, catalog.json last (its presence marks a complete folder)."""
+    (folder / "products.json").write_text(json.dumps(products, indent=1, ensure_ascii=False))
     (folder / "images.json").write_text(json.dumps(rows, indent=1))
     np.save(folder / "embeddings.npy", embeddings.astype(np.float16))
     np.save(folder / "keypoints.npy", keypoints.astype(np.float32))
     np.save(folder / "descriptors.npy", descriptors.astype(np.float16))
-    np.save(folder / "offsets.npy", offsets)
-    scores = [f.scores if f.scores is not None else np.zeros(len(f.keypoints)) for f in features]
-    np.save(folder / "scores.npy", np.concatenate(scores).astype(np.float32) if scores else np.zeros(0, np.float32))
-    # catalog.json last: its presence marks a complete folder
+    np.save(folder / "offsets.npy", offsets.astype(np.int64))
+    np.save(folder / "scores.npy", scores.astype(np.float32))
     (folder / "catalog.json").write_text(json.dumps(info, indent=1))
     for name in os.listdir(folder):
         with open(folder / name, "rb") as f:
             os.fsync(f.fileno())
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write(out: Path, info, products, rows, embeddings, features, force: bool) -> None:

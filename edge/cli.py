@@ -99,6 +99,32 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sync(args: argparse.Namespace) -> int:
+    from sync_agent.commands import sync
+
+    config = _config_or_defaults(args.config)
+    setup_logging(config.logging.level, config.logging.format)
+    return sync(args, config)
+
+
+def _catalog_serve(args: argparse.Namespace) -> int:
+    from sync_agent.commands import serve
+
+    return serve(args, _config_or_defaults(args.config))
+
+
+def _catalog_keygen(args: argparse.Namespace) -> int:
+    from sync_agent.commands import keygen
+
+    return keygen(args)
+
+
+def _catalog_publish(args: argparse.Namespace) -> int:
+    from sync_agent.commands import publish_folder
+
+    return publish_folder(args)
+
+
 def _events(args: argparse.Namespace) -> int:
     from edge.follow import follow
 
@@ -239,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, help="stop after this many events")
     p.set_defaults(func=_events)
 
-    catalog = sub.add_parser("catalog", help="build local catalogs")
+    catalog = sub.add_parser("catalog", help="build, publish and serve catalogs")
     csub = catalog.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
     p = csub.add_parser("build", help="a local catalog from <product_id>/*.jpg (+ optional products.csv)")
     p.add_argument("images_dir", type=Path, help="folder of product folders")
@@ -251,6 +277,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing catalog folder")
     p.add_argument("--variants", type=int, default=0, help="extra shelf-like views per image, for retrieval only")
     p.set_defaults(func=_catalog_build)
+    p = csub.add_parser("keygen", help="an Ed25519 key pair for signing published catalogs")
+    p.add_argument("--out", type=Path, required=True, help="folder for signing-key.pem and signing-key.pub.pem")
+    p.set_defaults(func=_catalog_keygen)
+    p = csub.add_parser("publish", help="a built catalog folder into a static, signed bundle tree")
+    p.add_argument("catalog", type=Path, help="catalog folder (from `shelfid catalog build`)")
+    p.add_argument("--root", type=Path, required=True, help="bundle tree (catalogs/ + blobs/) to write into")
+    p.add_argument("--signing-key", type=Path, required=True, help="Ed25519 private key (PEM)")
+    p.add_argument("--catalog-id", help="catalog id (default: the catalog's own)")
+    p.add_argument("--version", type=int, help="version (default: the published one + 1)")
+    p.set_defaults(func=_catalog_publish)
+    p = csub.add_parser("serve", help="the central catalog server (HTTP API + the static bundle tree)")
+    p.add_argument("--root", type=Path, required=True, help="work area and (local storage) the published tree")
+    p.add_argument("--signing-key", type=Path, required=True, help="Ed25519 private key (PEM) that signs manifests")
+    p.add_argument("--token-file", type=Path, help="file holding the write token (else credential 'server-token' or $SHELFID_SERVER_TOKEN)")
+    p.add_argument("--no-auth", action="store_true", help="no token on write endpoints (closed test benches only)")
+    p.add_argument("--config", type=Path, help="a device config: the models to compute catalogs with, and mqtt.* for announcements")
+    p.add_argument("--announce", action=argparse.BooleanOptionalAction, default=True, help="announce versions on MQTT")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind")
+    p.add_argument("--port", type=int, default=8080, help="port")
+    p.add_argument("--s3-bucket", help="publish to this S3-compatible bucket instead of <root>/public (boto3; AWS env/profile)")
+    p.add_argument("--s3-prefix", default="", help="key prefix inside the bucket")
+    p.set_defaults(func=_catalog_serve)
+
+    p = sub.add_parser("sync", help="the device's catalog sync agent")
+    p.add_argument("--config", type=Path, help="config file (sync.*, device.data_dir, mqtt.* for announcements)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="one sync, then exit (systemd timer)")
+    mode.add_argument("--rollback", action="store_true", help="switch to the previous kept version")
+    p.set_defaults(func=_sync)
 
     models = sub.add_parser("models", help="import, export, quantise and inspect models")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)

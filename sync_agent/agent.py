@@ -1,0 +1,293 @@
+"""The device's sync agent: fetch, verify, stage, switch — so `current` always names a complete catalog.
+
+    <data_dir>/catalogs/v<N>/           complete catalog folders (+ the manifest they came from)
+    <data_dir>/catalogs/current         symlink to one of them: the daemon's catalog
+    <data_dir>/catalogs/.staging-*      a version being assembled (removed by the next run)
+    <data_dir>/blobs/sha256/<hex>       verified blobs, shared between versions
+    <data_dir>/blobs/partial/<hex>      downloads in progress (resumed with Range)
+    <data_dir>/sync/status.json         active version, last success, last error (the daemon reports it)
+
+Order of a sync: manifest (conditional GET) → signature → schema → newer than
+anything installed, same embedder and verifier as this device → missing blobs,
+each hash-checked before it joins the store → the catalog assembled in a
+staging folder, fsynced and opened as the daemon would → renamed to v<N> →
+`current` switched with one atomic rename → old versions pruned, unreferenced
+blobs collected. A kill -9 anywhere leaves `current` on the old or the new
+version, both complete; the next run finishes the job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from edge.catalog import load_catalog
+from edge.config import Config
+from edge.errors import CatalogError
+from sync_agent.bundle import assemble, blob_key, decode_signature, manifest_key, parse_manifest, sha256_hex
+from sync_agent.errors import BundleError, SyncError
+from sync_agent.fetcher import Fetcher, fetcher_for
+from sync_agent.signing import load_public_key, verify
+
+log = logging.getLogger(__name__)
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+MAX_SIGNATURE_BYTES = 1024
+MAX_BLOB_BYTES = 2 * 1024 ** 3
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    outcome: str  # "updated" | "unchanged"
+    version: int
+    blobs_downloaded: int = 0
+    bytes_downloaded: int = 0
+
+
+class Layout:
+    def __init__(self, data_dir: Path):
+        self.catalogs = data_dir / "catalogs"
+        self.current = self.catalogs / "current"
+        self.blobs = data_dir / "blobs" / "sha256"
+        self.partial = data_dir / "blobs" / "partial"
+        self.status = data_dir / "sync" / "status.json"
+
+    def version_dir(self, version: int) -> Path:
+        return self.catalogs / f"v{version}"
+
+    def versions(self) -> dict[int, Path]:
+        found = {}
+        for path in self.catalogs.glob("v*"):
+            if path.is_dir() and path.name[1:].isdigit():
+                found[int(path.name[1:])] = path
+        return dict(sorted(found.items()))
+
+    def active_version(self) -> int:
+        """The version `current` names (0 when there is none): the truth, whatever status.json says."""
+        try:
+            return int(json.loads((self.current / "catalog.json").read_text())["version"])
+        except (OSError, ValueError, KeyError):
+            return 0
+
+
+def read_status(data_dir: Path) -> dict:
+    try:
+        return json.loads(Layout(data_dir).status.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_json_atomic(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def device_model_ids(config: Config) -> tuple[str, str]:
+    """(embedder model id, verifier id) this device computes query features with; a catalog must match both."""
+    from edge.verifier import open_verifier
+    from models.metadata import describe_onnx
+    from models.runtime import BUNDLED_EMBEDDER
+
+    embedder = config.models.embedder or BUNDLED_EMBEDDER
+    model_id = describe_onnx(embedder)["metadata"].get("model_id")
+    if not model_id:
+        raise SyncError(f"{embedder}: the embedder carries no model_id metadata; catalogs cannot be matched to it")
+    return model_id, open_verifier(config.verifier).id
+
+
+class Agent:
+    def __init__(self, config: Config, fetcher: Fetcher | None = None, model_ids: tuple[str, str] | None = None):
+        sync = config.sync
+        if sync.server_url is None:
+            raise SyncError("sync.server_url is not set: this device has no catalog server to follow")
+        self.config, self.catalog_id = config, sync.catalog_id
+        self.base = sync.server_url.rstrip("/")
+        self.public_key = load_public_key(sync.public_key_file)
+        self.fetcher = fetcher or fetcher_for(sync.server_url, sync.token())
+        self.layout = Layout(config.device.data_dir)
+        self.embedder_id, self.verifier_id = model_ids or device_model_ids(config)
+
+    def sync_once(self) -> SyncResult:
+        """One sync; on any error the active catalog is untouched and status.json says why."""
+        status = read_status(self.config.device.data_dir)
+        status["last_attempt"] = now_iso()
+        try:
+            result = self._sync(status)
+        except SyncError as exc:
+            status["last_error"] = str(exc)
+            self._write_status(status)
+            raise
+        status.update(last_success=now_iso(), last_error=None, last_outcome=result.outcome)
+        self._write_status(status)
+        return result
+
+    def rollback(self) -> int:
+        """Switch `current` to the newest kept version older than the active one; returns it."""
+        active = self.layout.active_version()
+        older = [v for v in self.layout.versions() if v < active]
+        if not older:
+            raise SyncError(f"no version older than v{active} is kept in {self.layout.catalogs} (sync.keep_versions)")
+        target = older[-1]
+        load_catalog(self.layout.version_dir(target), self.embedder_id, self.verifier_id)
+        self._switch(target)
+        status = read_status(self.config.device.data_dir) | {"rolled_back_from": active}
+        self._write_status(status)
+        log.info("rolled back catalog %s from v%d to v%d", self.catalog_id, active, target)
+        return target
+
+    def _sync(self, status: dict) -> SyncResult:
+        layout = self.layout
+        self._clean_leftovers()
+        active = layout.active_version()
+        highest = max(int(status.get("highest_version") or 0), active)
+        url = f"{self.base}/{manifest_key(self.catalog_id)}"
+        doc = self.fetcher.get(url, MAX_MANIFEST_BYTES, status.get("etag") if active else None)
+        if doc.status == 304:
+            return SyncResult("unchanged", active)
+        signature = self.fetcher.get(url + ".sig", MAX_SIGNATURE_BYTES)
+        verify(self.public_key, doc.body, decode_signature(signature.body))
+        manifest = parse_manifest(doc.body)
+        version = manifest["version"]
+        if manifest["catalog_id"] != self.catalog_id:
+            raise BundleError(f"{url}: manifest is for catalog {manifest['catalog_id']!r}, this device follows {self.catalog_id!r}")
+        if version <= highest:
+            status["etag"] = doc.etag
+            if version == active:
+                return SyncResult("unchanged", active)
+            raise BundleError(f"{url}: version {version} is not newer than v{highest} (installed before); refused")
+        if manifest["embedder"]["model_id"] != self.embedder_id:
+            raise BundleError(f"catalog v{version} was computed with embedder {manifest['embedder']['model_id'][:12]}…, "
+                              f"this device runs {self.embedder_id[:12]}…; refused (publish it with this device's models)")
+        if manifest["verifier"]["id"] != self.verifier_id:
+            raise BundleError(f"catalog v{version} was computed with verifier {manifest['verifier']['id']}, "
+                              f"this device runs {self.verifier_id}; refused")
+        log.info("sync: catalog %s v%d available (active v%d); fetching blobs", self.catalog_id, version, active)
+        blobs, transferred = self._download(manifest)
+        self._install(manifest, doc.body)
+        status.update(etag=doc.etag, highest_version=version, active_version=version, catalog_id=self.catalog_id)
+        self._prune()
+        log.info("sync: catalog %s v%d active (%d blobs, %d bytes downloaded)", self.catalog_id, version, blobs, transferred)
+        return SyncResult("updated", version, blobs, transferred)
+
+    def _download(self, manifest: dict) -> tuple[int, int]:
+        layout = self.layout
+        layout.blobs.mkdir(parents=True, exist_ok=True)
+        layout.partial.mkdir(parents=True, exist_ok=True)
+        count = transferred = 0
+        for blob in manifest["blobs"]:
+            sha, size = blob["sha256"], blob["size"]
+            final = layout.blobs / sha
+            if final.exists():
+                continue
+            if size > MAX_BLOB_BYTES:
+                raise BundleError(f"blob {sha}: {size} bytes is over the {MAX_BLOB_BYTES} byte cap")
+            part = layout.partial / sha
+            transferred += self.fetcher.download(f"{self.base}/{blob_key(sha)}", part, size)
+            data = part.read_bytes()
+            if len(data) != size or sha256_hex(data) != sha:
+                part.unlink()  # a bad download is never resumed
+                raise BundleError(f"blob {sha}: downloaded content does not match its sha256/size; discarded")
+            os.replace(part, final)
+            count += 1
+        fsync_dir(layout.blobs)
+        return count, transferred
+
+    def _install(self, manifest: dict, manifest_bytes: bytes) -> None:
+        layout, version = self.layout, manifest["version"]
+        staging = layout.catalogs / f".staging-v{version}-{os.getpid()}"
+        staging.mkdir(parents=True)
+        (staging / "manifest.json").write_bytes(manifest_bytes)
+        assemble(manifest, lambda sha: (layout.blobs / sha).read_bytes(), staging)
+        try:
+            load_catalog(staging, self.embedder_id, self.verifier_id)  # exactly what the daemon will do with it
+        except CatalogError as exc:
+            raise BundleError(f"catalog v{version} does not open: {exc}") from None
+        final = layout.version_dir(version)
+        if final.exists():  # left by a run killed between this rename and the switch
+            shutil.rmtree(final)
+        os.rename(staging, final)
+        fsync_dir(layout.catalogs)
+        self._switch(version)
+
+    def _switch(self, version: int) -> None:
+        link = self.layout.catalogs / f".current-{os.getpid()}.tmp"
+        link.unlink(missing_ok=True)
+        link.symlink_to(f"v{version}")
+        os.replace(link, self.layout.current)
+        fsync_dir(self.layout.catalogs)
+
+    def _prune(self) -> None:
+        """Keep `keep_versions` newest versions (and the active one); drop blobs no kept version names."""
+        layout, keep = self.layout, self.config.sync.keep_versions
+        active = layout.active_version()
+        versions = layout.versions()
+        for version in list(versions)[:-keep]:
+            if version != active:
+                shutil.rmtree(versions.pop(version))
+        referenced = set()
+        for folder in versions.values():
+            try:
+                referenced |= {b["sha256"] for b in json.loads((folder / "manifest.json").read_text())["blobs"]}
+            except (OSError, ValueError, KeyError):
+                continue
+        for blob in layout.blobs.glob("*"):
+            if blob.name not in referenced:
+                blob.unlink()
+
+    def _clean_leftovers(self) -> None:
+        self.layout.catalogs.mkdir(parents=True, exist_ok=True)
+        for path in self.layout.catalogs.glob(".staging-*"):
+            shutil.rmtree(path, ignore_errors=True)
+        for path in self.layout.catalogs.glob(".current-*.tmp"):
+            path.unlink(missing_ok=True)
+
+    def _write_status(self, status: dict) -> None:
+        status |= {"catalog_id": self.catalog_id, "active_version": self.layout.active_version()}
+        write_json_atomic(self.layout.status, status)
+
+
+def run_forever(agent: Agent, stop: threading.Event, wake: threading.Event) -> None:
+    """Sync now, then every poll interval (±10 % jitter) or when `wake` is set (an MQTT announcement);
+    after a failure retry sooner, with exponential backoff and jitter."""
+    poll = agent.config.sync.poll_interval_s
+    failures = 0
+    while not stop.is_set():
+        try:
+            result = agent.sync_once()
+            failures = 0
+            delay = poll * random.uniform(0.9, 1.1)
+            if result.outcome == "unchanged":
+                log.debug("sync: catalog %s v%d is current", agent.catalog_id, result.version)
+        except SyncError as exc:
+            failures += 1
+            delay = min(poll, 5 * 2 ** min(failures, 10)) * random.uniform(0.5, 1.0)
+            log.warning("sync failed (%d in a row): %s; next try in %.0f s", failures, exc, delay)
+        wake.clear()
+        deadline = time.monotonic() + delay
+        while not stop.is_set() and not wake.is_set() and time.monotonic() < deadline:
+            wake.wait(min(1.0, max(deadline - time.monotonic(), 0)))

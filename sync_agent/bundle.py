@@ -1,0 +1,168 @@
+"""Catalog bundles: a local catalog split into content-addressed shards, a manifest naming them, and back.
+
+    catalogs/<catalog_id>/manifest.json       schema, catalog id, version, created_at, embedder, verifier,
+                                              shards (each part's sha256 + size), blobs (all of them)
+    catalogs/<catalog_id>/manifest.json.sig   base64 ed25519 signature of manifest.json's bytes
+    blobs/sha256/<hex>                        immutable: one shard part each
+
+A product lives in shard sha256(product_id) mod 16, so adding, replacing or
+removing one product changes the parts of one shard and leaves every other
+blob byte-identical: a device downloads that shard and the manifest, nothing
+else. Parts are serialised deterministically (sorted JSON, .npy without pickle).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from edge.catalog import SCHEMA as CATALOG_SCHEMA
+from edge.catalog import Catalog
+from edge.catalog_build import write_catalog_arrays
+from sync_agent.errors import BundleError
+
+MANIFEST_SCHEMA = 1
+SHARDS = 16
+JSON_PARTS = ("products", "images")
+ARRAY_PARTS = ("embeddings", "keypoints", "descriptors", "scores", "offsets")
+SCHEMA_FILE = Path(__file__).resolve().parent / "manifest.schema.json"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def manifest_key(catalog_id: str) -> str:
+    return f"catalogs/{catalog_id}/manifest.json"
+
+
+def blob_key(sha: str) -> str:
+    return f"blobs/sha256/{sha}"
+
+
+def shard_of(product_id: str) -> int:
+    return int(sha256_hex(product_id.encode())[:8], 16) % SHARDS
+
+
+def json_bytes(obj) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Bundle:
+    manifest: dict
+    blobs: dict[str, bytes]  # sha256 hex -> content
+
+    @property
+    def manifest_bytes(self) -> bytes:
+        return json_bytes(self.manifest)
+
+
+def shard_parts(catalog: Catalog, product_indices: list[int]) -> dict[str, bytes]:
+    """The serialised parts of one shard: its products, their image rows, embeddings and keypoints."""
+    images = [int(i) for p in product_indices for i in np.flatnonzero(catalog.image_product == p)]
+    features = [catalog.features(i) for i in images]
+    offsets = np.cumsum([0] + [len(f.keypoints) for f in features]).astype(np.int64)
+    dim = catalog.descriptors.shape[1]
+    return {
+        "products": json_bytes([asdict(catalog.products[p]) for p in product_indices]),
+        "images": json_bytes([catalog.images[i] for i in images]),
+        "embeddings": npy_bytes(np.asarray(catalog.embeddings[images], np.float16).reshape(len(images), -1)),
+        "keypoints": npy_bytes(np.concatenate([f.keypoints for f in features]).astype(np.float32) if features else np.zeros((0, 2), np.float32)),
+        "descriptors": npy_bytes(np.concatenate([f.descriptors for f in features]).astype(np.float16) if features
+                                 else np.zeros((0, dim), np.float16)),
+        "scores": npy_bytes(np.concatenate([f.scores for f in features]).astype(np.float32) if features else np.zeros(0, np.float32)),
+        "offsets": npy_bytes(offsets),
+    }
+
+
+def make_bundle(catalog: Catalog, catalog_id: str, version: int, created_at: str | None = None) -> Bundle:
+    by_shard: dict[int, list[int]] = defaultdict(list)
+    for index, product in enumerate(catalog.products):
+        by_shard[shard_of(product.product_id)].append(index)
+    blobs, shards = {}, []
+    for shard in sorted(by_shard):
+        indices = sorted(by_shard[shard], key=lambda i: catalog.products[i].product_id)
+        parts = {}
+        for name, data in shard_parts(catalog, indices).items():
+            sha = sha256_hex(data)
+            blobs[sha] = data
+            parts[name] = {"sha256": sha, "size": len(data)}
+        shards.append({"name": f"{shard:02x}", "products": len(indices), "parts": parts})
+    manifest = {
+        "schema": MANIFEST_SCHEMA, "catalog_id": catalog_id, "version": version,
+        "created_at": created_at or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "embedder": catalog.info["embedder"], "verifier": catalog.info["verifier"],
+        "shards": shards, "blobs": [{"sha256": sha, "size": len(data)} for sha, data in sorted(blobs.items())],
+    }
+    return Bundle(manifest, blobs)
+
+
+def parse_manifest(data: bytes) -> dict:
+    """JSON + the manifest's JSON Schema; BundleError says what is wrong."""
+    import jsonschema
+
+    try:
+        manifest = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"manifest is not JSON: {exc}") from None
+    schema = json.loads(SCHEMA_FILE.read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(manifest), key=lambda e: list(e.path))
+    if errors:
+        where = "/".join(str(p) for p in errors[0].path) or "(top)"
+        raise BundleError(f"manifest does not match {SCHEMA_FILE.name}: {where}: {errors[0].message}")
+    listed = {b["sha256"] for b in manifest["blobs"]}
+    missing = [p["sha256"] for s in manifest["shards"] for p in s["parts"].values() if p["sha256"] not in listed]
+    if missing:
+        raise BundleError(f"manifest: shard parts {missing[:3]} are not in its blob list")
+    return manifest
+
+
+def assemble(manifest: dict, read_blob, out: Path) -> None:
+    """Write the catalog folder a manifest describes into `out` (an empty staging folder), from its verified blobs."""
+    products, rows, arrays = [], [], {name: [] for name in ARRAY_PARTS}
+    keypoint_base = 0
+    for shard in manifest["shards"]:
+        parts = {name: read_blob(part["sha256"]) for name, part in shard["parts"].items()}
+        products += json.loads(parts["products"])
+        rows += json.loads(parts["images"])
+        loaded = {name: np.load(io.BytesIO(parts[name]), allow_pickle=False) for name in ARRAY_PARTS}
+        for name in ("embeddings", "keypoints", "descriptors", "scores"):
+            arrays[name].append(loaded[name])
+        offsets = loaded["offsets"]
+        arrays["offsets"].append(offsets[:-1] + keypoint_base)  # each shard's offsets start at 0
+        keypoint_base += int(offsets[-1])
+    if not rows:
+        raise BundleError(f"manifest {manifest['catalog_id']} v{manifest['version']}: no images in any shard")
+    originals = sum(not r.get("variant") for r in rows)
+    info = {"schema": CATALOG_SCHEMA, "catalog_id": manifest["catalog_id"], "version": manifest["version"],
+            "created_at": manifest["created_at"], "embedder": manifest["embedder"], "verifier": manifest["verifier"],
+            "products": len(products), "images": originals, "variants": len(rows) - originals}
+    write_catalog_arrays(out, info, products, rows, np.concatenate(arrays["embeddings"]), np.concatenate(arrays["keypoints"]),
+                         np.concatenate(arrays["descriptors"]), np.concatenate(arrays["scores"]),
+                         np.concatenate(arrays["offsets"] + [np.array([keypoint_base], np.int64)]))
+
+
+def encode_signature(signature: bytes) -> bytes:
+    return base64.b64encode(signature) + b"\n"
+
+
+def decode_signature(data: bytes) -> bytes:
+    try:
+        return base64.b64decode(data.strip(), validate=True)
+    except ValueError as exc:
+        raise BundleError(f"manifest signature is not base64: {exc}") from None

@@ -1,0 +1,47 @@
+"""Catalog sync fixtures: a signing key, the sample product images, a real catalog server on loopback."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edge.config import Config
+from sync_agent.server import ServerSettings, create_app
+from sync_agent.signing import generate_keypair
+from tests.conftest import REPO
+from tools.http_harness import ServerThread
+
+TOKEN = "s3cret-token"
+SAMPLE = REPO / "samples" / "shelf-catalog"
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory) -> tuple[Path, Path]:
+    return generate_keypair(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture
+def server(tmp_path, keys):
+    """A fresh catalog server (work area + published tree under tmp_path), token auth on."""
+    settings = ServerSettings(root=tmp_path / "server", signing_key=keys[0], token=TOKEN, config=Config())
+    thread = ServerThread(create_app(settings)).start()
+    yield thread
+    thread.stop()
+
+
+def product_images(product_id: str) -> list[Path]:
+    return sorted((SAMPLE / product_id).glob("*.jpg"))
+
+
+def device_config(tmp_path: Path, server_url: str, public_key: Path, **sync) -> Config:
+    return Config.model_validate({"device": {"id": "dev", "data_dir": str(tmp_path / "device")}, "mqtt": {"enabled": False},
+                                  "sync": {"server_url": server_url, "catalog_id": "shelf", "public_key_file": str(public_key),
+                                           **sync}})
+
+
+def copy_sample(to: Path, products: list[str]) -> Path:
+    for pid in products:
+        shutil.copytree(SAMPLE / pid, to / pid)
+    return to
