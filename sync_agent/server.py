@@ -132,7 +132,9 @@ def check_image(path: Path, settings: ServerSettings, filename: str) -> str:
     try:
         with Image.open(path) as image:
             kind = image.format
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError:
+        raise error(413, f"{filename}: over the limit of {settings.max_pixels:,} pixels (decompression bomb)") from None
+    except (OSError, ValueError) as exc:
         raise error(415, f"{filename}: not an image ({exc.__class__.__name__}); send JPEG, PNG or WebP") from None
     if kind not in IMAGE_FORMATS:
         raise error(415, f"{filename}: {kind} images are not accepted; send JPEG, PNG or WebP")
@@ -179,6 +181,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @app.middleware("http")
     async def request_size_cap(request: Request, call_next):
         length = request.headers.get("content-length")
+        if length is None and request.method in ("POST", "PUT") and "chunked" in request.headers.get("transfer-encoding", ""):
+            # a body of unknown length would be spooled to disk before any check could see it
+            return JSONResponse({"error": "send a Content-Length (chunked uploads are not accepted)", "status": 411}, 411)
         if length is not None and (not length.isdigit() or int(length) > settings.max_request_bytes):
             return JSONResponse({"error": f"request body over {settings.max_request_bytes} bytes", "status": 413}, 413)
         return await call_next(request)
