@@ -216,7 +216,8 @@ def run(config: Config, catalog_dir: Path | None = None, stop: threading.Event |
 
     def stats() -> dict:
         queue = pipeline.worker.pending if pipeline.worker else 0
-        return pipeline.stats.snapshot(grabber, pipeline.identifier.catalog.version, len(pipeline.tracker.tracks), queue)
+        snapshot = pipeline.stats.snapshot(grabber, pipeline.identifier.catalog.version, len(pipeline.tracker.tracks), queue)
+        return snapshot | sync_stats(config)
 
     def handle(events: list[dict]) -> None:
         for event in events:
@@ -253,6 +254,16 @@ def run(config: Config, catalog_dir: Path | None = None, stop: threading.Event |
         sink.close()
     log.info("stopped after %d frames: %d identified, %d unknown", summary["frames"], summary["identified"], summary["unknown"])
     return summary
+
+
+def sync_stats(config: Config) -> dict:
+    """The sync agent's last word (its status file), when this device syncs."""
+    if config.sync.server_url is None:
+        return {}
+    from sync_agent.agent import read_status
+
+    status = read_status(config.device.data_dir)
+    return {"sync": {k: status.get(k) for k in ("active_version", "last_success", "last_error", "last_attempt")}}
 
 
 def announce_catalog(sink: EventSink, identifier: Identifier) -> None:

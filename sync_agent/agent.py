@@ -136,6 +136,7 @@ class Agent:
         """One sync; on any error the active catalog is untouched and status.json says why."""
         status = read_status(self.config.device.data_dir)
         status["last_attempt"] = now_iso()
+        log.info("sync: checking %s for catalog %s (active v%d)", self.base, self.catalog_id, self.layout.active_version())
         try:
             result = self._sync(status)
         except SyncError as exc:

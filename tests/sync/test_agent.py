@@ -151,3 +151,14 @@ def test_old_versions_beyond_keep_versions_and_their_blobs_are_removed(bench, ca
     assert agent.rollback() == 2
     with pytest.raises(SyncError, match="no version older than v2"):
         agent.rollback()
+
+
+def test_the_daemons_stats_carry_the_agents_status(bench):
+    from edge.daemon import sync_stats
+
+    _, config, publish_version = bench
+    publish_version(1)
+    Agent(config).sync_once()
+    stats = sync_stats(config)["sync"]
+    assert stats["active_version"] == 1 and stats["last_error"] is None and stats["last_success"]
+    assert sync_stats(Config()) == {}  # a device that does not sync reports nothing about it

@@ -1,0 +1,83 @@
+"""Bundles: deterministic shards, one product → one shard, schema and signature checks, assembly back to a catalog."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edge.catalog import load_catalog
+from edge.catalog_build import build_catalog
+from edge.config import Config
+from edge.identify import open_models
+from sync_agent.bundle import assemble, make_bundle, parse_manifest, shard_of
+from sync_agent.errors import BundleError, SignatureError, SyncError
+from sync_agent.signing import generate_keypair, load_private_key, load_public_key, verify
+from tests.sync.conftest import copy_sample
+
+
+@pytest.fixture(scope="module")
+def two_catalogs(tmp_path_factory):
+    """The sample with two products, and with a third one added."""
+    tmp = tmp_path_factory.mktemp("bundle")
+    detector, embedder, verifier = open_models(Config())
+    out = []
+    for name, products in (("two", ["cha-mate-limao", "cha-mate-natural"]), ("three", ["cha-mate-limao", "cha-mate-natural", "coca-cola-can"])):
+        images = copy_sample(tmp / f"images-{name}", products)
+        build_catalog(images, tmp / name, embedder, verifier, detector, "shelf")
+        out.append(load_catalog(tmp / name))
+    return out
+
+
+def test_adding_a_product_changes_only_its_shard(two_catalogs):
+    two, three = (make_bundle(c, "shelf", 1, created_at="2026-01-01T00:00:00+00:00") for c in two_catalogs)
+    assert make_bundle(two_catalogs[0], "shelf", 1, created_at="2026-01-01T00:00:00+00:00").blobs.keys() == two.blobs.keys()
+    new = set(three.blobs) - set(two.blobs)
+    [added] = [s for s in three.manifest["shards"] if s["name"] == f"{shard_of('coca-cola-can'):02x}"]
+    assert new == {p["sha256"] for p in added["parts"].values()} and len(new) == 7
+    assert set(two.blobs) <= set(three.blobs)
+
+
+def test_a_bundle_assembles_into_the_same_catalog(two_catalogs, tmp_path):
+    catalog = two_catalogs[1]
+    bundle = make_bundle(catalog, "shelf", 4)
+    out = tmp_path / "assembled"
+    out.mkdir()
+    assemble(parse_manifest(bundle.manifest_bytes), bundle.blobs.__getitem__, out)
+    again = load_catalog(out, catalog.info["embedder"]["model_id"], catalog.info["verifier"]["id"])
+    assert again.version == 4 and sorted(p.product_id for p in again.products) == sorted(p.product_id for p in catalog.products)
+    for product in catalog.products:  # same keypoints per product image, whatever the order
+        i = [p.product_id for p in catalog.products].index(product.product_id)
+        j = [p.product_id for p in again.products].index(product.product_id)
+        a, b = catalog.features(catalog.images_of(i)[0]), again.features(again.images_of(j)[0])
+        assert (a.keypoints == b.keypoints).all() and (a.descriptors == b.descriptors).all()
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda m: m.pop("shards"), "'shards' is a required property"),
+    (lambda m: m.update(version=0), "version"),
+    (lambda m: m["blobs"].pop(), "not in its blob list"),
+    (lambda m: m.update(catalog_id="../x"), "catalog_id"),
+])
+def test_a_manifest_that_breaks_the_schema_is_refused(two_catalogs, edit, message):
+    manifest = make_bundle(two_catalogs[0], "shelf", 1).manifest
+    edit(manifest)
+    with pytest.raises(BundleError, match=message):
+        parse_manifest(json.dumps(manifest).encode())
+    with pytest.raises(BundleError, match="not JSON"):
+        parse_manifest(b"\xff{")
+
+
+def test_signatures_verify_only_the_signed_bytes_with_the_right_key(tmp_path):
+    private, public = generate_keypair(tmp_path / "a")
+    other, _ = generate_keypair(tmp_path / "b")
+    data = b'{"version":1}'
+    signature = load_private_key(private).sign(data)
+    verify(load_public_key(public), data, signature)
+    with pytest.raises(SignatureError):
+        verify(load_public_key(public), data.replace(b"1", b"2"), signature)
+    with pytest.raises(SignatureError):
+        verify(load_public_key(public), data, load_private_key(other).sign(data))
+    with pytest.raises(SyncError, match="already there"):
+        generate_keypair(tmp_path / "a")
+    assert oct(private.stat().st_mode & 0o777) == "0o600"
