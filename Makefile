@@ -8,9 +8,9 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # torch first and pinned exactly: letting pip resolve it pulls a multi-GB CUDA build
 TORCH := torch==2.13.0
 
-.PHONY: test demo lint install mosquitto clean
+.PHONY: test demo lint install mosquitto systemd clean
 
-test: install mosquitto
+test: install mosquitto systemd
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
@@ -44,6 +44,11 @@ models/weights/embedder.onnx: models/weights/embedder.pt $(VENV)/.installed
 mosquitto:
 	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || \
 		{ apt-get update && apt-get install -y mosquitto; }
+
+# the unit tests run systemd-analyze verify/security and the installer's systemd-sysusers
+systemd:
+	@command -v systemd-analyze >/dev/null && command -v systemd-sysusers >/dev/null || \
+		{ apt-get update && apt-get install -y systemd; }
 
 clean:
 	rm -rf $(VENV) demo-out *.egg-info .pytest_cache .ruff_cache

@@ -99,6 +99,15 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from edge.doctor import report, run_checks
+
+    config = _config_or_defaults(args.config)
+    checks = run_checks(config, tuple(s for s in args.skip.split(",") if s))
+    print(report(checks))
+    return 1 if any(c.state == "fail" for c in checks) else 0
+
+
 def _sync(args: argparse.Namespace) -> int:
     from sync_agent.commands import sync
 
@@ -299,6 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--s3-bucket", help="publish to this S3-compatible bucket instead of <root>/public (boto3; AWS env/profile)")
     p.add_argument("--s3-prefix", default="", help="key prefix inside the bucket")
     p.set_defaults(func=_catalog_serve)
+
+    p = sub.add_parser("doctor", help="check camera, models, catalog, broker, sync, disk and clock; say what to fix")
+    p.add_argument("--config", type=Path, help="config file (default: built-in defaults)")
+    p.add_argument("--skip", default="", help="checks to skip, comma-separated (e.g. camera)")
+    p.set_defaults(func=_doctor)
 
     p = sub.add_parser("sync", help="the device's catalog sync agent")
     p.add_argument("--config", type=Path, help="config file (sync.*, device.data_dir, mqtt.* for announcements)")

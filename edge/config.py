@@ -47,6 +47,7 @@ class DeviceConfig(Section):
     )
     data_dir: Path = Field(
         default=Path("~/.local/share/shelfid"),
+        validate_default=True,  # the default is expanded too
         description="Where catalogs, the outbox and sync state live (systemd: /var/lib/shelfid).",
     )
     catalog_check_s: float = Field(
@@ -100,6 +101,7 @@ class ModelsConfig(Section):
     )
     engine_cache_dir: Path = Field(
         default=Path("~/.cache/shelfid/engines"),
+        validate_default=True,
         description="Where TensorRT engines built on this device are cached (systemd: /var/cache/shelfid).",
     )
     threads: int = Field(

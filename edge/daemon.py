@@ -179,7 +179,9 @@ def make_sink(config: Config, catalog_id: str | None) -> EventSink:
     from edge.reporter import MQTTReporter
 
     outbox = Outbox(config.outbox_path, config.outbox.max_events, config.outbox.max_age_h * 3600)
-    reporter = MQTTReporter(config.mqtt, config.device.id, outbox, catalog_id)
+    follows = config.sync.server_url is not None
+    reporter = MQTTReporter(config.mqtt, config.device.id, outbox, catalog_id if follows else None,
+                            on_announcement=lambda a: trigger_sync(config, a) if follows else None)
     reporter.start()
     return OutboxSink(outbox, reporter)
 
@@ -254,6 +256,14 @@ def run(config: Config, catalog_dir: Path | None = None, stop: threading.Event |
         sink.close()
     log.info("stopped after %d frames: %d identified, %d unknown", summary["frames"], summary["identified"], summary["unknown"])
     return summary
+
+
+def trigger_sync(config: Config, announcement: dict) -> Path:
+    """The catalog server announced a version: (re)write <data_dir>/sync/trigger, which shelfid-sync.path watches."""
+    trigger = config.device.data_dir / "sync" / "trigger"
+    trigger.parent.mkdir(parents=True, exist_ok=True)
+    trigger.write_text(json.dumps(announcement) + "\n")  # written in place: the close-after-write is what the path unit sees
+    return trigger
 
 
 def sync_stats(config: Config) -> dict:

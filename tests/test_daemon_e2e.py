@@ -88,21 +88,23 @@ def test_shelfid_run_killed_mid_stream_loses_no_committed_event(tmp_path):
         assert recorder.wait_for(lambda r: len(r.events()) >= 5, timeout=120)
         broker.stop()  # events now pile up in the daemon's outbox
         deadline = time.monotonic() + 120
-        while len(pending()) < 3 and time.monotonic() < deadline:  # another process's database: nothing to subscribe to
+        seen = lambda: {e["event_id"] for e in recorder.events()}  # noqa: E731
+        while len(pending() - seen()) < 3 and time.monotonic() < deadline:  # another process's database: nothing to subscribe to
             time.sleep(0.2)
     finally:
         daemon.send_signal(signal.SIGKILL)
         daemon.wait(10)
     committed = pending()  # committed, never acknowledged: only the outbox has them now
-    assert len(committed) >= 3
     received_before = {e["event_id"] for e in recorder.events()}
+    # at-least-once: events delivered just before the outage but not yet acknowledged stay committed too
+    assert len(committed - received_before) >= 3
     broker.start()
     rerun = subprocess.run([sys.executable, "-m", "edge.cli", "run", "--config", config(str(frames)), "--catalog", str(catalog)],
                            capture_output=True, text=True, cwd=REPO, timeout=120)
     assert rerun.returncode == 0, rerun.stderr[-1500:]
     assert recorder.wait_for(lambda r: committed <= {e["event_id"] for e in r.events()}, timeout=30)
     received = [e["event_id"] for e in recorder.events()]
-    assert len(received_before) >= 5 and not committed & received_before
+    assert len(received_before) >= 5
     assert len(received) - len(set(received)) <= len(committed)
     recorder.close()
     broker.kill()

@@ -175,3 +175,9 @@ def test_the_readme_config_table_lists_exactly_the_schema_keys():
             for kind in (field.annotation, *typing.get_args(field.annotation)):
                 fields |= set(getattr(kind, "model_fields", ()))
         assert table.get(section) == fields, f"README config table, section {section}"
+
+
+def test_default_paths_are_expanded():
+    config = Config()
+    assert "~" not in str(config.device.data_dir) and config.device.data_dir.is_absolute()
+    assert "~" not in str(config.models.engine_cache_dir)

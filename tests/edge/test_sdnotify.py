@@ -43,3 +43,79 @@ def test_daemon_says_ready_after_warm_up_and_pings_only_per_processed_frame(tmp_
     assert messages.count("WATCHDOG=1") == 2  # two frames processed, two pings; none while loading or after the end
     assert messages[-1] == "STOPPING=1"
     assert "started: device" in run.stderr  # the start-up summary line for operators
+
+
+class StallingCamera:
+    """A live camera that delivers 10 frames at 15 fps, then hangs (a stuck driver) until released, then 10 more."""
+
+    name, live = "stalling", True
+
+    def __init__(self, frame):
+        import threading
+
+        self.frame, self.reads = frame, 0
+        self.stalled, self.release = threading.Event(), threading.Event()
+
+    def open(self):
+        pass
+
+    def read(self):
+        import time
+
+        self.reads += 1
+        if self.reads == 11:
+            self.stalled.set()
+            self.release.wait(30)
+        if self.reads > 20:
+            return None
+        time.sleep(1 / 15)  # the camera's frame interval
+        return self.frame
+
+    def close(self):
+        pass
+
+
+def test_a_stalled_camera_stops_the_watchdog_pings_until_frames_flow_again(tmp_path, monkeypatch, shelf_frames):
+    import threading
+    import time
+
+    import cv2
+
+    from edge.catalog_build import build_catalog
+    from edge.config import Config
+    from edge.daemon import run
+    from edge.identify import open_models
+
+    address = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(address)
+    monkeypatch.setenv("NOTIFY_SOCKET", address)
+    detector, embedder, verifier = open_models(Config())
+    build_catalog(REPO / "samples" / "shelf-catalog", tmp_path / "catalog", embedder, verifier, detector, "shelf")
+    config = Config.model_validate({"device": {"data_dir": str(tmp_path / "data")}, "mqtt": {"enabled": False}})
+    camera = StallingCamera(cv2.resize(shelf_frames[1], (640, 360)))
+    daemon = threading.Thread(target=run, args=(config, tmp_path / "catalog"), kwargs={"source": camera})
+    daemon.start()
+
+    def drain(timeout: float) -> list[str]:
+        """Messages arriving within `timeout` seconds (a window to observe, not a wait for an event)."""
+        sock.settimeout(timeout)
+        out, deadline = [], time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                out.append(sock.recv(256).decode())
+            except TimeoutError:
+                break
+        return out
+
+    assert camera.stalled.wait(60)
+    before = drain(0.3)  # the frame in flight when the camera hung may still ping once
+    during = drain(2.0)  # hung camera: the loop has no frame, so no ping; systemd would restart us after WatchdogSec
+    camera.release.set()
+    daemon.join(120)
+    after = drain(0.5)
+    sock.close()
+    assert "READY=1" not in during and during.count("WATCHDOG=1") == 0
+    assert after.count("WATCHDOG=1") >= 1 and after[-1] == "STOPPING=1"
+    assert before[0] == "READY=1" and before.count("WATCHDOG=1") >= 5  # pings while frames flowed

@@ -1,0 +1,197 @@
+"""`shelfid doctor`: what an installer runs first — each part of the device checked, with what to fix.
+
+Checks run in order and never stop at the first problem: config, camera,
+models, engine cache, catalog, broker, sync, disk, clock. Each is `ok`,
+`warn` (works, but look at it) or `fail` (the daemon will not work).
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from edge.config import Config
+
+MIN_FREE_BYTES = 1 << 30
+CAMERA_TIMEOUT_S = 10.0
+BROKER_TIMEOUT_S = 5.0
+BUILT = datetime(2026, 11, 1, tzinfo=timezone.utc)  # a clock before this release is certainly wrong
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    state: str  # ok | warn | fail
+    detail: str
+    fix: str = ""
+
+
+def check_camera(config: Config) -> Check:
+    from edge.camera import CameraError, open_source
+
+    source = open_source(config.camera)
+    result: list = []
+
+    def read() -> None:
+        try:
+            source.open()
+            result.append(source.read())
+        except CameraError as exc:
+            result.append(exc)
+        finally:
+            source.close()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(CAMERA_TIMEOUT_S)
+    if not result:
+        return Check("camera", "fail", f"{config.camera.source}: no frame within {CAMERA_TIMEOUT_S:.0f} s",
+                     "check the cable/stream; for RTSP try the URL in VLC; for a CSI camera `nvgstcapture-1.0`")
+    if isinstance(result[0], Exception) or result[0] is None:
+        reason = result[0] if result[0] is not None else "the source ended before its first frame"
+        return Check("camera", "fail", str(reason), "camera.source: /dev/videoN (ls /dev/video*), rtsp://…, a GStreamer pipeline "
+                     "ending in appsink, or a video file; the service user needs group video")
+    h, w = result[0].shape[:2]
+    return Check("camera", "ok", f"{config.camera.source}: {w}×{h} frame read")
+
+
+def check_models(config: Config) -> Check:
+    import numpy as np
+
+    from edge.identify import open_models
+
+    detector, embedder, verifier = open_models(config)
+    start = time.perf_counter()
+    detector.detect(np.zeros((480, 640, 3), np.uint8))
+    embedder.embed([np.zeros((128, 128, 3), np.uint8)])
+    ms = (time.perf_counter() - start) * 1000
+    return Check("models", "ok", f"detector {detector.backend.path.name} on {detector.backend.name}, embedder "
+                 f"{embedder.model_id[:12]} ({embedder.dim}-d), verifier {verifier.id}; first inference {ms:.0f} ms")
+
+
+def check_engines(config: Config) -> Check:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return Check("engine cache", "ok", "TensorRT not installed: ONNX Runtime runs the models (no engines needed)")
+    cache = config.models.engine_cache_dir
+    engines = sorted(cache.glob("*.engine")) if cache.is_dir() else []
+    if not engines:
+        return Check("engine cache", "warn", f"{cache}: no TensorRT engines yet; the first start builds them (minutes)",
+                     "run tools/install.sh again, or `shelfid models build-engine` for each model")
+    return Check("engine cache", "ok", f"{cache}: {len(engines)} engines")
+
+
+def check_catalog(config: Config) -> Check:
+    from edge.identify import load_identifier
+
+    path = config.device.data_dir / "catalogs" / "current"
+    if not path.exists():
+        fix = ("run `shelfid sync --once` (sync.server_url is set)" if config.sync.server_url else
+               f"set sync.* to follow a catalog server, or `shelfid catalog build DIR --out {path.parent}/v1` "
+               f"and `ln -s v1 {path}`")
+        return Check("catalog", "fail", f"{path}: no active catalog", fix)
+    catalog = load_identifier(config, path).catalog
+    return Check("catalog", "ok", f"{catalog.catalog_id} v{catalog.version}: {len(catalog.products)} products, "
+                 f"{len(catalog.images)} images")
+
+
+def check_broker(config: Config) -> Check:
+    if not config.mqtt.enabled:
+        return Check("broker", "warn", "mqtt.enabled is false: events go to a local JSON-lines file only",
+                     "set mqtt.host/port to report to your systems")
+    import paho.mqtt.client as mqtt
+
+    from edge.reporter import apply_credentials
+
+    m = config.mqtt
+    outcome: list = []
+    answered = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"shelfid-doctor-{config.device.id}"[:64])
+    apply_credentials(client, m)
+    client.on_connect = lambda c, u, f, rc, p: (outcome.append(rc), answered.set())
+    try:
+        client.connect(m.host, m.port, 10)
+    except OSError as exc:
+        return Check("broker", "fail", f"{m.host}:{m.port}: {exc.strerror or exc}",
+                     "is the broker running and reachable from here (firewall, mqtt.host, mqtt.port)?")
+    client.loop_start()
+    answered.wait(BROKER_TIMEOUT_S)
+    client.disconnect()
+    client.loop_stop()
+    if not outcome:
+        return Check("broker", "fail", f"{m.host}:{m.port}: no answer within {BROKER_TIMEOUT_S:.0f} s", "is this an MQTT port?")
+    if outcome[0].is_failure:
+        return Check("broker", "fail", f"{m.host}:{m.port}: connection refused: {outcome[0]}",
+                     "check mqtt.username and the password credential, and the broker's ACL")
+    return Check("broker", "ok", f"{m.host}:{m.port}{' (TLS)' if m.tls else ''}: connected")
+
+
+def check_sync(config: Config) -> Check:
+    if config.sync.server_url is None:
+        return Check("sync", "ok", "sync.server_url is not set: the catalog is managed by hand")
+    from sync_agent.agent import read_status
+
+    status = read_status(config.device.data_dir)
+    if not status:
+        return Check("sync", "warn", f"{config.sync.server_url}: never synced", "run `shelfid sync --once --config …`")
+    if status.get("last_error"):
+        return Check("sync", "warn", f"last attempt {status.get('last_attempt')} failed: {status['last_error']}",
+                     f"last success {status.get('last_success') or 'never'}; the daemon keeps the active catalog meanwhile")
+    return Check("sync", "ok", f"v{status.get('active_version')} active, last success {status.get('last_success')}")
+
+
+def check_disk(config: Config) -> Check:
+    path = config.device.data_dir
+    while not path.exists():
+        path = path.parent
+    free = shutil.disk_usage(path).free
+    detail = f"{path}: {free / (1 << 30):.1f} GiB free"
+    if free < MIN_FREE_BYTES:
+        return Check("disk", "warn", detail, "under 1 GiB: catalogs and the outbox need room (old logs? journalctl --vacuum-size)")
+    return Check("disk", "ok", detail)
+
+
+def check_clock(now: datetime | None = None) -> Check:
+    now = now or datetime.now(timezone.utc)
+    if now < BUILT:
+        return Check("clock", "fail", f"system time is {now.isoformat(timespec='seconds')}, before this release",
+                     "event timestamps and TLS need a correct clock: enable NTP (timedatectl set-ntp true)")
+    synced = Path("/run/systemd/timesync/synchronized").exists()
+    return Check("clock", "ok", f"{now.isoformat(timespec='seconds')}" + (" (NTP synchronised)" if synced else ""))
+
+
+def run_checks(config: Config, skip: tuple[str, ...] = ()) -> list[Check]:
+    checks: list[tuple[str, Callable[[], Check]]] = [
+        ("camera", lambda: check_camera(config)), ("models", lambda: check_models(config)),
+        ("engine cache", lambda: check_engines(config)), ("catalog", lambda: check_catalog(config)),
+        ("broker", lambda: check_broker(config)), ("sync", lambda: check_sync(config)),
+        ("disk", lambda: check_disk(config)), ("clock", check_clock),
+    ]
+    results = []
+    for name, check in checks:
+        if name in skip:
+            continue
+        try:
+            results.append(check())
+        except Exception as exc:  # a check that breaks is a finding, not a crash of the doctor
+            results.append(Check(name, "fail", f"{type(exc).__name__}: {exc}"))
+    return results
+
+
+def report(checks: list[Check]) -> str:
+    marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+    lines = []
+    for c in checks:
+        lines.append(f"[{marks[c.state]}] {c.name:<12} {c.detail}")
+        if c.fix and c.state != "ok":
+            lines.append(f"{'':19}fix: {c.fix}")
+    failed = sum(c.state == "fail" for c in checks)
+    warned = sum(c.state == "warn" for c in checks)
+    lines.append(f"\n{len(checks)} checks: {failed} failed, {warned} warnings" + (" — ready to run" if not failed else ""))
+    return "\n".join(lines)
