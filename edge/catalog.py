@@ -8,6 +8,7 @@
     descriptors.npy   [K x Dk] float16
     scores.npy        [K] float32 keypoint scores
     offsets.npy       [images + 1] int64: image i owns rows offsets[i]:offsets[i+1]
+    thumbnails/       <product_id>.jpg, 160 px: for people (the installer's page), not for matching
 
 Arrays are memory-mapped, so resident memory stays small and a catalog opens fast.
 """
@@ -57,6 +58,13 @@ class Catalog:
     @property
     def catalog_id(self) -> str:
         return str(self.info["catalog_id"])
+
+    def thumbnail(self, product_id: str) -> bytes | None:
+        """A small JPEG of the product's first catalog image (catalogs built before thumbnails have none)."""
+        path = self.path / "thumbnails" / f"{product_id}.jpg"
+        if "/" in product_id or not path.is_file():
+            return None
+        return path.read_bytes()
 
     def features(self, image_index: int) -> Features:
         start, end = self.offsets[image_index], self.offsets[image_index + 1]

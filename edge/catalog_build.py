@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -32,6 +33,7 @@ from models.embedder import Embedder
 
 log = logging.getLogger(__name__)
 PRODUCT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+THUMBNAIL_SIDE = 160  # px, the longer side of a product's thumbnail
 MIN_BOX_AREA = 0.2  # a detection smaller than this share of a catalog image is not "the product"
 
 
@@ -103,6 +105,7 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
     pairs = scan(images_dir, report)
 
     rows, crops_features, embeddings = [], [], []
+    thumbnails: dict[str, bytes] = {}  # product id -> its first image's crop, small, for people (the installer's page)
     batch: list[tuple[str, Path, np.ndarray, list[float]]] = []
     rng = np.random.default_rng(seed)
 
@@ -129,6 +132,8 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
             continue
         crop, box = crop_product(image, detector)
         batch.append((pid, path, crop, box))
+        if pid not in thumbnails:
+            thumbnails[pid] = thumbnail_jpeg(crop)
         if len(batch) >= 16:
             flush()
     if batch:
@@ -149,7 +154,7 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
         "verifier": {"id": verifier.id, "descriptor_dim": verifier.descriptor_dim},
         "products": len(products), "images": originals, "variants": len(rows) - originals,
     }
-    _write(out, info, products, rows, np.stack(embeddings), crops_features, force)
+    _write(out, info, products, rows, np.stack(embeddings), crops_features, force, {p.product_id: thumbnails[p.product_id] for p in products})
     report.products, report.images = len(products), originals
     log.info("catalog %s v%d: %d products, %d images (+%d variants), %d skipped -> %s", info["catalog_id"], version,
              len(products), originals, len(rows) - originals, len(report.skipped), out)
@@ -157,7 +162,7 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
 
 
 def write_catalog_files(folder: Path, info: dict, products: list[Product], rows: list[dict], embeddings: np.ndarray,
-                        features: list[Features]) -> None:
+                        features: list[Features], thumbnails: dict[str, bytes] | None = None) -> None:
     """The catalog's files in `folder` (which the caller renames into place)."""
     offsets = np.cumsum([0] + [len(f.keypoints) for f in features]).astype(np.int64)
     dim = features[0].descriptors.shape[1] if features else 0
@@ -165,12 +170,18 @@ def write_catalog_files(folder: Path, info: dict, products: list[Product], rows:
     descriptors = np.concatenate([f.descriptors.reshape(-1, dim) for f in features]) if features else np.zeros((0, dim))
     scores = [f.scores if f.scores is not None else np.zeros(len(f.keypoints)) for f in features]
     scores = np.concatenate(scores) if scores else np.zeros(0)
-    write_catalog_arrays(folder, info, [p.__dict__ for p in products], rows, embeddings, keypoints, descriptors, scores, offsets)
+    write_catalog_arrays(folder, info, [p.__dict__ for p in products], rows, embeddings, keypoints, descriptors, scores, offsets,
+                         thumbnails)
 
 
 def write_catalog_arrays(folder: Path, info: dict, products: list[dict], rows: list[dict], embeddings: np.ndarray,
-                         keypoints: np.ndarray, descriptors: np.ndarray, scores: np.ndarray, offsets: np.ndarray) -> None:
+                         keypoints: np.ndarray, descriptors: np.ndarray, scores: np.ndarray, offsets: np.ndarray,
+                         thumbnails: dict[str, bytes] | None = None) -> None:
     """Every file of a catalog folder, fsynced, catalog.json last (its presence marks a complete folder)."""
+    if thumbnails:
+        (folder / "thumbnails").mkdir()
+        for pid, jpeg in thumbnails.items():
+            (folder / "thumbnails" / f"{pid}.jpg").write_bytes(jpeg)
     (folder / "products.json").write_text(json.dumps(products, indent=1, ensure_ascii=False))
     (folder / "images.json").write_text(json.dumps(rows, indent=1))
     np.save(folder / "embeddings.npy", embeddings.astype(np.float16))
@@ -179,9 +190,10 @@ def write_catalog_arrays(folder: Path, info: dict, products: list[dict], rows: l
     np.save(folder / "offsets.npy", offsets.astype(np.int64))
     np.save(folder / "scores.npy", scores.astype(np.float32))
     (folder / "catalog.json").write_text(json.dumps(info, indent=1))
-    for name in os.listdir(folder):
-        with open(folder / name, "rb") as f:
-            os.fsync(f.fileno())
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -189,12 +201,19 @@ def write_catalog_arrays(folder: Path, info: dict, products: list[dict], rows: l
         os.close(fd)
 
 
-def _write(out: Path, info, products, rows, embeddings, features, force: bool) -> None:
+def thumbnail_jpeg(crop: np.ndarray, side: int = THUMBNAIL_SIDE) -> bytes:
+    h, w = crop.shape[:2]
+    scale = min(1.0, side / max(h, w))
+    small = cv2.resize(crop, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
+
+
+def _write(out: Path, info, products, rows, embeddings, features, force: bool, thumbnails: dict[str, bytes]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the daemon may run as another user
     try:
-        write_catalog_files(tmp, info, products, rows, embeddings, features)
+        write_catalog_files(tmp, info, products, rows, embeddings, features, thumbnails)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.replace(out, old)

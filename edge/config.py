@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 DEFAULT_CONFIG_PATH = Path("/etc/shelfid/config.yaml")
 MQTT_PASSWORD_ENV = "SHELFID_MQTT_PASSWORD"
 SYNC_TOKEN_ENV = "SHELFID_SYNC_TOKEN"
+WEB_TOKEN_ENV = "SHELFID_WEB_TOKEN"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 class Section(BaseModel):
@@ -258,6 +260,29 @@ class SyncConfig(Section):
         return read_secret(self.token_file, "sync-token", SYNC_TOKEN_ENV)
 
 
+class WebConfig(Section):
+    enabled: bool = Field(default=False, description="Serve the installer's page (live view, identifications, health, metrics).")
+    host: str = Field(default="127.0.0.1", min_length=1, description="Address to bind; anything but loopback needs a token.")
+    port: int = Field(default=8090, ge=1, le=65535, description="Port of the page.")
+    token_file: Optional[Path] = Field(
+        default=None, description=f"File holding the page's access token; else the credential 'web-token' or ${WEB_TOKEN_ENV}."
+    )
+    snapshot_fps: float = Field(default=2.0, gt=0, le=15, description="Live view frames per second, while someone watches.")
+    recent: int = Field(default=20, ge=1, le=200, description="Identifications kept for the page, with their thumbnails.")
+
+    @field_validator("token_file")
+    @classmethod
+    def _readable(cls, value: Optional[Path]) -> Optional[Path]:
+        return _existing_file(value, "token file")
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in LOOPBACK
+
+    def token(self) -> Optional[str]:
+        return read_secret(self.token_file, "web-token", WEB_TOKEN_ENV) or None
+
+
 class LoggingConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Least severe level logged.")
     format: Literal["text", "json"] = Field(default="text", description="text for journald and people, json for log shippers.")
@@ -278,6 +303,7 @@ class Config(Section):
     mqtt: MQTTConfig = Field(default_factory=MQTTConfig, description="Where events are reported.")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="On-disk queue of unsent events.")
     sync: SyncConfig = Field(default_factory=SyncConfig, description="Catalog updates from the catalog server.")
+    web: WebConfig = Field(default_factory=WebConfig, description="The local page for installers (off by default).")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log output.")
 
     @property

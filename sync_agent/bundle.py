@@ -31,7 +31,7 @@ from sync_agent.errors import BundleError
 
 MANIFEST_SCHEMA = 1
 SHARDS = 16
-JSON_PARTS = ("products", "images")
+JSON_PARTS = ("products", "images")  # and, optional, "thumbnails": {product_id: base64 JPEG}
 ARRAY_PARTS = ("embeddings", "keypoints", "descriptors", "scores", "offsets")
 SCHEMA_FILE = Path(__file__).resolve().parent / "manifest.schema.json"
 
@@ -78,7 +78,10 @@ def shard_parts(catalog: Catalog, product_indices: list[int]) -> dict[str, bytes
     features = [catalog.features(i) for i in images]
     offsets = np.cumsum([0] + [len(f.keypoints) for f in features]).astype(np.int64)
     dim = catalog.descriptors.shape[1]
-    return {
+    thumbnails = {catalog.products[p].product_id: catalog.thumbnail(catalog.products[p].product_id) for p in product_indices}
+    parts = {} if not any(thumbnails.values()) else {
+        "thumbnails": json_bytes({pid: base64.b64encode(t).decode() for pid, t in thumbnails.items() if t})}
+    return parts | {
         "products": json_bytes([asdict(catalog.products[p]) for p in product_indices]),
         "images": json_bytes([catalog.images[i] for i in images]),
         "embeddings": npy_bytes(np.asarray(catalog.embeddings[images], np.float16).reshape(len(images), -1)),
@@ -134,11 +137,13 @@ def parse_manifest(data: bytes) -> dict:
 
 def assemble(manifest: dict, read_blob, out: Path) -> None:
     """Write the catalog folder a manifest describes into `out` (an empty staging folder), from its verified blobs."""
-    products, rows, arrays = [], [], {name: [] for name in ARRAY_PARTS}
+    products, rows, arrays, thumbnails = [], [], {name: [] for name in ARRAY_PARTS}, {}
     keypoint_base = 0
     for shard in manifest["shards"]:
         parts = {name: read_blob(part["sha256"]) for name, part in shard["parts"].items()}
         products += json.loads(parts["products"])
+        if "thumbnails" in parts:
+            thumbnails |= {pid: base64.b64decode(t) for pid, t in json.loads(parts["thumbnails"]).items()}
         rows += json.loads(parts["images"])
         loaded = {name: np.load(io.BytesIO(parts[name]), allow_pickle=False) for name in ARRAY_PARTS}
         for name in ("embeddings", "keypoints", "descriptors", "scores"):
@@ -154,7 +159,7 @@ def assemble(manifest: dict, read_blob, out: Path) -> None:
             "products": len(products), "images": originals, "variants": len(rows) - originals}
     write_catalog_arrays(out, info, products, rows, np.concatenate(arrays["embeddings"]), np.concatenate(arrays["keypoints"]),
                          np.concatenate(arrays["descriptors"]), np.concatenate(arrays["scores"]),
-                         np.concatenate(arrays["offsets"] + [np.array([keypoint_base], np.int64)]))
+                         np.concatenate(arrays["offsets"] + [np.array([keypoint_base], np.int64)]), thumbnails)
 
 
 def encode_signature(signature: bytes) -> bytes:

@@ -34,7 +34,7 @@ def test_adding_a_product_changes_only_its_shard(two_catalogs):
     assert make_bundle(two_catalogs[0], "shelf", 1, created_at="2026-01-01T00:00:00+00:00").blobs.keys() == two.blobs.keys()
     new = set(three.blobs) - set(two.blobs)
     [added] = [s for s in three.manifest["shards"] if s["name"] == f"{shard_of('coca-cola-can'):02x}"]
-    assert new == {p["sha256"] for p in added["parts"].values()} and len(new) == 7
+    assert new == {p["sha256"] for p in added["parts"].values()} and len(new) == 8
     assert set(two.blobs) <= set(three.blobs)
 
 
@@ -51,6 +51,7 @@ def test_a_bundle_assembles_into_the_same_catalog(two_catalogs, tmp_path):
         j = [p.product_id for p in again.products].index(product.product_id)
         a, b = catalog.features(catalog.images_of(i)[0]), again.features(again.images_of(j)[0])
         assert (a.keypoints == b.keypoints).all() and (a.descriptors == b.descriptors).all()
+        assert again.thumbnail(product.product_id) == catalog.thumbnail(product.product_id) is not None
 
 
 @pytest.mark.parametrize("edit,message", [

@@ -43,10 +43,10 @@ def test_publish_sync_identify_then_an_added_product_downloads_only_its_shard(se
 
     assert put_product(url, "coca-cola-can", "Coca-Cola lata").status_code == 201
     second = requests.post(f"{url}/api/v1/catalogs/shelf/publish", headers=AUTH, timeout=120).json()
-    assert second["version"] == 2 and second["new_blobs"] == 7  # one new shard: its seven parts
+    assert second["version"] == 2 and second["new_blobs"] == 8  # one new shard: its eight parts
     update = agent.sync_once()
     assert update.outcome == "updated" and update.version == 2
-    assert update.blobs_downloaded == 7 < second["blobs"]  # the two unchanged shards were not fetched again
+    assert update.blobs_downloaded == 8 < second["blobs"]  # the two unchanged shards were not fetched again
 
     status = read_status(config.device.data_dir)
     assert status["active_version"] == 2 and status["last_error"] is None and status["last_success"]
