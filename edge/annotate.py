@@ -21,3 +21,16 @@ def draw_boxes(frame: np.ndarray, boxes: list[tuple[tuple[float, float, float, f
         cv2.rectangle(out, (p1[0], top - th - 4), (p1[0] + tw + 4, top), colour, -1)
         cv2.putText(out, label, (p1[0] + 2, top - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     return out
+
+
+def track_boxes(tracks: list, names: dict[str, str]) -> list[tuple[tuple[float, float, float, float], str, bool]]:
+    """(bbox, label, identified) for the tracks seen in the current frame: the live view's and the demo video's boxes."""
+    boxes = []
+    for t in tracks:
+        if t.misses:
+            continue
+        if t.confirmed and t.confirmed != "unknown":
+            boxes.append((t.bbox, f"#{t.track_id} {names.get(t.confirmed, t.confirmed)}", True))
+        else:
+            boxes.append((t.bbox, f"#{t.track_id} {t.confirmed or ('...' if t.pending else '?')}", False))
+    return boxes

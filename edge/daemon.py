@@ -15,16 +15,19 @@ import json
 import logging
 import os
 import resource
+import shutil
 import signal
 import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
+from edge.annotate import track_boxes
 from edge.camera import FrameSource, open_source
 from edge.catalog_watch import CatalogWatcher
 from edge.config import Config
@@ -56,10 +59,13 @@ class Stats:
     stage_ms: dict[str, deque] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=500)))
     identify_latency_ms: list[float] = field(default_factory=list)
     catalog_switches: int = 0
+    on_record: Callable[[dict[str, float]], None] | None = None  # the /metrics histograms, when the page is on
 
     def record(self, stage_ms: dict[str, float]) -> None:
         for name, ms in stage_ms.items():
             self.stage_ms[name].append(ms)
+        if self.on_record is not None:
+            self.on_record(stage_ms)
 
     def snapshot(self, grabber: Grabber, catalog_version: int, tracks: int, identify_queue: int = 0) -> dict:
         elapsed = max(time.time() - self.started, 1e-9)
@@ -212,14 +218,15 @@ def run(config: Config, catalog_dir: Path | None = None, stop: threading.Event |
              "identify %s, pid %d", config.device.id, config.camera.name, config.camera.source,
              identifier.detector.backend.path.name, identifier.embedder.model_id[:12], identifier.verifier.id, catalog.catalog_id,
              catalog.version, len(catalog.products), path, "in background" if pipeline.worker else "in the frame loop", os.getpid())
+    web = start_web(config, pipeline)
     grabber.start()
     notify("READY=1")
-    last_stats, shape = time.monotonic(), (480, 640, 3)
+    last_stats, last_status, shape = time.monotonic(), 0.0, (480, 640, 3)
 
     def stats() -> dict:
         queue = pipeline.worker.pending if pipeline.worker else 0
         snapshot = pipeline.stats.snapshot(grabber, pipeline.identifier.catalog.version, len(pipeline.tracker.tracks), queue)
-        return snapshot | sync_stats(config)
+        return snapshot | {"catalog_id": pipeline.identifier.catalog.catalog_id} | sync_stats(config)
 
     def handle(events: list[dict]) -> None:
         for event in events:
@@ -232,13 +239,19 @@ def run(config: Config, catalog_dir: Path | None = None, stop: threading.Event |
                 pipeline.switch(switched)
                 pipeline.stats.catalog_switches += 1
                 announce_catalog(sink, switched)
+            if web is not None and time.monotonic() - last_status >= 1.0:  # the page's health panel, also while the camera is lost
+                web.live.set_status(page_status(config, stats(), sink, web.live))
+                last_status = time.monotonic()
             frame = grabber.get(timeout=1.0)
             if frame is None:
                 if grabber.ended:
                     break
                 continue  # camera lost: no frame, no watchdog ping
             shape = frame.image.shape
-            handle(pipeline.process(frame))
+            events = pipeline.process(frame)
+            handle(events)
+            if web is not None:
+                feed_page(web.live, frame, events, pipeline)
             if on_frame:
                 on_frame(frame, pipeline)
             notify("WATCHDOG=1")  # only from here: a stalled pipeline stops the pings
@@ -254,8 +267,45 @@ def run(config: Config, catalog_dir: Path | None = None, stop: threading.Event |
         handle(pipeline.finish(shape))  # identifications in flight still count (and are flushed to the sink)
         summary = stats()
         sink.close()
+        if web is not None:
+            web.stop()
     log.info("stopped after %d frames: %d identified, %d unknown", summary["frames"], summary["identified"], summary["unknown"])
     return summary
+
+
+def start_web(config: Config, pipeline: Pipeline):
+    """The installer's page, when the config turns it on."""
+    if not config.web.enabled:
+        return None
+    from edge.live import LiveState
+    from edge.metrics import Metrics
+    from edge.web import WebServer
+
+    live = LiveState(config.web.snapshot_fps, config.web.recent)
+    metrics = Metrics(live)
+    pipeline.stats.on_record = metrics.observe
+    return WebServer(config.web, live, metrics).start()
+
+
+def feed_page(live, frame: Frame, events: list[dict], pipeline: Pipeline) -> None:
+    if events:
+        live.add_events(events, frame.image, pipeline.identifier.catalog)
+    if live.wants_frame():  # only while someone watches, at most web.snapshot_fps
+        names = {p.product_id: p.name for p in pipeline.identifier.catalog.products}
+        live.set_frame(frame.image, track_boxes(pipeline.tracker.tracks, names))
+
+
+def page_status(config: Config, snapshot: dict, sink: EventSink, live) -> dict:
+    """The health panel's numbers: the stats line plus who/where, uptime, disk, MQTT and sync age."""
+    status = snapshot | {"device": config.device.id, "camera_name": config.camera.name, "uptime_s": round(time.time() - live.started),
+                         "snapshot_fps": config.web.snapshot_fps}
+    data_dir = config.device.data_dir
+    status["disk_free_gb"] = round(shutil.disk_usage(data_dir if data_dir.exists() else "/").free / 1e9, 1)
+    if isinstance(sink, OutboxSink):
+        status |= sink.reporter.stats()
+    last = (status.get("sync") or {}).get("last_success")
+    status["sync_age_s"] = round(time.time() - datetime.fromisoformat(last).timestamp()) if last else None
+    return status
 
 
 def trigger_sync(config: Config, announcement: dict) -> Path:

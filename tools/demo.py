@@ -25,7 +25,7 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from edge.annotate import draw_boxes  # noqa: E402
+from edge.annotate import draw_boxes, track_boxes  # noqa: E402
 from edge.catalog_build import build_catalog  # noqa: E402
 from edge.config import Config  # noqa: E402
 from edge.daemon import Pipeline, run  # noqa: E402
@@ -37,26 +37,13 @@ REPO = Path(__file__).resolve().parent.parent
 STILL_EVERY = 30  # frames between annotated stills
 
 
-def track_boxes(pipeline: Pipeline) -> list:
-    """(bbox, label, identified) for the tracks in the current frame."""
-    names = {p.product_id: p.name for p in pipeline.identifier.catalog.products}
-    boxes = []
-    for t in pipeline.tracker.tracks:
-        if t.misses:
-            continue
-        if t.confirmed and t.confirmed != "unknown":
-            boxes.append((t.bbox, f"#{t.track_id} {names.get(t.confirmed, t.confirmed)}", True))
-        else:
-            boxes.append((t.bbox, f"#{t.track_id} {t.confirmed or ('...' if t.pending else '?')}", False))
-    return boxes
-
-
 class AnnotatedVideo:
     def __init__(self, out: Path, fps: float = 15.0):
         self.out, self.fps, self.writer, self.stills = out, fps, None, 0
 
     def __call__(self, frame: Frame, pipeline: Pipeline) -> None:
-        image = draw_boxes(frame.image, track_boxes(pipeline))
+        names = {p.product_id: p.name for p in pipeline.identifier.catalog.products}
+        image = draw_boxes(frame.image, track_boxes(pipeline.tracker.tracks, names))
         if self.writer is None:
             h, w = image.shape[:2]
             self.writer = cv2.VideoWriter(str(self.out / "annotated.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
