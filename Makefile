@@ -8,9 +8,9 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # torch first and pinned exactly: letting pip resolve it pulls a multi-GB CUDA build
 TORCH := torch==2.13.0
 
-.PHONY: test demo lint install mosquitto systemd clean
+.PHONY: test demo lint install system clean
 
-test: install mosquitto systemd
+test: install system
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
@@ -40,15 +40,16 @@ $(VENV)/.installed: setup.py $(VENV)/.torch
 models/weights/embedder.onnx: models/weights/embedder.pt $(VENV)/.installed
 	$(PY) -W ignore -m edge.cli models export-embedder --weights $< --out $@
 
-# the integration tests start their own broker; they need the binary
-mosquitto:
-	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || \
-		{ apt-get update && apt-get install -y mosquitto; }
-
-# the unit tests run systemd-analyze verify/security and the installer's systemd-sysusers
-systemd:
-	@command -v systemd-analyze >/dev/null && command -v systemd-sysusers >/dev/null || \
-		{ apt-get update && apt-get install -y systemd; }
+# What the tests run besides Python: a real mosquitto (started by the tests), systemd-analyze and
+# systemd-sysusers (unit checks, the installer), Chromium + chromedriver (the page's browser test).
+# One apt-get update, only when something is missing.
+system:
+	@missing=""; \
+	command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || missing="$$missing mosquitto"; \
+	{ command -v systemd-analyze && command -v systemd-sysusers; } >/dev/null || missing="$$missing systemd"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then apt-get update && apt-get install -y $$missing; fi
 
 clean:
 	rm -rf $(VENV) demo-out *.egg-info .pytest_cache .ruff_cache
