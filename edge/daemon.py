@@ -15,19 +15,16 @@ import json
 import logging
 import os
 import resource
-import shutil
 import signal
 import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
-from edge.annotate import track_boxes
 from edge.camera import FrameSource, open_source
 from edge.catalog_watch import CatalogWatcher
 from edge.config import Config
@@ -35,6 +32,7 @@ from edge.events import make_event
 from edge.grabber import Frame, Grabber
 from edge.identify import Identification, Identifier, Timings, crop_boxes, load_identifier
 from edge.identify_worker import IdentifyWorker
+from edge.page import feed_page, page_status, start_web
 from edge.sdnotify import notify
 from edge.sinks import EventSink, JSONLinesSink, OutboxSink
 from edge.tracker import Track, Tracker, needs_identification, vote
@@ -218,7 +216,7 @@ def run(config: Config, catalog_dir: Path | None = None, stop: threading.Event |
              "identify %s, pid %d", config.device.id, config.camera.name, config.camera.source,
              identifier.detector.backend.path.name, identifier.embedder.model_id[:12], identifier.verifier.id, catalog.catalog_id,
              catalog.version, len(catalog.products), path, "in background" if pipeline.worker else "in the frame loop", os.getpid())
-    web = start_web(config, pipeline)
+    web = start_web(config, pipeline)  # the installer's page, when the config turns it on
     grabber.start()
     notify("READY=1")
     last_stats, last_status, shape = time.monotonic(), 0.0, (480, 640, 3)
@@ -271,41 +269,6 @@ def run(config: Config, catalog_dir: Path | None = None, stop: threading.Event |
             web.stop()
     log.info("stopped after %d frames: %d identified, %d unknown", summary["frames"], summary["identified"], summary["unknown"])
     return summary
-
-
-def start_web(config: Config, pipeline: Pipeline):
-    """The installer's page, when the config turns it on."""
-    if not config.web.enabled:
-        return None
-    from edge.live import LiveState
-    from edge.metrics import Metrics
-    from edge.web import WebServer
-
-    live = LiveState(config.web.snapshot_fps, config.web.recent)
-    metrics = Metrics(live)
-    pipeline.stats.on_record = metrics.observe
-    return WebServer(config.web, live, metrics).start()
-
-
-def feed_page(live, frame: Frame, events: list[dict], pipeline: Pipeline) -> None:
-    if events:
-        live.add_events(events, frame.image, pipeline.identifier.catalog)
-    if live.wants_frame():  # only while someone watches, at most web.snapshot_fps
-        names = {p.product_id: p.name for p in pipeline.identifier.catalog.products}
-        live.set_frame(frame.image, track_boxes(pipeline.tracker.tracks, names))
-
-
-def page_status(config: Config, snapshot: dict, sink: EventSink, live) -> dict:
-    """The health panel's numbers: the stats line plus who/where, uptime, disk, MQTT and sync age."""
-    status = snapshot | {"device": config.device.id, "camera_name": config.camera.name, "uptime_s": round(time.time() - live.started),
-                         "snapshot_fps": config.web.snapshot_fps}
-    data_dir = config.device.data_dir
-    status["disk_free_gb"] = round(shutil.disk_usage(data_dir if data_dir.exists() else "/").free / 1e9, 1)
-    if isinstance(sink, OutboxSink):
-        status |= sink.reporter.stats()
-    last = (status.get("sync") or {}).get("last_success")
-    status["sync_age_s"] = round(time.time() - datetime.fromisoformat(last).timestamp()) if last else None
-    return status
 
 
 def trigger_sync(config: Config, announcement: dict) -> Path:
