@@ -65,6 +65,12 @@ if [ ! -x "$OPT/venv/bin/python" ]; then
 fi
 "$OPT/venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$SRC" \
     || die "pip could not install $SRC into $OPT/venv"
+# JetPack's OpenCV is built with GStreamer (nvarguscamerasrc, hardware decoding); pip's wheel is not. When the
+# system one has it, drop the pip copy so the venv (made with --system-site-packages) imports the system one.
+if "$PYTHON" -c 'import cv2, re, sys; sys.exit(not re.search(r"GStreamer:\s+YES", cv2.getBuildInformation()))' 2>/dev/null; then
+    "$OPT/venv/bin/python" -m pip uninstall --quiet --yes opencv-python-headless
+    say "using the system OpenCV (built with GStreamer) instead of pip's"
+fi
 install -m 0644 "$SRC/README.md" "$OPT/README.md"
 say "package $("$OPT/venv/bin/python" -c 'from importlib.metadata import version; print(version("shelfid"))') in $OPT/venv"
 
