@@ -162,3 +162,15 @@ def test_the_daemons_stats_carry_the_agents_status(bench):
     stats = sync_stats(config)["sync"]
     assert stats["active_version"] == 1 and stats["last_error"] is None and stats["last_success"]
     assert sync_stats(Config()) == {}  # a device that does not sync reports nothing about it
+
+
+def test_a_tree_on_a_mounted_folder_syncs_through_file_urls(tmp_path, keys, catalog):
+    """The same static tree from a USB stick or NFS mount: file:// server URL, same checks, conditional on mtime+size."""
+    storage = LocalStorage(tmp_path / "stick")
+    publish(storage, catalog, "shelf", load_private_key(keys[0]), 1)
+    config = device_config(tmp_path, f"file://{tmp_path / 'stick'}", keys[1])
+    agent = Agent(config)
+    assert agent.sync_once().outcome == "updated" and current_version(config) == 1
+    assert agent.sync_once().outcome == "unchanged"
+    publish(storage, catalog, "shelf", load_private_key(keys[0]), 2)
+    assert agent.sync_once().version == 2
