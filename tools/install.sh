@@ -53,7 +53,7 @@ say "user shelfid (group video)"
 # 2. folders; the state and cache folders are created and owned by systemd (StateDirectory=, CacheDirectory=)
 install -d -m 0755 "$ETC" "$OPT" "$UNITS"
 install -d -m 0700 "$ETC/credentials"
-for secret in mqtt-password sync-token; do
+for secret in mqtt-password sync-token web-token; do
     # empty = not used; LoadCredential= needs the file to exist
     [ -e "$ETC/credentials/$secret" ] || install -m 0600 /dev/null "$ETC/credentials/$secret"
 done

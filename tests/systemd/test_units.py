@@ -43,7 +43,7 @@ def test_the_edge_service_is_a_watched_notify_service_that_restarts_within_limit
     assert service["User"] == ["shelfid"] and "video" in service["SupplementaryGroups"][0].split()
     assert service["StateDirectory"] == ["shelfid"] and service["CacheDirectory"] == ["shelfid"]
     assert service["ConfigurationDirectory"] == ["shelfid"]
-    assert {c.split(":")[0] for c in service["LoadCredential"]} == {"mqtt-password", "sync-token"}
+    assert {c.split(":")[0] for c in service["LoadCredential"]} == {"mqtt-password", "sync-token", "web-token"}
     assert service["DevicePolicy"] == ["closed"] and "char-video4linux rw" in service["DeviceAllow"]
     assert any(d.startswith("/dev/nvmap") for d in service["DeviceAllow"])  # Jetson GPU memory
 
