@@ -148,8 +148,16 @@ class Pipeline:
 
     def _apply(self, track: Track, ident: Identification, shape: tuple, checked_at: float) -> list[dict]:
         product_id = ident.product.product_id if ident.product else None
+        before = track.confirmed
         if not vote(track, product_id, checked_at, self.config.tracker.confirm_frames, ident.clear):
             return []
+        if before not in (None, "unknown"):
+            if track.confirmed == "unknown":
+                track.confirmed = before  # a re-check that sees nothing identical does not take an identity back
+                return []
+            # another product where this track was: the tracker followed its box onto a neighbour. That is a new
+            # physical object, so it gets a new track id: one identified event per track, always.
+            self.tracker.renumber(track, time.time())
         if product_id is None and not self.report_unknown:
             return []
         return [self._event(track, ident, shape, time.time())]

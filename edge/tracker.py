@@ -86,6 +86,12 @@ class Tracker:
                 seen.append(track)
         return seen, ended
 
+    def renumber(self, track: Track, now: float) -> None:
+        """The track turned out to be another physical object: a new id and first-seen time, same box and motion."""
+        track.track_id = self._next_id
+        self._next_id += 1
+        track.first_seen = now
+
     @staticmethod
     def _continue(track: Track, box: Box, now: float) -> Track:
         old_cx, old_cy = (track.bbox[0] + track.bbox[2]) / 2, (track.bbox[1] + track.bbox[3]) / 2
@@ -120,7 +126,7 @@ def vote(track: Track, product_id: str | None, now: float, confirm_frames: int, 
     track.checked_at, track.bbox_at_check = now, track.bbox
     recent = track.votes[-confirm_frames:]
     if (clear and product_id is not None) or (len(recent) == confirm_frames and len(set(recent)) == 1):
-        identity = recent[0] or "unknown"
+        identity = product_id or "unknown"  # the votes agree, or this one is clear: either way it is this identity
         newly = track.confirmed != identity
         track.confirmed = identity
         return newly
