@@ -6,6 +6,18 @@ import cv2
 import numpy as np
 
 GREEN, GREY = (60, 200, 60), (160, 160, 160)
+THUMBNAIL_SIDE = 160  # px, the longer side: catalog thumbnails and the page's crops
+
+
+def jpeg(image: np.ndarray, quality: int = 80) -> bytes:
+    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+
+
+def thumbnail_jpeg(image: np.ndarray, side: int = THUMBNAIL_SIDE) -> bytes:
+    """A small JPEG of `image`, its longer side at most `side` pixels."""
+    h, w = image.shape[:2]
+    scale = min(1.0, side / max(h, w, 1))
+    return jpeg(cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA))
 
 
 def draw_boxes(frame: np.ndarray, boxes: list[tuple[tuple[float, float, float, float], str, bool]]) -> np.ndarray:

@@ -80,15 +80,14 @@ def bench_pipeline(config: Config, video: Path, catalog_dir: Path, mode: str = "
             "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
-def sample_catalog(config: Config, folder: Path) -> Path:
-    """The bundled sample catalog, built with the config's models."""
+def sample_catalog(config: Config, out: Path, catalog_id: str = "sample") -> Path:
+    """The bundled sample catalog (samples/shelf-catalog), built into `out` with the config's models."""
     detector, embedder, verifier = open_models(config)
-    out = folder / "catalog"
-    build_catalog(SAMPLE_CATALOG_IMAGES, out, embedder, verifier, detector, "sample")
+    build_catalog(SAMPLE_CATALOG_IMAGES, out, embedder, verifier, detector, catalog_id)
     return out
 
 
 def run_bench(config: Config, video: Path | None, catalog_dir: Path | None, modes: list[str], realtime: bool = False) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
-        catalog = catalog_dir or sample_catalog(config, Path(tmp))
+        catalog = catalog_dir or sample_catalog(config, Path(tmp) / "catalog")
         return [bench_pipeline(config, video or SAMPLE_VIDEO, catalog, mode, realtime) for mode in modes]

@@ -73,6 +73,11 @@ class Catalog:
                         np.asarray(self.scores[start:end], np.float32))
 
     @cached_property
+    def names(self) -> dict[str, str]:
+        """Product id -> name, for labels people read."""
+        return {p.product_id: p.name for p in self.products}
+
+    @cached_property
     def _originals(self) -> dict[int, list[int]]:
         """Product index -> its original images, computed once: the verifier asks per candidate, per object."""
         grouped: dict[int, list[int]] = {}

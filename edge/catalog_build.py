@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
+from edge.annotate import thumbnail_jpeg
 from edge.catalog import SCHEMA, Product
 from edge.errors import CatalogError, ImageError
 from edge.images import IMAGE_SUFFIXES, read_image
@@ -33,7 +33,6 @@ from models.embedder import Embedder
 
 log = logging.getLogger(__name__)
 PRODUCT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-THUMBNAIL_SIDE = 160  # px, the longer side of a product's thumbnail
 MIN_BOX_AREA = 0.2  # a detection smaller than this share of a catalog image is not "the product"
 
 
@@ -199,13 +198,6 @@ def write_catalog_arrays(folder: Path, info: dict, products: list[dict], rows: l
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def thumbnail_jpeg(crop: np.ndarray, side: int = THUMBNAIL_SIDE) -> bytes:
-    h, w = crop.shape[:2]
-    scale = min(1.0, side / max(h, w))
-    small = cv2.resize(crop, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    return cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
 
 
 def _write(out: Path, info, products, rows, embeddings, features, force: bool, thumbnails: dict[str, bytes]) -> None:

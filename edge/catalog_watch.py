@@ -39,7 +39,7 @@ class CatalogWatcher:
         self.path, self.active, self.config, self.check_s = path, active, config, check_s
         self.key = catalog_key(path)
         self.failed_key: tuple | None = None
-        self.switches = self.failures = 0
+        self.failures = 0
         self._next_check = time.monotonic() + check_s
         self._loading: threading.Thread | None = None
         self._ready: tuple[tuple, Identifier] | None = None
@@ -49,7 +49,6 @@ class CatalogWatcher:
         if self._ready is not None:
             (self.key, identifier), self._ready = self._ready, None
             self.active, self._loading = identifier, None
-            self.switches += 1
             return identifier
         now = time.monotonic()
         if self._loading is not None or now < self._next_check:

@@ -109,6 +109,7 @@ class Pipeline:
     def switch(self, identifier: Identifier) -> None:
         """Use another catalog from the next frame on; confirmed tracks are re-checked against it soon."""
         self.identifier = identifier
+        self.stats.catalog_switches += 1
         if self.worker is not None:
             self.worker.identifier = identifier
         for track in self.tracker.tracks:
@@ -243,7 +244,6 @@ def run(config: Config, catalog_dir: Path | None = None, stop: threading.Event |
         while not stop.is_set():
             if (switched := watcher.poll()) is not None:
                 pipeline.switch(switched)
-                pipeline.stats.catalog_switches += 1
                 announce_catalog(sink, switched)
             if web is not None and time.monotonic() - last_status >= 1.0:  # the page's health panel, also while the camera is lost
                 web.live.set_status(page_status(config, stats(), sink, web.live))

@@ -51,7 +51,7 @@ class IdentifyWorker:
 
     def submit(self, track_ids: list[int], crops: list[np.ndarray], timestamp: float) -> bool:
         """False (nothing queued) when the worker is already `max_jobs` behind."""
-        job = Job(tuple(track_ids), tuple(np.ascontiguousarray(c).copy() for c in crops), timestamp)
+        job = Job(tuple(track_ids), tuple(np.array(c, order="C") for c in crops), timestamp)
         with self._idle:
             try:
                 self._jobs.put_nowait(job)

@@ -13,13 +13,11 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-from edge.annotate import draw_boxes
+from edge.annotate import draw_boxes, jpeg, thumbnail_jpeg
 
 WATCHED_S = 5.0  # a viewer counts as watching this long after its last snapshot request
-THUMB_SIDE = 160
 
 
 @dataclass(frozen=True)
@@ -27,16 +25,6 @@ class Recent:
     event: dict
     crop_jpeg: bytes | None
     catalog_jpeg: bytes | None
-
-
-def jpeg(image: np.ndarray, quality: int = 80) -> bytes:
-    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
-
-
-def thumbnail(image: np.ndarray, side: int = THUMB_SIDE) -> bytes:
-    h, w = image.shape[:2]
-    scale = min(1.0, side / max(h, w, 1))
-    return jpeg(cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA))
 
 
 class LiveState:
@@ -71,7 +59,7 @@ class LiveState:
             crop = image[int(y1 * h):int(np.ceil(y2 * h)), int(x1 * w):int(np.ceil(x2 * w))]
             product = event["product"] or event["guess"]
             with self._lock:
-                self._recent.appendleft(Recent(event, thumbnail(crop) if crop.size else None,
+                self._recent.appendleft(Recent(event, thumbnail_jpeg(crop) if crop.size else None,
                                                catalog.thumbnail(product["id"]) if product else None))
 
     def set_status(self, status: dict) -> None:

@@ -30,8 +30,7 @@ def feed_page(live: LiveState, frame: Frame, events: list[dict], pipeline) -> No
     if events:
         live.add_events(events, frame.image, pipeline.identifier.catalog)
     if live.wants_frame():  # only while someone watches, at most web.snapshot_fps
-        names = {p.product_id: p.name for p in pipeline.identifier.catalog.products}
-        live.set_frame(frame.image, track_boxes(pipeline.tracker.tracks, names))
+        live.set_frame(frame.image, track_boxes(pipeline.tracker.tracks, pipeline.identifier.catalog.names))
 
 
 def page_status(config: Config, snapshot: dict, sink: EventSink, live: LiveState) -> dict:

@@ -33,6 +33,15 @@ def bundled_detector_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def sample_catalog_dir(tmp_path_factory) -> Path:
+    """samples/shelf-catalog built once with the default models (id shelf, v1); tests only read it."""
+    from edge.bench_pipeline import sample_catalog
+    from edge.config import Config
+
+    return sample_catalog(Config(), tmp_path_factory.mktemp("sample") / "catalog", "shelf")
+
+
+@pytest.fixture(scope="session")
 def small_embedder(tmp_path_factory) -> Path:
     """A seeded, untrained ResNet34 embedder at 96 px, as ONNX with its .pt beside it."""
     from models.export import export_embedder

@@ -26,11 +26,10 @@ return {text: li.textContent, widths: [...li.querySelectorAll('img')].map((i) =>
 
 
 @pytest.fixture
-def daemon_with_page(tmp_path):
+def daemon_with_page(tmp_path, sample_catalog_dir):
     data = tmp_path / "data"
-    detector, embedder, verifier = open_models(Config())
-    build_catalog(REPO / "samples" / "shelf-catalog", data / "catalogs" / "v1", embedder, verifier, detector, "shelf")
-    os.symlink("v1", data / "catalogs" / "current")
+    (data / "catalogs").mkdir(parents=True)
+    os.symlink(sample_catalog_dir, data / "catalogs" / "current")
     port = free_port()
     config = Config.model_validate({"device": {"id": "aisle-7", "data_dir": str(data)}, "mqtt": {"enabled": False},
                                     "web": {"enabled": True, "port": port, "snapshot_fps": 4}})

@@ -25,11 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 import requests  # noqa: E402
 
+from edge.bench_pipeline import sample_catalog  # noqa: E402
 from edge.camera import CaptureSource  # noqa: E402
-from edge.catalog_build import build_catalog  # noqa: E402
 from edge.config import CameraConfig, Config  # noqa: E402
 from edge.daemon import run  # noqa: E402
-from edge.identify import open_models  # noqa: E402
 from tools.mqtt_harness import free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -112,8 +111,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        detector, embedder, verifier = open_models(Config())
-        build_catalog(REPO / "samples" / "shelf-catalog", data / "catalogs" / "v1", embedder, verifier, detector, "shelf")
+        sample_catalog(Config(), data / "catalogs" / "v1", "shelf")
         os.symlink("v1", data / "catalogs" / "current")
         closed = one_run(data, args.loops, False, None)
         opened = one_run(data, args.loops, True, args.screenshot)

@@ -42,8 +42,7 @@ class AnnotatedVideo:
         self.out, self.fps, self.writer, self.stills = out, fps, None, 0
 
     def __call__(self, frame: Frame, pipeline: Pipeline) -> None:
-        names = {p.product_id: p.name for p in pipeline.identifier.catalog.products}
-        image = draw_boxes(frame.image, track_boxes(pipeline.tracker.tracks, names))
+        image = draw_boxes(frame.image, track_boxes(pipeline.tracker.tracks, pipeline.identifier.catalog.names))
         if self.writer is None:
             h, w = image.shape[:2]
             self.writer = cv2.VideoWriter(str(self.out / "annotated.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))

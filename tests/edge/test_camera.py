@@ -121,18 +121,13 @@ class FlakyThenEnds(FlakySource):
         return super().read()
 
 
-def test_the_daemon_survives_a_camera_that_fails_and_comes_back(tmp_path, shelf_frames):
-    from edge.catalog_build import build_catalog
+def test_the_daemon_survives_a_camera_that_fails_and_comes_back(tmp_path, shelf_frames, sample_catalog_dir):
     from edge.config import Config
     from edge.daemon import run
-    from edge.identify import open_models
-    from tests.conftest import REPO
 
-    detector, embedder, verifier = open_models(Config())
-    build_catalog(REPO / "samples" / "shelf-catalog", tmp_path / "catalog", embedder, verifier, detector, "shelf")
     config = Config.model_validate({"device": {"id": "flaky", "data_dir": str(tmp_path / "data")}, "mqtt": {"enabled": False},
                                     "camera": {"source": "0", "reconnect_min_s": 0.01, "reconnect_max_s": 0.05}})
     frames = [cv2.resize(f, (640, 360)) for f in shelf_frames]
-    summary = run(config, tmp_path / "catalog", source=FlakyThenEnds(frames))
+    summary = run(config, sample_catalog_dir, source=FlakyThenEnds(frames))
     assert summary["camera_reconnects"] == 3 and summary["camera"] == "ended"
     assert summary["frames"] >= 5 and summary["frames"] + summary["dropped_frames"] >= 55  # it kept processing after

@@ -5,19 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.catalog_build import build_catalog
 from edge.config import Config
-from edge.identify import crop_boxes, load_identifier, open_models
+from edge.identify import crop_boxes, load_identifier
 from edge.identify_worker import IdentifyWorker
-from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")
-def identifier(tmp_path_factory):
-    out = tmp_path_factory.mktemp("worker") / "catalog"
-    detector, embedder, verifier = open_models(Config())
-    build_catalog(REPO / "samples" / "shelf-catalog", out, embedder, verifier, detector, "shelf")
-    return load_identifier(Config(), out)
+def identifier(sample_catalog_dir):
+    return load_identifier(Config(), sample_catalog_dir)
 
 
 @pytest.fixture(scope="module")

@@ -75,26 +75,22 @@ class StallingCamera:
         pass
 
 
-def test_a_stalled_camera_stops_the_watchdog_pings_until_frames_flow_again(tmp_path, monkeypatch, shelf_frames):
+def test_a_stalled_camera_stops_the_watchdog_pings_until_frames_flow_again(tmp_path, monkeypatch, shelf_frames, sample_catalog_dir):
     import threading
     import time
 
     import cv2
 
-    from edge.catalog_build import build_catalog
     from edge.config import Config
     from edge.daemon import run
-    from edge.identify import open_models
 
     address = str(tmp_path / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(address)
     monkeypatch.setenv("NOTIFY_SOCKET", address)
-    detector, embedder, verifier = open_models(Config())
-    build_catalog(REPO / "samples" / "shelf-catalog", tmp_path / "catalog", embedder, verifier, detector, "shelf")
     config = Config.model_validate({"device": {"data_dir": str(tmp_path / "data")}, "mqtt": {"enabled": False}})
     camera = StallingCamera(cv2.resize(shelf_frames[1], (640, 360)))
-    daemon = threading.Thread(target=run, args=(config, tmp_path / "catalog"), kwargs={"source": camera})
+    daemon = threading.Thread(target=run, args=(config, sample_catalog_dir), kwargs={"source": camera})
     daemon.start()
 
     def drain(timeout: float) -> list[str]:

@@ -11,11 +11,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge.catalog import load_catalog
-from edge.catalog_build import build_catalog
-from edge.config import Config, WebConfig
+from edge.config import WebConfig
 from edge.errors import ShelfIDError
 from edge.events import make_event
-from edge.identify import open_models
 from edge.live import LiveState
 from edge.metrics import Metrics
 from edge.web import WebServer
@@ -31,11 +29,8 @@ STATUS = {"device": "shelf-1", "camera": "ok", "camera_name": "cam0", "fps": 14.
 
 
 @pytest.fixture(scope="module")
-def catalog(tmp_path_factory):
-    out = tmp_path_factory.mktemp("web") / "catalog"
-    detector, embedder, verifier = open_models(Config())
-    build_catalog(REPO / "samples" / "shelf-catalog", out, embedder, verifier, detector, "shelf")
-    return load_catalog(out)
+def catalog(sample_catalog_dir):
+    return load_catalog(sample_catalog_dir)
 
 
 def serve(live: LiveState, token: str | None = None, host: str = "127.0.0.1", monkeypatch=None) -> WebServer:

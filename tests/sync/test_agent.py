@@ -8,9 +8,7 @@ import json
 import pytest
 
 from edge.catalog import load_catalog
-from edge.catalog_build import build_catalog
 from edge.config import Config
-from edge.identify import open_models
 from sync_agent.agent import Agent, device_model_ids, read_status
 from sync_agent.bundle import blob_key, manifest_key
 from sync_agent.errors import BundleError, SignatureError, SyncError
@@ -18,16 +16,13 @@ from sync_agent.publish import publish
 from sync_agent.server import ServerSettings, create_app
 from sync_agent.signing import generate_keypair, load_private_key
 from sync_agent.storage import LocalStorage
-from tests.sync.conftest import SAMPLE, device_config
+from tests.sync.conftest import device_config
 from tools.http_harness import ServerThread
 
 
 @pytest.fixture(scope="module")
-def catalog(tmp_path_factory):
-    detector, embedder, verifier = open_models(Config())
-    out = tmp_path_factory.mktemp("agent") / "catalog"
-    build_catalog(SAMPLE, out, embedder, verifier, detector, "shelf")
-    return load_catalog(out)
+def catalog(sample_catalog_dir):
+    return load_catalog(sample_catalog_dir)
 
 
 @pytest.fixture
