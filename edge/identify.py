@@ -14,7 +14,7 @@ import numpy as np
 
 from edge.catalog import Catalog, Product, load_catalog
 from edge.config import Config
-from edge.decision import Calibration, Thresholds, choose, load_calibration, passes
+from edge.decision import Calibration, Thresholds, choose, is_clear, load_calibration
 from edge.errors import ShelfIDError
 from edge.index import Candidate, CatalogIndex, collapse_to_products
 from edge.verifier import Match, Verifier, open_verifier
@@ -25,16 +25,6 @@ from models.runtime import WEIGHTS_DIR, open_detector, open_embedder
 
 IMAGES_PER_PRODUCT = 3  # catalog images of one product tried by the verifier
 VARIANTS_SEARCHED = 10  # images searched per wanted product when the catalog holds retrieval variants
-# A candidate ends the search early only when it is clearly identical: far over the inlier
-# threshold AND its inliers cover much of the reference. Look-alikes of one brand share a logo,
-# which gives many inliers over a small area (measured: 63 inliers, spread 0.20 vs 166 and 0.69).
-STRONG = 3
-STRONG_SPREAD = 0.4
-
-
-def is_clear(match: Match, thresholds: Thresholds) -> bool:
-    """Far over the inlier threshold, with inliers covering much of the reference."""
-    return match.inliers >= STRONG * thresholds.min_inliers and match.spread >= STRONG_SPREAD and passes(match, thresholds)
 
 
 @dataclass(frozen=True)
@@ -49,7 +39,7 @@ class Identification:
     verified: int  # candidates the verifier looked at
     ranked: tuple[int, ...] = ()  # product indices in retrieval order (top_k), for evaluation
     confidence: float = 0.0  # the decision's score for the chosen candidate (calibrated probability)
-    clear: bool = False  # identified with evidence no look-alike reaches (see STRONG): one look confirms it
+    clear: bool = False  # identified with evidence no look-alike reaches (decision.is_clear): one look confirms it
 
     @staticmethod
     def unknown_empty() -> Identification:
@@ -81,7 +71,7 @@ def decide(catalog: Catalog, candidates: list[Candidate], matches: list[Match], 
     if not candidates:
         return Identification.unknown_empty()
     # matches[i] belongs to candidates[i]; candidates past len(matches) were not verified
-    best, identical, confidence = choose(matches, [c.similarity for c in candidates[: len(matches)]], thresholds, calibration)
+    best, identical, confidence = choose(matches, [c.similarity for c in candidates], thresholds, calibration)
     cand, match = candidates[best], matches[best] if matches else Match.none()
     product = catalog.products[cand.product_index]
     ranked = tuple(c.product_index for c in candidates)

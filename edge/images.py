@@ -42,3 +42,13 @@ def read_image(path: Path | str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{path}: not a readable image: {exc}") from None
     return np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
+
+
+def centre_crop(image: np.ndarray, fraction: float) -> np.ndarray:
+    """The middle `fraction` of each side (a view): the product region of a photo that centres one product."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"crop fraction must be in (0, 1], got {fraction}")
+    h, w = image.shape[:2]
+    ch, cw = max(1, round(h * fraction)), max(1, round(w * fraction))
+    y, x = (h - ch) // 2, (w - cw) // 2
+    return image[y:y + ch, x:x + cw]

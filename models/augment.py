@@ -113,7 +113,7 @@ def catalog_view(image: np.ndarray, background: np.ndarray, rng: np.random.Gener
 def photo_view(image: np.ndarray, rng: np.random.Generator, out: int) -> np.ndarray:
     """A real store photo, lightly varied."""
     # never mirrored: printed packaging is not symmetric
-    return shelf_effects(random_resized_crop(image, rng, out), rng, strength=0.5)
+    return shelf_effects(random_resized_crop(image, rng, out, scale=(0.35, 1.0)), rng, strength=0.5)
 
 
 def shelf_effects(view: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:

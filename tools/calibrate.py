@@ -34,20 +34,19 @@ from edge.config import Config  # noqa: E402
 from edge.config_file import load_config  # noqa: E402
 from edge.decision import EVIDENCE, Calibration, evidence, save_calibration  # noqa: E402
 from edge.identify import identifier_for, open_models  # noqa: E402
-from edge.images import read_image  # noqa: E402
+from edge.images import centre_crop, read_image  # noqa: E402
 from models.runtime import WEIGHTS_DIR  # noqa: E402
-from tools.evaluate import make_catalog, read_dataset  # noqa: E402
+from tools.evaluate import PHOTO_CROP, make_catalog, read_dataset  # noqa: E402
 
 
-def collect(identifier, photos, verify: int, desc: str) -> list[tuple[list[bool], list, list[float]]]:
-    """Per photo: (is-truth flags, matches, similarities) of the verified candidates."""
+def collect(identifier, photos, verify: int, crop: float, desc: str) -> list[tuple[list[bool], list, list[float]]]:
+    """Per photo: (is-truth flags and similarities of the retrieved candidates, matches of the first `verify`)."""
     out = []
     products = identifier.catalog.products
     for path, truth in tqdm(photos, desc=desc, unit="photo"):
-        crop = read_image(path)
-        cands = identifier.candidates(identifier.embedder.embed([crop]))[0]
-        matches = identifier.verify(crop, cands, limit=verify, early_stop=False)
-        cands = cands[: len(matches)]
+        image = centre_crop(read_image(path), crop)
+        cands = identifier.candidates(identifier.embedder.embed([image]))[0]
+        matches = identifier.verify(image, cands, limit=verify, early_stop=False)
         out.append(([products[c.product_index].product_id == truth for c in cands], matches, [c.similarity for c in cands]))
     return out
 
@@ -79,10 +78,11 @@ def closed_and_open(calibration: Calibration, rows) -> tuple[np.ndarray, np.ndar
         i = int(np.argmax(p))
         best_p.append(p[i])
         best_ok.append(truth_flags[i])
+        # the photo's product taken out of the catalog: what is left of its candidates
         keep = [j for j, t in enumerate(truth_flags) if not t]
-        if keep:
-            p_open = calibration.probability(evidence([matches[j] for j in keep], [sims[j] for j in keep]))
-            open_p.append(float(p_open.max()))
+        kept_matches = [matches[j] for j in keep if j < len(matches)]
+        if kept_matches:
+            open_p.append(float(calibration.probability(evidence(kept_matches, [sims[j] for j in keep])).max()))
         else:
             open_p.append(0.0)
     return np.array(best_p), np.array(best_ok), np.array(open_p)
@@ -96,7 +96,7 @@ def threshold_for(calibration: Calibration, rows, max_false_id: float) -> float:
 
 def fit(rows) -> Calibration:
     x = np.vstack([evidence(m, s) for _, m, s in rows if m])
-    y = np.concatenate([np.array(t, float) for t, m, _ in rows if m])
+    y = np.concatenate([np.array(t[: len(m)], float) for t, m, _ in rows if m])
     weights, bias = fit_logistic(x, y)
     return Calibration(tuple(float(w) for w in weights), bias, 0.5, "")
 
@@ -109,6 +109,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="calibration file (default: the bundled one for this verifier)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the cross-validation split")
     parser.add_argument("--catalog-variants", type=int, default=8, help="extra retrieval views per catalog image")
+    parser.add_argument("--photo-crop", type=float, default=PHOTO_CROP, help="centre fraction of each photo side queried")
     parser.add_argument("--subset", choices=["packaged", "all"], default="packaged",
                         help="products to calibrate on: packaged goods (the identical-product case ShelfID is for) or all")
     args = parser.parse_args()
@@ -125,7 +126,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         catalog = load_catalog(make_catalog(products, Path(tmp), config, models, args.catalog_variants))
         identifier = identifier_for(config, catalog, embedder, verifier, detector)
-        rows = collect(identifier, val, verify, "val photos")
+        rows = collect(identifier, val, verify, args.photo_crop, "val photos")
 
     order = random.Random(args.seed).sample(range(len(rows)), len(rows))
     halves = [[rows[i] for i in order[: len(rows) // 2]], [rows[i] for i in order[len(rows) // 2:]]]
@@ -140,7 +141,8 @@ def main() -> int:
         n += len(test_half)
     final = fit(rows)
     threshold = threshold_for(final, rows, args.max_false_id)
-    note = (f"fitted on {len(rows)} val photos ({args.subset} products), catalog variants {args.catalog_variants}; 2-fold cross-validated: "
+    note = (f"fitted on {len(rows)} val photos ({args.subset} products), catalog variants {args.catalog_variants}, "
+            f"photo crop {args.photo_crop}; 2-fold cross-validated: "
             f"top1 {top1 / n:.3f}, wrong {wrong / n:.3f}, simulated open-set false-id {false_id / n:.3f}")
     calibration = Calibration(final.weights, final.bias, threshold, verifier.id, note)
     out = args.out or WEIGHTS_DIR / f"decision-{verifier.id}.json"

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from edge.images import read_image  # noqa: E402
+from edge.images import centre_crop, read_image  # noqa: E402
 from models.augment import catalog_view, photo_view  # noqa: E402
 from models.efficientnet import EfficientNetLite0Embedder  # noqa: E402
 from models.export import export_onnx  # noqa: E402
@@ -60,8 +60,12 @@ def read_iconic(data: Path) -> tuple[list[Path], np.ndarray, list[bool]]:
     return [data / r[4].lstrip("/") for r in rows], np.array([int(r[1]) for r in rows]), ["/Packages/" in r[4] for r in rows]
 
 
-def make_views(data: Path, size: int, photo_views: int, iconic_views: int, seed: int, limit: int | None):
-    """Augmented training views (uint8 BGR, size × size) and their labels."""
+def make_views(data: Path, size: int, photo_views: int, iconic_views: int, seed: int, limit: int | None, photo_crop: float):
+    """Augmented training views (uint8 BGR, size × size) and their labels.
+
+    A store photo's first view is its centre (`photo_crop` of each side), the region evaluation
+    queries with; the others are random crops around it, so the model learns the centred product.
+    """
     rng = np.random.default_rng(seed)
     photos, photo_labels = read_split(data, "train")
     if limit:
@@ -73,7 +77,7 @@ def make_views(data: Path, size: int, photo_views: int, iconic_views: int, seed:
     for path, label in tqdm(list(zip(photos, photo_labels)), desc="photo views", unit="img"):
         image = read_image(path)
         for v in range(photo_views):
-            views.append(photo_view(image, rng, size) if v else _square(image, size))
+            views.append(photo_view(image, rng, size) if v else _square(centre_crop(image, photo_crop), size))
             labels.append(label)
     for path, label in tqdm(list(zip(iconic, iconic_labels)), desc="catalog views", unit="img"):
         image = read_image(path)
@@ -134,7 +138,7 @@ def export(model: torch.nn.Module, args: argparse.Namespace, size: int, history:
             if tensor.is_floating_point():
                 tensor.copy_(tensor.half().float())
     note = (f"tools/train_embedder.py --backbone {args.backbone} --size {size} --epochs {args.epochs} --seed {args.seed} "
-            f"--trainable-blocks {args.trainable_blocks} "
+            f"--trainable-blocks {args.trainable_blocks} --photo-views {args.photo_views} --photo-crop {args.photo_crop} --lr {args.lr} "
             f"(Grocery Store Dataset train split + iconic images)")
     metadata = {"kind": "embedder", "arch": args.backbone, "model_id": weights_sha256(model.state_dict()), "input_size": size,
                 "embedding_dim": 512, "licence": LICENCE[args.backbone], "source": note, "output_name": "embedding",
@@ -160,6 +164,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=128, help="batch size")
     parser.add_argument("--lr", type=float, default=2e-3, help="learning rate")
     parser.add_argument("--temperature", type=float, default=0.05, help="normalised-softmax temperature")
+    parser.add_argument("--photo-crop", type=float, default=0.7,
+                        help="centre fraction of each store photo side kept as its product region (evaluate.py --photo-crop)")
     parser.add_argument("--limit-photos", type=int, help="use a seeded sample of the train photos (quick runs)")
     parser.add_argument("--seed", type=int, default=0, help="seed for views, initialisation and order")
     parser.add_argument("--work", type=Path, default=Path("train-out"), help="checkpoints and cached views")
@@ -177,11 +183,11 @@ def main() -> int:
         model.load_state_dict(state["model"])
         export(model, args, size, state["history"])
         return 0
-    views, labels = make_views(args.data, size, args.photo_views, args.iconic_views, args.seed, args.limit_photos)
+    views, labels = make_views(args.data, size, args.photo_views, args.iconic_views, args.seed, args.limit_photos, args.photo_crop)
     iconic_paths, iconic_labels, packaged = read_iconic(args.data)
     val_paths, val_labels = read_split(args.data, "val")
     iconic_plain = [_square(read_image(p), size) for p in iconic_paths]
-    val_plain = [_square(read_image(p), size) for p in tqdm(val_paths, desc="val photos", unit="img")]
+    val_plain = [_square(centre_crop(read_image(p), args.photo_crop), size) for p in tqdm(val_paths, desc="val photos", unit="img")]
     n_classes = int(max(labels.max(), iconic_labels.max())) + 1
 
     if args.backbone == "efficientnet-lite0":

@@ -1,0 +1,72 @@
+"""Deciding "identical" from the verifier's evidence: both rules, the evidence rows, calibration files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edge.decision import EVIDENCE, Calibration, Thresholds, choose, evidence, load_calibration, save_calibration
+from edge.errors import ShelfIDError
+from edge.verifier import Match
+
+T = Thresholds(min_inliers=20, min_inlier_ratio=0.2)
+
+
+def test_retrieval_order_decides_among_passing_candidates():
+    # the second candidate has more inliers, but neither is clear: the embedding's first choice stands
+    matches = [Match(100, 30, 0.3, 0.2), Match(100, 50, 0.5, 0.2), Match(100, 5, 0.05, 0.1)]
+    assert choose(matches, [0.9, 0.8, 0.7], T, None) == (0, True, 1.0)
+
+
+def test_a_clear_candidate_beats_an_unclear_one_ranked_above_it():
+    matches = [Match(100, 30, 0.3, 0.2), Match(200, 166, 0.8, 0.69)]
+    assert choose(matches, [0.9, 0.8], T, None)[:2] == (1, True)
+
+
+def test_nothing_passing_is_unknown():
+    matches = [Match(100, 19, 0.5, 0.5), Match(100, 40, 0.1, 0.5)]
+    assert choose(matches, [0.9, 0.8], T, None)[1] is False
+    assert choose([], [], T, None) == (0, False, 0.0)
+
+
+def test_similarity_margin_is_taken_over_every_retrieved_candidate():
+    # two verified candidates out of four retrieved; the margin of the second is against the first
+    rows = evidence([Match(50, 25, 0.5, 0.3), Match(40, 10, 0.25, 0.1)], [0.90, 0.85, 0.80, 0.70])
+    assert rows.shape == (2, len(EVIDENCE))
+    margin = rows[:, EVIDENCE.index("similarity_margin")]
+    assert margin == pytest.approx([0.05, -0.05])
+    assert rows[:, EVIDENCE.index("margin")] == pytest.approx([np.log1p(25) - np.log1p(10), np.log1p(10) - np.log1p(25)])
+
+
+def test_calibrated_rule_picks_the_most_probable_and_applies_its_threshold():
+    # weight on similarity only: the most similar verified candidate, identical above the threshold
+    weights = tuple(10.0 if name == "similarity" else 0.0 for name in EVIDENCE)
+    calibration = Calibration(weights, -8.0, 0.5, "sift-test")
+    matches = [Match(10, 5, 0.5, 0.1), Match(10, 5, 0.5, 0.1)]
+    best, identical, p = choose(matches, [0.7, 0.9], T, calibration)
+    assert (best, identical) == (1, True) and p == pytest.approx(1 / (1 + np.exp(-1.0)))
+    assert choose(matches, [0.6, 0.7], T, calibration)[1] is False  # 1 / (1 + e) < 0.5
+
+
+def test_calibration_file_round_trip(tmp_path):
+    path = tmp_path / "decision.json"
+    calibration = Calibration(tuple(float(i) for i in range(len(EVIDENCE))), -1.5, 0.9, "sift-test", "note")
+    save_calibration(path, calibration)
+    assert load_calibration(path) == calibration
+
+
+def test_calibration_from_an_older_evidence_set_is_refused_with_what_it_needs(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"weights": [1.0] * 5, "bias": 0.0, "threshold": 0.5, "verifier_id": "sift"}))
+    with pytest.raises(ShelfIDError, match=r"expected 6 weights \(log_inliers, .*similarity_margin\), found 5"):
+        load_calibration(path)
+
+
+@pytest.mark.parametrize("text", ["", "{", "[]", '{"weights": [1], "bias": "x"}'])
+def test_broken_calibration_file_is_a_clear_error(tmp_path, text):
+    path = tmp_path / "broken.json"
+    path.write_text(text)
+    with pytest.raises(ShelfIDError, match="not a decision calibration file|expected 6 weights"):
+        load_calibration(path)
