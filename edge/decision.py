@@ -30,6 +30,7 @@ STRONG = 3
 STRONG_SPREAD = 0.4
 
 EVIDENCE = ("log_inliers", "inlier_ratio", "spread", "similarity", "margin", "similarity_margin")
+EMBEDDING_EVIDENCE = ("similarity", "similarity_margin")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,11 @@ class Calibration:
     threshold: float  # probability above which a candidate is identical
     verifier_id: str
     note: str = ""
+
+    @property
+    def uses_keypoints(self) -> bool:
+        """False when the fitted score leaves out every piece of keypoint evidence (then nothing needs verifying)."""
+        return any(w != 0 for name, w in zip(EVIDENCE, self.weights) if name not in EMBEDDING_EVIDENCE)
 
     def probability(self, evidence: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-(evidence @ np.asarray(self.weights) + self.bias)))

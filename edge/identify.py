@@ -121,8 +121,12 @@ class Identifier:
             candidates = self.candidates(embeddings)
         results = []
         for crop, cands in zip(crops, candidates):
-            with timings.stage("verify"):
-                matches = self.verify(crop, cands) if cands else []
+            if self.calibration is not None and not self.calibration.uses_keypoints:
+                # the fitted decision scores the embedding alone: keypoints would cost time and change nothing
+                matches = [Match.none()] * min(len(cands), self.verify_candidates)
+            else:
+                with timings.stage("verify"):
+                    matches = self.verify(crop, cands) if cands else []
             results.append(decide(self.catalog, cands, matches, self.thresholds, self.calibration))
         return results
 

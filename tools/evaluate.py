@@ -59,7 +59,7 @@ class PhotoResult:
     ranked: list[str]  # retrieval order of product ids (top 10)
     status: str
     predicted: str | None  # identified product, or the unknown's best guess
-    score: float  # what the threshold sweep varies: inliers of the chosen candidate
+    score: float  # what the threshold sweep varies: the calibrated probability, or the chosen candidate's inliers
     in_catalog: bool
 
 
@@ -94,14 +94,16 @@ def run_photos(identifier: Identifier, photos: list[tuple[Path, str]], in_catalo
         image = read_image(path)
         found = identifier.identify_image(image if detect else centre_crop(image, crop), detect=detect, timings=timings)
         # each photo shows one product: judge the most convincing detection
-        found.sort(key=lambda f: (f.identification.status == "identified", f.identification.inliers), reverse=True)
+        found.sort(key=lambda f: (f.identification.status == "identified", f.identification.confidence, f.identification.inliers),
+                   reverse=True)
         if not found:
             results.append(PhotoResult(truth, [], "unknown", None, 0.0, truth in in_catalog))
             continue
         ident = found[0].identification
         product = ident.product or ident.guess
+        score = ident.confidence if identifier.calibration is not None else float(ident.inliers)
         results.append(PhotoResult(truth, [products[i].product_id for i in ident.ranked], ident.status,
-                                   product.product_id if product else None, float(ident.inliers), truth in in_catalog))
+                                   product.product_id if product else None, score, truth in in_catalog))
     return results
 
 
@@ -180,7 +182,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int, help="photos per subset (a seeded sample), for quick checks")
     parser.add_argument("--subsets", default="packaged,all", help="packaged, all, or both")
     parser.add_argument("--out", type=Path, default=Path("eval-out"), help="where the PR curves go")
-    parser.add_argument("--catalog-variants", type=int, default=8, help="extra retrieval views per catalog image (shelfid catalog build --variants)")
+    parser.add_argument("--catalog-variants", type=int, default=0, help="extra retrieval views per catalog image (shelfid catalog build --variants)")
     parser.add_argument("--photo-crop", type=float, default=PHOTO_CROP, help="centre fraction of each photo side queried (1: whole photo)")
     parser.add_argument("--decision", choices=["thresholds", "calibrated"], help="override the config's verifier.decision")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -204,7 +206,7 @@ def main() -> int:
             members = [p for p in products if p.packaged] if subset == "packaged" else products
             result, closed = evaluate_subset(subset, members, photos, config, models, args.detect, args.seed, Path(tmp), args.limit,
                                              args.catalog_variants, args.photo_crop)
-            pr_curve(closed, args.out / f"pr-{subset}-{args.split}.png", f"{subset} ({args.split}, {models[2].id})")
+            pr_curve(closed, args.out / f"pr-{subset}-{args.split}.png", f"{subset} ({args.split}, {config.verifier.decision})")
             report[subset] = result
             total_photos += 2 * result["photos"]
     report["ms_per_image"] = round((time.perf_counter() - started) * 1000 / max(total_photos, 1), 1)

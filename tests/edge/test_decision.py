@@ -70,3 +70,11 @@ def test_broken_calibration_file_is_a_clear_error(tmp_path, text):
     path.write_text(text)
     with pytest.raises(ShelfIDError, match="not a decision calibration file|expected 6 weights"):
         load_calibration(path)
+
+
+def test_a_calibration_without_keypoint_weights_says_so():
+    weights = dict.fromkeys(EVIDENCE, 0.0)
+    weights |= {"similarity": 19.5, "similarity_margin": 55.3}
+    assert not Calibration(tuple(weights.values()), -17.0, 0.99, "sift").uses_keypoints
+    weights["spread"] = 0.1
+    assert Calibration(tuple(weights.values()), -17.0, 0.99, "sift").uses_keypoints
