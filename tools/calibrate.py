@@ -11,8 +11,9 @@ embedding similarities are optimistic and would teach the decision to trust
 similarity too much (seen: weight +64 on similarity, -1.8 on inliers). A
 logistic regression is fitted on val with 2-fold cross-validation: each half's
 threshold is the lowest probability at which photos whose product is removed
-from the catalog (simulated by dropping the true candidate) are falsely
-identified at most --max-false-id of the time, and the numbers printed are
+from the catalog (simulated as tools/evaluate.py measures it: a random third of
+the products taken out, the photo's own among them, --open-draws times per
+photo) are falsely identified at most --max-false-id of the time, and the numbers printed are
 measured on the other half (averaged over --repeats random splits). Which
 evidence the score uses is chosen the same way, from nested sets (similarity
 alone first, keypoint evidence added after): on the Grocery photos the trained
