@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -123,10 +123,11 @@ class Identifier:
         for crop, cands in zip(crops, candidates):
             if self.calibration is not None and not self.calibration.uses_keypoints:
                 # the fitted decision scores the embedding alone: keypoints would cost time and change nothing
-                matches = [Match.none()] * min(len(cands), self.verify_candidates)
-            else:
-                with timings.stage("verify"):
-                    matches = self.verify(crop, cands) if cands else []
+                unverified = [Match.none()] * min(len(cands), self.verify_candidates)
+                results.append(replace(decide(self.catalog, cands, unverified, self.thresholds, self.calibration), verified=0))
+                continue
+            with timings.stage("verify"):
+                matches = self.verify(crop, cands) if cands else []
             results.append(decide(self.catalog, cands, matches, self.thresholds, self.calibration))
         return results
 

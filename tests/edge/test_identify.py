@@ -54,7 +54,7 @@ def test_empty_catalog_never_invents_a_match(small_embedder):
     assert result.status == "unknown" and result.product is None and result.guess is None
 
 
-def test_decide_picks_the_candidate_with_most_inliers_among_passing():
+def test_decide_prefers_a_clearly_identical_candidate_and_else_says_unknown_with_a_guess():
     catalog = empty_catalog(4, 4)
     from edge.catalog import Product
 
@@ -83,6 +83,19 @@ def test_detect_says_unknown_for_a_product_not_in_the_catalog(catalog_dir, confi
     [det] = out["detections"]
     assert det["status"] == "unknown" and "product_id" not in det and "guess" in det
     assert set(out["ms"]) == {"embed", "search", "verify"}
+
+
+def test_calibrated_decision_without_keypoint_evidence_skips_verification(catalog_dir, tmp_path):
+    # the bundled calibration (fitted on Grocery val) keeps only similarity and its margin
+    config = tmp_path / "calibrated.yaml"
+    config.write_text("verifier:\n  decision: calibrated\n")
+    run = shelfid("detect", str(DATA / "queries" / "cha-mate-limao.jpg"), "--catalog", str(catalog_dir),
+                  "--config", str(config), "--whole-image", "--json")
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    [det] = out["detections"]
+    assert "verify" not in out["ms"] and det["verified"] == 0 and det["inliers"] == 0
+    assert (det.get("product_id") or det["guess"]["product_id"]) == "cha-mate-limao" and 0 < det["confidence"] <= 1
 
 
 def test_detect_on_a_full_shelf_frame_with_the_detector(catalog_dir, config_file, tmp_path):
