@@ -157,7 +157,8 @@ class VerifierConfig(Section):
     candidates: int = Field(default=3, ge=1, le=100, description="Top candidates verified per object.")
     decision: Literal["calibrated", "thresholds"] = Field(
         default="thresholds", description="thresholds: min_inliers and min_inlier_ratio; calibrated: one score over inliers, "
-                                          "ratio, spread, similarity and margin, fitted for a catalog domain by tools/calibrate.py.")
+                                          "ratio, spread, similarity and their margins, fitted for a catalog domain by "
+                                          "tools/calibrate.py (which may leave keypoint evidence out: then nothing is verified).")
     calibration: Optional[Path] = Field(
         default=None, description="Calibration file from tools/calibrate.py (default: the bundled one for this verifier).")
 
