@@ -88,6 +88,8 @@ class Identifier:
         self.embedder, self.verifier, self.catalog, self.index = embedder, verifier, catalog, index
         self.top_k, self.verify_candidates, self.thresholds, self.detector = top_k, verify_candidates, thresholds, detector
         self.calibration = calibration
+        # a fitted decision that scores the embedding alone: keypoints would cost time and change nothing
+        self.verifies = calibration is None or calibration.uses_keypoints
 
     def candidates(self, embeddings: np.ndarray) -> list[list[Candidate]]:
         if not len(self.catalog.images):
@@ -121,8 +123,7 @@ class Identifier:
             candidates = self.candidates(embeddings)
         results = []
         for crop, cands in zip(crops, candidates):
-            if self.calibration is not None and not self.calibration.uses_keypoints:
-                # the fitted decision scores the embedding alone: keypoints would cost time and change nothing
+            if not self.verifies:
                 unverified = [Match.none()] * min(len(cands), self.verify_candidates)
                 results.append(replace(decide(self.catalog, cands, unverified, self.thresholds, self.calibration), verified=0))
                 continue

@@ -45,7 +45,7 @@ from edge.decision import EVIDENCE, Calibration, evidence, save_calibration  # n
 from edge.identify import identifier_for, open_models  # noqa: E402
 from edge.images import centre_crop, read_image  # noqa: E402
 from models.runtime import WEIGHTS_DIR  # noqa: E402
-from tools.evaluate import PHOTO_CROP, make_catalog, read_dataset  # noqa: E402
+from tools.evaluate import PHOTO_CROP, evaluation_config, make_catalog, read_dataset  # noqa: E402
 
 
 @dataclass
@@ -170,7 +170,7 @@ def main() -> int:
                         help="products to calibrate on: packaged goods (the identical-product case ShelfID is for) or all")
     args = parser.parse_args()
 
-    config = load_config(args.config) if args.config else Config()
+    config = evaluation_config(load_config(args.config) if args.config else Config())  # as evaluate.py: ten retrieved
     products, val = read_dataset(args.data, "val")
     if args.subset == "packaged":
         products = [p for p in products if p.packaged]
@@ -178,9 +178,7 @@ def main() -> int:
     val = [(p, names[c]) for p, c in val if c in names]
     models = open_models(config)
     detector, embedder, verifier = models
-    # as tools/evaluate.py: ten retrieved (margins are taken over them), one more verified than the device does,
-    # so that a simulated open set still leaves about `candidates` verified
-    config = config.model_copy(update={"index": config.index.model_copy(update={"top_k": max(config.index.top_k, 10)})})
+    # one more verified than the device does, so that a simulated open set still leaves about `candidates` verified
     verify = config.verifier.candidates + 1
     with tempfile.TemporaryDirectory() as tmp:
         catalog = load_catalog(make_catalog(products, Path(tmp), config, models, args.catalog_variants))

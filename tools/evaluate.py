@@ -65,6 +65,15 @@ class PhotoResult:
     in_catalog: bool
 
 
+def evaluation_config(config: Config, decision: str | None = None) -> Config:
+    """The config with ten candidates retrieved (recall@10 is scored; the verifier still sees only
+    verifier.candidates of them) and, when given, another decision rule."""
+    update = {"index": config.index.model_copy(update={"top_k": max(config.index.top_k, 10)})}
+    if decision:
+        update["verifier"] = config.verifier.model_copy(update={"decision": decision})
+    return config.model_copy(update=update)
+
+
 def read_dataset(data: Path, split: str) -> tuple[list[Product], list[tuple[Path, int]]]:
     with open(data / "classes.csv", newline="") as f:
         rows = list(csv.reader(f))[1:]
@@ -190,11 +199,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
-    config = load_config(args.config) if args.config else Config()
-    # retrieval is scored to recall@10; the verifier still sees only verifier.candidates of them
-    config = config.model_copy(update={"index": config.index.model_copy(update={"top_k": max(config.index.top_k, 10)})})
-    if args.decision:
-        config = config.model_copy(update={"verifier": config.verifier.model_copy(update={"decision": args.decision})})
+    config = evaluation_config(load_config(args.config) if args.config else Config(), args.decision)
     products, photos = read_dataset(args.data, args.split)
     models = open_models(config)
     args.out.mkdir(parents=True, exist_ok=True)
