@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.announcements import AnnouncementGate, installed_version
 from edge.camera import FrameSource, open_source
 from edge.catalog_watch import CatalogWatcher
 from edge.config import Config
@@ -194,7 +195,7 @@ def make_sink(config: Config, catalog_id: str | None) -> EventSink:
     outbox = Outbox(config.outbox_path, config.outbox.max_events, config.outbox.max_age_h * 3600)
     follows = config.sync.server_url is not None
     reporter = MQTTReporter(config.mqtt, config.device.id, outbox, catalog_id if follows else None,
-                            on_announcement=lambda a: trigger_sync(config, a) if follows else None)
+                            on_announcement=sync_trigger(config) if follows else None)
     reporter.start()
     return OutboxSink(outbox, reporter)
 
@@ -279,11 +280,24 @@ def run(config: Config, catalog_dir: Path | None = None, stop: threading.Event |
     return summary
 
 
-def trigger_sync(config: Config, announcement: dict) -> Path:
-    """The catalog server announced a version: (re)write <data_dir>/sync/trigger, which shelfid-sync.path watches."""
+def sync_trigger(config: Config) -> Callable[[int], None]:
+    """What an announced version does: wake the sync agent when it is newer than the catalog on disk, rate-limited."""
+    gate = AnnouncementGate(lambda: installed_version(catalog_path(config, None)))
+
+    def on_announcement(version: int) -> None:
+        if gate.admit(version):
+            trigger_sync(config, version)
+        else:
+            log.debug("announcement of v%d not acted on (not newer, or %d ignored at this rate)", version, gate.ignored)
+
+    return on_announcement
+
+
+def trigger_sync(config: Config, version: int) -> Path:
+    """(Re)write <data_dir>/sync/trigger, which shelfid-sync.path watches, with the parsed version only."""
     trigger = config.device.data_dir / "sync" / "trigger"
     trigger.parent.mkdir(parents=True, exist_ok=True)
-    trigger.write_text(json.dumps(announcement) + "\n")  # written in place: the close-after-write is what the path unit sees
+    trigger.write_text(json.dumps({"version": version}) + "\n")  # in place: the close-after-write is what the path unit sees
     return trigger
 
 

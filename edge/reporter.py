@@ -19,6 +19,7 @@ reconnect in lockstep after a broker restart.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -29,6 +30,7 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
+from edge.announcements import parse_announcement
 from edge.config import MQTTConfig
 from edge.events import mark_replayed
 from edge.outbox import Outbox
@@ -40,6 +42,28 @@ WINDOW = 200  # most events in flight (published, not yet acknowledged)
 def topics(prefix: str, device: str) -> dict[str, str]:
     base = f"{prefix}/{device}"
     return {"status": f"{base}/status", "events": f"{base}/events", "stats": f"{base}/stats", "catalog": f"{base}/catalog"}
+
+
+def guarded(callback: Callable) -> Callable:
+    """A paho callback that cannot raise: an exception escaping into paho's network thread ends it,
+    and with it every publish and reconnect, while nothing else notices."""
+
+    @functools.wraps(callback)
+    def wrapper(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except Exception:
+            log.exception("mqtt callback %s failed; ignored", getattr(callback, "__name__", callback))
+        return None
+
+    return wrapper
+
+
+def network_alive(client: mqtt.Client) -> bool:
+    """Whether paho's network thread (loop_start) still runs. paho has no public accessor:
+    its `_thread` is set by loop_start and cleared when loop_forever ends, also by an exception."""
+    thread = getattr(client, "_thread", None)
+    return thread is not None and thread.is_alive()
 
 
 def apply_credentials(client: mqtt.Client, config: MQTTConfig) -> None:
@@ -55,7 +79,7 @@ def apply_credentials(client: mqtt.Client, config: MQTTConfig) -> None:
 
 class MQTTReporter:
     def __init__(self, config: MQTTConfig, device: str, outbox: Outbox, catalog_id: str | None = None,
-                 on_announcement: Callable[[dict], None] | None = None):
+                 on_announcement: Callable[[int], None] | None = None):
         self.config, self.device, self.outbox = config, device, outbox
         self.topics = topics(config.topic_prefix, device)
         self.announcement_topic = f"{config.topic_prefix}/catalogs/{catalog_id}/latest" if catalog_id else None
@@ -80,10 +104,11 @@ class MQTTReporter:
         apply_credentials(client, c)
         client.reconnect_delay_set(min_delay=max(1, round(random.uniform(0.5, 2.0))), max_delay=60)
         client.max_inflight_messages_set(WINDOW)
-        client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
-        client.on_connect_fail = self._on_connect_fail
-        client.on_publish, client.on_message = self._on_publish, self._on_message
+        client.on_connect, client.on_disconnect = guarded(self._on_connect), guarded(self._on_disconnect)
+        client.on_connect_fail = guarded(self._on_connect_fail)
+        client.on_publish, client.on_message = guarded(self._on_publish), guarded(self._on_message)
         client.on_subscribe = lambda *_: self.subscribed.set()
+        client.suppress_exceptions = True  # a second net under guarded(): paho logs instead of ending its thread
         return client
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -116,9 +141,14 @@ class MQTTReporter:
         if self.connected.is_set():
             self.client.publish(self.topics["catalog"], self._catalog_payload, qos=1, retain=True)
 
+    @property
+    def is_connected(self) -> bool:
+        """Connected, and the network thread that delivers events still runs."""
+        return self.connected.is_set() and network_alive(self.client)
+
     def stats(self) -> dict:
         """The reporting side's numbers, merged into every stats message."""
-        return {"mqtt_connected": self.connected.is_set(), "outbox_size": self.outbox.size, "outbox_dropped": self.outbox.dropped}
+        return {"mqtt_connected": self.is_connected, "outbox_size": self.outbox.size, "outbox_dropped": self.outbox.dropped}
 
     def publish_stats(self, stats: dict) -> None:
         """QoS 0, only while connected: stats are a live view, not a record."""
@@ -168,15 +198,13 @@ class MQTTReporter:
 
     def _on_message(self, client, userdata, message) -> None:
         try:
-            announcement = json.loads(message.payload)
-            if not isinstance(announcement, dict) or not isinstance(announcement.get("version"), int):
-                raise ValueError("expected an object with an integer version")
+            version = parse_announcement(message.payload)
         except ValueError as exc:
             log.warning("ignored malformed message on %s: %s (%d bytes)", message.topic, exc, len(message.payload))
             return
-        log.info("catalog announcement on %s: version %s", message.topic, announcement["version"])
+        log.info("catalog announcement on %s: version %d", message.topic, version)
         if self.on_announcement is not None:
-            self.on_announcement(announcement)
+            self.on_announcement(version)
 
     # --- sender thread ---------------------------------------------------------------------
     def _send_loop(self) -> None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from edge.announcements import installed_version
 from edge.catalog import load_catalog
 from edge.config import Config
 from edge.errors import CatalogError
@@ -71,10 +72,7 @@ class Layout:
 
     def active_version(self) -> int:
         """The version `current` names (0 when there is none): the truth, whatever status.json says."""
-        try:
-            return int(json.loads((self.current / "catalog.json").read_text())["version"])
-        except (OSError, ValueError, KeyError):
-            return 0
+        return installed_version(self.current)
 
 
 def read_status(data_dir: Path) -> dict:

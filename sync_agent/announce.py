@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
+from edge.announcements import AnnouncementGate, parse_announcement
 from edge.config import MQTTConfig
 from edge.errors import ShelfIDError
-from edge.reporter import apply_credentials
+from edge.reporter import apply_credentials, guarded
 
 log = logging.getLogger(__name__)
 
@@ -35,25 +37,30 @@ def publish_announcement(config: MQTTConfig, catalog_id: str, version: int, time
         client.loop_stop()
 
 
-def follow_announcements(config: MQTTConfig, catalog_id: str, device_id: str, wake: threading.Event) -> mqtt.Client:
-    """Sets `wake` on each well-formed announcement for this catalog; reconnects by itself. Call loop_stop() to end."""
+def follow_announcements(config: MQTTConfig, catalog_id: str, device_id: str, wake: threading.Event,
+                         active: Callable[[], int] = lambda: 0) -> mqtt.Client:
+    """Sets `wake` on a well-formed announcement of a version above `active()` (rate-limited: see AnnouncementGate);
+    reconnects by itself. Call loop_stop() to end."""
     topic = announcement_topic(config.topic_prefix, catalog_id)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"shelfid-sync-{device_id}"[:64])
     apply_credentials(client, config)
+    gate = AnnouncementGate(active)
 
     def on_message(c, userdata, message) -> None:
         try:
-            version = json.loads(message.payload)["version"]
-            if not isinstance(version, int):
-                raise TypeError(version)
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignored malformed announcement on %s: %r", message.topic, message.payload[:200])
+            version = parse_announcement(message.payload)
+        except ValueError as exc:
+            log.warning("ignored malformed announcement on %s: %s (%d bytes)", message.topic, exc, len(message.payload))
             return
-        log.info("catalog %s v%d announced; syncing now", catalog_id, version)
-        wake.set()
+        if gate.admit(version):
+            log.info("catalog %s v%d announced; syncing now", catalog_id, version)
+            wake.set()
+        else:
+            log.debug("catalog %s v%d announced; not acted on (not newer, or over the rate)", catalog_id, version)
 
-    client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
-    client.on_message = on_message
+    client.on_connect = guarded(lambda c, u, f, rc, p: c.subscribe(topic, qos=1))
+    client.on_message = guarded(on_message)
+    client.suppress_exceptions = True
     client.reconnect_delay_set(1, 60)
     client.connect_async(config.host, config.port, config.keepalive_s)
     client.loop_start()

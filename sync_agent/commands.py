@@ -79,7 +79,7 @@ def sync(args: argparse.Namespace, config: Config) -> int:
     if config.mqtt.enabled:
         from sync_agent.announce import follow_announcements
 
-        follower = follow_announcements(config.mqtt, config.sync.catalog_id, config.device.id, wake)
+        follower = follow_announcements(config.mqtt, config.sync.catalog_id, config.device.id, wake, agent.layout.active_version)
     try:
         run_forever(agent, stop, wake)
     finally:

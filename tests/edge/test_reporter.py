@@ -102,7 +102,7 @@ def test_daemon_killed_mid_stream_loses_nothing(broker, recorder, tmp_path):
 
 
 def test_malformed_announcements_are_logged_and_ignored(broker, tmp_path, caplog):
-    got: list[dict] = []
+    got: list[int] = []
     arrived = threading.Event()
     reporter = MQTTReporter(MQTTConfig(host="127.0.0.1", port=broker.port), "dev1", Outbox(tmp_path / "o.sqlite"), "shelf",
                             on_announcement=lambda a: (got.append(a), arrived.set()))
@@ -114,7 +114,7 @@ def test_malformed_announcements_are_logged_and_ignored(broker, tmp_path, caplog
     for payload in (b"\xff\xfe not json", b"[1, 2]", b'{"version": "seven"}', b'{"version": 7, "catalog": "shelf"}'):
         sender.publish("shelfid/catalogs/shelf/latest", payload, qos=1).wait_for_publish(5)
     assert arrived.wait(10)
-    assert got == [{"version": 7, "catalog": "shelf"}] and reporter.connected.is_set()
+    assert got == [7] and reporter.connected.is_set()
     assert sum("ignored malformed message" in r.message for r in caplog.records) == 3
     sender.loop_stop()
     reporter.stop()
@@ -208,3 +208,63 @@ def test_tls_handshake_failure_is_a_clear_log_line_and_retried(broker, tmp_path)
     assert failed.wait(15) and not reporter.connected.is_set()
     assert "TLS: check mqtt.tls.ca_file" in failed.lines[0]
     reporter.stop(timeout=0.1)
+
+
+HOSTILE = b"[" * 200_000  # json.loads raised RecursionError on it inside paho's network thread
+
+
+@pytest.mark.parametrize("retained", [False, True], ids=["plain", "retained"])
+def test_a_hostile_announcement_leaves_event_delivery_working_and_the_status_true(broker, recorder, tmp_path, retained):
+    sender = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    sender.connect("127.0.0.1", broker.port)
+    sender.loop_start()
+    topic = "shelfid/catalogs/shelf/latest"
+    if retained:  # waiting on the broker for every device that (re)starts
+        sender.publish(topic, HOSTILE, qos=1, retain=True).wait_for_publish(5)
+    got: list[int] = []
+    announced = threading.Event()
+    outbox = Outbox(tmp_path / "o.sqlite")
+    reporter = MQTTReporter(MQTTConfig(host="127.0.0.1", port=broker.port), "dev1", outbox, "shelf",
+                            on_announcement=lambda v: (got.append(v), announced.set()))
+    watch = LogWatch("ignored malformed message")
+    reporter.start()
+    assert reporter.subscribed.wait(10)
+    if not retained:
+        sender.publish(topic, HOSTILE, qos=1).wait_for_publish(5)
+    assert watch.wait(10), "the hostile payload was not seen and refused"
+    for i in range(20):
+        outbox.add(f"ev-{i}", "shelfid/dev1/events", json.dumps({"event_id": f"ev-{i}"}).encode())
+    reporter.wake()
+    assert recorder.wait_for(lambda r: {f"ev-{i}" for i in range(20)} <= set(received_ids(r)), timeout=15)
+    assert reporter.stats()["mqtt_connected"] is True
+    sender.publish(topic, b'{"catalog": "shelf", "version": 9}', qos=1, retain=True).wait_for_publish(5)
+    assert announced.wait(10) and got == [9], "a valid announcement after the hostile one was ignored"
+    sender.loop_stop()
+    reporter.stop()
+    assert outbox.size == 0
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_the_status_says_disconnected_when_the_network_thread_has_died(broker, tmp_path):
+    reporter = MQTTReporter(MQTTConfig(host="127.0.0.1", port=broker.port), "dev1", Outbox(tmp_path / "o.sqlite"), "shelf")
+    reporter.start()
+    assert reporter.subscribed.wait(10) and reporter.stats()["mqtt_connected"] is True
+    died = threading.Event()
+
+    def raising(client, userdata, message):  # what an unguarded callback used to do to the network thread
+        died.set()
+        raise RecursionError("boom")
+
+    reporter.client.suppress_exceptions = False
+    reporter.client.on_message = raising
+    sender = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    sender.connect("127.0.0.1", broker.port)
+    sender.loop_start()
+    sender.publish("shelfid/catalogs/shelf/latest", b"{}", qos=1).wait_for_publish(5)
+    assert died.wait(10)
+    thread = reporter.client._thread
+    if thread is not None:
+        thread.join(10)
+    assert reporter.connected.is_set(), "paho never called on_disconnect: only the thread check can tell"
+    assert reporter.stats()["mqtt_connected"] is False
+    sender.loop_stop()

@@ -71,3 +71,24 @@ def test_a_published_version_is_announced_and_wakes_the_agent(tmp_path, keys, br
         loop.join(30)
         follower.loop_stop()
         server.stop()
+
+
+def test_a_hostile_retained_announcement_does_not_silence_the_agents_follower(broker):
+    import paho.mqtt.client as mqtt
+
+    sender = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    sender.connect("127.0.0.1", broker.port)
+    sender.loop_start()
+    topic = "shelfid/catalogs/shelf/latest"
+    sender.publish(topic, b"[" * 200_000, qos=1, retain=True).wait_for_publish(5)
+    wake = threading.Event()
+    follower = follow_announcements(Config.model_validate({"mqtt": {"host": "127.0.0.1", "port": broker.port}}).mqtt,
+                                    "shelf", "dev", wake, active=lambda: 3)
+    try:
+        sender.publish(topic, b'{"catalog": "shelf", "version": 3}', qos=1).wait_for_publish(5)  # not newer: no wake
+        sender.publish(topic, b'{"catalog": "shelf", "version": 4}', qos=1).wait_for_publish(5)
+        assert wake.wait(15), "a valid announcement after the hostile one did not wake the agent"
+        assert follower.is_connected()
+    finally:
+        follower.loop_stop()
+        sender.loop_stop()

@@ -79,7 +79,7 @@ def test_the_daemons_push_trigger_is_the_file_the_path_unit_watches(tmp_path):
     from edge.daemon import trigger_sync
 
     config = Config.model_validate({"device": {"data_dir": str(tmp_path)}})
-    written = trigger_sync(config, {"catalog": "shelf", "version": 4})
+    written = trigger_sync(config, 4)
     watched = parse(UNITS / "shelfid-sync.path")["Path"]["PathModified"][0]
     assert str(written.relative_to(tmp_path)) == str(Path(watched).relative_to("/var/lib/shelfid"))
     assert '"version": 4' in written.read_text()
