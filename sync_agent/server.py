@@ -13,6 +13,18 @@ Work area, one folder per catalog, in the layout `shelfid catalog build` reads:
 Publishing computes embeddings and keypoints with the same models and code as
 the devices (edge.catalog_build), then writes blobs, manifest, signature, and
 announces the version on MQTT (retained) when a broker is configured.
+
+Every request passes `RequestGuard` before the app sees it, which decides from
+the headers alone, before a byte of the body is read, in this order:
+    Content-Length together with Transfer-Encoding   400 (a proxy in front could frame the body differently)
+    POST, PUT, PATCH, DELETE without / with a wrong token   401 / 403
+    a declared Content-Length over max_request_bytes   413
+then counts the body as it streams, chunked or not, and stops it at the cap
+(413): the count, not a header, is the limit, so the form parser never spools
+more than max_request_bytes to its temp files. Chunked bodies are therefore
+accepted. An answer given while the body is still unread closes the connection,
+so the rest of it is never read. Every error, 404 and 405 included, is JSON
+`{"error": "...", "status": N}`, and none names a path on this server.
 """
 
 from __future__ import annotations
@@ -38,7 +50,9 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel, Field
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edge.catalog import load_catalog
 from edge.catalog_build import PRODUCT_ID, build_catalog
@@ -51,7 +65,7 @@ from sync_agent.signing import load_private_key
 from sync_agent.storage import LocalStorage, Storage
 
 log = logging.getLogger(__name__)
-CATALOG_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+CATALOG_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # anchored for pydantic's search; checked here with re.fullmatch
 IMAGE_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
 
 
@@ -78,6 +92,92 @@ def error(status: int, message: str) -> HTTPException:
     return HTTPException(status_code=status, detail=message)
 
 
+def json_error(exc: StarletteHTTPException) -> JSONResponse:
+    return JSONResponse({"error": exc.detail, "status": exc.status_code}, exc.status_code, headers=exc.headers)
+
+
+def check_product_id(product_id: str) -> None:
+    if not PRODUCT_ID.fullmatch(product_id):  # the whole id: with match and `$`, "a\n" would pass
+        raise error(422, f"product id {product_id!r}: use letters, digits, '.', '_', '-' (at most 128)")
+
+
+def without_paths(text: str, *folders: Path) -> str:
+    """`text` with the server's folders taken out of the paths in it: `<work>/shelf/p1/00.jpg` reads `shelf/p1/00.jpg`."""
+    for folder in folders:
+        text = text.replace(f"{folder}{os.sep}", "").replace(str(folder), folder.name)
+    return text
+
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def token_problem(authorization: Optional[str], token: Optional[str]) -> Optional[HTTPException]:
+    """None when the request may write (or no token is configured); else the 401 or 403 to answer."""
+    if token is None:
+        return None
+    if not authorization or not authorization.startswith("Bearer "):
+        return HTTPException(401, "write endpoints need 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(authorization[7:].encode(), token.encode()):
+        return HTTPException(403, "wrong token")
+    return None
+
+
+def header_problem(method: str, headers: Headers, settings: ServerSettings) -> Optional[HTTPException]:
+    """What the request line and headers alone decide: framing (400), the token for writes (401/403), declared size (413)."""
+    length = headers.get("content-length")
+    if length is not None and "transfer-encoding" in headers:
+        return error(400, "Content-Length together with Transfer-Encoding: send one of them")
+    if length is not None and not re.fullmatch(r"[0-9]+", length):
+        return error(400, f"Content-Length {length!r} is not a number of bytes")
+    if method in WRITE_METHODS and (problem := token_problem(headers.get("authorization"), settings.token)):
+        return problem
+    if length is not None and int(length) > settings.max_request_bytes:
+        return error(413, f"request body over {settings.max_request_bytes} bytes")
+    return None
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised from `receive` once a body passes the cap; FastAPI lets HTTP errors out of body parsing, so the app answers 413."""
+
+
+class RequestGuard:
+    """Pure ASGI, around the whole app: header checks before any body is read, then the body counted as it streams."""
+
+    def __init__(self, app: ASGIApp, settings: ServerSettings):
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        cap = self.settings.max_request_bytes
+        received = 0
+        unread = "transfer-encoding" in headers or headers.get("content-length", "0") != "0"
+
+        async def counted() -> Message:
+            nonlocal received, unread
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                unread = message.get("more_body", False)
+                if received > cap:
+                    unread = True
+                    raise BodyTooLarge(413, f"request body over {cap} bytes")
+            return message
+
+        async def closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and unread:  # answered early: do not read (or wait for) the rest
+                message = message | {"headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        if problem := header_problem(scope["method"], headers, self.settings):
+            await json_error(problem)(scope, receive, closing)
+            return
+        await self.app(scope, counted, closing)
+
+
 class CatalogStore:
     """The work area: catalogs and their products' images on local disk; one writer at a time."""
 
@@ -87,7 +187,7 @@ class CatalogStore:
         self.lock = threading.Lock()
 
     def folder(self, catalog_id: str) -> Path:
-        if not re.match(CATALOG_ID, catalog_id):
+        if not re.fullmatch(CATALOG_ID, catalog_id):
             raise error(422, f"catalog id {catalog_id!r}: use letters, digits, '.', '_', '-' (at most 64)")
         folder = self.work / catalog_id
         if not (folder / "catalog.json").is_file():
@@ -162,31 +262,20 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return models
 
     def authorised(authorization: Annotated[Optional[str], Header()] = None) -> None:
-        if settings.token is None:
-            return
-        if not authorization or not authorization.startswith("Bearer "):
-            raise HTTPException(401, "write endpoints need 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"})
-        if not hmac.compare_digest(authorization[7:].encode(), settings.token.encode()):
-            raise HTTPException(403, "wrong token")
+        """Per route, for the OpenAPI docs and as a second check; RequestGuard has already refused writes without it."""
+        if problem := token_problem(authorization, settings.token):
+            raise problem
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail, "status": exc.status_code}, exc.status_code, headers=exc.headers)
+        return json_error(exc)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         return JSONResponse({"error": "; ".join(problems), "status": 422}, 422)
 
-    @app.middleware("http")
-    async def request_size_cap(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is None and request.method in ("POST", "PUT") and "chunked" in request.headers.get("transfer-encoding", ""):
-            # a body of unknown length would be spooled to disk before any check could see it
-            return JSONResponse({"error": "send a Content-Length (chunked uploads are not accepted)", "status": 411}, 411)
-        if length is not None and (not length.isdigit() or int(length) > settings.max_request_bytes):
-            return JSONResponse({"error": f"request body over {settings.max_request_bytes} bytes", "status": 413}, 413)
-        return await call_next(request)
+    app.add_middleware(RequestGuard, settings=settings)
 
     @app.get("/healthz")
     def health() -> dict:
@@ -228,8 +317,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     def put_product(catalog_id: str, product_id: str, images: Annotated[list[UploadFile], File(description="JPEG, PNG or WebP")],
                     sku: Annotated[str, Form(max_length=64)] = "", name: Annotated[str, Form(max_length=200)] = "") -> JSONResponse:
         """Create or replace a product: its images are replaced by the ones sent."""
-        if not PRODUCT_ID.match(product_id):
-            raise error(422, f"product id {product_id!r}: use letters, digits, '.', '_', '-' (at most 128)")
+        check_product_id(product_id)
         if not 1 <= len(images) <= settings.max_images_per_product:
             raise error(422, f"send 1 to {settings.max_images_per_product} images, got {len(images)}")
         with store.lock:
@@ -264,6 +352,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @app.delete("/api/v1/catalogs/{catalog_id}/products/{product_id}", status_code=204, dependencies=[Depends(authorised)])
     def delete_product(catalog_id: str, product_id: str) -> Response:
+        check_product_id(product_id)
         with store.lock:
             folder = store.folder(catalog_id)
             products = store.products(folder)
@@ -286,12 +375,13 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 try:
                     report = build_catalog(folder, Path(tmp) / "catalog", m["embedder"], m["verifier"], m["detector"], catalog_id, version)
                 except ShelfIDError as exc:
-                    raise error(422, f"catalog {catalog_id!r} cannot be built: {exc}") from None
+                    raise error(422, f"catalog {catalog_id!r} cannot be built: {without_paths(str(exc), store.work, Path(tmp))}") from None
                 done = publish(storage, load_catalog(Path(tmp) / "catalog"), catalog_id, key, version)
+                skipped = [without_paths(line, store.work, Path(tmp)) for line in report.skipped]
         if settings.announce:
             announce(settings.config.mqtt, done)
         return {"catalog_id": catalog_id, "version": done.version, "blobs": done.blobs, "new_blobs": done.new_blobs,
-                "products": report.products, "images": report.images, "skipped": report.skipped}
+                "products": report.products, "images": report.images, "skipped": skipped}
 
     if isinstance(storage, LocalStorage):
         for top in ("catalogs", "blobs"):
