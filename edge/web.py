@@ -10,21 +10,32 @@
 A token (file, credential `web-token` or $SHELFID_WEB_TOKEN) is required when
 bound to anything but loopback; it is accepted as `Authorization: Bearer`,
 as a `token` query parameter (the page then keeps it in an HttpOnly cookie)
-or as that cookie. Nothing here changes state.
+or as that cookie; a page opened with ?token= is redirected to itself without it,
+so the token does not stay in the address bar. Nothing here changes state.
+
+Everything that arrives is hostile: at most `max_connections` connections are
+served at once (the rest get a 503 from the accepting thread, no new thread),
+the request line and headers must all arrive within `timeout_s` of the accept
+(a slow-loris client is dropped), every answer forbids framing and sniffing,
+and a handler that fails answers a JSON 500 and logs once.
 """
 
 from __future__ import annotations
 
 import hmac
+import io
 import json
 import logging
 import re
+import socket
+import sys
 import threading
+import time
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from edge.config import WebConfig
 from edge.errors import ShelfIDError
@@ -35,12 +46,63 @@ log = logging.getLogger(__name__)
 MAX_TARGET = 2048
 COOKIE = "shelfid_token"
 THUMB = re.compile(r"^/thumb/([0-9a-f-]{36})/(crop|catalog)\.jpg$")
+LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII only: str.isdigit accepts '²' and '١', which int() then refuses or reads
+METHODS = ("GET", "HEAD")
+MAX_CONNECTIONS = 32  # a browser opens at most 6 to one host; a few installers and a scraper fit many times over
+TIMEOUT_S = 5.0  # for the whole request line and headers after the accept, and for each write of the answer
+SECURITY = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
+CLIENT_GONE = (ConnectionError, TimeoutError)  # the client vanished or stalled: nothing to answer, nothing wrong here
+
+
+class Deadline(io.RawIOBase):
+    """A socket's reads, all of them together within `seconds` from now.
+
+    A socket timeout bounds each read, not the request: a client that sends one byte every few seconds would hold its
+    thread for ever. Each read waits at most what is left, then raises TimeoutError, which the stdlib's
+    handle_one_request turns into a closed connection.
+    """
+
+    def __init__(self, sock: socket.socket, seconds: float):
+        super().__init__()
+        self.sock, self.seconds, self.deadline = sock, seconds, time.monotonic() + seconds
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"request not complete within {self.seconds:g} s of the connection")
+        self.sock.settimeout(left)
+        return self.sock.recv_into(buffer)
 
 
 class Handler(BaseHTTPRequestHandler):
     server: WebServer
     server_version = "shelfid"
     sys_version = ""
+    default_request_version = "HTTP/1.0"  # the stdlib's HTTP/0.9 answers have no headers: no browser sends 0.9, every answer gets them
+    responded = False  # True once the status line is out: after that an error can only cut the answer short
+
+    def setup(self) -> None:
+        self.timeout = self.server.timeout_s  # StreamRequestHandler sets it on the socket: bounds each write
+        super().setup()
+        self.rfile.close()
+        self.rfile = io.BufferedReader(Deadline(self.connection, self.server.timeout_s))
+
+    def parse_request(self) -> bool:
+        """The stdlib's checks of the request line and headers, then ours: only GET and HEAD exist here.
+
+        Checked here rather than with do_* methods so that every other name (TRACE, CONNECT, PROPFIND, 'get') gets
+        the JSON 405 instead of the stdlib's HTML 501.
+        """
+        if not super().parse_request():
+            return False
+        if self.command not in METHODS:
+            self.error(HTTPStatus.METHOD_NOT_ALLOWED, f"this page is read-only: {self.command[:20]!r} is not GET or HEAD",
+                       {"Allow": ", ".join(METHODS)})
+            return False
+        return True
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's name
         log.debug("web %s - %s", self.address_string(), format % args)
@@ -49,6 +111,12 @@ class Handler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def do_GET(self) -> None:  # noqa: N802
+        try:
+            self.route()
+        except Exception as exc:  # the handler's boundary: answer and log here, never a dropped connection
+            self.fail(exc)
+
+    def route(self) -> None:
         if len(self.path) > MAX_TARGET:
             return self.error(HTTPStatus.REQUEST_URI_TOO_LONG, f"request target over {MAX_TARGET} characters")
         parts = urlsplit(self.path)
@@ -67,10 +135,20 @@ class Handler(BaseHTTPRequestHandler):
             return self.thumb(*match.groups())
         return self.error(HTTPStatus.NOT_FOUND, f"no page {parts.path!r}: try /, /api/status, /api/events, /snapshot.jpg, /metrics")
 
-    def do_POST(self) -> None:  # noqa: N802
-        self.error(HTTPStatus.METHOD_NOT_ALLOWED, "this page is read-only", {"Allow": "GET, HEAD"})
-
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_POST  # noqa: N815
+    def fail(self, exc: Exception) -> None:
+        """One log line per failure, and a JSON 500 when nothing has been sent yet."""
+        self.close_connection = True
+        if isinstance(exc, CLIENT_GONE):
+            log.debug("web %s: %s %s: client gone: %s", self.address_string(), self.command, self.path[:200], exc)
+            return
+        log.error("web: %s %s failed", self.command, self.path[:200], exc_info=exc)
+        if self.responded:
+            return
+        try:
+            self.error(HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error answering {self.command} {urlsplit(self.path).path[:200]!r}: "
+                                                         f"the daemon's log has the details")
+        except CLIENT_GONE:
+            pass  # the client left as well; the failure is logged above
 
     # --- auth ---
 
@@ -99,11 +177,22 @@ class Handler(BaseHTTPRequestHandler):
     # --- routes ---
 
     def page(self, query: dict, cookie: str) -> None:
-        html = files("edge").joinpath("static/index.html").read_bytes()
-        headers = {"Cache-Control": "no-store"}
         if cookie:
-            headers["Set-Cookie"] = f"{COOKIE}={cookie}; HttpOnly; SameSite=Strict; Path=/"
-        self.send(HTTPStatus.OK, "text/html; charset=utf-8", html, headers)
+            return self.without_token(query, cookie)
+        html = files("edge").joinpath("static/index.html").read_bytes()
+        self.send(HTTPStatus.OK, "text/html; charset=utf-8", html, {"Cache-Control": "no-store"})
+
+    def without_token(self, query: dict, cookie: str) -> None:
+        """Keep the token in a cookie and take it out of the address bar (history, bookmarks, screenshots, shoulders).
+
+        SameSite=Lax, not Strict: a token link opened from another site (a chat, a mail) is a cross-site navigation,
+        and Strict would withhold the cookie from the redirected request, so the page would answer 401. Lax only adds
+        top-level GETs from elsewhere, and nothing here changes state.
+        """
+        rest = urlencode({key: values for key, values in query.items() if key != "token"}, doseq=True)
+        location = urlsplit(self.path).path + (f"?{rest}" if rest else "")
+        self.send(HTTPStatus.SEE_OTHER, "text/plain; charset=utf-8", b"",
+                  {"Location": location, "Cache-Control": "no-store", "Set-Cookie": f"{COOKIE}={cookie}; HttpOnly; SameSite=Lax; Path=/"})
 
     def snapshot(self, query: dict, cookie: str) -> None:
         image = self.server.live.snapshot()
@@ -118,7 +207,7 @@ class Handler(BaseHTTPRequestHandler):
     def events(self, query: dict, cookie: str) -> None:
         maximum = self.server.live.capacity
         raw = query.get("limit", [str(maximum)])[0]
-        if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        if not LIMIT.fullmatch(raw) or not 1 <= int(raw) <= maximum:
             return self.error(HTTPStatus.BAD_REQUEST, f"limit must be a whole number from 1 to {maximum}, got {raw[:20]!r}")
         out = []
         for r in self.server.live.recent(int(raw)):
@@ -132,10 +221,10 @@ class Handler(BaseHTTPRequestHandler):
         image = None if recent is None else recent.crop_jpeg if which == "crop" else recent.catalog_jpeg
         if image is None:
             return self.error(HTTPStatus.NOT_FOUND, f"no {which} thumbnail for event {event_id} (it may have scrolled out)")
-        self.send(HTTPStatus.OK, "image/jpeg", image, {"Cache-Control": "max-age=3600"})
+        self.send(HTTPStatus.OK, "image/jpeg", image, {"Cache-Control": "private, max-age=3600"})  # behind the token: no shared cache
 
     def metrics(self, query: dict, cookie: str) -> None:
-        self.send(HTTPStatus.OK, "text/plain; version=0.0.4; charset=utf-8", self.server.metrics.exposition())
+        self.send(HTTPStatus.OK, "text/plain; version=0.0.4; charset=utf-8", self.server.metrics.exposition(), {"Cache-Control": "no-store"})
 
     # --- responses ---
 
@@ -144,14 +233,21 @@ class Handler(BaseHTTPRequestHandler):
 
     def error(self, status: HTTPStatus, message: str, headers: dict | None = None) -> None:
         body = json.dumps({"error": message, "status": int(status)}).encode()
-        self.send(status, "application/json", body, headers)
+        self.send(status, "application/json", body, {"Cache-Control": "no-store"} | (headers or {}))
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The stdlib's own refusals (a malformed request line, headers too long or too many) in this page's JSON shape."""
+        status = HTTPStatus(code)
+        self.close_connection = True
+        self.error(status, message or status.phrase)
 
     def send(self, status: HTTPStatus, content_type: str, body: bytes, headers: dict | None = None) -> None:
+        self.responded = True
+        self.connection.settimeout(self.server.timeout_s)  # the read deadline may have left little: each write gets the full time
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("X-Content-Type-Options", "nosniff")
-        for key, value in (headers or {}).items():
+        for key, value in (SECURITY | (headers or {})).items():
             self.send_header(key, value)
         self.end_headers()
         if self.command != "HEAD":
@@ -160,13 +256,18 @@ class Handler(BaseHTTPRequestHandler):
 
 class WebServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64  # a burst waits in the kernel (no thread) and is answered at once, not after SYN retries
 
-    def __init__(self, config: WebConfig, live: LiveState, metrics: Metrics):
+    def __init__(self, config: WebConfig, live: LiveState, metrics: Metrics, *, max_connections: int = MAX_CONNECTIONS,
+                 timeout_s: float = TIMEOUT_S):
         self.token = config.token()
         if self.token is None and not config.loopback:
             raise ShelfIDError(f"web.host is {config.host}, not loopback: set web.token_file (or the credential 'web-token' "
                                f"or $SHELFID_WEB_TOKEN) so the page is not open to the network")
         self.live, self.metrics = live, metrics
+        self.timeout_s, self.max_connections = timeout_s, max_connections
+        self.slots = threading.BoundedSemaphore(max_connections)
+        self.busy = busy_answer(max_connections)
         try:
             super().__init__((config.host, config.port), Handler)
         except OSError as exc:
@@ -186,3 +287,51 @@ class WebServer(ThreadingHTTPServer):
     def stop(self) -> None:
         self.shutdown()
         self.server_close()
+
+    # --- connections ---
+
+    def process_request(self, request: socket.socket, client_address) -> None:
+        """A thread per connection while a slot is free; past the cap a 503 from this, the accepting, thread."""
+        if not self.slots.acquire(blocking=False):
+            return self.refuse(request, client_address)
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()  # no thread started: nobody else would give the slot back
+            raise
+
+    def process_request_thread(self, request: socket.socket, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def refuse(self, request: socket.socket, client_address) -> None:
+        log.debug("web %s: refused, %d connections open already", client_address[0], self.max_connections)
+        try:
+            request.setblocking(False)  # the accepting thread never waits on a client
+            request.recv(65536)  # what the client sent already: unread, the close below would be a reset that loses the 503
+        except OSError:
+            pass  # nothing sent yet (or gone): either way the 503 and the close follow
+        try:
+            request.send(self.busy)
+        except OSError:
+            pass  # a fresh socket's send buffer is empty, so this fails only for a client already gone
+        self.shutdown_request(request)
+
+    def handle_error(self, request: socket.socket, client_address) -> None:
+        """Whatever escaped a handler's own boundary (a client that vanished mid-answer, mostly): one log line, not a
+        traceback on stderr."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, CLIENT_GONE):
+            log.debug("web %s: client gone: %s", client_address[0], exc)
+        else:
+            log.error("web %s: request failed", client_address[0], exc_info=exc)
+
+
+def busy_answer(cap: int) -> bytes:
+    """The whole 503 for connections past the cap, built once: the accepting thread only sends it."""
+    body = json.dumps({"error": f"busy: {cap} connections open already; retry in a moment", "status": 503}).encode()
+    headers = {"Content-Type": "application/json", "Content-Length": str(len(body)), "Retry-After": "1", "Cache-Control": "no-store",
+               "Connection": "close"} | SECURITY
+    return ("HTTP/1.0 503 Service Unavailable\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode() + body

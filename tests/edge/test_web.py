@@ -126,7 +126,9 @@ def test_beyond_loopback_a_token_is_required_and_checked(monkeypatch):
         assert requests.get(url + "/api/status", headers={"Authorization": "Bearer let-me-in"}, timeout=5).status_code == 200
         browser = requests.Session()
         first = browser.get(url + "/?token=let-me-in", timeout=5)
-        assert first.status_code == 200 and "HttpOnly" in first.headers["Set-Cookie"]
+        [redirect] = first.history  # to the same page without the token in the address bar
+        assert redirect.status_code == 303 and "HttpOnly" in redirect.headers["Set-Cookie"] and first.url == url + "/"
+        assert first.status_code == 200 and "Recent identifications" in first.text
         assert browser.get(url + "/api/status", timeout=5).status_code == 200  # the cookie now carries the token
     finally:
         server.stop()
