@@ -135,7 +135,10 @@ def load_catalog(path: Path | str, embedder_id: str | None = None, verifier_id: 
     if verifier_id is not None and info["verifier"]["id"] != verifier_id:
         raise CatalogError(f"{path}: built with verifier {info['verifier']['id']}, this device runs {verifier_id}: "
                            "rebuild the catalog, or set verifier settings to match")
-    products = [Product(**p) for p in _load_json(path / "products.json")]
+    try:
+        products = [Product(**p) for p in _load_json(path / "products.json")]
+    except TypeError as exc:
+        raise CatalogError(f"{path}/products.json: expected objects with product_id, sku, name, attributes: {exc}") from None
     images = _load_json(path / "images.json")
     index_of = {p.product_id: i for i, p in enumerate(products)}
     try:

@@ -32,7 +32,7 @@ from models.detector import Detector
 from models.embedder import Embedder
 
 log = logging.getLogger(__name__)
-PRODUCT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+PRODUCT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # always fullmatch: `$` would let a trailing newline in
 MIN_BOX_AREA = 0.2  # a detection smaller than this share of a catalog image is not "the product"
 
 
@@ -52,7 +52,7 @@ def read_products_csv(path: Path) -> dict[str, Product]:
         products = {}
         for line, row in enumerate(reader, start=2):
             pid = (row.pop("product_id") or "").strip()
-            if not PRODUCT_ID.match(pid):
+            if not PRODUCT_ID.fullmatch(pid):
                 raise CatalogError(f"{path}:{line}: product_id {pid!r} — use letters, digits, '.', '_', '-' (max 128)")
             if pid in products:
                 raise CatalogError(f"{path}:{line}: duplicate product_id {pid!r}")
@@ -79,7 +79,7 @@ def scan(images_dir: Path, report: BuildReport) -> list[tuple[str, Path]]:
         raise CatalogError(f"{images_dir}: no such folder of product images")
     pairs = []
     for folder in sorted(p for p in images_dir.iterdir() if p.is_dir()):
-        if not PRODUCT_ID.match(folder.name):
+        if not PRODUCT_ID.fullmatch(folder.name):
             report.skipped.append(f"{folder}: folder name is not a valid product id (letters, digits, '.', '_', '-')")
             continue
         files = sorted(p for p in folder.iterdir() if p.is_file())
@@ -178,6 +178,9 @@ def write_catalog_arrays(folder: Path, info: dict, products: list[dict], rows: l
                          thumbnails: dict[str, bytes] | None = None) -> None:
     """Every file of a catalog folder, fsynced, catalog.json last (its presence marks a complete folder)."""
     if thumbnails:
+        unsafe = [pid for pid in thumbnails if not (isinstance(pid, str) and PRODUCT_ID.fullmatch(pid))]
+        if unsafe:  # a product id names a file: nothing may write outside the folder
+            raise CatalogError(f"{folder}: thumbnail names {unsafe[:3]!r} are not product ids; nothing written")
         (folder / "thumbnails").mkdir()
         for pid, jpeg in thumbnails.items():
             (folder / "thumbnails" / f"{pid}.jpg").write_bytes(jpeg)

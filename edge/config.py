@@ -245,6 +245,11 @@ class SyncConfig(Section):
         default=None, description=f"File holding a bearer token; else the credential 'sync-token' or ${SYNC_TOKEN_ENV}."
     )
     keep_versions: int = Field(default=3, ge=1, le=100, description="Catalog versions kept on disk for rollback.")
+    deadline_s: int = Field(
+        default=1800, ge=5, le=86400,
+        description="Most seconds one sync may take, all its requests together; a server that trickles bytes is cut off "
+                    "then, and the next sync resumes the partial downloads."
+    )
 
     @field_validator("public_key_file", "token_file")
     @classmethod

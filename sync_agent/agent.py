@@ -33,7 +33,7 @@ from edge.announcements import installed_version
 from edge.catalog import load_catalog
 from edge.config import Config
 from edge.errors import CatalogError
-from sync_agent.bundle import assemble, blob_key, decode_signature, manifest_key, parse_manifest, sha256_hex
+from sync_agent.bundle import MAX_VERSION_STEP, assemble, blob_key, decode_signature, manifest_key, parse_manifest, sha256_file
 from sync_agent.errors import BundleError, SyncError
 from sync_agent.fetcher import Fetcher, fetcher_for
 from sync_agent.signing import load_public_key, verify
@@ -134,13 +134,19 @@ class Agent:
         """One sync; on any error the active catalog is untouched and status.json says why."""
         status = read_status(self.config.device.data_dir)
         status["last_attempt"] = now_iso()
+        self._write_status(status)  # before any network call: a sync that hangs still shows it was tried
         log.info("sync: checking %s for catalog %s (active v%d)", self.base, self.catalog_id, self.layout.active_version())
         try:
-            result = self._sync(status)
+            result = self._sync(status, time.monotonic() + self.config.sync.deadline_s)
         except SyncError as exc:
             status["last_error"] = str(exc)
             self._write_status(status)
             raise
+        except Exception as exc:  # a bug or an input nobody foresaw: still a failed sync, recorded, never the agent's end
+            log.exception("sync: unexpected failure")
+            status["last_error"] = f"unexpected {type(exc).__name__}: {exc}"
+            self._write_status(status)
+            raise SyncError(status["last_error"]) from exc
         status.update(last_success=now_iso(), last_error=None, last_outcome=result.outcome)
         self._write_status(status)
         return result
@@ -159,16 +165,16 @@ class Agent:
         log.info("rolled back catalog %s from v%d to v%d", self.catalog_id, active, target)
         return target
 
-    def _sync(self, status: dict) -> SyncResult:
+    def _sync(self, status: dict, deadline: float) -> SyncResult:
         layout = self.layout
         self._clean_leftovers()
         active = layout.active_version()
         highest = max(int(status.get("highest_version") or 0), active)
         url = f"{self.base}/{manifest_key(self.catalog_id)}"
-        doc = self.fetcher.get(url, MAX_MANIFEST_BYTES, status.get("etag") if active else None)
+        doc = self.fetcher.get(url, MAX_MANIFEST_BYTES, status.get("etag") if active else None, deadline)
         if doc.status == 304:
             return SyncResult("unchanged", active)
-        signature = self.fetcher.get(url + ".sig", MAX_SIGNATURE_BYTES)
+        signature = self.fetcher.get(url + ".sig", MAX_SIGNATURE_BYTES, None, deadline)
         verify(self.public_key, doc.body, decode_signature(signature.body))
         manifest = parse_manifest(doc.body)
         version = manifest["version"]
@@ -179,6 +185,8 @@ class Agent:
             if version == active:
                 return SyncResult("unchanged", active)
             raise BundleError(f"{url}: version {version} is not newer than v{highest} (installed before); refused")
+        if highest and version > highest + MAX_VERSION_STEP:  # one signed jump to 2**31-1 would refuse every later version
+            raise BundleError(f"{url}: version {version} jumps more than {MAX_VERSION_STEP} above v{highest}; refused")
         if manifest["embedder"]["model_id"] != self.embedder_id:
             raise BundleError(f"catalog v{version} was computed with embedder {manifest['embedder']['model_id'][:12]}…, "
                               f"this device runs {self.embedder_id[:12]}…; refused (publish it with this device's models)")
@@ -186,14 +194,14 @@ class Agent:
             raise BundleError(f"catalog v{version} was computed with verifier {manifest['verifier']['id']}, "
                               f"this device runs {self.verifier_id}; refused")
         log.info("sync: catalog %s v%d available (active v%d); fetching blobs", self.catalog_id, version, active)
-        blobs, transferred = self._download(manifest)
+        blobs, transferred = self._download(manifest, deadline)
         self._install(manifest, doc.body)
         status.update(etag=doc.etag, highest_version=version, active_version=version, catalog_id=self.catalog_id)
         self._prune()
         log.info("sync: catalog %s v%d active (%d blobs, %d bytes downloaded)", self.catalog_id, version, blobs, transferred)
         return SyncResult("updated", version, blobs, transferred)
 
-    def _download(self, manifest: dict) -> tuple[int, int]:
+    def _download(self, manifest: dict, deadline: float) -> tuple[int, int]:
         layout = self.layout
         layout.blobs.mkdir(parents=True, exist_ok=True)
         layout.partial.mkdir(parents=True, exist_ok=True)
@@ -206,9 +214,8 @@ class Agent:
             if size > MAX_BLOB_BYTES:
                 raise BundleError(f"blob {sha}: {size} bytes is over the {MAX_BLOB_BYTES} byte cap")
             part = layout.partial / sha
-            transferred += self.fetcher.download(f"{self.base}/{blob_key(sha)}", part, size)
-            data = part.read_bytes()
-            if len(data) != size or sha256_hex(data) != sha:
+            transferred += self.fetcher.download(f"{self.base}/{blob_key(sha)}", part, size, deadline)
+            if part.stat().st_size != size or sha256_file(part) != sha:
                 part.unlink()  # a bad download is never resumed
                 raise BundleError(f"blob {sha}: downloaded content does not match its sha256/size; discarded")
             os.replace(part, final)
@@ -221,11 +228,15 @@ class Agent:
         staging = layout.catalogs / f".staging-v{version}-{os.getpid()}"
         staging.mkdir(parents=True)
         (staging / "manifest.json").write_bytes(manifest_bytes)
-        assemble(manifest, lambda sha: (layout.blobs / sha).read_bytes(), staging)
-        try:
+        try:  # whatever a bundle holds, its failure is a refusal of that bundle (the staging folder goes next run)
+            assemble(manifest, lambda sha: (layout.blobs / sha).read_bytes(), staging)
             load_catalog(staging, self.embedder_id, self.verifier_id)  # exactly what the daemon will do with it
+        except BundleError:
+            raise
         except CatalogError as exc:
             raise BundleError(f"catalog v{version} does not open: {exc}") from None
+        except Exception as exc:
+            raise BundleError(f"catalog v{version} cannot be assembled: {type(exc).__name__}: {exc}") from None
         final = layout.version_dir(version)
         if final.exists():  # left by a run killed between this rename and the switch
             shutil.rmtree(final)
@@ -282,7 +293,7 @@ def run_forever(agent: Agent, stop: threading.Event, wake: threading.Event) -> N
             delay = poll * random.uniform(0.9, 1.1)
             if result.outcome == "unchanged":
                 log.debug("sync: catalog %s v%d is current", agent.catalog_id, result.version)
-        except SyncError as exc:
+        except SyncError as exc:  # sync_once turns anything unexpected into a SyncError too
             failures += 1
             delay = min(poll, 5 * 2 ** min(failures, 10)) * random.uniform(0.5, 1.0)
             log.warning("sync failed (%d in a row): %s; next try in %.0f s", failures, exc, delay)

@@ -26,7 +26,7 @@ import numpy as np
 
 from edge.catalog import SCHEMA as CATALOG_SCHEMA
 from edge.catalog import Catalog
-from edge.catalog_build import write_catalog_arrays
+from edge.catalog_build import PRODUCT_ID, write_catalog_arrays
 from sync_agent.errors import BundleError
 
 MANIFEST_SCHEMA = 1
@@ -36,8 +36,20 @@ ARRAY_PARTS = ("embeddings", "keypoints", "descriptors", "scores", "offsets")
 SCHEMA_FILE = Path(__file__).resolve().parent / "manifest.schema.json"
 
 
+MAX_VERSION_STEP = 100_000  # most a published version may jump above the one before (devices refuse more)
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path, chunk: int = 1024 * 1024) -> str:
+    """Hashed as it is read: a large blob never sits whole in memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def manifest_key(catalog_id: str) -> str:
@@ -141,10 +153,12 @@ def assemble(manifest: dict, read_blob, out: Path) -> None:
     keypoint_base = 0
     for shard in manifest["shards"]:
         parts = {name: read_blob(part["sha256"]) for name, part in shard["parts"].items()}
-        products += json.loads(parts["products"])
-        if "thumbnails" in parts:
-            thumbnails |= {pid: base64.b64decode(t) for pid, t in json.loads(parts["thumbnails"]).items()}
-        rows += json.loads(parts["images"])
+        shard_products, shard_rows = json.loads(parts["products"]), json.loads(parts["images"])
+        shard_thumbnails = json.loads(parts["thumbnails"]) if "thumbnails" in parts else {}
+        check_names(shard["name"], shard_products, shard_rows, shard_thumbnails)
+        products += shard_products
+        rows += shard_rows
+        thumbnails |= {pid: base64.b64decode(t, validate=True) for pid, t in shard_thumbnails.items()}
         loaded = {name: np.load(io.BytesIO(parts[name]), allow_pickle=False) for name in ARRAY_PARTS}
         for name in ("embeddings", "keypoints", "descriptors", "scores"):
             arrays[name].append(loaded[name])
@@ -160,6 +174,22 @@ def assemble(manifest: dict, read_blob, out: Path) -> None:
     write_catalog_arrays(out, info, products, rows, np.concatenate(arrays["embeddings"]), np.concatenate(arrays["keypoints"]),
                          np.concatenate(arrays["descriptors"]), np.concatenate(arrays["scores"]),
                          np.concatenate(arrays["offsets"] + [np.array([keypoint_base], np.int64)]), thumbnails)
+
+
+def check_names(shard: str, products, rows, thumbnails) -> None:
+    """Every id in a shard is a product id, and every row and thumbnail names one of the shard's products.
+
+    Even a signed bundle is untrusted here (the signing key lives on an online server): ids become file
+    names during assembly, so `../x` or `/abs/x` must never get that far.
+    """
+    if not (isinstance(products, list) and isinstance(rows, list) and isinstance(thumbnails, dict)):
+        raise BundleError(f"shard {shard}: products and images must be lists, thumbnails an object")
+    ids = [p.get("product_id") if isinstance(p, dict) else None for p in products]
+    bad = [i for i in ids if not (isinstance(i, str) and PRODUCT_ID.fullmatch(i))]
+    bad += [k for k in thumbnails if k not in ids]
+    bad += [r.get("product_id") if isinstance(r, dict) else r for r in rows if not (isinstance(r, dict) and r.get("product_id") in ids)]
+    if bad:
+        raise BundleError(f"shard {shard}: {len(bad)} names are not product ids of the shard, e.g. {bad[0]!r}; refused")
 
 
 def encode_signature(signature: bytes) -> bytes:

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge.announcements import MAX_CATALOG_VERSION
 from edge.catalog import Catalog
-from sync_agent.bundle import blob_key, encode_signature, make_bundle, manifest_key
+from sync_agent.bundle import MAX_VERSION_STEP, blob_key, encode_signature, make_bundle, manifest_key
 from sync_agent.errors import SyncError
 from sync_agent.storage import Storage
 
@@ -36,6 +37,9 @@ def publish(storage: Storage, catalog: Catalog, catalog_id: str, key: Ed25519Pri
     version = current + 1 if version is None else version
     if version <= current:
         raise SyncError(f"catalog {catalog_id}: version {version} is not above the published version {current}")
+    if version > min(current + MAX_VERSION_STEP, MAX_CATALOG_VERSION):
+        raise SyncError(f"catalog {catalog_id}: version {version} jumps more than {MAX_VERSION_STEP} above {current} "
+                        f"(or past {MAX_CATALOG_VERSION}); devices would refuse it")
     bundle = make_bundle(catalog, catalog_id, version)
     new = 0
     for sha, data in bundle.blobs.items():
