@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""Identification on the real shelf video, judged against our own hand labels, with the detector in the loop.
+
+    python tools/evaluate_video.py [--video ../shared/data/shelf-video/output.m3u8] [--json] [--catalogs full,natural-only]
+
+Labels: samples/shelf-video-labels.json, boxes of every product facing on 32
+frames of the shared video (every 30th, 1280×720), labelled by hand. The
+repo's samples/shelf.mp4 (the first 8 s, every other frame, 640×360) works
+too: labels are scaled to the frame and mapped by --frame-step (2 for it).
+
+Catalogs, all built from samples/shelf-catalog (crops of frames 0 and 300):
+  full          Chá Mate Limão, Chá Mate Natural, Coca-Cola Sem Açúcar can
+  natural-only  Chá Mate Natural alone: every Limão is the look-alike open-set case
+  absent        none of the video's products (the Grocery mini set): whatever is identified is false
+
+Per box, on the labelled frames (boxes at least half visible are scored):
+  detected      the detector's boxes (IoU ≥ 0.5 with the label), as the daemon crops them
+  labelled      the labelled boxes as crops: identification alone, without the detector's misses
+  recall (catalog products named right), wrong (named as another catalog product),
+  false_id (products not in the catalog named as one), lookalike_false_id (Limão named Natural).
+Per track: the daemon's Pipeline over every --stride-th frame, identification
+inline (results do not depend on this CPU's speed); a track takes the label of
+the labelled boxes it overlaps (IoU ≥ 0.5, majority); recall over tracks of
+catalog products in view ≥ 1 s, false_id over tracks of other products, and
+the time from a track's first sight to its identification.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+from edge.catalog import load_catalog  # noqa: E402
+from edge.catalog_build import build_catalog  # noqa: E402
+from edge.config import Config  # noqa: E402
+from edge.config_file import load_config  # noqa: E402
+from edge.daemon import Pipeline  # noqa: E402
+from edge.grabber import Frame  # noqa: E402
+from edge.identify import Identifier, calibration_for, identifier_for, open_models  # noqa: E402
+from edge.sinks import MemorySink  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+LABELS = REPO / "samples" / "shelf-video-labels.json"
+SHARED_VIDEO = REPO.parent / "shared" / "data" / "shelf-video" / "output.m3u8"
+SAMPLE_IMAGES = REPO / "samples" / "shelf-catalog"
+GROCERY_MINI = REPO / "tests" / "data" / "grocery-mini" / "iconic-images-and-descriptions"
+CATALOGS = {"full": ["cha-mate-limao", "cha-mate-natural", "coca-cola-can"], "natural-only": ["cha-mate-natural"], "absent": []}
+UNSCORED = {"cha-mate-unsure"}  # a Chá Mate whose variant the labeller could not read: neither right nor wrong
+LABEL_SIZE = (1280, 720)
+IOU = 0.5
+MIN_TRACK_S = 1.0
+
+
+@dataclass(frozen=True)
+class Label:
+    box: tuple[float, float, float, float]
+    product: str
+    scored: bool  # at least half visible
+
+
+@dataclass
+class Tally:
+    """Counts for one kind of item (boxes or tracks) under one catalog."""
+    catalog_items: int = 0
+    right: int = 0
+    wrong: int = 0
+    other_items: int = 0
+    false_id: int = 0
+    lookalike_items: int = 0
+    lookalike_false_id: int = 0
+    confusions: Counter = field(default_factory=Counter)
+
+    def add(self, truth: str, named: str | None, in_catalog: set[str]) -> None:
+        if truth in UNSCORED:
+            return
+        if truth in in_catalog:
+            self.catalog_items += 1
+            self.right += named == truth
+            self.wrong += named is not None and named != truth
+        else:
+            self.other_items += 1
+            self.false_id += named is not None
+            if truth == "cha-mate-limao" and "cha-mate-natural" in in_catalog:
+                self.lookalike_items += 1
+                self.lookalike_false_id += named == "cha-mate-natural"
+        if named != (truth if truth in in_catalog else None):
+            self.confusions[f"{truth} -> {named or 'unknown'}"] += 1
+
+    def summary(self) -> dict:
+        def rate(a: int, b: int) -> float | None:
+            return round(a / b, 3) if b else None
+        return {"catalog_items": self.catalog_items, "recall": rate(self.right, self.catalog_items),
+                "wrong": rate(self.wrong, self.catalog_items), "other_items": self.other_items,
+                "false_id": rate(self.false_id, self.other_items), "lookalike_items": self.lookalike_items,
+                "lookalike_false_id": rate(self.lookalike_false_id, self.lookalike_items),
+                "confusions": dict(self.confusions.most_common(6))}
+
+
+def read_labels(path: Path = LABELS) -> dict[int, list[Label]]:
+    """Labelled frames of the shared video (frame index → labels, in LABEL_SIZE pixels)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {int(f): [Label(tuple(map(float, b["box"])), b["product"], b.get("visible") == "half") for b in boxes]
+            for f, boxes in data["frames"].items()}
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def assign(labels: list[Label], boxes: list) -> dict[int, int]:
+    """label index → box index, greedily by IoU (≥ IOU), each box used once."""
+    pairs = sorted(((iou(lab.box, box), li, bi) for li, lab in enumerate(labels) for bi, box in enumerate(boxes)), reverse=True)
+    taken, used = {}, set()
+    for overlap, li, bi in pairs:
+        if overlap < IOU:
+            break
+        if li not in taken and bi not in used:
+            taken[li] = bi
+            used.add(bi)
+    return taken
+
+
+def read_frames(video: Path, frame_step: int, stride: int, limit: int | None = None):
+    """(original frame index, image) for every `stride`-th frame of the file (`frame_step` original frames per file frame)."""
+    capture = cv2.VideoCapture(str(video))
+    if not capture.isOpened():
+        raise SystemExit(f"{video}: cannot open the video (pass --video; the shared one is {SHARED_VIDEO})")
+    index = 0
+    while limit is None or index < limit:
+        ok, image = capture.read()
+        if not ok:
+            break
+        if index % stride == 0:
+            yield index * frame_step, image
+        index += 1
+    capture.release()
+
+
+def scaled(labels: list[Label], image: np.ndarray) -> list[Label]:
+    s = image.shape[1] / LABEL_SIZE[0]
+    return [Label(tuple(v * s for v in lab.box), lab.product, lab.scored) for lab in labels]
+
+
+def named(identification) -> str | None:
+    return identification.product.product_id if identification.product is not None else None
+
+
+def per_box(identifier: Identifier, frames: list[tuple[int, np.ndarray]], labels: dict[int, list[Label]], in_catalog: set[str]) -> dict:
+    detected, labelled, found = Tally(), Tally(), Counter()
+    for index, image in tqdm(frames, desc="boxes", leave=False):
+        truth = scaled(labels[index], image)
+        boxes = [d.bbox for d in identifier.detector.detect(image)]
+        results = dict(identifier.identify_boxes(image, boxes))
+        matched = assign(truth, boxes)
+        for li, lab in enumerate(truth):
+            if not lab.scored:
+                continue
+            found["labelled"] += 1
+            found["detected"] += li in matched
+            hit = results.get(matched[li]) if li in matched else None
+            detected.add(lab.product, named(hit) if hit is not None else None, in_catalog)
+        unmatched = [bi for bi in range(len(boxes)) if bi not in matched.values()]
+        found["unlabelled_boxes"] += len(unmatched)
+        found["unlabelled_identified"] += sum(1 for bi in unmatched if bi in results and named(results[bi]) is not None)
+        scored = [lab for lab in truth if lab.scored]
+        for lab, (_, ident) in zip(scored, identifier.identify_boxes(image, [lab.box for lab in scored])):
+            labelled.add(lab.product, named(ident), in_catalog)
+    detector = {"recall": round(found["detected"] / max(found["labelled"], 1), 3), "labelled_boxes": found["labelled"],
+                "unlabelled_boxes": found["unlabelled_boxes"], "unlabelled_identified": found["unlabelled_identified"]}
+    return {"detected": detected.summary(), "labelled": labelled.summary(), "detector": detector}
+
+
+def per_track(config: Config, identifier: Identifier, video: Path, frame_step: int, stride: int, labels: dict[int, list[Label]],
+              in_catalog: set[str], limit: int | None) -> dict:
+    fps = cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FPS) or 30.0
+    pipeline = Pipeline(config, identifier, MemorySink(), background=False)
+    seen: dict[int, list[float]] = {}  # track → [first, last] time in view
+    first_identified: dict[int, tuple[str, float]] = {}  # track → (product, seconds from first sight)
+    votes: dict[int, Counter] = defaultdict(Counter)
+    for index, image in tqdm(list(read_frames(video, frame_step, stride, limit)), desc="tracks", leave=False):
+        now = index / (fps * frame_step)
+        events = pipeline.process(Frame(index, now, image))
+        live = [t for t in pipeline.tracker.tracks if t.last_seen == now]
+        for t in live:
+            seen.setdefault(t.track_id, [now, now])[1] = now
+        for event in events:
+            if event["type"] == "identified" and event["track_id"] not in first_identified:
+                first_identified[event["track_id"]] = (event["product"]["id"], now - seen[event["track_id"]][0])
+        if index in labels:
+            truth = scaled(labels[index], image)
+            for li, ti in assign(truth, [t.bbox for t in live]).items():
+                votes[live[ti].track_id][truth[li].product] += 1
+    tally, delays = Tally(), []
+    for track_id, counter in votes.items():
+        truth = counter.most_common(1)[0][0]
+        start, end = seen[track_id]
+        if truth in in_catalog and end - start < MIN_TRACK_S:
+            continue
+        product, delay = first_identified.get(track_id, (None, None))
+        tally.add(truth, product, in_catalog)
+        if product is not None and product == truth:
+            delays.append(delay * 1000)
+    return tally.summary() | {"tracks_labelled": len(votes), "time_to_identification_ms": {
+        "p50": round(float(np.percentile(delays, 50))) if delays else None,
+        "p95": round(float(np.percentile(delays, 95))) if delays else None}}
+
+
+def build(products: list[str], out: Path, config: Config, models) -> Path:
+    """A catalog of the named sample products (or, for none, the Grocery mini set: products never in the video)."""
+    detector, embedder, verifier = models
+    images = out / "images"
+    images.mkdir(parents=True)
+    if products:
+        for pid in products:
+            (images / pid).symlink_to(SAMPLE_IMAGES / pid)
+    else:
+        for iconic in sorted(GROCERY_MINI.rglob("*.jpg")):
+            folder = images / iconic.stem.lower().replace("_iconic", "")
+            folder.mkdir(exist_ok=True)
+            (folder / iconic.name).symlink_to(iconic)
+    build_catalog(images, out / "catalog", embedder, verifier, detector, "video-eval")
+    return out / "catalog"
+
+
+def evaluate(config: Config, video: Path, frame_step: int, stride: int, catalogs: list[str], limit: int | None = None,
+             tracks: bool = True) -> dict:
+    labels = read_labels()
+    models = open_models(config)
+    frames = [(i, im) for i, im in read_frames(video, frame_step, 1, limit) if i in labels]
+    if not frames:
+        raise SystemExit(f"{video}: none of its frames is labelled (check --frame-step)")
+    report = {"video": str(video), "labelled_frames": len(frames), "stride": stride, "decision": config.verifier.decision,
+              "verifier": config.verifier.kind, "catalogs": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in catalogs:
+            products = CATALOGS[name]
+            catalog = load_catalog(build(products, Path(tmp) / name, config, models))
+            identifier = identifier_for(config, catalog, models[1], models[2], models[0], calibration_for(config, models[2]))
+            result = {"products": products or "grocery-mini (none in the video)", "boxes": per_box(identifier, frames, labels, set(products))}
+            if tracks:
+                result["tracks"] = per_track(config, identifier, video, frame_step, stride, labels, set(products), limit)
+            report["catalogs"][name] = result
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--video", type=Path, default=SHARED_VIDEO, help="the shared video (default) or samples/shelf.mp4")
+    parser.add_argument("--frame-step", type=int, default=None, help="original frames per file frame (default: 2 for samples/shelf.mp4, else 1)")
+    parser.add_argument("--stride", type=int, default=2, help="track on every n-th frame of the file (2: 15 fps)")
+    parser.add_argument("--catalogs", default=",".join(CATALOGS), help=f"comma-separated, of {', '.join(CATALOGS)}")
+    parser.add_argument("--no-tracks", action="store_true", help="per-box numbers only (faster)")
+    parser.add_argument("--until", type=int, help="read only this many frames of the file (quick checks)")
+    parser.add_argument("--config", type=Path, help="a config file (models, verifier, decision); default: built-in defaults")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args()
+    config = load_config(args.config) if args.config else Config()
+    frame_step = args.frame_step or (2 if args.video.name == "shelf.mp4" else 1)
+    catalogs = [c for c in args.catalogs.split(",") if c]
+    unknown = [c for c in catalogs if c not in CATALOGS]
+    if unknown:
+        parser.error(f"unknown catalogs {unknown}; valid: {', '.join(CATALOGS)}")
+    report = evaluate(config, args.video, frame_step, args.stride, catalogs, args.until, tracks=not args.no_tracks)
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    for name, result in report["catalogs"].items():
+        for kind in ("detected", "labelled"):
+            b = result["boxes"][kind]
+            print(f"{name:13s} boxes/{kind:9s} recall {b['recall']} wrong {b['wrong']} false_id {b['false_id']} "
+                  f"lookalike_false_id {b['lookalike_false_id']} (catalog {b['catalog_items']}, other {b['other_items']})")
+        if "tracks" in result:
+            t = result["tracks"]
+            print(f"{name:13s} tracks          recall {t['recall']} wrong {t['wrong']} false_id {t['false_id']} "
+                  f"lookalike_false_id {t['lookalike_false_id']} (catalog {t['catalog_items']}, other {t['other_items']}) "
+                  f"time to id p50/p95 {t['time_to_identification_ms']}")
+        print(f"{name:13s} detector recall {result['boxes']['detector']['recall']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
