@@ -37,6 +37,7 @@ EMBEDDING_EVIDENCE = ("similarity", "similarity_margin")
 class Thresholds:
     min_inliers: int = 20
     min_inlier_ratio: float = 0.2
+    max_appearance: float = 7.0  # edge.appearance's worst-region chroma difference (Lab units) after alignment
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,8 @@ def evidence(matches: list[Match], similarities: list[float]) -> np.ndarray:
 
 
 def passes(match: Match, thresholds: Thresholds) -> bool:
-    return match.inliers >= thresholds.min_inliers and match.inlier_ratio >= thresholds.min_inlier_ratio
+    alike = match.appearance is None or match.appearance <= thresholds.max_appearance
+    return match.inliers >= thresholds.min_inliers and match.inlier_ratio >= thresholds.min_inlier_ratio and alike
 
 
 def is_clear(match: Match, thresholds: Thresholds) -> bool:

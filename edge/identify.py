@@ -10,14 +10,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from edge.appearance import aligned_residual
 from edge.catalog import Catalog, Product, load_catalog
 from edge.config import Config
 from edge.decision import Calibration, Thresholds, choose, is_clear, load_calibration
 from edge.errors import ShelfIDError
 from edge.index import Candidate, CatalogIndex, collapse_to_products
-from edge.verifier import Match, Verifier, open_verifier
+from edge.verifier import Features, Match, Verifier, open_verifier
+from edge.verifier.geometry import implausible
 from models.backends import BackendOptions
 from models.detector import Detector, DetectorOptions
 from models.embedder import Embedder
@@ -84,12 +87,14 @@ def decide(catalog: Catalog, candidates: list[Candidate], matches: list[Match], 
 class Identifier:
     def __init__(self, embedder: Embedder, verifier: Verifier, catalog: Catalog, index: CatalogIndex,
                  top_k: int = 5, verify_candidates: int = 3, thresholds: Thresholds = Thresholds(),
-                 detector: Detector | None = None, calibration: Calibration | None = None):
+                 detector: Detector | None = None, calibration: Calibration | None = None, appearance: bool = True):
         self.embedder, self.verifier, self.catalog, self.index = embedder, verifier, catalog, index
         self.top_k, self.verify_candidates, self.thresholds, self.detector = top_k, verify_candidates, thresholds, detector
         self.calibration = calibration
         # a fitted decision that scores the embedding alone: keypoints would cost time and change nothing
         self.verifies = calibration is None or calibration.uses_keypoints
+        self.appearance = appearance
+        self._thumbnails: dict[int, np.ndarray | None] = {}
 
     def candidates(self, embeddings: np.ndarray) -> list[list[Candidate]]:
         if not len(self.catalog.images):
@@ -100,18 +105,41 @@ class Identifier:
         return [collapse_to_products(s, i, self.catalog.image_product, self.top_k) for s, i in zip(sims, ids)]
 
     def verify(self, crop: np.ndarray, candidates: list[Candidate], limit: int | None = None, early_stop: bool = True) -> list[Match]:
-        """Best match per candidate product, in candidate order; stops early on a clear winner."""
+        """Best match per candidate product, in candidate order, checked for plausible geometry and for
+        appearance after alignment; stops early on a clear winner."""
         query = self.verifier.features(crop)
         matches = []
         for cand in candidates[: limit or self.verify_candidates]:
             first = self.catalog.original_of(cand.image_index)  # a retrieval variant verifies as its original
             images = [first] + [i for i in self.catalog.images_of(cand.product_index) if i != first]
-            best = max((self.verifier.match(query, self.catalog.features(i)) for i in images[:IMAGES_PER_PRODUCT]),
-                       key=lambda m: m.inliers)
+            best, image = max(((self.verifier.match(query, self.catalog.features(i)), i) for i in images[:IMAGES_PER_PRODUCT]),
+                              key=lambda pair: pair[0].inliers)
+            best = self._checked(crop, query, best, image, cand.product_index)
             matches.append(best)
             if early_stop and is_clear(best, self.thresholds):
                 break
         return matches
+
+    def _checked(self, crop: np.ndarray, query: Features, match: Match, image: int, product_index: int) -> Match:
+        """No inliers when the transform cannot be the same product; the appearance residual where the reference's pixels are at hand."""
+        if match.inliers == 0 or match.transform is None:
+            return match
+        reference_size = tuple(self.catalog.images[image]["feature_size"])
+        if implausible(match, query.image_size, reference_size):
+            return replace(match, inliers=0, inlier_ratio=0.0, spread=0.0, query_spread=0.0)
+        if not self.appearance or image != self.catalog.images_of(product_index)[0]:
+            return match
+        reference = self._thumbnail(product_index)
+        if reference is None:
+            return match
+        return replace(match, appearance=aligned_residual(crop, query.image_size, reference, reference_size, match.transform))
+
+    def _thumbnail(self, product_index: int) -> np.ndarray | None:
+        """The product's first catalog image, small (the catalog's thumbnail), decoded once."""
+        if product_index not in self._thumbnails:
+            jpeg = self.catalog.thumbnail(self.catalog.products[product_index].product_id)
+            self._thumbnails[product_index] = None if jpeg is None else cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        return self._thumbnails[product_index]
 
     def identify_crops(self, crops: list[np.ndarray], timings: Timings | None = None) -> list[Identification]:
         timings = timings or Timings()

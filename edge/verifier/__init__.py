@@ -10,7 +10,7 @@ Implementations side by side, imported only when chosen:
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -37,6 +37,9 @@ class Match:
     inliers: int  # correspondences consistent with one homography (or affine)
     inlier_ratio: float  # inliers / matches
     spread: float  # area of the inliers' convex hull / area of the reference image, 0–1
+    query_spread: float = 0.0  # the same over the query image: a shared logo covers little of either
+    transform: np.ndarray | None = field(default=None, compare=False, repr=False)  # [3 x 3] query → reference pixels
+    appearance: float | None = None  # edge.appearance's residual after alignment (0 = alike); None: not checked
 
     @staticmethod
     def none() -> Match:
