@@ -30,14 +30,19 @@ MIN_VALID = 0.5  # share of a cell the warped query must cover for the cell to c
 BLUR_SIGMA = 2.0  # thumbnail pixels
 SIDE_MARGIN = 0.12
 RANK = 1  # the second-worst cell: one cell of glare or a neighbour's edge is not a different product
-PLAIN_BORDER = 12.0  # mean Lab std of the reference's border below which it is a packshot on a plain backdrop
+PLAIN_DELTA_E, PLAIN_SHARE = 12.0, 0.7  # a packshot: this share of its border within this Lab distance of one colour
 
 
 def is_packshot(image_bgr: np.ndarray) -> bool:
-    """A product on a plain backdrop: the image's border is nearly one colour."""
+    """A product on a plain backdrop: most of the image's border is one colour (the product may touch an edge).
+
+    Measured: every Grocery Store Dataset iconic image 0.87–1.0 of its border within ΔE 12 of the border's median
+    colour; shelf-video crops 0.11–0.46.
+    """
     lab = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2LAB).astype(np.float32)
     border = np.concatenate([lab[:2].reshape(-1, 3), lab[-2:].reshape(-1, 3), lab[:, :2].reshape(-1, 3), lab[:, -2:].reshape(-1, 3)])
-    return float(border.std(axis=0).mean()) < PLAIN_BORDER
+    near = np.linalg.norm(border - np.median(border, axis=0), axis=1) < PLAIN_DELTA_E
+    return float(near.mean()) >= PLAIN_SHARE
 
 
 def _scale(size_from: tuple[int, int], size_to: tuple[int, int]) -> np.ndarray:
@@ -48,13 +53,10 @@ def aligned_residual(query_bgr: np.ndarray, query_feature_size: tuple[int, int],
                      reference_feature_size: tuple[int, int], transform: np.ndarray) -> float | None:
     """Worst cell's chroma difference between the aligned query and the reference (0 = alike); None when too little overlaps.
 
-    transform: [3 x 3] query feature pixels → reference feature pixels (the verifier's inputs). None, too, for
-    a packshot (a plain backdrop): studio colours are not comparable with a store's (measured on the Grocery
-    Store Dataset: identical products 7–22 against web packshots, look-alikes alike), so only references
-    photographed in the field, like the shelf crops, are checked.
+    transform: [3 x 3] query feature pixels → reference feature pixels (the verifier's inputs). Meant for
+    references photographed in the field (see is_packshot): against studio packshots even identical products
+    differ (measured on the Grocery Store Dataset: 7–22, look-alikes alike).
     """
-    if is_packshot(reference_bgr):
-        return None
     rh, rw = reference_bgr.shape[:2]
     qh, qw = query_bgr.shape[:2]
     to_thumbnail = _scale(reference_feature_size, (rw, rh))
@@ -63,6 +65,9 @@ def aligned_residual(query_bgr: np.ndarray, query_feature_size: tuple[int, int],
     valid = cv2.warpPerspective(np.ones((qh, qw), np.uint8), m, (rw, rh), flags=cv2.INTER_NEAREST) > 0
     if valid.mean() < 0.3:
         return None
+    # white balance first (gains per BGR channel, matched over the overlap): Lab's chroma is not linear in them
+    gains = reference_bgr[valid].reshape(-1, 3).mean(0) / (warped[valid].reshape(-1, 3).mean(0) + 1e-3)
+    warped = np.clip(warped.astype(np.float32) * gains, 0, 255).astype(np.uint8)
     q = cv2.GaussianBlur(cv2.cvtColor(warped, cv2.COLOR_BGR2LAB).astype(np.float32)[..., 1:], (0, 0), BLUR_SIGMA)
     r = cv2.GaussianBlur(cv2.cvtColor(reference_bgr, cv2.COLOR_BGR2LAB).astype(np.float32)[..., 1:], (0, 0), BLUR_SIGMA)
     for c in range(2):  # the query's white balance matched to the reference's over the overlap

@@ -2,13 +2,14 @@
 
     catalog.json      schema, id, version, created_at, embedder and verifier ids, counts
     products.json     [{product_id, sku, name, attributes}]
-    images.json       [{product_id, file, bbox, feature_size}] one row per catalog image
+    images.json       [{product_id, file, bbox, feature_size, packshot}] one row per catalog image (packshot: a plain
+                      backdrop, judged on the whole image; decides how the image is verified)
     embeddings.npy    [images x D] float16, memory-mapped
     keypoints.npy     [K x 2] float32, all images' keypoints end to end
     descriptors.npy   [K x Dk] float16
     scores.npy        [K] float32 keypoint scores
     offsets.npy       [images + 1] int64: image i owns rows offsets[i]:offsets[i+1]
-    thumbnails/       <product_id>.jpg, 160 px: for people (the installer's page), not for matching
+    thumbnails/       <product_id>.jpg, 160 px: for people (the installer's page) and the appearance check after alignment
 
 Arrays are memory-mapped, so resident memory stays small and a catalog opens fast.
 """

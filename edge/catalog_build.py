@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edge.annotate import thumbnail_jpeg
+from edge.appearance import is_packshot
 from edge.catalog import SCHEMA, Product
 from edge.errors import CatalogError, ImageError
 from edge.images import IMAGE_SUFFIXES, read_image
@@ -105,14 +106,15 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
 
     rows, crops_features, embeddings = [], [], []
     thumbnails: dict[str, bytes] = {}  # product id -> its first image's crop, small, for people (the installer's page)
-    batch: list[tuple[str, Path, np.ndarray, list[float]]] = []
+    batch: list[tuple[str, Path, np.ndarray, list[float], bool]] = []
     rng = np.random.default_rng(seed)
 
     def flush():
-        vectors = embedder.embed([crop for _, _, crop, _ in batch])
-        for (pid, path, crop, box), vector in zip(batch, vectors):
+        vectors = embedder.embed([crop for _, _, crop, _, _ in batch])
+        for (pid, path, crop, box, packshot), vector in zip(batch, vectors):
             features = verifier.features(crop)
-            row = {"product_id": pid, "file": str(path.relative_to(images_dir)), "bbox": box, "feature_size": list(features.image_size)}
+            row = {"product_id": pid, "file": str(path.relative_to(images_dir)), "bbox": box, "feature_size": list(features.image_size),
+                   "packshot": packshot}
             rows.append(row)
             crops_features.append(features)
             embeddings.append(vector)
@@ -130,7 +132,7 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
             report.skipped.append(str(exc))
             continue
         crop, box = crop_product(image, detector)
-        batch.append((pid, path, crop, box))
+        batch.append((pid, path, crop, box, is_packshot(image)))  # judged on the whole image: the crop loses the backdrop
         if pid not in thumbnails:
             thumbnails[pid] = thumbnail_jpeg(crop)
         if len(batch) >= 16:

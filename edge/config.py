@@ -154,11 +154,19 @@ class VerifierConfig(Section):
     ransac_threshold_px: float = Field(default=8.0, gt=0, le=100, description="RANSAC reprojection threshold in pixels.")
     min_inliers: int = Field(default=20, ge=4, le=10000, description="Inliers needed to call a product identical.")
     min_inlier_ratio: float = Field(default=0.2, ge=0, le=1, description="Inlier ratio needed to call a product identical.")
+    max_appearance: Optional[float] = Field(
+        default=7.0, gt=0, le=100,
+        description="After alignment, the most any region of the query may differ in chroma (Lab units) from a photographed "
+                    "reference (not a packshot); a look-alike's different region scores above. null disables the check."
+    )
     candidates: int = Field(default=3, ge=1, le=100, description="Top candidates verified per object.")
     decision: Literal["calibrated", "thresholds"] = Field(
-        default="thresholds", description="thresholds: min_inliers and min_inlier_ratio; calibrated: one score over inliers, "
-                                          "ratio, spread, similarity and their margins, fitted for a catalog domain by "
-                                          "tools/calibrate.py (which may leave keypoint evidence out: then nothing is verified).")
+        default="calibrated",
+        description="calibrated: against packshot references (a plain backdrop) one score over similarity, its margin and "
+                    "keypoint evidence, fitted by tools/calibrate.py for at most 1 % false identification (the bundled one "
+                    "scores the embedding alone: those references are not verified); against references photographed in "
+                    "the field, the verified thresholds (min_inliers, min_inlier_ratio, max_appearance). thresholds: the "
+                    "verified thresholds for every reference.")
     calibration: Optional[Path] = Field(
         default=None, description="Calibration file from tools/calibrate.py (default: the bundled one for this verifier).")
 

@@ -38,6 +38,7 @@ class Thresholds:
     min_inliers: int = 20
     min_inlier_ratio: float = 0.2
     max_appearance: float = 7.0  # edge.appearance's worst-region chroma difference (Lab units) after alignment
+    max_appearance: float = 7.0  # edge.appearance's worst-region chroma difference (Lab units) after alignment
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,9 @@ def evidence(matches: list[Match], similarities: list[float]) -> np.ndarray:
         others = np.delete(log_inliers, i)
         margin = log_inliers[i] - (others.max() if len(others) else 0.0)
         other_sims = np.delete(sims, i)
-        sim_margin = sims[i] - (other_sims.max() if len(other_sims) else 0.0)
+        # no other product retrieved (a catalog of one or two): no margin, rather than the similarity itself,
+        # which made a one-product catalog name every bottle on the shelf (measured: false id 1.0 on shelf frames)
+        sim_margin = sims[i] - other_sims.max() if len(other_sims) else 0.0
         rows.append((log_inliers[i], m.inlier_ratio, m.spread, sims[i], margin, sim_margin))
     return np.asarray(rows, np.float64).reshape(-1, len(EVIDENCE))
 
@@ -93,9 +96,13 @@ def choose(matches: list[Match], similarities: list[float], thresholds: Threshol
     if not matches:
         return 0, False, 0.0
     if calibration is not None:
+        # the fitted score for packshot references, the verified thresholds for references photographed in the
+        # field: on shelf frames the score fitted on store photos named look-alikes the thresholds refuse (README)
         p = calibration.probability(evidence(matches, similarities))
-        best = int(np.argmax(p))
-        return best, bool(p[best] >= calibration.threshold), float(p[best])
+        ok = [passes(m, thresholds) if m.photographed else p[i] >= calibration.threshold for i, m in enumerate(matches)]
+        passing = sorted((i for i in range(len(matches)) if ok[i]), key=lambda i: (not is_clear(matches[i], thresholds), -p[i]))
+        best = passing[0] if passing else int(np.argmax(p))
+        return best, bool(passing), float(p[best])
     # Retrieval order decides among candidates that pass: on store photos the embedding ranks
     # look-alikes better than their inlier counts do (val, packaged: top-1 0.65 vs 0.57, wrong
     # 0.06 vs 0.14 when the most inliers won). A clearly identical candidate still beats an unclear one.

@@ -5,6 +5,7 @@ Shared by `shelfid detect` (still images), the evaluation tool and the daemon.
 
 from __future__ import annotations
 
+import functools
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -13,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.appearance import aligned_residual
+from edge.appearance import aligned_residual, is_packshot
 from edge.catalog import Catalog, Product, load_catalog
 from edge.config import Config
 from edge.decision import Calibration, Thresholds, choose, is_clear, load_calibration
@@ -27,6 +28,7 @@ from models.embedder import Embedder
 from models.runtime import WEIGHTS_DIR, open_detector, open_embedder
 
 IMAGES_PER_PRODUCT = 3  # catalog images of one product tried by the verifier
+THUMBNAILS_CACHED = 512  # decoded reference thumbnails kept (~40 kB each)
 VARIANTS_SEARCHED = 10  # images searched per wanted product when the catalog holds retrieval variants
 
 
@@ -94,7 +96,8 @@ class Identifier:
         # a fitted decision that scores the embedding alone: keypoints would cost time and change nothing
         self.verifies = calibration is None or calibration.uses_keypoints
         self.appearance = appearance
-        self._thumbnails: dict[int, np.ndarray | None] = {}
+        self._thumbnail = functools.lru_cache(maxsize=THUMBNAILS_CACHED)(self._load_thumbnail)  # decoded once, a few at a time
+        self._photographed_cache: dict[int, bool] = {}
 
     def candidates(self, embeddings: np.ndarray) -> list[list[Candidate]]:
         if not len(self.catalog.images):
@@ -107,9 +110,13 @@ class Identifier:
     def verify(self, crop: np.ndarray, candidates: list[Candidate], limit: int | None = None, early_stop: bool = True) -> list[Match]:
         """Best match per candidate product, in candidate order, checked for plausible geometry and for
         appearance after alignment; stops early on a clear winner."""
-        query = self.verifier.features(crop)
+        query = None
         matches = []
         for cand in candidates[: limit or self.verify_candidates]:
+            if not self._needs_keypoints(cand.product_index):
+                matches.append(Match.none())  # the fitted score decides from the embedding: keypoints would change nothing
+                continue
+            query = query or self.verifier.features(crop)
             first = self.catalog.original_of(cand.image_index)  # a retrieval variant verifies as its original
             images = [first] + [i for i in self.catalog.images_of(cand.product_index) if i != first]
             best, image = max(((self.verifier.match(query, self.catalog.features(i)), i) for i in images[:IMAGES_PER_PRODUCT]),
@@ -121,25 +128,24 @@ class Identifier:
         return matches
 
     def _checked(self, crop: np.ndarray, query: Features, match: Match, image: int, product_index: int) -> Match:
-        """No inliers when the transform cannot be the same product; the appearance residual where the reference's pixels are at hand."""
+        """No inliers when the transform cannot be the same product; what kind of image the reference is, and the
+        appearance residual where its pixels are at hand (the product's first image, photographed in the field)."""
+        first = image == self.catalog.images_of(product_index)[0]
+        reference = self._thumbnail(product_index) if first else None
+        match = replace(match, photographed=self._photographed(product_index))
         if match.inliers == 0 or match.transform is None:
             return match
         reference_size = tuple(self.catalog.images[image]["feature_size"])
         if implausible(match, query.image_size, reference_size):
             return replace(match, inliers=0, inlier_ratio=0.0, spread=0.0, query_spread=0.0)
-        if not self.appearance or image != self.catalog.images_of(product_index)[0]:
-            return match
-        reference = self._thumbnail(product_index)
-        if reference is None:
+        if not self.appearance or not match.photographed:
             return match
         return replace(match, appearance=aligned_residual(crop, query.image_size, reference, reference_size, match.transform))
 
-    def _thumbnail(self, product_index: int) -> np.ndarray | None:
-        """The product's first catalog image, small (the catalog's thumbnail), decoded once."""
-        if product_index not in self._thumbnails:
-            jpeg = self.catalog.thumbnail(self.catalog.products[product_index].product_id)
-            self._thumbnails[product_index] = None if jpeg is None else cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-        return self._thumbnails[product_index]
+    def _load_thumbnail(self, product_index: int) -> np.ndarray | None:
+        """The product's first catalog image, small (the catalog's thumbnail)."""
+        jpeg = self.catalog.thumbnail(self.catalog.products[product_index].product_id)
+        return None if jpeg is None else cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
 
     def identify_crops(self, crops: list[np.ndarray], timings: Timings | None = None) -> list[Identification]:
         timings = timings or Timings()
@@ -151,14 +157,29 @@ class Identifier:
             candidates = self.candidates(embeddings)
         results = []
         for crop, cands in zip(crops, candidates):
-            if not self.verifies:
-                unverified = [Match.none()] * min(len(cands), self.verify_candidates)
-                results.append(replace(decide(self.catalog, cands, unverified, self.thresholds, self.calibration), verified=0))
-                continue
-            with timings.stage("verify"):
-                matches = self.verify(crop, cands) if cands else []
-            results.append(decide(self.catalog, cands, matches, self.thresholds, self.calibration))
+            verified = sum(self._needs_keypoints(c.product_index) for c in cands[: self.verify_candidates])
+            if verified:
+                with timings.stage("verify"):
+                    matches = self.verify(crop, cands)
+            else:
+                matches = [Match.none()] * min(len(cands), self.verify_candidates)
+            results.append(replace(decide(self.catalog, cands, matches, self.thresholds, self.calibration), verified=verified))
         return results
+
+    def _needs_keypoints(self, product_index: int) -> bool:
+        """Verified unless the decision scores the embedding alone and the reference is a packshot."""
+        return self.verifies or self._photographed(product_index)
+
+    def _photographed(self, product_index: int) -> bool:
+        """The product's reference was photographed in the field (not a packshot on a plain backdrop)."""
+        if product_index not in self._photographed_cache:
+            first = self.catalog.images[self.catalog.images_of(product_index)[0]]
+            if "packshot" in first:  # judged at catalog build on the whole image
+                self._photographed_cache[product_index] = not first["packshot"]
+            else:  # a catalog built before that: judged on the thumbnail
+                reference = self._thumbnail(product_index)
+                self._photographed_cache[product_index] = reference is not None and not is_packshot(reference)
+        return self._photographed_cache[product_index]
 
     def identify_boxes(self, frame: np.ndarray, boxes: list, timings: Timings | None = None) -> list[tuple[int, Identification]]:
         """(index into `boxes`, identification) for each box big enough to identify."""
@@ -226,7 +247,8 @@ def identifier_for(config: Config, catalog: Catalog, embedder: Embedder, verifie
     ix, v = config.index, config.verifier
     index = CatalogIndex(catalog.embeddings, ix.kind, ix.lsh_bits, ix.rerank)
     return Identifier(embedder, verifier, catalog, index, ix.top_k, v.candidates,
-                      Thresholds(v.min_inliers, v.min_inlier_ratio), detector, calibration)
+                      Thresholds(v.min_inliers, v.min_inlier_ratio, v.max_appearance or float("inf")), detector, calibration,
+                      appearance=v.max_appearance is not None)
 
 
 def to_record(found: Detected) -> dict:

@@ -238,13 +238,17 @@ def build(products: list[str], out: Path, config: Config, models) -> Path:
 
 
 def evaluate(config: Config, video: Path, frame_step: int, stride: int, catalogs: list[str], limit: int | None = None,
-             tracks: bool = True) -> dict:
+             tracks: bool = True, frames_kept: str = "all") -> dict:
+    """`frames_kept`: all labelled frames, or the half tools/calibrate.py fits on (fit: 0, 60, 120 …) or the other (check)."""
     labels = read_labels()
+    if frames_kept != "all":
+        labels = {i: b for i, b in labels.items() if (i // 30) % 2 == (frames_kept == "check")}
     models = open_models(config)
     frames = [(i, im) for i, im in read_frames(video, frame_step, 1, limit) if i in labels]
     if not frames:
         raise SystemExit(f"{video}: none of its frames is labelled (check --frame-step)")
-    report = {"video": str(video), "labelled_frames": len(frames), "stride": stride, "decision": config.verifier.decision,
+    report = {"video": str(video), "labelled_frames": len(frames), "frames": frames_kept, "stride": stride,
+              "decision": config.verifier.decision,
               "verifier": config.verifier.kind, "catalogs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name in catalogs:
@@ -266,6 +270,8 @@ def main() -> int:
     parser.add_argument("--catalogs", default=",".join(CATALOGS), help=f"comma-separated, of {', '.join(CATALOGS)}")
     parser.add_argument("--no-tracks", action="store_true", help="per-box numbers only (faster)")
     parser.add_argument("--until", type=int, help="read only this many frames of the file (quick checks)")
+    parser.add_argument("--frames", choices=["all", "fit", "check"], default="all",
+                        help="labelled frames scored: all, or the half tools/calibrate.py fits on, or the other half")
     parser.add_argument("--config", type=Path, help="a config file (models, verifier, decision); default: built-in defaults")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
@@ -275,7 +281,7 @@ def main() -> int:
     unknown = [c for c in catalogs if c not in CATALOGS]
     if unknown:
         parser.error(f"unknown catalogs {unknown}; valid: {', '.join(CATALOGS)}")
-    report = evaluate(config, args.video, frame_step, args.stride, catalogs, args.until, tracks=not args.no_tracks)
+    report = evaluate(config, args.video, frame_step, args.stride, catalogs, args.until, not args.no_tracks, args.frames)
     if args.json:
         print(json.dumps(report, indent=1))
         return 0

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from edge.decision import EVIDENCE, Calibration, Thresholds, choose, evidence, load_calibration, save_calibration
+from edge.decision import EVIDENCE, Calibration, Thresholds, choose, evidence, load_calibration, passes, save_calibration
 from edge.errors import ShelfIDError
 from edge.verifier import Match
 
@@ -78,3 +78,25 @@ def test_a_calibration_without_keypoint_weights_says_so():
     assert not Calibration(tuple(weights.values()), -17.0, 0.99, "sift").uses_keypoints
     weights["spread"] = 0.1
     assert Calibration(tuple(weights.values()), -17.0, 0.99, "sift").uses_keypoints
+
+
+def test_a_single_retrieved_candidate_has_no_similarity_margin():
+    # a margin over nothing once equalled the similarity itself, and a one-product catalog named every bottle
+    rows = evidence([Match(50, 25, 0.5, 0.3)], [0.9])
+    assert rows[0, EVIDENCE.index("similarity_margin")] == 0.0
+
+
+def test_a_region_unlike_the_reference_fails_the_thresholds_however_many_inliers():
+    assert passes(Match(200, 150, 0.9, 0.7, appearance=3.0), T)
+    assert not passes(Match(200, 150, 0.9, 0.7, appearance=9.0), T)
+    assert passes(Match(200, 150, 0.9, 0.7), T)  # not compared (a packshot): the counts decide
+
+
+def test_calibrated_decides_photographed_references_by_the_verified_thresholds():
+    weights = tuple(10.0 if name == "similarity" else 0.0 for name in EVIDENCE)
+    calibration = Calibration(weights, -8.0, 0.5, "sift-test")  # similarity 0.9 gives p 0.73: identical for a packshot
+    look_alike = Match(100, 60, 0.6, 0.15, appearance=12.0, photographed=True)
+    assert choose([look_alike], [0.9], T, calibration)[1] is False
+    assert choose([Match(100, 60, 0.6, 0.15)], [0.9], T, calibration)[1] is True
+    same = Match(100, 60, 0.6, 0.4, appearance=3.0, photographed=True)
+    assert choose([same], [0.6], T, calibration)[1] is True  # p 0.12, but verified identical

@@ -85,8 +85,9 @@ def test_detect_says_unknown_for_a_product_not_in_the_catalog(catalog_dir, confi
     assert set(out["ms"]) == {"embed", "search", "verify"}
 
 
-def test_calibrated_decision_without_keypoint_evidence_skips_verification(catalog_dir, tmp_path):
-    # the bundled calibration (fitted on Grocery val) keeps only similarity and its margin
+def test_calibrated_decision_verifies_photographed_references_and_skips_packshots(catalog_dir, tmp_path):
+    # the bundled calibration (fitted on Grocery val) keeps only similarity and its margin: against packshots nothing
+    # is verified; the sample catalog's references are shelf crops, decided by the verified thresholds
     config = tmp_path / "calibrated.yaml"
     config.write_text("verifier:\n  decision: calibrated\n")
     run = shelfid("detect", str(DATA / "queries" / "cha-mate-limao.jpg"), "--catalog", str(catalog_dir),
@@ -94,8 +95,20 @@ def test_calibrated_decision_without_keypoint_evidence_skips_verification(catalo
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
     [det] = out["detections"]
-    assert "verify" not in out["ms"] and det["verified"] == 0 and det["inliers"] == 0
-    assert (det.get("product_id") or det["guess"]["product_id"]) == "cha-mate-limao" and 0 < det["confidence"] <= 1
+    assert "verify" in out["ms"] and det["verified"] >= 1 and det["inliers"] >= 20
+    assert det["product_id"] == "cha-mate-limao" and 0 < det["confidence"] <= 1
+    iconic = DATA / "grocery-mini" / "iconic-images-and-descriptions" / "Packages"
+    packshots = tmp_path / "packshots"
+    for image in sorted(iconic.rglob("*_Iconic.jpg"))[:4]:
+        (packshots / image.parent.name).mkdir(parents=True)
+        (packshots / image.parent.name / image.name).write_bytes(image.read_bytes())
+    assert shelfid("catalog", "build", str(packshots), "--out", str(tmp_path / "packshot-catalog")).returncode == 0
+    photo = next((DATA / "grocery-mini" / "val").rglob("*.jpg"))
+    run = shelfid("detect", str(photo), "--catalog", str(tmp_path / "packshot-catalog"), "--config", str(config),
+                  "--whole-image", "--json")
+    assert run.returncode == 0, run.stderr
+    [det] = json.loads(run.stdout)["detections"]
+    assert det["verified"] == 0 and det["inliers"] == 0
 
 
 def test_detect_on_a_full_shelf_frame_with_the_detector(catalog_dir, config_file, tmp_path):
