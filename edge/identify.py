@@ -6,6 +6,7 @@ Shared by `shelfid detect` (still images), the evaluation tool and the daemon.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,7 @@ from models.detector import Detector, DetectorOptions
 from models.embedder import Embedder
 from models.runtime import WEIGHTS_DIR, open_detector, open_embedder
 
+log = logging.getLogger(__name__)
 IMAGES_PER_PRODUCT = 3  # catalog images of one product tried by the verifier
 THUMBNAILS_CACHED = 512  # decoded reference thumbnails kept (~40 kB each)
 VARIANTS_SEARCHED = 10  # images searched per wanted product when the catalog holds retrieval variants
@@ -233,9 +235,13 @@ def calibration_for(config: Config, verifier: Verifier) -> Calibration | None:
     if v.decision == "thresholds":
         return None
     path = v.calibration or WEIGHTS_DIR / f"decision-{verifier.id}.json"
+    if v.calibration is None and not path.is_file():
+        # the default decision with a verifier nothing was fitted for: the verified thresholds, said once
+        log.warning("no bundled decision calibration for verifier %s: deciding by the verified thresholds "
+                    "(tools/calibrate.py fits one; verifier.decision: thresholds silences this)", verifier.id)
+        return None
     if not path.is_file():
-        raise ShelfIDError(f"no decision calibration for verifier {verifier.id} ({path} is absent): run tools/calibrate.py, "
-                           "or set verifier.decision: thresholds")
+        raise ShelfIDError(f"verifier.calibration {path} is absent: run tools/calibrate.py, or set verifier.decision: thresholds")
     calibration = load_calibration(path)
     if calibration.verifier_id != verifier.id:
         raise ShelfIDError(f"{path}: calibrated for verifier {calibration.verifier_id}, this device runs {verifier.id}")

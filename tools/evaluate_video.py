@@ -49,6 +49,7 @@ from edge.daemon import Pipeline  # noqa: E402
 from edge.grabber import Frame  # noqa: E402
 from edge.identify import Identifier, calibration_for, identifier_for, open_models  # noqa: E402
 from edge.sinks import MemorySink  # noqa: E402
+from edge.tracker import iou_matrix  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 LABELS = REPO / "samples" / "shelf-video-labels.json"
@@ -114,20 +115,13 @@ def read_labels(path: Path = LABELS) -> dict[int, list[Label]]:
             for f, boxes in data["frames"].items()}
 
 
-def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def assign(labels: list[Label], boxes: list) -> dict[int, int]:
     """label index → box index, greedily by IoU (≥ IOU), each box used once."""
-    pairs = sorted(((iou(lab.box, box), li, bi) for li, lab in enumerate(labels) for bi, box in enumerate(boxes)), reverse=True)
+    ious = iou_matrix(np.array([lab.box for lab in labels], np.float64).reshape(-1, 4), np.array(boxes, np.float64).reshape(-1, 4))
     taken, used = {}, set()
-    for overlap, li, bi in pairs:
-        if overlap < IOU:
+    for flat in np.argsort(-ious, axis=None):
+        li, bi = (int(v) for v in np.unravel_index(flat, ious.shape))
+        if ious[li, bi] < IOU:
             break
         if li not in taken and bi not in used:
             taken[li] = bi
