@@ -11,7 +11,9 @@ A token (file, credential `web-token` or $SHELFID_WEB_TOKEN) is required when
 bound to anything but loopback; it is accepted as `Authorization: Bearer`,
 as a `token` query parameter (the page then keeps it in an HttpOnly cookie)
 or as that cookie; a page opened with ?token= is redirected to itself without it,
-so the token does not stay in the address bar. Nothing here changes state.
+so the token does not stay in the address bar. Without one the answer is 401, with
+a wrong one 403: JSON for the API, and for a browser opening the page a small page
+(edge/static/token.html) whose form sends GET /?token=…. Nothing here changes state.
 
 Everything that arrives is hostile: at most `max_connections` connections are
 served at once (the rest get a 503 from the accepting thread, no new thread),
@@ -51,6 +53,13 @@ METHODS = ("GET", "HEAD")
 MAX_CONNECTIONS = 32  # a browser opens at most 6 to one host; a few installers and a scraper fit many times over
 TIMEOUT_S = 5.0  # for the whole request line and headers after the accept, and for each write of the answer
 SECURITY = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
+PAGES = ("/", "/index.html")  # the page itself: refused with the token prompt whatever the Accept header says
+PROMPT_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"  # no script, own form only
+REFUSED = {HTTPStatus.UNAUTHORIZED: "a token is needed: open /?token=… or send Authorization: Bearer …",
+           HTTPStatus.FORBIDDEN: "wrong token: the Authorization: Bearer header, ?token= or cookie sent is not this device's "
+                                 "(the credential 'web-token', web.token_file or $SHELFID_WEB_TOKEN)"}
+WRONG = b'<p class="wrong">That token is not right.</p>'
+QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")  # RFC 9110: anything else ranks nothing
 CLIENT_GONE = (ConnectionError, TimeoutError)  # the client vanished or stalled: nothing to answer, nothing wrong here
 
 
@@ -125,10 +134,10 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             return self.error(HTTPStatus.BAD_REQUEST, f"malformed query: {exc}")
         cookie = self.authorised(query)
-        if cookie is None:
-            return self.error(HTTPStatus.UNAUTHORIZED, "a token is needed: open /?token=… or send Authorization: Bearer …")
-        route = {"/": self.page, "/snapshot.jpg": self.snapshot, "/api/status": self.status, "/api/events": self.events,
-                 "/metrics": self.metrics}.get(parts.path)
+        if isinstance(cookie, HTTPStatus):
+            return self.refused(cookie, parts.path)
+        route = {"/": self.page, "/index.html": self.page, "/snapshot.jpg": self.snapshot, "/api/status": self.status,
+                 "/api/events": self.events, "/metrics": self.metrics}.get(parts.path)
         if route is not None:
             return route(query, cookie)
         if match := THUMB.match(parts.path):
@@ -152,8 +161,9 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- auth ---
 
-    def authorised(self, query: dict) -> str | None:
-        """'' when allowed without setting a cookie, the token when the page should keep it, None when refused."""
+    def authorised(self, query: dict) -> str | HTTPStatus:
+        """'' when allowed without setting a cookie, the token when the page should keep it; when refused, 401 if no token
+        came (an empty one, or a cookie that cannot be parsed, is none) and 403 if every one that came is wrong."""
         token = self.server.token
         if token is None:
             return ""
@@ -169,10 +179,23 @@ class Handler(BaseHTTPRequestHandler):
                 offered.append(jar[COOKIE].value)
         except CookieError:
             pass
+        offered = [value for value in offered if value]
         for value in offered:
             if hmac.compare_digest(value.encode(), token.encode()):
                 return token if "token" in query else ""
-        return None
+        return HTTPStatus.FORBIDDEN if offered else HTTPStatus.UNAUTHORIZED
+
+    def refused(self, status: HTTPStatus, path: str) -> None:
+        """The page (or a browser's navigation) gets a page to type the token into; the API, scrapers and images get JSON.
+
+        The prompt says only whether a token came and whether it was wrong: never the one sent, nothing about the real one.
+        """
+        challenge = {"WWW-Authenticate": 'Bearer realm="ShelfID"'} if status == HTTPStatus.UNAUTHORIZED else {}
+        if path not in PAGES and not prefers_html(self.headers.get("Accept", "")):
+            return self.error(status, REFUSED[status], challenge)
+        html = files("edge").joinpath("static/token.html").read_bytes()
+        html = html.replace(b"<!--notice-->", WRONG if status == HTTPStatus.FORBIDDEN else b"")
+        self.send(status, "text/html; charset=utf-8", html, {"Cache-Control": "no-store", "Content-Security-Policy": PROMPT_CSP} | challenge)
 
     # --- routes ---
 
@@ -327,6 +350,18 @@ class WebServer(ThreadingHTTPServer):
             log.debug("web %s: client gone: %s", client_address[0], exc)
         else:
             log.error("web %s: request failed", client_address[0], exc_info=exc)
+
+
+def prefers_html(accept: str) -> bool:
+    """Whether an Accept header ranks text/html first (ties count): a browser opening a URL does; fetch(), <img>, curl and
+    Prometheus send */*, image or text/plain types, and a wildcard alone is no preference."""
+    ranks = {}
+    for item in accept.split(",", 64)[:64]:
+        kind, *params = item.split(";")
+        q = next((p.strip()[2:] for p in params if p.strip()[:2].lower() == "q="), "1")
+        ranks[kind.strip().lower()] = float(q) if QVALUE.fullmatch(q) else 0.0
+    html = ranks.get("text/html", 0.0)
+    return html > 0 and html >= max(ranks.values())
 
 
 def busy_answer(cap: int) -> bytes:

@@ -120,9 +120,9 @@ def test_beyond_loopback_a_token_is_required_and_checked(monkeypatch):
     url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         assert requests.get(url + "/api/status", timeout=5).status_code == 401
-        assert requests.get(url + "/api/status", headers={"Authorization": "Bearer nope"}, timeout=5).status_code == 401
-        assert requests.get(url + "/metrics?token=nope", timeout=5).status_code == 401
-        assert requests.get(url + "/api/status", headers={"Cookie": "shelfid_token=\"bad;;"}, timeout=5).status_code == 401
+        assert requests.get(url + "/api/status", headers={"Authorization": "Bearer nope"}, timeout=5).status_code == 403
+        assert requests.get(url + "/metrics?token=nope", timeout=5).status_code == 403
+        assert requests.get(url + "/api/status", headers={"Cookie": "shelfid_token=\"bad;;"}, timeout=5).status_code == 401  # unreadable: none
         assert requests.get(url + "/api/status", headers={"Authorization": "Bearer let-me-in"}, timeout=5).status_code == 200
         browser = requests.Session()
         first = browser.get(url + "/?token=let-me-in", timeout=5)

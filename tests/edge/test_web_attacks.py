@@ -149,7 +149,7 @@ def test_a_token_in_the_url_becomes_a_cookie_and_leaves_the_address_bar(monkeypa
         assert browser.get(server.url + "/?token=let-me-in", allow_redirects=False, timeout=5).headers["Location"] == "/"
         scrape = requests.get(server.url + "/metrics?token=let-me-in", allow_redirects=False, timeout=5)
         assert scrape.status_code == 200  # a scraper keeps its token in the URL: no cookie jar to follow a redirect with
-        assert requests.get(server.url + "/?token=nope", allow_redirects=False, timeout=5).status_code == 401
+        assert requests.get(server.url + "/?token=nope", allow_redirects=False, timeout=5).status_code == 403
     finally:
         server.stop()
 
