@@ -40,12 +40,14 @@ $(VENV)/.installed: setup.py $(VENV)/.torch
 models/weights/embedder.onnx: models/weights/embedder.pt $(VENV)/.installed
 	$(PY) -W ignore -m edge.cli models export-embedder --weights $< --out $@
 
-# What the tests run besides Python: a real mosquitto (started by the tests), systemd-analyze and
+# What the tests run besides Python: a real mosquitto (started by the tests) and its clients (mosquitto_sub, as the
+# README tells operators to subscribe), systemd-analyze and
 # systemd-sysusers (unit checks, the installer), Chromium + chromedriver (the page's browser test).
 # One apt-get update, only when something is missing.
 system:
 	@missing=""; \
 	command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || missing="$$missing mosquitto"; \
+	command -v mosquitto_sub >/dev/null || missing="$$missing mosquitto-clients"; \
 	{ command -v systemd-analyze && command -v systemd-sysusers; } >/dev/null || missing="$$missing systemd"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \

@@ -1,7 +1,13 @@
 """`shelfid`: parses arguments, calls one library function, turns errors into messages and exit codes.
 
-Exit codes: 0 success, 1 a reported error (invalid config, bad model, ...),
-2 usage errors and config files that are missing or not YAML.
+Exit codes (one rule for every command; README "Commands"): 0 success; 1 the operation failed, or the
+config is invalid (each problem named); 2 a bad invocation: unknown arguments, or a file the command
+needs (the config, a token file) missing, unreadable or not YAML; 130 interrupted. Every error is one
+line on stderr; a traceback only with --log-level DEBUG.
+
+Every command that reads a config takes --config, else $SHELFID_CONFIG, else /etc/shelfid/config.yaml.
+Commands that act for a device (run, sync, doctor, events) need one; tools (detect, catalog build and
+serve, bench) use built-in defaults when none of the three exists.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,9 +32,17 @@ log = logging.getLogger("shelfid")
 def _check_config(args: argparse.Namespace) -> int:
     from edge.config_file import load_config
 
-    config = load_config(args.file)
-    print(f"{args.file}: valid — {summary(config)}")
+    path = config_path(args.file)
+    config = _with_runtime_checks(load_config(path), path)
+    print(f"{path}: valid — {summary(config)}")
     return 0
+
+
+def _with_runtime_checks(config: Config, path: Path) -> Config:
+    """What the schema cannot know without the environment: secrets that must exist for the config to run."""
+    if problem := config.web.token_problem():
+        raise ConfigError(str(path), [problem])
+    return config
 
 
 def summary(config: Config) -> str:
@@ -38,10 +53,33 @@ def summary(config: Config) -> str:
             f"{' tls' if q.tls else ''}, sync {config.sync.server_url or 'off'}")
 
 
-def _config_or_defaults(path: Path | None) -> Config:
+CONFIG_ENV = "SHELFID_CONFIG"
+DEVICE_CONFIG_HELP = f"config file (default ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH})"
+TOOL_CONFIG_HELP = f"config file (default ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH}; built-in defaults when neither exists)"
+
+
+def config_path(explicit: Path | None) -> Path:
+    return explicit or Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+
+
+def _device_config(path: Path | None) -> Config:
+    """A device's config: --config, $SHELFID_CONFIG or the default path; none of them is an error."""
     from edge.config_file import load_config
 
-    return load_config(path) if path is not None else Config()
+    resolved = config_path(path)
+    if path is None and not resolved.exists():
+        raise ConfigFileError(f"{resolved}: no such config file — pass --config FILE or set ${CONFIG_ENV}")
+    return load_config(resolved)
+
+
+def _config_or_defaults(path: Path | None) -> Config:
+    """The config when one is named or installed, else the built-in defaults (tools that work on a laptop)."""
+    from edge.config_file import load_config
+
+    resolved = config_path(path)
+    if path is None and CONFIG_ENV not in os.environ and not resolved.exists():
+        return Config()
+    return load_config(resolved)
 
 
 def _catalog_build(args: argparse.Namespace) -> int:
@@ -92,7 +130,7 @@ def _detect(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from edge.daemon import run
 
-    config = _config_or_defaults(args.config)
+    config = _with_runtime_checks(_device_config(args.config), config_path(args.config))
     setup_logging(config.logging.level, config.logging.format)
     summary = run(config, args.catalog)
     print(json.dumps(summary))
@@ -102,7 +140,7 @@ def _run(args: argparse.Namespace) -> int:
 def _doctor(args: argparse.Namespace) -> int:
     from edge.doctor import report, run_checks
 
-    config = _config_or_defaults(args.config)
+    config = _device_config(args.config)
     checks = run_checks(config, tuple(s for s in args.skip.split(",") if s))
     print(report(checks))
     return 1 if any(c.state == "fail" for c in checks) else 0
@@ -111,7 +149,7 @@ def _doctor(args: argparse.Namespace) -> int:
 def _sync(args: argparse.Namespace) -> int:
     from sync_agent.commands import sync
 
-    config = _config_or_defaults(args.config)
+    config = _device_config(args.config)
     setup_logging(config.logging.level, config.logging.format)
     return sync(args, config)
 
@@ -137,10 +175,10 @@ def _catalog_publish(args: argparse.Namespace) -> int:
 def _events(args: argparse.Namespace) -> int:
     from edge.follow import follow
 
-    config = _config_or_defaults(args.config)
+    config = _device_config(args.config)
     if args.device:
         config = config.model_copy(update={"device": config.device.model_copy(update={"id": args.device})})
-    follow(config, limit=args.count)
+    follow(config, limit=args.count, timeout_s=args.timeout)
     return 0
 
 
@@ -251,27 +289,28 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("check-config", help="validate a config file (exit 0 valid, 1 invalid, 2 missing/not YAML)")
-    p.add_argument("file", type=Path, nargs="?", default=DEFAULT_CONFIG_PATH, help=f"config file (default {DEFAULT_CONFIG_PATH})")
+    p.add_argument("file", type=Path, nargs="?", help=DEVICE_CONFIG_HELP)
     p.set_defaults(func=_check_config)
 
     p = sub.add_parser("detect", help="identify catalog products in still images")
     p.add_argument("images", type=Path, nargs="+", help="image files")
     p.add_argument("--catalog", type=Path, required=True, help="catalog folder (from `shelfid catalog build`)")
-    p.add_argument("--config", type=Path, help="config file (default: built-in defaults)")
+    p.add_argument("--config", type=Path, help=TOOL_CONFIG_HELP)
     p.add_argument("--json", action="store_true", help="one JSON object per image per line")
     p.add_argument("--annotate", type=Path, help="write the image with boxes and names (IMAGE-stem suffix for several)")
     p.add_argument("--whole-image", action="store_true", help="treat each image as one product crop (no detector)")
     p.set_defaults(func=_detect)
 
     p = sub.add_parser("run", help="the daemon: identify products in the camera feed and report them")
-    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help=f"config file (default {DEFAULT_CONFIG_PATH})")
+    p.add_argument("--config", type=Path, help=DEVICE_CONFIG_HELP)
     p.add_argument("--catalog", type=Path, help="catalog folder (default: <data_dir>/catalogs/current)")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("events", help="follow a device's MQTT events, printed readably (Ctrl-C to stop)")
-    p.add_argument("--config", type=Path, help="config with the broker and device id (default: built-in defaults)")
+    p.add_argument("--config", type=Path, help=f"{DEVICE_CONFIG_HELP}: the broker and device id")
     p.add_argument("--device", help="device id to follow (default: the config's)")
     p.add_argument("--count", type=int, help="stop after this many events")
+    p.add_argument("--timeout", type=float, help="give up (exit 1) when not connected, or no event came, within this many seconds")
     p.set_defaults(func=_events)
 
     catalog = sub.add_parser("catalog", help="build, publish and serve catalogs")
@@ -279,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = csub.add_parser("build", help="a local catalog from <product_id>/*.jpg (+ optional products.csv)")
     p.add_argument("images_dir", type=Path, help="folder of product folders")
     p.add_argument("--out", type=Path, required=True, help="catalog folder to write")
-    p.add_argument("--config", type=Path, help="config file naming the models (default: built-in defaults)")
+    p.add_argument("--config", type=Path, help=f"{TOOL_CONFIG_HELP}: the models")
     p.add_argument("--catalog-id", help="catalog id (default: the folder name)")
     p.add_argument("--version", type=int, default=1, help="catalog version number")
     p.add_argument("--no-detect", action="store_true", help="use whole images, without the detector")
@@ -301,21 +340,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--signing-key", type=Path, required=True, help="Ed25519 private key (PEM) that signs manifests")
     p.add_argument("--token-file", type=Path, help="file holding the write token (else credential 'server-token' or $SHELFID_SERVER_TOKEN)")
     p.add_argument("--no-auth", action="store_true", help="no token on write endpoints (closed test benches only)")
-    p.add_argument("--config", type=Path, help="a device config: the models to compute catalogs with, and mqtt.* for announcements")
-    p.add_argument("--announce", action=argparse.BooleanOptionalAction, default=True, help="announce versions on MQTT")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind")
-    p.add_argument("--port", type=int, default=8080, help="port")
+    p.add_argument("--config", type=Path, help=f"{TOOL_CONFIG_HELP}: the models to compute catalogs with, mqtt.* for announcements")
+    p.add_argument("--announce", action=argparse.BooleanOptionalAction, default=True,
+                   help="announce versions on MQTT (default: on, when the config enables mqtt)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     p.add_argument("--s3-bucket", help="publish to this S3-compatible bucket instead of <root>/public (boto3; AWS env/profile)")
     p.add_argument("--s3-prefix", default="", help="key prefix inside the bucket")
     p.set_defaults(func=_catalog_serve)
 
     p = sub.add_parser("doctor", help="check camera, models, catalog, broker, sync, disk and clock; say what to fix")
-    p.add_argument("--config", type=Path, help="config file (default: built-in defaults)")
+    p.add_argument("--config", type=Path, help=DEVICE_CONFIG_HELP)
     p.add_argument("--skip", default="", help="checks to skip, comma-separated (e.g. camera)")
     p.set_defaults(func=_doctor)
 
     p = sub.add_parser("sync", help="the device's catalog sync agent")
-    p.add_argument("--config", type=Path, help="config file (sync.*, device.data_dir, mqtt.* for announcements)")
+    p.add_argument("--config", type=Path, help=f"{DEVICE_CONFIG_HELP}: sync.*, device.data_dir, mqtt.* for announcements")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="one sync, then exit (systemd timer)")
     mode.add_argument("--rollback", action="store_true", help="switch to the previous kept version")
@@ -330,9 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-torch", action="store_true", help="also write OUT.pt for the torch reference backend")
     p.set_defaults(func=_models_import_yolov5)
 
-    p = msub.add_parser("export-embedder", help="export the ResNet34 embedder to ONNX")
+    text = "export an embedder (EfficientNet-Lite0 as bundled, or ResNet34) to ONNX"
+    p = msub.add_parser("export-embedder", help=text, description=text)
     p.add_argument("--out", type=Path, required=True, help="ONNX file to write")
-    p.add_argument("--weights", type=Path, help="our embedder checkpoint (.pt); absent: seeded random weights")
+    p.add_argument("--weights", type=Path, help="our embedder checkpoint (.pt, from tools/train_embedder.py); absent: a "
+                   "seeded random ResNet34")
     p.add_argument("--input-size", type=int, default=224, help="square input size when no weights are given")
     p.add_argument("--save-torch", action="store_true", help="also write OUT.pt for the torch reference backend")
     p.set_defaults(func=_models_export_embedder)
@@ -373,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = bsub.add_parser("pipeline", help="the daemon's frame loop on a video: FPS, identification latency, CPU, RSS")
     p.add_argument("--video", type=Path, help="video file (default: samples/shelf.mp4)")
     p.add_argument("--catalog", type=Path, help="catalog folder (default: the sample catalog, built now)")
-    p.add_argument("--config", type=Path, help="config naming the models (default: built-in defaults)")
+    p.add_argument("--config", type=Path, help=f"{TOOL_CONFIG_HELP}: the models")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--naive", action="store_true", help="every stage on every frame (the prototype's approach)")
     mode.add_argument("--inline", action="store_true", help="the daemon's loop with identification inside the frame loop")
@@ -425,6 +467,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug, or a failure nobody foresaw: one line unless the operator asks for the traceback
+        if args.log_level == "DEBUG":
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (run with --log-level DEBUG for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -296,6 +296,13 @@ class WebConfig(Section):
     def token(self) -> Optional[str]:
         return read_secret(self.token_file, "web-token", WEB_TOKEN_ENV) or None
 
+    def token_problem(self) -> Optional[str]:
+        """Why the page cannot start as configured (beyond loopback without a token), or None."""
+        if self.enabled and not self.loopback and self.token() is None:
+            return (f"web.host: {self.host} — beyond loopback the page needs a token: set web.token_file (chmod 600), "
+                    f"the credential 'web-token' or ${WEB_TOKEN_ENV}")
+        return None
+
 
 class LoggingConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Least severe level logged.")

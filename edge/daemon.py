@@ -29,6 +29,7 @@ from edge.announcements import AnnouncementGate, installed_version
 from edge.camera import FrameSource, open_source
 from edge.catalog_watch import CatalogWatcher
 from edge.config import Config
+from edge.errors import CatalogError
 from edge.events import make_event
 from edge.grabber import Frame, Grabber
 from edge.identify import Identification, Identifier, Timings, crop_boxes, load_identifier
@@ -209,6 +210,10 @@ def run(config: Config, catalog_dir: Path | None = None, stop: threading.Event |
     """
     stop = stop or threading.Event()
     path = catalog_path(config, catalog_dir)
+    if catalog_dir is None and not path.exists():
+        how = ("run `shelfid sync --once` (sync.server_url is set)" if config.sync.server_url else
+               "build one with `shelfid catalog build IMAGES --out DIR` and pass --catalog DIR, or set sync.server_url")
+        raise CatalogError(f"{path}: no catalog on this device yet — {how}")
     identifier = load_identifier(config, path)
     identifier.identify_image(np.zeros((480, 640, 3), np.uint8))  # warm-up before READY=1
     sink = make_sink(config, config.sync.catalog_id)

@@ -1,7 +1,8 @@
 """`shelfid doctor`: what an installer runs first — each part of the device checked, with what to fix.
 
 Checks run in order and never stop at the first problem: config, camera,
-models, engine cache, catalog, broker, sync, disk, clock. Each is `ok`,
+models, engine cache, catalog, broker, outbox backlog, sync (the server reached
+and the catalog published), the page's token, disk, clock. Each is `ok`,
 `warn` (works, but look at it) or `fail` (the daemon will not work).
 """
 
@@ -20,6 +21,7 @@ from edge.config import Config
 MIN_FREE_BYTES = 1 << 30
 CAMERA_TIMEOUT_S = 10.0
 BROKER_TIMEOUT_S = 5.0
+SYNC_TIMEOUT_S = 10.0
 BUILT = datetime(2026, 11, 1, tzinfo=timezone.utc)  # a clock before this release is certainly wrong
 
 
@@ -136,7 +138,16 @@ def check_sync(config: Config) -> Check:
     if config.sync.server_url is None:
         return Check("sync", "ok", "sync.server_url is not set: the catalog is managed by hand")
     from sync_agent.agent import read_status
+    from sync_agent.bundle import manifest_key
+    from sync_agent.errors import SyncError
+    from sync_agent.fetcher import fetcher_for
 
+    url = f"{config.sync.server_url.rstrip('/')}/{manifest_key(config.sync.catalog_id)}"
+    try:  # what a first day breaks: the server not reachable, the catalog id misspelt or not published yet
+        fetcher_for(config.sync.server_url, config.sync.token()).get(url, 16 << 20, None, time.monotonic() + SYNC_TIMEOUT_S)
+    except SyncError as exc:
+        return Check("sync", "fail", str(exc), "is the catalog server running and sync.server_url right? is sync.catalog_id "
+                                               "published (POST /api/v1/catalogs/<id>/publish)?")
     status = read_status(config.device.data_dir)
     if not status:
         return Check("sync", "warn", f"{config.sync.server_url}: never synced", "run `shelfid sync --once --config …`")
@@ -144,6 +155,34 @@ def check_sync(config: Config) -> Check:
         return Check("sync", "warn", f"last attempt {status.get('last_attempt')} failed: {status['last_error']}",
                      f"last success {status.get('last_success') or 'never'}; the daemon keeps the active catalog meanwhile")
     return Check("sync", "ok", f"v{status.get('active_version')} active, last success {status.get('last_success')}")
+
+
+def check_web(config: Config) -> Check:
+    web = config.web
+    if not web.enabled:
+        return Check("page", "ok", "web.enabled is false: no installer's page")
+    if problem := web.token_problem():
+        return Check("page", "fail", problem)
+    return Check("page", "ok", f"http://{web.host}:{web.port}/" + ("" if web.loopback else " (token required)"))
+
+
+def check_outbox(config: Config) -> Check:
+    if not config.mqtt.enabled:
+        return Check("outbox", "ok", "mqtt.enabled is false: events go to a JSON-lines file")
+    path = config.outbox_path
+    if not path.exists():
+        return Check("outbox", "ok", f"{path}: empty (created at the first start)")
+    from edge.outbox import Outbox
+
+    outbox = Outbox(path)
+    try:
+        waiting = outbox.size
+    finally:
+        outbox.close()
+    if waiting:
+        return Check("outbox", "warn", f"{path}: {waiting} events not yet acknowledged by the broker",
+                     "they are sent once the daemon reaches the broker (see the broker check)")
+    return Check("outbox", "ok", f"{path}: nothing waiting")
 
 
 def check_disk(config: Config) -> Check:
@@ -170,7 +209,8 @@ def run_checks(config: Config, skip: tuple[str, ...] = ()) -> list[Check]:
     checks: list[tuple[str, Callable[[], Check]]] = [
         ("camera", lambda: check_camera(config)), ("models", lambda: check_models(config)),
         ("engine cache", lambda: check_engines(config)), ("catalog", lambda: check_catalog(config)),
-        ("broker", lambda: check_broker(config)), ("sync", lambda: check_sync(config)),
+        ("broker", lambda: check_broker(config)), ("outbox", lambda: check_outbox(config)),
+        ("sync", lambda: check_sync(config)), ("page", lambda: check_web(config)),
         ("disk", lambda: check_disk(config)), ("clock", check_clock),
     ]
     results = []

@@ -7,6 +7,8 @@ import logging
 import os
 import sys
 
+NOISY = ("faiss", "urllib3", "PIL", "matplotlib", "multipart", "uvicorn.error")
+
 
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -28,3 +30,8 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # third-party chatter (faiss's loader announcing AVX512, urllib3's retries) is not for operators unless asked for
+    for noisy in NOISY:
+        logging.getLogger(noisy).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    if level != "DEBUG":
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # read when cv2 is first imported: V4L2 probing warnings

@@ -91,6 +91,7 @@ class MQTTReporter:
         self._sent_upto = 0  # highest seq handed to paho on this connection
         self._connected_since: float | None = None
         self._stop = False
+        self._refused = False  # the broker turned the last login down
         self.connected = threading.Event()
         self.subscribed = threading.Event()  # the broker acknowledged the announcement subscription
         self.client = self._make_client()
@@ -160,7 +161,9 @@ class MQTTReporter:
         if reason_code.is_failure:
             log.error("mqtt connect refused by %s:%d: %s (check username, password file and ACL); retrying",
                       self.config.host, self.config.port, reason_code)
+            self._refused = True  # the disconnect that follows says nothing new
             return
+        self._refused = False
         log.info("mqtt connected to %s:%d; %d events pending in the outbox", self.config.host, self.config.port, self.outbox.size)
         client.publish(self.topics["status"], b"online", qos=1, retain=True)
         if self._catalog_payload is not None:
@@ -183,7 +186,7 @@ class MQTTReporter:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._cond:
             self.connected.clear()
-        if not self._stop:
+        if not self._stop and not self._refused:
             log.warning("mqtt disconnected from %s:%d (%s); events stay in the outbox, reconnecting",
                         self.config.host, self.config.port, reason_code)
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Protocol
 
 from edge.events import encode
 from edge.outbox import Outbox
 from edge.reporter import MQTTReporter
+
+log = logging.getLogger(__name__)
 
 
 class EventSink(Protocol):
@@ -34,6 +37,10 @@ class OutboxSink:
 
     def close(self) -> None:
         self.reporter.stop()
+        if self.outbox.size:
+            log.warning("stopped with %d events in the outbox %s, not acknowledged by the broker %s:%d: they are sent at the "
+                        "next start (nothing is lost)", self.outbox.size, self.outbox.path, self.reporter.config.host,
+                        self.reporter.config.port)
         self.outbox.close()
 
 

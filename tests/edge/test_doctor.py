@@ -34,10 +34,10 @@ def test_a_working_device_passes_every_check(tmp_path):
         broker.kill()
     assert run.returncode == 0, run.stdout + run.stderr[-1500:]
     lines = run.stdout.splitlines()
-    for name in ("camera", "models", "engine cache", "catalog", "broker", "sync", "disk", "clock"):
+    for name in ("camera", "models", "engine cache", "catalog", "broker", "outbox", "sync", "page", "disk", "clock"):
         assert any(line.startswith("[ok  ] " + name) for line in lines), (name, run.stdout)
     assert "640×360 frame read" in run.stdout and "shelf v1: 3 products" in run.stdout
-    assert "8 checks: 0 failed, 0 warnings — ready to run" in run.stdout
+    assert "10 checks: 0 failed, 0 warnings — ready to run" in run.stdout
 
 
 def test_a_broken_device_gets_each_problem_with_its_fix(tmp_path):

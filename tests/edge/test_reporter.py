@@ -137,6 +137,7 @@ def test_shelfid_events_prints_what_a_person_reads(broker, tmp_path):
     config.write_text(f"device:\n  id: test-dev\nmqtt:\n  host: 127.0.0.1\n  port: {broker.port}\n")
     follower = subprocess.Popen([sys.executable, "-m", "edge.cli", "events", "--config", str(config), "--count", "3"],
                                 stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert follower.stdout.readline().startswith(f"connecting to 127.0.0.1:{broker.port} as anonymous")
     assert follower.stdout.readline().startswith(f"following 127.0.0.1:{broker.port} shelfid/test-dev/")
     producer = Producer(tmp_path / "outbox.sqlite", broker.port, 0, 3)
     producer.finish()
