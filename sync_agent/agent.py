@@ -34,7 +34,7 @@ from edge.catalog import load_catalog
 from edge.config import Config
 from edge.errors import CatalogError
 from sync_agent.bundle import MAX_VERSION_STEP, assemble, blob_key, decode_signature, manifest_key, parse_manifest, sha256_file
-from sync_agent.errors import BundleError, SyncError
+from sync_agent.errors import BundleError, FetchError, SyncError
 from sync_agent.fetcher import Fetcher, fetcher_for
 from sync_agent.signing import load_public_key, verify
 
@@ -144,7 +144,7 @@ class Agent:
             raise
         except Exception as exc:  # a bug or an input nobody foresaw: still a failed sync, recorded, never the agent's end
             log.exception("sync: unexpected failure")
-            status["last_error"] = f"unexpected {type(exc).__name__}: {exc}"
+            status["last_error"] = " ".join(f"unexpected {type(exc).__name__}: {exc}".split())  # one line, for the status page
             self._write_status(status)
             raise SyncError(status["last_error"]) from exc
         status.update(last_success=now_iso(), last_error=None, last_outcome=result.outcome)
@@ -171,7 +171,13 @@ class Agent:
         active = layout.active_version()
         highest = max(int(status.get("highest_version") or 0), active)
         url = f"{self.base}/{manifest_key(self.catalog_id)}"
-        doc = self.fetcher.get(url, MAX_MANIFEST_BYTES, status.get("etag") if active else None, deadline)
+        try:
+            doc = self.fetcher.get(url, MAX_MANIFEST_BYTES, status.get("etag") if active else None, deadline)
+        except FetchError as exc:
+            if exc.status != 404:
+                raise
+            raise FetchError(f"catalog {self.catalog_id!r} is not published at {url} (HTTP 404): check sync.catalog_id, "
+                             "and that the catalog was published", 404) from None
         if doc.status == 304:
             return SyncResult("unchanged", active)
         signature = self.fetcher.get(url + ".sig", MAX_SIGNATURE_BYTES, None, deadline)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
 import signal
+import socket
 import threading
+from pathlib import Path
 
 from edge.config import Config, read_secret
+from edge.errors import ConfigFileError
 from sync_agent.errors import SyncError
 
 log = logging.getLogger(__name__)
@@ -44,10 +48,11 @@ def serve(args: argparse.Namespace, config: Config) -> int:
     from sync_agent.server import ServerSettings, create_app
     from sync_agent.storage import S3Storage
 
-    token = read_secret(args.token_file, "server-token", SERVER_TOKEN_ENV)
+    token = server_token(args.token_file)
     if token is None and not args.no_auth:
         raise SyncError(f"no write token: pass --token-file, set ${SERVER_TOKEN_ENV} or the credential 'server-token' "
                         "(or --no-auth for a closed test bench)")
+    check_can_listen(args.host, args.port)
     storage = None
     if args.s3_bucket:
         storage = S3Storage(args.s3_bucket, args.s3_prefix, os.environ.get("AWS_ENDPOINT_URL"))
@@ -58,6 +63,53 @@ def serve(args: argparse.Namespace, config: Config) -> int:
              "S3" if storage else "local")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
+
+
+def server_token(token_file: Path | None) -> str | None:
+    """The write token (read_secret's order); a named file that is missing, unreadable or empty is a bad invocation."""
+    where = f"--token-file {token_file}" if token_file is not None else "the credential 'server-token'"
+    try:
+        token = read_secret(token_file, "server-token", SERVER_TOKEN_ENV)
+    except FileNotFoundError:
+        raise ConfigFileError(f"{where}: no such file; put the write token in it, or pass the file that holds it") from None
+    except IsADirectoryError:
+        raise ConfigFileError(f"{where}: a folder, not a file; pass the file that holds the write token") from None
+    except OSError as exc:
+        raise ConfigFileError(f"{where}: cannot read it ({exc.strerror}): check its owner and mode") from None
+    except UnicodeDecodeError:
+        raise ConfigFileError(f"{where}: not UTF-8 text; the file holds the write token on one line") from None
+    if token == "":
+        raise ConfigFileError(f"{where}: empty; put the write token in it")
+    mode = token_file.stat().st_mode & 0o777 if token_file is not None else 0
+    if mode & 0o077:
+        log.warning("--token-file %s is readable by group or others (mode %03o): run chmod 600 %s", token_file, mode, token_file)
+    return token
+
+
+LISTEN_PROBLEMS = {
+    errno.EADDRINUSE: "address already in use (another catalog server? choose --port)",
+    errno.EACCES: "permission denied (ports below 1024 need privileges; choose --port)",
+    errno.EADDRNOTAVAIL: "no such address on this machine (check --host)",
+}
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Bind host:port as uvicorn (asyncio's create_server) will, and let go: a taken port is one clear line, before anything starts."""
+    if not 0 <= port <= 65535:
+        raise ConfigFileError(f"--port {port}: not a TCP port (0 to 65535)")
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError):
+        raise SyncError(f"cannot listen on {host}:{port}: no such address on this machine (check --host)") from None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise SyncError(f"cannot listen on {host}:{port}: {LISTEN_PROBLEMS.get(exc.errno, exc.strerror)}") from None
 
 
 def sync(args: argparse.Namespace, config: Config) -> int:

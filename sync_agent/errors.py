@@ -1,10 +1,20 @@
 """What can go wrong in catalog sync, each with the context a person needs to fix it."""
 
+from __future__ import annotations
+
 from edge.errors import ShelfIDError
 
 
 class SyncError(ShelfIDError):
     """A sync could not complete; the active catalog is untouched."""
+
+
+class FetchError(SyncError):
+    """The server could not be reached, or answered with an HTTP error; `status` is that HTTP status (None: no answer)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class BundleError(SyncError):

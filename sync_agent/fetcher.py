@@ -2,6 +2,10 @@
 
 HTTPFetcher speaks HTTP(S) with requests; FileFetcher reads a bundle tree on a
 local or mounted folder (`file://` server URLs: a USB stick, an NFS mount).
+Failures are one line an installer can act on: what failed, the URL, what to
+check (`catalog server http://h:8080/ not reachable (connection refused): …`),
+never the text requests and urllib3 wrap around it; FetchError.status keeps an
+HTTP status for callers that know more (a missing manifest: a wrong catalog id).
 
 Every request is bounded in bytes (the caller's cap) and in time: `deadline`, a
 time.monotonic() instant, is checked between reads, and each read waits at most
@@ -13,6 +17,7 @@ read from a folder: a FIFO or /dev/zero behind a file:// URL is refused.
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import time
 from collections.abc import Iterator
@@ -21,7 +26,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlparse
 
-from sync_agent.errors import SyncError
+from sync_agent.errors import FetchError, SyncError
 
 CHUNK = 256 * 1024
 CONNECT_TIMEOUT_S = 10.0
@@ -49,6 +54,54 @@ def check_deadline(url: str, deadline: float | None) -> None:
         raise SyncError(f"GET {url}: not complete by its deadline (a slow or stalled server?); what arrived is kept and resumed")
 
 
+def server_of(url: str) -> str:
+    """`http://host:port/` of a URL: what a connection is made to."""
+    parts = urlparse(url)
+    return f"{parts.scheme}://{parts.netloc}/"
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and what it wraps, outermost first: requests wraps urllib3, which wraps the socket's error."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        inner = getattr(current, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in current.args if isinstance(a, BaseException)), None)
+        current = inner or current.__cause__ or current.__context__
+
+
+def network_reason(exc: BaseException) -> str:
+    """What failed on the network in a few words, never a library's own text; the innermost cause decides
+    (urllib3's NewConnectionError is a ConnectTimeoutError even when the connection was refused)."""
+    import ssl
+    from http.client import IncompleteRead
+
+    from urllib3.exceptions import TimeoutError as URLLibTimeout
+
+    chain = list(causes(exc))
+    for cause in reversed(chain):
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "host name not found"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return "its TLS certificate is not trusted"
+        if isinstance(cause, ssl.SSLError):
+            return "TLS handshake failed"
+        if isinstance(cause, (TimeoutError, URLLibTimeout)):
+            return "timed out"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset"
+        if isinstance(cause, IncompleteRead):
+            return "the body ended early"
+    if isinstance(chain[-1], OSError) and chain[-1].strerror:
+        return chain[-1].strerror.lower()
+    return type(chain[-1]).__name__
+
+
 class HTTPFetcher:
     def __init__(self, token: str | None = None, timeout_s: float = READ_TIMEOUT_S):
         import requests
@@ -58,27 +111,22 @@ class HTTPFetcher:
         self.session.headers["User-Agent"] = "shelfid-sync"
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
+        self.has_token = bool(token)
         self.timeout = (CONNECT_TIMEOUT_S, timeout_s)
-        # reading the raw stream raises urllib3's errors, not requests' wrappers
         self._errors = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
 
     def get(self, url: str, max_bytes: int, etag: str | None = None, deadline: float | None = None) -> Document:
         headers = {"If-None-Match": etag} if etag else {}
         deadline = deadline if deadline is not None else time.monotonic() + REQUEST_DEADLINE_S
-        try:
-            with self.session.get(url, headers=headers, timeout=self.timeout, stream=True) as r:
-                if r.status_code == 304:
-                    return Document(304, b"", etag)
-                if r.status_code != 200:
-                    raise SyncError(f"GET {url}: HTTP {r.status_code}")
-                body = bytearray()
-                for chunk in self._chunks(r, url, deadline):
-                    body += chunk
-                    if len(body) > max_bytes:
-                        raise SyncError(f"GET {url}: larger than {max_bytes} bytes; refused")
-                return Document(200, bytes(body), r.headers.get("ETag"))
-        except self._errors as exc:
-            raise SyncError(f"GET {url}: {exc}") from None
+        with self._request(url, headers, (200, 304)) as r:
+            if r.status_code == 304:
+                return Document(304, b"", etag)
+            body = bytearray()
+            for chunk in self._chunks(r, url, deadline):
+                body += chunk
+                if len(body) > max_bytes:
+                    raise SyncError(f"GET {url}: larger than {max_bytes} bytes; refused")
+            return Document(200, bytes(body), r.headers.get("ETag"))
 
     def download(self, url: str, part: Path, size: int, deadline: float | None = None) -> int:
         have = part.stat().st_size if part.exists() else 0
@@ -88,33 +136,56 @@ class HTTPFetcher:
         if have == size:
             return 0
         headers = {"Range": f"bytes={have}-"} if have else {}
-        try:
-            with self.session.get(url, headers=headers, timeout=self.timeout, stream=True) as r:
-                if r.status_code == 200:
-                    have = 0  # the server ignored the range: start over
-                elif r.status_code != 206:
-                    raise SyncError(f"GET {url}: HTTP {r.status_code}")
-                written = 0
+        with self._request(url, headers, (200, 206)) as r:
+            if r.status_code == 200:
+                have = 0  # the server ignored the range: start over
+            written = 0
+            try:
                 with open(part, "r+b" if have else "wb") as f:
                     f.seek(have)
                     f.truncate()
-                    for chunk in self._chunks(r, url, deadline):
+                    for chunk in self._chunks(r, url, deadline, "; what arrived is kept and resumed"):
                         if have + written + len(chunk) > size:
                             raise SyncError(f"GET {url}: more than the manifest's {size} bytes; refused")
                         f.write(chunk)
                         written += len(chunk)
                     f.flush()
                     os.fsync(f.fileno())
-                return written
-        except self._errors as exc:
-            raise SyncError(f"GET {url}: {exc}") from None
+            except OSError as exc:  # the network's errors arrive as FetchError from _chunks: this is the disk
+                raise SyncError(f"{part}: cannot write the download ({exc.strerror or exc}): check free space "
+                                "and permissions under device.data_dir") from None
+            return written
 
-    @staticmethod
-    def _chunks(response, url: str, deadline: float | None) -> Iterator[bytes]:
+    def _request(self, url: str, headers: dict[str, str], expected: tuple[int, ...]):
+        """The response, its body not yet read, when the status is one of `expected`; else a FetchError saying what to check."""
+        import requests
+
+        try:
+            r = self.session.get(url, headers=headers, timeout=self.timeout, stream=True)
+        except requests.ConnectionError as exc:  # connect timeouts included
+            raise FetchError(f"catalog server {server_of(url)} not reachable ({network_reason(exc)}): "
+                             "is it running? check sync.server_url") from None
+        except requests.Timeout:
+            raise FetchError(f"GET {url}: no answer within {self.timeout[1]:g} s (a stalled server? check sync.server_url)") from None
+        except self._errors as exc:
+            raise FetchError(f"GET {url}: {network_reason(exc)}") from None
+        if r.status_code in expected:
+            return r
+        r.close()
+        if r.status_code in (401, 403):
+            problem = "refused the token" if self.has_token else "asks for a token"
+            raise FetchError(f"catalog server {server_of(url)} {problem} (HTTP {r.status_code}): check sync.token_file",
+                             r.status_code)
+        raise FetchError(f"GET {url}: HTTP {r.status_code} from the server", r.status_code)
+
+    def _chunks(self, response, url: str, deadline: float | None, after: str = "") -> Iterator[bytes]:
         """What arrives, as it arrives (read1: one socket read each), until the body ends or the deadline passes."""
         while True:
             check_deadline(url, deadline)
-            chunk = response.raw.read1(CHUNK, decode_content=True)
+            try:
+                chunk = response.raw.read1(CHUNK, decode_content=True)
+            except self._errors as exc:  # urllib3's errors: requests does not wrap the raw stream
+                raise FetchError(f"GET {url}: the transfer broke off ({network_reason(exc)}){after}") from None
             if not chunk:
                 return
             yield chunk

@@ -81,6 +81,7 @@ class ServerSettings:
     max_images_per_product: int = 20
     max_request_bytes: int = 200 << 20
     max_pixels: int = 40_000_000
+    min_image_side: int = 32  # below this a product photo holds nothing to match (a 1×1 placeholder, an icon)
 
 
 class NewCatalog(BaseModel):
@@ -228,16 +229,19 @@ class CatalogStore:
 
 
 def check_image(path: Path, settings: ServerSettings, filename: str) -> str:
-    """The file's extension by its content; 415 for other types, 413 over the pixel cap, 422 when broken."""
+    """The file's extension by its content; 415 for other types, 413 over the pixel cap, 422 when broken or too small."""
     try:
         with Image.open(path) as image:
-            kind = image.format
+            kind, size = image.format, image.size
     except Image.DecompressionBombError:
         raise error(413, f"{filename}: over the limit of {settings.max_pixels:,} pixels (decompression bomb)") from None
     except (OSError, ValueError) as exc:
         raise error(415, f"{filename}: not an image ({exc.__class__.__name__}); send JPEG, PNG or WebP") from None
     if kind not in IMAGE_FORMATS:
         raise error(415, f"{filename}: {kind} images are not accepted; send JPEG, PNG or WebP")
+    side = settings.min_image_side
+    if min(size) < side:
+        raise error(422, f"image {filename!r} is {size[0]}×{size[1]} px; at least {side}×{side} is needed")
     try:
         read_image(path, settings.max_pixels)  # decodes it all: truncation and decompression bombs show here
     except ImageError as exc:

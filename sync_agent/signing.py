@@ -9,6 +9,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from edge.errors import ConfigFileError
 from sync_agent.errors import SignatureError, SyncError
 
 
@@ -29,9 +30,13 @@ def generate_keypair(folder: Path) -> tuple[Path, Path]:
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
-        raise SyncError(f"{path}: cannot read the signing key: {exc}") from None
+        data = path.read_bytes()
+    except OSError as exc:  # a file named on the command line: a bad invocation (exit 2), said in one line
+        raise ConfigFileError(f"--signing-key {path}: {exc.strerror or exc} (make a key pair with `shelfid catalog keygen`)") from None
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        raise SyncError(f"{path}: not a PEM private key (make one with `shelfid catalog keygen`)") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise SyncError(f"{path}: not an Ed25519 private key (make one with `shelfid catalog keygen`)")
     return key
