@@ -82,7 +82,17 @@ def test_help_shows_defaults_and_names_the_bundled_embedder():
     assert "EfficientNet-Lite0" in export
 
 
-def test_an_unexpected_failure_is_one_line_unless_debug_is_asked_for(monkeypatch, capsys):
+@pytest.fixture
+def root_logging():
+    """cli.main sets the root handlers (to this test's captured stderr): put them back for the tests after."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_an_unexpected_failure_is_one_line_unless_debug_is_asked_for(monkeypatch, capsys, root_logging):
     def broken(args):
         raise RuntimeError("boom")
 
