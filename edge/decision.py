@@ -1,15 +1,17 @@
 """Deciding "identical" from the verifier's evidence.
 
 Two rules behind one function:
-- thresholds: inliers and inlier ratio over fixed minimums (the config's verifier.min_*);
-- calibrated: one logistic score over several pieces of evidence, because the raw
-  inlier count alone does not separate look-alikes of one brand (a shared logo
-  gives many inliers over a small area). Evidence: log inliers, inlier ratio, the
-  inliers' spread over the catalog image, embedding similarity, the margin of this
-  candidate's log inliers over the best other verified candidate, and the margin of
-  its similarity over the best other retrieved candidate (measured on val photos,
-  the embedding separates look-alikes better than keypoints do). Weights and the
-  threshold are fitted by tools/calibrate.py.
+- thresholds: inliers and inlier ratio over fixed minimums (the config's verifier.min_*)
+  and, where the reference could be compared after alignment, no region unlike it
+  (verifier.max_appearance, edge/appearance.py);
+- calibrated (the default): against a packshot reference, one logistic score over several
+  pieces of evidence — log inliers, inlier ratio, the inliers' spread over the catalog
+  image, embedding similarity, the margin of this candidate's log inliers over the best
+  other verified candidate, and the margin of its similarity over the best other
+  retrieved candidate — with weights and threshold fitted by tools/calibrate.py (on
+  store photos against web packshots the embedding separates look-alikes better than
+  keypoints do); against a reference photographed in the field, the thresholds rule,
+  which measured better on shelf frames than any score fitted so far (README).
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ EMBEDDING_EVIDENCE = ("similarity", "similarity_margin")
 class Thresholds:
     min_inliers: int = 20
     min_inlier_ratio: float = 0.2
-    max_appearance: float = 7.0  # edge.appearance's worst-region chroma difference (Lab units) after alignment
     max_appearance: float = 7.0  # edge.appearance's worst-region chroma difference (Lab units) after alignment
 
 
