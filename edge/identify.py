@@ -139,7 +139,7 @@ class Identifier:
             return match
         reference_size = tuple(self.catalog.images[image]["feature_size"])
         if implausible(match, query.image_size, reference_size):
-            return replace(match, inliers=0, inlier_ratio=0.0, spread=0.0, query_spread=0.0)
+            return replace(match, inliers=0, inlier_ratio=0.0, spread=0.0)
         if not self.appearance or not match.photographed or reference is None:  # matched on another image of the product
             return match
         return replace(match, appearance=aligned_residual(crop, query.image_size, reference, reference_size, match.transform))

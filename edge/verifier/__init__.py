@@ -37,7 +37,6 @@ class Match:
     inliers: int  # correspondences consistent with one homography (or affine)
     inlier_ratio: float  # inliers / matches
     spread: float  # area of the inliers' convex hull / area of the reference image, 0–1
-    query_spread: float = 0.0  # the same over the query image: a shared logo covers little of either
     transform: np.ndarray | None = field(default=None, compare=False, repr=False)  # [3 x 3] query → reference pixels
     appearance: float | None = None  # edge.appearance's residual after alignment (0 = alike); None: not checked
     photographed: bool = False  # the reference is a photo taken in the field, not a packshot on a plain backdrop

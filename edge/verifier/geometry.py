@@ -12,9 +12,8 @@ MAX_ANISOTROPY = 3.0  # ratio of the transform's singular values: a product is n
 MIN_PROJECTED_AREA, MAX_PROJECTED_AREA = 0.15, 8.0  # the query crop, projected, against the reference's area
 
 
-def verify_geometry(query_pts: np.ndarray, ref_pts: np.ndarray, ref_size: tuple[int, int], threshold_px: float,
-                    query_size: tuple[int, int] | None = None) -> Match:
-    """Inliers among matched point pairs ([M x 2] each), how much of each image they cover, and the transform."""
+def verify_geometry(query_pts: np.ndarray, ref_pts: np.ndarray, ref_size: tuple[int, int], threshold_px: float) -> Match:
+    """Inliers among matched point pairs ([M x 2] each), how much of the reference they cover, and the transform."""
     n = len(query_pts)
     if n < 3:
         return Match(n, 0, 0.0, 0.0)
@@ -29,8 +28,7 @@ def verify_geometry(query_pts: np.ndarray, ref_pts: np.ndarray, ref_size: tuple[
         return Match(n, 0, 0.0, 0.0)
     inlier = mask.ravel().astype(bool)
     count = int(inlier.sum())
-    query_spread = _spread(q[inlier], query_size) if query_size else 0.0
-    return Match(n, count, count / n, _spread(r[inlier], ref_size), query_spread, transform)
+    return Match(n, count, count / n, _spread(r[inlier], ref_size), transform)
 
 
 def implausible(match: Match, query_size: tuple[int, int], ref_size: tuple[int, int]) -> str | None:

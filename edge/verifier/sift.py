@@ -51,4 +51,4 @@ class SIFTVerifier:
             return Match.none()
         q = query.keypoints[[m.queryIdx for m in good]]
         r = reference.keypoints[[m.trainIdx for m in good]]
-        return verify_geometry(q, r, reference.image_size, self.config.ransac_threshold_px, query.image_size)
+        return verify_geometry(q, r, reference.image_size, self.config.ransac_threshold_px)

@@ -237,4 +237,4 @@ class SuperGlueVerifier:
         if len(pairs) == 0:
             return Match.none()
         return verify_geometry(query.keypoints[pairs[:, 0]], reference.keypoints[pairs[:, 1]], reference.image_size,
-                               self.config.ransac_threshold_px, query.image_size)
+                               self.config.ransac_threshold_px)

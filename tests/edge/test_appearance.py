@@ -67,7 +67,7 @@ def test_a_packshot_on_a_plain_backdrop_is_told_from_a_shelf_crop():
 
 
 def with_transform(h: np.ndarray) -> Match:
-    return Match(100, 50, 0.5, 0.3, 0.3, np.asarray(h, float))
+    return Match(100, 50, 0.5, 0.3, transform=np.asarray(h, float))
 
 
 @pytest.mark.parametrize("h, why", [
