@@ -233,7 +233,7 @@ def build(products: list[str], out: Path, config: Config, models) -> Path:
 
 def evaluate(config: Config, video: Path, frame_step: int, stride: int, catalogs: list[str], limit: int | None = None,
              tracks: bool = True, frames_kept: str = "all") -> dict:
-    """`frames_kept`: all labelled frames, or the half tools/calibrate.py fits on (fit: 0, 60, 120 …) or the other (check)."""
+    """`frames_kept`: all labelled frames, or the half thresholds may be tuned on (fit: 0, 60, 120 …) or the other (check)."""
     labels = read_labels()
     if frames_kept != "all":
         labels = {i: b for i, b in labels.items() if (i // 30) % 2 == (frames_kept == "check")}
@@ -265,7 +265,7 @@ def main() -> int:
     parser.add_argument("--no-tracks", action="store_true", help="per-box numbers only (faster)")
     parser.add_argument("--until", type=int, help="read only this many frames of the file (quick checks)")
     parser.add_argument("--frames", choices=["all", "fit", "check"], default="all",
-                        help="labelled frames scored: all, or the half tools/calibrate.py fits on, or the other half")
+                        help="labelled frames scored: all, or the half thresholds may be tuned on (0, 60, 120 …), or the other")
     parser.add_argument("--config", type=Path, help="a config file (models, verifier, decision); default: built-in defaults")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
