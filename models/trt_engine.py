@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.cuda_runtime import cudart as cuda_runtime
 from models.errors import BackendUnavailable, ModelError
 from models.metadata import sha256_file
 
@@ -39,11 +40,7 @@ def import_tensorrt():
 
 def gpu_name() -> str:
     """Name of CUDA device 0, via cuda-python."""
-    try:
-        from cuda import cudart
-    except ImportError as exc:
-        raise BackendUnavailable(f"cuda-python is not installed ({exc}); pip install 'shelfid[jetson]'") from None
-    err, props = cudart.cudaGetDeviceProperties(0)
+    err, props = cuda_runtime().cudaGetDeviceProperties(0)
     if int(err) != 0:
         raise BackendUnavailable(f"no CUDA device: cudaGetDeviceProperties returned {err}")
     name = props.name
@@ -105,7 +102,7 @@ def write_engine(engine: Path, serialized: bytes, info: dict) -> None:
 
 def _make_calibrator(trt, batches: Callable[[], Iterator[np.ndarray]], cache_file: Path):
     """INT8 entropy calibrator over real preprocessed images (cached between builds)."""
-    from cuda import cudart
+    cudart = cuda_runtime()
 
     class Calibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self):

@@ -1,7 +1,8 @@
 """TensorRT: deserialise an engine (or build one from ONNX into the cache) and run it.
 
 Name-based I/O (TensorRT >= 8.5, 10): set_input_shape, set_tensor_address,
-execute_async_v3. Device memory through cuda-python's cudart, so the run-time
+execute_async_v3. Device memory through cuda-python's runtime bindings (models/cuda_runtime.py:
+12.x and 13.x), so the run-time
 path needs no PyTorch. NOT RUN on the development machine (no GPU there);
 written against NVIDIA's documented Python API for JetPack 6 (TensorRT 8.6/10).
 """
@@ -14,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from models.backends import BackendOptions, TensorSpec
-from models.errors import BackendUnavailable, ModelError
+from models.cuda_runtime import cudart as cuda_runtime
+from models.errors import ModelError
 from models.trt_engine import build_engine, check_engine_sidecar, gpu_name, import_tensorrt
 
 log = logging.getLogger(__name__)
@@ -33,11 +35,7 @@ class TensorRTBackend:
 
     def __init__(self, path: Path, options: BackendOptions = BackendOptions()):
         trt = import_tensorrt()
-        try:
-            from cuda import cudart
-        except ImportError as exc:
-            raise BackendUnavailable(f"cuda-python is not installed ({exc})") from None
-        self._cudart = cudart
+        self._cudart = cudart = cuda_runtime()
         gpu = gpu_name()
         if path.suffix == ".onnx":
             cache = options.engine_cache_dir or path.parent
