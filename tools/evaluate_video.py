@@ -20,7 +20,9 @@ Per box, on the labelled frames (boxes at least half visible are scored):
   false_id (products not in the catalog named as one), lookalike_false_id (Limão named Natural).
 Per track: the daemon's Pipeline over every --stride-th frame, identification
 inline (results do not depend on this CPU's speed); a track takes the label of
-the labelled boxes it overlaps (IoU ≥ 0.5, majority); recall over tracks of
+the labelled boxes it overlaps (IoU ≥ 0.5): an identified track the label nearest
+the moment it was named (a track can drift onto a neighbour later), another the
+majority; recall over tracks of
 catalog products in view ≥ 1 s, false_id over tracks of other products, and
 the time from a track's first sight to its identification.
 """
@@ -184,8 +186,8 @@ def per_track(config: Config, identifier: Identifier, video: Path, frame_step: i
     fps = cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FPS) or 30.0
     pipeline = Pipeline(config, identifier, MemorySink(), background=False)
     seen: dict[int, list[float]] = {}  # track → [first, last] time in view
-    first_identified: dict[int, tuple[str, float]] = {}  # track → (product, seconds from first sight)
-    votes: dict[int, Counter] = defaultdict(Counter)
+    first_identified: dict[int, tuple[str, float, int]] = {}  # track → (product, seconds from first sight, frame)
+    observed: dict[int, list[tuple[int, str]]] = defaultdict(list)  # track → (labelled frame, product there)
     for index, image in tqdm(list(read_frames(video, frame_step, stride, limit)), desc="tracks", leave=False):
         now = index / (fps * frame_step)
         events = pipeline.process(Frame(index, now, image))
@@ -194,22 +196,25 @@ def per_track(config: Config, identifier: Identifier, video: Path, frame_step: i
             seen.setdefault(t.track_id, [now, now])[1] = now
         for event in events:
             if event["type"] == "identified" and event["track_id"] not in first_identified:
-                first_identified[event["track_id"]] = (event["product"]["id"], now - seen[event["track_id"]][0])
+                first_identified[event["track_id"]] = (event["product"]["id"], now - seen[event["track_id"]][0], index)
         if index in labels:
             truth = scaled(labels[index], image)
             for li, ti in assign(truth, [t.bbox for t in live]).items():
-                votes[live[ti].track_id][truth[li].product] += 1
+                observed[live[ti].track_id].append((index, truth[li].product))
     tally, delays = Tally(), []
-    for track_id, counter in votes.items():
-        truth = counter.most_common(1)[0][0]
+    for track_id, labelled in observed.items():
+        product, delay, at = first_identified.get(track_id, (None, None, None))
+        if product is None:
+            truth = Counter(p for _, p in labelled).most_common(1)[0][0]
+        else:  # what was in the box when it was named: a track can drift onto a neighbour later (seen: a pan to another aisle)
+            truth = min(labelled, key=lambda obs: abs(obs[0] - at))[1]
         start, end = seen[track_id]
         if truth in in_catalog and end - start < MIN_TRACK_S:
             continue
-        product, delay = first_identified.get(track_id, (None, None))
         tally.add(truth, product, in_catalog)
         if product is not None and product == truth:
             delays.append(delay * 1000)
-    return tally.summary() | {"tracks_labelled": len(votes), "time_to_identification_ms": {
+    return tally.summary() | {"tracks_labelled": len(observed), "time_to_identification_ms": {
         "p50": round(float(np.percentile(delays, 50))) if delays else None,
         "p95": round(float(np.percentile(delays, 95))) if delays else None}}
 
