@@ -14,7 +14,6 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 MAX_ANNOUNCEMENT_BYTES = 1024  # the server's announcement is ~40 bytes
 MAX_CATALOG_VERSION = 2 ** 31 - 1  # the manifest schema's bound too
@@ -32,14 +31,6 @@ def parse_announcement(payload: bytes) -> int:
     if type(version) is not int or not 1 <= version <= MAX_CATALOG_VERSION:  # type(): a bool is not a version
         raise ValueError(f"expected an object with an integer version in 1..{MAX_CATALOG_VERSION}")
     return version
-
-
-def installed_version(catalog_dir: Path) -> int:
-    """The version of the catalog folder (or the `current` link) on disk; 0 when there is none."""
-    try:
-        return int(json.loads((catalog_dir / "catalog.json").read_text())["version"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
 
 
 class AnnouncementGate:

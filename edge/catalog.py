@@ -119,6 +119,14 @@ def _load_array(path: Path) -> np.ndarray:
         raise CatalogError(f"{path}: unreadable catalog array: {exc}") from None
 
 
+def installed_version(catalog_dir: Path) -> int:
+    """The version of the catalog folder (or the `current` link) on disk; 0 when there is none."""
+    try:
+        return int(json.loads((catalog_dir / "catalog.json").read_text())["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 def load_catalog(path: Path | str, embedder_id: str | None = None, verifier_id: str | None = None) -> Catalog:
     """Open a catalog folder, checking it is complete and was computed with the given models."""
     path = Path(path)

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.announcements import AnnouncementGate, installed_version
+from edge.announcements import AnnouncementGate
 from edge.camera import FrameSource, open_source
+from edge.catalog import installed_version
 from edge.catalog_watch import CatalogWatcher
 from edge.config import Config
 from edge.errors import CatalogError

@@ -132,15 +132,16 @@ class Identifier:
     def _checked(self, crop: np.ndarray, query: Features, match: Match, image: int, product_index: int) -> Match:
         """No inliers when the transform cannot be the same product; what kind of image the reference is, and the
         appearance residual where its pixels are at hand (the product's first image, photographed in the field)."""
-        first = image == self.catalog.images_of(product_index)[0]
-        reference = self._thumbnail(product_index) if first else None
         match = replace(match, photographed=self._photographed(product_index))
         if match.inliers == 0 or match.transform is None:
             return match
         reference_size = tuple(self.catalog.images[image]["feature_size"])
         if implausible(match, query.image_size, reference_size):
             return replace(match, inliers=0, inlier_ratio=0.0, spread=0.0)
-        if not self.appearance or not match.photographed or reference is None:  # matched on another image of the product
+        if not self.appearance or not match.photographed or image != self.catalog.images_of(product_index)[0]:
+            return match  # the thumbnail shows the product's first image only
+        reference = self._thumbnail(product_index)
+        if reference is None:
             return match
         return replace(match, appearance=aligned_residual(crop, query.image_size, reference, reference_size, match.transform))
 
@@ -159,12 +160,12 @@ class Identifier:
             candidates = self.candidates(embeddings)
         results = []
         for crop, cands in zip(crops, candidates):
-            verified = sum(self._needs_keypoints(c.product_index) for c in cands[: self.verify_candidates])
-            if verified:
+            if any(self._needs_keypoints(c.product_index) for c in cands[: self.verify_candidates]):
                 with timings.stage("verify"):
                     matches = self.verify(crop, cands)
             else:
                 matches = [Match.none()] * min(len(cands), self.verify_candidates)
+            verified = sum(self._needs_keypoints(c.product_index) for c in cands[: len(matches)])  # an early stop verifies fewer
             results.append(replace(decide(self.catalog, cands, matches, self.thresholds, self.calibration), verified=verified))
         return results
 

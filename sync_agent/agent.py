@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edge.announcements import installed_version
-from edge.catalog import load_catalog
+from edge.catalog import installed_version, load_catalog
 from edge.config import Config
 from edge.errors import CatalogError
 from sync_agent.bundle import MAX_VERSION_STEP, assemble, blob_key, decode_signature, manifest_key, parse_manifest, sha256_file

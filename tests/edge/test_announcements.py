@@ -7,7 +7,8 @@ import json
 import pytest
 
 from edge import daemon
-from edge.announcements import MAX_CATALOG_VERSION, AnnouncementGate, installed_version, parse_announcement
+from edge.announcements import MAX_CATALOG_VERSION, AnnouncementGate, parse_announcement
+from edge.catalog import installed_version
 from edge.config import Config
 
 

@@ -31,6 +31,32 @@ def server(tmp_path, keys):
     thread.stop()
 
 
+@pytest.fixture(scope="module")
+def catalog(sample_catalog_dir):
+    from edge.catalog import load_catalog
+
+    return load_catalog(sample_catalog_dir)
+
+
+@pytest.fixture
+def bench(tmp_path, keys, catalog):
+    """A static bundle tree served over HTTP, a device config following it, and a way to publish."""
+    from sync_agent.publish import publish
+    from sync_agent.signing import load_private_key
+    from sync_agent.storage import LocalStorage
+
+    storage = LocalStorage(tmp_path / "server" / "public")
+    server = ServerThread(create_app(ServerSettings(root=tmp_path / "server", signing_key=keys[0], token="t"))).start()
+    key = load_private_key(keys[0])
+    config = device_config(tmp_path, server.url, keys[1])
+
+    def publish_version(version: int, cat=catalog, signing_key=key):
+        return publish(storage, cat, "shelf", signing_key, version)
+
+    yield storage, config, publish_version
+    server.stop()
+
+
 def product_images(product_id: str) -> list[Path]:
     return sorted((SAMPLE / product_id).glob("*.jpg"))
 

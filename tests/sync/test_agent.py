@@ -7,37 +7,14 @@ import json
 
 import pytest
 
-from edge.catalog import load_catalog
 from edge.config import Config
 from sync_agent.agent import Agent, device_model_ids, read_status
 from sync_agent.bundle import blob_key, manifest_key
 from sync_agent.errors import BundleError, SignatureError, SyncError
 from sync_agent.publish import publish
-from sync_agent.server import ServerSettings, create_app
 from sync_agent.signing import generate_keypair, load_private_key
 from sync_agent.storage import LocalStorage
 from tests.sync.conftest import device_config
-from tools.http_harness import ServerThread
-
-
-@pytest.fixture(scope="module")
-def catalog(sample_catalog_dir):
-    return load_catalog(sample_catalog_dir)
-
-
-@pytest.fixture
-def bench(tmp_path, keys, catalog):
-    """A static bundle tree served over HTTP, a device config following it, and a way to publish."""
-    storage = LocalStorage(tmp_path / "server" / "public")
-    server = ServerThread(create_app(ServerSettings(root=tmp_path / "server", signing_key=keys[0], token="t"))).start()
-    key = load_private_key(keys[0])
-    config = device_config(tmp_path, server.url, keys[1])
-
-    def publish_version(version: int, cat=catalog, signing_key=key):
-        return publish(storage, cat, "shelf", signing_key, version)
-
-    yield storage, config, publish_version
-    server.stop()
 
 
 def current_version(config: Config) -> int:

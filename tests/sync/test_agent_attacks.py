@@ -16,7 +16,6 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from edge.catalog import load_catalog
 from edge.catalog_build import PRODUCT_ID
 from sync_agent.agent import Agent, read_status, run_forever
 from sync_agent.bundle import blob_key, encode_signature, json_bytes, make_bundle, manifest_key, sha256_hex
@@ -25,28 +24,17 @@ from sync_agent.publish import publish
 from sync_agent.signing import load_private_key
 from sync_agent.storage import LocalStorage
 from tests.sync.conftest import device_config
-from tools.http_harness import ServerThread
 from tools.mqtt_harness import free_port
 
 
-@pytest.fixture(scope="module")
-def catalog(sample_catalog_dir):
-    return load_catalog(sample_catalog_dir)
-
-
 @pytest.fixture
-def tree(tmp_path, keys, catalog):
-    """A static bundle tree served over HTTP by the catalog server, v1 published and synced by a device."""
-    from sync_agent.server import ServerSettings, create_app
-
-    storage = LocalStorage(tmp_path / "server" / "public")
-    server = ServerThread(create_app(ServerSettings(root=tmp_path / "server", signing_key=keys[0], token="t"))).start()
-    publish(storage, catalog, "shelf", load_private_key(keys[0]), 1)
-    config = device_config(tmp_path, server.url, keys[1])
+def tree(bench, keys):
+    """The bench's static tree with v1 published and synced by a device."""
+    storage, config, publish_version = bench
+    publish_version(1)
     agent = Agent(config)
     agent.sync_once()
-    yield storage, config, agent, load_private_key(keys[0])
-    server.stop()
+    return storage, config, agent, load_private_key(keys[0])
 
 
 def publish_signed(storage: LocalStorage, catalog, key, version: int, mutate) -> None:
