@@ -185,8 +185,18 @@ def _events(args: argparse.Namespace) -> int:
 def _models_import_yolov5(args: argparse.Namespace) -> int:
     from models.export import import_yolov5
 
-    meta = import_yolov5(args.weights, args.out, args.imgsz, save_torch=args.save_torch)
-    print(f"wrote {args.out}: YOLOv5, {len(meta['names'])} classes, input {args.imgsz}, licence {meta['licence']}")
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    meta = import_yolov5(args.weights, args.out, args.imgsz, save_torch=args.save_torch, product_classes=classes)
+    kept = f", products: {', '.join(classes)}" if classes else ""
+    print(f"wrote {args.out}: YOLOv5, {len(meta['names'])} classes{kept}, input {args.imgsz}, licence {meta['licence']}")
+    return 0
+
+
+def _models_export_detector(args: argparse.Namespace) -> int:
+    from models.export import export_detector_checkpoint
+
+    meta = export_detector_checkpoint(args.weights, args.out, args.imgsz)
+    print(f"wrote {args.out}: detector {', '.join(meta['names'])}, input {args.imgsz}, licence {meta['licence']}")
     return 0
 
 
@@ -368,7 +378,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="ONNX file to write")
     p.add_argument("--imgsz", type=int, default=640, help="square input size, a multiple of 32")
     p.add_argument("--save-torch", action="store_true", help="also write OUT.pt for the torch reference backend")
+    p.add_argument("--classes", help="comma-separated classes that are products, recorded in the model (e.g. "
+                   "'bottle,cup' for a COCO model); the detector keeps only these unless models.classes is set")
     p.set_defaults(func=_models_import_yolov5)
+
+    text = "export a product detector trained by tools/train_detector.py to ONNX at an input size"
+    p = msub.add_parser("export-detector", help=text, description=text)
+    p.add_argument("--weights", type=Path, required=True, help="our detector checkpoint (.pt), e.g. the bundled "
+                   "models/weights/product-detector.pt")
+    p.add_argument("--out", type=Path, required=True, help="ONNX file to write")
+    p.add_argument("--imgsz", type=int, default=320, help="square input size, a multiple of 32 (320 for a 2-core CPU, "
+                   "640 for a Jetson)")
+    p.set_defaults(func=_models_export_detector)
 
     text = "export an embedder (EfficientNet-Lite0 as bundled, or ResNet34) to ONNX"
     p = msub.add_parser("export-embedder", help=text, description=text)

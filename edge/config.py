@@ -90,7 +90,7 @@ class CameraConfig(Section):
 
 class ModelsConfig(Section):
     detector: Optional[Path] = Field(
-        default=None, description="Detector ONNX (YOLOv5 export) or TensorRT engine; default: the bundled YOLOv5n COCO."
+        default=None, description="Detector ONNX (YOLOv5 export) or TensorRT engine; default: the bundled product detector."
     )
     embedder: Optional[Path] = Field(
         default=None, description="Embedder ONNX or engine (512-d, L2-normalised); default: the bundled embedder."
@@ -116,8 +116,9 @@ class ModelsConfig(Section):
     conf_threshold: float = Field(default=0.25, ge=0, le=1, description="Minimum detection confidence.")
     iou_threshold: float = Field(default=0.45, ge=0, le=1, description="IoU above which NMS suppresses a box.")
     classes: Optional[list[str]] = Field(
-        default_factory=lambda: ["bottle", "cup", "wine glass", "bowl", "vase"],
-        description="Detector class names kept as products; null keeps every class.",
+        default=None,
+        description="Detector class names kept as products; null: the classes the model names as products (its "
+        "product_classes metadata, e.g. from `shelfid models import-yolov5 --classes bottle,cup`), else every class.",
     )
     class_agnostic: bool = Field(default=False, description="Run NMS across classes (one box per object, whatever class).")
     max_detections: int = Field(default=300, ge=1, le=10000, description="Most boxes kept per frame.")

@@ -24,7 +24,7 @@ class Detection:
 class DetectorOptions:
     conf_threshold: float = 0.25
     iou_threshold: float = 0.45
-    classes: tuple[str, ...] | None = None  # names kept; None keeps all
+    classes: tuple[str, ...] | None = None  # names kept; None: the model's product_classes metadata, else all
     class_agnostic: bool = False
     max_detections: int = 300
 
@@ -47,7 +47,9 @@ class Detector:
         self.names = parse_names(names) if names else [str(i) for i in range(n_classes or 0)]
         if n_classes is not None and len(self.names) != n_classes:
             raise ModelError(f"{backend.path}: metadata names {len(self.names)} classes, the output has {n_classes}")
-        self.class_filter = self._class_filter(options.classes)
+        product_classes = backend.metadata.get("product_classes")
+        self.class_filter = self._class_filter(options.classes if options.classes is not None
+                                               else tuple(parse_names(product_classes)) if product_classes else None)
 
     def _input_size(self) -> tuple[int, int]:
         shape = self.backend.inputs[0].shape

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -48,12 +49,21 @@ def export_onnx(model: nn.Module, out: Path, imgsz: int, output_name: str, metad
     return out
 
 
-def import_yolov5(weights: Path | str, out: Path | str, imgsz: int = 640, save_torch: bool = False) -> dict:
-    """Upstream YOLOv5 `.pt` → our architecture → ONNX in upstream's I/O convention; returns the metadata."""
+def import_yolov5(weights: Path | str, out: Path | str, imgsz: int = 640, save_torch: bool = False,
+                  product_classes: list[str] | None = None) -> dict:
+    """Upstream YOLOv5 `.pt` → our architecture → ONNX in upstream's I/O convention; returns the metadata.
+
+    `product_classes` (e.g. bottle, cup for a COCO model) are recorded in the model: the detector keeps only
+    those unless the config's models.classes says otherwise.
+    """
     weights, out = Path(weights), Path(out)
     if imgsz % 32:
         raise ModelError(f"--imgsz must be a multiple of 32, got {imgsz}")
     ckpt = load_yolov5_checkpoint(weights)
+    unknown = [c for c in product_classes or [] if c not in ckpt.names]
+    if unknown:
+        raise ModelError(f"--classes {unknown} are not among {weights.name}'s classes ({', '.join(ckpt.names[:12])}"
+                         f"{'...' if len(ckpt.names) > 12 else ''})")
     model = YOLOv5(ckpt.yaml, ckpt.stride, ckpt.bn_eps)
     missing, unexpected = model.load_state_dict(ckpt.state_dict, strict=False)
     if missing or unexpected:
@@ -68,6 +78,7 @@ def import_yolov5(weights: Path | str, out: Path | str, imgsz: int = 640, save_t
         "kind": "detector", "arch": "yolov5", "model_id": sha256_file(weights), "input_size": imgsz,
         "stride": max(ckpt.stride), "names": ckpt.names, "licence": YOLOV5_LICENCE, "source": weights.name,
         "input": "images: [1,3,H,W] RGB 0-1, letterboxed (pad 114)", "output_name": "output0",
+        **({"product_classes": list(product_classes)} if product_classes else {}),
     }
     export_onnx(model, out, imgsz, "output0", metadata, dynamic_batch=False)
     if save_torch:
@@ -75,6 +86,23 @@ def import_yolov5(weights: Path | str, out: Path | str, imgsz: int = 640, save_t
         save_checkpoint(out.with_suffix(".pt"), model, "yolov5", config, {k: str(v) for k, v in metadata.items()})
     log.info("imported %s -> %s (%d classes, imgsz %d)", weights, out, len(ckpt.names), imgsz)
     return metadata
+
+
+def export_detector(model: YOLOv5, out: Path | str, imgsz: int, metadata: dict) -> Path:
+    """Our trained detector in the same ONNX contract as an imported upstream YOLOv5: input `images`, output `output0`."""
+    if imgsz % 32:
+        raise ModelError(f"the input size must be a multiple of 32, got {imgsz}")
+    return export_onnx(model.eval(), Path(out), imgsz, "output0", {**metadata, "input_size": imgsz}, dynamic_batch=False)
+
+
+def export_detector_checkpoint(weights: Path | str, out: Path | str, imgsz: int) -> dict:
+    """A detector checkpoint of ours (tools/train_detector.py) → ONNX at `imgsz`, with the metadata training recorded."""
+    model, saved = load_checkpoint(weights)
+    if not isinstance(model, YOLOv5):
+        raise ModelError(f"{weights}: not a detector checkpoint (architecture {type(model).__name__})")
+    metadata = {k: json.loads(v) if k in ("names", "product_classes") else v for k, v in saved.items()}
+    export_detector(model, out, imgsz, metadata)
+    return {**metadata, "input_size": imgsz}
 
 
 def embedder_metadata(model: ResNet34Embedder, weights_note: str) -> dict:

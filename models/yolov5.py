@@ -117,7 +117,11 @@ class Detect(nn.Module):
         self.register_buffer("anchors", grid_anchors)
         self.m = nn.ModuleList(nn.Conv2d(c, self.no * self.na, 1) for c in ch)
 
-    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+        """Decoded boxes in eval mode; in training mode the raw logits per level, [B, na, ny, nx, no] (the loss's input)."""
+        if self.training:
+            return [self.m[i](x).view(x.shape[0], self.na, self.no, *x.shape[2:]).permute(0, 1, 3, 4, 2).contiguous()
+                    for i, x in enumerate(xs)]
         out = []
         for i, x in enumerate(xs):
             b, _, ny, nx = x.shape

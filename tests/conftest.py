@@ -33,6 +33,14 @@ def bundled_detector_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def coco_detector_path() -> Path:
+    """The upstream COCO YOLOv5n as imported (80 classes, bottle/cup/wine glass/bowl/vase recorded as products)."""
+    from models.runtime import COCO_DETECTOR
+
+    return COCO_DETECTOR
+
+
+@pytest.fixture(scope="session")
 def sample_catalog_dir(tmp_path_factory) -> Path:
     """samples/shelf-catalog built once with the default models (id shelf, v1); tests only read it."""
     from edge.bench_pipeline import sample_catalog

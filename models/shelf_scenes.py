@@ -1,0 +1,308 @@
+"""Synthetic shelf scenes with product boxes, for training a class-agnostic product detector.
+
+No permissively licensed box-labelled shelf dataset exists here, so scenes are
+composed: products (catalog packshots with their white backdrop removed, and
+package-shaped sprites — cartons, boxes, bottles, cans, pots, bags — textured
+with crops of real store photos) in shelf rows with facings and back rows, held
+in a hand in front of a shelf, or lying on a table, over shelf-like
+backgrounds; then the camera: light, colour cast, motion blur, glare, noise,
+JPEG. A product is labelled when at least `MIN_VISIBLE` of it shows (the box
+is its visible extent); a hand in front of a package does not shrink its box.
+
+Pure functions of a numpy Generator: (seed, index) reproduces a scene.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from models.augment import SKIN_TONES, blur, colour, glare, jpeg
+
+MIN_VISIBLE = 0.45
+MIN_BOX_PX = 5
+ASPECTS = ((16, 9), (4, 3), (1, 1), (3, 4), (9, 16))
+PACKAGE_KINDS = ("carton", "box", "bottle", "can", "pot", "bag")
+
+
+@dataclass(frozen=True)
+class Sprite:
+    rgb: np.ndarray  # H x W x 3 uint8 BGR
+    mask: np.ndarray  # H x W uint8, 1 where the product is
+
+
+@dataclass
+class Sources:
+    """What scenes are made of: product cut-outs and real photos (textures, blurred backgrounds)."""
+
+    cutouts: list[Sprite]
+    photos: list[np.ndarray]
+
+
+def cut_out_white(image: np.ndarray) -> Sprite | None:
+    """A packshot on a white backdrop → the product and its mask (largest non-white region, holes filled)."""
+    near_white = (image.min(axis=2) > 232).astype(np.uint8)
+    h, w = near_white.shape
+    # the backdrop is the near-white region connected to the border; white inside the product stays
+    flood = near_white.copy()
+    fill = np.zeros((h + 2, w + 2), np.uint8)
+    for x, y in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1)):
+        if flood[y, x] == 1:
+            cv2.floodFill(flood, fill, (x, y), 2)
+    mask = (flood != 2).astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
+    if count < 2:
+        return None
+    biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    if stats[biggest, cv2.CC_STAT_AREA] < 0.05 * h * w:
+        return None
+    x, y, bw, bh = stats[biggest, :4]
+    mask = (labels == biggest).astype(np.uint8)[y:y + bh, x:x + bw]
+    return Sprite(image[y:y + bh, x:x + bw].copy(), mask)
+
+
+def _texture(rng: np.random.Generator, photos: list[np.ndarray], w: int, h: int) -> np.ndarray:
+    photo = photos[rng.integers(len(photos))]
+    ph, pw = photo.shape[:2]
+    side = rng.uniform(0.3, 0.8)
+    cw, ch = max(4, int(pw * side)), max(4, int(ph * side * rng.uniform(0.7, 1.4)))
+    ch = min(ch, ph)
+    x, y = rng.integers(0, pw - cw + 1), rng.integers(0, ph - ch + 1)
+    tex = cv2.resize(photo[y:y + ch, x:x + cw], (w, h), interpolation=cv2.INTER_AREA)
+    if rng.random() < 0.5:  # a printed band or a plain-coloured package
+        band = tex.copy()
+        y0 = int(rng.integers(0, max(1, h // 2)))
+        band[y0:y0 + int(h * rng.uniform(0.1, 0.5))] = rng.integers(0, 256, 3)
+        tex = cv2.addWeighted(tex, 0.4, band, 0.6, 0) if rng.random() < 0.5 else band
+    return tex
+
+
+def package_sprite(rng: np.random.Generator, photos: list[np.ndarray], height: int = 160) -> Sprite:
+    """A package-shaped product textured with a crop of a real store photo."""
+    kind = PACKAGE_KINDS[rng.integers(len(PACKAGE_KINDS))]
+    aspect = {"carton": (0.35, 0.6), "box": (0.5, 1.6), "bottle": (0.25, 0.4), "can": (0.45, 0.65),
+              "pot": (0.8, 1.5), "bag": (0.6, 0.9)}[kind]
+    h = height
+    w = max(8, int(h * rng.uniform(*aspect)))
+    tex = _texture(rng, photos, w, h)
+    mask = np.zeros((h, w), np.uint8)
+    if kind == "carton":
+        top = int(h * rng.uniform(0.08, 0.15))
+        mask[top:] = 1
+        cv2.fillPoly(mask, [np.array([[0, top], [w // 6, 0], [w - 1 - w // 6, 0], [w - 1, top]])], 1)
+        if rng.random() < 0.6:  # screw cap
+            cw = max(3, w // 4)
+            cv2.rectangle(tex, (w // 2 - cw // 2, 0), (w // 2 + cw // 2, top), tuple(int(c) for c in rng.integers(0, 256, 3)), -1)
+    elif kind == "box":
+        mask[:] = 1
+    elif kind == "bottle":
+        neck, shoulder = int(h * rng.uniform(0.12, 0.2)), int(h * rng.uniform(0.12, 0.22))
+        nw = max(3, int(w * rng.uniform(0.3, 0.45)))
+        mask[neck + shoulder:] = 1
+        cv2.fillPoly(mask, [np.array([[0, neck + shoulder], [w // 2 - nw // 2, neck], [w // 2 + nw // 2, neck],
+                                      [w - 1, neck + shoulder]])], 1)
+        mask[:neck + 1, w // 2 - nw // 2:w // 2 + nw // 2 + 1] = 1
+        tex[: max(2, neck // 2)] = rng.integers(0, 256, 3)  # cap
+        if rng.random() < 0.5:  # clear/coloured plastic above the label
+            tint = np.full_like(tex[:neck + shoulder], rng.integers(60, 230, 3))
+            tex[max(2, neck // 2):neck + shoulder] = cv2.addWeighted(tex[max(2, neck // 2):neck + shoulder], 0.3,
+                                                                     tint[max(2, neck // 2):], 0.7, 0)
+    elif kind == "can":
+        r = max(2, int(w * 0.08))
+        cv2.rectangle(mask, (0, r), (w - 1, h - 1 - r), 1, -1)
+        cv2.ellipse(mask, (w // 2, r), (w // 2, r), 0, 0, 360, 1, -1)
+        cv2.ellipse(mask, (w // 2, h - 1 - r), (w // 2, r), 0, 0, 360, 1, -1)
+        tex[: 2 * r] = tex[: 2 * r] // 2 + 100  # metallic lid
+    elif kind == "pot":
+        inset = int(w * rng.uniform(0.05, 0.15))
+        cv2.fillPoly(mask, [np.array([[0, 0], [w - 1, 0], [w - 1 - inset, h - 1], [inset, h - 1]])], 1)
+    else:  # bag: a pillow with a sealed top
+        cv2.rectangle(mask, (0, h // 10), (w - 1, h - 1), 1, -1)
+        cv2.ellipse(mask, (w // 2, h // 10), (w // 2, h // 10), 0, 180, 360, 1, -1)
+    if kind in ("bottle", "can") or rng.random() < 0.3:  # a cylinder's shading and highlight
+        x = np.linspace(-1, 1, w, dtype=np.float32)
+        shade = 0.55 + 0.45 * np.sqrt(np.clip(1 - x ** 2, 0, 1))
+        shade += 0.35 * np.exp(-((x - rng.uniform(-0.6, 0.6)) ** 2) / 0.01)
+        tex = np.clip(tex.astype(np.float32) * shade[None, :, None], 0, 255).astype(np.uint8)
+    return Sprite(tex, mask)
+
+
+def _background(rng: np.random.Generator, photos: list[np.ndarray], w: int, h: int) -> tuple[np.ndarray, list[int]]:
+    """A shelf-like background and the y of each shelf board's top (products stand there)."""
+    kind = rng.random()
+    if kind < 0.35:  # a real store photo, blurred beyond recognising its products
+        photo = photos[rng.integers(len(photos))]
+        bg = cv2.GaussianBlur(cv2.resize(photo, (w, h)), (0, 0), rng.uniform(6, 14))
+    else:
+        base = rng.integers(20, 250, 3).astype(np.float32)
+        ramp = np.linspace(rng.uniform(0.6, 1.0), rng.uniform(0.6, 1.0), h, dtype=np.float32)[:, None, None]
+        bg = np.clip(base * ramp * np.ones((h, w, 3), np.float32), 0, 255).astype(np.uint8)
+        noise = rng.normal(0, rng.uniform(2, 12), (h // 8 + 1, w // 8 + 1, 3)).astype(np.float32)
+        bg = np.clip(bg + cv2.resize(noise, (w, h)), 0, 255).astype(np.uint8)
+    levels = int(rng.integers(1, 5))
+    edge = max(4, int(h * rng.uniform(0.03, 0.07)))
+    boards, board_colour = [], rng.integers(0, 256, 3)
+    for i in range(levels):
+        y = int(h * (i + 1) / levels * rng.uniform(0.9, 1.0)) - edge
+        boards.append(y)
+        if kind < 0.85:  # the board's front edge with price tags
+            cv2.rectangle(bg, (0, y), (w, y + edge), tuple(int(c) for c in board_colour), -1)
+            for x in range(int(rng.integers(0, 40)), w, int(rng.integers(40, 140))):
+                tw = int(rng.integers(15, 45))
+                cv2.rectangle(bg, (x, y + 1), (x + tw, y + edge - 1), (int(rng.integers(180, 256)),) * 2 + (int(rng.integers(150, 256)),), -1)
+                cv2.line(bg, (x + 2, y + edge // 2), (x + tw - 2, y + edge // 2), (30, 30, 30), 1)
+    return bg, boards
+
+
+def _resize_sprite(sprite: Sprite, height: int, rng: np.random.Generator, stretch: float = 0.15) -> Sprite:
+    h, w = sprite.mask.shape
+    height = max(4, height)
+    width = max(3, int(w * height / h * rng.uniform(1 - stretch, 1 + stretch)))
+    return Sprite(cv2.resize(sprite.rgb, (width, height), interpolation=cv2.INTER_AREA),
+                  cv2.resize(sprite.mask, (width, height), interpolation=cv2.INTER_NEAREST))
+
+
+def _any_sprite(rng: np.random.Generator, sources: Sources) -> Sprite:
+    if sources.cutouts and rng.random() < 0.45:
+        sprite = sources.cutouts[rng.integers(len(sources.cutouts))]
+        tinted = colour(sprite.rgb, rng) if rng.random() < 0.7 else sprite.rgb
+        return Sprite(tinted, sprite.mask)
+    return package_sprite(rng, sources.photos)
+
+
+class _Canvas:
+    """The scene being composed, and which product owns each pixel (to measure how much of each shows)."""
+
+    def __init__(self, image: np.ndarray):
+        self.image = image
+        self.owner = np.zeros(image.shape[:2], np.int32)
+        self.areas: list[int] = [0]
+        self.boxes_full: list[tuple[int, int, int, int]] = [(0, 0, 0, 0)]
+        self.labelled: list[bool] = [False]
+
+    def paste(self, sprite: Sprite, x: int, y: int, label: bool = True, darken: float = 1.0) -> None:
+        h, w = sprite.mask.shape
+        H, W = self.owner.shape
+        x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
+        if x1 <= x0 or y1 <= y0:
+            return
+        m = sprite.mask[y0 - y:y1 - y, x0 - x:x1 - x].astype(bool)
+        rgb = sprite.rgb[y0 - y:y1 - y, x0 - x:x1 - x]
+        if darken != 1.0:
+            rgb = (rgb * darken).astype(np.uint8)
+        region = self.image[y0:y1, x0:x1]
+        region[m] = rgb[m]
+        pid = len(self.areas)
+        self.owner[y0:y1, x0:x1][m] = pid
+        self.areas.append(int(sprite.mask.sum()))  # its whole area, including what the frame cuts off
+        self.boxes_full.append((x, y, x + w, y + h))
+        self.labelled.append(label)
+
+    def boxes(self) -> np.ndarray:
+        """Visible boxes [N, 4] (x1, y1, x2, y2) of the labelled products that show enough."""
+        ids, counts = np.unique(self.owner, return_counts=True)
+        out = []
+        for pid, count in zip(ids, counts):
+            if pid == 0 or not self.labelled[pid] or count < MIN_VISIBLE * self.areas[pid]:
+                continue
+            ys, xs = np.nonzero(self.owner == pid)
+            x1, y1, x2, y2 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+            if x2 - x1 >= MIN_BOX_PX and y2 - y1 >= MIN_BOX_PX:
+                out.append((x1, y1, x2, y2))
+        return np.array(out, np.float32).reshape(-1, 4)
+
+
+def _shelf_rows(canvas: _Canvas, boards: list[int], rng: np.random.Generator, sources: Sources) -> None:
+    H, W = canvas.owner.shape
+    tops = [0] + boards[:-1]
+    for top, floor in zip(tops, boards):
+        level_h = floor - top
+        if level_h < 12:
+            continue
+        back_row = rng.random() < 0.35
+        for row in (("back", "front") if back_row else ("front",)):
+            x = int(rng.integers(-W // 10, W // 10))
+            row_h = level_h * rng.uniform(0.55, 0.95) * (0.9 if row == "back" else 1.0)
+            while x < W:
+                sprite = _any_sprite(rng, sources)
+                facings = int(rng.integers(1, 5))
+                sized = _resize_sprite(sprite, int(row_h * rng.uniform(0.85, 1.0)), rng, stretch=0.1)
+                for _ in range(facings):
+                    w = sized.mask.shape[1]
+                    y = floor - sized.mask.shape[0] - (int(level_h * 0.06) if row == "back" else 0)
+                    canvas.paste(sized, x, y, darken=rng.uniform(0.45, 0.8) if row == "back" else 1.0)
+                    x += int(w * rng.uniform(0.85, 1.12))
+                    if x >= W:
+                        break
+                x += int(rng.integers(0, max(2, W // 30)))
+
+
+def _held(canvas: _Canvas, rng: np.random.Generator, sources: Sources) -> None:
+    """One product large in front, as a shopper holds it to the camera, often with the hand over it."""
+    H, W = canvas.owner.shape
+    sprite = _any_sprite(rng, sources)
+    sized = _resize_sprite(sprite, int(H * rng.uniform(0.35, 0.95)), rng)
+    if sized.mask.shape[1] > W:
+        sized = _resize_sprite(sized, int(sized.mask.shape[0] * W / sized.mask.shape[1] * 0.95), rng, stretch=0)
+    h, w = sized.mask.shape
+    x = int(W / 2 - w / 2 + rng.normal(0, W * 0.12))
+    y = int(H / 2 - h / 2 + rng.normal(0, H * 0.12))
+    canvas.paste(sized, x, y)
+    if rng.random() < 0.7:  # the hand is drawn, not owned: the package's box stays its outline
+        tone = SKIN_TONES[rng.integers(len(SKIN_TONES))]
+        side = x if rng.random() < 0.5 else x + w
+        cy = int(y + h * rng.uniform(0.4, 0.9))
+        cv2.ellipse(canvas.image, (side, cy), (int(w * rng.uniform(0.25, 0.5)), int(h * rng.uniform(0.12, 0.25))),
+                    float(rng.uniform(-30, 30)), 0, 360, tone, -1)
+
+
+def _table(canvas: _Canvas, rng: np.random.Generator, sources: Sources) -> None:
+    """A few products standing or lying on a table; a phone-like object that is not a product."""
+    H, W = canvas.owner.shape
+    for _ in range(int(rng.integers(1, 7))):
+        sprite = _resize_sprite(_any_sprite(rng, sources), int(H * rng.uniform(0.15, 0.6)), rng)
+        if rng.random() < 0.3:  # lying on its side
+            sprite = Sprite(np.ascontiguousarray(np.rot90(sprite.rgb, rng.choice([1, 3]))),
+                            np.ascontiguousarray(np.rot90(sprite.mask)))
+        h, w = sprite.mask.shape
+        canvas.paste(sprite, int(rng.integers(-w // 4, W - 3 * w // 4)), int(rng.integers(-h // 4, H - 3 * h // 4)))
+    if rng.random() < 0.4:
+        pw, ph = int(W * rng.uniform(0.08, 0.16)), int(H * rng.uniform(0.05, 0.1))
+        px, py = int(rng.integers(0, W - pw)), int(rng.integers(0, H - ph))
+        cv2.rectangle(canvas.image, (px, py), (px + pw, py + ph), (int(rng.integers(0, 60)),) * 3, -1)
+
+
+def compose_scene(rng: np.random.Generator, sources: Sources, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """One scene, long side `size`: image (BGR uint8) and product boxes [N, 4] xyxy in its pixels."""
+    aw, ah = ASPECTS[rng.integers(len(ASPECTS))]
+    W, H = (size, int(size * ah / aw)) if aw >= ah else (int(size * aw / ah), size)
+    bg, boards = _background(rng, sources.photos, W, H)
+    canvas = _Canvas(bg)
+    layout = rng.random()
+    if layout < 0.6:
+        _shelf_rows(canvas, boards, rng, sources)
+    elif layout < 0.85:
+        if rng.random() < 0.6:
+            _shelf_rows(canvas, boards, rng, sources)
+            canvas.image = cv2.GaussianBlur(canvas.image, (0, 0), rng.uniform(0.5, 3))
+        _held(canvas, rng, sources)
+    else:
+        _table(canvas, rng, sources)
+    image, boxes = canvas.image, canvas.boxes()
+    image = colour(image, rng)
+    if rng.random() < 0.45:
+        image = blur(image, rng)
+    if rng.random() < 0.15:
+        k = int(rng.integers(7, 21))  # the strong vertical smear of a moving hand-held camera
+        kernel = np.zeros((k, 1), np.float32) + 1 / k
+        image = cv2.filter2D(image, -1, kernel if rng.random() < 0.6 else kernel.T)
+    if rng.random() < 0.2:
+        image = glare(image, rng)
+    if rng.random() < 0.3:
+        image = np.clip(image + rng.normal(0, rng.uniform(2, 10), image.shape), 0, 255).astype(np.uint8)
+    if rng.random() < 0.5:
+        image = jpeg(image, rng)
+    return image, boxes
