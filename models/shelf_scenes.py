@@ -2,8 +2,8 @@
 
 No permissively licensed box-labelled shelf dataset exists here, so scenes are
 composed: products (catalog packshots with their white backdrop removed, and
-package-shaped sprites — cartons, boxes, bottles, cans, pots, bags — textured
-with crops of real store photos) in shelf rows with facings and back rows, held
+package-shaped sprites — cartons, boxes, bottles, cans, pots, bags — with
+made-up prints or recoloured parts of real packs) in shelf rows with facings and back rows, held
 in a hand in front of a shelf, or lying on a table, over shelf-like
 backgrounds; then the camera: light, colour cast, motion blur, glare, noise,
 JPEG. A product is labelled when at least `MIN_VISIBLE` of it shows (the box
@@ -14,7 +14,7 @@ Pure functions of a numpy Generator: (seed, index) reproduces a scene.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -25,6 +25,8 @@ MIN_VISIBLE = 0.45
 MIN_BOX_PX = 5
 ASPECTS = ((16, 9), (4, 3), (1, 1), (3, 4), (9, 16))
 PACKAGE_KINDS = ("carton", "box", "bottle", "can", "pot", "bag")
+KIND_WEIGHTS = (0.15, 0.15, 0.3, 0.15, 0.1, 0.15)  # drinks shelves are mostly bottles
+LIQUIDS = ((20, 20, 30), (10, 30, 60), (20, 120, 230), (40, 160, 60), (60, 200, 220), (180, 180, 180), (30, 30, 150))  # BGR
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,13 @@ class Sprite:
 
 @dataclass
 class Sources:
-    """What scenes are made of: product cut-outs and real photos (textures, blurred backgrounds)."""
+    """What scenes are made of: product cut-outs and real photos (textures, blurred backgrounds); and, for a
+    `real_fraction` of the scenes, real store photos as they are with their (pseudo-)labelled product boxes."""
 
     cutouts: list[Sprite]
     photos: list[np.ndarray]
+    real: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    real_fraction: float = 0.0
 
 
 def cut_out_white(image: np.ndarray) -> Sprite | None:
@@ -64,30 +69,68 @@ def cut_out_white(image: np.ndarray) -> Sprite | None:
     return Sprite(image[y:y + bh, x:x + bw].copy(), mask)
 
 
-def _texture(rng: np.random.Generator, photos: list[np.ndarray], w: int, h: int) -> np.ndarray:
-    photo = photos[rng.integers(len(photos))]
-    ph, pw = photo.shape[:2]
-    side = rng.uniform(0.3, 0.8)
-    cw, ch = max(4, int(pw * side)), max(4, int(ph * side * rng.uniform(0.7, 1.4)))
-    ch = min(ch, ph)
-    x, y = rng.integers(0, pw - cw + 1), rng.integers(0, ph - ch + 1)
-    tex = cv2.resize(photo[y:y + ch, x:x + cw], (w, h), interpolation=cv2.INTER_AREA)
-    if rng.random() < 0.5:  # a printed band or a plain-coloured package
-        band = tex.copy()
-        y0 = int(rng.integers(0, max(1, h // 2)))
-        band[y0:y0 + int(h * rng.uniform(0.1, 0.5))] = rng.integers(0, 256, 3)
-        tex = cv2.addWeighted(tex, 0.4, band, 0.6, 0) if rng.random() < 0.5 else band
+def _random_colour(rng: np.random.Generator) -> tuple[int, int, int]:
+    return tuple(int(c) for c in rng.integers(0, 256, 3))
+
+
+def _printed_design(rng: np.random.Generator, cutouts: list[Sprite], w: int, h: int) -> np.ndarray:
+    """A made-up package print: a base colour, bands, a logo, lines of lettering, sometimes a product photo."""
+    tex = np.empty((h, w, 3), np.uint8)
+    tex[:] = _random_colour(rng)
+    for _ in range(int(rng.integers(0, 4))):
+        y0 = int(rng.integers(0, h))
+        tex[y0:y0 + int(h * rng.uniform(0.05, 0.35))] = _random_colour(rng)
+    if cutouts and rng.random() < 0.5:  # the fruit or product pictured on the pack
+        sprite = cutouts[rng.integers(len(cutouts))]
+        side = max(4, int(w * rng.uniform(0.4, 0.9)))
+        scale = side / max(sprite.mask.shape)
+        size = (max(2, int(sprite.mask.shape[1] * scale)), max(2, int(sprite.mask.shape[0] * scale)))
+        rgb, mask = cv2.resize(sprite.rgb, size), cv2.resize(sprite.mask, size, interpolation=cv2.INTER_NEAREST)
+        x, y = int(rng.integers(0, max(1, w - size[0]))), int(rng.integers(h // 4, max(h // 4 + 1, h - size[1])))
+        region = tex[y:y + size[1], x:x + size[0]]
+        m = mask[:region.shape[0], :region.shape[1]].astype(bool)
+        region[m] = rgb[:region.shape[0], :region.shape[1]][m]
+    if rng.random() < 0.6:
+        cv2.ellipse(tex, (int(rng.integers(0, w)), int(rng.integers(0, h // 2 + 1))),
+                    (max(2, int(w * rng.uniform(0.1, 0.4))), max(2, int(h * rng.uniform(0.03, 0.12)))), 0, 0, 360,
+                    _random_colour(rng), -1)
+    letters = "ABCDEFGHIJKLMNOPRSTUVWXYZ0123456789 "
+    for _ in range(int(rng.integers(1, 6))):
+        text = "".join(letters[i] for i in rng.integers(0, len(letters), int(rng.integers(3, 12))))
+        scale = max(0.2, w / 160 * rng.uniform(0.5, 1.5))
+        cv2.putText(tex, text, (int(rng.integers(-w // 4, w // 2 + 1)), int(rng.integers(h // 8, h))),
+                    int(rng.choice([0, 2, 3, 4])), scale, _random_colour(rng), max(1, int(scale * 2)), cv2.LINE_AA)
     return tex
 
 
-def package_sprite(rng: np.random.Generator, photos: list[np.ndarray], height: int = 160) -> Sprite:
-    """A package-shaped product textured with a crop of a real store photo."""
-    kind = PACKAGE_KINDS[rng.integers(len(PACKAGE_KINDS))]
+def _packaging_crop(rng: np.random.Generator, cutouts: list[Sprite], w: int, h: int) -> np.ndarray:
+    """Part of a real pack's print (a catalog packshot), recoloured."""
+    rgb = cutouts[rng.integers(len(cutouts))].rgb
+    ph, pw = rgb.shape[:2]
+    cw, ch = max(4, int(pw * rng.uniform(0.5, 1.0))), max(4, int(ph * rng.uniform(0.5, 1.0)))
+    x, y = int(rng.integers(0, pw - cw + 1)), int(rng.integers(0, ph - ch + 1))
+    tex = cv2.resize(rgb[y:y + ch, x:x + cw], (w, h), interpolation=cv2.INTER_AREA)
+    hsv = cv2.cvtColor(tex, cv2.COLOR_BGR2HSV)
+    hsv[..., 0] = (hsv[..., 0].astype(np.int16) + int(rng.integers(0, 180))) % 180
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+
+
+def _texture(rng: np.random.Generator, cutouts: list[Sprite], w: int, h: int) -> np.ndarray:
+    """A package's print. Never a crop of a store photo: a rectangle of shelf would teach that any patch of
+    shelf is a product (the first detector trained that way boxed whole shelf sections)."""
+    if cutouts and rng.random() < 0.4:
+        return _packaging_crop(rng, cutouts, w, h)
+    return _printed_design(rng, cutouts, w, h)
+
+
+def package_sprite(rng: np.random.Generator, cutouts: list[Sprite], height: int = 160) -> Sprite:
+    """A package-shaped product with a made-up or recoloured print."""
+    kind = PACKAGE_KINDS[rng.choice(len(PACKAGE_KINDS), p=KIND_WEIGHTS)]
     aspect = {"carton": (0.35, 0.6), "box": (0.5, 1.6), "bottle": (0.25, 0.4), "can": (0.45, 0.65),
               "pot": (0.8, 1.5), "bag": (0.6, 0.9)}[kind]
     h = height
     w = max(8, int(h * rng.uniform(*aspect)))
-    tex = _texture(rng, photos, w, h)
+    tex = _texture(rng, cutouts, w, h)
     mask = np.zeros((h, w), np.uint8)
     if kind == "carton":
         top = int(h * rng.uniform(0.08, 0.15))
@@ -105,11 +148,16 @@ def package_sprite(rng: np.random.Generator, photos: list[np.ndarray], height: i
         cv2.fillPoly(mask, [np.array([[0, neck + shoulder], [w // 2 - nw // 2, neck], [w // 2 + nw // 2, neck],
                                       [w - 1, neck + shoulder]])], 1)
         mask[:neck + 1, w // 2 - nw // 2:w // 2 + nw // 2 + 1] = 1
-        tex[: max(2, neck // 2)] = rng.integers(0, 256, 3)  # cap
-        if rng.random() < 0.5:  # clear/coloured plastic above the label
-            tint = np.full_like(tex[:neck + shoulder], rng.integers(60, 230, 3))
-            tex[max(2, neck // 2):neck + shoulder] = cv2.addWeighted(tex[max(2, neck // 2):neck + shoulder], 0.3,
-                                                                     tint[max(2, neck // 2):], 0.7, 0)
+        if rng.random() < 0.5:  # rounded shoulders
+            cv2.ellipse(mask, (w // 2, neck + shoulder), (w // 2, shoulder), 0, 180, 360, 1, -1)
+        # the drink seen through the plastic, a printed label band around the middle, a cap
+        liquid = np.array(LIQUIDS[rng.integers(len(LIQUIDS))], np.float32) * rng.uniform(0.7, 1.2)
+        body = np.clip(liquid + rng.normal(0, 8, (h, w, 3)), 0, 255).astype(np.uint8)
+        y0 = int(neck + shoulder + h * rng.uniform(0.0, 0.25))
+        y1 = int(min(h, y0 + h * rng.uniform(0.2, 0.55)))
+        body[y0:y1] = tex[y0:y1]
+        body[: max(2, neck // 2)] = rng.integers(0, 256, 3)
+        tex = body
     elif kind == "can":
         r = max(2, int(w * 0.08))
         cv2.rectangle(mask, (0, r), (w - 1, h - 1 - r), 1, -1)
@@ -170,7 +218,7 @@ def _any_sprite(rng: np.random.Generator, sources: Sources) -> Sprite:
         sprite = sources.cutouts[rng.integers(len(sources.cutouts))]
         tinted = colour(sprite.rgb, rng) if rng.random() < 0.7 else sprite.rgb
         return Sprite(tinted, sprite.mask)
-    return package_sprite(rng, sources.photos)
+    return package_sprite(rng, sources.cutouts)
 
 
 class _Canvas:
@@ -268,15 +316,42 @@ def _table(canvas: _Canvas, rng: np.random.Generator, sources: Sources) -> None:
             sprite = Sprite(np.ascontiguousarray(np.rot90(sprite.rgb, rng.choice([1, 3]))),
                             np.ascontiguousarray(np.rot90(sprite.mask)))
         h, w = sprite.mask.shape
-        canvas.paste(sprite, int(rng.integers(-w // 4, W - 3 * w // 4)), int(rng.integers(-h // 4, H - 3 * h // 4)))
+        x, y = rng.integers(-w // 4, max(1 - w // 4, W - 3 * w // 4)), rng.integers(-h // 4, max(1 - h // 4, H - 3 * h // 4))
+        canvas.paste(sprite, int(x), int(y))
     if rng.random() < 0.4:
         pw, ph = int(W * rng.uniform(0.08, 0.16)), int(H * rng.uniform(0.05, 0.1))
         px, py = int(rng.integers(0, W - pw)), int(rng.integers(0, H - ph))
         cv2.rectangle(canvas.image, (px, py), (px + pw, py + ph), (int(rng.integers(0, 60)),) * 3, -1)
 
 
+def real_scene(rng: np.random.Generator, image: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A real photo, randomly cropped (a box stays labelled while half of it remains) and resized to long side `size`."""
+    h, w = image.shape[:2]
+    cw, ch = int(w * rng.uniform(0.5, 1.0)), int(h * rng.uniform(0.5, 1.0))
+    x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    kept = crop_boxes(boxes, x0, y0, cw, ch)
+    scale = size / max(cw, ch)
+    out = cv2.resize(image[y0:y0 + ch, x0:x0 + cw], (max(1, round(cw * scale)), max(1, round(ch * scale))),
+                     interpolation=cv2.INTER_AREA)
+    out = colour(out, rng)
+    if rng.random() < 0.3:
+        out = blur(out, rng)
+    return (jpeg(out, rng) if rng.random() < 0.3 else out), (kept * scale).astype(np.float32).reshape(-1, 4)
+
+
+def crop_boxes(boxes: np.ndarray, x0: int, y0: int, cw: int, ch: int) -> np.ndarray:
+    """Boxes [N, 4] in the crop's pixels, those with at least half their area inside it."""
+    clipped = np.clip(boxes - [x0, y0, x0, y0], 0, [cw, ch, cw, ch])
+    area_in = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return clipped[area_in >= 0.5 * np.maximum(area, 1e-6)]
+
+
 def compose_scene(rng: np.random.Generator, sources: Sources, size: int) -> tuple[np.ndarray, np.ndarray]:
     """One scene, long side `size`: image (BGR uint8) and product boxes [N, 4] xyxy in its pixels."""
+    if sources.real and rng.random() < sources.real_fraction:
+        image, boxes = sources.real[rng.integers(len(sources.real))]
+        return real_scene(rng, image, boxes, size)
     aw, ah = ASPECTS[rng.integers(len(ASPECTS))]
     W, H = (size, int(size * ah / aw)) if aw >= ah else (int(size * aw / ah), size)
     bg, boards = _background(rng, sources.photos, W, H)

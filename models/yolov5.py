@@ -126,7 +126,8 @@ class Detect(nn.Module):
         for i, x in enumerate(xs):
             b, _, ny, nx = x.shape
             y = self.m[i](x).view(b, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).sigmoid()
-            gy, gx = torch.meshgrid(torch.arange(ny, dtype=y.dtype), torch.arange(nx, dtype=y.dtype), indexing="ij")
+            rows, cols = (torch.arange(n, dtype=y.dtype, device=y.device) for n in (ny, nx))
+            gy, gx = torch.meshgrid(rows, cols, indexing="ij")
             grid = torch.stack((gx, gy), 2).view(1, 1, ny, nx, 2) - 0.5
             anchor_px = (self.anchors[i] * self.stride[i]).view(1, self.na, 1, 1, 2)
             xy = (y[..., :2] * 2 + grid) * self.stride[i]

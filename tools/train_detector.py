@@ -36,11 +36,15 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from edge.images import read_image  # noqa: E402
+from models.detector import DetectorOptions  # noqa: E402
 from models.detector_training import LICENCE, ModelEMA, detector_metadata, product_detector, scene_batch  # noqa: E402
 from models.export import export_detector  # noqa: E402
+from models.metadata import sha256_file  # noqa: E402
+from models.runtime import open_detector  # noqa: E402
 from models.shelf_scenes import Sources, cut_out_white  # noqa: E402
 from models.torch_io import save_checkpoint  # noqa: E402
 from models.yolo_loss import YoloLoss  # noqa: E402
+from models.yolo_postprocess import nms  # noqa: E402
 
 
 def load_sources(data: Path, photo_split: str, max_photos: int, seed: int) -> Sources:
@@ -57,11 +61,38 @@ def load_sources(data: Path, photo_split: str, max_photos: int, seed: int) -> So
     return Sources(cutouts, photos)
 
 
+def pseudo_labels(data: Path, photo_split: str, teachers: list[Path], conf: float, cache: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every store photo of the split with the union of the teachers' boxes at `conf` (cached in `cache`).
+
+    Teachers are detectors run as they ship (their product classes): e.g. the COCO model, whose bottles and cups
+    come from real photos, and a detector trained on the synthetic scenes alone, which boxes cartons and pots.
+    Products no teacher boxes are background to the student: pseudo-labels are a trade, said in the README.
+    """
+    lines = [line.split(",")[0].strip() for line in (data / f"{photo_split}.txt").read_text().splitlines() if line.strip()]
+    key = {"split": photo_split, "teachers": [sha256_file(t) for t in teachers], "conf": conf, "photos": len(lines)}
+    labels = json.loads(cache.read_text()) if cache.is_file() else {}
+    if labels.get("key") != key:
+        detectors = [open_detector(t, "onnxruntime", detector_options=DetectorOptions(conf_threshold=conf)) for t in teachers]
+        boxes = {}
+        for rel in tqdm(lines, desc="pseudo-labels", unit="photo", disable=None):
+            image = read_image(data / rel)
+            found = [(d.bbox, d.score) for det in detectors for d in det.detect(image)]
+            xyxy = np.array([b for b, _ in found], np.float32).reshape(-1, 4)
+            keep = nms(xyxy, np.array([s for _, s in found], np.float32), 0.5, None, 300)
+            boxes[rel] = xyxy[keep].round(1).tolist()
+        labels = {"key": key, "boxes": boxes}
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(labels))
+        tmp.replace(cache)
+    return [(read_image(data / rel), np.array(b, np.float32).reshape(-1, 4))
+            for rel, b in tqdm(labels["boxes"].items(), desc="real photos", unit="photo", disable=None)]
+
+
 def learning_rate(step: int, steps: int, lr0: float, warmup: int) -> float:
     if step < warmup:
         return lr0 * (step + 1) / warmup
     progress = (step - warmup) / max(1, steps - warmup)
-    return lr0 * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * progress)))
+    return float(lr0 * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * progress))))
 
 
 def optimiser(named_parameters: list, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -78,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, required=True, help="Grocery Store Dataset folder (classes.csv, iconic images, train.txt)")
     p.add_argument("--photo-split", default="train", help="split whose photos texture the sprites and backgrounds")
     p.add_argument("--max-photos", type=int, default=800)
+    p.add_argument("--teachers", help="comma-separated detector ONNX files whose boxes on the --photo-split photos "
+                   "become real training scenes (pseudo-labels)")
+    p.add_argument("--teacher-conf", type=float, default=0.5, help="confidence a teacher's box needs to become a label")
+    p.add_argument("--real-fraction", type=float, default=0.3, help="share of scenes that are pseudo-labelled real photos")
     p.add_argument("--init", choices=["coco", "scratch"], default="coco")
     p.add_argument("--coco-weights", type=Path, help="upstream yolov5n.pt (for --init coco)")
     p.add_argument("--out", type=Path, required=True, help="float16 checkpoint to write; ONNX files beside it")
@@ -94,16 +129,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stop-after", type=int, help="stop (resumably) after this step, e.g. to train in time-boxed parts")
     p.add_argument("--save-every", type=int, default=250)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="auto: a CUDA GPU when torch sees one, else the CPU")
     args = p.parse_args(argv)
 
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no CUDA GPU here (torch.cuda.is_available() is false)")
+    device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
+    print(f"training on {device}" + (f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else
+                                     f" ({torch.get_num_threads()} threads)"), file=sys.stderr)
     work = args.work or args.out.parent / f".{args.out.stem}-work"
     work.mkdir(parents=True, exist_ok=True)
     lr0 = args.lr or (0.005 if args.init == "coco" else 0.01)
     sources = load_sources(args.data, args.photo_split, args.max_photos, args.seed)
-    model = product_detector(args.init, args.coco_weights).train()
+    if args.teachers:
+        teachers = [Path(t) for t in args.teachers.split(",") if t]
+        sources.real = pseudo_labels(args.data, args.photo_split, teachers, args.teacher_conf, work / "pseudo-labels.json")
+        sources.real_fraction = args.real_fraction
+    model = product_detector(args.init, args.coco_weights).to(device).train()
     for layer in list(model.model)[:args.freeze]:
         layer.eval()  # BatchNorm statistics frozen too
         for param in layer.parameters():
@@ -113,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     loss_fn = YoloLoss(model.model[-1], args.imgsz)
     state_path, start, history = work / "last.pt", 0, []
     if state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        state = torch.load(state_path, map_location=device, weights_only=True)
         if state["args"] != _run_identity(args):
             raise SystemExit(f"{state_path}: a checkpoint of a different run ({state['args']}); remove it or pick another --work")
         model.load_state_dict(state["model"])
@@ -133,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             break
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, args.steps, lr0, args.warmup)
-        images, targets = pending.result()
+        images, targets = (t.to(device, non_blocking=True) for t in pending.result())
         if step + 1 < min(args.steps, args.stop_after or args.steps):
             pending = prefetch.submit(scene_batch, sources, args.seed, step + 1, args.batch, args.imgsz)
         model.train()
@@ -156,8 +202,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"stopped_at": min(args.stop_after, args.steps), "resumed_at": start, "checkpoint": str(state_path)}))
         return 0
     source = (f"tools/train_detector.py --init {args.init} --seed {args.seed} --steps {args.steps} --batch {args.batch} "
-              f"--imgsz {args.imgsz} --freeze {args.freeze}; synthetic shelf scenes from the Grocery Store Dataset (MIT)")
-    final = ema.ema.eval().half().float()  # the float16 weights shipped are the ones exported
+              f"--imgsz {args.imgsz} --freeze {args.freeze}"
+              + (f" --teachers {','.join(Path(t).name for t in args.teachers.split(','))} --real-fraction {args.real_fraction}"
+                 if args.teachers else "") + "; synthetic shelf scenes from the Grocery Store Dataset (MIT)")
+    final = ema.ema.cpu().eval().half().float()  # the float16 weights shipped are the ones exported
     metadata = detector_metadata(final, args.imgsz, LICENCE[args.init], source)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(args.out, final, "yolov5", {"yaml": final.cfg, "stride": [8, 16, 32], "bn_eps": 1e-3},
@@ -172,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run_identity(args: argparse.Namespace) -> dict:
     """What must match for a checkpoint to be resumed: everything that changes the data or the model."""
     return {"init": args.init, "seed": args.seed, "steps": args.steps, "batch": args.batch, "imgsz": args.imgsz,
-            "photo_split": args.photo_split, "max_photos": args.max_photos, "lr": args.lr, "freeze": args.freeze}
+            "photo_split": args.photo_split, "max_photos": args.max_photos, "lr": args.lr, "freeze": args.freeze,
+            "teachers": args.teachers, "teacher_conf": args.teacher_conf,
+            "real_fraction": args.real_fraction if args.teachers else 0.0}
 
 
 def _save_state(path: Path, model, ema: ModelEMA, opt, step: int, history: list, args: argparse.Namespace) -> None:
