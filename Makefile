@@ -17,7 +17,7 @@ test: install system
 demo: install
 	$(PY) tools/demo.py --out demo-out
 
-install: $(VENV)/.installed models/weights/embedder.onnx
+install: $(VENV)/.installed models/weights/embedder.onnx models/weights/product-detector-320.onnx
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -39,6 +39,11 @@ $(VENV)/.installed: setup.py $(VENV)/.torch
 # uses (16 MB) is exported from them here, with the metadata training recorded.
 models/weights/embedder.onnx: models/weights/embedder.pt $(VENV)/.installed
 	$(PY) -W ignore -m edge.cli models export-embedder --weights $< --out $@
+
+# The bundled product detector, likewise: float16 weights (4 MB) from tools/train_detector.py, exported at 320 px
+# for the CPU (`shelfid models export-detector --imgsz 640` makes the Jetson size from the same weights).
+models/weights/product-detector-320.onnx: models/weights/product-detector.pt $(VENV)/.installed
+	$(PY) -W ignore -m edge.cli models export-detector --weights $< --out $@ --imgsz 320
 
 # What the tests run besides Python: a real mosquitto (started by the tests) and its clients (mosquitto_sub, as the
 # README tells operators to subscribe), systemd-analyze and

@@ -15,8 +15,9 @@ from models.metadata import describe_onnx
 from models.yolo_postprocess import to_blob
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-BUNDLED_DETECTOR = WEIGHTS_DIR / "yolov5n-coco-320.onnx"
+BUNDLED_DETECTOR = WEIGHTS_DIR / "product-detector-320.onnx"
 BUNDLED_EMBEDDER = WEIGHTS_DIR / "embedder.onnx"
+COCO_DETECTOR = WEIGHTS_DIR / "yolov5n-coco-320.onnx"  # the upstream COCO YOLOv5n, bottle/cup/… as products
 
 
 def preprocessor_for(onnx_path: Path) -> Callable[[np.ndarray], np.ndarray]:
@@ -30,6 +31,10 @@ def preprocessor_for(onnx_path: Path) -> Callable[[np.ndarray], np.ndarray]:
 
 def open_detector(path: Path | None, backend: str = "auto", options: BackendOptions = BackendOptions(),
                   detector_options: DetectorOptions = DetectorOptions()) -> Detector:
+    if path is None and not BUNDLED_DETECTOR.is_file():
+        raise ModelError(f"no detector: models.detector is not set and the bundled {BUNDLED_DETECTOR} is absent; "
+                         "`make install` exports it from models/weights/product-detector.pt, or point models.detector "
+                         "at an ONNX file")
     return Detector(open_backend(path or BUNDLED_DETECTOR, backend, options), detector_options)
 
 

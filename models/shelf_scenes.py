@@ -270,7 +270,10 @@ def _shelf_rows(canvas: _Canvas, boards: list[int], rng: np.random.Generator, so
         level_h = floor - top
         if level_h < 12:
             continue
-        back_row = rng.random() < 0.35
+        # a back row shows above the front one (the camera looks down a little): only its tops, usually, which
+        # are not labelled, so the front product's box must stop at its own cap
+        back_row = rng.random() < 0.6
+        lift = int(level_h * rng.uniform(0.04, 0.3))
         for row in (("back", "front") if back_row else ("front",)):
             x = int(rng.integers(-W // 10, W // 10))
             row_h = level_h * rng.uniform(0.55, 0.95) * (0.9 if row == "back" else 1.0)
@@ -280,8 +283,8 @@ def _shelf_rows(canvas: _Canvas, boards: list[int], rng: np.random.Generator, so
                 sized = _resize_sprite(sprite, int(row_h * rng.uniform(0.85, 1.0)), rng, stretch=0.1)
                 for _ in range(facings):
                     w = sized.mask.shape[1]
-                    y = floor - sized.mask.shape[0] - (int(level_h * 0.06) if row == "back" else 0)
-                    canvas.paste(sized, x, y, darken=rng.uniform(0.45, 0.8) if row == "back" else 1.0)
+                    y = floor - sized.mask.shape[0] - (lift if row == "back" else 0)
+                    canvas.paste(sized, x, y, darken=rng.uniform(0.35, 0.8) if row == "back" else 1.0)
                     x += int(w * rng.uniform(0.85, 1.12))
                     if x >= W:
                         break
@@ -308,16 +311,21 @@ def _held(canvas: _Canvas, rng: np.random.Generator, sources: Sources) -> None:
 
 
 def _table(canvas: _Canvas, rng: np.random.Generator, sources: Sources) -> None:
-    """A few products standing or lying on a table; a phone-like object that is not a product."""
+    """A group of products standing or lying on a table, nearer ones in front of farther ones; a phone-like object
+    that is not a product."""
     H, W = canvas.owner.shape
-    for _ in range(int(rng.integers(1, 7))):
+    cx, cy = rng.uniform(0.2, 0.8) * W, rng.uniform(0.3, 0.8) * H
+    placed = []
+    for _ in range(int(rng.integers(1, 9))):
         sprite = _resize_sprite(_any_sprite(rng, sources), int(H * rng.uniform(0.15, 0.6)), rng)
         if rng.random() < 0.3:  # lying on its side
             sprite = Sprite(np.ascontiguousarray(np.rot90(sprite.rgb, rng.choice([1, 3]))),
                             np.ascontiguousarray(np.rot90(sprite.mask)))
         h, w = sprite.mask.shape
-        x, y = rng.integers(-w // 4, max(1 - w // 4, W - 3 * w // 4)), rng.integers(-h // 4, max(1 - h // 4, H - 3 * h // 4))
-        canvas.paste(sprite, int(x), int(y))
+        x, y = int(cx + rng.normal(0, 0.15 * W) - w / 2), int(cy + rng.normal(0, 0.12 * H) - h / 2)
+        placed.append((y + h, x, y, sprite))
+    for _, x, y, sprite in sorted(placed, key=lambda p: p[0]):  # the lower its base, the nearer the camera
+        canvas.paste(sprite, x, y)
     if rng.random() < 0.4:
         pw, ph = int(W * rng.uniform(0.08, 0.16)), int(H * rng.uniform(0.05, 0.1))
         px, py = int(rng.integers(0, W - pw)), int(rng.integers(0, H - ph))

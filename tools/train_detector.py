@@ -88,6 +88,14 @@ def pseudo_labels(data: Path, photo_split: str, teachers: list[Path], conf: floa
             for rel, b in tqdm(labels["boxes"].items(), desc="real photos", unit="photo", disable=None)]
 
 
+def step_shape(args: argparse.Namespace, step: int) -> tuple[int, int]:
+    """(batch, input size) of one step: fixed, or drawn per step (seeded) for multi-scale training."""
+    if not args.max_imgsz or args.max_imgsz <= args.imgsz:
+        return args.batch, args.imgsz
+    size = 32 * int(np.random.default_rng([args.seed, step, 1 << 20]).integers(args.imgsz // 32, args.max_imgsz // 32 + 1))
+    return max(2, round(args.batch * (args.imgsz / size) ** 2)), size
+
+
 def learning_rate(step: int, steps: int, lr0: float, warmup: int) -> float:
     if step < warmup:
         return lr0 * (step + 1) / warmup
@@ -120,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, help="folder for the resumable checkpoint (default: beside --out)")
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--imgsz", type=int, default=320)
+    p.add_argument("--imgsz", type=int, default=320, help="input size (the smallest when --max-imgsz is larger)")
+    p.add_argument("--max-imgsz", type=int, help="multi-scale: each step's input size is drawn from the multiples of 32 "
+                   "in [--imgsz, --max-imgsz], with the batch shrunk to keep the pixels per step (one training for a "
+                   "320 CPU model and a 640 Jetson model)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 0.01 from scratch, 0.005 from COCO)")
     p.add_argument("--warmup", type=int, default=300)
     p.add_argument("--freeze", type=int, default=0, help="keep the first N layers as initialised (10: the whole "
@@ -173,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     running = None
     # the next step's scenes are composed while this step trains (OpenCV and numpy release the GIL)
     prefetch = ThreadPoolExecutor(1)
-    pending = prefetch.submit(scene_batch, sources, args.seed, start, args.batch, args.imgsz)
+    pending = prefetch.submit(scene_batch, sources, args.seed, start, *step_shape(args, start))
     for step in bar:
         if args.stop_after is not None and step >= args.stop_after:
             break
@@ -181,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             group["lr"] = learning_rate(step, args.steps, lr0, args.warmup)
         images, targets = (t.to(device, non_blocking=True) for t in pending.result())
         if step + 1 < min(args.steps, args.stop_after or args.steps):
-            pending = prefetch.submit(scene_batch, sources, args.seed, step + 1, args.batch, args.imgsz)
+            pending = prefetch.submit(scene_batch, sources, args.seed, step + 1, *step_shape(args, step + 1))
         model.train()
         for layer in list(model.model)[:args.freeze]:
             layer.eval()
@@ -202,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"stopped_at": min(args.stop_after, args.steps), "resumed_at": start, "checkpoint": str(state_path)}))
         return 0
     source = (f"tools/train_detector.py --init {args.init} --seed {args.seed} --steps {args.steps} --batch {args.batch} "
-              f"--imgsz {args.imgsz} --freeze {args.freeze}"
+              f"--imgsz {args.imgsz}" + (f" --max-imgsz {args.max_imgsz}" if args.max_imgsz else "") + f" --freeze {args.freeze}"
               + (f" --teachers {','.join(Path(t).name for t in args.teachers.split(','))} --real-fraction {args.real_fraction}"
                  if args.teachers else "") + "; synthetic shelf scenes from the Grocery Store Dataset (MIT)")
     final = ema.ema.cpu().eval().half().float()  # the float16 weights shipped are the ones exported
@@ -220,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run_identity(args: argparse.Namespace) -> dict:
     """What must match for a checkpoint to be resumed: everything that changes the data or the model."""
     return {"init": args.init, "seed": args.seed, "steps": args.steps, "batch": args.batch, "imgsz": args.imgsz,
+            "max_imgsz": args.max_imgsz,
             "photo_split": args.photo_split, "max_photos": args.max_photos, "lr": args.lr, "freeze": args.freeze,
             "teachers": args.teachers, "teacher_conf": args.teacher_conf,
             "real_fraction": args.real_fraction if args.teachers else 0.0}

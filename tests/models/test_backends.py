@@ -43,7 +43,7 @@ def test_tensorrt_backend_says_what_is_missing(bundled_detector_path):
 
 
 def test_torch_backend_needs_weights_beside_the_onnx(bundled_detector_path):
-    with pytest.raises(BackendUnavailable, match="no yolov5n-coco-320.pt beside yolov5n-coco-320.onnx"):
+    with pytest.raises(BackendUnavailable, match="no product-detector-320.pt beside product-detector-320.onnx"):
         backend_class("torch")(bundled_detector_path, BackendOptions())
 
 

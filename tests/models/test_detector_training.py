@@ -171,3 +171,16 @@ def test_the_onnx_export_and_the_pytorch_model_agree_at_both_sizes(tmp_path):
         got = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"images": blob})[0]
         assert got.shape == expected.shape == (1, 3 * ((size // 8) ** 2 + (size // 16) ** 2 + (size // 32) ** 2), 6)
         np.testing.assert_allclose(got, expected, atol=2e-3, rtol=1e-3)
+
+
+def test_the_bundled_detector_onnx_is_its_pytorch_weights(bundled_detector_path, shelf_frames):
+    """make exports models/weights/product-detector.pt at 320: the ONNX Runtime output is the PyTorch model's."""
+    from models.yolo_postprocess import to_blob
+
+    model, meta = load_checkpoint(REPO / "models" / "weights" / "product-detector.pt")
+    blob = to_blob(shelf_frames[0], 320)[0]
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(blob)).numpy()
+    got = ort.InferenceSession(str(bundled_detector_path), providers=["CPUExecutionProvider"]).run(None, {"images": blob})[0]
+    np.testing.assert_allclose(got, expected, atol=5e-3, rtol=1e-3)
+    assert (expected[0, :, 4] > 0.5).sum() >= 6  # it does see the bottles

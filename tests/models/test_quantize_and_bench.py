@@ -67,4 +67,4 @@ def test_bench_json_from_the_cli(bundled_detector_path):
                           "--threads", "1", "--repeats", "2", "--json"], capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stderr
     [row] = json.loads(run.stdout)  # the detector's static batch skips batch 8
-    assert row["model"] == "yolov5n-coco-320.onnx" and row["batch"] == 1 and row["input_size"] == 320
+    assert row["model"] == "product-detector-320.onnx" and row["batch"] == 1 and row["input_size"] == 320

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import zipfile
 
@@ -62,33 +63,59 @@ def test_architecture_matches_published_sizes(size, params):
         assert model(torch.zeros(1, 3, 320, 320)).shape == (1, 3 * (40 * 40 + 20 * 20 + 10 * 10), 85)
 
 
-def test_bundled_detector_metadata(bundled_detector_path):
-    info = describe_onnx(bundled_detector_path)
+def test_coco_detector_metadata_records_its_product_classes(coco_detector_path):
+    info = describe_onnx(coco_detector_path)
     meta = info["metadata"]
     assert meta["kind"] == "detector" and meta["stride"] == "32" and meta["input_size"] == "320"
     assert meta["licence"].startswith("GPL-3.0")
     assert meta["model_id"] == "4f180cf23ba0717ada0badd6c685026d73d48f184d00fc159c2641284b2ac0a3"
+    assert json.loads(meta["product_classes"]) == ["bottle", "cup", "wine glass", "bowl", "vase"]
     assert info["inputs"] == [{"name": "images", "shape": [1, 3, 320, 320]}]
     assert info["outputs"] == [{"name": "output0", "shape": [1, 6300, 85]}]
 
 
-def test_bundled_detector_finds_bottles_on_a_real_shelf(bundled_detector_path, shelf_frames):
-    detector = Detector(open_backend(bundled_detector_path, "onnxruntime"), DetectorOptions(classes=("bottle",)))
+def test_bundled_product_detector_metadata(bundled_detector_path):
+    info = describe_onnx(bundled_detector_path)
+    meta = info["metadata"]
+    assert meta["kind"] == "detector" and meta["input_size"] == "320" and json.loads(meta["names"]) == ["product"]
+    assert meta["licence"] and "train_detector.py" in meta["source"]
+    assert info["outputs"] == [{"name": "output0", "shape": [1, 6300, 6]}]
+
+
+def test_coco_detector_keeps_only_its_product_classes_by_default(coco_detector_path, shelf_frames):
+    detector = Detector(open_backend(coco_detector_path, "onnxruntime"))
     frame = shelf_frames[0]  # the top shelf: six Cha Mate bottles fill the frame
     detections = detector.detect(frame)
-    confident = [d for d in detections if d.score >= 0.5]
-    assert len(confident) >= 6
-    assert {d.class_name for d in detections} == {"bottle"}
+    assert len([d for d in detections if d.score >= 0.5]) >= 6
+    assert {d.class_name for d in detections} <= {"bottle", "cup", "wine glass", "bowl", "vase"}
+    everything = Detector(open_backend(coco_detector_path, "onnxruntime"), DetectorOptions(classes=("bottle",)))
+    assert {d.class_name for d in everything.detect(frame)} == {"bottle"}  # the config's classes win
+
+
+def test_bundled_detector_boxes_every_bottle_on_a_real_shelf(bundled_detector_path, shelf_frames):
+    detector = Detector(open_backend(bundled_detector_path, "onnxruntime"))
+    frame = shelf_frames[0]
+    detections = detector.detect(frame)
+    assert len([d for d in detections if d.score >= 0.5]) >= 6
+    assert {d.class_name for d in detections} == {"product"}
     h, w = frame.shape[:2]
     for d in detections:
         x1, y1, x2, y2 = d.bbox
         assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h
-        assert (y2 - y1) > (x2 - x1)  # bottles stand upright
 
 
-def test_class_filter_with_unknown_class_names_the_valid_ones(bundled_detector_path):
+def test_class_filter_with_unknown_class_names_the_valid_ones(coco_detector_path):
     with pytest.raises(ModelError, match="'shelf'.*not among the detector's classes \\(person, bicycle"):
-        Detector(open_backend(bundled_detector_path, "onnxruntime"), DetectorOptions(classes=("shelf",)))
+        Detector(open_backend(coco_detector_path, "onnxruntime"), DetectorOptions(classes=("shelf",)))
+
+
+@needs_upstream_yolov5
+def test_import_refuses_product_classes_the_model_does_not_have(tmp_path):
+    from tests.conftest import YOLOV5N_PT
+
+    with pytest.raises(ModelError, match=r"--classes \['carton'\] are not among yolov5n-coco.pt's classes \(person"):
+        import_yolov5(YOLOV5N_PT, tmp_path / "x.onnx", 320, product_classes=["bottle", "carton"])
+    assert not (tmp_path / "x.onnx").exists()
 
 
 @needs_upstream_yolov5
@@ -107,11 +134,11 @@ def test_importer_reproduces_reference_on_real_frames(upstream_yolov5n, shelf_fr
 
 
 @needs_upstream_yolov5
-def test_bundled_detector_is_the_imported_upstream_model(bundled_detector_path, shelf_frames, tmp_path):
+def test_coco_detector_is_the_imported_upstream_model(coco_detector_path, shelf_frames, tmp_path):
     from tests.conftest import YOLOV5N_PT
 
-    import_yolov5(YOLOV5N_PT, tmp_path / "fresh.onnx", 320)
-    ours = Detector(open_backend(bundled_detector_path, "onnxruntime")).detect(shelf_frames[1])
+    import_yolov5(YOLOV5N_PT, tmp_path / "fresh.onnx", 320, product_classes=["bottle", "cup", "wine glass", "bowl", "vase"])
+    ours = Detector(open_backend(coco_detector_path, "onnxruntime")).detect(shelf_frames[1])
     fresh = Detector(open_backend(tmp_path / "fresh.onnx", "onnxruntime")).detect(shelf_frames[1])
     assert len(ours) == len(fresh) > 0
     assert np.allclose([d.bbox for d in ours], [d.bbox for d in fresh], atol=1e-3)
