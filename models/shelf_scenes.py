@@ -14,7 +14,7 @@ Pure functions of a numpy Generator: (seed, index) reproduces a scene.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -37,13 +37,10 @@ class Sprite:
 
 @dataclass
 class Sources:
-    """What scenes are made of: product cut-outs and real photos (textures, blurred backgrounds); and, for a
-    `real_fraction` of the scenes, real store photos as they are with their (pseudo-)labelled product boxes."""
+    """What scenes are made of: product cut-outs, and real store photos (blurred, as backgrounds)."""
 
     cutouts: list[Sprite]
     photos: list[np.ndarray]
-    real: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
-    real_fraction: float = 0.0
 
 
 def cut_out_white(image: np.ndarray) -> Sprite | None:
@@ -332,34 +329,8 @@ def _table(canvas: _Canvas, rng: np.random.Generator, sources: Sources) -> None:
         cv2.rectangle(canvas.image, (px, py), (px + pw, py + ph), (int(rng.integers(0, 60)),) * 3, -1)
 
 
-def real_scene(rng: np.random.Generator, image: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """A real photo, randomly cropped (a box stays labelled while half of it remains) and resized to long side `size`."""
-    h, w = image.shape[:2]
-    cw, ch = int(w * rng.uniform(0.5, 1.0)), int(h * rng.uniform(0.5, 1.0))
-    x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-    kept = crop_boxes(boxes, x0, y0, cw, ch)
-    scale = size / max(cw, ch)
-    out = cv2.resize(image[y0:y0 + ch, x0:x0 + cw], (max(1, round(cw * scale)), max(1, round(ch * scale))),
-                     interpolation=cv2.INTER_AREA)
-    out = colour(out, rng)
-    if rng.random() < 0.3:
-        out = blur(out, rng)
-    return (jpeg(out, rng) if rng.random() < 0.3 else out), (kept * scale).astype(np.float32).reshape(-1, 4)
-
-
-def crop_boxes(boxes: np.ndarray, x0: int, y0: int, cw: int, ch: int) -> np.ndarray:
-    """Boxes [N, 4] in the crop's pixels, those with at least half their area inside it."""
-    clipped = np.clip(boxes - [x0, y0, x0, y0], 0, [cw, ch, cw, ch])
-    area_in = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return clipped[area_in >= 0.5 * np.maximum(area, 1e-6)]
-
-
 def compose_scene(rng: np.random.Generator, sources: Sources, size: int) -> tuple[np.ndarray, np.ndarray]:
     """One scene, long side `size`: image (BGR uint8) and product boxes [N, 4] xyxy in its pixels."""
-    if sources.real and rng.random() < sources.real_fraction:
-        image, boxes = sources.real[rng.integers(len(sources.real))]
-        return real_scene(rng, image, boxes, size)
     aw, ah = ASPECTS[rng.integers(len(ASPECTS))]
     W, H = (size, int(size * ah / aw)) if aw >= ah else (int(size * aw / ah), size)
     bg, boards = _background(rng, sources.photos, W, H)

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Train the class-agnostic product detector (YOLOv5n, one class "product") on synthetic shelf scenes.
 
-    python tools/train_detector.py --data ../shared/data/grocery --init coco \\
+    python tools/train_detector.py --data ../shared/data/grocery \\
         --coco-weights ../shared/models/yolov5n-coco.pt --out models/weights/product-detector.pt
 
-Scenes are composed on the fly (models/shelf_scenes.py) from the Grocery
-iconic packshots (backdrop removed) and package-shaped sprites textured with
-the train photos; the shelf video is never used, so it stays a held-out test.
+The defaults reproduce the bundled detector (seed 0). Scenes are composed on
+the fly (models/shelf_scenes.py) from the Grocery iconic packshots (backdrop
+removed) and package-shaped sprites with made-up or recoloured prints, over
+shelf-like backgrounds (blurred train photos among them); the shelf video is
+never used, so it stays a held-out test.
 Step k's scenes depend only on (--seed, k): a run resumed from its checkpoint
 (--work, every --save-every steps) sees the same data as one that never
 stopped. The EMA weights are saved as a float16 checkpoint (--out) and
@@ -36,15 +38,11 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from edge.images import read_image  # noqa: E402
-from models.detector import DetectorOptions  # noqa: E402
 from models.detector_training import LICENCE, ModelEMA, detector_metadata, product_detector, scene_batch  # noqa: E402
 from models.export import export_detector  # noqa: E402
-from models.metadata import sha256_file  # noqa: E402
-from models.runtime import open_detector  # noqa: E402
 from models.shelf_scenes import Sources, cut_out_white  # noqa: E402
 from models.torch_io import save_checkpoint  # noqa: E402
 from models.yolo_loss import YoloLoss  # noqa: E402
-from models.yolo_postprocess import nms  # noqa: E402
 
 
 def load_sources(data: Path, photo_split: str, max_photos: int, seed: int) -> Sources:
@@ -59,33 +57,6 @@ def load_sources(data: Path, photo_split: str, max_photos: int, seed: int) -> So
     photos = [cv2.resize(read_image(data / lines[i]), (256, 256), interpolation=cv2.INTER_AREA)
               for i in tqdm(sorted(chosen), desc="photos", unit="img", disable=None)]
     return Sources(cutouts, photos)
-
-
-def pseudo_labels(data: Path, photo_split: str, teachers: list[Path], conf: float, cache: Path) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Every store photo of the split with the union of the teachers' boxes at `conf` (cached in `cache`).
-
-    Teachers are detectors run as they ship (their product classes): e.g. the COCO model, whose bottles and cups
-    come from real photos, and a detector trained on the synthetic scenes alone, which boxes cartons and pots.
-    Products no teacher boxes are background to the student: pseudo-labels are a trade, said in the README.
-    """
-    lines = [line.split(",")[0].strip() for line in (data / f"{photo_split}.txt").read_text().splitlines() if line.strip()]
-    key = {"split": photo_split, "teachers": [sha256_file(t) for t in teachers], "conf": conf, "photos": len(lines)}
-    labels = json.loads(cache.read_text()) if cache.is_file() else {}
-    if labels.get("key") != key:
-        detectors = [open_detector(t, "onnxruntime", detector_options=DetectorOptions(conf_threshold=conf)) for t in teachers]
-        boxes = {}
-        for rel in tqdm(lines, desc="pseudo-labels", unit="photo", disable=None):
-            image = read_image(data / rel)
-            found = [(d.bbox, d.score) for det in detectors for d in det.detect(image)]
-            xyxy = np.array([b for b, _ in found], np.float32).reshape(-1, 4)
-            keep = nms(xyxy, np.array([s for _, s in found], np.float32), 0.5, None, 300)
-            boxes[rel] = xyxy[keep].round(1).tolist()
-        labels = {"key": key, "boxes": boxes}
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps(labels))
-        tmp.replace(cache)
-    return [(read_image(data / rel), np.array(b, np.float32).reshape(-1, 4))
-            for rel, b in tqdm(labels["boxes"].items(), desc="real photos", unit="photo", disable=None)]
 
 
 def step_shape(args: argparse.Namespace, step: int) -> tuple[int, int]:
@@ -117,25 +88,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, required=True, help="Grocery Store Dataset folder (classes.csv, iconic images, train.txt)")
     p.add_argument("--photo-split", default="train", help="split whose photos texture the sprites and backgrounds")
     p.add_argument("--max-photos", type=int, default=800)
-    p.add_argument("--teachers", help="comma-separated detector ONNX files whose boxes on the --photo-split photos "
-                   "become real training scenes (pseudo-labels)")
-    p.add_argument("--teacher-conf", type=float, default=0.5, help="confidence a teacher's box needs to become a label")
-    p.add_argument("--real-fraction", type=float, default=0.3, help="share of scenes that are pseudo-labelled real photos")
     p.add_argument("--init", choices=["coco", "scratch"], default="coco")
     p.add_argument("--coco-weights", type=Path, help="upstream yolov5n.pt (for --init coco)")
     p.add_argument("--out", type=Path, required=True, help="float16 checkpoint to write; ONNX files beside it")
     p.add_argument("--export-sizes", default="320,640", help="ONNX input sizes to export (multiples of 32)")
     p.add_argument("--work", type=Path, help="folder for the resumable checkpoint (default: beside --out)")
-    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--steps", type=int, default=1600)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--imgsz", type=int, default=320, help="input size (the smallest when --max-imgsz is larger)")
-    p.add_argument("--max-imgsz", type=int, help="multi-scale: each step's input size is drawn from the multiples of 32 "
-                   "in [--imgsz, --max-imgsz], with the batch shrunk to keep the pixels per step (one training for a "
+    p.add_argument("--max-imgsz", type=int, default=640, help="multi-scale: each step's input size is drawn from the "
+                   "multiples of 32 in [--imgsz, --max-imgsz], with the batch shrunk to keep the pixels per step (one training for a "
                    "320 CPU model and a 640 Jetson model)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 0.01 from scratch, 0.005 from COCO)")
-    p.add_argument("--warmup", type=int, default=300)
-    p.add_argument("--freeze", type=int, default=0, help="keep the first N layers as initialised (10: the whole "
-                   "backbone), so a COCO start keeps its features of real photos while the head learns products")
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--freeze", type=int, help="keep the first N layers as initialised (10: the whole backbone), so a "
+                   "COCO start keeps its features of real photos while the head learns products (default: 10 from "
+                   "COCO, 0 from scratch)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stop-after", type=int, help="stop (resumably) after this step, e.g. to train in time-boxed parts")
     p.add_argument("--save-every", type=int, default=250)
@@ -144,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="auto: a CUDA GPU when torch sees one, else the CPU")
     args = p.parse_args(argv)
 
+    if args.freeze is None:
+        args.freeze = 10 if args.init == "coco" else 0
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -156,10 +126,6 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     lr0 = args.lr or (0.005 if args.init == "coco" else 0.01)
     sources = load_sources(args.data, args.photo_split, args.max_photos, args.seed)
-    if args.teachers:
-        teachers = [Path(t) for t in args.teachers.split(",") if t]
-        sources.real = pseudo_labels(args.data, args.photo_split, teachers, args.teacher_conf, work / "pseudo-labels.json")
-        sources.real_fraction = args.real_fraction
     model = product_detector(args.init, args.coco_weights).to(device).train()
     for layer in list(model.model)[:args.freeze]:
         layer.eval()  # BatchNorm statistics frozen too
@@ -212,10 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.stop_after is not None and args.stop_after < args.steps:
         print(json.dumps({"stopped_at": min(args.stop_after, args.steps), "resumed_at": start, "checkpoint": str(state_path)}))
         return 0
+    multi_scale = f" --max-imgsz {args.max_imgsz}" if args.max_imgsz else ""
     source = (f"tools/train_detector.py --init {args.init} --seed {args.seed} --steps {args.steps} --batch {args.batch} "
-              f"--imgsz {args.imgsz}" + (f" --max-imgsz {args.max_imgsz}" if args.max_imgsz else "") + f" --freeze {args.freeze}"
-              + (f" --teachers {','.join(Path(t).name for t in args.teachers.split(','))} --real-fraction {args.real_fraction}"
-                 if args.teachers else "") + "; synthetic shelf scenes from the Grocery Store Dataset (MIT)")
+              f"--imgsz {args.imgsz}{multi_scale} --freeze {args.freeze}; synthetic shelf scenes from the Grocery Store "
+              "Dataset (MIT)")
     final = ema.ema.cpu().eval().half().float()  # the float16 weights shipped are the ones exported
     metadata = detector_metadata(final, args.imgsz, LICENCE[args.init], source)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -232,9 +198,7 @@ def _run_identity(args: argparse.Namespace) -> dict:
     """What must match for a checkpoint to be resumed: everything that changes the data or the model."""
     return {"init": args.init, "seed": args.seed, "steps": args.steps, "batch": args.batch, "imgsz": args.imgsz,
             "max_imgsz": args.max_imgsz,
-            "photo_split": args.photo_split, "max_photos": args.max_photos, "lr": args.lr, "freeze": args.freeze,
-            "teachers": args.teachers, "teacher_conf": args.teacher_conf,
-            "real_fraction": args.real_fraction if args.teachers else 0.0}
+            "photo_split": args.photo_split, "max_photos": args.max_photos, "lr": args.lr, "freeze": args.freeze,}
 
 
 def _save_state(path: Path, model, ema: ModelEMA, opt, step: int, history: list, args: argparse.Namespace) -> None:
