@@ -24,15 +24,16 @@ def report():
     return evaluate(detector, REPO / "samples" / "shelf.mp4", 2, GROCERY, conf=0.25)
 
 
-# measured when the floors were set (bundled detector, default confidence 0.25): FLOOR_NOTE
+# measured when the floors were set (bundled detector, confidence 0.25, this 2-core VM): sample video recall 0.88
+# (74 of 84 facings) at precision 0.81; store photos 0.90. The COCO YOLOv5n-320 it replaced: 0.88 / 0.88 and 0.09.
 def test_shelf_facings_are_boxed_and_few_boxes_are_not_products(report):
     video = report["video"]
     assert video["frames"] == 8 and video["at_conf"]["facings"] >= 80
-    assert video["at_conf"]["recall"] >= 0.5
-    assert video["at_conf"]["precision"] >= 0.5
+    assert video["at_conf"]["recall"] >= 0.8
+    assert video["at_conf"]["precision"] >= 0.72
 
 
 @pytest.mark.skipif(not GROCERY.is_dir(), reason=f"the Grocery data is not at {GROCERY}")
 def test_the_product_of_a_store_photo_is_boxed(report):
     assert report["photos"]["at_conf"]["photos"] == 100
-    assert report["photos"]["at_conf"]["recall"] >= 0.5
+    assert report["photos"]["at_conf"]["recall"] >= 0.85
