@@ -1,4 +1,4 @@
-"""What training a class-agnostic product detector needs beside the loss: the network's start, batches, EMA, export.
+"""What training a class-agnostic product detector needs beside the loss: the network's start, batches, EMA, metadata.
 
 The start decides the licence: from the upstream COCO checkpoint (GPL-3.0) the
 result is GPL-3.0; from scratch it is ours (Apache-2.0).
@@ -102,4 +102,3 @@ def detector_metadata(model: YOLOv5, imgsz: int, licence: str, source: str) -> d
         "stride": 32, "names": NAMES, "licence": licence, "source": source,
         "input": "images: [1,3,H,W] RGB 0-1, letterboxed (pad 114)", "output_name": "output0",
     }
-

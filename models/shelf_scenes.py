@@ -3,10 +3,10 @@
 No permissively licensed box-labelled shelf dataset exists here, so scenes are
 composed: products (catalog packshots with their white backdrop removed, and
 package-shaped sprites — cartons, boxes, bottles, cans, pots, bags — with
-made-up prints or recoloured parts of real packs) in shelf rows with facings and back rows, held
-in a hand in front of a shelf, or lying on a table, over shelf-like
-backgrounds; then the camera: light, colour cast, motion blur, glare, noise,
-JPEG. A product is labelled when at least `MIN_VISIBLE` of it shows (the box
+made-up prints or recoloured parts of real packs) in shelf rows with facings
+and back rows, held in a hand in front of a shelf, or grouped on a table, over
+shelf-like backgrounds; then the camera: light, colour cast, motion blur,
+glare, noise, JPEG. A product is labelled when at least `MIN_VISIBLE` of it shows (the box
 is its visible extent); a hand in front of a package does not shrink its box.
 
 Pure functions of a numpy Generator: (seed, index) reproduces a scene.
