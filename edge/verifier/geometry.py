@@ -10,6 +10,7 @@ from edge.verifier import Match
 MIN_HOMOGRAPHY = 8  # below this, a homography is under-constrained by outliers: fit a partial affine
 MAX_ANISOTROPY = 3.0  # ratio of the transform's singular values: a product is not squashed threefold
 MIN_PROJECTED_AREA, MAX_PROJECTED_AREA = 0.15, 8.0  # the query crop, projected, against the reference's area
+MAX_EXTENT = 1.7  # the query crop, projected, spans at most this many reference widths (heights): one product
 
 
 def verify_geometry(query_pts: np.ndarray, ref_pts: np.ndarray, ref_size: tuple[int, int], threshold_px: float) -> Match:
@@ -56,6 +57,11 @@ def implausible(match: Match, query_size: tuple[int, int], ref_size: tuple[int, 
     area = cv2.contourArea(projected.astype(np.float32)) / float(ref_size[0] * ref_size[1])
     if not MIN_PROJECTED_AREA <= area <= MAX_PROJECTED_AREA:
         return f"projected area {area:.2f} of the reference"
+    # a box drawn over two neighbouring products: the match is one of them, the box is not (naming it would
+    # report a product where its neighbour stands)
+    extent = (projected.max(0) - projected.min(0)) / np.float64(ref_size)
+    if extent.max() > MAX_EXTENT:
+        return f"the crop spans {extent.max():.1f}× the reference's {'width' if extent[0] >= extent[1] else 'height'}"
     return None
 
 

@@ -80,3 +80,10 @@ def with_transform(h: np.ndarray) -> Match:
 def test_a_transform_that_cannot_be_the_same_product_seen_again_is_named(h, why):
     found = implausible(with_transform(h), (200, 400), (200, 400))
     assert (found is None) if why is None else (found is not None and found.startswith(why))
+
+
+def test_a_crop_twice_as_wide_as_its_match_is_not_that_product():
+    """A box over two neighbouring bottles (seen: 163 px over two 90 px bottles) matches one of them at scale 1."""
+    assert implausible(with_transform([[1, 0, 0], [0, 1, 0], [0, 0, 1]]), (360, 400), (200, 400)).startswith(
+        "the crop spans 1.8× the reference's width")
+    assert implausible(with_transform([[1, 0, 0], [0, 1, 0], [0, 0, 1]]), (300, 400), (200, 400)) is None  # a loose box
