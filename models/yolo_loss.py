@@ -67,7 +67,10 @@ class YoloLoss:
                 pwh = (ps[:, 2:4].sigmoid() * 2) ** 2 * anchors
                 iou = ciou(torch.cat((pxy, pwh), 1), tbox)
                 lbox = lbox + (1.0 - iou).mean()
-                tobj[b, a, gj, gi] = iou.detach().clamp(0).to(tobj.dtype)
+                # several targets can land on one anchor of one cell: the best IoU is the target, whichever thread
+                # writes last (a plain indexed write picks by timing, and a seeded run would not reproduce)
+                cell = ((b * tobj.shape[1] + a) * tobj.shape[2] + gj) * tobj.shape[3] + gi
+                tobj = tobj.flatten().scatter_reduce(0, cell, iou.detach().clamp(0).to(tobj.dtype), "amax").view(tobj.shape)
                 if self.nc > 1:
                     t = torch.zeros_like(ps[:, 5:])
                     t[torch.arange(len(tcls)), tcls] = 1.0
