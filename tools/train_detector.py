@@ -46,7 +46,11 @@ from models.yolo_loss import YoloLoss  # noqa: E402
 
 
 def load_sources(data: Path, photo_split: str, max_photos: int, seed: int) -> Sources:
-    """Packshot cut-outs of every iconic image and up to `max_photos` store photos (256 px) for textures and backgrounds."""
+    """Packshot cut-outs of every iconic image and up to `max_photos` store photos (256 px) for blurred backgrounds."""
+    for needed in ("classes.csv", f"{photo_split}.txt"):
+        if not (data / needed).is_file():
+            raise SystemExit(f"{data}: no {needed} — pass --data the Grocery Store Dataset folder (classes.csv, "
+                             f"iconic-images-and-descriptions/, {photo_split}.txt)")
     with open(data / "classes.csv", newline="") as f:
         iconic = [data / row[4].lstrip("/") for row in list(csv.reader(f))[1:]]
     cutouts = [c for c in (cut_out_white(read_image(p)) for p in tqdm(iconic, desc="packshots", unit="img", disable=None))

@@ -172,3 +172,11 @@ def test_the_bundled_detector_onnx_is_its_pytorch_weights(bundled_detector_path,
     got = ort.InferenceSession(str(bundled_detector_path), providers=["CPUExecutionProvider"]).run(None, {"images": blob})[0]
     np.testing.assert_allclose(got, expected, atol=5e-3, rtol=1e-3)
     assert (expected[0, :, 4] > 0.5).sum() >= 6  # it does see the bottles
+
+
+def test_training_without_the_dataset_says_what_it_needs(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "tools" / "train_detector.py"), "--data", str(tmp_path), "--out",
+                           str(tmp_path / "det.pt"), "--init", "scratch"], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert f"{tmp_path}: no classes.csv — pass --data the Grocery Store Dataset folder" in done.stderr
+    assert not (tmp_path / "det.pt").exists()
