@@ -29,7 +29,9 @@ say() { echo "install: $*"; }
 die() { echo "install: error: $*" >&2; exit 1; }
 
 [ -n "$ROOT" ] || [ "$(id -u)" = 0 ] || die "run as root (or with --root DIR for a disposable root)"
-[ -f "$SRC/models/weights/embedder.onnx" ] || die "$SRC/models/weights/embedder.onnx is missing: run \`make models/weights/embedder.onnx\` on a machine with PyTorch first, or copy it there"
+for exported in embedder.onnx product-detector-320.onnx; do  # made from the .pt weights by `make install`
+    [ -f "$SRC/models/weights/$exported" ] || die "$SRC/models/weights/$exported is missing: run \`make install\` on a machine with PyTorch first, or copy it there"
+done
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || die "Python 3.10+ needed ($PYTHON is $("$PYTHON" -V 2>&1))"
 
 OPT="$ROOT/opt/shelfid"

@@ -44,6 +44,9 @@ def test_the_installer_sets_up_user_config_units_and_a_working_venv(installed_ro
     info = subprocess.run([str(shelfid), "models", "info", str(next((root / "opt").rglob("models/weights/embedder.onnx")))],
                           capture_output=True, text=True)
     assert info.returncode == 0 and '"kind": "embedder"' in info.stdout  # the installed package carries its models
+    detector = subprocess.run([str(shelfid), "models", "info", str(next((root / "opt").rglob("models/weights/product-detector-320.onnx")))],
+                              capture_output=True, text=True)
+    assert detector.returncode == 0 and '"names": "[\\"product\\"]"' in detector.stdout
 
 
 def test_a_second_run_changes_nothing_and_keeps_an_edited_config(installed_root):
