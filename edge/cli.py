@@ -194,9 +194,10 @@ def _models_import_yolov5(args: argparse.Namespace) -> int:
 
 def _models_export_detector(args: argparse.Namespace) -> int:
     from models.export import export_detector_checkpoint
+    from models.metadata import parse_names
 
     meta = export_detector_checkpoint(args.weights, args.out, args.imgsz)
-    print(f"wrote {args.out}: detector {', '.join(meta['names'])}, input {args.imgsz}, licence {meta['licence']}")
+    print(f"wrote {args.out}: detector {', '.join(parse_names(meta['names']))}, input {args.imgsz}, licence {meta['licence']}")
     return 0
 
 

@@ -47,9 +47,10 @@ class Detector:
         self.names = parse_names(names) if names else [str(i) for i in range(n_classes or 0)]
         if n_classes is not None and len(self.names) != n_classes:
             raise ModelError(f"{backend.path}: metadata names {len(self.names)} classes, the output has {n_classes}")
-        product_classes = backend.metadata.get("product_classes")
-        self.class_filter = self._class_filter(options.classes if options.classes is not None
-                                               else tuple(parse_names(product_classes)) if product_classes else None)
+        wanted = options.classes
+        if wanted is None and backend.metadata.get("product_classes"):  # the model says which of its classes are products
+            wanted = tuple(parse_names(backend.metadata["product_classes"]))
+        self.class_filter = self._class_filter(wanted)
 
     def _input_size(self) -> tuple[int, int]:
         shape = self.backend.inputs[0].shape

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -100,9 +99,8 @@ def export_detector_checkpoint(weights: Path | str, out: Path | str, imgsz: int)
     model, saved = load_checkpoint(weights)
     if not isinstance(model, YOLOv5):
         raise ModelError(f"{weights}: not a detector checkpoint (architecture {type(model).__name__})")
-    metadata = {k: json.loads(v) if k in ("names", "product_classes") else v for k, v in saved.items()}
-    export_detector(model, out, imgsz, metadata)
-    return {**metadata, "input_size": imgsz}
+    export_detector(model, out, imgsz, saved)  # the values are already the strings ONNX metadata holds
+    return {**saved, "input_size": imgsz}
 
 
 def embedder_metadata(model: ResNet34Embedder, weights_note: str) -> dict:

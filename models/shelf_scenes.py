@@ -224,11 +224,9 @@ class _Canvas:
     def __init__(self, image: np.ndarray):
         self.image = image
         self.owner = np.zeros(image.shape[:2], np.int32)
-        self.areas: list[int] = [0]
-        self.boxes_full: list[tuple[int, int, int, int]] = [(0, 0, 0, 0)]
-        self.labelled: list[bool] = [False]
+        self.areas: list[int] = [0]  # per product id (0: background), its whole area
 
-    def paste(self, sprite: Sprite, x: int, y: int, label: bool = True, darken: float = 1.0) -> None:
+    def paste(self, sprite: Sprite, x: int, y: int, darken: float = 1.0) -> None:
         h, w = sprite.mask.shape
         H, W = self.owner.shape
         x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
@@ -242,16 +240,14 @@ class _Canvas:
         region[m] = rgb[m]
         pid = len(self.areas)
         self.owner[y0:y1, x0:x1][m] = pid
-        self.areas.append(int(sprite.mask.sum()))  # its whole area, including what the frame cuts off
-        self.boxes_full.append((x, y, x + w, y + h))
-        self.labelled.append(label)
+        self.areas.append(int(sprite.mask.sum()))  # including what the frame cuts off
 
     def boxes(self) -> np.ndarray:
-        """Visible boxes [N, 4] (x1, y1, x2, y2) of the labelled products that show enough."""
+        """Visible boxes [N, 4] (x1, y1, x2, y2) of the products that show enough."""
         ids, counts = np.unique(self.owner, return_counts=True)
         out = []
         for pid, count in zip(ids, counts):
-            if pid == 0 or not self.labelled[pid] or count < MIN_VISIBLE * self.areas[pid]:
+            if pid == 0 or count < MIN_VISIBLE * self.areas[pid]:
                 continue
             ys, xs = np.nonzero(self.owner == pid)
             x1, y1, x2, y2 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1

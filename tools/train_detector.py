@@ -126,10 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
     print(f"training on {device}" + (f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else
                                      f" ({torch.get_num_threads()} threads)"), file=sys.stderr)
-    work = args.work or args.out.parent / f".{args.out.stem}-work"
-    work.mkdir(parents=True, exist_ok=True)
     lr0 = args.lr or (0.005 if args.init == "coco" else 0.01)
     sources = load_sources(args.data, args.photo_split, args.max_photos, args.seed)
+    work = args.work or args.out.parent / f".{args.out.stem}-work"
+    work.mkdir(parents=True, exist_ok=True)
     model = product_detector(args.init, args.coco_weights).to(device).train()
     for layer in list(model.model)[:args.freeze]:
         layer.eval()  # BatchNorm statistics frozen too
@@ -163,9 +163,6 @@ def main(argv: list[str] | None = None) -> int:
         images, targets = (t.to(device, non_blocking=True) for t in pending.result())
         if step + 1 < min(args.steps, args.stop_after or args.steps):
             pending = prefetch.submit(scene_batch, sources, args.seed, step + 1, *step_shape(args, step + 1))
-        model.train()
-        for layer in list(model.model)[:args.freeze]:
-            layer.eval()
         loss, parts = loss_fn(model(images), targets)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -201,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run_identity(args: argparse.Namespace) -> dict:
     """What must match for a checkpoint to be resumed: everything that changes the data or the model."""
     return {"init": args.init, "seed": args.seed, "steps": args.steps, "batch": args.batch, "imgsz": args.imgsz,
-            "max_imgsz": args.max_imgsz,
-            "photo_split": args.photo_split, "max_photos": args.max_photos, "lr": args.lr, "freeze": args.freeze,}
+            "max_imgsz": args.max_imgsz, "photo_split": args.photo_split, "max_photos": args.max_photos, "lr": args.lr,
+            "freeze": args.freeze}
 
 
 def _save_state(path: Path, model, ema: ModelEMA, opt, step: int, history: list, args: argparse.Namespace) -> None:
