@@ -128,7 +128,8 @@ def export_embedder(out: Path | str, weights: Path | str | None = None, input_si
     export_onnx(model, out, model.input_size, "embedding", metadata, dynamic_batch=True)
     if save_torch:
         config = {"embedding_dim": model.embedding_dim, "input_size": model.input_size}
-        save_checkpoint(out.with_suffix(".pt"), model, "resnet34-embedder", config, {k: str(v) for k, v in metadata.items()})
+        arch = "resnet34-embedder" if isinstance(model, ResNet34Embedder) else "efficientnet-lite0-embedder"
+        save_checkpoint(out.with_suffix(".pt"), model, arch, config, {k: str(v) for k, v in metadata.items()})
     return metadata
 
 

@@ -16,6 +16,10 @@ dataset's photos centre one product among its neighbours on the shelf, and
 the centre stands in for the detector's box around it (the daemon hands the
 engine detector crops). --photo-crop 1 queries the whole photo, neighbours and
 all; --detect runs the detector instead.
+
+--shots K adds K seeded train photos per product (their centres, the product
+region a catalog team would crop) to its iconic image: the catalog then holds
+a packshot and K shelf photos of each product, as real catalogs do.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
@@ -86,15 +91,30 @@ def read_dataset(data: Path, split: str) -> tuple[list[Product], list[tuple[Path
     return products, photos
 
 
-def make_catalog(products: list[Product], folder: Path, config: Config, models, variants: int = 0) -> Path:
+def make_catalog(products: list[Product], folder: Path, config: Config, models, variants: int = 0,
+                 shots: dict[int, list[Path]] | None = None) -> Path:
     src = folder / "images"
     for p in products:
         (src / p.name).mkdir(parents=True, exist_ok=True)
-        (src / p.name / p.iconic.name).write_bytes(p.iconic.read_bytes())
+        (src / p.name / "0-iconic.jpg").write_bytes(p.iconic.read_bytes())  # named to sort first: the product's packshot
+        for n, photo in enumerate((shots or {}).get(p.class_id, []), 1):
+            cv2.imwrite(str(src / p.name / f"shot-{n}.jpg"), centre_crop(read_image(photo), PHOTO_CROP), [cv2.IMWRITE_JPEG_QUALITY, 95])
     detector, embedder, verifier = models
     out = folder / "catalog"
     build_catalog(src, out, embedder, verifier, None, folder.name, variants=variants)
     return out
+
+
+def pick_shots(data: Path, k: int, seed: int) -> dict[int, list[Path]]:
+    """k seeded train photos per product (fewer where the split has fewer)."""
+    if not k:
+        return {}
+    _, train = read_dataset(data, "train")
+    by_class: dict[int, list[Path]] = {}
+    for path, c in train:
+        by_class.setdefault(c, []).append(path)
+    rng = random.Random(seed)
+    return {c: rng.sample(paths, min(k, len(paths))) for c, paths in sorted(by_class.items())}
 
 
 def run_photos(identifier: Identifier, photos: list[tuple[Path, str]], in_catalog: set[str], detect: bool, crop: float,
@@ -161,7 +181,7 @@ def confusion(results: list[PhotoResult], top: int = 8) -> list[str]:
 
 def evaluate_subset(name: str, products: list[Product], photos: list[tuple[Path, int]], config: Config, models,
                     detect: bool, seed: int, workdir: Path, limit: int | None, variants: int = 0,
-                    crop: float = PHOTO_CROP) -> tuple[dict, list[PhotoResult]]:
+                    crop: float = PHOTO_CROP, shots: dict[int, list[Path]] | None = None) -> tuple[dict, list[PhotoResult]]:
     by_id = {p.class_id: p for p in products}
     queries = [(path, by_id[c].name) for path, c in photos if c in by_id]
     if limit:
@@ -173,13 +193,14 @@ def evaluate_subset(name: str, products: list[Product], photos: list[tuple[Path,
     runs = {}
     for label, members in (("closed", products), ("open", kept)):
         folder = workdir / f"{name}-{label}"
-        catalog = load_catalog(make_catalog(members, folder, config, models, variants))
+        catalog = load_catalog(make_catalog(members, folder, config, models, variants, shots))
         identifier = identifier_for(config, catalog, embedder, verifier, detector, calibration_for(config, verifier))
         runs[label] = run_photos(identifier, queries, {p.name for p in members}, detect, crop,
                                  timings if label == "closed" else Timings(), f"{name} {label}")
     result = metrics(runs["closed"], runs["open"])
     result["ms"] = {k: round(v / len(queries), 1) for k, v in timings.ms.items()}
     result["confusions"] = confusion(runs["closed"])
+    result["catalog_images"] = len(load_catalog(workdir / f"{name}-closed" / "catalog").images)
     return result, runs["closed"]
 
 
@@ -194,6 +215,7 @@ def main() -> int:
     parser.add_argument("--subsets", default="packaged,all", help="packaged, all, or both")
     parser.add_argument("--out", type=Path, default=Path("eval-out"), help="where the PR curves go")
     parser.add_argument("--catalog-variants", type=int, default=0, help="extra retrieval views per catalog image (shelfid catalog build --variants)")
+    parser.add_argument("--shots", type=int, default=0, help="train photos per product added to its iconic image in the catalog")
     parser.add_argument("--photo-crop", type=float, default=PHOTO_CROP, help="centre fraction of each photo side queried (1: whole photo)")
     parser.add_argument("--decision", choices=["thresholds", "calibrated"], help="override the config's verifier.decision")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -205,14 +227,15 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict = {"split": args.split, "verifier": models[2].id, "embedder": models[1].model_id[:12],
                     "decision": config.verifier.decision, "photo_crop": None if args.detect else args.photo_crop,
-                    "catalog_variants": args.catalog_variants}
+                    "catalog_variants": args.catalog_variants, "shots": args.shots}
+    shots = pick_shots(args.data, args.shots, args.seed)
     started = time.perf_counter()
     total_photos = 0
     with tempfile.TemporaryDirectory() as tmp:
         for subset in args.subsets.split(","):
             members = [p for p in products if p.packaged] if subset == "packaged" else products
             result, closed = evaluate_subset(subset, members, photos, config, models, args.detect, args.seed, Path(tmp), args.limit,
-                                             args.catalog_variants, args.photo_crop)
+                                             args.catalog_variants, args.photo_crop, shots)
             pr_curve(closed, args.out / f"pr-{subset}-{args.split}.png", f"{subset} ({args.split}, {config.verifier.decision})")
             report[subset] = result
             total_photos += 2 * result["photos"]

