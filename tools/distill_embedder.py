@@ -112,6 +112,7 @@ def main() -> int:
                         help="wall-clock budget: the schedule is shortened to what fits (0: none; a run is then exactly reproducible)")
     parser.add_argument("--batch", type=int, default=48, help="views per step")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, cosine after a warm-up)")
+    parser.add_argument("--warmup", type=int, default=100, help="steps of linear learning-rate warm-up")
     parser.add_argument("--relation-weight", type=float, default=1.0, help="weight of the pairwise-similarity term")
     parser.add_argument("--iconic-share", type=float, default=0.3, help="share of views cut from catalog images")
     parser.add_argument("--eval-every", type=int, default=200, help="steps between val evaluations")
@@ -141,7 +142,7 @@ def main() -> int:
 
     model = ResNet34Embedder(512, args.size).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    warmup = min(200, args.steps // 10)
+    warmup = args.warmup
     # the cosine runs over the expected number of steps: --steps, or what --minutes allows at the measured pace
     step, history, horizon = 0, [], args.steps
     args.work.mkdir(parents=True, exist_ok=True)
@@ -191,7 +192,7 @@ def main() -> int:
         for tensor in model.state_dict().values():
             if tensor.is_floating_point():
                 tensor.copy_(tensor.half().float())
-    note = (f"tools/distill_embedder.py --size {args.size} --steps {step} --batch {args.batch} --lr {args.lr} "
+    note = (f"tools/distill_embedder.py --size {args.size} --steps {step} --batch {args.batch} --lr {args.lr} --warmup {args.warmup} "
             f"--relation-weight {args.relation_weight} --iconic-share {args.iconic_share} --seed {args.seed} "
             f"(teacher {args.teacher.name})")
     metadata = {"kind": "embedder", "arch": "resnet34", "model_id": weights_sha256(model.state_dict()), "input_size": args.size,

@@ -190,17 +190,18 @@ def evaluate_subset(name: str, products: list[Product], photos: list[tuple[Path,
     kept = [p for p in products if p.name not in removed]
     detector, embedder, verifier = models
     timings = Timings()
-    runs = {}
+    runs, images = {}, {}
     for label, members in (("closed", products), ("open", kept)):
         folder = workdir / f"{name}-{label}"
         catalog = load_catalog(make_catalog(members, folder, config, models, variants, shots))
+        images[label] = len(catalog.images)
         identifier = identifier_for(config, catalog, embedder, verifier, detector, calibration_for(config, verifier))
         runs[label] = run_photos(identifier, queries, {p.name for p in members}, detect, crop,
                                  timings if label == "closed" else Timings(), f"{name} {label}")
     result = metrics(runs["closed"], runs["open"])
     result["ms"] = {k: round(v / len(queries), 1) for k, v in timings.ms.items()}
     result["confusions"] = confusion(runs["closed"])
-    result["catalog_images"] = len(load_catalog(workdir / f"{name}-closed" / "catalog").images)
+    result["catalog_images"] = images["closed"]
     return result, runs["closed"]
 
 

@@ -104,9 +104,10 @@ def test_embedder_training_runs_an_epoch_with_hard_negatives_and_exports(mini_wi
     out = tmp_path / "e.onnx"
     run = subprocess.run([sys.executable, "tools/train_embedder.py", "--data", str(mini_with_train), "--out", str(out), "--size", "64",
                           "--epochs", "1", "--photo-views", "1", "--iconic-views", "2", "--batch", "16", "--work", str(tmp_path / "w"),
-                          "--device", "cpu"], capture_output=True, text=True, cwd=REPO)
+                          "--device", "cpu", "--trainable-blocks", "11", "--hard-margin", "0.1", "--hard-neighbours", "3",
+                          "--plain-catalog-view"], capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stderr[-2000:]
     meta = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
     assert meta["arch"] == "efficientnet-lite0" and meta["input_size"] == "64"
-    assert "--trainable-blocks 11" in meta["source"] and "--hard-margin 0.1" in meta["source"]
+    assert "--trainable-blocks 11" in meta["source"] and "--hard-margin 0.1" in meta["source"] and "--plain-catalog-view" in meta["source"]
     assert json.loads((tmp_path / "w" / "history.json").read_text())[0]["epoch"] == 1
