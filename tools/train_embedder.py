@@ -46,7 +46,7 @@ from models.efficientnet import EfficientNetLite0Embedder  # noqa: E402
 from models.export import export_onnx  # noqa: E402
 from models.metadata import weights_sha256  # noqa: E402
 from models.resnet import ResNet34Embedder  # noqa: E402
-from models.torch_io import save_checkpoint  # noqa: E402
+from models.torch_io import load_checkpoint, save_checkpoint  # noqa: E402
 from models.training_device import CHOICES, training_device  # noqa: E402
 
 LICENCE = {"efficientnet-lite0": "Apache-2.0 (ImageNet EfficientNet-Lite0 weights, Apache-2.0; tuned on the Grocery Store Dataset train split, MIT)",
@@ -179,7 +179,7 @@ def export(model: torch.nn.Module, args: argparse.Namespace, size: int, history:
     note = (f"tools/train_embedder.py --backbone {args.backbone} --size {size} --epochs {args.epochs} --seed {args.seed} "
             f"--trainable-blocks {args.trainable_blocks} --trunk-lr-scale {args.trunk_lr_scale} --hard-margin {args.hard_margin} "
             f"--hard-neighbours {args.hard_neighbours}{' --plain-catalog-view' if args.plain_catalog_view else ''} "
-            f"--photo-views {args.photo_views} --photo-crop {args.photo_crop} --lr {args.lr} "
+            f"--photo-views {args.photo_views} --photo-crop {args.photo_crop} --lr {args.lr}{f' --init {args.init.name}' if args.init else ''} "
             f"(Grocery Store Dataset train split + iconic images)")
     metadata = {"kind": "embedder", "arch": args.backbone, "model_id": weights_sha256(model.state_dict()), "input_size": size,
                 "embedding_dim": 512, "licence": LICENCE[args.backbone], "source": note, "output_name": "embedding",
@@ -215,6 +215,7 @@ def main() -> int:
                         help="centre fraction of each store photo side kept as its product region (evaluate.py --photo-crop)")
     parser.add_argument("--limit-photos", type=int, help="use a seeded sample of the train photos (quick runs)")
     parser.add_argument("--seed", type=int, default=0, help="seed for views, initialisation and order")
+    parser.add_argument("--init", type=Path, help="EfficientNet: start from this embedder checkpoint (.pt) instead of ImageNet")
     parser.add_argument("--device", choices=CHOICES, default="auto", help="auto: a CUDA GPU when torch sees one (not run here), else the CPU")
     parser.add_argument("--work", type=Path, default=Path("train-out"), help="checkpoints and cached views")
     parser.add_argument("--resume", action="store_true", help="continue from WORK/last.pt")
@@ -241,12 +242,18 @@ def main() -> int:
     n_classes = int(max(labels.max(), iconic_labels.max())) + 1
 
     if args.backbone == "efficientnet-lite0":
-        model = EfficientNetLite0Embedder(512, size, pretrained=True)
-        stop = len(model.trunk._blocks) - args.trainable_blocks
-        inputs = cache_trunk(model, stop, views, "cache train views")
-        cat_in, val_in = cache_trunk(model, stop, iconic_plain, "cache catalog"), cache_trunk(model, stop, val_plain, "cache val")
+        model = EfficientNetLite0Embedder(512, size, pretrained=not args.init)
+        if args.init:
+            model.load_state_dict(load_checkpoint(args.init)[0].state_dict())
+        stop = max(0, len(model.trunk._blocks) - args.trainable_blocks)
+        if stop:
+            inputs = cache_trunk(model, stop, views, "cache train views")
+            cat_in, val_in = cache_trunk(model, stop, iconic_plain, "cache catalog"), cache_trunk(model, stop, val_plain, "cache val")
+        else:  # the whole network trains, stem included: nothing to cache (a GPU's job: 17 views/s on the 2-core CPU)
+            inputs, cat_in, val_in = to_tensor(views).half(), to_tensor(iconic_plain).half(), to_tensor(val_plain).half()
         late = max(stop, len(model.trunk._blocks) - 5)
-        groups = [{"params": [*model.trunk._blocks[stop:late].parameters()], "lr": args.lr * args.trunk_lr_scale},
+        stem = [*model.trunk._conv_stem.parameters(), *model.trunk._bn0.parameters()] if not stop else []
+        groups = [{"params": [*stem, *model.trunk._blocks[stop:late].parameters()], "lr": args.lr * args.trunk_lr_scale},
                   {"params": [*model.trunk._blocks[late:].parameters(), *model.trunk._conv_head.parameters(),
                               *model.trunk._bn1.parameters(), *model.head.parameters()]}]
         forward = lambda x: model.tail(model.stem_and_blocks(x.to(device).float(), stop))  # noqa: E731
@@ -259,6 +266,10 @@ def main() -> int:
 
     model.to(device)
     proxies = torch.nn.Parameter(F.normalize(torch.randn(n_classes, 512), dim=1).to(device))
+    if args.init:  # a trained embedder already places each product: its proxy starts at the catalog image's embedding
+        with torch.no_grad():
+            model.eval()
+            proxies.data[torch.from_numpy(iconic_labels).to(device)] = forward(cat_in)
     optimizer = torch.optim.AdamW([*[g for g in groups if g["params"]], {"params": [proxies]}], lr=args.lr, weight_decay=1e-4)
     family = read_families(args.data, n_classes)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
@@ -286,7 +297,8 @@ def main() -> int:
         bar = tqdm(range(0, len(order), args.batch), desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", leave=False)
         for i in bar:
             idx = order[i:i + args.batch]
-            emb = forward(inputs[idx])
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):  # mixed precision on a GPU
+                emb = forward(inputs[idx]).float()
             idx = idx.to(device)
             cosine = emb @ F.normalize(proxies, dim=1).T
             logits = (cosine + args.hard_margin * hard[labels_t[idx]]) / args.temperature

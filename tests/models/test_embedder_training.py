@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -111,3 +112,28 @@ def test_embedder_training_runs_an_epoch_with_hard_negatives_and_exports(mini_wi
     assert meta["arch"] == "efficientnet-lite0" and meta["input_size"] == "64"
     assert "--trainable-blocks 11" in meta["source"] and "--hard-margin 0.1" in meta["source"] and "--plain-catalog-view" in meta["source"]
     assert json.loads((tmp_path / "w" / "history.json").read_text())[0]["epoch"] == 1
+
+
+def test_the_gpu_job_runs_end_to_end_on_the_cpu_with_tiny_settings(mini_with_train, tmp_path):
+    """tools/gpu_pack.py + tools/gpu_job.sh as a lent GPU machine would run them, on the CPU and tiny (CUDA is not here)."""
+    carry, out = tmp_path / "carry", tmp_path / "out"
+    pack = subprocess.run([sys.executable, "tools/gpu_pack.py", "--data", str(mini_with_train), "--out", str(carry), "--side", "96",
+                           "--no-wheels"], capture_output=True, text=True, cwd=REPO)
+    assert pack.returncode == 0, pack.stderr[-2000:]
+    assert "of the 64 MiB that travel" in pack.stdout
+    assert len(list((carry / "grocery" / "val").rglob("*.jpg"))) == 18 and (carry / "grocery" / "train.txt").is_file()
+    env = {**os.environ, "OUT": str(out), "CARRY": str(carry), "PYTHON": sys.executable, "DEVICE": "cpu", "EPOCHS": "1", "SIZE": "64",
+           "EXTRA": "--photo-views 1 --iconic-views 2 --batch 16"}
+    job = subprocess.run(["bash", "tools/gpu_job.sh"], capture_output=True, text=True, cwd=REPO, env=env)
+    assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
+    meta = ort.InferenceSession(str(out / "embedder-gpu.onnx"), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+    assert "--trainable-blocks 16" in meta["source"] and "--init embedder.pt" in meta["source"]
+    assert json.loads((out / "history.json").read_text())[0]["epoch"] == 1
+    assert not (out / "work" / "last.pt").exists()  # the training state is not brought back
+
+
+def test_the_gpu_pack_refuses_a_folder_without_the_dataset(tmp_path):
+    run = subprocess.run([sys.executable, "tools/gpu_pack.py", "--data", str(tmp_path), "--out", str(tmp_path / "carry"), "--no-wheels"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 2 and "Grocery Store Dataset root" in run.stderr
+    assert not (tmp_path / "carry").exists()
