@@ -223,6 +223,8 @@ def main() -> int:
     args = parser.parse_args()
     args.started = time.time()
 
+    if args.init and args.backbone != "efficientnet-lite0":
+        parser.error("--init starts an EfficientNet-Lite0 embedder; a ResNet34 is trained from a teacher by tools/distill_embedder.py")
     torch.manual_seed(args.seed)
     device = training_device(args.device)
     size = args.size or (224 if args.backbone == "efficientnet-lite0" else 128)
