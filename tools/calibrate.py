@@ -45,7 +45,7 @@ from edge.decision import EVIDENCE, Calibration, evidence, save_calibration  # n
 from edge.identify import identifier_for, open_models  # noqa: E402
 from edge.images import centre_crop, read_image  # noqa: E402
 from models.runtime import WEIGHTS_DIR  # noqa: E402
-from tools.evaluate import PHOTO_CROP, evaluation_config, make_catalog, read_dataset  # noqa: E402
+from tools.evaluate import PHOTO_CROP, evaluation_config, make_catalog, pick_shots, read_dataset  # noqa: E402
 
 
 @dataclass
@@ -166,6 +166,8 @@ def main() -> int:
     parser.add_argument("--open-draws", type=int, default=10, help="simulated open-set catalogs per photo")
     parser.add_argument("--catalog-variants", type=int, default=0, help="extra retrieval views per catalog image")
     parser.add_argument("--photo-crop", type=float, default=PHOTO_CROP, help="centre fraction of each photo side queried")
+    parser.add_argument("--shots", type=int, default=0,
+                        help="train photos per product beside its iconic image (evaluate.py --shots): fit for catalogs with shelf photos")
     parser.add_argument("--subset", choices=["packaged", "all"], default="packaged",
                         help="products to calibrate on: packaged goods (the identical-product case ShelfID is for) or all")
     args = parser.parse_args()
@@ -181,7 +183,8 @@ def main() -> int:
     # one more verified than the device does, so that a simulated open set still leaves about `candidates` verified
     verify = config.verifier.candidates + 1
     with tempfile.TemporaryDirectory() as tmp:
-        catalog = load_catalog(make_catalog(products, Path(tmp), config, models, args.catalog_variants))
+        shots = pick_shots(args.data, args.shots, args.seed)
+        catalog = load_catalog(make_catalog(products, Path(tmp), config, models, args.catalog_variants, shots))
         identifier = identifier_for(config, catalog, embedder, verifier, detector)
         rows = collect(identifier, val, verify, args.photo_crop, args.open_draws, args.seed, "val photos")
 
@@ -192,7 +195,7 @@ def main() -> int:
     top1, wrong, false_id = scores[used]
     final = fit(rows, used)
     threshold = threshold_for(final, rows, args.max_false_id)
-    note = (f"fitted on {len(rows)} val photos ({args.subset} products), catalog variants {args.catalog_variants}, "
+    note = (f"fitted on {len(rows)} val photos ({args.subset} products), catalog variants {args.catalog_variants}, shots {args.shots}, "
             f"photo crop {args.photo_crop}, evidence {', '.join(used)}; 2-fold cross-validated ({args.repeats} splits): "
             f"top1 {top1:.3f}, wrong {wrong:.3f}, simulated open-set false-id {false_id:.3f}")
     calibration = Calibration(final.weights, final.bias, threshold, verifier.id, note)
