@@ -39,7 +39,7 @@ from models.resnet import ResNet34Embedder  # noqa: E402
 from models.runtime import BUNDLED_EMBEDDER  # noqa: E402
 from models.torch_io import save_checkpoint  # noqa: E402
 from models.training_device import CHOICES, training_device  # noqa: E402
-from tools.train_embedder import _square, read_iconic, read_split, recall, to_tensor  # noqa: E402
+from tools.train_embedder import _square, read_iconic, read_split, to_tensor, val_recall  # noqa: E402
 
 LICENCE = ("Apache-2.0 (ResNet34 trained from scratch by distillation from the bundled EfficientNet-Lite0 embedder, "
            "Apache-2.0, on views of the Grocery Store Dataset train split, MIT)")
@@ -94,11 +94,7 @@ def load_images(paths: list[Path], desc: str, longest: int = 512) -> list[np.nda
 def evaluate(model: ResNet34Embedder, cat_in: torch.Tensor, cat_labels: np.ndarray, val_in: torch.Tensor, val_labels: np.ndarray,
              packaged: np.ndarray) -> dict:
     device = next(model.parameters()).device
-    forward = lambda x: model(x.to(device).float())  # noqa: E731
-    pk_val = np.isin(val_labels, cat_labels[packaged])
-    return {"val_all": recall(model, cat_in, cat_labels, val_in, val_labels, forward),
-            "val_packaged": recall(model, cat_in[torch.from_numpy(packaged)], cat_labels[packaged], val_in[torch.from_numpy(pk_val)],
-                                   val_labels[pk_val], forward)}
+    return val_recall(model, cat_in, cat_labels, val_in, val_labels, packaged, lambda x: model(x.to(device).float()))
 
 
 def main() -> int:

@@ -170,6 +170,14 @@ def recall(model, catalog_inputs, catalog_labels, query_inputs, query_labels, fo
     return {"r1": float(hits[:, 0].mean()), "r5": float(hits[:, :5].any(1).mean())}
 
 
+def val_recall(model, cat_in, cat_labels: np.ndarray, val_in, val_labels: np.ndarray, packaged: np.ndarray, forward) -> dict:
+    """Recall of the val photos against the catalog images: all products, and packaged photos against packaged products."""
+    pk_val = np.isin(val_labels, cat_labels[packaged])
+    return {"val_all": recall(model, cat_in, cat_labels, val_in, val_labels, forward),
+            "val_packaged": recall(model, cat_in[torch.from_numpy(packaged)], cat_labels[packaged], val_in[torch.from_numpy(pk_val)],
+                                   val_labels[pk_val], forward)}
+
+
 def export(model: torch.nn.Module, args: argparse.Namespace, size: int, history: list[dict]) -> None:
     model.eval()
     with torch.no_grad():  # weights rounded to float16 once, so the shipped .pt (float16) and ONNX agree exactly
@@ -311,10 +319,9 @@ def main() -> int:
             total += loss.item() * len(idx)
             bar.set_postfix(loss=f"{loss.item():.3f}")
         schedule.step()
-        all_r = recall(model, cat_in, iconic_labels, val_in, val_labels, forward)
-        pk_val = np.isin(val_labels, iconic_labels[pk])
-        pk_r = recall(model, cat_in[torch.from_numpy(pk)], iconic_labels[pk], val_in[torch.from_numpy(pk_val)], val_labels[pk_val], forward)
-        history.append({"epoch": epoch + 1, "loss": total / len(order), "val_all": all_r, "val_packaged": pk_r})
+        scores = val_recall(model, cat_in, iconic_labels, val_in, val_labels, pk, forward)
+        all_r, pk_r = scores["val_all"], scores["val_packaged"]
+        history.append({"epoch": epoch + 1, "loss": total / len(order), **scores})
         print(f"epoch {epoch + 1}: loss {total / len(order):.3f}  val recall@1/5 all {all_r['r1']:.3f}/{all_r['r5']:.3f}"
               f"  packaged {pk_r['r1']:.3f}/{pk_r['r5']:.3f}", flush=True)
         torch.save({"model": model.state_dict(), "proxies": proxies.data, "optimizer": optimizer.state_dict(),
