@@ -314,7 +314,7 @@ def sync_stats(config: Config) -> dict:
     from sync_agent.agent import read_status
 
     status = read_status(config.device.data_dir)
-    return {"sync": {k: status.get(k) for k in ("active_version", "last_success", "last_error", "last_attempt")}}
+    return {"sync": {k: status.get(k) for k in ("active_version", "last_success", "last_error", "last_attempt", "stale", "fresh_until")}}
 
 
 def announce_catalog(sink: EventSink, identifier: Identifier) -> None:

@@ -7,7 +7,10 @@
     <data_dir>/blobs/partial/<hex>      downloads in progress (resumed with Range)
     <data_dir>/sync/status.json         active version, last success, last error (the daemon reports it)
 
-Order of a sync: manifest (conditional GET) → signature → schema → newer than
+Order of a sync: manifest (conditional GET) → signature → schema → not expired
+(a signed manifest carries `expires`; the server re-signs it well before, so an
+expired one means a stuck server or a replayed old manifest: the device keeps
+its catalog and says "stale" in status.json) → newer than
 anything installed, same embedder and verifier as this device → missing blobs,
 each hash-checked before it joins the store → the catalog assembled in a
 staging folder, fsynced and opened as the daemon would → renamed to v<N> →
@@ -33,7 +36,7 @@ from edge.catalog import installed_version, load_catalog
 from edge.config import Config
 from edge.errors import CatalogError
 from sync_agent.bundle import MAX_VERSION_STEP, assemble, blob_key, decode_signature, manifest_key, parse_manifest, sha256_file
-from sync_agent.errors import BundleError, FetchError, SyncError
+from sync_agent.errors import BundleError, FetchError, StaleManifestError, SyncError
 from sync_agent.fetcher import Fetcher, fetcher_for
 from sync_agent.signing import load_public_key, verify
 
@@ -41,6 +44,8 @@ log = logging.getLogger(__name__)
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 MAX_SIGNATURE_BYTES = 1024
 MAX_BLOB_BYTES = 2 * 1024 ** 3
+# how far this device's clock may run ahead of the server's before a just-expired manifest counts as stale
+CLOCK_SKEW_S = 3600
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,7 @@ class Agent:
             raise FetchError(f"catalog {self.catalog_id!r} is not published at {url} (HTTP 404): check sync.catalog_id, "
                              "and that the catalog was published", 404) from None
         if doc.status == 304:
+            check_fresh(status.get("fresh_until"), status, active)  # the same manifest as last time: is it still in date?
             return SyncResult("unchanged", active)
         signature = self.fetcher.get(url + ".sig", MAX_SIGNATURE_BYTES, None, deadline)
         verify(self.public_key, doc.body, decode_signature(signature.body))
@@ -185,6 +191,9 @@ class Agent:
         version = manifest["version"]
         if manifest["catalog_id"] != self.catalog_id:
             raise BundleError(f"{url}: manifest is for catalog {manifest['catalog_id']!r}, this device follows {self.catalog_id!r}")
+        if manifest.get("expires") is None and status.get("fresh_until"):
+            raise BundleError(f"{url}: manifest v{version} carries no expiry, yet earlier ones did: refused (an old manifest replayed?)")
+        check_fresh(manifest.get("expires"), status, active)
         if version <= highest:
             status["etag"] = doc.etag
             if version == active:
@@ -284,6 +293,29 @@ class Agent:
     def _write_status(self, status: dict) -> None:
         status |= {"catalog_id": self.catalog_id, "active_version": self.layout.active_version()}
         write_json_atomic(self.layout.status, status)
+
+
+def check_fresh(expires: str | None, status: dict, active: int) -> None:
+    """Record how long the newest signed manifest is trusted; past that (plus the clock allowance) the catalog is stale.
+
+    Stale is not broken: the device keeps identifying with its catalog and says so (status.json `stale`, the
+    daemon's status and page). A device clock far ahead makes every manifest look stale; far behind, none.
+    """
+    if expires is None:
+        return
+    try:
+        until = datetime.fromisoformat(expires)
+    except ValueError:
+        raise BundleError(f"manifest expiry {expires!r} is not an ISO 8601 time") from None
+    if until.tzinfo is None:
+        raise BundleError(f"manifest expiry {expires!r} has no time zone")
+    now = datetime.now(timezone.utc)
+    status["fresh_until"] = expires
+    status["stale"] = (now - until).total_seconds() > CLOCK_SKEW_S
+    if status["stale"]:
+        raise StaleManifestError(f"the newest signed manifest expired at {expires} (this device's clock: {now_iso()}): "
+                                 f"the catalog server stopped re-signing it, or something in the path replays an old one; "
+                                 f"keeping catalog v{active}, which is now stale (check the server, then the device clock)")
 
 
 def run_forever(agent: Agent, stop: threading.Event, wake: threading.Event) -> None:

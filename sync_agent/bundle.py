@@ -105,7 +105,8 @@ def shard_parts(catalog: Catalog, product_indices: list[int]) -> dict[str, bytes
     }
 
 
-def make_bundle(catalog: Catalog, catalog_id: str, version: int, created_at: str | None = None) -> Bundle:
+def make_bundle(catalog: Catalog, catalog_id: str, version: int, created_at: str | None = None, expires: str | None = None) -> Bundle:
+    """`expires`: when devices stop trusting this manifest unless the server re-signs it (publish.resign)."""
     by_shard: dict[int, list[int]] = defaultdict(list)
     for index, product in enumerate(catalog.products):
         by_shard[shard_of(product.product_id)].append(index)
@@ -124,6 +125,8 @@ def make_bundle(catalog: Catalog, catalog_id: str, version: int, created_at: str
         "embedder": catalog.info["embedder"], "verifier": catalog.info["verifier"],
         "shards": shards, "blobs": [{"sha256": sha, "size": len(data)} for sha, data in sorted(blobs.items())],
     }
+    if expires:
+        manifest["expires"] = expires
     return Bundle(manifest, blobs)
 
 

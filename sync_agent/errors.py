@@ -21,5 +21,9 @@ class BundleError(SyncError):
     """A manifest or blob is malformed, tampered with, or does not fit this device."""
 
 
+class StaleManifestError(SyncError):
+    """The newest signed manifest the server gives has expired: the device keeps its catalog and says it is stale."""
+
+
 class SignatureError(BundleError):
     """The manifest's signature does not verify against the configured public key."""

@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.announcements import MAX_CATALOG_VERSION
 from edge.catalog import Catalog
-from sync_agent.bundle import MAX_VERSION_STEP, blob_key, encode_signature, make_bundle, manifest_key
+from sync_agent.bundle import MAX_VERSION_STEP, blob_key, encode_signature, json_bytes, make_bundle, manifest_key
 from sync_agent.errors import SyncError
 from sync_agent.storage import Storage
 
 log = logging.getLogger(__name__)
+# A signed manifest is trusted this long; the server re-signs it (same version, new expiry) when half is left, as TUF's
+# timestamp role does, so a device that keeps getting an old manifest (a stuck server, a replay) learns it is stale.
+MANIFEST_VALID_S = 7 * 86400
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,12 @@ def published_version(storage: Storage, catalog_id: str) -> int:
     return 0 if data is None else int(json.loads(data)["version"])
 
 
-def publish(storage: Storage, catalog: Catalog, catalog_id: str, key: Ed25519PrivateKey, version: int | None = None) -> Published:
+def expiry(valid_for_s: float, now: datetime | None = None) -> str:
+    return ((now or datetime.now(timezone.utc)) + timedelta(seconds=valid_for_s)).isoformat(timespec="seconds")
+
+
+def publish(storage: Storage, catalog: Catalog, catalog_id: str, key: Ed25519PrivateKey, version: int | None = None,
+            valid_for_s: float = MANIFEST_VALID_S) -> Published:
     """Version defaults to the published one + 1; a version not above it is refused (devices would refuse it too)."""
     current = published_version(storage, catalog_id)
     version = current + 1 if version is None else version
@@ -40,17 +49,47 @@ def publish(storage: Storage, catalog: Catalog, catalog_id: str, key: Ed25519Pri
     if version > min(current + MAX_VERSION_STEP, MAX_CATALOG_VERSION):
         raise SyncError(f"catalog {catalog_id}: version {version} jumps more than {MAX_VERSION_STEP} above {current} "
                         f"(or past {MAX_CATALOG_VERSION}); devices would refuse it")
-    bundle = make_bundle(catalog, catalog_id, version)
+    bundle = make_bundle(catalog, catalog_id, version, expires=expiry(valid_for_s))
     new = 0
     for sha, data in bundle.blobs.items():
         if not storage.has(blob_key(sha)):
             storage.put(blob_key(sha), data)
             new += 1
-    manifest = bundle.manifest_bytes
-    storage.put(manifest_key(catalog_id), manifest)
-    storage.put(manifest_key(catalog_id) + ".sig", encode_signature(key.sign(manifest)))
+    _put_signed(storage, catalog_id, key, bundle.manifest_bytes)
     log.info("published catalog %s v%d: %d blobs (%d new)", catalog_id, version, len(bundle.blobs), new)
     return Published(catalog_id, version, len(bundle.blobs), new, bundle.manifest)
+
+
+def resign(storage: Storage, catalog_id: str, key: Ed25519PrivateKey, valid_for_s: float = MANIFEST_VALID_S) -> dict:
+    """The published manifest again with a new expiry, same version and blobs; returns it."""
+    data = storage.get(manifest_key(catalog_id))
+    if data is None:
+        raise SyncError(f"catalog {catalog_id}: nothing published to re-sign")
+    manifest = json.loads(data) | {"expires": expiry(valid_for_s)}
+    _put_signed(storage, catalog_id, key, json_bytes(manifest))
+    log.info("re-signed catalog %s v%d, valid until %s", catalog_id, manifest["version"], manifest["expires"])
+    return manifest
+
+
+def resign_due(storage: Storage, key: Ed25519PrivateKey, valid_for_s: float = MANIFEST_VALID_S,
+               now: datetime | None = None) -> list[str]:
+    """Re-sign every published manifest with less than half its validity left (or none); returns their catalog ids."""
+    now = now or datetime.now(timezone.utc)
+    done = []
+    for key_name in storage.keys("catalogs"):
+        if not key_name.endswith("/manifest.json"):
+            continue
+        manifest = json.loads(storage.get(key_name) or b"{}")
+        expires = manifest.get("expires")
+        if expires is None or datetime.fromisoformat(expires) - now < timedelta(seconds=valid_for_s / 2):
+            resign(storage, manifest["catalog_id"], key, valid_for_s)
+            done.append(manifest["catalog_id"])
+    return done
+
+
+def _put_signed(storage: Storage, catalog_id: str, key: Ed25519PrivateKey, manifest: bytes) -> None:
+    storage.put(manifest_key(catalog_id), manifest)
+    storage.put(manifest_key(catalog_id) + ".sig", encode_signature(key.sign(manifest)))
 
 
 def collect_garbage(storage: Storage) -> int:

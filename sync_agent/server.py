@@ -12,7 +12,10 @@ Work area, one folder per catalog, in the layout `shelfid catalog build` reads:
     <root>/work/<catalog_id>/<product_id>/*.jpg  its images (validated on upload)
 Publishing computes embeddings and keypoints with the same models and code as
 the devices (edge.catalog_build), then writes blobs, manifest, signature, and
-announces the version on MQTT (retained) when a broker is configured.
+announces the version on MQTT (retained) when a broker is configured. A
+thread re-signs every published manifest with a new expiry when less than
+half of its validity is left (checked every `resign_every_s`), so devices can
+tell a live server from a frozen or replayed manifest.
 
 Every request passes `RequestGuard` before the app sees it, which decides from
 the headers alone, before a byte of the body is read, in this order:
@@ -39,11 +42,13 @@ import re
 import shutil
 import tempfile
 import threading
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Optional
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -60,7 +65,7 @@ from edge.config import Config, MQTTConfig
 from edge.errors import ImageError, ShelfIDError
 from edge.images import read_image
 from sync_agent.bundle import manifest_key
-from sync_agent.publish import Published, collect_garbage, publish, published_version
+from sync_agent.publish import MANIFEST_VALID_S, Published, collect_garbage, publish, published_version, resign_due
 from sync_agent.signing import load_private_key
 from sync_agent.storage import LocalStorage, Storage
 
@@ -77,6 +82,8 @@ class ServerSettings:
     storage: Optional[Storage] = None  # default: LocalStorage(<root>/public), also served at /catalogs and /blobs
     config: Config = field(default_factory=Config)  # the models devices run (models.*, verifier.*), and mqtt.* for announcements
     announce: bool = False
+    manifest_valid_s: float = MANIFEST_VALID_S  # how long devices trust a signed manifest
+    resign_every_s: float = 3600.0  # how often the re-signing thread looks
     max_image_bytes: int = 20 << 20
     max_images_per_product: int = 20
     max_request_bytes: int = 200 << 20
@@ -255,7 +262,17 @@ def create_app(settings: ServerSettings) -> FastAPI:
     store = CatalogStore(settings.root / "work")
     key = load_private_key(settings.signing_key)
     models: dict = {}
-    app = FastAPI(title="ShelfID catalog server", version="1",
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        stop = threading.Event()
+        thread = threading.Thread(target=resign_loop, args=(storage, key, store.lock, settings, stop), name="resign", daemon=True)
+        thread.start()
+        yield
+        stop.set()
+        thread.join(timeout=10)
+
+    app = FastAPI(title="ShelfID catalog server", version="1", lifespan=lifespan,
                   description="Write side of ShelfID catalog sync: products and images in, signed content-addressed bundles out.")
 
     def models_once():
@@ -380,7 +397,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                     report = build_catalog(folder, Path(tmp) / "catalog", m["embedder"], m["verifier"], m["detector"], catalog_id, version)
                 except ShelfIDError as exc:
                     raise error(422, f"catalog {catalog_id!r} cannot be built: {without_paths(str(exc), store.work, Path(tmp))}") from None
-                done = publish(storage, load_catalog(Path(tmp) / "catalog"), catalog_id, key, version)
+                done = publish(storage, load_catalog(Path(tmp) / "catalog"), catalog_id, key, version, settings.manifest_valid_s)
                 skipped = [without_paths(line, store.work, Path(tmp)) for line in report.skipped]
         if settings.announce:
             announce(settings.config.mqtt, done)
@@ -392,6 +409,19 @@ def create_app(settings: ServerSettings) -> FastAPI:
             (storage.root / top).mkdir(parents=True, exist_ok=True)
             app.mount(f"/{top}", StaticFiles(directory=storage.root / top), name=top)
     return app
+
+
+def resign_loop(storage: Storage, key: Ed25519PrivateKey, lock: threading.Lock, settings: ServerSettings, stop: threading.Event) -> None:
+    """Re-sign manifests that are due, now and every `resign_every_s`, until `stop`; a failure is logged and retried."""
+    while not stop.is_set():
+        try:
+            with lock:  # never between a publish's blobs and its manifest
+                done = resign_due(storage, key, settings.manifest_valid_s)
+            if done:
+                log.info("re-signed %d manifest(s): %s", len(done), ", ".join(done))
+        except Exception:  # storage down, a manifest unreadable: the next round tries again
+            log.exception("re-signing manifests failed")
+        stop.wait(settings.resign_every_s)
 
 
 def announce(mqtt_config: MQTTConfig, published: Published) -> None:

@@ -20,7 +20,7 @@ from edge.catalog_build import PRODUCT_ID
 from sync_agent.agent import Agent, read_status, run_forever
 from sync_agent.bundle import blob_key, encode_signature, json_bytes, make_bundle, manifest_key, sha256_hex
 from sync_agent.errors import BundleError, SyncError
-from sync_agent.publish import publish
+from sync_agent.publish import expiry, publish
 from sync_agent.signing import load_private_key
 from sync_agent.storage import LocalStorage
 from tests.sync.conftest import device_config
@@ -39,7 +39,7 @@ def tree(bench, keys):
 
 def publish_signed(storage: LocalStorage, catalog, key, version: int, mutate) -> None:
     """Publish `version` after `mutate(parts)` changed the first shard's parts ({name: bytes}), signed with the real key."""
-    bundle = make_bundle(catalog, "shelf", version)
+    bundle = make_bundle(catalog, "shelf", version, expires=expiry(3600))  # signed like the server signs: with an expiry
     manifest, blobs = json.loads(json.dumps(bundle.manifest)), dict(bundle.blobs)
     shard = manifest["shards"][0]
     parts = {name: blobs[p["sha256"]] for name, p in shard["parts"].items()}
@@ -200,7 +200,7 @@ def test_a_file_tree_pointing_at_a_fifo_or_a_device_is_refused_at_once(tmp_path,
 def test_blobs_are_hashed_as_they_stream_not_read_whole(tree, catalog):
     storage, config, agent, key = tree
     big = np.zeros(48 * 1024 * 1024, np.uint8).tobytes()
-    bundle = make_bundle(catalog, "shelf", 2)
+    bundle = make_bundle(catalog, "shelf", 2, expires=expiry(3600))
     manifest = json.loads(json.dumps(bundle.manifest))
     manifest["blobs"].append({"sha256": sha256_hex(big), "size": len(big)})  # listed, fetched and checked like any blob
     storage.put(blob_key(sha256_hex(big)), big)
