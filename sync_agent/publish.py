@@ -79,11 +79,16 @@ def resign_due(storage: Storage, key: Ed25519PrivateKey, valid_for_s: float = MA
     for key_name in storage.keys("catalogs"):
         if not key_name.endswith("/manifest.json"):
             continue
-        manifest = json.loads(storage.get(key_name) or b"{}")
-        expires = manifest.get("expires")
-        if expires is None or datetime.fromisoformat(expires) - now < timedelta(seconds=valid_for_s / 2):
-            resign(storage, manifest["catalog_id"], key, valid_for_s)
-            done.append(manifest["catalog_id"])
+        try:
+            manifest = json.loads(storage.get(key_name) or b"{}")
+            catalog_id, expires = manifest["catalog_id"], manifest.get("expires")
+            due = expires is None or datetime.fromisoformat(expires) - now < timedelta(seconds=valid_for_s / 2)
+        except (ValueError, KeyError, TypeError) as exc:  # one broken manifest must not keep the others from being re-signed
+            log.warning("%s: cannot read it to re-sign (%s: %s); skipped", key_name, type(exc).__name__, exc)
+            continue
+        if due:
+            resign(storage, catalog_id, key, valid_for_s)
+            done.append(catalog_id)
     return done
 
 

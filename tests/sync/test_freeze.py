@@ -123,6 +123,8 @@ def test_resign_due_touches_only_manifests_with_less_than_half_left(synced):
     assert resign_due(storage, key, 7 * 86400, now) == []  # just published: 7 days left
     assert resign_due(storage, key, 7 * 86400, now + timedelta(days=4)) == ["shelf"]  # 3 days left of 7
     assert datetime.fromisoformat(served_manifest(storage)["expires"]) > now + timedelta(days=6)
+    storage.put("catalogs/broken/manifest.json", b"{not json")  # one unreadable manifest does not stop the others
+    assert resign_due(storage, key, 7 * 86400, now + timedelta(days=8)) == ["shelf"]
 
 
 def test_the_servers_re_signing_thread_re_signs_and_stops(synced, tmp_path, keys):
