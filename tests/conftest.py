@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples" / "shelf"
@@ -16,6 +18,12 @@ SHARED = REPO.parent / "shared"
 YOLOV5N_PT = SHARED / "models" / "yolov5n-coco.pt"
 
 needs_upstream_yolov5 = pytest.mark.skipif(not YOLOV5N_PT.is_file(), reason=f"upstream checkpoint not at {YOLOV5N_PT}")
+
+# property-based fuzzing (tests/test_fuzz.py, tests/sync/test_server_fuzz.py): bounded in CI, long by hand
+# (HYPOTHESIS_PROFILE=long); the fixtures a property uses hold no per-example state
+settings.register_profile("ci", max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+settings.register_profile("long", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

@@ -1,17 +1,16 @@
 """Property-based fuzzing (Hypothesis) of what a device accepts from outside: a config file, an image file, an
 MQTT announcement, a catalog manifest and its expiry. Each input either works or ends in the module's own clear
 error — never another exception — and leaves nothing half-written. The example counts are bounded for CI;
-`HYPOTHESIS_PROFILE=long pytest tests/test_fuzz.py` runs many more by hand.
+`HYPOTHESIS_PROFILE=long` runs 5,000 each by hand (profiles in tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -23,10 +22,6 @@ from edge.images import read_image
 from sync_agent.agent import check_fresh
 from sync_agent.bundle import parse_manifest
 from sync_agent.errors import BundleError, SyncError
-
-settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-settings.register_profile("long", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),

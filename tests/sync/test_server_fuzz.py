@@ -1,15 +1,14 @@
 """Property-based fuzzing (Hypothesis) of the catalog server's HTTP API over real HTTP to a real uvicorn: any
 catalog body, path segment, token header or multipart upload ends in a JSON answer below 500 that names no path on
-the server, and the server keeps serving. Example counts as in tests/test_fuzz.py (its profiles apply)."""
+the server, and the server keeps serving. Example counts: the profiles in tests/conftest.py."""
 
 from __future__ import annotations
 
-import os
 from urllib.parse import quote
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from edge.config import Config
@@ -17,10 +16,6 @@ from sync_agent.server import ServerSettings, create_app
 from tests.sync.conftest import TOKEN
 from tests.sync.test_server import AUTH, jpeg
 from tools.http_harness import ServerThread
-
-settings.register_profile("ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-settings.register_profile("long", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=80),
                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
