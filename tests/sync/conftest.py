@@ -57,6 +57,19 @@ def bench(tmp_path, keys, catalog):
     server.stop()
 
 
+@pytest.fixture
+def tree(bench, keys):
+    """The bench's static tree with v1 published and synced by a device."""
+    storage, config, publish_version = bench
+    publish_version(1)
+    from sync_agent.agent import Agent
+    from sync_agent.signing import load_private_key
+
+    agent = Agent(config)
+    agent.sync_once()
+    return storage, config, agent, load_private_key(keys[0])
+
+
 def product_images(product_id: str) -> list[Path]:
     return sorted((SAMPLE / product_id).glob("*.jpg"))
 

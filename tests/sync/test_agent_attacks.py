@@ -27,16 +27,6 @@ from tests.sync.conftest import device_config
 from tools.mqtt_harness import free_port
 
 
-@pytest.fixture
-def tree(bench, keys):
-    """The bench's static tree with v1 published and synced by a device."""
-    storage, config, publish_version = bench
-    publish_version(1)
-    agent = Agent(config)
-    agent.sync_once()
-    return storage, config, agent, load_private_key(keys[0])
-
-
 def publish_signed(storage: LocalStorage, catalog, key, version: int, mutate) -> None:
     """Publish `version` after `mutate(parts)` changed the first shard's parts ({name: bytes}), signed with the real key."""
     bundle = make_bundle(catalog, "shelf", version, expires=expiry(3600))  # signed like the server signs: with an expiry

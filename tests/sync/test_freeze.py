@@ -13,12 +13,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from edge.daemon import sync_stats
-from sync_agent.agent import CLOCK_SKEW_S, Agent, read_status
+from sync_agent.agent import CLOCK_SKEW_S, read_status
 from sync_agent.bundle import encode_signature, json_bytes, manifest_key
 from sync_agent.errors import BundleError, StaleManifestError
 from sync_agent.publish import expiry, publish, resign, resign_due
 from sync_agent.server import ServerSettings, resign_loop
-from sync_agent.signing import load_private_key
 from sync_agent.storage import LocalStorage
 
 
@@ -32,25 +31,16 @@ def sign_as_server(storage: LocalStorage, key, manifest: dict) -> None:
     storage.put(manifest_key("shelf") + ".sig", encode_signature(key.sign(body)))
 
 
-@pytest.fixture
-def synced(bench, keys):
-    storage, config, publish_version = bench
-    publish_version(1)
-    agent = Agent(config)
-    agent.sync_once()
-    return storage, config, agent, load_private_key(keys[0]), publish_version
-
-
-def test_a_published_manifest_carries_an_expiry_the_device_records(synced):
-    storage, config, _, _, _ = synced
+def test_a_published_manifest_carries_an_expiry_the_device_records(tree):
+    storage, config, _, _ = tree
     expires = datetime.fromisoformat(served_manifest(storage)["expires"])
     assert timedelta(days=6) < expires - datetime.now(timezone.utc) <= timedelta(days=7)
     status = read_status(config.device.data_dir)
     assert status["fresh_until"] == served_manifest(storage)["expires"] and status["stale"] is False
 
 
-def test_an_expired_manifest_leaves_the_catalog_in_place_and_marks_it_stale(synced):
-    storage, config, agent, key, _ = synced
+def test_an_expired_manifest_leaves_the_catalog_in_place_and_marks_it_stale(tree):
+    storage, config, agent, key = tree
     old = served_manifest(storage)
     sign_as_server(storage, key, old | {"expires": expiry(-CLOCK_SKEW_S - 60)})  # validly signed, long expired: a replay
     with pytest.raises(StaleManifestError, match="keeping catalog v1, which is now stale"):
@@ -61,8 +51,8 @@ def test_an_expired_manifest_leaves_the_catalog_in_place_and_marks_it_stale(sync
     assert (config.device.data_dir / "catalogs" / "current" / "catalog.json").is_file()  # still identifying with v1
 
 
-def test_an_expired_newer_version_is_not_installed(synced, catalog):
-    storage, config, agent, key, _ = synced
+def test_an_expired_newer_version_is_not_installed(tree, catalog):
+    storage, config, agent, key = tree
     published = publish(storage, catalog, "shelf", key, 2, valid_for_s=-CLOCK_SKEW_S - 60)
     assert published.version == 2
     with pytest.raises(StaleManifestError):
@@ -70,15 +60,15 @@ def test_an_expired_newer_version_is_not_installed(synced, catalog):
     assert read_status(config.device.data_dir)["active_version"] == 1
 
 
-def test_within_the_clock_allowance_an_expired_manifest_is_still_fresh(synced):
-    storage, config, agent, key, _ = synced
+def test_within_the_clock_allowance_an_expired_manifest_is_still_fresh(tree):
+    storage, config, agent, key = tree
     sign_as_server(storage, key, served_manifest(storage) | {"expires": expiry(-CLOCK_SKEW_S + 120)})
     assert agent.sync_once().outcome == "unchanged"
     assert read_status(config.device.data_dir)["stale"] is False
 
 
-def test_re_signing_makes_a_stale_device_fresh_again_without_a_download(synced):
-    storage, config, agent, key, _ = synced
+def test_re_signing_makes_a_stale_device_fresh_again_without_a_download(tree):
+    storage, config, agent, key = tree
     sign_as_server(storage, key, served_manifest(storage) | {"expires": expiry(-CLOCK_SKEW_S - 60)})
     with pytest.raises(StaleManifestError):
         agent.sync_once()
@@ -89,8 +79,8 @@ def test_re_signing_makes_a_stale_device_fresh_again_without_a_download(synced):
     assert status["stale"] is False and status["fresh_until"] == manifest["expires"] and status["last_error"] is None
 
 
-def test_a_manifest_without_expiry_after_ones_with_it_is_refused(synced, catalog):
-    storage, config, agent, key, _ = synced
+def test_a_manifest_without_expiry_after_ones_with_it_is_refused(tree, catalog):
+    storage, config, agent, key = tree
     manifest = served_manifest(storage) | {"version": 2}
     del manifest["expires"]
     sign_as_server(storage, key, manifest)
@@ -99,15 +89,15 @@ def test_a_manifest_without_expiry_after_ones_with_it_is_refused(synced, catalog
     assert read_status(config.device.data_dir)["active_version"] == 1
 
 
-def test_an_unreadable_expiry_is_a_refusal(synced):
-    storage, _, agent, key, _ = synced
+def test_an_unreadable_expiry_is_a_refusal(tree):
+    storage, _, agent, key = tree
     sign_as_server(storage, key, served_manifest(storage) | {"expires": "next tuesday"})
     with pytest.raises(BundleError, match="not an ISO 8601 time"):
         agent.sync_once()
 
 
-def test_the_same_manifest_again_304_turns_stale_once_its_time_is_up(synced):
-    storage, config, agent, key, _ = synced
+def test_the_same_manifest_again_304_turns_stale_once_its_time_is_up(tree):
+    storage, config, agent, key = tree
     status_file = config.device.data_dir / "sync" / "status.json"
     status = read_status(config.device.data_dir)
     # the device's last verified manifest ran out (as if days passed): the server still answers 304 Not Modified
@@ -117,8 +107,8 @@ def test_the_same_manifest_again_304_turns_stale_once_its_time_is_up(synced):
     assert read_status(config.device.data_dir)["stale"] is True
 
 
-def test_resign_due_touches_only_manifests_with_less_than_half_left(synced):
-    storage, _, _, key, _ = synced
+def test_resign_due_touches_only_manifests_with_less_than_half_left(tree):
+    storage, _, _, key = tree
     now = datetime.now(timezone.utc)
     assert resign_due(storage, key, 7 * 86400, now) == []  # just published: 7 days left
     assert resign_due(storage, key, 7 * 86400, now + timedelta(days=4)) == ["shelf"]  # 3 days left of 7
@@ -127,8 +117,8 @@ def test_resign_due_touches_only_manifests_with_less_than_half_left(synced):
     assert resign_due(storage, key, 7 * 86400, now + timedelta(days=8)) == ["shelf"]
 
 
-def test_the_servers_re_signing_thread_re_signs_and_stops(synced, tmp_path, keys):
-    storage, _, _, key, _ = synced
+def test_the_servers_re_signing_thread_re_signs_and_stops(tree, tmp_path, keys):
+    storage, _, _, key = tree
     sign_as_server(storage, key, served_manifest(storage) | {"expires": expiry(60)})  # nearly out
     settings = ServerSettings(root=tmp_path / "server", signing_key=keys[0], token="t", resign_every_s=3600)
     stop = threading.Event()
