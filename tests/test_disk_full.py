@@ -1,0 +1,155 @@
+"""A full disk, on a real small filesystem: the outbox.
+
+Each test mounts its own 16 MiB ext4 image (1 KiB blocks, a journal, no blocks reserved for root) and
+puts the component's data there. ext4 rather than tmpfs: it is what a device's SD card holds, and
+it runs out the way a card does — metadata and journal take their share, a new directory needs a
+block, delayed allocation reserves space at write() — where tmpfs only counts pages. `-m 0`: we run
+as root, and root would otherwise write on into the 5 % that ext4 keeps for it, as it can on a device.
+The disk is filled with a filler file written until ENOSPC; truncating or deleting it gives space back.
+16 MiB rather than less: SQLite's WAL grows to about 4 MB before its automatic checkpoint, and on a
+4 MiB disk the acknowledgements after a full disk fill it again by themselves.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from edge.config import MQTTConfig
+from edge.outbox import Outbox
+
+DISK_BYTES = 16 * 1024 * 1024
+
+
+@pytest.fixture
+def disk(tmp_path) -> Path:
+    """A fresh 16 MiB ext4 filesystem mounted for this test; unmounted afterwards, also when the test fails."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a loop device needs root")
+    if shutil.which("mkfs.ext4") is None:
+        pytest.skip("mkfs.ext4 is not installed (e2fsprogs)")
+    image, mountpoint = tmp_path / "disk.img", tmp_path / "disk"
+    with open(image, "wb") as f:
+        f.truncate(DISK_BYTES)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-b", "1024", str(image)], check=True, capture_output=True)
+    mountpoint.mkdir()
+    mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mountpoint)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a loop device is not permitted here: {mounted.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        if subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mountpoint)], check=True)  # a file still open: detach now, free when closed
+
+
+def fill(folder: Path) -> Path:
+    """Write a filler file into `folder` until its filesystem refuses; returns the filler."""
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        for chunk in (b"\0" * 65536, b"\0" * 1024, b"\0"):
+            try:
+                while True:
+                    f.write(chunk)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+    return filler
+
+
+def free(filler: Path, nbytes: int | None = None) -> None:
+    """Give `nbytes` of the filler back (all of it when None)."""
+    if nbytes is None:
+        filler.unlink()
+    else:
+        os.truncate(filler, max(filler.stat().st_size - nbytes, 0))
+
+
+def integrity(path: Path) -> str:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        db.close()
+
+
+# --- the outbox ---------------------------------------------------------------------------------
+
+
+def test_outbox_on_a_full_disk_drops_and_counts_events_then_stores_and_delivers_again(disk, caplog):
+    box = Outbox(disk / "outbox.sqlite")
+    stored = {box.add(f"before-{i}", "t", b"x" * 300): f"before-{i}" for i in range(20)}
+    filler = fill(disk)
+    refused = 0
+    with caplog.at_level(logging.WARNING, logger="edge.outbox"):
+        for i in range(300):  # the WAL reuses its own blocks for a while: some of these may still be stored
+            seq = box.add(f"full-{i}", "t", b"y" * 300)
+            if seq is None:
+                refused += 1
+            else:
+                stored[seq] = f"full-{i}"
+    assert refused > 0
+    assert box.disk_full and box.dropped == refused
+    full_lines = [r for r in caplog.records if "no space left" in r.getMessage()]
+    assert len(full_lines) == 1 and str(disk / "outbox.sqlite") in full_lines[0].getMessage()
+    assert box.size == len(stored)  # reads work on a full disk
+
+    free(filler)
+    seq = box.add("after", "t", b"z")
+    assert seq is not None and not box.disk_full
+    stored[seq] = "after"
+    pending = box.pending(limit=100_000)
+    assert {p.seq: p.event_id for p in pending} == stored  # every event add() returned a seq for is there
+    for p in pending:  # delivered: the broker's acknowledgements delete them
+        box.ack(p.seq)
+    assert box.size == 0
+    box.close()
+    assert integrity(disk / "outbox.sqlite") == "ok"
+    assert Outbox(disk / "outbox.sqlite").dropped == refused  # the drops are counted persistently once space is back
+
+
+def test_outbox_acknowledgements_on_a_full_disk_keep_the_event_for_a_resend(disk):
+    box = Outbox(disk / "outbox.sqlite")
+    seqs = [box.add(f"id-{i}", "t", b"x" * 300) for i in range(200)]
+    filler = fill(disk)
+    for seq in seqs:  # the MQTT thread acknowledges; a delete may fail: the event stays and is sent again
+        box.ack(seq)
+    left = {p.seq for p in box.pending(limit=100_000)}
+    assert left and left <= set(seqs)
+    free(filler)
+    for seq in left:
+        box.ack(seq)
+    assert box.size == 0
+    box.close()
+    assert integrity(disk / "outbox.sqlite") == "ok"
+
+
+def test_the_daemons_event_sink_keeps_taking_events_on_a_full_disk(disk):
+    """What the daemon's pipeline calls for every identification: it must not raise, the daemon keeps identifying."""
+    from edge.events import make_event
+    from edge.reporter import MQTTReporter
+    from edge.sinks import OutboxSink
+
+    def event(seq: int) -> dict:
+        return make_event(kind="unknown", seq=seq, device="dev", camera="cam", ts=0.0, first_seen=0.0, track_id=seq,
+                          product=None, guess=None, similarity=0.0, inliers=0, inlier_ratio=0.0, confidence=0.0,
+                          bbox_norm=(0.1, 0.1, 0.2, 0.2), catalog_id="shelf", catalog_version=1)
+
+    box = Outbox(disk / "outbox.sqlite")
+    sink = OutboxSink(box, MQTTReporter(MQTTConfig(), "dev", box))  # not started: no broker needed to store
+    filler = fill(disk)
+    for _ in range(100):
+        sink.emit(event(sink.next_seq()))
+    assert box.dropped > 0
+    free(filler)
+    last = event(sink.next_seq())
+    sink.emit(last)
+    assert box.pending(limit=100_000)[-1].event_id == last["event_id"]
+    box.close()
+
