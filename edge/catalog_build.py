@@ -3,12 +3,14 @@
 For each image: find the product (the detector's best box when it covers
 enough of the image, else the whole image), embed the crop, compute verifier
 keypoints. Everything is written to a temporary folder beside the output and
-renamed into place, so a failed or interrupted build leaves nothing behind.
+renamed into place, so a failed or interrupted build leaves nothing behind; a
+full disk is a CatalogError that says so, and the previous catalog stays.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import logging
 import os
@@ -35,6 +37,7 @@ from models.embedder import Embedder
 log = logging.getLogger(__name__)
 PRODUCT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # always fullmatch: `$` would let a trailing newline in
 MIN_BOX_AREA = 0.2  # a detection smaller than this share of a catalog image is not "the product"
+LOW_SPACE_BYTES = 1024 * 1024  # below this free on the filesystem, a write error without errno counts as a full disk
 
 
 @dataclass
@@ -205,12 +208,31 @@ def write_catalog_arrays(folder: Path, info: dict, products: list[dict], rows: l
         os.close(fd)
 
 
+def no_space(exc: OSError, folder: Path) -> bool:
+    """Whether a failed write in `folder` was a full disk: ENOSPC/EDQUOT, or numpy's short write
+    ('N requested and 0 written', no errno) on a filesystem with almost nothing free."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        return exc.errno is None and shutil.disk_usage(folder).free < LOW_SPACE_BYTES
+    except OSError:
+        return False
+
+
 def _write(out: Path, info, products, rows, embeddings, features, force: bool, thumbnails: dict[str, bytes]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the daemon may run as another user
     try:
-        write_catalog_files(tmp, info, products, rows, embeddings, features, thumbnails)
+        try:
+            write_catalog_files(tmp, info, products, rows, embeddings, features, thumbnails)
+        except OSError as exc:
+            if not no_space(exc, out.parent):
+                raise
+            free = shutil.disk_usage(out.parent).free
+            raise CatalogError(f"{out}: no space left on its filesystem to write the catalog ({free} bytes free; "
+                               f"{'the previous catalog there is kept' if out.exists() else 'nothing was written'}): "
+                               "free space and build again") from None
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.replace(out, old)

@@ -1,4 +1,4 @@
-"""A full disk, on a real small filesystem: the outbox.
+"""A full disk, on a real small filesystem: the outbox and the catalog build.
 
 Each test mounts its own 16 MiB ext4 image (1 KiB blocks, a journal, no blocks reserved for root) and
 puts the component's data there. ext4 rather than tmpfs: it is what a device's SD card holds, and
@@ -22,8 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import MQTTConfig
+from edge.catalog import load_catalog
+from edge.catalog_build import build_catalog
+from edge.config import Config, MQTTConfig
+from edge.errors import CatalogError
 from edge.outbox import Outbox
+from tests.conftest import REPO
 
 DISK_BYTES = 16 * 1024 * 1024
 
@@ -153,3 +157,32 @@ def test_the_daemons_event_sink_keeps_taking_events_on_a_full_disk(disk):
     assert box.pending(limit=100_000)[-1].event_id == last["event_id"]
     box.close()
 
+
+# --- the catalog build --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def models():
+    from edge.identify import open_models
+
+    return open_models(Config())
+
+
+def leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+
+
+def test_catalog_build_on_a_full_disk_is_a_clear_error_and_the_previous_catalog_stays(disk, models):
+    detector, embedder, verifier = models
+    images, out = REPO / "samples" / "shelf-catalog", disk / "catalog"
+    build_catalog(images, out, embedder, verifier, detector, "shelf", version=1)
+    filler = fill(disk)
+    free(filler, 16 * 1024)  # room for a few files of the new catalog, not for its descriptors
+    with pytest.raises(CatalogError, match="(?i)no space left") as failed:
+        build_catalog(images, out, embedder, verifier, detector, "shelf", version=2, force=True)
+    assert str(out) in str(failed.value)
+    assert load_catalog(out).version == 1 and not leftovers(disk)
+
+    free(filler)
+    build_catalog(images, out, embedder, verifier, detector, "shelf", version=2, force=True)
+    assert load_catalog(out).version == 2 and not leftovers(disk)
