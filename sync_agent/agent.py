@@ -16,7 +16,10 @@ each hash-checked before it joins the store → the catalog assembled in a
 staging folder, fsynced and opened as the daemon would → renamed to v<N> →
 `current` switched with one atomic rename → old versions pruned, unreferenced
 blobs collected. A kill -9 anywhere leaves `current` on the old or the new
-version, both complete; the next run finishes the job.
+version, both complete; the next run finishes the job. A full disk fails the
+sync with DiskFullError and removes what the attempt wrote (staging, partial
+downloads, blobs no kept version names), so the space goes back to the daemon's
+outbox and to status.json, which then says why.
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edge.catalog import installed_version, load_catalog
+from edge.catalog_build import no_space
 from edge.config import Config
 from edge.errors import CatalogError
 from sync_agent.bundle import MAX_VERSION_STEP, assemble, blob_key, decode_signature, manifest_key, parse_manifest, sha256_file
-from sync_agent.errors import BundleError, FetchError, StaleManifestError, SyncError
+from sync_agent.errors import BundleError, DiskFullError, FetchError, StaleManifestError, SyncError
 from sync_agent.fetcher import Fetcher, fetcher_for
 from sync_agent.signing import load_public_key, verify
 
@@ -89,11 +93,15 @@ def read_status(data_dir: Path) -> dict:
 def write_json_atomic(path: Path, obj: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk: `path` keeps its old content, and no temp file holds on to space
+        raise
     fsync_dir(path.parent)
 
 
@@ -138,21 +146,21 @@ class Agent:
         """One sync; on any error the active catalog is untouched and status.json says why."""
         status = read_status(self.config.device.data_dir)
         status["last_attempt"] = now_iso()
-        self._write_status(status)  # before any network call: a sync that hangs still shows it was tried
+        self._record(status)  # before any network call: a sync that hangs still shows it was tried
         log.info("sync: checking %s for catalog %s (active v%d)", self.base, self.catalog_id, self.layout.active_version())
         try:
             result = self._sync(status, time.monotonic() + self.config.sync.deadline_s)
         except SyncError as exc:
             status["last_error"] = str(exc)
-            self._write_status(status)
+            self._record(status)
             raise
         except Exception as exc:  # a bug or an input nobody foresaw: still a failed sync, recorded, never the agent's end
             log.exception("sync: unexpected failure")
             status["last_error"] = " ".join(f"unexpected {type(exc).__name__}: {exc}".split())  # one line, for the status page
-            self._write_status(status)
+            self._record(status)
             raise SyncError(status["last_error"]) from exc
         status.update(last_success=now_iso(), last_error=None, last_outcome=result.outcome)
-        self._write_status(status)
+        self._record(status)
         return result
 
     def rollback(self) -> int:
@@ -208,8 +216,15 @@ class Agent:
             raise BundleError(f"catalog v{version} was computed with verifier {manifest['verifier']['id']}, "
                               f"this device runs {self.verifier_id}; refused")
         log.info("sync: catalog %s v%d available (active v%d); fetching blobs", self.catalog_id, version, active)
-        blobs, transferred = self._download(manifest, deadline)
-        self._install(manifest, doc.body)
+        try:
+            blobs, transferred = self._download(manifest, deadline)
+            self._install(manifest, doc.body)
+        except DiskFullError as exc:
+            self._release_space()
+            free = shutil.disk_usage(self.config.device.data_dir).free
+            raise DiskFullError(f"no space left on the filesystem of {self.config.device.data_dir} for catalog v{version} "
+                                f"({exc}); {free} bytes free after removing what this sync wrote; keeping catalog v{active}: "
+                                "free space there (old logs? journalctl --vacuum-size) and the next sync completes") from None
         status.update(etag=doc.etag, highest_version=version, active_version=version, catalog_id=self.catalog_id)
         self._prune()
         log.info("sync: catalog %s v%d active (%d blobs, %d bytes downloaded)", self.catalog_id, version, blobs, transferred)
@@ -240,23 +255,33 @@ class Agent:
     def _install(self, manifest: dict, manifest_bytes: bytes) -> None:
         layout, version = self.layout, manifest["version"]
         staging = layout.catalogs / f".staging-v{version}-{os.getpid()}"
-        staging.mkdir(parents=True)
-        (staging / "manifest.json").write_bytes(manifest_bytes)
-        try:  # whatever a bundle holds, its failure is a refusal of that bundle (the staging folder goes next run)
-            assemble(manifest, lambda sha: (layout.blobs / sha).read_bytes(), staging)
-            load_catalog(staging, self.embedder_id, self.verifier_id)  # exactly what the daemon will do with it
-        except BundleError:
-            raise
-        except CatalogError as exc:
-            raise BundleError(f"catalog v{version} does not open: {exc}") from None
-        except Exception as exc:
-            raise BundleError(f"catalog v{version} cannot be assembled: {type(exc).__name__}: {exc}") from None
+        self._stage(manifest, manifest_bytes, staging)  # a failure leaves it to the next run (a full disk: removed at once)
         final = layout.version_dir(version)
         if final.exists():  # left by a run killed between this rename and the switch
             shutil.rmtree(final)
         os.rename(staging, final)
         fsync_dir(layout.catalogs)
         self._switch(version)
+
+    def _stage(self, manifest: dict, manifest_bytes: bytes, staging: Path) -> None:
+        """The catalog assembled in `staging` from verified blobs, and opened as the daemon will open it.
+        Whatever a bundle holds, its failure is a refusal of that bundle; a full disk is a DiskFullError."""
+        version = manifest["version"]
+        try:
+            staging.mkdir(parents=True)
+            (staging / "manifest.json").write_bytes(manifest_bytes)
+            assemble(manifest, lambda sha: (self.layout.blobs / sha).read_bytes(), staging)
+            load_catalog(staging, self.embedder_id, self.verifier_id)  # exactly what the daemon will do with it
+        except BundleError:
+            raise
+        except CatalogError as exc:
+            raise BundleError(f"catalog v{version} does not open: {exc}") from None
+        except OSError as exc:
+            if no_space(exc, staging.parent):
+                raise DiskFullError(f"{staging}: cannot assemble catalog v{version}: no space left on device") from None
+            raise BundleError(f"catalog v{version} cannot be assembled: {type(exc).__name__}: {exc}") from None
+        except Exception as exc:
+            raise BundleError(f"catalog v{version} cannot be assembled: {type(exc).__name__}: {exc}") from None
 
     def _switch(self, version: int) -> None:
         link = self.layout.catalogs / f".current-{os.getpid()}.tmp"
@@ -273,6 +298,11 @@ class Agent:
         for version in list(versions)[:-keep]:
             if version != active:
                 shutil.rmtree(versions.pop(version))
+        self._collect_blobs(versions)
+
+    def _collect_blobs(self, versions: dict[int, Path]) -> None:
+        """Delete the blobs that none of `versions` names."""
+        layout = self.layout
         referenced = set()
         for folder in versions.values():
             try:
@@ -283,12 +313,28 @@ class Agent:
             if blob.name not in referenced:
                 blob.unlink()
 
+    def _release_space(self) -> None:
+        """After a full disk: remove what this sync wrote (staging, partial downloads, blobs no kept version names),
+        so the daemon's outbox and status.json get their room back; the next sync downloads them again."""
+        self._clean_leftovers()
+        for part in self.layout.partial.glob("*"):
+            part.unlink(missing_ok=True)
+        self._collect_blobs(self.layout.versions())
+
     def _clean_leftovers(self) -> None:
         self.layout.catalogs.mkdir(parents=True, exist_ok=True)
         for path in self.layout.catalogs.glob(".staging-*"):
             shutil.rmtree(path, ignore_errors=True)
         for path in self.layout.catalogs.glob(".current-*.tmp"):
             path.unlink(missing_ok=True)
+
+    def _record(self, status: dict) -> None:
+        """status.json when the disk lets it be written; else it keeps its last content whole, and the log says why."""
+        try:
+            self._write_status(status)
+        except OSError as exc:
+            log.error("sync: cannot write %s (%s): it keeps its previous content; %s", self.layout.status, exc.strerror or exc,
+                      status.get("last_error") or "the sync itself went on")
 
     def _write_status(self, status: dict) -> None:
         status |= {"catalog_id": self.catalog_id, "active_version": self.layout.active_version()}

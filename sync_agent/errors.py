@@ -17,6 +17,10 @@ class FetchError(SyncError):
         self.status = status
 
 
+class DiskFullError(SyncError):
+    """device.data_dir's filesystem has no room for a download or an install; the active catalog is untouched."""
+
+
 class BundleError(SyncError):
     """A manifest or blob is malformed, tampered with, or does not fit this device."""
 

@@ -16,6 +16,7 @@ read from a folder: a FIFO or /dev/zero behind a file:// URL is refused.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import stat
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlparse
 
-from sync_agent.errors import FetchError, SyncError
+from sync_agent.errors import DiskFullError, FetchError, SyncError
 
 CHUNK = 256 * 1024
 CONNECT_TIMEOUT_S = 10.0
@@ -47,6 +48,16 @@ class Fetcher(Protocol):
     def download(self, url: str, part: Path, size: int, deadline: float | None = None) -> int:
         """Complete `part` to `size` bytes, resuming what is there; returns the bytes transferred."""
         ...
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def write_error(part: Path, exc: OSError) -> SyncError:
+    """A download that cannot be written under data_dir: DiskFullError when the filesystem is full (the agent then makes room)."""
+    if exc.errno in NO_SPACE:
+        return DiskFullError(f"{part}: cannot write the download: no space left on device")
+    return SyncError(f"{part}: cannot write the download ({exc.strerror or exc}): check free space and permissions under device.data_dir")
 
 
 def check_deadline(url: str, deadline: float | None) -> None:
@@ -152,8 +163,7 @@ class HTTPFetcher:
                     f.flush()
                     os.fsync(f.fileno())
             except OSError as exc:  # the network's errors arrive as FetchError from _chunks: this is the disk
-                raise SyncError(f"{part}: cannot write the download ({exc.strerror or exc}): check free space "
-                                "and permissions under device.data_dir") from None
+                raise write_error(part, exc) from None
             return written
 
     def _request(self, url: str, headers: dict[str, str], expected: tuple[int, ...]):
@@ -237,6 +247,8 @@ class FileFetcher:
                 dst.flush()
                 os.fsync(dst.fileno())
         except OSError as exc:
+            if exc.errno in NO_SPACE:
+                raise write_error(part, exc) from None
             raise SyncError(f"{path}: {exc.strerror or exc}") from None
         return size
 

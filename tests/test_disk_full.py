@@ -1,4 +1,4 @@
-"""A full disk, on a real small filesystem: the outbox and the catalog build.
+"""A full disk, on a real small filesystem: the outbox, the sync agent and the catalog build.
 
 Each test mounts its own 16 MiB ext4 image (1 KiB blocks, a journal, no blocks reserved for root) and
 puts the component's data there. ext4 rather than tmpfs: it is what a device's SD card holds, and
@@ -12,7 +12,9 @@ The disk is filled with a filler file written until ENOSPC; truncating or deleti
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+import json
 import logging
 import os
 import shutil
@@ -156,6 +158,109 @@ def test_the_daemons_event_sink_keeps_taking_events_on_a_full_disk(disk):
     sink.emit(last)
     assert box.pending(limit=100_000)[-1].event_id == last["event_id"]
     box.close()
+
+
+# --- the sync agent -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def signing(tmp_path_factory):
+    from sync_agent.signing import generate_keypair, load_private_key
+
+    private, public = generate_keypair(tmp_path_factory.mktemp("keys"))
+    return private, load_private_key(private), public
+
+
+@pytest.fixture
+def sync_bench(tmp_path, disk, signing, sample_catalog_dir):
+    """A catalog server on loopback with v1 published, a device whose data_dir is on the small disk, v1 synced."""
+    from sync_agent.agent import Agent
+    from sync_agent.publish import publish
+    from sync_agent.server import ServerSettings, create_app
+    from sync_agent.storage import LocalStorage
+    from tests.sync.conftest import device_config
+    from tools.http_harness import ServerThread
+
+    private, key, public = signing
+    storage = LocalStorage(tmp_path / "server" / "public")
+    server = ServerThread(create_app(ServerSettings(root=tmp_path / "server", signing_key=private, token="t"))).start()
+    catalog = load_catalog(sample_catalog_dir)
+    publish(storage, catalog, "shelf", key, 1)
+    config = device_config(disk, server.url, public)  # data_dir: <disk>/device
+    agent = Agent(config)
+    agent.sync_once()
+    # v2 with new blobs (other descriptors: every shard's descriptor part must be downloaded), or with v1's blobs
+    changed = dataclasses.replace(catalog, descriptors=catalog.descriptors[:, ::-1].copy())
+    yield agent, config.device.data_dir, lambda new_blobs=True: publish(storage, changed if new_blobs else catalog, "shelf", key, 2)
+    server.stop()
+
+
+def assert_v1_current_and_nothing_half_installed(data_dir: Path) -> None:
+    catalogs = data_dir / "catalogs"
+    assert load_catalog(catalogs / "current").version == 1  # loads as the daemon loads it
+    assert sorted(p.name for p in catalogs.iterdir()) == ["current", "v1"]  # no v2, no .staging-*, no .current-*.tmp
+    assert not [p.name for p in (data_dir / "sync").iterdir() if p.name != "status.json"]  # no status temp file left
+
+
+def test_sync_of_a_catalog_that_does_not_fit_keeps_the_old_one_says_why_and_completes_once_space_returns(sync_bench):
+    from sync_agent.agent import read_status
+    from sync_agent.errors import SyncError
+
+    agent, data_dir, publish_v2 = sync_bench
+    published = publish_v2()
+    filler = fill(data_dir.parent)
+    free(filler, 64 * 1024)  # room for the status file, far from room for v2's new blobs
+    needed = sum(b["size"] for b in published.manifest["blobs"])
+    assert needed > 2 * 64 * 1024
+    with pytest.raises(SyncError, match="(?i)no space left") as failed:
+        agent.sync_once()
+    assert str(data_dir) in str(failed.value)
+    assert_v1_current_and_nothing_half_installed(data_dir)
+    status = read_status(data_dir)
+    assert "no space left" in status["last_error"] and status["active_version"] == 1
+
+    free(filler)
+    assert agent.sync_once().outcome == "updated"
+    assert load_catalog(data_dir / "catalogs" / "current").version == 2
+    assert read_status(data_dir)["last_error"] is None
+
+
+def test_sync_on_a_disk_with_no_byte_free_fails_cleanly_and_leaves_the_status_file_whole(sync_bench):
+    from sync_agent.agent import read_status
+    from sync_agent.errors import SyncError
+
+    agent, data_dir, publish_v2 = sync_bench
+    publish_v2()
+    before = json.loads((data_dir / "sync" / "status.json").read_text())
+    filler = fill(data_dir.parent)
+    with pytest.raises(SyncError, match="(?i)no space left"):
+        agent.sync_once()
+    assert_v1_current_and_nothing_half_installed(data_dir)
+    status = read_status(data_dir)  # whole JSON: the old content, or the new error when cleaning made room for it
+    assert status["active_version"] == 1
+    assert status == before or "no space left" in status["last_error"]
+
+    free(filler)
+    assert agent.sync_once().outcome == "updated"
+    assert load_catalog(data_dir / "catalogs" / "current").version == 2
+
+
+def test_sync_whose_download_fits_but_whose_assembly_does_not_removes_the_staging_folder(sync_bench):
+    from sync_agent.agent import read_status
+    from sync_agent.errors import SyncError
+
+    agent, data_dir, publish_v2 = sync_bench
+    publish_v2(new_blobs=False)  # every blob is already here: only the assembled folder needs room
+    filler = fill(data_dir.parent)
+    free(filler, 64 * 1024)  # the catalog folder is ~350 kB
+    with pytest.raises(SyncError, match="(?i)no space left.*cannot assemble catalog v2"):
+        agent.sync_once()
+    assert_v1_current_and_nothing_half_installed(data_dir)
+    assert "no space left" in read_status(data_dir)["last_error"]
+
+    free(filler)
+    assert agent.sync_once().outcome == "updated"
+    assert load_catalog(data_dir / "catalogs" / "current").version == 2
 
 
 # --- the catalog build --------------------------------------------------------------------------
