@@ -2,12 +2,14 @@
 
 All but the image folder go through OpenCV's VideoCapture with the matching
 backend. The Jetson CSI camera is a GStreamer pipeline (template below); it
-was NOT run on the development machine (no Jetson, no camera there): only the
-file and folder sources were.
+was NOT run on the development machine (no Jetson, no camera there). RTSP was run
+there against a real GStreamer RTSP server on loopback (tests/edge/test_rtsp.py),
+as were the file and folder sources.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Protocol
@@ -70,7 +72,7 @@ class CaptureSource:
             source = int(source)
         if self.kind == "file" and not Path(str(source)).is_file():
             raise CameraError(f"camera {self.name}: no video file at {source}")
-        capture = cv2.VideoCapture(source, self.BACKENDS[self.kind])
+        capture = cv2.VideoCapture(source, self.BACKENDS[self.kind], self._stream_params())
         if not capture.isOpened():
             raise CameraError(f"camera {self.name}: cannot open {self.kind} source {self.config.source!r}")
         if self.kind == "v4l2":
@@ -81,6 +83,16 @@ class CaptureSource:
             fps = capture.get(cv2.CAP_PROP_FPS) or self.config.fps
             self.frame_interval = 1.0 / fps if fps > 0 else 0.0
         self.capture, self._next_due = capture, time.monotonic()
+
+    def _stream_params(self) -> list[int]:
+        """Timeouts for network streams: without them a camera that freezes (connected, silent) blocks a read forever."""
+        if self.kind != "rtsp":
+            return []
+        if str(self.config.source).startswith(("rtsp://", "rtsps://")):
+            # FFmpeg's options for the capture come from the environment, read when a capture opens
+            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{self.config.rtsp_transport}"
+        return [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.config.open_timeout_s * 1000),
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.config.read_timeout_s * 1000)]
 
     def read(self) -> np.ndarray | None:
         if self.capture is None:

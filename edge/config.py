@@ -79,7 +79,19 @@ class CameraConfig(Section):
         default=True, description="Replay files at their own frame rate (false: as fast as possible, for benchmarks)."
     )
     reconnect_min_s: float = Field(default=0.5, gt=0, le=60, description="First wait before reopening a lost camera.")
-    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600, description="Longest wait between reopen attempts.")
+    reconnect_max_s: float = Field(
+        default=4.0, gt=0, le=3600, description="Longest wait between reopen attempts: a camera that returns is read again within it."
+    )
+    open_timeout_s: float = Field(
+        default=5.0, gt=0, le=300, description="RTSP/HTTP: give up opening a stream that does not answer after this long."
+    )
+    read_timeout_s: float = Field(
+        default=3.0, gt=0, le=300,
+        description="RTSP/HTTP: a stream silent this long is retried (FFmpeg tries three times) and then reported lost.",
+    )
+    rtsp_transport: Literal["tcp", "udp"] = Field(
+        default="tcp", description="RTSP over TCP (one connection, passes NAT and firewalls) or UDP (lower latency, lossy)."
+    )
 
     @model_validator(mode="after")
     def _backoff_order(self) -> CameraConfig:

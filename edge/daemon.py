@@ -29,7 +29,7 @@ from edge.announcements import AnnouncementGate
 from edge.camera import FrameSource, open_source
 from edge.catalog import installed_version
 from edge.catalog_watch import CatalogWatcher
-from edge.config import Config
+from edge.config import CameraConfig, Config
 from edge.errors import CatalogError
 from edge.events import make_event
 from edge.grabber import Frame, Grabber
@@ -235,7 +235,8 @@ def run(config: Config, catalog_dir: Path | None = None, stop: threading.Event |
     web = start_web(config, pipeline)  # the installer's page, when the config turns it on
     grabber.start()
     notify("READY=1")
-    last_stats, last_status, shape = time.monotonic(), 0.0, (480, 640, 3)
+    last_stats, last_status, shape, camera = time.monotonic(), 0.0, (480, 640, 3), grabber.status
+    hang_s = hang_after_s(config.camera)
 
     def stats() -> dict:
         queue = pipeline.worker.pending if pipeline.worker else 0
@@ -256,22 +257,28 @@ def run(config: Config, catalog_dir: Path | None = None, stop: threading.Event |
                 web.live.set_status(page_status(config, stats(), sink, web.live))
                 last_status = time.monotonic()
             frame = grabber.get(timeout=1.0)
-            if frame is None:
-                if grabber.ended:
-                    break
-                continue  # camera lost: no frame, no watchdog ping
-            shape = frame.image.shape
-            events = pipeline.process(frame)
-            handle(events)
-            if web is not None:
-                feed_page(web.live, frame, events, pipeline)
-            if on_frame:
-                on_frame(frame, pipeline)
-            notify("WATCHDOG=1")  # only from here: a stalled pipeline stops the pings
-            if time.monotonic() - last_stats >= STATS_EVERY_S:
+            if frame is not None:
+                shape = frame.image.shape
+                events = pipeline.process(frame)
+                handle(events)
+                if web is not None:
+                    feed_page(web.live, frame, events, pipeline)
+                if on_frame:
+                    on_frame(frame, pipeline)
+                notify("WATCHDOG=1")  # a stalled pipeline stops the pings
+            elif grabber.ended:
+                break
+            elif grabber.status == "lost" and not grabber.stuck(hang_s):
+                # The grabber is retrying the camera: the daemon is healthy, and a restart would not bring a network
+                # camera back (it would only exhaust the unit's start limit). A source call that hangs stops the pings.
+                notify("WATCHDOG=1")
+            if grabber.status != camera or time.monotonic() - last_stats >= STATS_EVERY_S:
+                if grabber.status != camera:
+                    camera = grabber.status
+                    notify(f"STATUS=camera {config.camera.name} {camera}")
                 snapshot = stats()
                 if isinstance(sink, OutboxSink):
-                    sink.reporter.publish_stats(snapshot)
+                    sink.reporter.publish_stats(snapshot)  # also while the camera is lost: subscribers see it at once
                 log.info("stats %s", json.dumps(snapshot))
                 last_stats = time.monotonic()
     finally:
@@ -284,6 +291,11 @@ def run(config: Config, catalog_dir: Path | None = None, stop: threading.Event |
             web.stop()
     log.info("stopped after %d frames: %d identified, %d unknown", summary["frames"], summary["identified"], summary["unknown"])
     return summary
+
+
+def hang_after_s(camera: CameraConfig) -> float:
+    """How long one camera open or read may take before the daemon counts it as hung (FFmpeg retries a read 3 times)."""
+    return max(camera.open_timeout_s, 3 * camera.read_timeout_s) + 10.0
 
 
 def sync_trigger(config: Config) -> Callable[[int], None]:

@@ -11,13 +11,16 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from edge.camera import CameraError, FrameSource
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class Grabber:
         self.status = "starting"  # starting | ok | lost | ended | stopped
         self.grabbed = self.dropped = self.reconnects = 0
         self._latest: Frame | None = None
+        self._busy_since: float | None = None  # monotonic time the current open() or read() began
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"grabber-{source.name}", daemon=True)
@@ -65,6 +69,18 @@ class Grabber:
     def ended(self) -> bool:
         return self.status in ("ended", "stopped")
 
+    def stuck(self, after_s: float) -> bool:
+        """True when one open() or read() of the source has not returned for `after_s`: a hang, not a lost camera."""
+        since = self._busy_since
+        return since is not None and time.monotonic() - since > after_s
+
+    def _call(self, step: Callable[[], T]) -> T:
+        self._busy_since = time.monotonic()
+        try:
+            return step()
+        finally:
+            self._busy_since = None
+
     def _set_status(self, status: str) -> None:
         with self._cond:
             if status != self.status:
@@ -76,7 +92,7 @@ class Grabber:
         delay = self.backoff_min_s
         while not self._stop.is_set():
             try:
-                self.source.open()
+                self._call(self.source.open)
                 self._set_status("ok")
                 delay = self.backoff_min_s
                 if self._pump():
@@ -95,7 +111,7 @@ class Grabber:
     def _pump(self) -> bool:
         """Read until the source ends (True) or the grabber is stopped (False); CameraError propagates."""
         while not self._stop.is_set():
-            image = self.source.read()
+            image = self._call(self.source.read)
             if image is None:
                 self.source.close()
                 return True

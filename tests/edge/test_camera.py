@@ -102,6 +102,41 @@ def test_a_lost_camera_is_reopened_with_backoff_and_never_ends(shelf_frames):
     assert grabber.status == "stopped"
 
 
+class HangingOpen:
+    """A live camera whose reopen hangs inside the driver (never returns until released)."""
+
+    name, live = "hanging", True
+
+    def __init__(self):
+        self.opens, self.hanging, self.release = 0, threading.Event(), threading.Event()
+
+    def open(self):
+        self.opens += 1
+        if self.opens == 1:
+            raise CameraError("camera hanging: cannot open")
+        self.hanging.set()
+        self.release.wait(30)
+        raise CameraError("camera hanging: released")
+
+    def read(self):
+        return None
+
+    def close(self):
+        pass
+
+
+def test_a_source_call_that_does_not_return_is_stuck_while_a_retrying_grabber_is_not():
+    source = HangingOpen()
+    grabber = Grabber(source, backoff_min_s=0.01, backoff_max_s=0.05).start()
+    assert source.hanging.wait(10)
+    assert grabber.status == "lost" and not grabber.stuck(after_s=5.0)  # retrying: lost, not hung
+    assert source.release.wait(0.3) is False  # a window for the hang to last
+    assert grabber.stuck(after_s=0.2)
+    source.release.set()
+    grabber.stop()
+    assert not grabber.stuck(after_s=0.2)
+
+
 def test_a_file_replayed_as_fast_as_possible_loses_no_frame_to_a_slow_consumer(video):
     grabber = Grabber(open_source(CameraConfig(source=str(video), realtime=False)), lossless=True).start()
     taken = []
