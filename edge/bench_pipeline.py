@@ -20,7 +20,7 @@ import numpy as np
 from edge.camera import open_source
 from edge.catalog_build import build_catalog
 from edge.config import CameraConfig, Config
-from edge.daemon import Pipeline
+from edge.daemon import Pipeline, percentiles
 from edge.grabber import Grabber
 from edge.identify import Timings, load_identifier, open_models
 from edge.sinks import MemorySink
@@ -28,12 +28,6 @@ from edge.sinks import MemorySink
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_VIDEO = REPO / "samples" / "shelf.mp4"
 SAMPLE_CATALOG_IMAGES = REPO / "samples" / "shelf-catalog"
-
-
-def _percentiles(values: list[float]) -> dict:
-    if not values:
-        return {"p50": None, "p95": None}
-    return {"p50": round(float(np.percentile(values, 50)), 1), "p95": round(float(np.percentile(values, 95)), 1)}
 
 
 MODES = ("pipeline", "inline", "naive")
@@ -74,8 +68,8 @@ def bench_pipeline(config: Config, video: Path, catalog_dir: Path, mode: str = "
         stage_ms = {k: list(v) for k, v in pipeline.stats.stage_ms.items()}
     return {"mode": mode, "video": str(video), "realtime": realtime, "frames": frames, "dropped_frames": grabber.dropped,
             "fps": round(frames / elapsed, 2), "drain_s": round(drain_s, 2),
-            "identified": identified, "identify_latency_ms": _percentiles(latencies),
-            "stage_ms": {k: _percentiles(v) for k, v in stage_ms.items()},
+            "identified": identified, "identify_latency_ms": percentiles(latencies),
+            "stage_ms": {k: percentiles(v) for k, v in stage_ms.items()},
             "cpu_s": round(time.process_time() - cpu0, 1),
             "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 

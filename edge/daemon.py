@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +46,13 @@ BATCH_IN_BACKGROUND = 4  # small jobs: results come back sooner and the next job
 STATS_EVERY_S = 10.0
 
 
+def percentiles(values: Sequence[float]) -> dict:
+    """p50 and p95 in ms, rounded; None when there is nothing yet."""
+    if not values:
+        return {"p50": None, "p95": None}
+    return {"p50": round(float(np.percentile(values, 50)), 1), "p95": round(float(np.percentile(values, 95)), 1)}
+
+
 def priority(track: Track) -> tuple:
     """Which due tracks go first: never identified, then closest to confirmation, then the longest seen."""
     return (track.confirmed is not None, len(track.votes) > 0, -len(track.votes), track.first_seen)
@@ -58,7 +65,8 @@ class Stats:
     identified: int = 0
     unknown: int = 0
     stage_ms: dict[str, deque] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=500)))
-    identify_latency_ms: list[float] = field(default_factory=list)
+    # recent values only: a daemon runs for months (the soak found the unbounded list growing)
+    identify_latency_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
     catalog_switches: int = 0
     on_record: Callable[[dict[str, float]], None] | None = None  # the /metrics histograms, when the page is on
 
@@ -70,12 +78,12 @@ class Stats:
 
     def snapshot(self, grabber: Grabber, catalog_version: int, tracks: int, identify_queue: int = 0) -> dict:
         elapsed = max(time.time() - self.started, 1e-9)
-        latency = {k: {"p50": round(float(np.percentile(v, 50)), 1), "p95": round(float(np.percentile(v, 95)), 1)}
-                   for k, v in self.stage_ms.items() if v}
+        latency = {k: percentiles(v) for k, v in self.stage_ms.items() if v}
         return {"fps": round(self.frames / elapsed, 2), "input_fps": round(grabber.grabbed / elapsed, 2), "frames": self.frames,
                 "dropped_frames": grabber.dropped, "camera": grabber.status, "camera_reconnects": grabber.reconnects,
                 "tracks": tracks, "identified": self.identified,
                 "unknown": self.unknown, "stage_ms": latency, "identify_queue": identify_queue,
+                "identify_latency_ms": percentiles(self.identify_latency_ms),
                 "catalog_version": catalog_version, "catalog_switches": self.catalog_switches,
                 "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 

@@ -62,6 +62,8 @@ class Outbox:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # WAL + NORMAL can lose the last commits on power loss
+        # the WAL file is reused, not shrunk, after each checkpoint: cut it back to 1 MB so a burst does not keep its size
+        self._db.execute("PRAGMA journal_size_limit=1048576")
         self._db.executescript(SCHEMA)
         self._unrecorded_drops = 0  # dropped while the disk was full, not yet in the counters table
         self.disk_full = False  # the last add() found no space (cleared by the next one that stores)
