@@ -48,7 +48,8 @@ models/weights/product-detector-320.onnx: models/weights/product-detector.pt $(V
 # What the tests run besides Python: a real mosquitto (started by the tests) and its clients (mosquitto_sub, as the
 # README tells operators to subscribe), systemd-analyze and
 # systemd-sysusers (unit checks, the installer), Chromium + chromedriver (the page's browser test), GStreamer's RTSP
-# server under the system Python (tools/rtsp_server.py: the network camera of tests/edge/test_rtsp.py and the soak).
+# server under the system Python (tools/rtsp_server.py: the network camera of tests/edge/test_rtsp.py and the soak) and
+# gst-launch with an H.264 decoder (the GStreamer RTSP template's test).
 # One apt-get update, only when something is missing.
 system:
 	@missing=""; \
@@ -58,8 +59,9 @@ system:
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	/usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0"); from gi.repository import Gst; Gst.init(None); \
-		assert Gst.ElementFactory.find("x264enc") and Gst.ElementFactory.find("rtph264pay")' 2>/dev/null \
-		|| missing="$$missing python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly"; \
+		assert all(map(Gst.ElementFactory.find, ("x264enc", "rtph264pay", "rtspsrc", "openh264dec")))' 2>/dev/null \
+		|| missing="$$missing python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad"; \
+	command -v gst-launch-1.0 >/dev/null || missing="$$missing gstreamer1.0-tools"; \
 	if [ -n "$$missing" ]; then apt-get update && apt-get install -y $$missing; fi
 
 clean:

@@ -25,6 +25,15 @@ from edge.images import IMAGE_SUFFIXES, read_image
 JETSON_CSI_TEMPLATE = ("nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM),width={width},height={height},"
                        "framerate={fps}/1 ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! "
                        "appsink drop=true max-buffers=1")
+# An RTSP camera through GStreamer instead of FFmpeg (camera.kind: gstreamer, camera.source: the template with {url} filled
+# in): on a Jetson the H.264 is decoded by NVDEC (nvv4l2decoder), keeping the CPU for the pipeline. NOT run here (no Jetson).
+JETSON_RTSP_TEMPLATE = ("rtspsrc location={url} protocols=tcp latency=200 ! rtph264depay ! h264parse ! nvv4l2decoder ! nvvidconv ! "
+                        "video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false")
+# Its sibling with whatever software decoder GStreamer has (desktops, JetPack without NVDEC). Its GStreamer part runs in
+# tests/edge/test_rtsp.py under gst-launch against the real RTSP camera; pip's OpenCV has no GStreamer backend, so the
+# appsink end through cv2.CAP_GSTREAMER did not run here.
+RTSP_GSTREAMER_TEMPLATE = ("rtspsrc location={url} protocols=tcp latency=200 ! rtph264depay ! h264parse ! decodebin ! videoconvert ! "
+                           "video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false")
 
 
 class CameraError(ShelfIDError):

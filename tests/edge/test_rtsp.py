@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import threading
 import time
 
 import pytest
 
-from edge.camera import CameraError, open_source
+from edge.camera import JETSON_RTSP_TEMPLATE, RTSP_GSTREAMER_TEMPLATE, CameraError, open_source
 from edge.config import CameraConfig, Config
 from edge.daemon import run
 from tests.conftest import REPO
@@ -50,6 +51,23 @@ def test_the_rtsp_source_reads_the_stream_and_fails_fast_when_nothing_listens(ca
     with pytest.raises(CameraError, match="cannot open rtsp source"):
         refused.open()
     assert time.monotonic() - started < 10  # a refused connection is not waited on for the whole timeout
+
+
+APPSINK = "appsink drop=true max-buffers=1 sync=false"
+
+
+@pytest.mark.parametrize("template", [RTSP_GSTREAMER_TEMPLATE, JETSON_RTSP_TEMPLATE], ids=["software", "jetson"])
+def test_the_gstreamer_rtsp_templates_decode_the_stream_to_bgr_frames(camera, template):
+    """The GStreamer half of the pipeline path, run by gst-launch (pip's OpenCV has no GStreamer backend for the appsink)."""
+    assert template.endswith(APPSINK)
+    if "nvv4l2decoder" in template and subprocess.run(["gst-inspect-1.0", "nvv4l2decoder"], capture_output=True).returncode != 0:
+        pytest.skip("nvv4l2decoder and nvvidconv are Jetson elements: the Jetson template can run only on a Jetson")
+    line = template.format(url=camera.url).replace(APPSINK, "identity eos-after=30 ! fakesink sync=false")
+    run = subprocess.run(["gst-launch-1.0", "-v", *line.split()], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout[-1500:] + run.stderr[-1500:]
+    caps = [line for line in run.stdout.splitlines() if "identity0.GstPad:src: caps = video/x-raw" in line]
+    assert caps and all(f in caps[0] for f in ("width=(int)640", "height=(int)360", "format=(string)BGR"))  # what the appsink gets
+    assert 'Got EOS from element "pipeline0"' in run.stdout  # 30 decoded frames passed, then the end we asked for
 
 
 class Watch:
