@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edge import __version__
-from edge.config import DEFAULT_CONFIG_PATH, Config
-from edge.errors import ConfigError, ConfigFileError, ShelfIDError
+from edge.core.config import DEFAULT_CONFIG_PATH, Config
+from edge.core.errors import ConfigError, ConfigFileError, ShelfIDError
 from edge.logs import setup_logging
 from models.errors import ModelError
 
@@ -30,7 +30,7 @@ log = logging.getLogger("shelfid")
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from edge.config_file import load_config
+    from edge.core.config_file import load_config
 
     path = config_path(args.file)
     config = _with_runtime_checks(load_config(path), path)
@@ -64,7 +64,7 @@ def config_path(explicit: Path | None) -> Path:
 
 def _device_config(path: Path | None) -> Config:
     """A device's config: --config, $SHELFID_CONFIG or the default path; none of them is an error."""
-    from edge.config_file import load_config
+    from edge.core.config_file import load_config
 
     resolved = config_path(path)
     if path is None and not resolved.exists():
@@ -74,7 +74,7 @@ def _device_config(path: Path | None) -> Config:
 
 def _config_or_defaults(path: Path | None) -> Config:
     """The config when one is named or installed, else the built-in defaults (tools that work on a laptop)."""
-    from edge.config_file import load_config
+    from edge.core.config_file import load_config
 
     resolved = config_path(path)
     if path is None and CONFIG_ENV not in os.environ and not resolved.exists():
@@ -83,8 +83,8 @@ def _config_or_defaults(path: Path | None) -> Config:
 
 
 def _catalog_build(args: argparse.Namespace) -> int:
-    from edge.catalog_build import build_catalog
-    from edge.identify import open_models
+    from edge.core.catalog_build import build_catalog
+    from edge.core.identify import open_models
 
     detector, embedder, verifier = open_models(_config_or_defaults(args.config))
     report = build_catalog(args.images_dir, args.out, embedder, verifier, None if args.no_detect else detector,
@@ -98,10 +98,10 @@ def _catalog_build(args: argparse.Namespace) -> int:
 def _detect(args: argparse.Namespace) -> int:
     import cv2
 
-    from edge.annotate import draw_boxes
-    from edge.errors import ImageError
-    from edge.identify import Timings, label, load_identifier, to_record
-    from edge.images import read_image
+    from edge.core.annotate import draw_boxes
+    from edge.core.errors import ImageError
+    from edge.core.identify import Timings, label, load_identifier, to_record
+    from edge.core.images import read_image
 
     identifier = load_identifier(_config_or_defaults(args.config), args.catalog)
     failed = 0
@@ -128,7 +128,7 @@ def _detect(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edge.daemon import run
+    from edge.daemon.run import run
 
     config = _with_runtime_checks(_device_config(args.config), config_path(args.config))
     setup_logging(config.logging.level, config.logging.format)
@@ -173,7 +173,7 @@ def _catalog_publish(args: argparse.Namespace) -> int:
 
 
 def _events(args: argparse.Namespace) -> int:
-    from edge.follow import follow
+    from edge.reporting.follow import follow
 
     config = _device_config(args.config)
     if args.device:
@@ -257,7 +257,7 @@ def _bench_models(args: argparse.Namespace) -> int:
 
 
 def _bench_index(args: argparse.Namespace) -> int:
-    from edge.bench_index import bench_index, format_rows, rows_as_dicts
+    from edge.bench.index import bench_index, format_rows, rows_as_dicts
 
     settings = [tuple(int(x) for x in s.split("/")) for s in args.lsh.split(",")]
     rows = []
@@ -270,7 +270,7 @@ def _bench_index(args: argparse.Namespace) -> int:
 
 
 def _bench_pipeline(args: argparse.Namespace) -> int:
-    from edge.bench_pipeline import MODES, run_bench
+    from edge.bench.pipeline import MODES, run_bench
 
     modes = list(MODES) if args.compare else ["naive" if args.naive else "inline" if args.inline else "pipeline"]
     rows = run_bench(_config_or_defaults(args.config), args.video, args.catalog, modes, args.realtime)

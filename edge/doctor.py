@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edge.config import Config
+from edge.core.config import Config
+from edge.core.datadir import DataDir
 
 MIN_FREE_BYTES = 1 << 30
 CAMERA_TIMEOUT_S = 10.0
@@ -34,7 +35,7 @@ class Check:
 
 
 def check_camera(config: Config) -> Check:
-    from edge.camera import CameraError, open_source
+    from edge.daemon.camera import CameraError, open_source
 
     source = open_source(config.camera)
     result: list = []
@@ -65,7 +66,7 @@ def check_camera(config: Config) -> Check:
 def check_models(config: Config) -> Check:
     import numpy as np
 
-    from edge.identify import open_models
+    from edge.core.identify import open_models
 
     detector, embedder, verifier = open_models(config)
     start = time.perf_counter()
@@ -90,9 +91,9 @@ def check_engines(config: Config) -> Check:
 
 
 def check_catalog(config: Config) -> Check:
-    from edge.identify import load_identifier
+    from edge.core.identify import load_identifier
 
-    path = config.device.data_dir / "catalogs" / "current"
+    path = DataDir(config.device.data_dir).current
     if not path.exists():
         fix = ("run `shelfid sync --once` (sync.server_url is set)" if config.sync.server_url else
                f"set sync.* to follow a catalog server, or `shelfid catalog build DIR --out {path.parent}/v1` "
@@ -109,7 +110,7 @@ def check_broker(config: Config) -> Check:
                      "set mqtt.host/port to report to your systems")
     import paho.mqtt.client as mqtt
 
-    from edge.reporter import apply_credentials
+    from edge.reporting.mqtt import apply_credentials
 
     m = config.mqtt
     outcome: list = []
@@ -137,7 +138,6 @@ def check_broker(config: Config) -> Check:
 def check_sync(config: Config) -> Check:
     if config.sync.server_url is None:
         return Check("sync", "ok", "sync.server_url is not set: the catalog is managed by hand")
-    from sync_agent.agent import read_status
     from sync_agent.bundle import manifest_key
     from sync_agent.errors import SyncError
     from sync_agent.fetcher import fetcher_for
@@ -148,7 +148,7 @@ def check_sync(config: Config) -> Check:
     except SyncError as exc:
         return Check("sync", "fail", str(exc), "is the catalog server running and sync.server_url right? is sync.catalog_id "
                                                "published (POST /api/v1/catalogs/<id>/publish)?")
-    status = read_status(config.device.data_dir)
+    status = DataDir(config.device.data_dir).read_sync_status()
     if not status:
         return Check("sync", "warn", f"{config.sync.server_url}: never synced", "run `shelfid sync --once --config …`")
     if status.get("last_error"):
@@ -172,7 +172,7 @@ def check_outbox(config: Config) -> Check:
     path = config.outbox_path
     if not path.exists():
         return Check("outbox", "ok", f"{path}: empty (created at the first start)")
-    from edge.outbox import Outbox
+    from edge.reporting.outbox import Outbox
 
     outbox = Outbox(path)
     try:

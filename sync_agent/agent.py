@@ -35,10 +35,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edge.catalog import installed_version, load_catalog
-from edge.catalog_build import no_space
-from edge.config import Config
-from edge.errors import CatalogError
+from edge.core.catalog import installed_version, load_catalog
+from edge.core.catalog_build import no_space
+from edge.core.config import Config
+from edge.core.datadir import DataDir
+from edge.core.errors import CatalogError
 from sync_agent.bundle import MAX_VERSION_STEP, assemble, blob_key, decode_signature, manifest_key, parse_manifest, sha256_file
 from sync_agent.errors import BundleError, DiskFullError, FetchError, StaleManifestError, SyncError
 from sync_agent.fetcher import Fetcher, fetcher_for
@@ -60,34 +61,13 @@ class SyncResult:
     bytes_downloaded: int = 0
 
 
-class Layout:
-    def __init__(self, data_dir: Path):
-        self.catalogs = data_dir / "catalogs"
-        self.current = self.catalogs / "current"
-        self.blobs = data_dir / "blobs" / "sha256"
-        self.partial = data_dir / "blobs" / "partial"
-        self.status = data_dir / "sync" / "status.json"
-
-    def version_dir(self, version: int) -> Path:
-        return self.catalogs / f"v{version}"
-
-    def versions(self) -> dict[int, Path]:
-        found = {}
-        for path in self.catalogs.glob("v*"):
-            if path.is_dir() and path.name[1:].isdigit():
-                found[int(path.name[1:])] = path
-        return dict(sorted(found.items()))
-
-    def active_version(self) -> int:
-        """The version `current` names (0 when there is none): the truth, whatever status.json says."""
-        return installed_version(self.current)
+def active_version(layout: DataDir) -> int:
+    """The version `current` names (0 when there is none): the truth, whatever status.json says."""
+    return installed_version(layout.current)
 
 
 def read_status(data_dir: Path) -> dict:
-    try:
-        return json.loads(Layout(data_dir).status.read_text())
-    except (OSError, ValueError):
-        return {}
+    return DataDir(data_dir).read_sync_status()
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:
@@ -119,7 +99,7 @@ def now_iso() -> str:
 
 def device_model_ids(config: Config) -> tuple[str, str]:
     """(embedder model id, verifier id) this device computes query features with; a catalog must match both."""
-    from edge.verifier import open_verifier
+    from edge.core.verifier import open_verifier
     from models.metadata import describe_onnx
     from models.runtime import BUNDLED_EMBEDDER
 
@@ -139,7 +119,7 @@ class Agent:
         self.base = sync.server_url.rstrip("/")
         self.public_key = load_public_key(sync.public_key_file)
         self.fetcher = fetcher or fetcher_for(sync.server_url, sync.token())
-        self.layout = Layout(config.device.data_dir)
+        self.layout = DataDir(config.device.data_dir)
         self.embedder_id, self.verifier_id = model_ids or device_model_ids(config)
 
     def sync_once(self) -> SyncResult:
@@ -147,7 +127,7 @@ class Agent:
         status = read_status(self.config.device.data_dir)
         status["last_attempt"] = now_iso()
         self._record(status)  # before any network call: a sync that hangs still shows it was tried
-        log.info("sync: checking %s for catalog %s (active v%d)", self.base, self.catalog_id, self.layout.active_version())
+        log.info("sync: checking %s for catalog %s (active v%d)", self.base, self.catalog_id, active_version(self.layout))
         try:
             result = self._sync(status, time.monotonic() + self.config.sync.deadline_s)
         except SyncError as exc:
@@ -165,7 +145,7 @@ class Agent:
 
     def rollback(self) -> int:
         """Switch `current` to the newest kept version older than the active one; returns it."""
-        active = self.layout.active_version()
+        active = active_version(self.layout)
         older = [v for v in self.layout.versions() if v < active]
         if not older:
             raise SyncError(f"no version older than v{active} is kept in {self.layout.catalogs} (sync.keep_versions)")
@@ -180,7 +160,7 @@ class Agent:
     def _sync(self, status: dict, deadline: float) -> SyncResult:
         layout = self.layout
         self._clean_leftovers()
-        active = layout.active_version()
+        active = active_version(layout)
         highest = max(int(status.get("highest_version") or 0), active)
         url = f"{self.base}/{manifest_key(self.catalog_id)}"
         try:
@@ -293,7 +273,7 @@ class Agent:
     def _prune(self) -> None:
         """Keep `keep_versions` newest versions (and the active one); drop blobs no kept version names."""
         layout, keep = self.layout, self.config.sync.keep_versions
-        active = layout.active_version()
+        active = active_version(layout)
         versions = layout.versions()
         for version in list(versions)[:-keep]:
             if version != active:
@@ -333,12 +313,12 @@ class Agent:
         try:
             self._write_status(status)
         except OSError as exc:
-            log.error("sync: cannot write %s (%s): it keeps its previous content; %s", self.layout.status, exc.strerror or exc,
+            log.error("sync: cannot write %s (%s): it keeps its previous content; %s", self.layout.sync_status, exc.strerror or exc,
                       status.get("last_error") or "the sync itself went on")
 
     def _write_status(self, status: dict) -> None:
-        status |= {"catalog_id": self.catalog_id, "active_version": self.layout.active_version()}
-        write_json_atomic(self.layout.status, status)
+        status |= {"catalog_id": self.catalog_id, "active_version": active_version(self.layout)}
+        write_json_atomic(self.layout.sync_status, status)
 
 
 def check_fresh(expires: str | None, status: dict, active: int) -> None:

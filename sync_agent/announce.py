@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
-from edge.announcements import AnnouncementGate, parse_announcement
-from edge.config import MQTTConfig
-from edge.errors import ShelfIDError
-from edge.reporter import apply_credentials, guarded
+from edge.core.config import MQTTConfig
+from edge.core.errors import ShelfIDError
+from edge.reporting.announcements import AnnouncementGate, parse_announcement
+from edge.reporting.mqtt import apply_credentials, guarded
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.catalog import SCHEMA as CATALOG_SCHEMA
-from edge.catalog import Catalog
-from edge.catalog_build import PRODUCT_ID, write_catalog_arrays
+from edge.core.catalog import SCHEMA as CATALOG_SCHEMA
+from edge.core.catalog import Catalog
+from edge.core.catalog_build import PRODUCT_ID, write_catalog_arrays
 from sync_agent.errors import BundleError
 
 MANIFEST_SCHEMA = 1

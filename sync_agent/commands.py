@@ -12,8 +12,8 @@ import socket
 import threading
 from pathlib import Path
 
-from edge.config import Config, read_secret
-from edge.errors import ConfigFileError
+from edge.core.config import Config, read_secret
+from edge.core.errors import ConfigFileError
 from sync_agent.errors import SyncError
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def keygen(args: argparse.Namespace) -> int:
 
 def publish_folder(args: argparse.Namespace) -> int:
     """A catalog built with `shelfid catalog build` into a static bundle tree (any web server or bucket serves it)."""
-    from edge.catalog import load_catalog
+    from edge.core.catalog import load_catalog
     from sync_agent.publish import publish
     from sync_agent.signing import load_private_key
     from sync_agent.storage import LocalStorage
@@ -113,7 +113,7 @@ def check_can_listen(host: str, port: int) -> None:
 
 
 def sync(args: argparse.Namespace, config: Config) -> int:
-    from sync_agent.agent import Agent, run_forever
+    from sync_agent.agent import Agent, active_version, run_forever
 
     agent = Agent(config)
     if args.rollback:
@@ -131,7 +131,8 @@ def sync(args: argparse.Namespace, config: Config) -> int:
     if config.mqtt.enabled:
         from sync_agent.announce import follow_announcements
 
-        follower = follow_announcements(config.mqtt, config.sync.catalog_id, config.device.id, wake, agent.layout.active_version)
+        follower = follow_announcements(config.mqtt, config.sync.catalog_id, config.device.id, wake,
+                                       lambda: active_version(agent.layout))
     try:
         run_forever(agent, stop, wake)
     finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.errors import ShelfIDError
+from edge.core.errors import ShelfIDError
 
 
 class SyncError(ShelfIDError):

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.announcements import MAX_CATALOG_VERSION
-from edge.catalog import Catalog
+from edge.core.catalog import Catalog
+from edge.reporting.announcements import MAX_CATALOG_VERSION
 from sync_agent.bundle import MAX_VERSION_STEP, blob_key, encode_signature, json_bytes, make_bundle, manifest_key
 from sync_agent.errors import SyncError
 from sync_agent.storage import Storage

@@ -11,7 +11,7 @@ Work area, one folder per catalog, in the layout `shelfid catalog build` reads:
     <root>/work/<catalog_id>/products.csv        product_id, sku, name
     <root>/work/<catalog_id>/<product_id>/*.jpg  its images (validated on upload)
 Publishing computes embeddings and keypoints with the same models and code as
-the devices (edge.catalog_build), then writes blobs, manifest, signature, and
+the devices (edge.core.catalog_build), then writes blobs, manifest, signature, and
 announces the version on MQTT (retained) when a broker is configured. A
 thread re-signs every published manifest with a new expiry when less than
 half of its validity is left (checked every `resign_every_s`), so devices can
@@ -59,11 +59,11 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from edge.catalog import load_catalog
-from edge.catalog_build import PRODUCT_ID, build_catalog
-from edge.config import Config, MQTTConfig
-from edge.errors import ImageError, ShelfIDError
-from edge.images import read_image
+from edge.core.catalog import load_catalog
+from edge.core.catalog_build import PRODUCT_ID, build_catalog
+from edge.core.config import Config, MQTTConfig
+from edge.core.errors import ImageError, ShelfIDError
+from edge.core.images import read_image
 from sync_agent.bundle import manifest_key
 from sync_agent.publish import MANIFEST_VALID_S, Published, collect_garbage, publish, published_version, resign_due
 from sync_agent.signing import load_private_key
@@ -277,7 +277,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     def models_once():
         if not models:
-            from edge.identify import open_models
+            from edge.core.identify import open_models
 
             models["detector"], models["embedder"], models["verifier"] = open_models(settings.config)
         return models

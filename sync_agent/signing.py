@@ -9,7 +9,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edge.errors import ConfigFileError
+from edge.core.errors import ConfigFileError
 from sync_agent.errors import SignatureError, SyncError
 
 

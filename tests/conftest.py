@@ -51,8 +51,8 @@ def coco_detector_path() -> Path:
 @pytest.fixture(scope="session")
 def sample_catalog_dir(tmp_path_factory) -> Path:
     """samples/shelf-catalog built once with the default models (id shelf, v1); tests only read it."""
-    from edge.bench_pipeline import sample_catalog
-    from edge.config import Config
+    from edge.bench.pipeline import sample_catalog
+    from edge.core.config import Config
 
     return sample_catalog(Config(), tmp_path_factory.mktemp("sample") / "catalog", "shelf")
 

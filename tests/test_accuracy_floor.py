@@ -24,7 +24,7 @@ MINI = REPO / "tests" / "data" / "grocery-mini"
 
 
 def val_photos() -> list[np.ndarray]:
-    from edge.images import read_image
+    from edge.core.images import read_image
 
     return [read_image(MINI / line.split(",")[0]) for line in (MINI / "val.txt").read_text().splitlines() if line]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from edge.decision import EVIDENCE, load_calibration
+from edge.core.decision import EVIDENCE, load_calibration
 from tests.conftest import REPO
 
 MINI = REPO / "tests" / "data" / "grocery-mini"

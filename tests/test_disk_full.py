@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from edge.catalog import load_catalog
-from edge.catalog_build import build_catalog
-from edge.config import Config, MQTTConfig
-from edge.errors import CatalogError
-from edge.outbox import Outbox
+from edge.core.catalog import load_catalog
+from edge.core.catalog_build import build_catalog
+from edge.core.config import Config, MQTTConfig
+from edge.core.errors import CatalogError
+from edge.reporting.outbox import Outbox
 from tests.conftest import REPO
 
 DISK_BYTES = 16 * 1024 * 1024
@@ -93,7 +93,7 @@ def test_outbox_on_a_full_disk_drops_and_counts_events_then_stores_and_delivers_
     stored = {box.add(f"before-{i}", "t", b"x" * 300): f"before-{i}" for i in range(20)}
     filler = fill(disk)
     refused = 0
-    with caplog.at_level(logging.WARNING, logger="edge.outbox"):
+    with caplog.at_level(logging.WARNING, logger="edge.reporting.outbox"):
         for i in range(300):  # the WAL reuses its own blocks for a while: some of these may still be stored
             seq = box.add(f"full-{i}", "t", b"y" * 300)
             if seq is None:
@@ -138,9 +138,9 @@ def test_outbox_acknowledgements_on_a_full_disk_keep_the_event_for_a_resend(disk
 
 def test_the_daemons_event_sink_keeps_taking_events_on_a_full_disk(disk):
     """What the daemon's pipeline calls for every identification: it must not raise, the daemon keeps identifying."""
-    from edge.events import make_event
-    from edge.reporter import MQTTReporter
-    from edge.sinks import OutboxSink
+    from edge.reporting.events import make_event
+    from edge.reporting.mqtt import MQTTReporter
+    from edge.reporting.sinks import OutboxSink
 
     def event(seq: int) -> dict:
         return make_event(kind="unknown", seq=seq, device="dev", camera="cam", ts=0.0, first_seen=0.0, track_id=seq,
@@ -268,7 +268,7 @@ def test_sync_whose_download_fits_but_whose_assembly_does_not_removes_the_stagin
 
 @pytest.fixture(scope="module")
 def models():
-    from edge.identify import open_models
+    from edge.core.identify import open_models
 
     return open_models(Config())
 

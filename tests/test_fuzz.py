@@ -14,11 +14,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from edge.announcements import parse_announcement
-from edge.config import Config
-from edge.config_file import load_config
-from edge.errors import ConfigError, ImageError, ShelfIDError
-from edge.images import read_image
+from edge.core.config import Config
+from edge.core.config_file import load_config
+from edge.core.errors import ConfigError, ImageError, ShelfIDError
+from edge.core.images import read_image
+from edge.reporting.announcements import parse_announcement
 from sync_agent.agent import check_fresh
 from sync_agent.bundle import parse_manifest
 from sync_agent.errors import BundleError, SyncError

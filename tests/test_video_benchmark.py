@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.config import Config
+from edge.core.config import Config
 from tests.conftest import REPO
 from tools.evaluate_video import evaluate
 

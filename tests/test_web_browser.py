@@ -10,10 +10,10 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from edge.catalog_build import build_catalog
-from edge.config import Config
-from edge.daemon import run
-from edge.identify import open_models
+from edge.core.catalog_build import build_catalog
+from edge.core.config import Config
+from edge.core.identify import open_models
+from edge.daemon.run import run
 from tests.conftest import REPO
 from tools.bench_web import VIDEO, LoopingVideo, chromium, wait_for_page
 from tools.mqtt_harness import free_port
@@ -71,13 +71,13 @@ class UnpluggableCamera:
         self.plugged.set()
 
     def open(self):
-        from edge.camera import CameraError
+        from edge.daemon.camera import CameraError
 
         if not self.plugged.is_set():
             raise CameraError("camera usb-cam: cannot open /dev/video0 (unplugged)")
 
     def read(self):
-        from edge.camera import CameraError
+        from edge.daemon.camera import CameraError
 
         if not self.plugged.wait(0.1):
             raise CameraError("camera usb-cam: read failed (unplugged)")

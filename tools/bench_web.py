@@ -3,7 +3,7 @@
 
     python tools/bench_web.py [--loops 3] [--screenshot docs/web-page.png]
 
-Runs the daemon (`edge.daemon.run`, page enabled) twice on the sample video
+Runs the daemon (`edge.daemon.run.run`, page enabled) twice on the sample video
 played `loops` times as fast as the loop can (lossless): once with nobody
 watching, once with the page open in headless Chromium (live view at the
 configured snapshot rate, status and events polled every 2 s). Prints both
@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 import requests  # noqa: E402
 
-from edge.bench_pipeline import sample_catalog  # noqa: E402
-from edge.camera import CaptureSource  # noqa: E402
-from edge.config import CameraConfig, Config  # noqa: E402
-from edge.daemon import run  # noqa: E402
+from edge.bench.pipeline import sample_catalog  # noqa: E402
+from edge.core.config import CameraConfig, Config  # noqa: E402
+from edge.daemon.camera import CaptureSource  # noqa: E402
+from edge.daemon.run import run  # noqa: E402
 from tools.mqtt_harness import free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

@@ -5,7 +5,7 @@
 
 For each photo, the top candidates from the catalog of iconic images are all
 verified; every (photo, candidate) pair becomes one row of evidence
-(edge/decision.py) labelled by whether the candidate is the photo's product.
+(edge/core/decision.py) labelled by whether the candidate is the photo's product.
 Train photos are not used: the embedder was trained on them, so their
 embedding similarities are optimistic and would teach the decision to trust
 similarity too much (seen: weight +64 on similarity, -1.8 on inliers). A
@@ -38,12 +38,12 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from edge.catalog import load_catalog  # noqa: E402
-from edge.config import Config  # noqa: E402
-from edge.config_file import load_config  # noqa: E402
-from edge.decision import EVIDENCE, Calibration, evidence, save_calibration  # noqa: E402
-from edge.identify import identifier_for, open_models  # noqa: E402
-from edge.images import centre_crop, read_image  # noqa: E402
+from edge.core.catalog import load_catalog  # noqa: E402
+from edge.core.config import Config  # noqa: E402
+from edge.core.config_file import load_config  # noqa: E402
+from edge.core.decision import EVIDENCE, Calibration, evidence, save_calibration  # noqa: E402
+from edge.core.identify import identifier_for, open_models  # noqa: E402
+from edge.core.images import centre_crop, read_image  # noqa: E402
 from models.runtime import WEIGHTS_DIR  # noqa: E402
 from tools.evaluate import PHOTO_CROP, evaluation_config, make_catalog, pick_shots, read_dataset  # noqa: E402
 

@@ -25,12 +25,12 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from edge.annotate import draw_boxes, track_boxes  # noqa: E402
-from edge.catalog_build import build_catalog  # noqa: E402
-from edge.config import Config  # noqa: E402
-from edge.daemon import Pipeline, run  # noqa: E402
-from edge.grabber import Frame  # noqa: E402
-from edge.identify import open_models  # noqa: E402
+from edge.core.annotate import draw_boxes, track_boxes  # noqa: E402
+from edge.core.catalog_build import build_catalog  # noqa: E402
+from edge.core.config import Config  # noqa: E402
+from edge.core.identify import open_models  # noqa: E402
+from edge.daemon.grabber import Frame  # noqa: E402
+from edge.daemon.run import Pipeline, run  # noqa: E402
 from tools.mqtt_harness import Broker, Recorder, mosquitto_binary  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from edge.images import centre_crop, read_image  # noqa: E402
+from edge.core.images import centre_crop, read_image  # noqa: E402
 from models.augment import catalog_view, photo_view  # noqa: E402
 from models.export import export_onnx  # noqa: E402
 from models.metadata import weights_sha256  # noqa: E402

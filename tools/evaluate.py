@@ -40,12 +40,12 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from edge.catalog import load_catalog  # noqa: E402
-from edge.catalog_build import build_catalog  # noqa: E402
-from edge.config import Config  # noqa: E402
-from edge.config_file import load_config  # noqa: E402
-from edge.identify import Identifier, Timings, calibration_for, identifier_for, open_models  # noqa: E402
-from edge.images import centre_crop, read_image  # noqa: E402
+from edge.core.catalog import load_catalog  # noqa: E402
+from edge.core.catalog_build import build_catalog  # noqa: E402
+from edge.core.config import Config  # noqa: E402
+from edge.core.config_file import load_config  # noqa: E402
+from edge.core.identify import Identifier, Timings, calibration_for, identifier_for, open_models  # noqa: E402
+from edge.core.images import centre_crop, read_image  # noqa: E402
 
 # chosen on val, packaged recall@1 at 1.0 / 0.85 / 0.7 / 0.55 of each side: 0.76 / 0.85 / 0.87 / 0.79 with the
 # previous embedder, 0.92 / 0.91 / 0.93 / 0.92 with the bundled one (trained with these centres)

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from edge.images import read_image  # noqa: E402
+from edge.core.images import read_image  # noqa: E402
 from models.backends import BackendOptions  # noqa: E402
 from models.detector import Detector, DetectorOptions  # noqa: E402
 from models.runtime import open_detector  # noqa: E402

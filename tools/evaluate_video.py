@@ -43,15 +43,15 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from edge.catalog import load_catalog  # noqa: E402
-from edge.catalog_build import build_catalog  # noqa: E402
-from edge.config import Config  # noqa: E402
-from edge.config_file import load_config  # noqa: E402
-from edge.daemon import Pipeline  # noqa: E402
-from edge.grabber import Frame  # noqa: E402
-from edge.identify import Identifier, calibration_for, identifier_for, open_models  # noqa: E402
-from edge.sinks import MemorySink  # noqa: E402
-from edge.tracker import iou_matrix  # noqa: E402
+from edge.core.catalog import load_catalog  # noqa: E402
+from edge.core.catalog_build import build_catalog  # noqa: E402
+from edge.core.config import Config  # noqa: E402
+from edge.core.config_file import load_config  # noqa: E402
+from edge.core.identify import Identifier, calibration_for, identifier_for, open_models  # noqa: E402
+from edge.daemon.grabber import Frame  # noqa: E402
+from edge.daemon.run import Pipeline  # noqa: E402
+from edge.daemon.tracker import iou_matrix  # noqa: E402
+from edge.reporting.sinks import MemorySink  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 LABELS = REPO / "samples" / "shelf-video-labels.json"

@@ -28,11 +28,11 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from edge.catalog import load_catalog  # noqa: E402
-from edge.catalog_build import build_catalog  # noqa: E402
-from edge.config import Config  # noqa: E402
-from edge.errors import CatalogError  # noqa: E402
-from edge.identify import open_models  # noqa: E402
+from edge.core.catalog import load_catalog  # noqa: E402
+from edge.core.catalog_build import build_catalog  # noqa: E402
+from edge.core.config import Config  # noqa: E402
+from edge.core.errors import CatalogError  # noqa: E402
+from edge.core.identify import open_models  # noqa: E402
 from sync_agent.publish import publish  # noqa: E402
 from sync_agent.server import ServerSettings, create_app  # noqa: E402
 from sync_agent.signing import generate_keypair, load_private_key  # noqa: E402

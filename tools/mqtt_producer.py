@@ -14,11 +14,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge.catalog import Product  # noqa: E402
-from edge.config import MQTTConfig  # noqa: E402
-from edge.events import encode, make_event  # noqa: E402
-from edge.outbox import Outbox  # noqa: E402
-from edge.reporter import MQTTReporter  # noqa: E402
+from edge.core.catalog import Product  # noqa: E402
+from edge.core.config import MQTTConfig  # noqa: E402
+from edge.reporting.events import encode, make_event  # noqa: E402
+from edge.reporting.mqtt import MQTTReporter  # noqa: E402
+from edge.reporting.outbox import Outbox  # noqa: E402
 
 
 def main() -> int:

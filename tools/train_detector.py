@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from edge.images import read_image  # noqa: E402
+from edge.core.images import read_image  # noqa: E402
 from models.detector_training import LICENCE, ModelEMA, detector_metadata, product_detector, scene_batch  # noqa: E402
 from models.errors import ModelError  # noqa: E402
 from models.export import export_detector  # noqa: E402

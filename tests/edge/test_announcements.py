@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from edge import daemon
-from edge.announcements import MAX_CATALOG_VERSION, AnnouncementGate, parse_announcement
-from edge.catalog import installed_version
-from edge.config import Config
+from edge.core.catalog import installed_version
+from edge.core.config import Config
+from edge.daemon import run as daemon
+from edge.reporting.announcements import MAX_CATALOG_VERSION, AnnouncementGate, parse_announcement
 
 
 @pytest.mark.parametrize("payload", [b"[" * 200_000, b"[" * 1000, b"\xff\xfe", b"[1, 2]", b'{"version": "7"}', b'{"version": true}',

@@ -1,4 +1,4 @@
-"""Evidence of difference after alignment (edge/appearance.py) and the geometric sanity of a match."""
+"""Evidence of difference after alignment (edge/core/appearance.py) and the geometric sanity of a match."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.appearance import aligned_residual, is_packshot
-from edge.config import VerifierConfig
-from edge.verifier import Match
-from edge.verifier.geometry import implausible
-from edge.verifier.sift import SIFTVerifier
+from edge.core.appearance import aligned_residual, is_packshot
+from edge.core.config import VerifierConfig
+from edge.core.verifier import Match
+from edge.core.verifier.geometry import implausible
+from edge.core.verifier.sift import SIFTVerifier
 from tests.conftest import REPO
 
 NATURAL = REPO / "samples" / "shelf-catalog" / "cha-mate-natural" / "frame0000.jpg"

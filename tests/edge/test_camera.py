@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.camera import CameraError, ImageFolderSource, guess_kind, open_source
-from edge.config import CameraConfig
-from edge.grabber import Grabber
+from edge.core.config import CameraConfig
+from edge.daemon.camera import CameraError, ImageFolderSource, guess_kind, open_source
+from edge.daemon.grabber import Grabber
 from tests.conftest import SAMPLES
 
 
@@ -157,8 +157,8 @@ class FlakyThenEnds(FlakySource):
 
 
 def test_the_daemon_survives_a_camera_that_fails_and_comes_back(tmp_path, shelf_frames, sample_catalog_dir):
-    from edge.config import Config
-    from edge.daemon import run
+    from edge.core.config import Config
+    from edge.daemon.run import run
 
     config = Config.model_validate({"device": {"id": "flaky", "data_dir": str(tmp_path / "data")}, "mqtt": {"enabled": False},
                                     "camera": {"source": "0", "reconnect_min_s": 0.01, "reconnect_max_s": 0.05}})

@@ -8,11 +8,11 @@ import shutil
 import numpy as np
 import pytest
 
-from edge.catalog import load_catalog
-from edge.catalog_build import build_catalog
-from edge.config import VerifierConfig
-from edge.errors import CatalogError
-from edge.verifier import open_verifier
+from edge.core.catalog import load_catalog
+from edge.core.catalog_build import build_catalog
+from edge.core.config import VerifierConfig
+from edge.core.errors import CatalogError
+from edge.core.verifier import open_verifier
 from models.backends import open_backend
 from models.embedder import Embedder
 from tests.conftest import REPO

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import Config
-from edge.config_file import load_config
-from edge.errors import ConfigError, ConfigFileError
+from edge.core.config import Config
+from edge.core.config_file import load_config
+from edge.core.errors import ConfigError, ConfigFileError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -123,7 +123,7 @@ def test_unreadable_password_file(tmp_path):
     config = write(tmp_path, f"mqtt:\n  password_file: {secret}\n")
     for folder in (tmp_path, tmp_path.parent, tmp_path.parent.parent):
         folder.chmod(0o755)
-    code = ("import os, sys; import edge.cli, edge.config_file\n"
+    code = ("import os, sys; import edge.cli, edge.core.config_file\n"
             "if os.geteuid() == 0: os.setuid(65534)\n"
             f"sys.exit(edge.cli.main(['check-config', {str(config)!r}]))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)

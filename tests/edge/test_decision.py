@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from edge.decision import EVIDENCE, Calibration, Thresholds, choose, evidence, load_calibration, passes, save_calibration
-from edge.errors import ShelfIDError
-from edge.verifier import Match
+from edge.core.decision import EVIDENCE, Calibration, Thresholds, choose, evidence, load_calibration, passes, save_calibration
+from edge.core.errors import ShelfIDError
+from edge.core.verifier import Match
 
 T = Thresholds(min_inliers=20, min_inlier_ratio=0.2)
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from edge.catalog_build import build_catalog
-from edge.catalog_watch import CatalogWatcher, catalog_key
-from edge.config import Config
-from edge.daemon import run
-from edge.identify import load_identifier, open_models
+from edge.core.catalog_build import build_catalog
+from edge.core.config import Config
+from edge.core.identify import load_identifier, open_models
+from edge.daemon.catalog_watch import CatalogWatcher, catalog_key
+from edge.daemon.run import run
 from tests.conftest import REPO
 
 SAMPLE = REPO / "samples" / "shelf-catalog"
@@ -59,7 +59,7 @@ def test_the_watcher_loads_a_new_version_and_skips_a_broken_one(tmp_path, versio
     assert watcher.key == catalog_key(current)
 
     point_current(tmp_path, versions["v3"])
-    with caplog.at_level(logging.WARNING, logger="edge.catalog_watch"):
+    with caplog.at_level(logging.WARNING, logger="edge.daemon.catalog_watch"):
         watcher.poll()
         watcher.wait_loading(60)
         assert watcher.poll() is None and watcher.poll() is None

@@ -10,12 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.catalog import empty_catalog
-from edge.config import VerifierConfig
-from edge.decision import Thresholds
-from edge.identify import Identifier, decide
-from edge.index import Candidate, CatalogIndex
-from edge.verifier import Match, open_verifier
+from edge.core.catalog import empty_catalog
+from edge.core.config import VerifierConfig
+from edge.core.decision import Thresholds
+from edge.core.identify import Identifier, decide
+from edge.core.index import Candidate, CatalogIndex
+from edge.core.verifier import Match, open_verifier
 from models.backends import open_backend
 from models.embedder import Embedder
 from tests.conftest import REPO
@@ -56,7 +56,7 @@ def test_empty_catalog_never_invents_a_match(small_embedder):
 
 def test_decide_prefers_a_clearly_identical_candidate_and_else_says_unknown_with_a_guess():
     catalog = empty_catalog(4, 4)
-    from edge.catalog import Product
+    from edge.core.catalog import Product
 
     catalog.products.extend([Product("a", "a", "A"), Product("b", "b", "B")])
     cands = [Candidate(0, 0, 0.9), Candidate(1, 1, 0.8)]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.config import Config
-from edge.identify import crop_boxes, load_identifier
-from edge.identify_worker import IdentifyWorker
+from edge.core.config import Config
+from edge.core.identify import crop_boxes, load_identifier
+from edge.daemon.worker import IdentifyWorker
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.errors import ImageError
-from edge.images import read_image
+from edge.core.errors import ImageError
+from edge.core.images import read_image
 from tests.conftest import SAMPLES
 
 

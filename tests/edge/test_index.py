@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge import index as index_module
-from edge.index import CatalogIndex, collapse_to_products, exact_search
+from edge.core import index as index_module
+from edge.core.index import CatalogIndex, collapse_to_products, exact_search
 
 
 def clustered(n_products: int, views: int, dim: int = 512, noise: float = 0.6, seed: int = 0):

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from edge.config import VerifierConfig
-from edge.errors import ShelfIDError
-from edge.verifier import Match, open_verifier
-from edge.verifier.superglue import SuperGlue, SuperPoint
+from edge.core.config import VerifierConfig
+from edge.core.errors import ShelfIDError
+from edge.core.verifier import Match, open_verifier
+from edge.core.verifier.superglue import SuperGlue, SuperPoint
 from tests.conftest import REPO
 from tests.edge.test_verifier import warp
 

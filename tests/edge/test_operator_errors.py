@@ -13,10 +13,10 @@ import threading
 import pytest
 
 from edge import cli
-from edge.config import MQTTConfig
-from edge.outbox import Outbox
-from edge.reporter import MQTTReporter
-from edge.sinks import OutboxSink
+from edge.core.config import MQTTConfig
+from edge.reporting.mqtt import MQTTReporter
+from edge.reporting.outbox import Outbox
+from edge.reporting.sinks import OutboxSink
 from tests.conftest import REPO
 from tools.mqtt_harness import Broker, free_port
 
@@ -109,7 +109,7 @@ def test_third_party_chatter_stays_out_of_the_operators_output(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "faiss" not in run.stderr and "AVX" not in run.stderr
     assert [line for line in run.stderr.splitlines() if line.strip()] == [line for line in run.stderr.splitlines()
-                                                                          if "INFO edge.catalog_build" in line]
+                                                                          if "INFO edge.core.catalog_build" in line]
 
 
 def test_events_on_a_wrong_port_says_so_and_gives_up_after_the_timeout(tmp_path):
@@ -153,14 +153,14 @@ class Lines(logging.Handler):
 
 def test_a_refused_login_is_one_line_each_time_and_no_unspecified_disconnect(tmp_path, locked_broker):
     lines = Lines()
-    logging.getLogger("edge.reporter").addHandler(lines)
+    logging.getLogger("edge.reporting.mqtt").addHandler(lines)
     reporter = MQTTReporter(MQTTConfig(host="127.0.0.1", port=locked_broker.port, username="shelf"), "dev", Outbox(tmp_path / "o.sqlite"))
     reporter.start()
     try:
         assert lines.refusals.acquire(timeout=20) and lines.refusals.acquire(timeout=20)  # two attempts seen
     finally:
         reporter.stop(timeout=1)
-        logging.getLogger("edge.reporter").removeHandler(lines)
+        logging.getLogger("edge.reporting.mqtt").removeHandler(lines)
     assert not [m for m in lines.messages if "disconnected" in m], lines.messages
 
 
@@ -171,7 +171,7 @@ def test_stopping_with_events_still_unsent_says_how_many(tmp_path, caplog):
     sink = OutboxSink(outbox, reporter)
     for i in range(3):
         outbox.add(f"e{i}", "shelfid/dev/events", json.dumps({"event_id": f"e{i}"}).encode())
-    with caplog.at_level(logging.WARNING, logger="edge.sinks"):
+    with caplog.at_level(logging.WARNING, logger="edge.reporting.sinks"):
         sink.close()
     assert any("stopped with 3 events in the outbox" in r.getMessage() and "sent at the next start" in r.getMessage()
                for r in caplog.records)
@@ -205,7 +205,7 @@ def test_the_readme_subscriber_command_receives_the_events(tmp_path):
 
 
 def test_doctor_names_what_a_first_day_breaks(tmp_path, monkeypatch):
-    from edge.config import Config
+    from edge.core.config import Config
     from edge.doctor import check_outbox, check_sync, check_web
 
     monkeypatch.delenv("SHELFID_WEB_TOKEN", raising=False)

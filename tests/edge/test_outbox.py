@@ -7,7 +7,7 @@ import sqlite3
 import subprocess
 import sys
 
-from edge.outbox import Outbox
+from edge.reporting.outbox import Outbox
 from tests.conftest import REPO
 
 
@@ -61,7 +61,7 @@ def test_duplicate_event_id_is_refused_and_nothing_half_written(tmp_path):
 
 WRITER = """
 import sys
-from edge.outbox import Outbox
+from edge.reporting.outbox import Outbox
 box = Outbox(sys.argv[1])
 i = 0
 while True:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from edge.catalog import Product
-from edge.config import Config
-from edge.daemon import Pipeline
-from edge.identify import Identification
-from edge.sinks import MemorySink
+from edge.core.catalog import Product
+from edge.core.config import Config
+from edge.core.identify import Identification
+from edge.daemon.run import Pipeline
+from edge.reporting.sinks import MemorySink
 
 COLA, FANTA = Product("cola", "1", "Cola"), Product("fanta", "2", "Fanta")
 SHAPE = (360, 640, 3)

@@ -12,9 +12,9 @@ import jsonschema
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge.config import MQTTConfig
-from edge.outbox import Outbox
-from edge.reporter import MQTTReporter
+from edge.core.config import MQTTConfig
+from edge.reporting.mqtt import MQTTReporter
+from edge.reporting.outbox import Outbox
 from tests.conftest import REPO
 from tools.mqtt_harness import Broker, Producer, Recorder
 
@@ -41,7 +41,7 @@ class LogWatch(logging.Handler):
     def __init__(self, text: str):
         super().__init__()
         self.text, self.seen, self.lines = text, threading.Event(), []
-        logging.getLogger("edge.reporter").addHandler(self)
+        logging.getLogger("edge.reporting.mqtt").addHandler(self)
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.text in record.getMessage():
@@ -50,7 +50,7 @@ class LogWatch(logging.Handler):
 
     def wait(self, timeout: float) -> bool:
         found = self.seen.wait(timeout)
-        logging.getLogger("edge.reporter").removeHandler(self)
+        logging.getLogger("edge.reporting.mqtt").removeHandler(self)
         return found
 
 
@@ -147,7 +147,7 @@ def test_shelfid_events_prints_what_a_person_reads(broker, tmp_path):
 
 
 def test_describe_survives_garbage():
-    from edge.follow import describe
+    from edge.reporting.follow import describe
 
     assert describe("shelfid/d/events", b"\xff{").startswith("events: unreadable payload")
     assert describe("shelfid/d/status", b"online") == "status: online"
@@ -155,7 +155,7 @@ def test_describe_survives_garbage():
 
 def test_outbox_bound_drops_the_oldest_and_stats_say_how_many(broker, recorder, tmp_path):
     outbox = Outbox(tmp_path / "o.sqlite", max_events=10)
-    from edge.events import encode, make_event
+    from edge.reporting.events import encode, make_event
 
     for i in range(25):  # while off-line: only the newest 10 fit
         event = make_event(kind="unknown", seq=outbox.next_seq(), device="dev1", camera="cam0", ts=1000.0 + i, first_seen=1000.0,
@@ -200,7 +200,7 @@ def test_tls_handshake_failure_is_a_clear_log_line_and_retried(broker, tmp_path)
     ca = tmp_path / "ca.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "ca.key"), "-out", str(ca),
                     "-subj", "/CN=test-ca", "-days", "1"], check=True, capture_output=True)
-    from edge.config import TLSConfig
+    from edge.core.config import TLSConfig
 
     failed = LogWatch("cannot connect")
     config = MQTTConfig(host="127.0.0.1", port=broker.port, tls=TLSConfig(ca_file=ca))  # the broker's port speaks plain MQTT

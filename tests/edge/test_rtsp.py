@@ -16,9 +16,9 @@ import time
 
 import pytest
 
-from edge.camera import JETSON_RTSP_TEMPLATE, RTSP_GSTREAMER_TEMPLATE, CameraError, open_source
-from edge.config import CameraConfig, Config
-from edge.daemon import run
+from edge.core.config import CameraConfig, Config
+from edge.daemon.camera import JETSON_RTSP_TEMPLATE, RTSP_GSTREAMER_TEMPLATE, CameraError, open_source
+from edge.daemon.run import run
 from tests.conftest import REPO
 from tools.mqtt_harness import Broker, Recorder
 from tools.rtsp_harness import RtspCamera, rtsp_server_missing, video_to_frames

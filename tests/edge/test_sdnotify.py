@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 
-from edge.sdnotify import notify
+from edge.daemon.sdnotify import notify
 from tests.conftest import REPO
 
 
@@ -81,8 +81,8 @@ def test_a_stalled_camera_stops_the_watchdog_pings_until_frames_flow_again(tmp_p
 
     import cv2
 
-    from edge.config import Config
-    from edge.daemon import run
+    from edge.core.config import Config
+    from edge.daemon.run import run
 
     address = str(tmp_path / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.tracker import Tracker, needs_identification, vote
+from edge.daemon.tracker import Tracker, needs_identification, vote
 
 
 def shifted(box, dx):

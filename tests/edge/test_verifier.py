@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.config import VerifierConfig
-from edge.verifier import Match, open_verifier
-from edge.verifier.geometry import verify_geometry
+from edge.core.config import VerifierConfig
+from edge.core.verifier import Match, open_verifier
+from edge.core.verifier.geometry import verify_geometry
 from tests.conftest import REPO
 
 DATA = REPO / "tests" / "data"

@@ -10,13 +10,13 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge.catalog import load_catalog
-from edge.config import WebConfig
-from edge.errors import ShelfIDError
-from edge.events import make_event
-from edge.live import LiveState
-from edge.metrics import Metrics
-from edge.web import WebServer
+from edge.core.catalog import load_catalog
+from edge.core.config import WebConfig
+from edge.core.errors import ShelfIDError
+from edge.reporting.events import make_event
+from edge.web.live import LiveState
+from edge.web.metrics import Metrics
+from edge.web.server import WebServer
 from tests.conftest import REPO
 from tools.mqtt_harness import free_port
 

@@ -12,10 +12,10 @@ import time
 import pytest
 import requests
 
-from edge.config import WebConfig
-from edge.live import LiveState
-from edge.metrics import Metrics
-from edge.web import WebServer
+from edge.core.config import WebConfig
+from edge.web.live import LiveState
+from edge.web.metrics import Metrics
+from edge.web.server import WebServer
 from tests.edge.test_web import STATUS
 from tools.mqtt_harness import free_port
 
@@ -159,7 +159,7 @@ def test_an_exception_in_a_handler_is_a_json_500_logged_once(server, monkeypatch
         raise RuntimeError("status exploded")
 
     monkeypatch.setattr(server.live, "status", broken)
-    with caplog.at_level(logging.DEBUG, logger="edge.web"):
+    with caplog.at_level(logging.DEBUG, logger="edge.web.server"):
         response, body = raw(server, "GET", "/api/status")
     assert response.status == 500 and json.loads(body)["status"] == 500 and "exploded" not in body.decode()
     failures = [r for r in caplog.records if r.levelno >= logging.ERROR]

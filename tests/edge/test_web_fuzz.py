@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.config import WebConfig
-from edge.live import LiveState
-from edge.metrics import Metrics
-from edge.web import WebServer
+from edge.core.config import WebConfig
+from edge.web.live import LiveState
+from edge.web.metrics import Metrics
+from edge.web.server import WebServer
 from tests.edge.test_web import STATUS
 from tools.mqtt_harness import free_port
 

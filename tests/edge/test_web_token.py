@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 import pytest
 import requests
 
-from edge.web import prefers_html
+from edge.web.server import prefers_html
 from tests.edge.test_web import STATUS
 from tests.edge.test_web_attacks import FRAMING, raw, serve
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import Config
+from edge.core.config import Config
 from sync_agent.server import ServerSettings, create_app
 from sync_agent.signing import generate_keypair
 from tests.conftest import REPO
@@ -33,7 +33,7 @@ def server(tmp_path, keys):
 
 @pytest.fixture(scope="module")
 def catalog(sample_catalog_dir):
-    from edge.catalog import load_catalog
+    from edge.core.catalog import load_catalog
 
     return load_catalog(sample_catalog_dir)
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from edge.config import Config
+from edge.core.config import Config
 from sync_agent.agent import Agent, device_model_ids, read_status
 from sync_agent.bundle import blob_key, manifest_key
 from sync_agent.errors import BundleError, SignatureError, SyncError
@@ -127,7 +127,7 @@ def test_old_versions_beyond_keep_versions_and_their_blobs_are_removed(bench, ca
 
 
 def test_the_daemons_stats_carry_the_agents_status(bench):
-    from edge.daemon import sync_stats
+    from edge.daemon.run import sync_stats
 
     _, config, publish_version = bench
     publish_version(1)

@@ -16,7 +16,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from edge.catalog_build import PRODUCT_ID
+from edge.core.catalog_build import PRODUCT_ID
 from sync_agent.agent import Agent, read_status, run_forever
 from sync_agent.bundle import blob_key, encode_signature, json_bytes, make_bundle, manifest_key, sha256_hex
 from sync_agent.errors import BundleError, SyncError
@@ -70,8 +70,8 @@ def test_a_signed_bundle_whose_thumbnail_names_leave_the_data_dir_is_refused_and
 
 
 def test_a_thumbnail_name_is_refused_by_the_catalog_writer_too(tmp_path):
-    from edge.catalog_build import write_catalog_arrays
-    from edge.errors import CatalogError
+    from edge.core.catalog_build import write_catalog_arrays
+    from edge.core.errors import CatalogError
 
     with pytest.raises(CatalogError, match="not product ids"):
         write_catalog_arrays(tmp_path, {}, [], [], *(np.zeros((0, 1)) for _ in range(5)), thumbnails={"../x": b"j"})
@@ -208,7 +208,7 @@ def test_blobs_are_hashed_as_they_stream_not_read_whole(tree, catalog):
 
 
 def test_a_folder_whose_name_ends_in_a_newline_is_not_a_product(tmp_path):
-    from edge.catalog_build import BuildReport, scan
+    from edge.core.catalog_build import BuildReport, scan
 
     for name in ("a\n", "good"):
         (tmp_path / name).mkdir()

@@ -8,7 +8,7 @@ import threading
 import pytest
 import requests
 
-from edge.config import Config
+from edge.core.config import Config
 from sync_agent.agent import Agent, run_forever
 from sync_agent.announce import follow_announcements
 from sync_agent.server import ServerSettings, create_app

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from edge.catalog import load_catalog
-from edge.catalog_build import build_catalog
-from edge.config import Config
-from edge.identify import open_models
+from edge.core.catalog import load_catalog
+from edge.core.catalog_build import build_catalog
+from edge.core.config import Config
+from edge.core.identify import open_models
 from sync_agent.bundle import assemble, make_bundle, parse_manifest, shard_of
 from sync_agent.errors import BundleError, SignatureError, SyncError
 from sync_agent.signing import generate_keypair, load_private_key, load_public_key, verify

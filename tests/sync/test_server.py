@@ -9,7 +9,7 @@ import pytest
 import requests
 from PIL import Image
 
-from edge.config import Config
+from edge.core.config import Config
 from sync_agent.server import ServerSettings, create_app
 from tests.sync.conftest import TOKEN, product_images
 from tools.http_harness import ServerThread

@@ -16,7 +16,7 @@ import pytest
 import requests
 from urllib3 import encode_multipart_formdata
 
-from edge.config import Config
+from edge.core.config import Config
 from sync_agent.server import ServerSettings, create_app
 from tests.sync.conftest import TOKEN
 from tests.sync.test_server import AUTH, jpeg, put

@@ -11,7 +11,7 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.config import Config
+from edge.core.config import Config
 from sync_agent.server import ServerSettings, create_app
 from tests.sync.conftest import TOKEN
 from tests.sync.test_server import AUTH, jpeg

@@ -6,8 +6,8 @@ import json
 
 import requests
 
-from edge.identify import load_identifier
-from edge.images import read_image
+from edge.core.identify import load_identifier
+from edge.core.images import read_image
 from sync_agent.agent import Agent, read_status
 from tests.conftest import REPO
 from tests.sync.conftest import TOKEN, device_config, product_images

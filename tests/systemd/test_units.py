@@ -75,8 +75,8 @@ def test_sync_runs_as_a_oneshot_from_a_persistent_randomised_timer_and_from_the_
 
 
 def test_the_daemons_push_trigger_is_the_file_the_path_unit_watches(tmp_path):
-    from edge.config import Config
-    from edge.daemon import trigger_sync
+    from edge.core.config import Config
+    from edge.daemon.run import trigger_sync
 
     config = Config.model_validate({"device": {"data_dir": str(tmp_path)}})
     written = trigger_sync(config, 4)

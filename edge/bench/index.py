@@ -1,0 +1,132 @@
+"""`shelfid bench index`: catalog search on clustered synthetic 512-d vectors.
+
+Several views per product around a product centre, like a catalog of product
+photos; queries are fresh views. Recall is measured against exact search.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from edge.core.index import CatalogIndex, exact_search
+
+DIM = 512
+
+
+@dataclass(frozen=True)
+class IndexRow:
+    n: int
+    method: str
+    build_s: float
+    resident_bytes_per_vector: float
+    single_p50_ms: float
+    single_p95_ms: float
+    batched_ms_per_query: float
+    recall_at_1: float
+    recall_at_10: float
+
+
+def clustered_vectors(n: int, views: int = 5, noise: float = 0.6, seed: int = 0, chunk: int = 100_000):
+    """n float16 vectors (n // views products × views), L2-normalised; and a query maker."""
+    rng = np.random.default_rng(seed)
+    n_products = n // views
+    centres = rng.standard_normal((n_products, DIM)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    out = np.empty((n_products * views, DIM), np.float16)
+    for start in range(0, len(out), chunk):
+        rows = np.arange(start, min(start + chunk, len(out))) // views
+        v = centres[rows] + noise * rng.standard_normal((len(rows), DIM)).astype(np.float32) / np.sqrt(DIM)
+        out[start:start + len(rows)] = v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    def queries(count: int) -> np.ndarray:
+        q_rng = np.random.default_rng(seed + 1)
+        q = centres[q_rng.choice(n_products, count, replace=False)]
+        q = q + noise * q_rng.standard_normal(q.shape).astype(np.float32) / np.sqrt(DIM)
+        return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+
+    return out, queries
+
+
+def _time_queries(search, queries: np.ndarray, k: int) -> tuple[list[float], float, np.ndarray]:
+    singles, ids = [], []
+    for q in queries:
+        start = time.perf_counter()
+        _, found = search(q[None], k)
+        singles.append((time.perf_counter() - start) * 1000)
+        ids.append(found[0])
+    start = time.perf_counter()
+    search(queries, k)
+    batched = (time.perf_counter() - start) * 1000 / len(queries)
+    return singles, batched, np.array(ids)
+
+
+def _recall(found: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """1-recall@1 and @10 (faiss's convention): the exact nearest neighbour is at rank 1 / in the top 10."""
+    r1 = float(np.mean(found[:, 0] == truth[:, 0]))
+    r10 = float(np.mean([t in f[:10] for f, t in zip(found, truth[:, 0])]))
+    return r1, r10
+
+
+def bench_index(n: int, lsh_settings: list[tuple[int, int]], queries: int = 200, hnsw: bool = True,
+                threads: int = 1, progress=None) -> list[IndexRow]:
+    faiss.omp_set_num_threads(threads)
+    vectors, make_queries = clustered_vectors(n)
+    q = make_queries(queries)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "vectors.npy"
+        np.save(path, vectors)
+        del vectors
+        mapped = np.load(path, mmap_mode="r")  # as on the device: float16 on disk, memory-mapped
+        _, truth = exact_search(mapped, q, 10)
+
+        def add(method, build_s, resident, search):
+            singles, batched, found = _time_queries(search, q, 10)
+            r1, r10 = _recall(found, truth)
+            rows.append(IndexRow(n, method, round(build_s, 2), round(resident / n, 1), round(float(np.median(singles)), 3),
+                                 round(float(np.percentile(singles, 95)), 3), round(batched, 3), r1, r10))
+            if progress:
+                progress(rows[-1])
+
+        start = time.perf_counter()
+        exact = CatalogIndex(mapped, "exact")
+        add("exact (float32 in memory)", time.perf_counter() - start, exact.resident_bytes, exact.search)
+        for bits, rerank in lsh_settings:
+            start = time.perf_counter()
+            index = CatalogIndex(mapped, "lsh", bits, rerank)
+            add(f"lsh {bits} bits + re-rank {rerank}", time.perf_counter() - start, index.resident_bytes, index.search)
+        if hnsw:
+            start = time.perf_counter()
+            graph = faiss.IndexHNSWFlat(DIM, 32, faiss.METRIC_INNER_PRODUCT)
+            faiss.omp_set_num_threads(os.cpu_count() or 1)  # the build is minutes single-threaded; queries use `threads`
+            for s in range(0, n, 100_000):
+                graph.add(np.asarray(mapped[s:s + 100_000], np.float32))
+            faiss.omp_set_num_threads(threads)
+            resident = n * (DIM * 4 + 32 * 2 * 4)  # float32 copy + level-0 links
+            add("faiss HNSW32 (efSearch 64)", time.perf_counter() - start, resident,
+                lambda x, k: _hnsw_search(graph, x, k))
+    return rows
+
+
+def _hnsw_search(graph, x, k):
+    graph.hnsw.efSearch = 64
+    return graph.search(x, k)
+
+
+def format_rows(rows: list[IndexRow]) -> str:
+    lines = ["| n | method | build s | resident B/vector | single p50 ms | single p95 ms | batched ms/query | recall@1 | recall@10 |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.n:,} | {r.method} | {r.build_s} | {r.resident_bytes_per_vector} | {r.single_p50_ms} | {r.single_p95_ms} | "
+              f"{r.batched_ms_per_query} | {r.recall_at_1:.3f} | {r.recall_at_10:.3f} |" for r in rows]
+    return "\n".join(lines)
+
+
+def rows_as_dicts(rows: list[IndexRow]) -> list[dict]:
+    return [asdict(r) for r in rows]

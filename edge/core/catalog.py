@@ -1,0 +1,172 @@
+"""The local catalog folder: what it holds and how it is opened.
+
+    catalog.json      schema, id, version, created_at, embedder and verifier ids, counts
+    products.json     [{product_id, sku, name, attributes}]
+    images.json       [{product_id, file, bbox, feature_size, packshot}] one row per catalog image (packshot: a plain
+                      backdrop, judged on the whole image; decides how the image is verified)
+    embeddings.npy    [images x D] float16, memory-mapped
+    keypoints.npy     [K x 2] float32, all images' keypoints end to end
+    descriptors.npy   [K x Dk] float16
+    scores.npy        [K] float32 keypoint scores
+    offsets.npy       [images + 1] int64: image i owns rows offsets[i]:offsets[i+1]
+    thumbnails/       <product_id>.jpg, 160 px: for people (the installer's page) and the appearance check after alignment
+
+Arrays are memory-mapped, so resident memory stays small and a catalog opens fast.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from edge.core.errors import CatalogError
+from edge.core.verifier import Features
+
+SCHEMA = 1
+FILES = ("catalog.json", "products.json", "images.json", "embeddings.npy", "keypoints.npy", "descriptors.npy", "offsets.npy",
+         "scores.npy")
+
+
+@dataclass(frozen=True)
+class Product:
+    product_id: str
+    sku: str
+    name: str
+    attributes: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    path: Path
+    info: dict
+    products: list[Product]
+    image_product: np.ndarray  # [images] index into products
+    images: list[dict]
+    embeddings: np.ndarray  # [images x D] float16 (memory-mapped)
+    keypoints: np.ndarray
+    descriptors: np.ndarray
+    offsets: np.ndarray
+    scores: np.ndarray
+
+    @property
+    def version(self) -> int:
+        return int(self.info["version"])
+
+    @property
+    def catalog_id(self) -> str:
+        return str(self.info["catalog_id"])
+
+    def thumbnail(self, product_id: str) -> bytes | None:
+        """A small JPEG of the product's first catalog image (catalogs built before thumbnails have none)."""
+        path = self.path / "thumbnails" / f"{product_id}.jpg"
+        if "/" in product_id or not path.is_file():
+            return None
+        return path.read_bytes()
+
+    def features(self, image_index: int) -> Features:
+        start, end = self.offsets[image_index], self.offsets[image_index + 1]
+        width, height = self.images[image_index]["feature_size"]
+        return Features(np.asarray(self.keypoints[start:end], np.float32), np.asarray(self.descriptors[start:end]), (width, height),
+                        np.asarray(self.scores[start:end], np.float32))
+
+    @cached_property
+    def names(self) -> dict[str, str]:
+        """Product id -> name, for labels people read."""
+        return {p.product_id: p.name for p in self.products}
+
+    @cached_property
+    def _originals(self) -> dict[int, list[int]]:
+        """Product index -> its original images, computed once: the verifier asks per candidate, per object."""
+        grouped: dict[int, list[int]] = {}
+        for image, product in enumerate(self.image_product.tolist()):
+            if not self.images[image].get("variant"):
+                grouped.setdefault(product, []).append(image)
+        return grouped
+
+    def images_of(self, product_index: int) -> list[int]:
+        """The product's original catalog images (retrieval-only variants have no keypoints)."""
+        return self._originals.get(product_index, [])
+
+    def original_of(self, image_index: int) -> int:
+        """A variant's original image (the first original of its product), or the image itself."""
+        if not self.images[image_index].get("variant"):
+            return image_index
+        return self.images_of(int(self.image_product[image_index]))[0]
+
+
+def empty_catalog(embedding_dim: int, descriptor_dim: int) -> Catalog:
+    """A catalog with nothing in it: every detection comes back unknown."""
+    return Catalog(Path("/dev/null"), {"catalog_id": "empty", "version": 0}, [], np.zeros(0, np.int64), [],
+                   np.zeros((0, embedding_dim), np.float16), np.zeros((0, 2), np.float32),
+                   np.zeros((0, descriptor_dim), np.float16), np.zeros(1, np.int64), np.zeros(0, np.float32))
+
+
+def _load_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CatalogError(f"{path}: unreadable catalog file: {exc}") from None
+
+
+def _load_array(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CatalogError(f"{path}: unreadable catalog array: {exc}") from None
+
+
+def installed_version(catalog_dir: Path) -> int:
+    """The version of the catalog folder (or the `current` link) on disk; 0 when there is none."""
+    try:
+        return int(json.loads((catalog_dir / "catalog.json").read_text())["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def load_catalog(path: Path | str, embedder_id: str | None = None, verifier_id: str | None = None) -> Catalog:
+    """Open a catalog folder, checking it is complete and was computed with the given models."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CatalogError(f"{path}: no catalog folder here")
+    missing = [name for name in FILES if not (path / name).is_file()]
+    if missing:
+        raise CatalogError(f"{path}: not a complete catalog, missing {', '.join(missing)}")
+    info = _load_json(path / "catalog.json")
+    if info.get("schema") != SCHEMA:
+        raise CatalogError(f"{path}: catalog schema {info.get('schema')!r}, this ShelfID reads schema {SCHEMA}")
+    if embedder_id is not None and info["embedder"]["model_id"] != embedder_id:
+        raise CatalogError(f"{path}: built with embedder {info['embedder']['model_id'][:12]}…, this device runs "
+                           f"{embedder_id[:12]}…: rebuild the catalog with this device's embedder")
+    if verifier_id is not None and info["verifier"]["id"] != verifier_id:
+        raise CatalogError(f"{path}: built with verifier {info['verifier']['id']}, this device runs {verifier_id}: "
+                           "rebuild the catalog, or set verifier settings to match")
+    try:
+        products = [Product(**p) for p in _load_json(path / "products.json")]
+    except TypeError as exc:
+        raise CatalogError(f"{path}/products.json: expected objects with product_id, sku, name, attributes: {exc}") from None
+    images = _load_json(path / "images.json")
+    index_of = {p.product_id: i for i, p in enumerate(products)}
+    try:
+        image_product = np.array([index_of[row["product_id"]] for row in images], np.int64)
+    except KeyError as exc:
+        raise CatalogError(f"{path}: images.json names product {exc} that products.json lacks") from None
+    catalog = Catalog(path, info, products, image_product, images, *(_load_array(path / f) for f in FILES[3:]))
+    _check_shapes(catalog)
+    return catalog
+
+
+def _check_shapes(c: Catalog) -> None:
+    n = len(c.images)
+    problems = []
+    if c.embeddings.shape[0] != n:
+        problems.append(f"embeddings has {c.embeddings.shape[0]} rows for {n} images")
+    if c.offsets.shape != (n + 1,) or (n and c.offsets[-1] != len(c.keypoints)):
+        problems.append("offsets do not match keypoints")
+    if not len(c.keypoints) == len(c.descriptors) == len(c.scores):
+        problems.append(f"{len(c.keypoints)} keypoints, {len(c.descriptors)} descriptors, {len(c.scores)} scores")
+    if problems:
+        raise CatalogError(f"{c.path}: inconsistent catalog: {'; '.join(problems)}")

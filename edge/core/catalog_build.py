@@ -1,0 +1,245 @@
+"""Build a local catalog from product images: `<product_id>/*.jpg` plus an optional products.csv.
+
+For each image: find the product (the detector's best box when it covers
+enough of the image, else the whole image), embed the crop, compute verifier
+keypoints. Everything is written to a temporary folder beside the output and
+renamed into place, so a failed or interrupted build leaves nothing behind; a
+full disk is a CatalogError that says so, and the previous catalog stays.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from edge.core.annotate import thumbnail_jpeg
+from edge.core.appearance import is_packshot
+from edge.core.catalog import SCHEMA, Product
+from edge.core.errors import CatalogError, ImageError
+from edge.core.images import IMAGE_SUFFIXES, read_image
+from edge.core.verifier import Features, Verifier
+from models.augment import catalog_variant
+from models.detector import Detector
+from models.embedder import Embedder
+
+log = logging.getLogger(__name__)
+PRODUCT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # always fullmatch: `$` would let a trailing newline in
+MIN_BOX_AREA = 0.2  # a detection smaller than this share of a catalog image is not "the product"
+LOW_SPACE_BYTES = 1024 * 1024  # below this free on the filesystem, a write error without errno counts as a full disk
+
+
+@dataclass
+class BuildReport:
+    products: int = 0
+    images: int = 0
+    skipped: list[str] = field(default_factory=list)  # "path: why", one per skipped image or folder
+
+
+def read_products_csv(path: Path) -> dict[str, Product]:
+    """product_id, sku, name, and any further columns kept as attributes."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or "product_id" not in reader.fieldnames:
+            raise CatalogError(f"{path}: needs a header with product_id (and optionally sku, name, more columns)")
+        products = {}
+        for line, row in enumerate(reader, start=2):
+            pid = (row.pop("product_id") or "").strip()
+            if not PRODUCT_ID.fullmatch(pid):
+                raise CatalogError(f"{path}:{line}: product_id {pid!r} — use letters, digits, '.', '_', '-' (max 128)")
+            if pid in products:
+                raise CatalogError(f"{path}:{line}: duplicate product_id {pid!r}")
+            sku, name = (row.pop("sku", "") or pid).strip(), (row.pop("name", "") or pid).strip()
+            products[pid] = Product(pid, sku, name, {k: v for k, v in row.items() if k})
+    return products
+
+
+def crop_product(image: np.ndarray, detector: Detector | None) -> tuple[np.ndarray, list[float]]:
+    """The product's crop and its box: the best detection if it is big enough, else the whole image."""
+    h, w = image.shape[:2]
+    if detector is not None:
+        for det in sorted(detector.detect(image), key=lambda d: -d.score):
+            x1, y1, x2, y2 = det.bbox
+            if (x2 - x1) * (y2 - y1) >= MIN_BOX_AREA * w * h:
+                box = [int(x1), int(y1), int(np.ceil(x2)), int(np.ceil(y2))]
+                return image[box[1]:box[3], box[0]:box[2]], box
+    return image, [0, 0, w, h]
+
+
+def scan(images_dir: Path, report: BuildReport) -> list[tuple[str, Path]]:
+    """(product_id, image path) pairs; bad folder names and non-images are reported and skipped."""
+    if not images_dir.is_dir():
+        raise CatalogError(f"{images_dir}: no such folder of product images")
+    pairs = []
+    for folder in sorted(p for p in images_dir.iterdir() if p.is_dir()):
+        if not PRODUCT_ID.fullmatch(folder.name):
+            report.skipped.append(f"{folder}: folder name is not a valid product id (letters, digits, '.', '_', '-')")
+            continue
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+        for path in files:
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                pairs.append((folder.name, path))
+            else:
+                report.skipped.append(f"{path}: not an image file ({', '.join(IMAGE_SUFFIXES)})")
+    return pairs
+
+
+def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, verifier: Verifier,
+                  detector: Detector | None = None, catalog_id: str | None = None, version: int = 1,
+                  force: bool = False, variants: int = 0, seed: int = 0) -> BuildReport:
+    """`variants`: extra shelf-like views per image, embedded for retrieval only (the verifier uses originals)."""
+    images_dir, out = Path(images_dir), Path(out)
+    report = BuildReport()
+    if out.exists() and any(out.iterdir()) and not force:
+        raise CatalogError(f"{out}: already exists and is not empty (use --force to replace it)")
+    csv_path = images_dir / "products.csv"
+    table = read_products_csv(csv_path) if csv_path.is_file() else {}
+    pairs = scan(images_dir, report)
+
+    rows, crops_features, embeddings = [], [], []
+    thumbnails: dict[str, bytes] = {}  # product id -> its first image's crop, small, for people (the installer's page)
+    batch: list[tuple[str, Path, np.ndarray, list[float], bool]] = []
+    rng = np.random.default_rng(seed)
+
+    def flush():
+        vectors = embedder.embed([crop for _, _, crop, _, _ in batch])
+        for (pid, path, crop, box, packshot), vector in zip(batch, vectors):
+            features = verifier.features(crop)
+            row = {"product_id": pid, "file": str(path.relative_to(images_dir)), "bbox": box, "feature_size": list(features.image_size),
+                   "packshot": packshot}
+            rows.append(row)
+            crops_features.append(features)
+            embeddings.append(vector)
+            if variants:
+                for extra in embedder.embed([catalog_variant(crop, rng) for _ in range(variants)]):
+                    rows.append(row | {"variant": True, "feature_size": [0, 0]})
+                    crops_features.append(Features.empty(verifier.descriptor_dim))
+                    embeddings.append(extra)
+        batch.clear()
+
+    for pid, path in tqdm(pairs, desc="catalog images", unit="img", disable=None):
+        try:
+            image = read_image(path)
+        except ImageError as exc:
+            report.skipped.append(str(exc))
+            continue
+        crop, box = crop_product(image, detector)
+        batch.append((pid, path, crop, box, is_packshot(image)))  # judged on the whole image: the crop loses the backdrop
+        if pid not in thumbnails:
+            thumbnails[pid] = thumbnail_jpeg(crop)
+        if len(batch) >= 16:
+            flush()
+    if batch:
+        flush()
+    if not rows:
+        raise CatalogError(f"{images_dir}: no readable product images (expected <product_id>/*.jpg); "
+                           f"{len(report.skipped)} skipped")
+
+    used = sorted({r["product_id"] for r in rows})
+    originals = sum(not r.get("variant") for r in rows)
+    products = [table.get(pid, Product(pid, pid, pid)) for pid in used]
+    for pid in sorted(set(table) - set(used)):
+        report.skipped.append(f"{csv_path}: product {pid} has no readable images")
+    info = {
+        "schema": SCHEMA, "catalog_id": catalog_id or images_dir.name, "version": version,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "embedder": {"model_id": embedder.model_id, "dim": embedder.dim, "input_size": embedder.input_size},
+        "verifier": {"id": verifier.id, "descriptor_dim": verifier.descriptor_dim},
+        "products": len(products), "images": originals, "variants": len(rows) - originals,
+    }
+    _write(out, info, products, rows, np.stack(embeddings), crops_features, force, {p.product_id: thumbnails[p.product_id] for p in products})
+    report.products, report.images = len(products), originals
+    log.info("catalog %s v%d: %d products, %d images (+%d variants), %d skipped -> %s", info["catalog_id"], version,
+             len(products), originals, len(rows) - originals, len(report.skipped), out)
+    return report
+
+
+def write_catalog_files(folder: Path, info: dict, products: list[Product], rows: list[dict], embeddings: np.ndarray,
+                        features: list[Features], thumbnails: dict[str, bytes] | None = None) -> None:
+    """The catalog's files in `folder` (which the caller renames into place)."""
+    offsets = np.cumsum([0] + [len(f.keypoints) for f in features]).astype(np.int64)
+    dim = features[0].descriptors.shape[1] if features else 0
+    keypoints = np.concatenate([f.keypoints for f in features]) if features else np.zeros((0, 2))
+    descriptors = np.concatenate([f.descriptors.reshape(-1, dim) for f in features]) if features else np.zeros((0, dim))
+    scores = [f.scores if f.scores is not None else np.zeros(len(f.keypoints)) for f in features]
+    scores = np.concatenate(scores) if scores else np.zeros(0)
+    write_catalog_arrays(folder, info, [p.__dict__ for p in products], rows, embeddings, keypoints, descriptors, scores, offsets,
+                         thumbnails)
+
+
+def write_catalog_arrays(folder: Path, info: dict, products: list[dict], rows: list[dict], embeddings: np.ndarray,
+                         keypoints: np.ndarray, descriptors: np.ndarray, scores: np.ndarray, offsets: np.ndarray,
+                         thumbnails: dict[str, bytes] | None = None) -> None:
+    """Every file of a catalog folder, fsynced, catalog.json last (its presence marks a complete folder)."""
+    if thumbnails:
+        unsafe = [pid for pid in thumbnails if not (isinstance(pid, str) and PRODUCT_ID.fullmatch(pid))]
+        if unsafe:  # a product id names a file: nothing may write outside the folder
+            raise CatalogError(f"{folder}: thumbnail names {unsafe[:3]!r} are not product ids; nothing written")
+        (folder / "thumbnails").mkdir()
+        for pid, jpeg in thumbnails.items():
+            (folder / "thumbnails" / f"{pid}.jpg").write_bytes(jpeg)
+    (folder / "products.json").write_text(json.dumps(products, indent=1, ensure_ascii=False))
+    (folder / "images.json").write_text(json.dumps(rows, indent=1))
+    np.save(folder / "embeddings.npy", embeddings.astype(np.float16))
+    np.save(folder / "keypoints.npy", keypoints.astype(np.float32))
+    np.save(folder / "descriptors.npy", descriptors.astype(np.float16))
+    np.save(folder / "offsets.npy", offsets.astype(np.int64))
+    np.save(folder / "scores.npy", scores.astype(np.float32))
+    (folder / "catalog.json").write_text(json.dumps(info, indent=1))
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def no_space(exc: OSError, folder: Path) -> bool:
+    """Whether a failed write in `folder` was a full disk: ENOSPC/EDQUOT, or numpy's short write
+    ('N requested and 0 written', no errno) on a filesystem with almost nothing free."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        return exc.errno is None and shutil.disk_usage(folder).free < LOW_SPACE_BYTES
+    except OSError:
+        return False
+
+
+def _write(out: Path, info, products, rows, embeddings, features, force: bool, thumbnails: dict[str, bytes]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the daemon may run as another user
+    try:
+        try:
+            write_catalog_files(tmp, info, products, rows, embeddings, features, thumbnails)
+        except OSError as exc:
+            if not no_space(exc, out.parent):
+                raise
+            free = shutil.disk_usage(out.parent).free
+            raise CatalogError(f"{out}: no space left on its filesystem to write the catalog ({free} bytes free; "
+                               f"{'the previous catalog there is kept' if out.exists() else 'nothing was written'}): "
+                               "free space and build again") from None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)

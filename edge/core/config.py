@@ -1,0 +1,372 @@
+"""The config contract: one YAML file validated into typed objects.
+
+Every key has a default that runs on a laptop. Unknown keys are rejected.
+Secrets never live in the YAML: they come from files, systemd credentials
+(`$CREDENTIALS_DIRECTORY`) or environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge.core.datadir import DataDir
+
+DEFAULT_CONFIG_PATH = Path("/etc/shelfid/config.yaml")
+MQTT_PASSWORD_ENV = "SHELFID_MQTT_PASSWORD"
+SYNC_TOKEN_ENV = "SHELFID_SYNC_TOKEN"
+WEB_TOKEN_ENV = "SHELFID_WEB_TOKEN"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _existing_file(value: Optional[Path], what: str) -> Optional[Path]:
+    if value is None:
+        return None
+    path = value.expanduser()
+    if not path.exists():
+        raise ValueError(f"{what} not found: no file at {path}")
+    if not path.is_file():
+        raise ValueError(f"{what} must be a regular file, but {path} is a directory or device")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"{what} {path} exists but this user cannot read it (mode {path.stat().st_mode & 0o777:o}); "
+                         "fix its owner or permissions")
+    return path
+
+
+class DeviceConfig(Section):
+    id: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Device id used in MQTT topics and events; letters, digits, '.', '_' and '-' (default: host name).",
+    )
+    data_dir: Path = Field(
+        default=Path("~/.local/share/shelfid"),
+        validate_default=True,  # the default is expanded too
+        description="Where catalogs, the outbox and sync state live (systemd: /var/lib/shelfid).",
+    )
+    catalog_check_s: float = Field(
+        default=5.0, gt=0, le=3600, description="How often the daemon looks whether <data_dir>/catalogs/current changed."
+    )
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+
+class CameraConfig(Section):
+    source: str = Field(
+        default="0",
+        min_length=1,
+        description="A V4L2 index or /dev/video*, an rtsp:// URL, a GStreamer pipeline (ending in appsink), a video file or an image folder.",
+    )
+    kind: Literal["auto", "v4l2", "rtsp", "gstreamer", "file", "images"] = Field(
+        default="auto", description="How to open `source`; auto guesses from its form."
+    )
+    name: str = Field(default="cam0", min_length=1, description="Camera id carried in events.")
+    width: int = Field(default=1280, ge=32, le=8192, description="Requested frame width in pixels.")
+    height: int = Field(default=720, ge=32, le=8192, description="Requested frame height in pixels.")
+    fps: float = Field(default=30.0, gt=0, le=240, description="Requested camera frame rate.")
+    realtime: bool = Field(
+        default=True, description="Replay files at their own frame rate (false: as fast as possible, for benchmarks)."
+    )
+    reconnect_min_s: float = Field(default=0.5, gt=0, le=60, description="First wait before reopening a lost camera.")
+    reconnect_max_s: float = Field(
+        default=4.0, gt=0, le=3600, description="Longest wait between reopen attempts: a camera that returns is read again within it."
+    )
+    open_timeout_s: float = Field(
+        default=5.0, gt=0, le=300, description="RTSP/HTTP: give up opening a stream that does not answer after this long."
+    )
+    read_timeout_s: float = Field(
+        default=3.0, gt=0, le=300,
+        description="RTSP/HTTP: a stream silent this long is retried (FFmpeg tries three times) and then reported lost.",
+    )
+    rtsp_transport: Literal["tcp", "udp"] = Field(
+        default="tcp", description="RTSP over TCP (one connection, passes NAT and firewalls) or UDP (lower latency, lossy)."
+    )
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> CameraConfig:
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
+        return self
+
+
+class ModelsConfig(Section):
+    detector: Optional[Path] = Field(
+        default=None, description="Detector ONNX (YOLOv5 export) or TensorRT engine; default: the bundled product detector."
+    )
+    embedder: Optional[Path] = Field(
+        default=None, description="Embedder ONNX or engine (512-d, L2-normalised); default: the bundled embedder."
+    )
+    backend: Literal["auto", "tensorrt", "onnxruntime", "torch"] = Field(
+        default="auto", description="Inference backend; auto: TensorRT, else ONNX Runtime (TRT EP > CUDA EP > CPU), else PyTorch."
+    )
+    precision: Literal["fp32", "fp16", "int8"] = Field(
+        default="fp32", description="fp16/int8 for TensorRT engines; int8 also selects a statically quantised ONNX on CPU."
+    )
+    engine_cache_dir: Path = Field(
+        default=Path("~/.cache/shelfid/engines"),
+        validate_default=True,
+        description="Where TensorRT engines built on this device are cached (systemd: /var/cache/shelfid).",
+    )
+    threads: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description="CPU threads per model; 0 lets the runtime decide. The detector (frame loop) and the embedder "
+        "(identification worker) run side by side: one each fills two cores without the two fighting (measured).",
+    )
+    conf_threshold: float = Field(default=0.25, ge=0, le=1, description="Minimum detection confidence.")
+    iou_threshold: float = Field(default=0.45, ge=0, le=1, description="IoU above which NMS suppresses a box.")
+    classes: Optional[list[str]] = Field(
+        default=None,
+        description="Detector class names kept as products; null: the classes the model names as products (its "
+        "product_classes metadata, e.g. from `shelfid models import-yolov5 --classes bottle,cup`), else every class.",
+    )
+    class_agnostic: bool = Field(default=False, description="Run NMS across classes (one box per object, whatever class).")
+    max_detections: int = Field(default=300, ge=1, le=10000, description="Most boxes kept per frame.")
+
+    @field_validator("detector", "embedder", "engine_cache_dir")
+    @classmethod
+    def _expand(cls, value: Optional[Path]) -> Optional[Path]:
+        return value.expanduser() if value is not None else None
+
+
+class IndexConfig(Section):
+    kind: Literal["lsh", "exact"] = Field(default="lsh", description="lsh: LSH candidates + exact re-rank; exact: brute force.")
+    lsh_bits: int = Field(default=512, ge=16, le=4096, description="LSH code length in bits; a multiple of 8.")
+    rerank: int = Field(default=100, ge=1, le=10000, description="LSH candidates re-ranked by exact cosine.")
+    top_k: int = Field(default=5, ge=1, le=100, description="Catalog products handed to the verifier.")
+
+    @field_validator("lsh_bits")
+    @classmethod
+    def _byte_multiple(cls, value: int) -> int:
+        if value % 8:
+            raise ValueError("must be a multiple of 8")
+        return value
+
+
+class VerifierConfig(Section):
+    kind: Literal["aliked-lightglue", "disk-lightglue", "superpoint-superglue", "sift"] = Field(
+        default="sift", description="Keypoints + matcher used to confirm a candidate."
+    )
+    weights: Optional[Path] = Field(
+        default=None, description="Weights folder for superpoint-superglue (non-commercial; supplied by the user)."
+    )
+    max_keypoints: int = Field(default=1024, ge=16, le=16384, description="Keypoints per image.")
+    input_size: int = Field(default=512, ge=64, le=4096, description="Longest image side given to the extractor.")
+    ransac_threshold_px: float = Field(default=8.0, gt=0, le=100, description="RANSAC reprojection threshold in pixels.")
+    min_inliers: int = Field(default=20, ge=4, le=10000, description="Inliers needed to call a product identical.")
+    min_inlier_ratio: float = Field(default=0.2, ge=0, le=1, description="Inlier ratio needed to call a product identical.")
+    max_appearance: Optional[float] = Field(
+        default=7.0, gt=0, le=100,
+        description="After alignment, the most any region of the query may differ in chroma (Lab units) from a photographed "
+                    "reference (not a packshot); a look-alike's different region scores above. null disables the check."
+    )
+    candidates: int = Field(default=3, ge=1, le=100, description="Top candidates verified per object.")
+    decision: Literal["calibrated", "thresholds"] = Field(
+        default="calibrated",
+        description="calibrated: against packshot references (a plain backdrop) one score over similarity, its margin and "
+                    "keypoint evidence, fitted by tools/calibrate.py for at most 1 % false identification (the bundled one "
+                    "scores the embedding alone: those references are not verified); against references photographed in "
+                    "the field, the verified thresholds (min_inliers, min_inlier_ratio, max_appearance). thresholds: the "
+                    "verified thresholds for every reference.")
+    calibration: Optional[Path] = Field(
+        default=None, description="Calibration file from tools/calibrate.py (default: the bundled one for this verifier).")
+
+    @model_validator(mode="after")
+    def _weights_for_superglue(self) -> VerifierConfig:
+        if self.kind == "superpoint-superglue":
+            if self.weights is None:
+                raise ValueError("superpoint-superglue needs `weights`: its licence forbids shipping them")
+            if not self.weights.expanduser().is_dir():
+                raise ValueError(f"weights folder not found: {self.weights}")
+        return self
+
+
+class TrackerConfig(Section):
+    iou_threshold: float = Field(default=0.3, gt=0, le=1, description="IoU for a box to continue a track.")
+    max_missed: int = Field(default=15, ge=0, le=1000, description="Frames a track survives without a box.")
+    confirm_frames: int = Field(default=3, ge=1, le=100, description="Agreeing identifications needed to confirm a track.")
+    recheck_s: float = Field(default=10.0, gt=0, le=3600, description="How often a confirmed identity is re-checked.")
+    background: bool = Field(
+        default=True,
+        description="Identify (embed, search, verify) on a worker thread so the frame loop keeps the camera's rate; "
+        "false: inside the frame loop (slower, but every frame's results are in before the next frame).",
+    )
+
+
+class TLSConfig(Section):
+    ca_file: Optional[Path] = Field(default=None, description="CA certificate (PEM) that signed the broker's certificate.")
+    cert_file: Optional[Path] = Field(default=None, description="Client certificate (PEM) for mutual TLS.")
+    key_file: Optional[Path] = Field(default=None, description="Client private key (PEM) for mutual TLS.")
+    insecure: bool = Field(default=False, description="Skip host name checks (test benches only).")
+
+    @field_validator("ca_file", "cert_file", "key_file")
+    @classmethod
+    def _readable(cls, value: Optional[Path], info) -> Optional[Path]:
+        return _existing_file(value, info.field_name.replace("_", " "))
+
+    @model_validator(mode="after")
+    def _pair(self) -> TLSConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: give both or neither")
+        return self
+
+
+class MQTTConfig(Section):
+    enabled: bool = Field(default=True, description="Publish events over MQTT (the outbox keeps them while off-line).")
+    host: str = Field(default="localhost", min_length=1, description="Broker host name or address.")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker port (8883 is usual with TLS).")
+    tls: Optional[TLSConfig] = Field(default=None, description="TLS settings; absent means plain TCP.")
+    username: Optional[str] = Field(default=None, description="User name, if the broker wants one.")
+    password_file: Optional[Path] = Field(
+        default=None,
+        description=f"File holding the password; else the credential 'mqtt-password' or ${MQTT_PASSWORD_ENV}.",
+    )
+    topic_prefix: str = Field(
+        default="shelfid", min_length=1, pattern=r"^[^#+\s]+$", description="First level of every topic; no wildcards."
+    )
+    keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive interval in seconds.")
+    client_id: Optional[str] = Field(default=None, description="MQTT client id (default: shelfid-<device id>).")
+
+    @field_validator("password_file")
+    @classmethod
+    def _readable(cls, value: Optional[Path]) -> Optional[Path]:
+        return _existing_file(value, "password file")
+
+    def password(self) -> Optional[str]:
+        """The broker password from its file, the systemd credential or the environment."""
+        return read_secret(self.password_file, "mqtt-password", MQTT_PASSWORD_ENV)
+
+
+class OutboxConfig(Section):
+    path: Optional[Path] = Field(default=None, description="SQLite file of unsent events (default: <data_dir>/outbox.sqlite).")
+    max_events: int = Field(default=100_000, ge=10, le=10_000_000, description="Most events kept; the oldest go first.")
+    max_age_h: float = Field(default=168.0, gt=0, le=24 * 365, description="Events older than this are dropped, in hours.")
+
+
+class SyncConfig(Section):
+    server_url: Optional[str] = Field(
+        default=None, pattern=r"^(https?|file)://", description="Base URL of the published catalogs; null disables sync."
+    )
+    catalog_id: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="Catalog this device follows.")
+    poll_interval_s: int = Field(default=900, ge=10, le=7 * 86400, description="Seconds between polls for a new version.")
+    public_key_file: Optional[Path] = Field(default=None, description="Ed25519 public key (PEM) that signs manifests.")
+    token_file: Optional[Path] = Field(
+        default=None, description=f"File holding a bearer token; else the credential 'sync-token' or ${SYNC_TOKEN_ENV}."
+    )
+    keep_versions: int = Field(default=3, ge=1, le=100, description="Catalog versions kept on disk for rollback.")
+    deadline_s: int = Field(
+        default=1800, ge=5, le=86400,
+        description="Most seconds one sync may take, all its requests together; a server that trickles bytes is cut off "
+                    "then, and the next sync resumes the partial downloads."
+    )
+
+    @field_validator("public_key_file", "token_file")
+    @classmethod
+    def _readable(cls, value: Optional[Path], info) -> Optional[Path]:
+        return _existing_file(value, info.field_name.replace("_", " "))
+
+    @model_validator(mode="after")
+    def _key_needed(self) -> SyncConfig:
+        if self.server_url is not None and self.public_key_file is None:
+            raise ValueError("server_url is set but public_key_file is not: unsigned catalogs are never accepted")
+        return self
+
+    def token(self) -> Optional[str]:
+        return read_secret(self.token_file, "sync-token", SYNC_TOKEN_ENV)
+
+
+class WebConfig(Section):
+    enabled: bool = Field(default=False, description="Serve the installer's page (live view, identifications, health, metrics).")
+    host: str = Field(default="127.0.0.1", min_length=1, description="Address to bind; anything but loopback needs a token.")
+    port: int = Field(default=8090, ge=1, le=65535, description="Port of the page.")
+    token_file: Optional[Path] = Field(
+        default=None, description=f"File holding the page's access token; else the credential 'web-token' or ${WEB_TOKEN_ENV}."
+    )
+    snapshot_fps: float = Field(default=2.0, gt=0, le=15, description="Live view frames per second, while someone watches.")
+    recent: int = Field(default=20, ge=1, le=200, description="Identifications kept for the page, with their thumbnails.")
+
+    @field_validator("token_file")
+    @classmethod
+    def _readable(cls, value: Optional[Path]) -> Optional[Path]:
+        return _existing_file(value, "token file")
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in LOOPBACK
+
+    def token(self) -> Optional[str]:
+        return read_secret(self.token_file, "web-token", WEB_TOKEN_ENV) or None
+
+    def token_problem(self) -> Optional[str]:
+        """Why the page cannot start as configured (beyond loopback without a token), or None."""
+        if self.enabled and not self.loopback and self.token() is None:
+            return (f"web.host: {self.host} — beyond loopback the page needs a token: set web.token_file (chmod 600), "
+                    f"the credential 'web-token' or ${WEB_TOKEN_ENV}")
+        return None
+
+
+class LoggingConfig(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Least severe level logged.")
+    format: Literal["text", "json"] = Field(default="text", description="text for journald and people, json for log shippers.")
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value):
+        return value.upper() if isinstance(value, str) else value
+
+
+class Config(Section):
+    device: DeviceConfig = Field(default_factory=DeviceConfig, description="Who this device is and where it keeps state.")
+    camera: CameraConfig = Field(default_factory=CameraConfig, description="The camera feed.")
+    models: ModelsConfig = Field(default_factory=ModelsConfig, description="Detector, embedder and how they run.")
+    index: IndexConfig = Field(default_factory=IndexConfig, description="Catalog search.")
+    verifier: VerifierConfig = Field(default_factory=VerifierConfig, description="Keypoint verification of candidates.")
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="Tracking products across frames.")
+    mqtt: MQTTConfig = Field(default_factory=MQTTConfig, description="Where events are reported.")
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="On-disk queue of unsent events.")
+    sync: SyncConfig = Field(default_factory=SyncConfig, description="Catalog updates from the catalog server.")
+    web: WebConfig = Field(default_factory=WebConfig, description="The local page for installers (off by default).")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log output.")
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox.path or DataDir(self.device.data_dir).outbox
+
+
+def read_secret(path: Optional[Path], credential: str, env: str) -> Optional[str]:
+    """A secret from `path`, else systemd's $CREDENTIALS_DIRECTORY/<credential>, else $<env>."""
+    if path is None and os.environ.get("CREDENTIALS_DIRECTORY"):
+        candidate = Path(os.environ["CREDENTIALS_DIRECTORY"]) / credential
+        path = candidate if candidate.is_file() else None
+    if path is not None:
+        return path.read_text(encoding="utf-8").strip()
+    return os.environ.get(env)
+
+
+# Keys people reach for by habit, with where the value belongs instead.
+SECRET_KEYS = {
+    ("mqtt", "password"): f"secrets are not read from the YAML: put the password in a file and set mqtt.password_file, or set ${MQTT_PASSWORD_ENV}",
+    ("sync", "token"): f"secrets are not read from the YAML: put the token in a file and set sync.token_file, or set ${SYNC_TOKEN_ENV}",
+}
+
+
+def validate(data: object) -> Config:
+    """Validate parsed YAML; raises pydantic's ValidationError."""
+    return Config.model_validate({} if data is None else data)
+
+
+__all__ = ["Config", "ValidationError", "validate", "read_secret", "DEFAULT_CONFIG_PATH", "SECRET_KEYS"]

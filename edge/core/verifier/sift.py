@@ -1,0 +1,54 @@
+"""SIFT + Lowe's ratio test (OpenCV): no weights, the fast CPU verifier."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from edge.core.config import VerifierConfig
+from edge.core.verifier import Features, Match
+from edge.core.verifier.geometry import verify_geometry
+
+RATIO = 0.8
+
+
+def resize_longest(image: np.ndarray, longest: int, upscale: bool = False) -> np.ndarray:
+    """Scale so the longest side is `longest`; smaller images are enlarged only with `upscale`."""
+    h, w = image.shape[:2]
+    scale = longest / max(h, w)
+    if scale == 1 or (scale > 1 and not upscale):
+        return image
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interpolation)
+
+
+class SIFTVerifier:
+    descriptor_dim = 128
+
+    def __init__(self, config: VerifierConfig):
+        self.config = config
+        self.id = f"sift-n{config.max_keypoints}-s{config.input_size}-up"
+        self.sift = cv2.SIFT_create(nfeatures=config.max_keypoints)
+        self.matcher = cv2.BFMatcher(cv2.NORM_L2)
+
+    def features(self, image_bgr: np.ndarray) -> Features:
+        # small crops are enlarged: catalog shots and far-away products are often under 250 px, where SIFT finds
+        # too few keypoints at the scales the other image shows
+        gray = cv2.cvtColor(resize_longest(image_bgr, self.config.input_size, upscale=True), cv2.COLOR_BGR2GRAY)
+        size = (gray.shape[1], gray.shape[0])
+        keypoints, descriptors = self.sift.detectAndCompute(gray, None)
+        if descriptors is None:
+            return Features.empty(self.descriptor_dim, size)
+        points = np.array([k.pt for k in keypoints], np.float32)
+        return Features(points, descriptors.astype(np.float32), size, np.array([k.response for k in keypoints], np.float32))
+
+    def match(self, query: Features, reference: Features) -> Match:
+        if len(query.keypoints) < 2 or len(reference.keypoints) < 2:
+            return Match.none()
+        pairs = self.matcher.knnMatch(query.descriptors.astype(np.float32), reference.descriptors.astype(np.float32), k=2)
+        good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO * p[1].distance]
+        if not good:
+            return Match.none()
+        q = query.keypoints[[m.queryIdx for m in good]]
+        r = reference.keypoints[[m.trainIdx for m in good]]
+        return verify_geometry(q, r, reference.image_size, self.config.ransac_threshold_px)

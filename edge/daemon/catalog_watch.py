@@ -1,0 +1,82 @@
+"""Catalog hot-swap: notice that the active catalog changed, load it in the background, hand it over between frames.
+
+The sync agent switches versions by renaming a `current` symlink; `shelfid
+catalog build --force` replaces a folder by renaming it. Either way the
+catalog's identity on disk is (resolved folder, inode and mtime of its
+catalog.json), checked with two stat calls every `check_s` seconds. A version
+that fails to load is logged once and skipped until the link moves again; the
+daemon keeps identifying with the old one meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from edge.core.catalog import load_catalog
+from edge.core.config import Config
+from edge.core.errors import ShelfIDError
+from edge.core.identify import Identifier, identifier_for
+
+log = logging.getLogger(__name__)
+
+
+def catalog_key(path: Path) -> tuple | None:
+    """What identifies the catalog a path points at now; None when there is none."""
+    target = Path(os.path.realpath(path))
+    try:
+        st = (target / "catalog.json").stat()
+    except OSError:
+        return None
+    return (str(target), st.st_ino, st.st_mtime_ns)
+
+
+class CatalogWatcher:
+    def __init__(self, path: Path, active: Identifier, config: Config, check_s: float):
+        self.path, self.active, self.config, self.check_s = path, active, config, check_s
+        self.key = catalog_key(path)
+        self.failed_key: tuple | None = None
+        self.failures = 0
+        self._next_check = time.monotonic() + check_s
+        self._loading: threading.Thread | None = None
+        self._ready: tuple[tuple, Identifier] | None = None
+
+    def poll(self) -> Identifier | None:
+        """A freshly loaded identifier to switch to now, else None. Cheap: call it between frames."""
+        if self._ready is not None:
+            (self.key, identifier), self._ready = self._ready, None
+            self.active, self._loading = identifier, None
+            return identifier
+        now = time.monotonic()
+        if self._loading is not None or now < self._next_check:
+            return None
+        self._next_check = now + self.check_s
+        key = catalog_key(self.path)
+        if key is None or key == self.key or key == self.failed_key:
+            return None
+        self._loading = threading.Thread(target=self._load, args=(key,), name="catalog-load", daemon=True)
+        self._loading.start()
+        return None
+
+    def wait_loading(self, timeout: float | None = None) -> None:
+        """Tests and shutdown: let a load in progress finish."""
+        if self._loading is not None:
+            self._loading.join(timeout)
+
+    def _load(self, key: tuple) -> None:
+        old = self.active
+        started = time.monotonic()
+        try:
+            catalog = load_catalog(key[0], old.embedder.model_id, old.verifier.id)
+            identifier = identifier_for(self.config, catalog, old.embedder, old.verifier, old.detector, old.calibration)
+        except (ShelfIDError, OSError, ValueError) as exc:
+            self.failed_key, self._loading = key, None
+            self.failures += 1
+            log.warning("catalog switch failed, keeping %s v%d: %s", old.catalog.catalog_id, old.catalog.version, exc)
+            return
+        log.info("catalog %s v%d loaded from %s in %.2f s (%d products); switching from v%d", catalog.catalog_id, catalog.version,
+                 key[0], time.monotonic() - started, len(catalog.products), old.catalog.version)
+        self._ready = (key, identifier)
