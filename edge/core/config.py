@@ -262,7 +262,11 @@ class SyncConfig(Section):
         default=None, pattern=r"^(https?|file)://", description="Base URL of the published catalogs; null disables sync."
     )
     catalog_id: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="Catalog this device follows.")
-    poll_interval_s: int = Field(default=900, ge=10, le=7 * 86400, description="Seconds between polls for a new version.")
+    poll_interval_s: int = Field(
+        default=900, ge=10, le=7 * 86400,
+        description="Seconds between polls when `shelfid sync` runs as a service; under systemd shelfid-sync.timer sets "
+                    "the cadence instead (`--once` every 15 min) and this is not used.",
+    )
     public_key_file: Optional[Path] = Field(default=None, description="Ed25519 public key (PEM) that signs manifests.")
     token_file: Optional[Path] = Field(
         default=None, description=f"File holding a bearer token; else the credential 'sync-token' or ${SYNC_TOKEN_ENV}."

@@ -20,7 +20,7 @@ from edge.core.catalog import Catalog, Product, load_catalog
 from edge.core.config import Config
 from edge.core.decision import Calibration, Thresholds, choose, is_clear, load_calibration
 from edge.core.errors import ShelfIDError
-from edge.core.index import Candidate, CatalogIndex, collapse_to_products
+from edge.core.index import Candidate, CatalogIndex, collapse_to_products, search_one_query_at_a_time
 from edge.core.verifier import Features, Match, Verifier, open_verifier
 from edge.core.verifier.geometry import implausible
 from models.backends import BackendOptions
@@ -225,6 +225,7 @@ def open_models(config: Config) -> tuple[Detector, Embedder, Verifier]:
 
 
 def load_identifier(config: Config, catalog_dir: Path) -> Identifier:
+    search_one_query_at_a_time()
     detector, embedder, verifier = open_models(config)
     catalog = load_catalog(catalog_dir, embedder.model_id, verifier.id)
     return identifier_for(config, catalog, embedder, verifier, detector, calibration_for(config, verifier))

@@ -52,8 +52,6 @@ class CatalogIndex:
         if kind == "lsh" and len(vectors):
             dim = vectors.shape[1]
             self.lsh = faiss.IndexLSH(dim, bits, True, False)  # rotate the data; its rotation is seeded in faiss
-            # one query at a time on the device: OpenMP workers only spin against the other models' threads
-            faiss.omp_set_num_threads(1)
             sample = np.asarray(vectors[: min(len(vectors), 10 * bits)], np.float32)
             self.lsh.train(sample)
             for start in range(0, len(vectors), CHUNK):
@@ -82,6 +80,13 @@ class CatalogIndex:
             top = np.argsort(-sims, kind="stable")[:k]
             sims_out[row, : len(top)], ids_out[row, : len(top)] = sims[top], ids[top]
         return sims_out, ids_out
+
+
+def search_one_query_at_a_time() -> None:
+    """faiss's OpenMP threads for a process that searches one crop's query at a time (the daemon, `shelfid detect`):
+    workers would only spin against the models' own threads. Process-wide, so it is called once where a process
+    loads its identifier, never by an index (the index benchmark sets its own `--threads`)."""
+    faiss.omp_set_num_threads(1)
 
 
 def collapse_to_products(sims: np.ndarray, ids: np.ndarray, image_product: np.ndarray, k: int) -> list[Candidate]:

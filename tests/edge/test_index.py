@@ -77,3 +77,12 @@ def test_exact_kind_keeps_float32_in_memory_and_matches_the_oracle():
     queries = vectors[:5].astype(np.float32)
     assert np.array_equal(index.search(queries, 7)[1], exact_search(vectors, queries, 7)[1])
     assert index.resident_bytes == 200 * 32 * 4
+
+
+def test_building_an_index_leaves_the_process_thread_count_alone():
+    """The index benchmark's --threads used to be reset to 1 by every index it built."""
+    import faiss
+
+    faiss.omp_set_num_threads(2)
+    CatalogIndex(np.random.default_rng(0).standard_normal((300, 16)).astype(np.float16), "lsh", bits=64, rerank=10)
+    assert faiss.omp_get_max_threads() == 2
