@@ -3,6 +3,9 @@
 Every key has a default that runs on a laptop. Unknown keys are rejected.
 Secrets never live in the YAML: they come from files, systemd credentials
 (`$CREDENTIALS_DIRECTORY`) or environment variables.
+
+(Over 300 lines on purpose: the whole file's contract in one place, section by section, as the README's
+config reference and config.example.yaml mirror it; each section is a short class of fields.)
 """
 
 from __future__ import annotations
