@@ -49,7 +49,8 @@ models/weights/product-detector-320.onnx: models/weights/product-detector.pt $(V
 # README tells operators to subscribe), systemd-analyze and
 # systemd-sysusers (unit checks, the installer), Chromium + chromedriver (the page's browser test), GStreamer's RTSP
 # server under the system Python (tools/rtsp_server.py: the network camera of tests/edge/test_rtsp.py and the soak) and
-# gst-launch with an H.264 decoder (the GStreamer RTSP template's test).
+# gst-launch with an H.264 decoder (the GStreamer RTSP template's test), mmdebstrap + systemd-nspawn (the units
+# booted under a live systemd: tools/systemd_check.sh).
 # One apt-get update, only when something is missing.
 system:
 	@missing=""; \
@@ -62,6 +63,8 @@ system:
 		assert all(map(Gst.ElementFactory.find, ("x264enc", "rtph264pay", "rtspsrc", "openh264dec")))' 2>/dev/null \
 		|| missing="$$missing python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad"; \
 	command -v gst-launch-1.0 >/dev/null || missing="$$missing gstreamer1.0-tools"; \
+	command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
+	command -v systemd-nspawn >/dev/null || missing="$$missing systemd-container"; \
 	if [ -n "$$missing" ]; then apt-get update && apt-get install -y $$missing; fi
 
 clean:
