@@ -128,5 +128,10 @@ def format_rows(rows: list[IndexRow]) -> str:
     return "\n".join(lines)
 
 
+def progress_line(row: IndexRow) -> str:
+    """One finished setting, for stderr while the rest still runs (a 1M-vector run takes minutes)."""
+    return f"  {row.n:,} {row.method}: p50 {row.single_p50_ms} ms, recall@10 {row.recall_at_10:.3f}"
+
+
 def rows_as_dicts(rows: list[IndexRow]) -> list[dict]:
     return [asdict(r) for r in rows]

@@ -74,6 +74,17 @@ def bench_pipeline(config: Config, video: Path, catalog_dir: Path, mode: str = "
             "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
+def format_table(rows: list[dict]) -> str:
+    """bench_pipeline's results as a markdown table, one row per mode (the README's tables are this output)."""
+    lines = ["| mode | frames | dropped | processed FPS | identified | identify latency p50 / p95 ms | CPU s | RSS MB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lat = r["identify_latency_ms"]
+        lines.append(f"| {r['mode']} | {r['frames']} | {r['dropped_frames']} | {r['fps']} | {r['identified']} | "
+                     f"{lat['p50']} / {lat['p95']} | {r['cpu_s']} | {r['rss_mb']} |")
+    return "\n".join(lines)
+
+
 def sample_catalog(config: Config, out: Path, catalog_id: str = "sample") -> Path:
     """The bundled sample catalog (samples/shelf-catalog), built into `out` with the config's models."""
     detector, embedder, verifier = open_models(config)

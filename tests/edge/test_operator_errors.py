@@ -93,10 +93,10 @@ def root_logging():
 
 
 def test_an_unexpected_failure_is_one_line_unless_debug_is_asked_for(monkeypatch, capsys, root_logging):
-    def broken(args):
+    def broken(path):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli, "_models_info", broken)
+    monkeypatch.setattr("models.metadata.describe_onnx", broken)  # what `models info` calls, looked up when it runs
     assert cli.main(["models", "info", "x.onnx"]) == 1
     err = capsys.readouterr().err
     assert err.strip() == "error: unexpected RuntimeError: boom (run with --log-level DEBUG for the traceback)"

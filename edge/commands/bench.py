@@ -1,0 +1,89 @@
+"""`shelfid bench models|pipeline|index`: measurements; the benchmarks and their tables live in edge/bench and models/."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edge.commands.common import TOOL_CONFIG_HELP, config_or_defaults, ints
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="measurements")
+    actions = bench.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
+    for add in (_add_models, _add_pipeline, _add_index):
+        add(actions)
+
+
+def _add_models(actions: argparse._SubParsersAction) -> None:
+    p = actions.add_parser("models", help="per-model latency (median, p95) by batch size and threads")
+    p.add_argument("model", type=Path, nargs="+", help="ONNX models")
+    p.add_argument("--backend", default="onnxruntime", help="auto, onnxruntime, tensorrt or torch")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"], help="precision")
+    p.add_argument("--batch", type=ints, default=[1, 8, 32], help="batch sizes, e.g. 1,8,32")
+    p.add_argument("--threads", type=ints, default=[1, 2], help="thread counts, e.g. 1,2")
+    p.add_argument("--repeats", type=int, default=20, help="timed runs per setting")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_models)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from models.bench import bench_model, format_table, rows_as_dicts
+
+    rows = []
+    for path in args.model:
+        rows += bench_model(path, args.backend, args.precision, args.batch, args.threads, args.repeats)
+    print(json.dumps(rows_as_dicts(rows), indent=2) if args.json else format_table(rows))
+    return 0
+
+
+def _add_pipeline(actions: argparse._SubParsersAction) -> None:
+    p = actions.add_parser("pipeline", help="the daemon's frame loop on a video: FPS, identification latency, CPU, RSS")
+    p.add_argument("--video", type=Path, help="video file (default: samples/shelf.mp4)")
+    p.add_argument("--catalog", type=Path, help="catalog folder (default: the sample catalog, built now)")
+    p.add_argument("--config", type=Path, help=f"{TOOL_CONFIG_HELP}: the models")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--naive", action="store_true", help="every stage on every frame (the prototype's approach)")
+    mode.add_argument("--inline", action="store_true", help="the daemon's loop with identification inside the frame loop")
+    mode.add_argument("--compare", action="store_true", help="pipeline, inline and naive, one after the other")
+    p.add_argument("--realtime", action="store_true", help="replay at the file's own rate (drops what the loop has no time for)")
+    p.add_argument("--json", action="store_true", help="print JSON (one object, or a list with --compare)")
+    p.set_defaults(func=_pipeline)
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from edge.bench.pipeline import MODES, format_table, run_bench
+
+    modes = list(MODES) if args.compare else ["naive" if args.naive else "inline" if args.inline else "pipeline"]
+    rows = run_bench(config_or_defaults(args.config), args.video, args.catalog, modes, args.realtime)
+    if args.json:
+        print(json.dumps(rows[0] if len(rows) == 1 else rows))
+    else:
+        print(format_table(rows))
+    return 0
+
+
+def _add_index(actions: argparse._SubParsersAction) -> None:
+    p = actions.add_parser("index", help="catalog search on clustered synthetic vectors: speed, memory, recall vs exact")
+    p.add_argument("--n", type=ints, default=[100_000, 1_000_000], help="catalog sizes, e.g. 100000,1000000")
+    p.add_argument("--lsh", default="256/100,512/100,1024/100,512/200", help="LSH settings as bits/rerank, comma-separated")
+    p.add_argument("--queries", type=int, default=200, help="queries per setting")
+    p.add_argument("--hnsw-max", type=int, default=100_000, help="largest n that also builds faiss HNSW (slow to build)")
+    p.add_argument("--threads", type=int, default=1, help="faiss threads")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_index)
+
+
+def _index(args: argparse.Namespace) -> int:
+    from edge.bench.index import bench_index, format_rows, progress_line, rows_as_dicts
+
+    settings = [tuple(int(x) for x in s.split("/")) for s in args.lsh.split(",")]
+    # progress on stderr keeps stdout a clean table; with --json nothing but the JSON
+    progress = None if args.json else (lambda row: print(progress_line(row), file=sys.stderr))
+    rows = []
+    for n in args.n:
+        rows += bench_index(n, settings, args.queries, hnsw=n <= args.hnsw_max, threads=args.threads, progress=progress)
+    print(json.dumps(rows_as_dicts(rows), indent=2) if args.json else format_rows(rows))
+    return 0
