@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import onnx
@@ -15,6 +13,7 @@ from models.checkpoint import load_yolov5_checkpoint
 from models.errors import ModelError
 from models.metadata import sha256_file, weights_sha256, write_metadata
 from models.resnet import ResNet34Embedder
+from models.safe_write import replacing
 from models.torch_io import load_checkpoint, save_checkpoint
 from models.yolov5 import YOLOv5
 
@@ -25,14 +24,13 @@ YOLOV5_LICENCE = "GPL-3.0 (derived from Ultralytics YOLOv5 weights)"
 
 
 def export_onnx(model: nn.Module, out: Path, imgsz: int, output_name: str, metadata: dict, dynamic_batch: bool) -> Path:
-    """Export with input `images` [B, 3, imgsz, imgsz]; written to a temp file, then renamed into place."""
+    """Export with input `images` [B, 3, imgsz, imgsz]; written to a temp file, fsynced, then renamed into place."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(1, 3, imgsz, imgsz)
     axes = {"images": {0: "batch"}, output_name: {0: "batch"}} if dynamic_batch else None
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out.parent)
-    os.close(fd)
-    try:
+    with replacing(out) as path:
+        tmp = str(path)
         with torch.inference_mode():
             torch.onnx.export(model.eval(), example, tmp, input_names=["images"], output_names=[output_name],
                               dynamic_axes=axes, opset_version=OPSET, dynamo=False)
@@ -40,11 +38,6 @@ def export_onnx(model: nn.Module, out: Path, imgsz: int, output_name: str, metad
         write_metadata(proto, metadata)
         onnx.checker.check_model(proto)
         onnx.save(proto, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; models are read by the service user
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out
 
 

@@ -7,7 +7,6 @@ slower than fp32 (234 vs 68 ms).
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from models.backends.onnxruntime_backend import quantized_path
 from models.errors import ModelError
 from models.metadata import write_metadata
+from models.safe_write import replacing
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -60,7 +60,7 @@ def quantize_int8(onnx_path: Path, preprocess: Callable[[np.ndarray], np.ndarray
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         result = onnx.load(str(quantized))
         write_metadata(result, {**metadata, "precision": "int8-static-qdq", "calibration_images": str(len(images))})
-        onnx.save(result, str(quantized))
-        os.replace(quantized, out)
+        with replacing(out) as final:
+            onnx.save(result, str(final))
     log.info("quantised %s -> %s on %d images", onnx_path, out, len(images))
     return out

@@ -40,6 +40,7 @@ from edge.core.catalog_build import no_space
 from edge.core.config import Config
 from edge.core.datadir import DataDir
 from edge.core.errors import CatalogError
+from models.safe_write import fsync_dir, write_json_atomic
 from sync_agent.bundle import MAX_VERSION_STEP, assemble, blob_key, decode_signature, manifest_key, parse_manifest, sha256_file
 from sync_agent.errors import BundleError, DiskFullError, FetchError, StaleManifestError, SyncError
 from sync_agent.fetcher import Fetcher, fetcher_for
@@ -68,29 +69,6 @@ def active_version(layout: DataDir) -> int:
 
 def read_status(data_dir: Path) -> dict:
     return DataDir(data_dir).read_sync_status()
-
-
-def write_json_atomic(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk: `path` keeps its old content, and no temp file holds on to space
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def now_iso() -> str:
@@ -318,6 +296,7 @@ class Agent:
 
     def _write_status(self, status: dict) -> None:
         status |= {"catalog_id": self.catalog_id, "active_version": active_version(self.layout)}
+        self.layout.sync_status.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.layout.sync_status, status)
 
 

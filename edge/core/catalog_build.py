@@ -33,6 +33,7 @@ from edge.core.verifier import Features, Verifier
 from models.augment import catalog_variant
 from models.detector import Detector
 from models.embedder import Embedder
+from models.safe_write import fsync_dir, fsync_tree
 
 log = logging.getLogger(__name__)
 PRODUCT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # always fullmatch: `$` would let a trailing newline in
@@ -197,15 +198,7 @@ def write_catalog_arrays(folder: Path, info: dict, products: list[dict], rows: l
     np.save(folder / "offsets.npy", offsets.astype(np.int64))
     np.save(folder / "scores.npy", scores.astype(np.float32))
     (folder / "catalog.json").write_text(json.dumps(info, indent=1))
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_tree(folder)  # before the caller's rename publishes the folder
 
 
 def no_space(exc: OSError, folder: Path) -> bool:
@@ -233,13 +226,13 @@ def _write(out: Path, info, products, rows, embeddings, features, force: bool, t
             raise CatalogError(f"{out}: no space left on its filesystem to write the catalog ({free} bytes free; "
                                f"{'the previous catalog there is kept' if out.exists() else 'nothing was written'}): "
                                "free space and build again") from None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        old = out.with_name(f".{out.name}.old-{os.getpid()}") if out.exists() else None
+        if old:
             os.replace(out, old)
-            os.replace(tmp, out)
+        os.replace(tmp, out)
+        fsync_dir(out.parent)
+        if old:
             shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
