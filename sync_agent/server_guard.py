@@ -1,0 +1,121 @@
+"""What every request to the catalog server passes before a route sees it, and the one shape of its errors.
+
+`RequestGuard` decides from the headers alone, before a byte of the body is read, in this order:
+    Content-Length together with Transfer-Encoding   400 (a proxy in front could frame the body differently)
+    POST, PUT, PATCH, DELETE without / with a wrong token   401 / 403
+    a declared Content-Length over max_request_bytes   413
+then counts the body as it streams, chunked or not, and stops it at the cap
+(413): the count, not a header, is the limit, so the form parser never spools
+more than max_request_bytes to its temp files. Chunked bodies are therefore
+accepted. An answer given while the body is still unread closes the connection,
+so the rest of it is never read. Every error, 404 and 405 included, is JSON
+`{"error": "...", "status": N}`, and none names a path on this server.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Callable
+from typing import Annotated, Optional
+
+from fastapi import Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sync_agent.server_settings import ServerSettings
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def json_error(exc: StarletteHTTPException) -> JSONResponse:
+    return JSONResponse({"error": exc.detail, "status": exc.status_code}, exc.status_code, headers=exc.headers)
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return json_error(exc)
+
+
+async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+    return JSONResponse({"error": "; ".join(problems), "status": 422}, 422)
+
+
+def token_problem(authorization: Optional[str], token: Optional[str]) -> Optional[HTTPException]:
+    """None when the request may write (or no token is configured); else the 401 or 403 to answer."""
+    if token is None:
+        return None
+    if not authorization or not authorization.startswith("Bearer "):
+        return HTTPException(401, "write endpoints need 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(authorization[7:].encode(), token.encode()):
+        return HTTPException(403, "wrong token")
+    return None
+
+
+def token_required(token: Optional[str]) -> Callable[..., None]:
+    """A route dependency: for the OpenAPI docs and as a second check; RequestGuard has already refused writes without it."""
+
+    def authorised(authorization: Annotated[Optional[str], Header()] = None) -> None:
+        if problem := token_problem(authorization, token):
+            raise problem
+
+    return authorised
+
+
+def header_problem(method: str, headers: Headers, settings: ServerSettings) -> Optional[HTTPException]:
+    """What the request line and headers alone decide: framing (400), the token for writes (401/403), declared size (413)."""
+    length = headers.get("content-length")
+    if length is not None and "transfer-encoding" in headers:
+        return HTTPException(400, "Content-Length together with Transfer-Encoding: send one of them")
+    if length is not None and not re.fullmatch(r"[0-9]+", length):
+        return HTTPException(400, f"Content-Length {length!r} is not a number of bytes")
+    if method in WRITE_METHODS and (problem := token_problem(headers.get("authorization"), settings.token)):
+        return problem
+    if length is not None and int(length) > settings.max_request_bytes:
+        return HTTPException(413, f"request body over {settings.max_request_bytes} bytes")
+    return None
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised from `receive` once a body passes the cap; FastAPI lets HTTP errors out of body parsing, so the app answers 413."""
+
+
+class RequestGuard:
+    """Pure ASGI, around the whole app: header checks before any body is read, then the body counted as it streams."""
+
+    def __init__(self, app: ASGIApp, settings: ServerSettings):
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        cap = self.settings.max_request_bytes
+        received = 0
+        unread = "transfer-encoding" in headers or headers.get("content-length", "0") != "0"
+
+        async def counted() -> Message:
+            nonlocal received, unread
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                unread = message.get("more_body", False)
+                if received > cap:
+                    unread = True
+                    raise BodyTooLarge(413, f"request body over {cap} bytes")
+            return message
+
+        async def closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and unread:  # answered early: do not read (or wait for) the rest
+                message = message | {"headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        if problem := header_problem(scope["method"], headers, self.settings):
+            await json_error(problem)(scope, receive, closing)
+            return
+        await self.app(scope, counted, closing)
