@@ -21,14 +21,16 @@ from collections.abc import Callable
 from edge import __version__
 from edge.commands import bench, catalog, device, models, sync
 from edge.core.errors import ConfigError, ConfigFileError, ShelfIDError
-from edge.logs import setup_logging
+from edge.logs import DEFAULT_LEVEL, setup_logging
 from models.errors import ModelError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shelfid", description="Identify catalog products on retail shelves.")
     parser.add_argument("--version", action="version", version=f"shelfid {__version__}")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity")
+    # no default here: run and sync must tell an explicit --log-level (it wins) from none (their config's logging.level)
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help=f"log verbosity (default: logging.level from the config for run and sync, else {DEFAULT_LEVEL})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # in the order `shelfid --help` lists them
     for add in (device.add_check_config, device.add_detect, device.add_run, device.add_events, catalog.add_parsers,
@@ -52,7 +54,7 @@ def subcommand_parsers(parser: argparse.ArgumentParser | None = None) -> dict[st
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level or DEFAULT_LEVEL)
     handler: Callable[[argparse.Namespace], int] = args.func
     try:
         return handler(args)

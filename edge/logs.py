@@ -1,4 +1,9 @@
-"""Logging handlers, set once by the CLI: stderr, journald-friendly."""
+"""Logging handlers, set by the CLI: stderr, journald-friendly.
+
+The level: --log-level when the operator gives it, else (run and sync) the config's logging.level, else INFO.
+main() sets handlers for every command first, from the flag or INFO; run and sync set them again from
+their config (level and format), and must not undo an explicit --log-level while doing so.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import logging
 import os
 import sys
 
+DEFAULT_LEVEL = "INFO"
 NOISY = ("faiss", "urllib3", "PIL", "matplotlib", "multipart", "uvicorn.error")
 
 
@@ -18,7 +24,7 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+def setup_logging(level: str = DEFAULT_LEVEL, fmt: str = "text") -> None:
     """Send logs to stderr; under journald (JOURNAL_STREAM set) leave out the time, journald adds it."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
@@ -35,3 +41,11 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
         logging.getLogger(noisy).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
     if level != "DEBUG":
         os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # read when cv2 is first imported: V4L2 probing warnings
+
+
+def setup_from_config(flag: str | None, configured: str, fmt: str) -> None:
+    """The config's logging (run, sync), its level overridden by --log-level when given (`flag`, None when not)."""
+    level = flag or configured
+    setup_logging(level, fmt)
+    log = logging.getLogger(__name__)
+    log.debug("log level %s, from %s (logging.level in the config: %s)", level, "--log-level" if flag else "the config", configured)

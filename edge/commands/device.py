@@ -13,7 +13,7 @@ from pathlib import Path
 from edge.commands.common import DEVICE_CONFIG_HELP, TOOL_CONFIG_HELP, config_or_defaults, config_path, device_config
 from edge.core.config import Config
 from edge.core.errors import ConfigError
-from edge.logs import setup_logging
+from edge.logs import setup_from_config
 
 
 def summary(config: Config) -> str:
@@ -100,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
     from edge.daemon.run import run
 
     config = with_runtime_checks(device_config(args.config), config_path(args.config))
-    setup_logging(config.logging.level, config.logging.format)
+    setup_from_config(args.log_level, config.logging.level, config.logging.format)
     print(json.dumps(run(config, args.catalog)))
     return 0
 

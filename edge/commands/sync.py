@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from edge.commands.common import DEVICE_CONFIG_HELP, device_config
-from edge.logs import setup_logging
+from edge.logs import setup_from_config
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -22,5 +22,5 @@ def _sync(args: argparse.Namespace) -> int:
     from sync_agent.commands import sync
 
     config = device_config(args.config)
-    setup_logging(config.logging.level, config.logging.format)
+    setup_from_config(args.log_level, config.logging.level, config.logging.format)
     return sync(args, config)
