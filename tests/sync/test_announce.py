@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 
 import pytest
@@ -73,6 +74,18 @@ def test_a_published_version_is_announced_and_wakes_the_agent(tmp_path, keys, br
         server.stop()
 
 
+class MalformedHeard(logging.Handler):
+    """Set once the follower has logged a malformed announcement: proof it is subscribed and read the retained one."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.event = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "ignored malformed announcement" in record.getMessage():
+            self.event.set()
+
+
 def test_a_hostile_retained_announcement_does_not_silence_the_agents_follower(broker):
     import paho.mqtt.client as mqtt
 
@@ -81,14 +94,18 @@ def test_a_hostile_retained_announcement_does_not_silence_the_agents_follower(br
     sender.loop_start()
     topic = "shelfid/catalogs/shelf/latest"
     sender.publish(topic, b"[" * 200_000, qos=1, retain=True).wait_for_publish(5)
-    wake = threading.Event()
+    wake, heard = threading.Event(), MalformedHeard()
+    logging.getLogger("sync_agent.announce").addHandler(heard)
     follower = follow_announcements(Config.model_validate({"mqtt": {"host": "127.0.0.1", "port": broker.port}}).mqtt,
                                     "shelf", "dev", wake, active=lambda: 3)
     try:
+        # subscribed and past the hostile retained payload; the next two are not retained, so they must come after
+        assert heard.event.wait(15), "the follower never received the retained hostile announcement"
         sender.publish(topic, b'{"catalog": "shelf", "version": 3}', qos=1).wait_for_publish(5)  # not newer: no wake
         sender.publish(topic, b'{"catalog": "shelf", "version": 4}', qos=1).wait_for_publish(5)
         assert wake.wait(15), "a valid announcement after the hostile one did not wake the agent"
         assert follower.is_connected()
     finally:
+        logging.getLogger("sync_agent.announce").removeHandler(heard)
         follower.loop_stop()
         sender.loop_stop()
