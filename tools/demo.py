@@ -30,7 +30,8 @@ from edge.core.catalog_build import build_catalog  # noqa: E402
 from edge.core.config import Config  # noqa: E402
 from edge.core.identify import open_models  # noqa: E402
 from edge.daemon.grabber import Frame  # noqa: E402
-from edge.daemon.run import Pipeline, run  # noqa: E402
+from edge.daemon.pipeline import Pipeline  # noqa: E402
+from edge.daemon.run import run  # noqa: E402
 from tools.mqtt_harness import Broker, Recorder, mosquitto_binary  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

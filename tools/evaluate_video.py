@@ -49,7 +49,7 @@ from edge.core.config import Config  # noqa: E402
 from edge.core.config_file import load_config  # noqa: E402
 from edge.core.identify import Identifier, calibration_for, identifier_for, open_models  # noqa: E402
 from edge.daemon.grabber import Frame  # noqa: E402
-from edge.daemon.run import Pipeline  # noqa: E402
+from edge.daemon.pipeline import Pipeline  # noqa: E402
 from edge.daemon.tracker import iou_matrix  # noqa: E402
 from edge.reporting.sinks import MemorySink  # noqa: E402
 

@@ -22,7 +22,7 @@ from edge.core.config import CameraConfig, Config
 from edge.core.identify import Timings, load_identifier, open_models
 from edge.daemon.camera import open_source
 from edge.daemon.grabber import Grabber
-from edge.daemon.run import Pipeline, percentiles
+from edge.daemon.pipeline import Pipeline, percentiles
 from edge.reporting.sinks import MemorySink
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import pytest
 from edge.core.catalog import Product
 from edge.core.config import Config
 from edge.core.identify import Identification
-from edge.daemon.run import Pipeline
+from edge.daemon.pipeline import Pipeline
 from edge.reporting.sinks import MemorySink
 
 COLA, FANTA = Product("cola", "1", "Cola"), Product("fanta", "2", "Fanta")
