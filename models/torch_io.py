@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from models.errors import ModelError
+from models.safe_write import replacing
 
 FORMAT = "shelfid-torch-1"
 
@@ -35,7 +36,8 @@ def save_checkpoint(path: Path | str, model: nn.Module, arch: str, config: dict,
                     half: bool = False) -> None:
     """`half` stores floating tensors as float16 (half the file); loading casts them back."""
     state = {k: v.half() if half and v.is_floating_point() else v for k, v in model.state_dict().items()}
-    torch.save({"format": FORMAT, "arch": arch, "config": config, "state_dict": state, "metadata": metadata}, path)
+    with replacing(path) as tmp:
+        torch.save({"format": FORMAT, "arch": arch, "config": config, "state_dict": state, "metadata": metadata}, tmp)
 
 
 def load_checkpoint(path: Path | str) -> tuple[nn.Module, dict[str, str]]:

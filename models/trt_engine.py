@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import numpy as np
 from models.cuda_runtime import cudart as cuda_runtime
 from models.errors import BackendUnavailable, ModelError
 from models.metadata import sha256_file
+from models.safe_write import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -80,24 +79,11 @@ def check_engine_sidecar(engine: Path, trt_version: str, gpu: str) -> dict:
     return info
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_engine(engine: Path, serialized: bytes, info: dict) -> None:
     """Engine bytes then sidecar, each written atomically, so a reader never sees a half engine."""
     engine.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(engine, serialized)
-    _atomic_write(sidecar_path(engine), json.dumps(info, indent=2).encode())
+    write_bytes_atomic(engine, serialized)
+    write_bytes_atomic(sidecar_path(engine), json.dumps(info, indent=2).encode())
 
 
 def _make_calibrator(trt, batches: Callable[[], Iterator[np.ndarray]], cache_file: Path):
@@ -127,7 +113,7 @@ def _make_calibrator(trt, batches: Callable[[], Iterator[np.ndarray]], cache_fil
             return cache_file.read_bytes() if cache_file.is_file() else None
 
         def write_calibration_cache(self, cache):
-            _atomic_write(cache_file, bytes(cache))
+            write_bytes_atomic(cache_file, bytes(cache))
 
     return Calibrator()
 
@@ -180,7 +166,7 @@ def build_engine(onnx_path: Path, cache_dir: Path, precision: str = "fp16", work
     if serialized is None:
         raise ModelError(f"{onnx_path}: TensorRT failed to build an engine (see the TensorRT log above)")
     cache_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(timing_cache_file, bytes(config.get_timing_cache().serialize()))
+    write_bytes_atomic(timing_cache_file, bytes(config.get_timing_cache().serialize()))
 
     import onnx
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -10,6 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from edge.core.errors import ConfigFileError
+from models.safe_write import write_bytes_atomic
 from sync_agent.errors import SignatureError, SyncError
 
 
@@ -21,10 +21,8 @@ def generate_keypair(folder: Path) -> tuple[Path, Path]:
         raise SyncError(f"{folder}: a signing key is already there; move it away first (devices trust its public half)")
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    write_bytes_atomic(private, pem, mode=0o600)  # the temp file is created 0600 too: the key is never readable by others
+    write_bytes_atomic(public, key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     return private, public
 
 

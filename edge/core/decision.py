@@ -24,6 +24,7 @@ import numpy as np
 
 from edge.core.errors import ShelfIDError
 from edge.core.verifier import Match
+from models.safe_write import write_json_atomic
 
 # A candidate is clearly identical when it is far over the inlier threshold AND its inliers cover
 # much of the reference. Look-alikes of one brand share a logo, which gives many inliers over a
@@ -127,6 +128,5 @@ def load_calibration(path: Path) -> Calibration:
 
 
 def save_calibration(path: Path, calibration: Calibration) -> None:
-    Path(path).write_text(json.dumps({"evidence": list(EVIDENCE), "weights": list(calibration.weights), "bias": calibration.bias,
-                                      "threshold": calibration.threshold, "verifier_id": calibration.verifier_id,
-                                      "note": calibration.note}, indent=1) + "\n")
+    write_json_atomic(path, {"evidence": list(EVIDENCE), "weights": list(calibration.weights), "bias": calibration.bias,
+                             "threshold": calibration.threshold, "verifier_id": calibration.verifier_id, "note": calibration.note})
