@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -11,14 +10,11 @@ import paho.mqtt.client as mqtt
 
 from edge.core.config import MQTTConfig
 from edge.core.errors import ShelfIDError
-from edge.reporting.announcements import AnnouncementGate, parse_announcement
+from edge.reporting.announcements import AnnouncementGate, announcement_payload, parse_announcement
 from edge.reporting.mqtt import apply_credentials, guarded
+from edge.reporting.topics import announcement_topic
 
 log = logging.getLogger(__name__)
-
-
-def announcement_topic(prefix: str, catalog_id: str) -> str:
-    return f"{prefix}/catalogs/{catalog_id}/latest"
 
 
 def publish_announcement(config: MQTTConfig, catalog_id: str, version: int, timeout_s: float = 10.0) -> None:
@@ -27,7 +23,7 @@ def publish_announcement(config: MQTTConfig, catalog_id: str, version: int, time
     client.connect(config.host, config.port, config.keepalive_s)
     client.loop_start()
     try:
-        payload = json.dumps({"catalog": catalog_id, "version": version}).encode()
+        payload = announcement_payload(catalog_id, version)
         info = client.publish(announcement_topic(config.topic_prefix, catalog_id), payload, qos=1, retain=True)
         info.wait_for_publish(timeout_s)
         if not info.is_published():

@@ -19,6 +19,13 @@ MAX_ANNOUNCEMENT_BYTES = 1024  # the server's announcement is ~40 bytes
 MAX_CATALOG_VERSION = 2 ** 31 - 1  # the manifest schema's bound too
 
 
+def announcement_payload(catalog_id: str, version: int) -> bytes:
+    """What the catalog server publishes (retained) when it publishes `version`; parse_announcement reads it."""
+    if type(version) is not int or not 1 <= version <= MAX_CATALOG_VERSION:
+        raise ValueError(f"catalog version {version!r} is outside 1..{MAX_CATALOG_VERSION}")
+    return json.dumps({"catalog": catalog_id, "version": version}).encode()
+
+
 def parse_announcement(payload: bytes) -> int:
     """The version an announcement names; ValueError says why anything else is not one."""
     if len(payload) > MAX_ANNOUNCEMENT_BYTES:

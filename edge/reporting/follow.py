@@ -10,7 +10,8 @@ import paho.mqtt.client as mqtt
 
 from edge.core.config import Config
 from edge.core.errors import ShelfIDError
-from edge.reporting.mqtt import apply_credentials, guarded, topics
+from edge.reporting.mqtt import apply_credentials, guarded
+from edge.reporting.topics import device_topics
 
 
 def describe(topic: str, payload: bytes) -> str:
@@ -45,7 +46,7 @@ def follow(config: Config, out: Callable[[str], None] = _print, limit: int | Non
     """
     stop = stop or threading.Event()
     m = config.mqtt
-    names = topics(m.topic_prefix, config.device.id)
+    names = device_topics(m.topic_prefix, config.device.id)
     where = f"{m.host}:{m.port}{' (TLS)' if m.tls else ''}"
     seen, refused, connected, warned = 0, [], threading.Event(), [False]
 

@@ -34,14 +34,10 @@ from edge.core.config import MQTTConfig
 from edge.reporting.announcements import parse_announcement
 from edge.reporting.events import mark_replayed
 from edge.reporting.outbox import Outbox
+from edge.reporting.topics import announcement_topic, device_topics
 
 log = logging.getLogger(__name__)
 WINDOW = 200  # most events in flight (published, not yet acknowledged)
-
-
-def topics(prefix: str, device: str) -> dict[str, str]:
-    base = f"{prefix}/{device}"
-    return {"status": f"{base}/status", "events": f"{base}/events", "stats": f"{base}/stats", "catalog": f"{base}/catalog"}
 
 
 def guarded(callback: Callable) -> Callable:
@@ -81,8 +77,8 @@ class MQTTReporter:
     def __init__(self, config: MQTTConfig, device: str, outbox: Outbox, catalog_id: str | None = None,
                  on_announcement: Callable[[int], None] | None = None):
         self.config, self.device, self.outbox = config, device, outbox
-        self.topics = topics(config.topic_prefix, device)
-        self.announcement_topic = f"{config.topic_prefix}/catalogs/{catalog_id}/latest" if catalog_id else None
+        self.topics = device_topics(config.topic_prefix, device)
+        self.announcement_topic = announcement_topic(config.topic_prefix, catalog_id) if catalog_id else None
         self.on_announcement = on_announcement
         self._catalog_payload: bytes | None = None
         self._cond = threading.Condition()

@@ -62,3 +62,11 @@ def test_a_flood_of_announcements_rewrites_the_trigger_file_a_few_times_with_the
         on_announcement(5)
     assert writes == [5, 5, 5]
     assert json.loads((tmp_path / "sync" / "trigger").read_text()) == {"version": 5}
+
+
+def test_the_servers_announcement_is_what_the_devices_parse():
+    from edge.reporting.announcements import announcement_payload, parse_announcement
+
+    assert parse_announcement(announcement_payload("shelf", 7)) == 7
+    with pytest.raises(ValueError, match="outside"):
+        announcement_payload("shelf", 0)
