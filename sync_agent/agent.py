@@ -20,6 +20,9 @@ version, both complete; the next run finishes the job. A full disk fails the
 sync with DiskFullError and removes what the attempt wrote (staging, partial
 downloads, blobs no kept version names), so the space goes back to the daemon's
 outbox and to status.json, which then says why.
+
+(Over 300 lines on purpose: a sync's steps in the order above, each a short method, so the argument that a kill
+or a full disk never leaves a half catalog as `current` can be checked in one file.)
 """
 
 from __future__ import annotations

@@ -152,18 +152,24 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
     products = [table.get(pid, Product(pid, pid, pid)) for pid in used]
     for pid in sorted(set(table) - set(used)):
         report.skipped.append(f"{csv_path}: product {pid} has no readable images")
-    info = {
-        "schema": SCHEMA, "catalog_id": catalog_id or images_dir.name, "version": version,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "embedder": {"model_id": embedder.model_id, "dim": embedder.dim, "input_size": embedder.input_size},
-        "verifier": {"id": verifier.id, "descriptor_dim": verifier.descriptor_dim},
-        "products": len(products), "images": originals, "variants": len(rows) - originals,
-    }
+    info = catalog_info(catalog_id or images_dir.name, version, embedder, verifier, len(products), originals, len(rows) - originals)
     _write(out, info, products, rows, np.stack(embeddings), crops_features, force, {p.product_id: thumbnails[p.product_id] for p in products})
     report.products, report.images = len(products), originals
     log.info("catalog %s v%d: %d products, %d images (+%d variants), %d skipped -> %s", info["catalog_id"], version,
              len(products), originals, len(rows) - originals, len(report.skipped), out)
     return report
+
+
+def catalog_info(catalog_id: str, version: int, embedder: Embedder, verifier: Verifier, products: int, images: int,
+                 variants: int) -> dict:
+    """catalog.json: what the catalog is and which models its vectors and features belong to."""
+    return {
+        "schema": SCHEMA, "catalog_id": catalog_id, "version": version,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "embedder": {"model_id": embedder.model_id, "dim": embedder.dim, "input_size": embedder.input_size},
+        "verifier": {"id": verifier.id, "descriptor_dim": verifier.descriptor_dim},
+        "products": products, "images": images, "variants": variants,
+    }
 
 
 def write_catalog_files(folder: Path, info: dict, products: list[Product], rows: list[dict], embeddings: np.ndarray,
