@@ -245,11 +245,7 @@ class Agent:
             raise BundleError(f"catalog v{version} cannot be assembled: {type(exc).__name__}: {exc}") from None
 
     def _switch(self, version: int) -> None:
-        link = self.layout.catalogs / f".current-{os.getpid()}.tmp"
-        link.unlink(missing_ok=True)
-        link.symlink_to(f"v{version}")
-        os.replace(link, self.layout.current)
-        fsync_dir(self.layout.catalogs)
+        self.layout.switch_current(f"v{version}")
 
     def _prune(self) -> None:
         """Keep `keep_versions` newest versions (and the active one); drop blobs no kept version names."""

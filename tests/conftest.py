@@ -77,3 +77,15 @@ def upstream_yolov5n(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("yolo") / "yolov5n.onnx"
     import_yolov5(YOLOV5N_PT, out, 640, save_torch=True)
     return out
+
+
+@pytest.fixture
+def short_video(tmp_path) -> Path:
+    """Six 640x360 frames of the sample shelf at 15 fps (MJPG): a video for the pipeline benchmark's CLI."""
+    video = tmp_path / "short.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 15, (640, 360))
+    for frame in sorted(SAMPLES.glob("*.jpg"))[:2]:
+        for _ in range(3):
+            writer.write(cv2.resize(cv2.imread(str(frame)), (640, 360)))
+    writer.release()
+    return video

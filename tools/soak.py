@@ -28,6 +28,7 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from edge.core.datadir import DataDir  # noqa: E402
 from tools.mqtt_harness import Broker, Recorder, free_port  # noqa: E402
 from tools.rtsp_harness import RtspCamera, rtsp_server_missing, video_to_frames  # noqa: E402
 
@@ -50,16 +51,6 @@ def outbox_figures(path: Path) -> dict[str, float]:
             rows = db.execute("SELECT count(*) FROM events").fetchone()[0]
     size = lambda p: p.stat().st_size / 1024 if p.exists() else 0.0  # noqa: E731
     return {"outbox_rows": rows, "outbox_kb": size(path), "wal_kb": size(path.with_name(path.name + "-wal"))}
-
-
-def point_current(data_dir: Path, target: Path) -> None:
-    """What the sync agent does to switch a catalog: a new symlink renamed over `current`."""
-    catalogs = data_dir / "catalogs"
-    catalogs.mkdir(parents=True, exist_ok=True)
-    tmp = catalogs / ".current.tmp"
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(target)
-    os.replace(tmp, catalogs / "current")
 
 
 def build_catalogs(work: Path) -> list[Path]:
@@ -136,7 +127,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     data = work / "data"
     versions = build_catalogs(work)
-    point_current(data, versions[0].resolve())
+    DataDir(data).switch_current(versions[0].resolve())
     frames = work / "frames"
     if not (frames / "00000.jpg").exists():
         video_to_frames(args.video, frames)
@@ -168,7 +159,7 @@ def main() -> int:
                     events.append((t, "broker"))
                     next_broker += args.broker_restart_s
                 if t >= next_switch:
-                    point_current(data, versions[switch_to].resolve())
+                    DataDir(data).switch_current(versions[switch_to].resolve())
                     events.append((t, "catalog"))
                     switch_to, next_switch = 1 - switch_to, next_switch + args.switch_s
                 try:

@@ -11,8 +11,11 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from models.safe_write import fsync_dir
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,19 @@ class DataDir:
         """Installed catalog versions, oldest first."""
         found = {int(p.name[1:]): p for p in self.catalogs.glob("v*") if p.is_dir() and p.name[1:].isdigit()}
         return dict(sorted(found.items()))
+
+    def switch_current(self, target: Path | str) -> None:
+        """Point `current` at `target` (a version folder, or its name) in one atomic rename, durable once this returns.
+
+        A new link beside the old one renamed over it: the daemon's watcher sees the old catalog or the new one, never
+        none. Leftover `.current-*.tmp` links of a killed switch are removed by the sync agent's next run.
+        """
+        self.catalogs.mkdir(parents=True, exist_ok=True)
+        link = self.catalogs / f".current-{os.getpid()}.tmp"
+        link.unlink(missing_ok=True)
+        link.symlink_to(target)
+        os.replace(link, self.current)
+        fsync_dir(self.catalogs)
 
     def read_sync_status(self) -> dict:
         """sync/status.json, or {} when the agent has not written one (or it cannot be read)."""

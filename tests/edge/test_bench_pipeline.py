@@ -6,18 +6,11 @@ import json
 import subprocess
 import sys
 
-import cv2
-
-from tests.conftest import REPO, SAMPLES
+from tests.conftest import REPO
 
 
-def test_bench_pipeline_json_on_a_short_video(tmp_path):
-    video = tmp_path / "short.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 15, (640, 360))
-    for frame in sorted(SAMPLES.glob("*.jpg"))[:2]:
-        for _ in range(3):
-            writer.write(cv2.resize(cv2.imread(str(frame)), (640, 360)))
-    writer.release()
+def test_bench_pipeline_json_on_a_short_video(short_video):
+    video = short_video
     run = subprocess.run([sys.executable, "-m", "edge.cli", "bench", "pipeline", "--video", str(video), "--compare", "--json"],
                          capture_output=True, text=True, cwd=REPO, timeout=600)
     assert run.returncode == 0, run.stderr[-1500:]

@@ -6,11 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import pytest
 
 from edge.cli import build_parser, main, subcommand_parsers
-from tests.conftest import SAMPLES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,13 +75,8 @@ def test_build_engine_without_tensorrt_says_so(tmp_path, bundled_detector_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_bench_pipeline_without_json_prints_a_markdown_table(tmp_path):
-    video = tmp_path / "short.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 15, (640, 360))
-    for frame in sorted(SAMPLES.glob("*.jpg"))[:2]:
-        for _ in range(3):
-            writer.write(cv2.resize(cv2.imread(str(frame)), (640, 360)))
-    writer.release()
+def test_bench_pipeline_without_json_prints_a_markdown_table(short_video):
+    video = short_video
     run = shelfid("bench", "pipeline", "--video", str(video))
     assert run.returncode == 0, run.stderr[-1500:]
     header, rule, row = run.stdout.splitlines()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from edge.core.catalog_build import build_catalog
 from edge.core.config import Config
+from edge.core.datadir import DataDir
 from edge.core.identify import load_identifier, open_models
 from edge.daemon.catalog_watch import CatalogWatcher, catalog_key
 from edge.daemon.run import run
@@ -34,14 +34,10 @@ def versions(tmp_path_factory) -> dict[str, Path]:
 
 
 def point_current(data_dir: Path, target: Path) -> Path:
-    """What the sync agent does: a new symlink beside the old one, renamed over it in one step."""
-    catalogs = data_dir / "catalogs"
-    catalogs.mkdir(parents=True, exist_ok=True)
-    tmp = catalogs / ".current.tmp"
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(target)
-    os.replace(tmp, catalogs / "current")
-    return catalogs / "current"
+    """What the sync agent does (DataDir.switch_current); the `current` link it moved."""
+    layout = DataDir(data_dir)
+    layout.switch_current(target)
+    return layout.current
 
 
 def test_the_watcher_loads_a_new_version_and_skips_a_broken_one(tmp_path, versions, caplog):
