@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edge.core.datadir import DataDir
 
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"  # the rule itself lives in models.device (config imports no torch)
+
 DEFAULT_CONFIG_PATH = Path("/etc/shelfid/config.yaml")
 MQTT_PASSWORD_ENV = "SHELFID_MQTT_PASSWORD"
 SYNC_TOKEN_ENV = "SHELFID_SYNC_TOKEN"
@@ -121,7 +123,15 @@ class ModelsConfig(Section):
     engine_cache_dir: Path = Field(
         default=Path("~/.cache/shelfid/engines"),
         validate_default=True,
-        description="Where TensorRT engines built on this device are cached (systemd: /var/cache/shelfid).",
+        description="Where TensorRT engines built on this device are cached (systemd: /var/cache/shelfid); ONNX Runtime's "
+        "TensorRT EP keeps its own in the ort-trt folder inside.",
+    )
+    device: str = Field(
+        default="auto",
+        pattern=DEVICE_PATTERN,
+        description="Where the detector and embedder run: auto (the GPU when one is usable, else the CPU, said once in the "
+        "log), cpu, cuda or cuda:N (the Nth GPU; an error at start when there is none). Steers ONNX Runtime's execution "
+        "providers and the torch backend; the tensorrt backend needs a GPU.",
     )
     threads: int = Field(
         default=1,
@@ -168,6 +178,14 @@ class VerifierConfig(Section):
         default=None, description="Weights folder for superpoint-superglue (non-commercial; supplied by the user)."
     )
     max_keypoints: int = Field(default=1024, ge=16, le=16384, description="Keypoints per image.")
+    device: str = Field(
+        default="auto", pattern=DEVICE_PATTERN,
+        description="Where the learned verifiers (PyTorch) run: auto (the GPU when torch sees one, else the CPU, said once in "
+                    "the log), cpu, cuda or cuda:N (an error at start when there is none). sift always runs on the CPU.")
+    precision: Literal["fp32", "fp16"] = Field(
+        default="fp32",
+        description="fp16: float16 autocast for the learned verifiers on a GPU (the keypoint networks and LightGlue; "
+                    "SuperGlue stays in float32 for its Sinkhorn iterations). Ignored on the CPU.")
     input_size: int = Field(default=512, ge=64, le=4096, description="Longest image side given to the extractor.")
     ransac_threshold_px: float = Field(default=8.0, gt=0, le=100, description="RANSAC reprojection threshold in pixels.")
     min_inliers: int = Field(default=20, ge=4, le=10000, description="Inliers needed to call a product identical.")

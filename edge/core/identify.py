@@ -211,7 +211,7 @@ def crop_boxes(frame: np.ndarray, boxes: list) -> tuple[list[int], list[np.ndarr
 
 def backend_options(config: Config) -> BackendOptions:
     m = config.models
-    return BackendOptions(threads=m.threads, precision=m.precision, engine_cache_dir=m.engine_cache_dir)
+    return BackendOptions(threads=m.threads, precision=m.precision, engine_cache_dir=m.engine_cache_dir, device=m.device)
 
 
 def open_models(config: Config) -> tuple[Detector, Embedder, Verifier]:

@@ -51,6 +51,7 @@ class BackendOptions:
     threads: int = 0  # 0: the runtime's default
     precision: str = "fp32"  # fp32 | fp16 | int8
     engine_cache_dir: Path | None = None  # TensorRT engines built on this device
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (models.device): cpu keeps every backend off the GPU
 
 
 def backend_class(name: str) -> type:

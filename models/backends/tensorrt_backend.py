@@ -16,7 +16,8 @@ import numpy as np
 
 from models.backends import BackendOptions, TensorSpec
 from models.cuda_runtime import cudart as cuda_runtime
-from models.errors import ModelError
+from models.device import device_index
+from models.errors import BackendUnavailable, ModelError
 from models.trt_engine import build_engine, check_engine_sidecar, gpu_name, import_tensorrt
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,13 @@ class TensorRTBackend:
     name = "tensorrt"
 
     def __init__(self, path: Path, options: BackendOptions = BackendOptions()):
+        if options.device == "cpu":
+            raise BackendUnavailable("the tensorrt backend runs on a GPU only, and models.device is cpu")
         trt = import_tensorrt()
         self._cudart = cudart = cuda_runtime()
-        gpu = gpu_name()
+        gpu = gpu_name()  # BackendUnavailable when there is no CUDA device (auto then tries the next backend)
+        if device_index(options.device):
+            _check(cudart.cudaSetDevice(device_index(options.device)))  # engines are cached by device 0's name
         if path.suffix == ".onnx":
             cache = options.engine_cache_dir or path.parent
             path = build_engine(path, cache, "fp32" if options.precision == "fp32" else options.precision)

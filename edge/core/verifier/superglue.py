@@ -4,7 +4,10 @@ Module names follow the official weight files, so `superpoint_v1.pth` and
 `superglue_indoor.pth` / `superglue_outdoor.pth` load as-is. Those weights are
 licensed for non-commercial research only: ShelfID never ships them; the user
 puts them in the folder named by `verifier.weights`. Tests here use random
-weights (shapes, loading, matching an image with itself). PyTorch backend.
+weights (shapes, loading, matching an image with itself). PyTorch backend, on
+`verifier.device` (models.device); `verifier.precision` fp16 autocasts SuperPoint
+on a GPU, while SuperGlue stays in float32 (100 Sinkhorn iterations in log space
+are where float16 would lose matches).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from edge.core.errors import ShelfIDError
 from edge.core.verifier import Features, Match
 from edge.core.verifier.geometry import verify_geometry
 from edge.core.verifier.sift import resize_longest
+from models.device import autocast, torch_device
 
 default_conf = {
     "descriptor_dim": 256, "nms_radius": 4, "keypoint_threshold": 0.005, "remove_borders": 4,
@@ -183,22 +187,22 @@ class SuperGlue(nn.Module):
     def forward(self, f0: Features, f1: Features) -> np.ndarray:
         if len(f0.keypoints) == 0 or len(f1.keypoints) == 0:
             return np.zeros((0, 2), np.int64)
-        dim = self.conf["descriptor_dim"]
+        dim, device = self.conf["descriptor_dim"], self.bin_score.device
 
         def encode(f: Features) -> torch.Tensor:
-            kpts = torch.from_numpy(f.keypoints)[None]
-            scores = torch.from_numpy(f.scores if f.scores is not None else np.ones(len(f.keypoints), np.float32))[None]
-            desc = torch.from_numpy(np.asarray(f.descriptors, np.float32)).t()[None]
+            kpts = torch.from_numpy(np.asarray(f.keypoints, np.float32))[None].to(device)
+            scores = torch.from_numpy(np.asarray(f.scores if f.scores is not None else np.ones(len(f.keypoints)), np.float32))[None].to(device)
+            desc = torch.from_numpy(np.asarray(f.descriptors, np.float32)).t()[None].to(device)
             return desc + self.kenc(normalize_keypoints(kpts, f.image_size), scores)
 
         desc0, desc1 = self.gnn(encode(f0), encode(f1))
         scores = torch.einsum("bdn,bdm->bnm", self.final_proj(desc0), self.final_proj(desc1)) / dim**0.5
         scores = log_optimal_transport(scores, self.bin_score, self.conf["sinkhorn_iterations"])[0, :-1, :-1]
         max0, max1 = scores.max(1), scores.max(0)
-        mutual = torch.arange(len(max0.indices)) == max1.indices[max0.indices]
+        mutual = torch.arange(len(max0.indices), device=device) == max1.indices[max0.indices]
         valid = mutual & (max0.values.exp() > self.conf["match_threshold"])
         idx0 = torch.nonzero(valid, as_tuple=True)[0]
-        return torch.stack((idx0, max0.indices[idx0]), 1).numpy()
+        return torch.stack((idx0, max0.indices[idx0]), 1).cpu().numpy()
 
 
 class SuperGlueVerifier:
@@ -208,6 +212,7 @@ class SuperGlueVerifier:
         self.config = config
         self.conf = {**default_conf, **(conf or {})}
         folder = Path(config.weights).expanduser() if config.weights else None
+        self.device = torch_device(config.device, "verifier superpoint-superglue")
         self.superpoint, self.superglue = SuperPoint(self.conf).eval(), SuperGlue(self.conf).eval()
         files = {"superpoint": folder / "superpoint_v1.pth" if folder else None,
                  "superglue": folder / f"superglue_{self.conf['superglue_weights']}.pth" if folder else None}
@@ -221,15 +226,16 @@ class SuperGlueVerifier:
                 getattr(self, name).load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             except (RuntimeError, OSError) as exc:
                 raise ShelfIDError(f"{path}: not {name} weights: {str(exc)[:200]}") from None
+        self.superpoint.to(self.device), self.superglue.to(self.device)
         self.id = f"superpoint-superglue-{self.conf['superglue_weights']}-n{config.max_keypoints}-s{config.input_size}"
 
     def features(self, image_bgr: np.ndarray) -> Features:
         image = resize_longest(image_bgr, self.config.input_size)
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0
         h, w = gray.shape
-        with torch.inference_mode():
-            kpts, scores, desc = self.superpoint(torch.from_numpy(gray)[None, None], self.config.max_keypoints)
-        return Features(kpts.numpy(), desc.numpy(), (w, h), scores.numpy())
+        with torch.inference_mode(), autocast(self.device, self.config.precision):
+            kpts, scores, desc = self.superpoint(torch.from_numpy(gray)[None, None].to(self.device), self.config.max_keypoints)
+        return Features(*(t.float().cpu().numpy() for t in (kpts, desc)), (w, h), scores.float().cpu().numpy())
 
     def match(self, query: Features, reference: Features) -> Match:
         with torch.inference_mode():
