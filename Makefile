@@ -50,7 +50,7 @@ models/weights/product-detector-320.onnx: models/weights/product-detector.pt $(V
 # systemd-sysusers (unit checks, the installer), Chromium + chromedriver (the page's browser test), GStreamer's RTSP
 # server under the system Python (tools/rtsp_server.py: the network camera of tests/edge/test_rtsp.py and the soak) and
 # gst-launch with an H.264 decoder (the GStreamer RTSP template's test), mmdebstrap + systemd-nspawn (the units
-# booted under a live systemd: tools/systemd_check.sh).
+# booted under a live systemd: tools/systemd_check.sh), nginx (the CDN origin of tests/sync/test_nginx_origin.py).
 # One apt-get update, only when something is missing.
 system:
 	@missing=""; \
@@ -65,6 +65,7 @@ system:
 	command -v gst-launch-1.0 >/dev/null || missing="$$missing gstreamer1.0-tools"; \
 	command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
 	command -v systemd-nspawn >/dev/null || missing="$$missing systemd-container"; \
+	command -v nginx >/dev/null || test -x /usr/sbin/nginx || missing="$$missing nginx"; \
 	if [ -n "$$missing" ]; then apt-get update && apt-get install -y $$missing; fi
 
 clean:
