@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.core.catalog import SCHEMA as CATALOG_SCHEMA
-from edge.core.catalog import Catalog
+from edge.core.catalog import Catalog, compact_descriptors
 from edge.core.catalog_build import PRODUCT_ID, write_catalog_arrays
 from sync_agent.errors import BundleError
 
@@ -98,7 +98,7 @@ def shard_parts(catalog: Catalog, product_indices: list[int]) -> dict[str, bytes
         "images": json_bytes([catalog.images[i] for i in images]),
         "embeddings": npy_bytes(np.asarray(catalog.embeddings[images], np.float16).reshape(len(images), -1)),
         "keypoints": npy_bytes(np.concatenate([f.keypoints for f in features]).astype(np.float32) if features else np.zeros((0, 2), np.float32)),
-        "descriptors": npy_bytes(np.concatenate([f.descriptors for f in features]).astype(np.float16) if features
+        "descriptors": npy_bytes(compact_descriptors(np.concatenate([f.descriptors for f in features])) if features
                                  else np.zeros((0, dim), np.float16)),
         "scores": npy_bytes(np.concatenate([f.scores for f in features]).astype(np.float32) if features else np.zeros(0, np.float32)),
         "offsets": npy_bytes(offsets),

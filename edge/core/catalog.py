@@ -6,7 +6,7 @@
                       backdrop, judged on the whole image; decides how the image is verified)
     embeddings.npy    [images x D] float16, memory-mapped
     keypoints.npy     [K x 2] float32, all images' keypoints end to end
-    descriptors.npy   [K x Dk] float16
+    descriptors.npy   [K x Dk] uint8 where every value is an integer 0..255 (SIFT's are: lossless), else float16
     scores.npy        [K] float32 keypoint scores
     offsets.npy       [images + 1] int64: image i owns rows offsets[i]:offsets[i+1]
     thumbnails/       <product_id>.jpg, 160 px: for people (the installer's page) and the appearance check after alignment
@@ -29,6 +29,17 @@ from edge.core.verifier import Features
 SCHEMA = 1
 FILES = ("catalog.json", "products.json", "images.json", "embeddings.npy", "keypoints.npy", "descriptors.npy", "offsets.npy",
          "scores.npy")
+
+
+def compact_descriptors(descriptors: np.ndarray) -> np.ndarray:
+    """How keypoint descriptors are stored: uint8 when every value is an integer in 0..255 (OpenCV's SIFT
+    descriptors are, so nothing is lost and they take half of float16's bytes), else float16 (learned ones)."""
+    d = np.asarray(descriptors)
+    if d.dtype == np.uint8:
+        return d
+    if d.size and np.all((d >= 0) & (d <= 255)) and np.array_equal(d, np.round(d)):
+        return d.astype(np.uint8)
+    return d.astype(np.float16)
 
 
 @dataclass(frozen=True)

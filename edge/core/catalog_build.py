@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from edge.core.annotate import thumbnail_jpeg
 from edge.core.appearance import is_packshot
-from edge.core.catalog import SCHEMA, Product
+from edge.core.catalog import SCHEMA, Product, compact_descriptors
 from edge.core.errors import CatalogError, ImageError
 from edge.core.images import IMAGE_SUFFIXES, read_image
 from edge.core.verifier import Features, Verifier
@@ -200,7 +200,7 @@ def write_catalog_arrays(folder: Path, info: dict, products: list[dict], rows: l
     (folder / "images.json").write_text(json.dumps(rows, indent=1))
     np.save(folder / "embeddings.npy", embeddings.astype(np.float16))
     np.save(folder / "keypoints.npy", keypoints.astype(np.float32))
-    np.save(folder / "descriptors.npy", descriptors.astype(np.float16))
+    np.save(folder / "descriptors.npy", compact_descriptors(descriptors))
     np.save(folder / "offsets.npy", offsets.astype(np.int64))
     np.save(folder / "scores.npy", scores.astype(np.float32))
     (folder / "catalog.json").write_text(json.dumps(info, indent=1))

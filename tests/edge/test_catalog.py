@@ -130,3 +130,13 @@ def test_retrieval_variants_are_embedded_but_never_verified(source, tmp_path, pa
     variant = next(i for i, row in enumerate(catalog.images) if row.get("variant"))
     assert len(catalog.features(variant).keypoints) == 0
     assert catalog.original_of(variant) == catalog.images_of(int(catalog.image_product[variant]))[0]
+
+
+def test_sift_descriptors_are_stored_as_uint8_without_loss_and_learned_ones_as_float16():
+    from edge.core.catalog import compact_descriptors
+
+    sift_like = np.random.default_rng(0).integers(0, 256, (50, 128)).astype(np.float32)
+    stored = compact_descriptors(sift_like)
+    assert stored.dtype == np.uint8 and np.array_equal(stored.astype(np.float32), sift_like)
+    learned = np.random.default_rng(0).standard_normal((50, 128)).astype(np.float32)
+    assert compact_descriptors(learned).dtype == np.float16
