@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync_agent.publish import resign_due
 from sync_agent.server_catalogs import catalog_routes
+from sync_agent.server_detect import detect_routes
 from sync_agent.server_guard import RequestGuard, bad_request, http_error, token_required
 from sync_agent.server_products import product_routes
 from sync_agent.server_publish import publish_routes
@@ -71,6 +72,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(catalog_routes(store, storage, writes))
     app.include_router(product_routes(store, settings, writes))
     app.include_router(publish_routes(store, storage, key, settings, writes))
+    app.include_router(detect_routes(storage, settings, writes))  # the server's one token guards detection too
     if isinstance(storage, LocalStorage):
         for top in ("catalogs", "blobs"):
             (storage.root / top).mkdir(parents=True, exist_ok=True)

@@ -26,3 +26,4 @@ class ServerSettings:
     max_request_bytes: int = 200 << 20
     max_pixels: int = 40_000_000
     min_image_side: int = 32  # below this a product photo holds nothing to match (a 1×1 placeholder, an icon)
+    max_concurrent_detections: int = 1  # detect requests identifying at once (they share one set of models); more get 503

@@ -1,0 +1,139 @@
+"""The detect route: a shelf photo in (multipart field `image`), out what `shelfid detect --json` prints for it,
+identified against the catalog's latest published version.
+
+The models are opened at the first detection and shared by all that follow (a server that never detects never loads
+them). Each published version is assembled once from its bundle in storage (blobs hash-checked) into
+`<root>/detect/<catalog>/v<N>`, the way a device assembles it, and its identifier kept until a newer version is
+published; older folders are then removed. Requests are bounded before their body is read: the read token
+when the server has one (the guard refuses a POST without it), a declared body over the per-image cap (413), and
+at most `max_concurrent_detections` at once (503 with Retry-After, answered without reading the upload). The photo
+passes the same checks as a product image (server_products.check_image) in a temporary folder removed after.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.params import Depends
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from edge.core.catalog import load_catalog
+from edge.core.errors import ShelfIDError
+from edge.core.images import read_image
+from sync_agent.bundle import assemble, blob_key, manifest_key, parse_manifest, sha256_hex
+from sync_agent.errors import BundleError
+from sync_agent.server_products import save_upload
+from sync_agent.server_publish import Models, without_paths
+from sync_agent.server_settings import ServerSettings
+from sync_agent.server_store import CATALOG_ID
+from sync_agent.storage import Storage
+
+log = logging.getLogger(__name__)
+FORM_OVERHEAD = 64 * 1024  # multipart boundaries and part headers around the one image
+MULTIPART_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["image"],
+    "properties": {"image": {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP"}}}}}}}
+
+
+class PublishedIdentifiers:
+    """One identifier per catalog, for its latest published version; rebuilt when a newer version is published."""
+
+    def __init__(self, storage: Storage, folder: Path, models: Models):
+        self.storage, self.folder, self.models = storage, folder, models
+        self.loaded: dict[str, tuple[int, object]] = {}
+        self.lock = threading.Lock()
+
+    def latest(self, catalog_id: str) -> tuple[int, object]:
+        """(version, Identifier); 404 when the catalog has nothing published."""
+        if not re.fullmatch(CATALOG_ID, catalog_id) or (data := self.storage.get(manifest_key(catalog_id))) is None:
+            self.loaded.pop(catalog_id, None)  # deleted since: its identifier goes too
+            raise HTTPException(404, f"catalog {catalog_id!r} has no published version to detect against")
+        with self.lock:
+            version, identifier = self.loaded.get(catalog_id, (0, None))
+            try:
+                manifest = parse_manifest(data)
+                if version != manifest["version"]:
+                    identifier = self._open(manifest)
+                    self.loaded[catalog_id] = version, identifier = manifest["version"], identifier
+            except ShelfIDError as exc:  # built for other models than this server runs, a blob gone: say which
+                raise HTTPException(409, f"catalog {catalog_id!r} cannot be opened for detection: "
+                                         f"{without_paths(str(exc), self.folder)}") from None
+            return version, identifier
+
+    def _open(self, manifest: dict):
+        from edge.core.identify import calibration_for, identifier_for
+        from edge.core.index import search_one_query_at_a_time
+
+        detector, embedder, verifier = self.models.get()
+        config = self.models.config
+        home = self.folder / manifest["catalog_id"]
+        final = home / f"v{manifest['version']}"
+        if not final.is_dir():
+            home.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=home))
+            try:
+                assemble(manifest, self._blob, staging)
+                staging.rename(final)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        for old in home.iterdir():
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+        search_one_query_at_a_time()
+        catalog = load_catalog(final, embedder.model_id, verifier.id)
+        log.info("detect: catalog %s v%d loaded (%d products)", manifest["catalog_id"], manifest["version"], len(catalog.products))
+        return identifier_for(config, catalog, embedder, verifier, detector, calibration_for(config, verifier))
+
+    def _blob(self, sha: str) -> bytes:
+        data = self.storage.get(blob_key(sha))
+        if data is None or sha256_hex(data) != sha:
+            raise BundleError(f"blob {sha} is {'missing' if data is None else 'not what its hash says'} in storage")
+        return data
+
+
+def detect_routes(storage: Storage, settings: ServerSettings, reads: Sequence[Depends]) -> APIRouter:
+    """`reads`: the dependencies of a route that reads what the token guards (the token check)."""
+    router = APIRouter()
+    identifiers = PublishedIdentifiers(storage, settings.root / "detect", Models(settings.config))
+    slots = threading.BoundedSemaphore(settings.max_concurrent_detections)
+
+    def identify(catalog_id: str, upload: UploadFile) -> dict:
+        from edge.core.identify import Timings, to_record
+
+        version, identifier = identifiers.latest(catalog_id)
+        name = upload.filename or "image"
+        with tempfile.TemporaryDirectory(prefix="detect-") as tmp:
+            path = save_upload(upload, Path(tmp) / "photo", settings, name)
+            frame = read_image(path, settings.max_pixels)
+        timings = Timings()
+        found = identifier.identify_image(frame, detect=True, timings=timings)
+        return {"image": name, "catalog_id": catalog_id, "catalog_version": version,
+                "detections": [to_record(f) for f in found], "ms": {k: round(v, 1) for k, v in timings.ms.items()}}
+
+    @router.post("/api/v1/catalogs/{catalog_id}/detect", dependencies=reads, openapi_extra=MULTIPART_BODY)
+    async def detect(catalog_id: str, request: Request) -> dict:
+        """Identify the products in a photo, as `shelfid detect --json` does, against the latest published version."""
+        length = request.headers.get("content-length")
+        if length is not None and int(length) > settings.max_image_bytes + FORM_OVERHEAD:
+            raise HTTPException(413, f"a detect request carries one image of at most {settings.max_image_bytes >> 20} MB")
+        if not slots.acquire(blocking=False):  # before the body is read: a busy server does not take the upload
+            raise HTTPException(503, f"busy: {settings.max_concurrent_detections} detection(s) in progress; retry shortly",
+                                headers={"Retry-After": "1"})
+        try:
+            async with request.form(max_files=1, max_fields=0) as form:
+                upload = form.get("image")
+                if not isinstance(upload, UploadFile):
+                    raise HTTPException(422, "send the photo as the multipart/form-data file field 'image'")
+                return await run_in_threadpool(identify, catalog_id, upload)
+        finally:
+            slots.release()
+
+    return router

@@ -1,0 +1,102 @@
+"""POST /api/v1/catalogs/{id}/detect over real HTTP (the catalog server under uvicorn on loopback): it answers what
+`shelfid detect --json` prints for the same photo and catalog, and refuses what it must, as JSON, before doing work."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+
+import pytest
+import requests
+
+from edge.core.config import Config
+from sync_agent.publish import publish
+from sync_agent.server import ServerSettings, create_app
+from sync_agent.signing import load_private_key
+from sync_agent.storage import LocalStorage
+from tests.conftest import REPO
+from tests.sync.conftest import TOKEN
+from tools.http_harness import ServerThread
+from tools.nginx_harness import read_head
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+FRAME = REPO / "samples" / "shelf" / "frame_0150.jpg"
+
+
+@pytest.fixture(scope="module")
+def detect_server(tmp_path_factory, keys, sample_catalog_dir):
+    """A catalog server (token on) whose storage holds samples/shelf-catalog published as catalog `shelf` v1."""
+    from edge.core.catalog import load_catalog
+
+    root = tmp_path_factory.mktemp("detect-server")
+    publish(LocalStorage(root / "public"), load_catalog(sample_catalog_dir), "shelf", load_private_key(keys[0]), 1)
+    server = ServerThread(create_app(ServerSettings(root=root, signing_key=keys[0], token=TOKEN, config=Config()))).start()
+    yield server, root
+    server.stop()
+
+
+def detect(url: str, data: bytes, name: str = "frame.jpg", catalog: str = "shelf", headers: dict | None = None):
+    return requests.post(f"{url}/api/v1/catalogs/{catalog}/detect", files={"image": (name, data, "image/jpeg")},
+                         headers=AUTH if headers is None else headers, timeout=120)
+
+
+def test_detect_answers_what_shelfid_detect_json_prints(detect_server, sample_catalog_dir, capsys, caplog):
+    from edge.cli import main
+
+    assert main(["detect", "--json", "--catalog", str(sample_catalog_dir), str(FRAME)]) == 0
+    logging.getLogger().addHandler(caplog.handler)  # the CLI set the root logger's handlers as its own
+    caplog.set_level(logging.INFO, logger="sync_agent.server_detect")
+    expected = json.loads(capsys.readouterr().out)
+    server, root = detect_server
+    answer = detect(server.url, FRAME.read_bytes())
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["detections"] == expected["detections"] and any(d["status"] == "identified" for d in body["detections"])
+    assert (body["image"], body["catalog_id"], body["catalog_version"]) == ("frame.jpg", "shelf", 1)
+    assert set(body["ms"]) == set(expected["ms"])
+    assert detect(server.url, FRAME.read_bytes()).json()["detections"] == expected["detections"]
+    assert len([r for r in caplog.records if "loaded" in r.getMessage()]) <= 1  # models and catalog opened once, then shared
+    assert [p.name for p in (root / "detect" / "shelf").iterdir()] == ["v1"]  # assembled once, no staging left
+
+
+def test_a_truncated_photo_is_a_json_422_and_leaves_nothing(detect_server):
+    server, root = detect_server
+    data = FRAME.read_bytes()
+    answer = detect(server.url, data[: len(data) // 2])
+    assert answer.status_code == 422 and answer.json()["status"] == 422 and "frame.jpg" in answer.json()["error"]
+    assert detect(server.url, b"not an image").status_code == 415
+    assert [p.name for p in (root / "detect" / "shelf").iterdir()] == ["v1"]
+
+
+def test_unknown_catalogs_missing_fields_and_oversized_bodies_are_refused_as_json(detect_server):
+    server, _ = detect_server
+    unknown = detect(server.url, FRAME.read_bytes(), catalog="ghost")
+    assert unknown.status_code == 404 and "'ghost' has no published version" in unknown.json()["error"]
+    no_field = requests.post(f"{server.url}/api/v1/catalogs/shelf/detect", files={"photo": ("x.jpg", b"x")}, headers=AUTH, timeout=10)
+    assert no_field.status_code == 422 and "'image'" in no_field.json()["error"]
+    too_big = requests.post(f"{server.url}/api/v1/catalogs/shelf/detect", headers=AUTH | {"Content-Type": "multipart/form-data; boundary=b"},
+                            data=b"x" * ((20 << 20) + (64 << 10) + 1), timeout=30)
+    assert too_big.status_code == 413 and too_big.json()["status"] == 413
+
+
+@pytest.mark.parametrize("headers,status", [({}, 401), ({"Authorization": "Bearer wrong"}, 403)])
+def test_detection_needs_the_token_when_the_server_has_one(detect_server, headers, status):
+    server, _ = detect_server
+    answer = detect(server.url, FRAME.read_bytes(), headers=headers)
+    assert answer.status_code == status and answer.json()["status"] == status
+
+
+def test_a_busy_server_answers_503_without_reading_the_upload(detect_server):
+    server, _ = detect_server
+    body = b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.jpg\"\r\n\r\nnot a jpeg\r\n--b--\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as first:
+        first.sendall(f"POST /api/v1/catalogs/shelf/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                      f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {len(body)}\r\n"
+                      "Expect: 100-continue\r\n\r\n".encode())
+        assert read_head(first)[0].startswith(b"HTTP/1.1 100 Continue")  # the route holds the one slot and asks for the body
+        busy = detect(server.url, FRAME.read_bytes())
+        assert busy.status_code == 503 and busy.headers["Retry-After"] == "1" and "busy" in busy.json()["error"]
+        first.sendall(body)
+        assert read_head(first)[0].startswith(b"HTTP/1.1 415 ")
+    assert detect(server.url, b"not an image").status_code == 415  # the slot is free again
