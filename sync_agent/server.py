@@ -20,6 +20,7 @@ This module wires the parts together; each is read on its own:
     server_catalogs   routes: health, create, list, get, delete a catalog
     server_products   routes: put (with its image uploads) and delete a product
     server_publish    route: build, publish, announce
+    server_detect     route: a photo identified against the latest published version (what `shelfid detect` says)
 """
 
 from __future__ import annotations
