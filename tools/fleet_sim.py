@@ -129,6 +129,7 @@ class Device:
         self.requests = 0  # responses this device received (nginx's log must reach the sum)
         self.heard = 0  # well-formed announcements its follower received (the gate asks for the active version once each)
         self.switched: dict[int, float] = {}  # version -> time.monotonic() when a sync returned with it active
+        self.sync_s: dict[int, float] = {}  # version -> how long the sync that installed it ran (queueing excluded)
         self.failures: list[str] = []
         self.tries = 0  # failed syncs in a row
         self.lock = threading.Lock()
@@ -149,7 +150,7 @@ class Device:
     def request(self) -> None:
         """A sync wanted: queued once; if one is running, it queues the next when it ends."""
         with self.lock:
-            if self.pending:
+            if self.pending or self.fleet.closed:
                 return
             self.pending = True
             if self.running:
@@ -160,16 +161,22 @@ class Device:
         with self.lock:
             self.pending, self.running = False, True
         self.wake.clear()
+        began = time.monotonic()
         try:
             result = self.agent.sync_once()
             with self.lock:
-                self.switched.setdefault(result.version, time.monotonic())
+                if result.version not in self.switched:
+                    self.switched[result.version] = time.monotonic()
+                    self.sync_s[result.version] = self.switched[result.version] - began
                 self.tries = 0
         except SyncError as exc:  # sync_once records it in status.json; the simulation retries as run_forever would
             self.failures.append(str(exc))
             self.tries += 1
+            log.warning("%s: sync failed (%d in a row): %s", self.name, self.tries, exc)
             if self.tries < MAX_TRIES:
-                threading.Timer(0.5 * 2 ** (self.tries - 1), self.request).start()
+                retry = threading.Timer(0.5 * 2 ** (self.tries - 1), self.request)
+                retry.daemon = True
+                retry.start()
         finally:
             self.agent.fetcher.session.close()  # after 15 min between polls a CDN has closed a kept-alive connection
             with self.lock:
@@ -200,6 +207,7 @@ class Fleet:
         self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="sync")
         self.devices: list[Device] = []
         self.cond = threading.Condition()
+        self.closed = False
 
     def changed(self) -> None:
         with self.cond:
@@ -221,7 +229,13 @@ class Fleet:
         with self.cond:
             return self.cond.wait_for(lambda: all(d.heard >= count for d in self.devices), timeout_s)
 
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Until no device has a sync running or queued: a phase's last requests are in before it is counted."""
+        with self.cond:
+            return self.cond.wait_for(lambda: not any(d.running or d.pending for d in self.devices), timeout_s)
+
     def close(self) -> None:
+        self.closed = True
         for device in tqdm(self.devices, desc="disconnecting", unit="dev", leave=False):
             device.stop()
         self.pool.shutdown(wait=True)
@@ -234,6 +248,7 @@ def percentile(values: list[float], q: float) -> float:
 def phase_report(fleet: Fleet, origin: OriginLog, version: int, t0: float, expected_requests: int) -> dict:
     """What one phase took: switch times from t0, `current` checked on disk, and the origin's side from its log."""
     times = [d.switched[version] - t0 for d in fleet.devices if version in d.switched]
+    syncs = [d.sync_s[version] for d in fleet.devices if version in d.sync_s]
     on_disk = sum(active_version(d.agent.layout) == version for d in fleet.devices)
     served = origin.read(expected_requests)
     per_device: dict[str, int] = {d.name: 0 for d in fleet.devices}
@@ -244,6 +259,7 @@ def phase_report(fleet: Fleet, origin: OriginLog, version: int, t0: float, expec
     sizes = list(per_device.values())
     return {"version": version, "devices": len(fleet.devices), "switched": on_disk, "answered": len(times),
             "p50_s": percentile(times, 50), "p95_s": percentile(times, 95), "max_s": max(times, default=float("nan")),
+            "one_sync_p50_s": percentile(syncs, 50), "one_sync_p95_s": percentile(syncs, 95),
             "bytes_per_device": statistics.mean(sizes) if sizes else 0, "bytes_per_device_max": max(sizes, default=0),
             "origin_requests": len(served), "origin_bytes": sum(s for _, _, s, _ in served), "origin_statuses": statuses,
             "origin_blob_requests": sum(p.startswith("/blobs/") for p, *_ in served)}
@@ -262,6 +278,7 @@ def run_phase(fleet: Fleet, origin: OriginLog, label: str, version: int, start, 
     before, heard = sum(d.requests for d in fleet.devices), sum(d.heard for d in fleet.devices)
     t0 = start()
     fleet.wait_switched(version, timeout_s, label)
+    fleet.wait_idle(timeout_s)  # e.g. a second sync woken by the retained announcement during the first
     report = phase_report(fleet, origin, version, t0, sum(d.requests for d in fleet.devices) - before)
     report["wall_s"] = time.monotonic() - t0
     report["announcements_heard"] = sum(d.heard for d in fleet.devices) - heard
@@ -395,7 +412,8 @@ def summary_line(report: dict, args, wall_s: float) -> str:
     figures = {
         "devices": args.devices, "switched": change["switched"], "p95_s": change["p95_s"],
         "bytes_per_device": round(change["bytes_per_device"]), "origin_requests": change["origin_requests"],
-        "p50_s": change["p50_s"], "max_s": change["max_s"], "origin_bytes": change["origin_bytes"],
+        "p50_s": change["p50_s"], "max_s": change["max_s"], "one_sync_p50_s": change["one_sync_p50_s"],
+        "origin_bytes": change["origin_bytes"],
         "broker_sent": change["broker_publishes_sent"], "cold_switched": cold["switched"], "cold_s": cold["max_s"],
         "cold_bytes_per_device": round(cold["bytes_per_device"]), "cold_origin_requests": cold["origin_requests"],
         "rollback_switched": back["switched"], "rollback_p95_s": back["p95_s"],
