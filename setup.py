@@ -4,7 +4,7 @@ from setuptools import find_packages, setup
 
 TORCH = "torch==2.13.0"  # the CPU build used for training, export and reference checks
 
-SERVER = ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"]
+SERVER = ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "sqlite-utils>=3.38"]  # sqlite-utils: the records (server_db)
 S3 = "boto3>=1.36"  # request_checksum_calculation: S3-compatible stores that refuse the CRC32 headers
 
 setup(

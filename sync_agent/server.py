@@ -1,10 +1,16 @@
 """`shelfid catalog serve`: the central catalog server (FastAPI, served by uvicorn).
 
-Write side (token required): create a catalog, add/replace/remove products
-with their images (multipart), delete a catalog, publish a new version. Read
-side: list and get catalogs, and — with local storage — the static bundle tree
+Write side: create a catalog, add/replace/remove products with their images
+(multipart), delete a catalog, publish a new version. Read side: list and get
+catalogs, detect against one, and — with local storage — the static bundle tree
 itself (`/catalogs/<id>/manifest.json`, `/blobs/sha256/<hex>`, with ETag and
-Range support) that devices sync from. OpenAPI at /openapi.json, docs at /docs.
+Range support, public) that devices sync from. OpenAPI at /openapi.json, docs
+at /docs. Every /api/ request needs a token: the server's own (admin), or one
+made by the admin for one catalog, read or write (server_tokens).
+
+Records live in SQLite (<root>/catalog.db, server_db), images in <root>/work;
+several worker processes may serve one root (SQLite's write lock serialises
+their changes).
 
 Publishing computes embeddings and keypoints with the same models and code as
 the devices (edge.core.catalog_build), then writes blobs, manifest, signature, and
@@ -16,7 +22,9 @@ tell a live server from a frozen or replayed manifest.
 This module wires the parts together; each is read on its own:
     server_settings   what an operator sets (paths, token, limits)
     server_guard      every request's framing, token and size before a route sees it; errors as JSON
-    server_store      the work area on disk (catalogs, products.csv, images), one writer at a time
+    server_db         the SQLite schema, its migrations, connections and transactions
+    server_store      records and image files changed together, one writer at a time; the old work area imported
+    server_tokens     the admin token, per-catalog read/write tokens (stored hashed), their routes, the audit trail
     server_catalogs   routes: health, create, list, get, delete a catalog
     server_products   routes: put (with its image uploads) and delete a product
     server_publish    route: build, publish, announce
@@ -27,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, FastAPI
@@ -38,11 +46,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sync_agent.publish import resign_due
 from sync_agent.server_catalogs import catalog_routes
 from sync_agent.server_detect import detect_routes
-from sync_agent.server_guard import RequestGuard, bad_request, http_error, token_required
+from sync_agent.server_guard import RequestGuard, bad_request, http_error
 from sync_agent.server_products import product_routes
 from sync_agent.server_publish import publish_routes
 from sync_agent.server_settings import ServerSettings
 from sync_agent.server_store import CatalogStore
+from sync_agent.server_tokens import Tokens, requires, token_routes
 from sync_agent.signing import load_private_key
 from sync_agent.storage import LocalStorage, Storage
 
@@ -52,7 +61,8 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: ServerSettings) -> FastAPI:
     storage = settings.storage or LocalStorage(settings.root / "public")
-    store = CatalogStore(settings.root / "work")
+    store = CatalogStore(settings.root / "work", settings.database or settings.root / "catalog.db")
+    tokens = Tokens(store, settings.token)
     key = load_private_key(settings.signing_key)
 
     @asynccontextmanager
@@ -68,12 +78,16 @@ def create_app(settings: ServerSettings) -> FastAPI:
                   description="Write side of ShelfID catalog sync: products and images in, signed content-addressed bundles out.")
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, bad_request)
-    app.add_middleware(RequestGuard, settings=settings)
-    writes = [Depends(token_required(settings.token))]
-    app.include_router(catalog_routes(store, storage, writes))
-    app.include_router(product_routes(store, settings, writes))
-    app.include_router(publish_routes(store, storage, key, settings, writes))
-    app.include_router(detect_routes(storage, settings, writes))  # the server's one token guards detection too
+    app.add_middleware(RequestGuard, settings=settings, tokens=tokens)
+
+    def access(need: str):
+        return requires(tokens, need)
+
+    app.include_router(catalog_routes(store, storage, access))
+    app.include_router(product_routes(store, settings, access))
+    app.include_router(publish_routes(store, storage, key, settings, access))
+    app.include_router(detect_routes(storage, settings, [Depends(access("read"))]))  # a read token for the catalog will do
+    app.include_router(token_routes(tokens, access("admin")))
     if isinstance(storage, LocalStorage):
         for top in ("catalogs", "blobs"):
             (storage.root / top).mkdir(parents=True, exist_ok=True)
@@ -81,7 +95,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     return app
 
 
-def resign_loop(storage: Storage, key: Ed25519PrivateKey, lock: threading.Lock, settings: ServerSettings, stop: threading.Event) -> None:
+def resign_loop(storage: Storage, key: Ed25519PrivateKey, lock: AbstractContextManager, settings: ServerSettings, stop: threading.Event) -> None:
     """Re-sign manifests that are due, now and every `resign_every_s`, until `stop`; a failure is logged and retried."""
     while not stop.is_set():
         try:

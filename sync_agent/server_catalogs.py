@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable
 
-from fastapi import APIRouter, Response
-from fastapi.params import Depends
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 
 from sync_agent.bundle import manifest_key
 from sync_agent.publish import collect_garbage, published_version
 from sync_agent.server_store import CATALOG_ID, CatalogStore
+from sync_agent.server_tokens import Principal
 from sync_agent.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -22,33 +22,37 @@ class NewCatalog(BaseModel):
     name: str = Field(default="", max_length=200)
 
 
-def catalog_routes(store: CatalogStore, storage: Storage, writes: Sequence[Depends]) -> APIRouter:
-    """`writes`: the dependencies of every route that changes something (the token check)."""
+def catalog_routes(store: CatalogStore, storage: Storage, access: Callable[[str], Callable[..., Principal]]) -> APIRouter:
+    """`access(need)`: the dependency that checks the request's token for `need` (admin, read, any) on the path's catalog."""
     router = APIRouter()
 
     @router.get("/healthz")
     def health() -> dict:
         return {"ok": True}
 
-    @router.post("/api/v1/catalogs", status_code=201, dependencies=writes)
-    def create_catalog(body: NewCatalog) -> dict:
-        with store.lock:
-            return store.create(body.catalog_id, body.name)
+    @router.post("/api/v1/catalogs", status_code=201)
+    def create_catalog(body: NewCatalog, principal: Principal = Depends(access("admin"))) -> dict:
+        return store.create(body.catalog_id, body.name, principal.actor)
 
     @router.get("/api/v1/catalogs")
-    def list_catalogs() -> list[dict]:
-        return [store.meta(folder) | {"products": len(store.products(folder)), "published_version": published_version(storage, folder.name)}
-                for folder in store.catalogs()]
+    def list_catalogs(principal: Principal = Depends(access("any"))) -> list[dict]:
+        """The catalogs the token may read (all of them for the admin token)."""
+        with store.connected() as db:
+            rows = [row for row in store.catalogs(db) if principal.may("read", row["catalog_id"])]
+        return [{"catalog_id": r["catalog_id"], "name": r["name"], "created_at": r["created_at"], "products": r["products"],
+                 "published_version": published_version(storage, r["catalog_id"])} for r in rows]
 
-    @router.get("/api/v1/catalogs/{catalog_id}")
+    @router.get("/api/v1/catalogs/{catalog_id}", dependencies=[Depends(access("read"))])
     def get_catalog(catalog_id: str) -> dict:
-        folder = store.folder(catalog_id)
-        products = [{"product_id": pid, **p, "images": store.images(folder, pid)} for pid, p in store.products(folder).items()]
-        return store.meta(folder) | {"products": products, "published_version": published_version(storage, catalog_id)}
+        with store.connected() as db:
+            meta = store.catalog(db, catalog_id)
+            products = store.products(db, catalog_id)
+        return {"catalog_id": catalog_id, "name": meta["name"], "created_at": meta["created_at"], "products": products,
+                "published_version": published_version(storage, catalog_id)}
 
-    @router.delete("/api/v1/catalogs/{catalog_id}", status_code=204, dependencies=writes)
-    def delete_catalog(catalog_id: str) -> Response:
-        with store.lock, store.deleting(catalog_id):
+    @router.delete("/api/v1/catalogs/{catalog_id}", status_code=204)
+    def delete_catalog(catalog_id: str, principal: Principal = Depends(access("admin"))) -> Response:
+        with store.deleting(catalog_id, principal.actor):  # under the write lock: no publish of it in between
             storage.delete(manifest_key(catalog_id) + ".sig")
             storage.delete(manifest_key(catalog_id))
             removed = collect_garbage(storage)

@@ -2,7 +2,8 @@
 
 `RequestGuard` decides from the headers alone, before a byte of the body is read, in this order:
     Content-Length together with Transfer-Encoding   400 (a proxy in front could frame the body differently)
-    POST, PUT, PATCH, DELETE without / with a wrong token   401 / 403
+    an /api/ request without a token / with an unknown or out-of-scope one   401 / 403 (server_tokens.needed says
+                                                     what each request needs: admin, write or read for its catalog)
     a declared Content-Length over max_request_bytes   413
 then counts the body as it streams, chunked or not, and stops it at the cap
 (413): the count, not a header, is the limit, so the form parser never spools
@@ -14,21 +15,19 @@ so the rest of it is never read. Every error, 404 and 405 included, is JSON
 
 from __future__ import annotations
 
-import hmac
 import re
-from collections.abc import Callable
-from typing import Annotated, Optional
+from typing import Optional
 
-from fastapi import Header, HTTPException, Request
+from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sync_agent.server_settings import ServerSettings
-
-WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+from sync_agent.server_tokens import Tokens, needed
 
 
 def json_error(exc: StarletteHTTPException) -> JSONResponse:
@@ -44,36 +43,18 @@ async def bad_request(request: Request, exc: RequestValidationError) -> JSONResp
     return JSONResponse({"error": "; ".join(problems), "status": 422}, 422)
 
 
-def token_problem(authorization: Optional[str], token: Optional[str]) -> Optional[HTTPException]:
-    """None when the request may write (or no token is configured); else the 401 or 403 to answer."""
-    if token is None:
-        return None
-    if not authorization or not authorization.startswith("Bearer "):
-        return HTTPException(401, "write endpoints need 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"})
-    if not hmac.compare_digest(authorization[7:].encode(), token.encode()):
-        return HTTPException(403, "wrong token")
-    return None
-
-
-def token_required(token: Optional[str]) -> Callable[..., None]:
-    """A route dependency: for the OpenAPI docs and as a second check; RequestGuard has already refused writes without it."""
-
-    def authorised(authorization: Annotated[Optional[str], Header()] = None) -> None:
-        if problem := token_problem(authorization, token):
-            raise problem
-
-    return authorised
-
-
-def header_problem(method: str, headers: Headers, settings: ServerSettings) -> Optional[HTTPException]:
-    """What the request line and headers alone decide: framing (400), the token for writes (401/403), declared size (413)."""
+def header_problem(method: str, path: str, headers: Headers, settings: ServerSettings, tokens: Tokens) -> Optional[HTTPException]:
+    """What the request line and headers alone decide: framing (400), the token (401/403), declared size (413)."""
     length = headers.get("content-length")
     if length is not None and "transfer-encoding" in headers:
         return HTTPException(400, "Content-Length together with Transfer-Encoding: send one of them")
     if length is not None and not re.fullmatch(r"[0-9]+", length):
         return HTTPException(400, f"Content-Length {length!r} is not a number of bytes")
-    if method in WRITE_METHODS and (problem := token_problem(headers.get("authorization"), settings.token)):
-        return problem
+    if need := needed(method, path):
+        try:
+            tokens.check(headers.get("authorization"), *need)
+        except HTTPException as problem:
+            return problem
     if length is not None and int(length) > settings.max_request_bytes:
         return HTTPException(413, f"request body over {settings.max_request_bytes} bytes")
     return None
@@ -86,9 +67,10 @@ class BodyTooLarge(StarletteHTTPException):
 class RequestGuard:
     """Pure ASGI, around the whole app: header checks before any body is read, then the body counted as it streams."""
 
-    def __init__(self, app: ASGIApp, settings: ServerSettings):
+    def __init__(self, app: ASGIApp, settings: ServerSettings, tokens: Tokens):
         self.app = app
         self.settings = settings
+        self.tokens = tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,7 +97,8 @@ class RequestGuard:
                 message = message | {"headers": [*message.get("headers", []), (b"connection", b"close")]}
             await send(message)
 
-        if problem := header_problem(scope["method"], headers, self.settings):
+        problem = await run_in_threadpool(header_problem, scope["method"], scope["path"], headers, self.settings, self.tokens)
+        if problem:  # (in a thread: a token is looked up in the database)
             await json_error(problem)(scope, receive, closing)
             return
         await self.app(scope, counted, closing)

@@ -6,12 +6,11 @@ pixel count and a full decode, so what reaches the work area is an image `catalo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile
-from fastapi.params import Depends
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Response, UploadFile
 from fastapi.responses import JSONResponse
 from PIL import Image
 
@@ -19,6 +18,7 @@ from edge.core.errors import ImageError
 from edge.core.images import read_image
 from sync_agent.server_settings import ServerSettings
 from sync_agent.server_store import CatalogStore, check_product_id
+from sync_agent.server_tokens import Principal
 
 IMAGE_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
 
@@ -59,32 +59,30 @@ def save_upload(upload: UploadFile, target: Path, settings: ServerSettings, file
     return target.rename(target.with_suffix(check_image(target, settings, filename)))
 
 
-def product_routes(store: CatalogStore, settings: ServerSettings, writes: Sequence[Depends]) -> APIRouter:
-    """`writes`: the dependencies of every route that changes something (the token check)."""
+def product_routes(store: CatalogStore, settings: ServerSettings, access: Callable[[str], Callable[..., Principal]]) -> APIRouter:
+    """`access(need)`: the dependency that checks the request's token (here: write on the path's catalog)."""
     router = APIRouter()
 
-    @router.put("/api/v1/catalogs/{catalog_id}/products/{product_id}", dependencies=writes)
+    @router.put("/api/v1/catalogs/{catalog_id}/products/{product_id}")
     def put_product(catalog_id: str, product_id: str, images: Annotated[list[UploadFile], File(description="JPEG, PNG or WebP")],
-                    sku: Annotated[str, Form(max_length=64)] = "", name: Annotated[str, Form(max_length=200)] = "") -> JSONResponse:
+                    sku: Annotated[str, Form(max_length=64)] = "", name: Annotated[str, Form(max_length=200)] = "",
+                    principal: Principal = Depends(access("write"))) -> JSONResponse:
         """Create or replace a product: its images are replaced by the ones sent."""
         check_product_id(product_id)
         if not 1 <= len(images) <= settings.max_images_per_product:
             raise HTTPException(422, f"send 1 to {settings.max_images_per_product} images, got {len(images)}")
         sku, name = sku or product_id, name or product_id
-        with store.lock:
-            folder = store.folder(catalog_id)
-            with store.staging(folder, product_id) as staging:
-                for i, upload in enumerate(images):
-                    save_upload(upload, staging / f"{i:02d}", settings, upload.filename or f"image {i}")
-                existed = store.replace_product(folder, product_id, staging, sku, name)
-        body = {"product_id": product_id, "sku": sku, "name": name, "images": store.images(folder, product_id)}
+        with store.staging(catalog_id, product_id) as staging:  # checked without the write lock; switched in under it
+            saved = [save_upload(upload, staging / f"{i:02d}", settings, upload.filename or f"image {i}").name
+                     for i, upload in enumerate(images)]
+            existed = store.replace_product(catalog_id, product_id, staging, sku, name, principal.actor)
+        body = {"product_id": product_id, "sku": sku, "name": name, "images": sorted(saved)}
         return JSONResponse(body, status_code=200 if existed else 201)
 
-    @router.delete("/api/v1/catalogs/{catalog_id}/products/{product_id}", status_code=204, dependencies=writes)
-    def delete_product(catalog_id: str, product_id: str) -> Response:
+    @router.delete("/api/v1/catalogs/{catalog_id}/products/{product_id}", status_code=204)
+    def delete_product(catalog_id: str, product_id: str, principal: Principal = Depends(access("write"))) -> Response:
         check_product_id(product_id)
-        with store.lock:
-            store.delete_product(catalog_id, product_id)
+        store.delete_product(catalog_id, product_id, principal.actor)
         return Response(status_code=204)
 
     return router

@@ -1,5 +1,9 @@
-"""The publish route: build a catalog's work folder with the devices' own models and code
-(edge.core.catalog_build), write its blobs, manifest and signature, and announce the version on MQTT.
+"""The publish route: build a catalog with the devices' own models and code (edge.core.catalog_build), write its
+blobs, manifest and signature, record the version, and announce it on MQTT.
+
+Three steps, so the slow one holds no lock: under the write lock, a snapshot of the catalog's rows with its images
+hard-linked into a temporary folder; the build, unlocked; under the write lock again, the manifest published and the
+version row written together (a publish that fails leaves no version row; one overtaken by another gets 409).
 """
 
 from __future__ import annotations
@@ -7,20 +11,21 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fastapi import APIRouter, HTTPException
-from fastapi.params import Depends
+from fastapi import APIRouter, Depends, HTTPException
 
 from edge.core.catalog import load_catalog
 from edge.core.catalog_build import build_catalog
 from edge.core.config import Config, MQTTConfig
 from edge.core.errors import ShelfIDError
 from sync_agent.publish import Published, publish, published_version
+from sync_agent.server_db import now
 from sync_agent.server_settings import ServerSettings
-from sync_agent.server_store import CatalogStore
+from sync_agent.server_store import CatalogStore, Change
+from sync_agent.server_tokens import Principal
 from sync_agent.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -49,32 +54,53 @@ class Models:
 
 
 def publish_routes(store: CatalogStore, storage: Storage, key: Ed25519PrivateKey, settings: ServerSettings,
-                   writes: Sequence[Depends]) -> APIRouter:
-    """`writes`: the dependencies of every route that changes something (the token check)."""
+                   access: Callable[[str], Callable[..., Principal]]) -> APIRouter:
+    """`access(need)`: the dependency that checks the request's token (here: write on the path's catalog)."""
     router = APIRouter()
     models = Models(settings.config)
 
-    @router.post("/api/v1/catalogs/{catalog_id}/publish", status_code=201, dependencies=writes)
-    def publish_catalog(catalog_id: str) -> dict:
-        with store.lock:
-            folder = store.folder(catalog_id)
-            if not store.products(folder):
-                raise HTTPException(409, f"catalog {catalog_id!r} has no products to publish")
+    @router.post("/api/v1/catalogs/{catalog_id}/publish", status_code=201)
+    def publish_catalog(catalog_id: str, principal: Principal = Depends(access("write"))) -> dict:
+        with tempfile.TemporaryDirectory(prefix=".publish-", dir=store.work) as tmp:
+            images = Path(tmp) / catalog_id
+            with store.writing() as change:  # a snapshot of the rows and their files; the build runs without the lock
+                store.catalog(change.db, catalog_id)
+                if not store.snapshot(change, catalog_id, images):
+                    raise HTTPException(409, f"catalog {catalog_id!r} has no products to publish")
+                version = next_version(change, storage, catalog_id)
             detector, embedder, verifier = models.get()
-            version = published_version(storage, catalog_id) + 1
-            with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
+            try:
+                report = build_catalog(images, Path(tmp) / "catalog", embedder, verifier, detector, catalog_id, version)
+            except ShelfIDError as exc:
+                raise HTTPException(422, f"catalog {catalog_id!r} cannot be built: {without_paths(str(exc), Path(tmp))}") from None
+            with store.writing() as change:  # the version row and the manifest together, or neither
+                store.catalog(change.db, catalog_id)  # deleted meanwhile: 404, nothing published
+                if (latest := next_version(change, storage, catalog_id) - 1) >= version:
+                    raise HTTPException(409, f"catalog {catalog_id!r} was published meanwhile (v{latest}); publish again")
                 try:
-                    report = build_catalog(folder, Path(tmp) / "catalog", embedder, verifier, detector, catalog_id, version)
-                except ShelfIDError as exc:
-                    raise HTTPException(422, f"catalog {catalog_id!r} cannot be built: {without_paths(str(exc), store.work, Path(tmp))}") from None
-                done = publish(storage, load_catalog(Path(tmp) / "catalog"), catalog_id, key, version, settings.manifest_valid_s)
-                skipped = [without_paths(line, store.work, Path(tmp)) for line in report.skipped]
+                    done = publish(storage, load_catalog(Path(tmp) / "catalog"), catalog_id, key, version, settings.manifest_valid_s)
+                except (OSError, ShelfIDError) as exc:  # storage down or full: no version recorded, the old one still served
+                    log.error("catalog %s v%d: publishing to storage failed: %s", catalog_id, version, exc)
+                    raise HTTPException(503, f"catalog {catalog_id!r}: publishing to storage failed; nothing was recorded, "
+                                             "retry shortly", headers={"Retry-After": "10"}) from None
+                change.db["versions"].insert({"catalog_id": catalog_id, "version": version, "published_at": now(),
+                                              "published_by": principal.actor, "products": report.products,
+                                              "images": report.images, "blobs": done.blobs})
+                change.audit(principal.actor, "publish", catalog_id, f"v{version}: {report.products} product(s), "
+                                                                     f"{report.images} image(s), {done.new_blobs} new blob(s)")
+            skipped = [without_paths(line, Path(tmp)) for line in report.skipped]
         if settings.announce:
             announce(settings.config.mqtt, done)
         return {"catalog_id": catalog_id, "version": done.version, "blobs": done.blobs, "new_blobs": done.new_blobs,
                 "products": report.products, "images": report.images, "skipped": skipped}
 
     return router
+
+
+def next_version(change: Change, storage: Storage, catalog_id: str) -> int:
+    """One above both the published manifest's and the database's latest (a tree published before the database counts)."""
+    recorded = change.db.execute("SELECT max(version) FROM versions WHERE catalog_id = ?", [catalog_id]).fetchone()[0] or 0
+    return max(recorded, published_version(storage, catalog_id)) + 1
 
 
 def announce(mqtt_config: MQTTConfig, published: Published) -> None:

@@ -15,7 +15,7 @@ from sync_agent.storage import Storage
 class ServerSettings:
     root: Path
     signing_key: Path
-    token: Optional[str]
+    token: Optional[str]  # the admin token: everything, including catalogs and per-catalog tokens; None: no auth at all
     storage: Optional[Storage] = None  # default: LocalStorage(<root>/public), also served at /catalogs and /blobs
     config: Config = field(default_factory=Config)  # the models devices run (models.*, verifier.*), and mqtt.* for announcements
     announce: bool = False
@@ -26,4 +26,5 @@ class ServerSettings:
     max_request_bytes: int = 200 << 20
     max_pixels: int = 40_000_000
     min_image_side: int = 32  # below this a product photo holds nothing to match (a 1×1 placeholder, an icon)
+    database: Optional[Path] = None  # the records (SQLite); default <root>/catalog.db
     max_concurrent_detections: int = 1  # detect requests identifying at once (they share one set of models); more get 503

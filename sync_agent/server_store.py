@@ -1,36 +1,50 @@
-"""The catalog server's work area: catalogs, their products and images on local disk, in the layout
-`shelfid catalog build` reads.
+"""The catalog server's state: records in SQLite (server_db: catalogs, products, images, versions, tokens, audit) and
+the product images in the work area on disk, in the layout `shelfid catalog build` reads:
 
-    <work>/<catalog_id>/catalog.json        id, name, created_at
-    <work>/<catalog_id>/products.csv        product_id, sku, name
-    <work>/<catalog_id>/<product_id>/*.jpg  its images (validated on upload)
+    <root>/catalog.db                       the records (WAL: also catalog.db-wal, catalog.db-shm)
+    <work>/<catalog_id>/<product_id>/*.jpg  a product's images, as the images table lists them
 
-Every change is staged beside its target and renamed into place after an fsync, so a power cut leaves each
-catalog and product as it was or as it became, never half; folders starting with '.' are staging or trash.
-One writer at a time: callers hold `lock`, which publishing and re-signing share.
+A change is one BEGIN IMMEDIATE transaction (`writing`): its rows, its file renames and its audit row go together.
+New images are written and checked in a staging folder first (no lock held), then renamed into place inside the
+transaction; if the transaction fails the rename is undone, so a failed request leaves neither a row nor a file.
+The database's write lock is the one writer lock for every thread and every worker process on this root, publishing
+and re-signing included. Folders starting with '.' are staging or trash.
+
+A work area from before the database (`<work>/<id>/catalog.json` + `products.csv`) is imported at start, once per
+catalog (its two files are removed once its rows are committed).
 """
 
 from __future__ import annotations
 
 import csv
-import io
+import hashlib
 import json
+import logging
 import os
 import re
 import shutil
+import sqlite3
 import tempfile
-import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import HTTPException
+from sqlite_utils import Database
 
 from edge.core.catalog_build import PRODUCT_ID
-from models.safe_write import fsync_dir, fsync_tree, write_json_atomic, write_text_atomic
+from models.safe_write import fsync_dir, fsync_tree
+from sync_agent.server_db import connect, migrate, now, transaction
 
 CATALOG_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # anchored for pydantic's search; checked here with re.fullmatch
+log = logging.getLogger(__name__)
+
+
+def check_catalog_id(catalog_id: str) -> None:
+    if not re.fullmatch(CATALOG_ID, catalog_id):
+        raise HTTPException(422, f"catalog id {catalog_id!r}: use letters, digits, '.', '_', '-' (at most 64)")
 
 
 def check_product_id(product_id: str) -> None:
@@ -38,93 +52,254 @@ def check_product_id(product_id: str) -> None:
         raise HTTPException(422, f"product id {product_id!r}: use letters, digits, '.', '_', '-' (at most 128)")
 
 
+@dataclass
+class Change:
+    """One write transaction: its connection, and the audit lines logged once it commits."""
+
+    db: Database
+    lines: list[str] = field(default_factory=list)
+
+    def audit(self, actor: str, action: str, catalog_id: str | None, detail: str = "") -> None:
+        self.db["audit"].insert({"at": now(), "actor": actor, "action": action, "catalog_id": catalog_id, "detail": detail})
+        self.lines.append(f"audit: {actor} {action} {catalog_id or '-'} {detail}".rstrip())
+
+
 class CatalogStore:
-    def __init__(self, work: Path):
-        self.work = work
+    def __init__(self, work: Path, database: Path):
+        self.work, self.database = work, database
         work.mkdir(parents=True, exist_ok=True)
-        self.lock = threading.Lock()
+        with self.connected() as db:
+            before, after = migrate(db)
+        if before != after:
+            log.info("catalog database %s: schema v%d -> v%d", database, before, after)
+        self.import_work_area()
+        self.lock = WriteLock(self)
+
+    @contextmanager
+    def connected(self) -> Iterator[Database]:
+        """A connection of its own (one per request), closed afterwards."""
+        db = connect(self.database)
+        try:
+            yield db
+        finally:
+            db.conn.close()
+
+    @contextmanager
+    def writing(self) -> Iterator[Change]:
+        """One BEGIN IMMEDIATE transaction; a database still locked after the busy timeout is a 503, not a 500."""
+        with self.connected() as db:
+            change = Change(db)
+            try:
+                with transaction(db):
+                    yield change
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                raise HTTPException(503, "the catalog database is busy; retry shortly", headers={"Retry-After": "1"}) from None
+        for line in change.lines:
+            log.info("%s", line)
+
+    # reads
 
     def folder(self, catalog_id: str) -> Path:
-        if not re.fullmatch(CATALOG_ID, catalog_id):
-            raise HTTPException(422, f"catalog id {catalog_id!r}: use letters, digits, '.', '_', '-' (at most 64)")
-        folder = self.work / catalog_id
-        if not (folder / "catalog.json").is_file():
+        return self.work / catalog_id
+
+    def catalog(self, db: Database, catalog_id: str) -> dict:
+        check_catalog_id(catalog_id)
+        rows = list(db["catalogs"].rows_where("catalog_id = ?", [catalog_id]))
+        if not rows:
             raise HTTPException(404, f"no catalog {catalog_id!r}")
-        return folder
+        return rows[0]
 
-    def catalogs(self) -> list[Path]:
-        """Every catalog's folder; not those being created or deleted (their names start with '.')."""
-        return sorted(p for p in self.work.iterdir() if not p.name.startswith(".") and (p / "catalog.json").is_file())
+    def catalogs(self, db: Database) -> list[dict]:
+        counts = dict(db.execute("SELECT catalog_id, count(*) FROM products GROUP BY catalog_id").fetchall())
+        return [row | {"products": counts.get(row["catalog_id"], 0)} for row in db["catalogs"].rows_where(order_by="catalog_id")]
 
-    def create(self, catalog_id: str, name: str) -> dict:
-        folder = self.work / catalog_id
-        if folder.exists():
-            raise HTTPException(409, f"catalog {catalog_id!r} already exists")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{catalog_id}.", dir=self.work))
-        meta = {"catalog_id": catalog_id, "name": name, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        write_json_atomic(tmp / "catalog.json", meta, indent=None)
-        self.write_products(tmp, {})
-        os.rename(tmp, folder)
+    def products(self, db: Database, catalog_id: str) -> list[dict]:
+        """The catalog's products, each with its image files in order."""
+        images: dict[str, list[str]] = {}
+        for row in db["images"].rows_where("catalog_id = ?", [catalog_id], order_by="product_id, position"):
+            images.setdefault(row["product_id"], []).append(row["file"])
+        return [{"product_id": p["product_id"], "sku": p["sku"], "name": p["name"], "images": images.get(p["product_id"], [])}
+                for p in db["products"].rows_where("catalog_id = ?", [catalog_id], order_by="product_id")]
+
+    # changes
+
+    def create(self, catalog_id: str, name: str, actor: str) -> dict:
+        check_catalog_id(catalog_id)
+        at = now()
+        row = {"catalog_id": catalog_id, "name": name, "created_at": at, "created_by": actor, "updated_at": at, "updated_by": actor}
+        with self.writing() as change:
+            try:
+                change.db["catalogs"].insert(row)
+            except sqlite3.IntegrityError:
+                raise HTTPException(409, f"catalog {catalog_id!r} already exists") from None
+            shutil.rmtree(self.folder(catalog_id), ignore_errors=True)  # left by a crash mid-delete: not this catalog's
+            self.folder(catalog_id).mkdir()
+            change.audit(actor, "create_catalog", catalog_id, f"name={name!r}")
         fsync_dir(self.work)
-        return meta
+        return {"catalog_id": catalog_id, "name": name, "created_at": at}
 
     @contextmanager
-    def deleting(self, catalog_id: str) -> Iterator[None]:
-        """The catalog out of sight at once (renamed to trash), its files removed once the caller's block succeeds."""
-        folder = self.folder(catalog_id)
-        trash = folder.with_name(f".{catalog_id}.deleted")
-        os.rename(folder, trash)
-        fsync_dir(self.work)
-        yield
-        shutil.rmtree(trash)
-
-    def meta(self, folder: Path) -> dict:
-        return json.loads((folder / "catalog.json").read_text())
-
-    def products(self, folder: Path) -> dict[str, dict]:
-        with open(folder / "products.csv", newline="", encoding="utf-8") as f:
-            return {row["product_id"]: {"sku": row["sku"], "name": row["name"]} for row in csv.DictReader(f)}
-
-    def write_products(self, folder: Path, products: dict[str, dict]) -> None:
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(["product_id", "sku", "name"])
-        for pid in sorted(products):
-            writer.writerow([pid, products[pid]["sku"], products[pid]["name"]])
-        write_text_atomic(folder / "products.csv", out.getvalue())
-
-    def images(self, folder: Path, product_id: str) -> list[str]:
-        path = folder / product_id
-        return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+    def deleting(self, catalog_id: str, actor: str) -> Iterator[None]:
+        """The catalog's rows (products, images, versions, tokens) and folder gone together with what the caller's block
+        removes from storage; the folder comes back if the block fails."""
+        with self.writing() as change:
+            self.catalog(change.db, catalog_id)
+            change.db["catalogs"].delete(catalog_id)  # cascades to products, images, versions, tokens
+            trash = self.work / f".{catalog_id}.deleted-{uuid.uuid4().hex[:8]}"
+            os.rename(self.folder(catalog_id), trash)
+            try:
+                yield
+                change.audit(actor, "delete_catalog", catalog_id)
+            except BaseException:
+                os.rename(trash, self.folder(catalog_id))
+                raise
+        shutil.rmtree(trash, ignore_errors=True)
 
     @contextmanager
-    def staging(self, folder: Path, product_id: str) -> Iterator[Path]:
-        """An empty folder beside the product's, for its new images; gone afterwards unless `replace_product` took it."""
-        staging = Path(tempfile.mkdtemp(prefix=f".{product_id}.", dir=folder))
+    def staging(self, catalog_id: str, product_id: str) -> Iterator[Path]:
+        """An empty folder in the catalog's, for a product's new images; gone afterwards unless `replace_product` took it."""
+        with self.connected() as db:
+            self.catalog(db, catalog_id)
+        staging = Path(tempfile.mkdtemp(prefix=f".{product_id}.", dir=self.folder(catalog_id)))
         try:
             yield staging
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def replace_product(self, folder: Path, product_id: str, staging: Path, sku: str, name: str) -> bool:
+    def replace_product(self, catalog_id: str, product_id: str, staging: Path, sku: str, name: str, actor: str) -> bool:
         """The product's images become those in `staging`, its row (sku, name) is written; whether it existed before."""
-        products = self.products(folder)
-        existed = product_id in products
-        products[product_id] = {"sku": sku, "name": name}
         fsync_tree(staging)
-        old = folder / f".{product_id}.old"
-        if (folder / product_id).exists():
-            os.rename(folder / product_id, old)
-        os.rename(staging, folder / product_id)
-        self.write_products(folder, products)  # fsyncs the folder, and with it both renames
-        shutil.rmtree(old, ignore_errors=True)
+        files = sorted(p.name for p in staging.iterdir())
+        images = [{"catalog_id": catalog_id, "product_id": product_id, "file": f, "position": i,
+                   "sha256": hashlib.sha256((staging / f).read_bytes()).hexdigest(), "bytes": (staging / f).stat().st_size}
+                  for i, f in enumerate(files)]
+        target, old = self.folder(catalog_id) / product_id, self.folder(catalog_id) / f".{product_id}.old-{uuid.uuid4().hex[:8]}"
+        moved = None
+        try:
+            with self.writing() as change:
+                self.catalog(change.db, catalog_id)  # deleted while the images were checked: 404
+                existed = change.db.execute("SELECT 1 FROM products WHERE catalog_id = ? AND product_id = ?",
+                                            [catalog_id, product_id]).fetchone() is not None
+                change.db.execute("""INSERT INTO products VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (catalog_id, product_id)
+                                     DO UPDATE SET sku = excluded.sku, name = excluded.name, updated_at = excluded.updated_at,
+                                     updated_by = excluded.updated_by""", [catalog_id, product_id, sku, name, now(), actor])
+                # (not sqlite-utils' upsert: its INSERT OR IGNORE of the key alone hits NOT NULL and is ignored)
+                change.db["images"].delete_where("catalog_id = ? AND product_id = ?", [catalog_id, product_id])
+                change.db["images"].insert_all(images)
+                change.audit(actor, "replace_product" if existed else "add_product", catalog_id,
+                             f"{product_id}: {len(files)} image(s), sku={sku!r}, name={name!r}")
+                moved = self.switch(target, staging, old)
+        except BaseException:
+            if moved is not None:  # the commit failed after the files switched: they switch back
+                os.rename(target, staging)
+                if moved:
+                    os.rename(old, target)
+            raise
+        fsync_dir(target.parent)
+        if moved:
+            shutil.rmtree(old, ignore_errors=True)
         return existed
 
-    def delete_product(self, catalog_id: str, product_id: str) -> None:
-        folder = self.folder(catalog_id)
-        products = self.products(folder)
-        if product_id not in products:
-            raise HTTPException(404, f"catalog {catalog_id!r} has no product {product_id!r}")
-        del products[product_id]
-        self.write_products(folder, products)
-        shutil.rmtree(folder / product_id, ignore_errors=True)
+    def switch(self, target: Path, staging: Path, old: Path) -> bool:
+        """`staging` renamed to `target`, the previous `target` (if any) to `old`; whether there was one. Called last in
+        a transaction, so the commit is the only step left that can fail (the caller then switches back)."""
+        moved = target.exists()
+        if moved:
+            os.rename(target, old)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if moved:
+                os.rename(old, target)
+            raise
+        return moved
+
+    def delete_product(self, catalog_id: str, product_id: str, actor: str) -> None:
+        trash = self.folder(catalog_id) / f".{product_id}.deleted-{uuid.uuid4().hex[:8]}"
+        with self.writing() as change:
+            self.catalog(change.db, catalog_id)
+            if change.db.execute("DELETE FROM products WHERE catalog_id = ? AND product_id = ?", [catalog_id, product_id]).rowcount == 0:
+                raise HTTPException(404, f"catalog {catalog_id!r} has no product {product_id!r}")
+            change.audit(actor, "delete_product", catalog_id, product_id)
+            if (self.folder(catalog_id) / product_id).exists():
+                os.rename(self.folder(catalog_id) / product_id, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def snapshot(self, change: Change, catalog_id: str, into: Path) -> int:
+        """The catalog as its rows say, under the write lock, into `into` (images hard-linked, products.csv written),
+        for a build that then runs without the lock; the number of products. 422 when an image file is missing."""
+        products = self.products(change.db, catalog_id)
+        into.mkdir(parents=True)
+        for product in products:
+            (into / product["product_id"]).mkdir()
+            for file in product["images"]:
+                source = self.folder(catalog_id) / product["product_id"] / file
+                try:
+                    os.link(source, into / product["product_id"] / file)
+                except FileNotFoundError:
+                    raise HTTPException(422, f"catalog {catalog_id!r} cannot be built: image {catalog_id}/{product['product_id']}/"
+                                             f"{file} is missing from the work area; upload the product again") from None
+                except OSError:  # another file system, no hard links: a copy
+                    shutil.copyfile(source, into / product["product_id"] / file)
+        with open(into / "products.csv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["product_id", "sku", "name"])
+            writer.writerows([p["product_id"], p["sku"], p["name"]] for p in products)
+        return len(products)
+
+    # the work area from before the database
+
+    def import_work_area(self) -> None:
+        for meta_file in sorted(self.work.glob("*/catalog.json")):
+            folder = meta_file.parent
+            if folder.name.startswith(".") or not re.fullmatch(CATALOG_ID, folder.name):
+                continue
+            with self.writing() as change:
+                if not list(change.db["catalogs"].rows_where("catalog_id = ?", [folder.name])):
+                    self.import_catalog(change, folder)
+            for name in ("catalog.json", "products.csv"):  # in the database now (or already were: a crash before this)
+                (folder / name).unlink(missing_ok=True)
+            fsync_dir(folder)
+
+    def import_catalog(self, change: Change, folder: Path) -> None:
+        meta = json.loads((folder / "catalog.json").read_text())
+        catalog_id, at = folder.name, meta.get("created_at") or now()
+        change.db["catalogs"].insert({"catalog_id": catalog_id, "name": meta.get("name", ""), "created_at": at,
+                                      "created_by": "import", "updated_at": now(), "updated_by": "import"})
+        rows: dict[str, dict] = {}
+        if (folder / "products.csv").is_file():
+            with open(folder / "products.csv", newline="", encoding="utf-8") as f:
+                rows = {r["product_id"]: r for r in csv.DictReader(f) if PRODUCT_ID.fullmatch(r.get("product_id") or "")}
+        for sub in folder.iterdir():  # a product folder without a row was built all the same: it comes too
+            if sub.is_dir() and PRODUCT_ID.fullmatch(sub.name) and not sub.name.startswith("."):
+                rows.setdefault(sub.name, {"product_id": sub.name, "sku": sub.name, "name": sub.name})
+        images = 0
+        for pid, row in sorted(rows.items()):
+            change.db["products"].insert({"catalog_id": catalog_id, "product_id": pid, "sku": row.get("sku") or pid,
+                                          "name": row.get("name") or pid, "updated_at": now(), "updated_by": "import"})
+            files = sorted(p for p in (folder / pid).iterdir() if p.is_file()) if (folder / pid).is_dir() else []
+            change.db["images"].insert_all({"catalog_id": catalog_id, "product_id": pid, "file": p.name, "position": i,
+                                            "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "bytes": p.stat().st_size}
+                                           for i, p in enumerate(files))
+            images += len(files)
+        change.audit("import", "import_catalog", catalog_id, f"{len(rows)} product(s), {images} image(s) from the work area")
+
+
+class WriteLock:
+    """The database's write lock held as a plain lock (re-signing holds it so it never falls between a publish's blobs
+    and its manifest, in this process or another)."""
+
+    def __init__(self, store: CatalogStore):
+        self.store = store
+        self.held: list = []
+
+    def __enter__(self) -> None:
+        context = self.store.writing()
+        context.__enter__()
+        self.held.append(context)
+
+    def __exit__(self, *exc) -> bool:
+        return bool(self.held.pop().__exit__(*exc))
+

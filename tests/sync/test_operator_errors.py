@@ -125,7 +125,7 @@ def test_an_image_smaller_than_32_px_is_refused_with_its_size(server, width, hei
                      files=[("images", ("x.png", tiny_png(width, height), "image/png"))])
     assert r.status_code == 422
     assert r.json() == {"error": f"image 'x.png' is {width}×{height} px; at least 32×32 is needed", "status": 422}
-    assert requests.get(f"{server.url}/api/v1/catalogs/shelf", timeout=10).json()["products"] == []
+    assert requests.get(f"{server.url}/api/v1/catalogs/shelf", headers=auth, timeout=10).json()["products"] == []
 
 
 # shelfid sync

@@ -91,7 +91,7 @@ def test_the_server_lists_publishes_and_deletes_catalogs_in_a_bucket(bucket, cat
             publish(storage, catalog, catalog_id, load_private_key(keys[0]), 1)
         storage.put(blob_key(ORPHAN), b"left by an interrupted publish")
         blobs = set(storage.keys("blobs"))
-        listed = requests.get(f"{server.url}/api/v1/catalogs", timeout=10).json()
+        listed = requests.get(f"{server.url}/api/v1/catalogs", headers=AUTH, timeout=10).json()
         assert {c["catalog_id"]: c["published_version"] for c in listed} == {"shelf": 1, "copy": 1}
         assert requests.get(f"{server.url}/catalogs/shelf/manifest.json", timeout=10).status_code == 404  # the bucket serves it
 

@@ -81,7 +81,7 @@ def test_bad_uploads_are_refused_and_leave_the_product_as_it_was(api, name, data
     assert put(url, [("good.jpg", jpeg())]).status_code == 201
     r = put(url, [("second.jpg", jpeg(32, 32)), (name, data)])
     assert r.status_code == status and message in r.json()["error"], r.text
-    product = requests.get(f"{url}/api/v1/catalogs/shelf", timeout=10).json()["products"]
+    product = requests.get(f"{url}/api/v1/catalogs/shelf", headers=AUTH, timeout=10).json()["products"]
     assert product == [{"product_id": "p1", "sku": "p1", "name": "P one", "images": ["00.jpg"]}]
     assert not [p for p in (root / "work" / "shelf").iterdir() if p.name.startswith(".")]  # no staging left behind
 
@@ -93,7 +93,7 @@ def test_requests_naming_bad_or_unknown_things_get_json_4xx(api):
         (requests.post(f"{url}/api/v1/catalogs", json={"catalog_id": "shelf"}, headers=AUTH, timeout=10), 409, "already exists"),
         (requests.post(f"{url}/api/v1/catalogs", data=b"{not json", headers=AUTH | {"Content-Type": "application/json"}, timeout=10),
          422, "JSON"),
-        (requests.get(f"{url}/api/v1/catalogs/nope", timeout=10), 404, "no catalog 'nope'"),
+        (requests.get(f"{url}/api/v1/catalogs/nope", headers=AUTH, timeout=10), 404, "no catalog 'nope'"),
         (put(url, [("a.jpg", jpeg())], product="bad id!"), 422, "product id"),
         (requests.delete(f"{url}/api/v1/catalogs/shelf/products/ghost", headers=AUTH, timeout=10), 404, "no product 'ghost'"),
         (requests.post(f"{url}/api/v1/catalogs/shelf/publish", headers=AUTH, timeout=10), 409, "no products to publish"),
@@ -116,7 +116,7 @@ def test_catalog_lifecycle_and_openapi(api):
     assert manifest.status_code == 200 and manifest.headers.get("etag")
     assert requests.get(f"{url}/catalogs/shelf/manifest.json", headers={"If-None-Match": manifest.headers["etag"]},
                         timeout=10).status_code == 304
-    [listed] = requests.get(f"{url}/api/v1/catalogs", timeout=10).json()
+    [listed] = requests.get(f"{url}/api/v1/catalogs", headers=AUTH, timeout=10).json()
     assert listed["published_version"] == 1 and listed["products"] == 1
     paths = requests.get(f"{url}/openapi.json", timeout=10).json()["paths"]
     assert {"/api/v1/catalogs", "/api/v1/catalogs/{catalog_id}/publish", "/api/v1/catalogs/{catalog_id}/products/{product_id}"} <= set(paths)

@@ -86,4 +86,4 @@ def test_any_product_upload(served, product_id, files, fields):
     response = requests.put(f"{url}/api/v1/catalogs/shelf/products/{quote(product_id, safe='')}", headers=AUTH, timeout=30,
                             files=[("images", (name or "x", data, "application/octet-stream")) for name, data in files], data=fields)
     answered_cleanly(response, root)
-    assert requests.get(f"{url}/api/v1/catalogs/shelf", timeout=10).status_code == 200
+    assert requests.get(f"{url}/api/v1/catalogs/shelf", headers=AUTH, timeout=10).status_code == 200
