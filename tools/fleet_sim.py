@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import os
 import platform
 import re
@@ -43,6 +44,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -54,6 +56,7 @@ sys.path.insert(0, str(REPO))
 from edge.core.catalog import Catalog, load_catalog  # noqa: E402
 from edge.core.catalog_build import write_catalog_arrays  # noqa: E402
 from edge.core.config import Config, MQTTConfig  # noqa: E402
+from edge.core.datadir import DataDir  # noqa: E402
 from sync_agent.agent import Agent, active_version  # noqa: E402
 from sync_agent.announce import follow_announcements, publish_announcement  # noqa: E402
 from sync_agent.errors import SyncError  # noqa: E402
@@ -66,6 +69,7 @@ from tools.nginx_harness import Nginx  # noqa: E402
 log = logging.getLogger("fleet_sim")
 CATALOG_ID = "shelf"
 NEW_PRODUCT = "fleet-new-product"
+DEVICES_PER_PROCESS = 200  # 3 descriptors per MQTT client + the syncs' sockets and files stay under 1024 (see worker_main)
 MAX_TRIES = 5  # a failed sync is retried (after 0.5, 1, 2, 4 s) as run_forever's backoff would, sooner
 # nginx's default "combined" log format: ... "GET /path HTTP/1.1" status body_bytes_sent "referer" "user agent"
 LOG_LINE = re.compile(r'^\S+ \S+ \S+ \[[^\]]*\] "(\S+) (\S+)[^"]*" (\d{3}) (\d+) "[^"]*" "([^"]*)"')
@@ -118,10 +122,10 @@ class OriginLog:
 
 
 class Device:
-    """One device: its Agent, its MQTT follower, and the bookkeeping of when `current` switched."""
+    """One device, in a worker process: its Agent, its MQTT follower, and when its `current` switched."""
 
-    def __init__(self, fleet: Fleet, name: str, config: Config, model_ids: tuple[str, str]):
-        self.fleet, self.name = fleet, name
+    def __init__(self, shard: Shard, name: str, config: Config, model_ids: tuple[str, str]):
+        self.shard, self.name = shard, name
         self.agent = Agent(config, model_ids=model_ids)
         session = self.agent.fetcher.session  # the real HTTPFetcher's requests.Session
         session.headers["User-Agent"] = f"shelfid-sync fleet-sim/{name}"
@@ -141,32 +145,40 @@ class Device:
         with self.lock:
             self.requests += 1
 
+    def _report(self) -> None:
+        """The device's state to the coordinating process; called with self.lock held, so reports stay in order."""
+        self.shard.events.put(("device", self.name, {
+            "heard": self.heard, "requests": self.requests, "switched": dict(self.switched), "sync_s": dict(self.sync_s),
+            "running": self.running, "pending": self.pending, "failures": list(self.failures)}))
+
     def _active(self) -> int:
         with self.lock:
             self.heard += 1
-        self.fleet.changed()
+            self._report()
         return active_version(self.agent.layout)
 
     def request(self) -> None:
         """A sync wanted: queued once; if one is running, it queues the next when it ends."""
         with self.lock:
-            if self.pending or self.fleet.closed:
+            if self.pending or self.shard.closed:
                 return
             self.pending = True
+            self._report()
             if self.running:
                 return
-        self.fleet.pool.submit(self.run)
+        self.shard.pool.submit(self.run)
 
     def run(self) -> None:
         with self.lock:
             self.pending, self.running = False, True
+            self._report()
         self.wake.clear()
         began = time.monotonic()
         try:
             result = self.agent.sync_once()
             with self.lock:
                 if result.version not in self.switched:
-                    self.switched[result.version] = time.monotonic()
+                    self.switched[result.version] = time.monotonic()  # CLOCK_MONOTONIC: one clock for all processes
                     self.sync_s[result.version] = self.switched[result.version] - began
                 self.tries = 0
         except SyncError as exc:  # sync_once records it in status.json; the simulation retries as run_forever would
@@ -181,9 +193,9 @@ class Device:
             self.agent.fetcher.session.close()  # after 15 min between polls a CDN has closed a kept-alive connection
             with self.lock:
                 self.running, again = False, self.pending
+                self._report()
             if again:
-                self.fleet.pool.submit(self.run)
-            self.fleet.changed()
+                self.shard.pool.submit(self.run)
 
     def stop(self) -> None:
         self.follower.disconnect()
@@ -202,54 +214,132 @@ class PoolWake(threading.Event):
         self.on_set()
 
 
-class Fleet:
-    def __init__(self, concurrency: int):
-        self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="sync")
-        self.devices: list[Device] = []
-        self.cond = threading.Condition()
-        self.closed = False
+class Shard:
+    """A worker process's devices and its pool of sync threads."""
 
-    def changed(self) -> None:
-        with self.cond:
-            self.cond.notify_all()
+    def __init__(self, concurrency: int, events):
+        self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="sync")
+        self.events, self.devices, self.closed = events, [], False
+
+    def close(self) -> None:
+        self.closed = True
+        for device in self.devices:
+            device.stop()
+        self.pool.shutdown(wait=True)
+
+
+def worker_main(names: list[str], settings: dict, events, commands) -> None:
+    """One process's share of the fleet: paho watches each client's sockets with select(), which fails on descriptors
+    of 1024 and above (the client then reconnects for ever), so one process holds at most DEVICES_PER_PROCESS devices."""
+    logging.basicConfig(level=settings["log_level"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        shard = Shard(settings["concurrency"], events)
+        for name in names:
+            config = device_config(Path(settings["root"]), name, settings["origin_url"], Path(settings["public_key"]),
+                                   settings["broker_port"])
+            shard.devices.append(Device(shard, name, config, settings["model_ids"]))
+            shard.devices[-1].request()  # as `shelfid sync` does at start
+        events.put(("ready", None, None))
+        commands.get()
+        shard.close()
+        events.put(("stopped", None, None))
+    except Exception as exc:  # the coordinator says it and stops
+        events.put(("error", None, f"{type(exc).__name__}: {exc}"))
+
+
+class Fleet:
+    """The coordinator's view of every device, kept from the workers' reports."""
+
+    def __init__(self, names: list[str], concurrency: int):
+        self.names, self.concurrency = names, concurrency
+        empty = {"heard": 0, "requests": 0, "switched": {}, "sync_s": {}, "running": False, "pending": False, "failures": []}
+        self.views = {name: SimpleNamespace(name=name, **empty) for name in names}
+        self.cond = threading.Condition()
+        self.counts = {"ready": 0, "stopped": 0}
+        self.errors: list[str] = []
+        self.context = multiprocessing.get_context("spawn")  # fork would copy this process's threads' locks
+        self.events = self.context.Queue()
+        self.workers: list[tuple] = []
+
+    @property
+    def devices(self) -> list[SimpleNamespace]:
+        return list(self.views.values())
+
+    def start(self, settings: dict) -> float:
+        """Workers started, each creating its devices and asking each for a first sync; returns the instant before."""
+        t0 = time.monotonic()
+        threading.Thread(target=self._read, name="fleet-events", daemon=True).start()
+        groups = [self.names[i:i + DEVICES_PER_PROCESS] for i in range(0, len(self.names), DEVICES_PER_PROCESS)]
+        base, extra = divmod(self.concurrency, len(groups))
+        for i, group in enumerate(groups):
+            share = max(1, base + (i < extra))  # the pools add up to --concurrency
+            commands = self.context.Queue()
+            process = self.context.Process(target=worker_main, args=(group, settings | {"concurrency": share}, self.events,
+                                                                        commands), daemon=True)
+            process.start()
+            self.workers.append((process, commands))
+        self._wait_count("ready", len(groups), "starting devices")
+        return t0
+
+    def _read(self) -> None:
+        while True:
+            kind, name, body = self.events.get()
+            with self.cond:
+                if kind == "device":
+                    vars(self.views[name]).update(body)
+                elif kind == "error":
+                    self.errors.append(body)
+                else:
+                    self.counts[kind] += 1
+                self.cond.notify_all()
+
+    def _wait_count(self, kind: str, count: int, label: str) -> None:
+        with tqdm(total=len(self.names), desc=label, unit="dev") as bar, self.cond:
+            while self.counts[kind] < count:
+                if self.errors:
+                    raise RuntimeError(f"a fleet worker failed: {self.errors[0]}")
+                bar.update(sum(1 for d in self.views.values() if d.requests or d.pending or d.running) - bar.n)
+                self.cond.wait(1.0)
 
     def wait_switched(self, version: int, timeout_s: float, label: str) -> None:
         """Until every device's sync has returned with `version` active (or the timeout); a tqdm bar meanwhile."""
         deadline = time.monotonic() + timeout_s
-        with tqdm(total=len(self.devices), desc=label, unit="dev") as bar, self.cond:
+        with tqdm(total=len(self.names), desc=label, unit="dev") as bar, self.cond:
             while True:
-                done = sum(version in d.switched for d in self.devices)
+                done = sum(version in d.switched for d in self.views.values())
                 bar.update(done - bar.n)
-                if done == len(self.devices) or time.monotonic() > deadline:
+                if done == len(self.names) or time.monotonic() > deadline or self.errors:
                     return
                 self.cond.wait(min(1.0, max(deadline - time.monotonic(), 0.01)))
 
     def wait_heard(self, count: int, timeout_s: float) -> bool:
         """Until every follower has received `count` announcements (the retained one proves it subscribed)."""
         with self.cond:
-            return self.cond.wait_for(lambda: all(d.heard >= count for d in self.devices), timeout_s)
+            return self.cond.wait_for(lambda: all(d.heard >= count for d in self.views.values()), timeout_s)
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Until no device has a sync running or queued: a phase's last requests are in before it is counted."""
         with self.cond:
-            return self.cond.wait_for(lambda: not any(d.running or d.pending for d in self.devices), timeout_s)
+            return self.cond.wait_for(lambda: not any(d.running or d.pending for d in self.views.values()), timeout_s)
 
     def close(self) -> None:
-        self.closed = True
-        for device in tqdm(self.devices, desc="disconnecting", unit="dev", leave=False):
-            device.stop()
-        self.pool.shutdown(wait=True)
+        for _, commands in self.workers:
+            commands.put("stop")
+        with self.cond:
+            self.cond.wait_for(lambda: self.counts["stopped"] == len(self.workers) or bool(self.errors), 120)
+        for process, _ in self.workers:
+            process.join(30)
 
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def phase_report(fleet: Fleet, origin: OriginLog, version: int, t0: float, expected_requests: int) -> dict:
+def phase_report(fleet: Fleet, origin: OriginLog, version: int, t0: float, expected_requests: int, root: Path) -> dict:
     """What one phase took: switch times from t0, `current` checked on disk, and the origin's side from its log."""
     times = [d.switched[version] - t0 for d in fleet.devices if version in d.switched]
     syncs = [d.sync_s[version] for d in fleet.devices if version in d.sync_s]
-    on_disk = sum(active_version(d.agent.layout) == version for d in fleet.devices)
+    on_disk = sum(active_version(DataDir(root / d.name)) == version for d in fleet.devices)
     served = origin.read(expected_requests)
     per_device: dict[str, int] = {d.name: 0 for d in fleet.devices}
     statuses: dict[str, int] = {}
@@ -273,13 +363,13 @@ def device_config(root: Path, name: str, origin_url: str, public_key: Path, brok
     })
 
 
-def run_phase(fleet: Fleet, origin: OriginLog, label: str, version: int, start, timeout_s: float) -> dict:
+def run_phase(fleet: Fleet, origin: OriginLog, label: str, version: int, start, timeout_s: float, root: Path) -> dict:
     """`start()` sets the phase off (returns its t0); then wait for every device to have `version`, and report."""
     before, heard = sum(d.requests for d in fleet.devices), sum(d.heard for d in fleet.devices)
     t0 = start()
     fleet.wait_switched(version, timeout_s, label)
     fleet.wait_idle(timeout_s)  # e.g. a second sync woken by the retained announcement during the first
-    report = phase_report(fleet, origin, version, t0, sum(d.requests for d in fleet.devices) - before)
+    report = phase_report(fleet, origin, version, t0, sum(d.requests for d in fleet.devices) - before, root)
     report["wall_s"] = time.monotonic() - t0
     report["announcements_heard"] = sum(d.heard for d in fleet.devices) - heard
     print(f"{label}: " + " ".join(f"{k}={fmt(v)}" for k, v in report.items() if not isinstance(v, dict)), flush=True)
@@ -328,18 +418,6 @@ class BrokerCounter:
         self.client.loop_stop()
 
 
-def start_devices(fleet: Fleet, args, root: Path, origin_url: str, public_key: Path, broker_port: int,
-                  model_ids: tuple[str, str]) -> float:
-    """Every device created (config, Agent, follower) and its first sync asked for, as `shelfid sync` does at start."""
-    t0 = time.monotonic()
-    for i in tqdm(range(args.devices), desc="starting devices", unit="dev"):
-        name = f"fleet-{i:05d}"
-        device = Device(fleet, name, device_config(root, name, origin_url, public_key, broker_port), model_ids)
-        fleet.devices.append(device)
-        device.request()
-    return t0
-
-
 def announce(broker_port: int, version: int) -> float:
     """The real announcement (retained, QoS 1, acknowledged); returns the instant it was handed to the broker."""
     t0 = time.monotonic()
@@ -360,29 +438,32 @@ def simulate(args, work: Path) -> dict:
         conf.write("sys_interval 1\n")  # $SYS counters every second (default 10)
     broker.start()
     nginx = Nginx(work / "nginx", docroot=storage.root).start()
-    origin, fleet, counter = OriginLog(work / "nginx" / "access.log"), Fleet(args.concurrency), BrokerCounter(broker.port)
+    names = [f"fleet-{i:05d}" for i in range(args.devices)]
+    origin, fleet, counter = OriginLog(work / "nginx" / "access.log"), Fleet(names, args.concurrency), BrokerCounter(broker.port)
+    root = work / "devices"
+    settings = {"root": str(root), "origin_url": nginx.url, "public_key": str(keys[1]), "broker_port": broker.port,
+                "model_ids": model_ids, "log_level": args.log_level}
     report: dict = {"catalog": catalog_figures(v1, v2)}
     try:
         published = publish(storage, v1, CATALOG_ID, key, 1)
         announce(broker.port, 1)
         report["catalog"]["v1_blobs"] = published.blobs
         marks = [counter.after(time.monotonic())]
-        report["cold"] = run_phase(fleet, origin, "cold start v1", 1, lambda: start_devices(
-            fleet, args, work / "devices", nginx.url, keys[1], broker.port, model_ids), args.timeout_s)
-        report["cold"]["subscribed"] = fleet.wait_heard(1, args.timeout_s)  # the retained v1 reached every follower
+        report["cold"] = run_phase(fleet, origin, "cold start v1", 1, lambda: fleet.start(settings), args.timeout_s, root)
+        report["cold"]["subscribed"] = fleet.wait_heard(1, min(args.timeout_s, 120))  # the retained v1 reached every follower
         marks.append(counter.after(time.monotonic()))
         report["cold"]["broker_publishes_sent"] = counter.sent_between(*marks[-2:])
         for name, version, catalog in (("change", 2, v2), ("rollback", 3, v1)):
             done = publish(storage, catalog, CATALOG_ID, key, version)
             label = "change v2" if version == 2 else "rollback v3=v1"
-            phase = run_phase(fleet, origin, label, version, lambda v=version: announce(broker.port, v), args.timeout_s)
+            phase = run_phase(fleet, origin, label, version, lambda v=version: announce(broker.port, v), args.timeout_s, root)
             marks.append(counter.after(time.monotonic()))
             report[name] = phase | {"new_blobs_published": done.new_blobs, "blobs_in_manifest": done.blobs,
                                     "broker_publishes_sent": counter.sent_between(*marks[-2:])}
         report["broker_publishes_sent_total"] = counter.sent_between(marks[0], marks[-1])
         report["sync_failures"] = sum(len(d.failures) for d in fleet.devices)
         report["failure_examples"] = sorted({f for d in fleet.devices for f in d.failures})[:5]
-        report["data_dir_bytes_per_device"] = tree_bytes(work / "devices") / max(args.devices, 1)
+        report["data_dir_bytes_per_device"] = tree_bytes(root) / max(args.devices, 1)
     finally:
         fleet.close()
         counter.close()
@@ -413,9 +494,10 @@ def summary_line(report: dict, args, wall_s: float) -> str:
         "devices": args.devices, "switched": change["switched"], "p95_s": change["p95_s"],
         "bytes_per_device": round(change["bytes_per_device"]), "origin_requests": change["origin_requests"],
         "p50_s": change["p50_s"], "max_s": change["max_s"], "one_sync_p50_s": change["one_sync_p50_s"],
-        "origin_bytes": change["origin_bytes"],
-        "broker_sent": change["broker_publishes_sent"], "cold_switched": cold["switched"], "cold_s": cold["max_s"],
-        "cold_bytes_per_device": round(cold["bytes_per_device"]), "cold_origin_requests": cold["origin_requests"],
+        "origin_bytes": change["origin_bytes"], "broker_sent": change["broker_publishes_sent"],
+        "announcements_heard": change["announcements_heard"], "cold_switched": cold["switched"], "cold_s": cold["max_s"],
+        "cold_bytes_per_device": round(cold["bytes_per_device"]), "cold_subscribed": cold["subscribed"],
+        "cold_origin_requests": cold["origin_requests"],
         "rollback_switched": back["switched"], "rollback_p95_s": back["p95_s"],
         "rollback_bytes_per_device": round(back["bytes_per_device"]), "sync_failures": report["sync_failures"],
         "concurrency": args.concurrency, "wall_s": wall_s,

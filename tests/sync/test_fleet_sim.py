@@ -28,6 +28,7 @@ def test_five_devices_switch_to_a_one_product_change_for_a_small_part_of_a_cold_
     assert 0 < change["origin_blob_requests"] <= 5 * SHARD_PARTS
     # the rollback (v3 = v1's content) finds every blob still on the devices: manifest and signature only
     assert rollback["origin_blob_requests"] == 0 and rollback["origin_requests"] == 10
+    assert cold["subscribed"] and change["announcements_heard"] == 5  # every follower subscribed, and heard v2 once
     assert change["broker_publishes_sent"] in (5, 6)  # one announcement to each device (±1: the counter's own sample)
     assert report["sync_failures"] == 0
 
