@@ -9,10 +9,14 @@ subscription per device, client id shelfid-sync-<device>). The origin is nginx (
 sync_agent.publish writes; requests and bytes are counted from nginx's access log (the combined format carries
 $body_bytes_sent; each device's User-Agent names it, so bytes are per device).
 
-A device's follower sets its wake event as in `shelfid sync`; here the event hands the device's sync to one pool of at
-most --concurrency threads instead of waking a run_forever thread per device. Real devices are independent machines;
-the bound only models this host (2 cores), so the times measured are this host's, not a fleet's. A device never runs
-two syncs at once: an announcement heard during its sync queues one more.
+Processes and threads: the devices live in spawned worker processes of at most DEVICES_PER_PROCESS (paho's network
+loop uses select(), which cannot watch a descriptor numbered 1024 or above: in one process only ~320 of 1000 clients
+ever connected). In a worker, each device's follower sets its wake event as in `shelfid sync`; here the event hands
+the device's sync to the worker's pool instead of waking a run_forever thread, and the pools add up to --concurrency.
+Real devices are independent machines; the bound only models this host (2 cores), so the times measured are this
+host's, not a fleet's. A device never runs two syncs at once: an announcement heard during its sync queues one more.
+Workers report each device's state on a queue; this process keeps the view, runs broker, origin and publisher, and
+times everything on CLOCK_MONOTONIC, which all processes share.
 
 Scenario: (1) cold start — v1 published and announced (retained) first, then every device starts from an empty folder,
 syncs at once as run_forever does, and hears the retained announcement when it subscribes; (2) change — v2 adds one

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import re
 
-from tools.fleet_sim import main
+from tools import fleet_sim
 
 FINAL_LINE = re.compile(r"devices=5 switched=(\d+) p95_s=(\d+\.\d+) bytes_per_device=(\d+) origin_requests=(\d+)( [a-z0-9_]+=\S+)+")
 SHARD_PARTS = 8  # products, images, embeddings, keypoints, descriptors, scores, offsets, thumbnails
 
 
-def test_five_devices_switch_to_a_one_product_change_for_a_small_part_of_a_cold_start(sample_catalog_dir, tmp_path, capsys):
+def test_five_devices_switch_to_a_one_product_change_for_a_small_part_of_a_cold_start(sample_catalog_dir, tmp_path, capsys,
+                                                                                        monkeypatch):
+    monkeypatch.setattr(fleet_sim, "DEVICES_PER_PROCESS", 2)  # three worker processes, as a large fleet has
     out = tmp_path / "fleet.json"
-    code = main(["--devices", "5", "--concurrency", "3", "--catalog", str(sample_catalog_dir), "--work", str(tmp_path / "work"),
+    code = fleet_sim.main(["--devices", "5", "--concurrency", "3", "--catalog", str(sample_catalog_dir), "--work", str(tmp_path / "work"),
                  "--timeout-s", "60", "--out", str(out)])
 
     last = capsys.readouterr().out.strip().splitlines()[-1]
