@@ -9,8 +9,9 @@ import sys
 
 import torch
 
-from models.device import CHOICES, choose_device, gpu_count
+from models.device import CHOICES, choose_device
 from models.errors import ModelError
+from models.torch_device import gpu_count
 
 __all__ = ["CHOICES", "training_device"]
 

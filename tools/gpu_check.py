@@ -261,8 +261,9 @@ def main() -> int:
         return pack(args.pack, args.python_version)
     args.batches = [int(b) for b in args.batches.split(",")]
 
-    from models.device import choose_device, gpu_count
+    from models.device import choose_device
     from models.errors import ModelError
+    from models.torch_device import gpu_count
 
     try:
         device = torch.device(choose_device(args.device, gpu_count()))

@@ -59,7 +59,8 @@ def choose_providers(available: list[str], options: BackendOptions) -> list:
                          f"{', '.join(available)}); install onnxruntime-gpu (on a Jetson, the Jetson Zoo wheel) or use auto")
     if not providers and "ort-cpu" not in _said:
         _said.add("ort-cpu")
-        log.info("device auto: this ONNX Runtime has no CUDA or TensorRT execution provider, so ONNX models run on the CPU")
+        # DEBUG: the usual case on a CPU-only device (pip's onnxruntime), not news for every command an operator runs
+        log.debug("device auto: this ONNX Runtime has no CUDA or TensorRT execution provider, so ONNX models run on the CPU")
     return providers + ["CPUExecutionProvider"]
 
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from models.backends import BackendOptions, TensorSpec
-from models.device import autocast, torch_device
 from models.errors import BackendUnavailable
+from models.torch_device import autocast, torch_device
 from models.torch_io import load_checkpoint
 
 

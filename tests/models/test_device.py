@@ -11,14 +11,15 @@ import torch
 from pydantic import ValidationError
 
 import models.backends.onnxruntime_backend as ort_backend
-import models.device as device_module
+import models.torch_device as device_module
 from edge.core.config import Config, ModelsConfig, VerifierConfig
 from edge.core.identify import backend_options
 from models.backends import BackendOptions, backend_class, open_backend
 from models.backends.onnxruntime_backend import check_gpu_provider_loaded, choose_providers
-from models.device import autocast, choose_device, torch_device
+from models.device import choose_device
 from models.errors import BackendUnavailable, ModelError
 from models.runtime import BUNDLED_EMBEDDER, WEIGHTS_DIR
+from models.torch_device import autocast, torch_device
 
 ALL = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
@@ -44,7 +45,7 @@ def test_choose_device_refuses_what_cannot_be_met(choice, gpus, message):
 def test_auto_without_a_gpu_says_so_in_one_line_however_many_models_open(monkeypatch, caplog):
     monkeypatch.setattr(device_module, "_said", set())
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with caplog.at_level(logging.INFO, logger="models.device"):
+    with caplog.at_level(logging.INFO, logger="models.torch_device"):
         assert torch_device("auto", "the detector").type == "cpu"
         assert torch_device("auto", "the verifier").type == "cpu"
     assert [r.getMessage() for r in caplog.records] == [
@@ -94,7 +95,7 @@ def test_device_cuda_without_a_gpu_provider_is_an_error_at_open():
 
 def test_auto_without_a_gpu_provider_falls_back_to_the_cpu_in_one_line(monkeypatch, caplog):
     monkeypatch.setattr(ort_backend, "_said", set())
-    with caplog.at_level(logging.INFO, logger="models.backends.onnxruntime_backend"):
+    with caplog.at_level(logging.DEBUG, logger="models.backends.onnxruntime_backend"):  # DEBUG: the usual CPU-only case
         for _ in range(3):
             assert choose_providers(["CPUExecutionProvider"], BackendOptions()) == ["CPUExecutionProvider"]
     assert len(caplog.records) == 1 and "run on the CPU" in caplog.records[0].getMessage()
@@ -156,3 +157,18 @@ def test_learned_verifier_with_device_cuda_on_this_cpu_fails_at_open():
 
     with pytest.raises(ModelError, match="device cuda: torch sees no CUDA GPU here"):
         open_verifier(VerifierConfig(kind="aliked-lightglue", device="cuda"))
+
+
+def test_the_daemons_run_time_path_never_imports_torch():
+    """Devices install no PyTorch: the ONNX Runtime and TensorRT backends and the daemon must import without it
+    (the live systemd check caught 'No module named torch' when the device rule imported torch)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = ("import sys; import models.backends.onnxruntime_backend, models.backends.tensorrt_backend, models.runtime, "
+            "edge.core.identify, edge.daemon.run, edge.commands.device; print('torch' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert run.returncode == 0, run.stderr[-1500:]
+    assert run.stdout.strip() == "False"

@@ -23,7 +23,7 @@ from edge.core.errors import ShelfIDError
 from edge.core.verifier import Features, Match
 from edge.core.verifier.geometry import verify_geometry
 from edge.core.verifier.sift import resize_longest
-from models.device import autocast, torch_device
+from models.torch_device import autocast, torch_device
 
 EXTRACTORS = {"aliked-lightglue": ("aliked-n16.pth", "aliked_lightglue.pth"),
               "disk-lightglue": ("disk-depth-save.pth", "disk_lightglue.pth")}

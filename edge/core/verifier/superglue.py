@@ -26,7 +26,7 @@ from edge.core.errors import ShelfIDError
 from edge.core.verifier import Features, Match
 from edge.core.verifier.geometry import verify_geometry
 from edge.core.verifier.sift import resize_longest
-from models.device import autocast, torch_device
+from models.torch_device import autocast, torch_device
 
 default_conf = {
     "descriptor_dim": 256, "nms_radius": 4, "keypoint_threshold": 0.005, "remove_borders": 4,
