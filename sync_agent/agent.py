@@ -328,6 +328,7 @@ def run_forever(agent: Agent, stop: threading.Event, wake: threading.Event) -> N
     poll = agent.config.sync.poll_interval_s
     failures = 0
     while not stop.is_set():
+        wake.clear()  # before the sync: an announcement heard during it must wake the next one, not be wiped
         try:
             result = agent.sync_once()
             failures = 0
@@ -338,7 +339,6 @@ def run_forever(agent: Agent, stop: threading.Event, wake: threading.Event) -> N
             failures += 1
             delay = min(poll, 5 * 2 ** min(failures, 10)) * random.uniform(0.5, 1.0)
             log.warning("sync failed (%d in a row): %s; next try in %.0f s", failures, exc, delay)
-        wake.clear()
         deadline = time.monotonic() + delay
         while not stop.is_set() and not wake.is_set() and time.monotonic() < deadline:
             wake.wait(min(1.0, max(deadline - time.monotonic(), 0)))

@@ -147,3 +147,38 @@ def test_a_tree_on_a_mounted_folder_syncs_through_file_urls(tmp_path, keys, cata
     assert agent.sync_once().outcome == "unchanged"
     publish(storage, catalog, "shelf", load_private_key(keys[0]), 2)
     assert agent.sync_once().version == 2
+
+
+def test_an_announcement_heard_during_a_sync_starts_another_one(bench):
+    """run_forever cleared `wake` after each sync, wiping an announcement that arrived during it: the device then
+    waited for the next poll (15 min by default). Found by tools/fleet_sim.py."""
+    import threading
+
+    from sync_agent.agent import run_forever
+
+    storage, config, publish_version = bench
+    publish_version(1)
+    agent = Agent(config)
+    stop, wake, installed = threading.Event(), threading.Event(), threading.Event()
+    original, calls = agent.sync_once, []
+
+    def sync_while_v2_is_announced():
+        calls.append(1)
+        result = original()
+        if len(calls) == 1:  # v1 fetched and installed; v2 is published and announced before this sync returns
+            publish_version(2)
+            wake.set()  # what the MQTT follower does when the announcement arrives
+        if result.version == 2:
+            installed.set()
+        return result
+
+    agent.sync_once = sync_while_v2_is_announced
+    loop = threading.Thread(target=run_forever, args=(agent, stop, wake))
+    loop.start()
+    try:
+        assert installed.wait(60), "the announcement heard during the first sync was lost"
+    finally:
+        stop.set()
+        wake.set()
+        loop.join(60)
+    assert current_version(config) == 2
