@@ -24,6 +24,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_listening(process: subprocess.Popen, port: int, what: str, log: Path, timeout: float) -> None:
+    """Return once `process` accepts connections on the loopback `port`; RuntimeError with its log's tail if it exits
+    first or does not listen within `timeout` (polling a port: a server says nothing else when it is ready)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(f"{what} exited: {log.read_text(errors='replace')[-500:] if log.exists() else ''}") from None
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not start listening on port {port} within {timeout:.0f} s")
+
+
 def mosquitto_binary() -> str:
     found = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
     if found is None:
@@ -53,16 +68,8 @@ class Broker:
     def start(self) -> Broker:
         self.process = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf)], stdout=subprocess.DEVNULL,
                                         stderr=open(self.folder / "mosquitto.log", "ab"))
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # readiness: the port accepts connections
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"mosquitto exited: {(self.folder / 'mosquitto.log').read_text()[-500:]}") from None
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start listening within 10 s")
+        wait_listening(self.process, self.port, "mosquitto", self.folder / "mosquitto.log", 10)
+        return self
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -16,11 +16,10 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.mqtt_harness import free_port
+from tools.mqtt_harness import free_port, wait_listening
 
 CONFIG = """daemon off;
 master_process on;
@@ -74,17 +73,12 @@ class Nginx:
         log = self.folder / "error.log"
         self.process = subprocess.Popen([nginx_binary(), "-p", f"{self.folder}/", "-e", str(log), "-c", str(conf)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # readiness: the port accepts connections (as tools/mqtt_harness.py)
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"nginx exited: {log.read_text()[-500:] if log.exists() else ''}") from None
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("nginx did not start listening within 10 s")
+        try:
+            wait_listening(self.process, self.port, "nginx", log, 10)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from tools.mqtt_harness import free_port
+from tools.mqtt_harness import free_port, wait_listening
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "shelfid-test", "AWS_SECRET_ACCESS_KEY": "shelfid-test-secret", "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -44,17 +42,12 @@ class MotoS3:
         log = self.folder / "moto.log"
         self.process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
                                         stdout=subprocess.DEVNULL, stderr=open(log, "ab"))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # readiness: the port accepts connections (as tools/mqtt_harness.py)
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"moto's S3 server exited: {log.read_text()[-500:]}") from None
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("moto's S3 server did not start listening within 30 s")
+        try:
+            wait_listening(self.process, self.port, "moto's S3 server", log, 30)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def client(self):
         import boto3
