@@ -75,6 +75,9 @@ def run(config: Config, catalog_dir: Path | None = None, stop: threading.Event |
     pipeline = Pipeline(config, identifier, sink, on_stage_ms=web.metrics.observe if web is not None else None)
     watcher = CatalogWatcher(path, identifier, config, config.device.catalog_check_s)
     announce_catalog(sink, identifier)
+    # the pipeline and the watcher hold the identifier in use; this name must not pin the first one for the daemon's
+    # life (the soak saw its catalog's five files stay open after every switch, and a pruned version's disk space too)
+    del identifier
     source = source or open_source(config.camera)
     grabber = Grabber(source, config.camera.reconnect_min_s, config.camera.reconnect_max_s,
                       lossless=not source.live and not config.camera.realtime)
