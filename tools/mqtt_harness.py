@@ -26,7 +26,7 @@ def free_port() -> int:
 
 def wait_listening(process: subprocess.Popen, port: int, what: str, log: Path, timeout: float) -> None:
     """Return once `process` accepts connections on the loopback `port`; RuntimeError with its log's tail if it exits
-    first or does not listen within `timeout` (polling a port: a server says nothing else when it is ready)."""
+    first, or, killed, if it does not listen within `timeout` (polling a port: a server says nothing else when ready)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -36,6 +36,8 @@ def wait_listening(process: subprocess.Popen, port: int, what: str, log: Path, t
             if process.poll() is not None:
                 raise RuntimeError(f"{what} exited: {log.read_text(errors='replace')[-500:] if log.exists() else ''}") from None
             time.sleep(0.05)
+    process.kill()  # a server that never listened must not outlive the failed start
+    process.wait(10)
     raise RuntimeError(f"{what} did not start listening on port {port} within {timeout:.0f} s")
 
 

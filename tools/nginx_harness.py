@@ -73,11 +73,7 @@ class Nginx:
         log = self.folder / "error.log"
         self.process = subprocess.Popen([nginx_binary(), "-p", f"{self.folder}/", "-e", str(log), "-c", str(conf)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_listening(self.process, self.port, "nginx", log, 10)
-        except RuntimeError:
-            self.stop()
-            raise
+        wait_listening(self.process, self.port, "nginx", log, 10)
         return self
 
     def stop(self) -> None:

@@ -42,11 +42,7 @@ class MotoS3:
         log = self.folder / "moto.log"
         self.process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
                                         stdout=subprocess.DEVNULL, stderr=open(log, "ab"))
-        try:
-            wait_listening(self.process, self.port, "moto's S3 server", log, 30)
-        except RuntimeError:
-            self.stop()
-            raise
+        wait_listening(self.process, self.port, "moto's S3 server", log, 30)
         return self
 
     def client(self):
