@@ -43,6 +43,7 @@ from edge.core.catalog_build import no_space
 from edge.core.config import Config
 from edge.core.datadir import DataDir
 from edge.core.errors import CatalogError
+from edge.core.ivf import load_index
 from models.safe_write import fsync_dir, write_json_atomic
 from sync_agent.bundle import MAX_VERSION_STEP, assemble, blob_key, decode_signature, manifest_key, parse_manifest, sha256_file
 from sync_agent.errors import BundleError, DiskFullError, FetchError, StaleManifestError, SyncError
@@ -232,7 +233,11 @@ class Agent:
             staging.mkdir(parents=True)
             (staging / "manifest.json").write_bytes(manifest_bytes)
             assemble(manifest, lambda sha: (self.layout.blobs / sha).read_bytes(), staging)
-            load_catalog(staging, self.embedder_id, self.verifier_id)  # exactly what the daemon will do with it
+            catalog = load_catalog(staging, self.embedder_id, self.verifier_id)  # exactly what the daemon will do with it
+            if catalog.stored_index is not None:
+                load_index(*catalog.stored_index, nprobe=1)
+        except ValueError as exc:
+            raise BundleError(f"catalog v{version}: its search index does not open: {exc}") from None
         except BundleError:
             raise
         except CatalogError as exc:

@@ -5,6 +5,10 @@
     catalogs/<catalog_id>/manifest.json.sig   base64 ed25519 signature of manifest.json's bytes
     blobs/sha256/<hex>                        immutable: one shard part each
 
+A catalog of 4,096 images or more carries its search index (edge.core.ivf): the manifest's `index` names the
+trained model's blob, which stays the same from version to version while it fits, and each shard carries its
+images' codes (`index_codes`).
+
 A product lives in shard sha256(product_id) mod 16, so adding, replacing or
 removing one product changes the parts of one shard and leaves every other
 blob byte-identical: a device downloads that shard and the manifest, nothing
@@ -102,7 +106,7 @@ def shard_parts(catalog: Catalog, product_indices: list[int]) -> dict[str, bytes
                                  else np.zeros((0, dim), np.float16)),
         "scores": npy_bytes(np.concatenate([f.scores for f in features]).astype(np.float32) if features else np.zeros(0, np.float32)),
         "offsets": npy_bytes(offsets),
-    }
+    } | ({} if catalog.index_codes is None else {"index_codes": npy_bytes(np.asarray(catalog.index_codes[images], np.uint8))})
 
 
 def make_bundle(catalog: Catalog, catalog_id: str, version: int, created_at: str | None = None, expires: str | None = None) -> Bundle:
@@ -125,6 +129,11 @@ def make_bundle(catalog: Catalog, catalog_id: str, version: int, created_at: str
         "embedder": catalog.info["embedder"], "verifier": catalog.info["verifier"],
         "shards": shards, "blobs": [{"sha256": sha, "size": len(data)} for sha, data in sorted(blobs.items())],
     }
+    if catalog.index_model is not None:
+        sha = sha256_hex(catalog.index_model)
+        blobs[sha] = catalog.index_model
+        manifest["index"] = catalog.info["index"] | {"sha256": sha, "size": len(catalog.index_model)}
+    manifest["blobs"] = [{"sha256": sha, "size": len(data)} for sha, data in sorted(blobs.items())]
     if expires:
         manifest["expires"] = expires
     return Bundle(manifest, blobs)
@@ -145,6 +154,7 @@ def parse_manifest(data: bytes) -> dict:
         raise BundleError(f"manifest does not match {SCHEMA_FILE.name}: {where}: {errors[0].message}")
     listed = {b["sha256"] for b in manifest["blobs"]}
     missing = [p["sha256"] for s in manifest["shards"] for p in s["parts"].values() if p["sha256"] not in listed]
+    missing += [manifest["index"]["sha256"]] if "index" in manifest and manifest["index"]["sha256"] not in listed else []
     if missing:
         raise BundleError(f"manifest: shard parts {missing[:3]} are not in its blob list")
     return manifest
@@ -153,6 +163,7 @@ def parse_manifest(data: bytes) -> dict:
 def assemble(manifest: dict, read_blob, out: Path) -> None:
     """Write the catalog folder a manifest describes into `out` (an empty staging folder), from its verified blobs."""
     products, rows, arrays, thumbnails = [], [], {name: [] for name in ARRAY_PARTS}, {}
+    codes = []
     keypoint_base = 0
     for shard in manifest["shards"]:
         parts = {name: read_blob(part["sha256"]) for name, part in shard["parts"].items()}
@@ -165,6 +176,10 @@ def assemble(manifest: dict, read_blob, out: Path) -> None:
         loaded = {name: np.load(io.BytesIO(parts[name]), allow_pickle=False) for name in ARRAY_PARTS}
         for name in ("embeddings", "keypoints", "descriptors", "scores"):
             arrays[name].append(loaded[name])
+        if "index" in manifest:
+            if "index_codes" not in parts:
+                raise BundleError(f"shard {shard['name']}: the manifest has an index, the shard no index codes")
+            codes.append(np.load(io.BytesIO(parts["index_codes"]), allow_pickle=False))
         offsets = loaded["offsets"]
         arrays["offsets"].append(offsets[:-1] + keypoint_base)  # each shard's offsets start at 0
         keypoint_base += int(offsets[-1])
@@ -174,9 +189,13 @@ def assemble(manifest: dict, read_blob, out: Path) -> None:
     info = {"schema": CATALOG_SCHEMA, "catalog_id": manifest["catalog_id"], "version": manifest["version"],
             "created_at": manifest["created_at"], "embedder": manifest["embedder"], "verifier": manifest["verifier"],
             "products": len(products), "images": originals, "variants": len(rows) - originals}
+    index = None
+    if "index" in manifest:
+        index_info = {k: v for k, v in manifest["index"].items() if k not in ("sha256", "size")}
+        index = read_blob(manifest["index"]["sha256"]), index_info, np.concatenate(codes)
     write_catalog_arrays(out, info, products, rows, np.concatenate(arrays["embeddings"]), np.concatenate(arrays["keypoints"]),
                          np.concatenate(arrays["descriptors"]), np.concatenate(arrays["scores"]),
-                         np.concatenate(arrays["offsets"] + [np.array([keypoint_base], np.int64)]), thumbnails)
+                         np.concatenate(arrays["offsets"] + [np.array([keypoint_base], np.int64)]), thumbnails, index)
 
 
 def check_names(shard: str, products, rows, thumbnails) -> None:

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.core.catalog import Catalog
 from edge.reporting.announcements import MAX_CATALOG_VERSION
-from sync_agent.bundle import MAX_VERSION_STEP, blob_key, encode_signature, json_bytes, make_bundle, manifest_key
+from sync_agent.bundle import MAX_VERSION_STEP, blob_key, encode_signature, json_bytes, make_bundle, manifest_key, sha256_hex
 from sync_agent.errors import SyncError
 from sync_agent.storage import Storage
 
@@ -33,6 +33,22 @@ class Published:
 def published_version(storage: Storage, catalog_id: str) -> int:
     data = storage.get(manifest_key(catalog_id))
     return 0 if data is None else int(json.loads(data)["version"])
+
+
+def published_index_model(storage: Storage, catalog_id: str, embedder_id: str) -> tuple[bytes, dict] | None:
+    """The published version's search index model and its info, to build the next version with (edge.core.ivf):
+    None when there is none, it was trained for another embedder, or its blob is gone or damaged."""
+    data = storage.get(manifest_key(catalog_id))
+    manifest = json.loads(data) if data is not None else {}
+    index = manifest.get("index")
+    if not index or manifest.get("embedder", {}).get("model_id") != embedder_id:
+        return None
+    model = storage.get(blob_key(index["sha256"]))
+    if model is None or sha256_hex(model) != index["sha256"]:
+        log.warning("catalog %s: the published index model %s is missing or damaged; training a new one", catalog_id,
+                    index["sha256"][:12])
+        return None
+    return model, {k: v for k, v in index.items() if k not in ("sha256", "size")}
 
 
 def expiry(valid_for_s: float, now: datetime | None = None) -> str:

@@ -21,7 +21,7 @@ from edge.core.catalog import load_catalog
 from edge.core.catalog_build import build_catalog
 from edge.core.config import Config, MQTTConfig
 from edge.core.errors import ShelfIDError
-from sync_agent.publish import Published, publish, published_version
+from sync_agent.publish import Published, publish, published_index_model, published_version
 from sync_agent.server_db import now
 from sync_agent.server_settings import ServerSettings
 from sync_agent.server_store import CatalogStore, Change
@@ -69,8 +69,10 @@ def publish_routes(store: CatalogStore, storage: Storage, key: Ed25519PrivateKey
                     raise HTTPException(409, f"catalog {catalog_id!r} has no products to publish")
                 version = next_version(change, storage, catalog_id)
             detector, embedder, verifier = models.get()
+            previous_index = published_index_model(storage, catalog_id, embedder.model_id)  # kept: unchanged shards stay
             try:
-                report = build_catalog(images, Path(tmp) / "catalog", embedder, verifier, detector, catalog_id, version)
+                report = build_catalog(images, Path(tmp) / "catalog", embedder, verifier, detector, catalog_id, version,
+                                       index_model=previous_index)
             except ShelfIDError as exc:
                 raise HTTPException(422, f"catalog {catalog_id!r} cannot be built: {without_paths(str(exc), Path(tmp))}") from None
             with store.writing() as change:  # the version row and the manifest together, or neither

@@ -2,6 +2,10 @@
 
 Several views per product around a product centre, like a catalog of product
 photos; queries are fresh views. Recall is measured against exact search.
+Two sets: `families` (products grouped in look-alike families of 100 around
+family centres, as a catalog's brands and ranges are) and `uniform` (product
+centres spread uniformly over the sphere: no structure beyond the product, the
+worst case for any partitioned index).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from edge.core import ivf
 from edge.core.index import CatalogIndex, exact_search
 
 DIM = 512
@@ -23,8 +28,10 @@ DIM = 512
 @dataclass(frozen=True)
 class IndexRow:
     n: int
+    data: str
     method: str
     build_s: float
+    load_s: float  # from the catalog folder's files to a searchable index (what a daemon start or catalog switch pays)
     resident_bytes_per_vector: float
     single_p50_ms: float
     single_p95_ms: float
@@ -33,11 +40,17 @@ class IndexRow:
     recall_at_10: float
 
 
-def clustered_vectors(n: int, views: int = 5, noise: float = 0.6, seed: int = 0, chunk: int = 100_000):
-    """n float16 vectors (n // views products × views), L2-normalised; and a query maker."""
+def clustered_vectors(n: int, views: int = 5, noise: float = 0.6, seed: int = 0, chunk: int = 100_000,
+                      families: bool = False, per_family: int = 100, family_spread: float = 0.8):
+    """n float16 vectors (n // views products × views), L2-normalised; and a query maker. `families`: product
+    centres around family centres (sibling products ~0.6 cosine apart, like one brand's flavours)."""
     rng = np.random.default_rng(seed)
     n_products = n // views
     centres = rng.standard_normal((n_products, DIM)).astype(np.float32)
+    if families:
+        family = rng.standard_normal((max(1, n_products // per_family), DIM)).astype(np.float32)
+        family /= np.linalg.norm(family, axis=1, keepdims=True)
+        centres = family[rng.integers(0, len(family), n_products)] + family_spread * centres / np.sqrt(DIM)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     out = np.empty((n_products * views, DIM), np.float16)
     for start in range(0, len(out), chunk):
@@ -75,9 +88,10 @@ def _recall(found: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
 
 
 def bench_index(n: int, lsh_settings: list[tuple[int, int]], queries: int = 200, hnsw: bool = True,
-                threads: int = 1, progress=None) -> list[IndexRow]:
+                threads: int = 1, progress=None, data: str = "families", nprobes: tuple[int, ...] = (16, 64, 256),
+                rerank: int = 100) -> list[IndexRow]:
     faiss.omp_set_num_threads(threads)
-    vectors, make_queries = clustered_vectors(n)
+    vectors, make_queries = clustered_vectors(n, families=data == "families")
     q = make_queries(queries)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,21 +101,38 @@ def bench_index(n: int, lsh_settings: list[tuple[int, int]], queries: int = 200,
         mapped = np.load(path, mmap_mode="r")  # as on the device: float16 on disk, memory-mapped
         _, truth = exact_search(mapped, q, 10)
 
-        def add(method, build_s, resident, search):
+        def add(method, build_s, load_s, resident, search):
             singles, batched, found = _time_queries(search, q, 10)
             r1, r10 = _recall(found, truth)
-            rows.append(IndexRow(n, method, round(build_s, 2), round(resident / n, 1), round(float(np.median(singles)), 3),
-                                 round(float(np.percentile(singles, 95)), 3), round(batched, 3), r1, r10))
+            rows.append(IndexRow(n, data, method, round(build_s, 2), round(load_s, 3), round(resident / n, 1),
+                                 round(float(np.median(singles)), 3), round(float(np.percentile(singles, 95)), 3),
+                                 round(batched, 3), r1, r10))
             if progress:
                 progress(rows[-1])
 
         start = time.perf_counter()
         exact = CatalogIndex(mapped, "exact")
-        add("exact (float32 in memory)", time.perf_counter() - start, exact.resident_bytes, exact.search)
-        for bits, rerank in lsh_settings:
+        add("exact (float32 in memory)", 0.0, time.perf_counter() - start, exact.resident_bytes, exact.search)
+        for bits, lsh_rerank in lsh_settings:
             start = time.perf_counter()
-            index = CatalogIndex(mapped, "lsh", bits, rerank)
-            add(f"lsh {bits} bits + re-rank {rerank}", time.perf_counter() - start, index.resident_bytes, index.search)
+            index = CatalogIndex(mapped, "lsh", bits, lsh_rerank)
+            took = time.perf_counter() - start
+            add(f"lsh {bits} bits + re-rank {lsh_rerank} (built at load)", took, took, index.resident_bytes, index.search)
+            del index
+        faiss.omp_set_num_threads(os.cpu_count() or 1)  # training and encoding happen once, on the catalog server
+        start = time.perf_counter()
+        model = ivf.train_model(mapped)
+        np.save(Path(tmp) / "codes.npy", ivf.encode(model, mapped))
+        build_s = time.perf_counter() - start
+        faiss.omp_set_num_threads(threads)
+        codes = np.load(Path(tmp) / "codes.npy", mmap_mode="r")
+        for nprobe in nprobes:
+            start = time.perf_counter()
+            index = CatalogIndex(mapped, "ivf", rerank=rerank, stored=(model, codes), nprobe=nprobe)
+            load_s = time.perf_counter() - start
+            add(f"stored IVF{index.short.nlist},PQ{index.short.pq.M} nprobe {nprobe} + re-rank {rerank}", build_s, load_s,
+                index.resident_bytes, index.search)
+            del index
         if hnsw:
             start = time.perf_counter()
             graph = faiss.IndexHNSWFlat(DIM, 32, faiss.METRIC_INNER_PRODUCT)
@@ -110,8 +141,8 @@ def bench_index(n: int, lsh_settings: list[tuple[int, int]], queries: int = 200,
                 graph.add(np.asarray(mapped[s:s + 100_000], np.float32))
             faiss.omp_set_num_threads(threads)
             resident = n * (DIM * 4 + 32 * 2 * 4)  # float32 copy + level-0 links
-            add("faiss HNSW32 (efSearch 64)", time.perf_counter() - start, resident,
-                lambda x, k: _hnsw_search(graph, x, k))
+            took = time.perf_counter() - start
+            add("faiss HNSW32 (efSearch 64, built at load)", took, took, resident, lambda x, k: _hnsw_search(graph, x, k))
     return rows
 
 
@@ -121,16 +152,17 @@ def _hnsw_search(graph, x, k):
 
 
 def format_rows(rows: list[IndexRow]) -> str:
-    lines = ["| n | method | build s | resident B/vector | single p50 ms | single p95 ms | batched ms/query | recall@1 | recall@10 |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r.n:,} | {r.method} | {r.build_s} | {r.resident_bytes_per_vector} | {r.single_p50_ms} | {r.single_p95_ms} | "
+    lines = ["| n | set | method | build s | load s | resident B/vector | single p50 ms | single p95 ms | batched ms/query | "
+             "recall@1 | recall@10 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.n:,} | {r.data} | {r.method} | {r.build_s} | {r.load_s} | {r.resident_bytes_per_vector} | {r.single_p50_ms} | "
+              f"{r.single_p95_ms} | "
               f"{r.batched_ms_per_query} | {r.recall_at_1:.3f} | {r.recall_at_10:.3f} |" for r in rows]
     return "\n".join(lines)
 
 
 def progress_line(row: IndexRow) -> str:
     """One finished setting, for stderr while the rest still runs (a 1M-vector run takes minutes)."""
-    return f"  {row.n:,} {row.method}: p50 {row.single_p50_ms} ms, recall@10 {row.recall_at_10:.3f}"
+    return f"  {row.n:,} {row.data} {row.method}: p50 {row.single_p50_ms} ms, recall@10 {row.recall_at_10:.3f}"
 
 
 def rows_as_dicts(rows: list[IndexRow]) -> list[dict]:

@@ -68,7 +68,9 @@ def _pipeline(args: argparse.Namespace) -> int:
 def _add_index(actions: argparse._SubParsersAction) -> None:
     p = actions.add_parser("index", help="catalog search on clustered synthetic vectors: speed, memory, recall vs exact")
     p.add_argument("--n", type=ints, default=[100_000, 1_000_000], help="catalog sizes, e.g. 100000,1000000")
-    p.add_argument("--lsh", default="256/100,512/100,1024/100,512/200", help="LSH settings as bits/rerank, comma-separated")
+    p.add_argument("--lsh", default="256/100,512/100", help="LSH settings as bits/rerank, comma-separated ('' for none)")
+    p.add_argument("--nprobe", type=ints, default=[16, 64, 256], help="IVF lists probed, e.g. 16,64,256")
+    p.add_argument("--data", default="families,uniform", help="synthetic sets: families, uniform (comma-separated)")
     p.add_argument("--queries", type=int, default=200, help="queries per setting")
     p.add_argument("--hnsw-max", type=int, default=100_000, help="largest n that also builds faiss HNSW (slow to build)")
     p.add_argument("--threads", type=int, default=1, help="faiss threads")
@@ -79,11 +81,13 @@ def _add_index(actions: argparse._SubParsersAction) -> None:
 def _index(args: argparse.Namespace) -> int:
     from edge.bench.index import bench_index, format_rows, progress_line, rows_as_dicts
 
-    settings = [tuple(int(x) for x in s.split("/")) for s in args.lsh.split(",")]
+    settings = [tuple(int(x) for x in s.split("/")) for s in args.lsh.split(",") if s]
     # progress on stderr keeps stdout a clean table; with --json nothing but the JSON
     progress = None if args.json else (lambda row: print(progress_line(row), file=sys.stderr))
     rows = []
     for n in args.n:
-        rows += bench_index(n, settings, args.queries, hnsw=n <= args.hnsw_max, threads=args.threads, progress=progress)
+        for data in args.data.split(","):
+            rows += bench_index(n, settings, args.queries, hnsw=n <= args.hnsw_max, threads=args.threads, progress=progress,
+                                data=data, nprobes=tuple(args.nprobe))
     print(json.dumps(rows_as_dicts(rows), indent=2) if args.json else format_rows(rows))
     return 0

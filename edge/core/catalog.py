@@ -10,6 +10,9 @@
     scores.npy        [K] float32 keypoint scores
     offsets.npy       [images + 1] int64: image i owns rows offsets[i]:offsets[i+1]
     thumbnails/       <product_id>.jpg, 160 px: for people (the installer's page) and the appearance check after alignment
+    index.faiss       optional (catalogs of 4,096 images and more): the trained, empty IVF-PQ index (edge.core.ivf);
+                      catalog.json's "index" says what it is and how many vectors it was trained on
+    index_codes.npy   [images x code size] uint8: each image's IVF list and PQ code under index.faiss
 
 Arrays are memory-mapped, so resident memory stays small and a catalog opens fast.
 """
@@ -62,6 +65,12 @@ class Catalog:
     descriptors: np.ndarray
     offsets: np.ndarray
     scores: np.ndarray
+    index_model: bytes | None = None  # the stored IVF-PQ index (edge.core.ivf), when the catalog has one
+    index_codes: np.ndarray | None = None  # [images x code size] uint8 (memory-mapped)
+
+    @property
+    def stored_index(self) -> tuple[bytes, np.ndarray] | None:
+        return None if self.index_model is None else (self.index_model, self.index_codes)
 
     @property
     def version(self) -> int:
@@ -165,7 +174,12 @@ def load_catalog(path: Path | str, embedder_id: str | None = None, verifier_id: 
         image_product = np.array([index_of[row["product_id"]] for row in images], np.int64)
     except KeyError as exc:
         raise CatalogError(f"{path}: images.json names product {exc} that products.json lacks") from None
-    catalog = Catalog(path, info, products, image_product, images, *(_load_array(path / f) for f in FILES[3:]))
+    stored = {}
+    if (path / "index.faiss").is_file() or (path / "index_codes.npy").is_file():
+        if not ((path / "index.faiss").is_file() and (path / "index_codes.npy").is_file()):
+            raise CatalogError(f"{path}: has one of index.faiss and index_codes.npy without the other")
+        stored = {"index_model": (path / "index.faiss").read_bytes(), "index_codes": _load_array(path / "index_codes.npy")}
+    catalog = Catalog(path, info, products, image_product, images, *(_load_array(path / f) for f in FILES[3:]), **stored)
     _check_shapes(catalog)
     return catalog
 
@@ -177,6 +191,8 @@ def _check_shapes(c: Catalog) -> None:
         problems.append(f"embeddings has {c.embeddings.shape[0]} rows for {n} images")
     if c.offsets.shape != (n + 1,) or (n and c.offsets[-1] != len(c.keypoints)):
         problems.append("offsets do not match keypoints")
+    if c.index_codes is not None and (c.index_codes.ndim != 2 or c.index_codes.shape[0] != n):
+        problems.append(f"index_codes has shape {c.index_codes.shape} for {n} images")
     if not len(c.keypoints) == len(c.descriptors) == len(c.scores):
         problems.append(f"{len(c.keypoints)} keypoints, {len(c.descriptors)} descriptors, {len(c.scores)} scores")
     if problems:

@@ -29,6 +29,7 @@ from edge.core.appearance import is_packshot
 from edge.core.catalog import SCHEMA, Product, compact_descriptors
 from edge.core.errors import CatalogError, ImageError
 from edge.core.images import IMAGE_SUFFIXES, read_image
+from edge.core.ivf import build_codes
 from edge.core.verifier import Features, Verifier
 from models.augment import catalog_variant
 from models.detector import Detector
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 PRODUCT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # always fullmatch: `$` would let a trailing newline in
 MIN_BOX_AREA = 0.2  # a detection smaller than this share of a catalog image is not "the product"
 LOW_SPACE_BYTES = 1024 * 1024  # below this free on the filesystem, a write error without errno counts as a full disk
+StoredIndex = tuple[bytes, dict, np.ndarray]  # the IVF-PQ model, what catalog.json says of it, the images' codes
 
 
 @dataclass
@@ -98,8 +100,10 @@ def scan(images_dir: Path, report: BuildReport) -> list[tuple[str, Path]]:
 
 def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, verifier: Verifier,
                   detector: Detector | None = None, catalog_id: str | None = None, version: int = 1,
-                  force: bool = False, variants: int = 0, seed: int = 0) -> BuildReport:
-    """`variants`: extra shelf-like views per image, embedded for retrieval only (the verifier uses originals)."""
+                  force: bool = False, variants: int = 0, seed: int = 0,
+                  index_model: tuple[bytes, dict] | None = None) -> BuildReport:
+    """`variants`: extra shelf-like views per image, embedded for retrieval only (the verifier uses originals).
+    `index_model`: the previous version's IVF-PQ model and info, reused while it fits (unchanged shards stay unchanged)."""
     images_dir, out = Path(images_dir), Path(out)
     report = BuildReport()
     if out.exists() and any(out.iterdir()) and not force:
@@ -153,7 +157,9 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
     for pid in sorted(set(table) - set(used)):
         report.skipped.append(f"{csv_path}: product {pid} has no readable images")
     info = catalog_info(catalog_id or images_dir.name, version, embedder, verifier, len(products), originals, len(rows) - originals)
-    _write(out, info, products, rows, np.stack(embeddings), crops_features, force, {p.product_id: thumbnails[p.product_id] for p in products})
+    vectors = np.stack(embeddings).astype(np.float16)
+    index = build_codes(vectors, *(index_model or (None, None)))
+    _write(out, info, products, rows, vectors, crops_features, force, {p.product_id: thumbnails[p.product_id] for p in products}, index)
     report.products, report.images = len(products), originals
     log.info("catalog %s v%d: %d products, %d images (+%d variants), %d skipped -> %s", info["catalog_id"], version,
              len(products), originals, len(rows) - originals, len(report.skipped), out)
@@ -173,7 +179,8 @@ def catalog_info(catalog_id: str, version: int, embedder: Embedder, verifier: Ve
 
 
 def write_catalog_files(folder: Path, info: dict, products: list[Product], rows: list[dict], embeddings: np.ndarray,
-                        features: list[Features], thumbnails: dict[str, bytes] | None = None) -> None:
+                        features: list[Features], thumbnails: dict[str, bytes] | None = None,
+                        index: StoredIndex | None = None) -> None:
     """The catalog's files in `folder` (which the caller renames into place)."""
     offsets = np.cumsum([0] + [len(f.keypoints) for f in features]).astype(np.int64)
     dim = features[0].descriptors.shape[1] if features else 0
@@ -182,12 +189,12 @@ def write_catalog_files(folder: Path, info: dict, products: list[Product], rows:
     scores = [f.scores if f.scores is not None else np.zeros(len(f.keypoints)) for f in features]
     scores = np.concatenate(scores) if scores else np.zeros(0)
     write_catalog_arrays(folder, info, [p.__dict__ for p in products], rows, embeddings, keypoints, descriptors, scores, offsets,
-                         thumbnails)
+                         thumbnails, index)
 
 
 def write_catalog_arrays(folder: Path, info: dict, products: list[dict], rows: list[dict], embeddings: np.ndarray,
                          keypoints: np.ndarray, descriptors: np.ndarray, scores: np.ndarray, offsets: np.ndarray,
-                         thumbnails: dict[str, bytes] | None = None) -> None:
+                         thumbnails: dict[str, bytes] | None = None, index: StoredIndex | None = None) -> None:
     """Every file of a catalog folder, fsynced, catalog.json last (its presence marks a complete folder)."""
     if thumbnails:
         unsafe = [pid for pid in thumbnails if not (isinstance(pid, str) and PRODUCT_ID.fullmatch(pid))]
@@ -203,6 +210,11 @@ def write_catalog_arrays(folder: Path, info: dict, products: list[dict], rows: l
     np.save(folder / "descriptors.npy", compact_descriptors(descriptors))
     np.save(folder / "offsets.npy", offsets.astype(np.int64))
     np.save(folder / "scores.npy", scores.astype(np.float32))
+    if index is not None:
+        model, index_info, codes = index
+        (folder / "index.faiss").write_bytes(model)
+        np.save(folder / "index_codes.npy", np.ascontiguousarray(codes, np.uint8))
+        info = info | {"index": index_info}
     (folder / "catalog.json").write_text(json.dumps(info, indent=1))
     fsync_tree(folder)  # before the caller's rename publishes the folder
 
@@ -218,13 +230,14 @@ def no_space(exc: OSError, folder: Path) -> bool:
         return False
 
 
-def _write(out: Path, info, products, rows, embeddings, features, force: bool, thumbnails: dict[str, bytes]) -> None:
+def _write(out: Path, info, products, rows, embeddings, features, force: bool, thumbnails: dict[str, bytes],
+           index: StoredIndex | None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the daemon may run as another user
     try:
         try:
-            write_catalog_files(tmp, info, products, rows, embeddings, features, thumbnails)
+            write_catalog_files(tmp, info, products, rows, embeddings, features, thumbnails, index)
         except OSError as exc:
             if not no_space(exc, out.parent):
                 raise

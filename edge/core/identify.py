@@ -19,7 +19,7 @@ from edge.core.appearance import aligned_residual, is_packshot
 from edge.core.catalog import Catalog, Product, load_catalog
 from edge.core.config import Config
 from edge.core.decision import Calibration, Thresholds, choose, is_clear, load_calibration
-from edge.core.errors import ShelfIDError
+from edge.core.errors import CatalogError, ShelfIDError
 from edge.core.index import Candidate, CatalogIndex, collapse_to_products, search_one_query_at_a_time
 from edge.core.verifier import Features, Match, Verifier, open_verifier
 from edge.core.verifier.geometry import implausible
@@ -263,7 +263,10 @@ def calibration_for(config: Config, verifier: Verifier) -> Calibration | None:
 def identifier_for(config: Config, catalog: Catalog, embedder: Embedder, verifier: Verifier, detector: Detector | None,
                    calibration: Calibration | None = None) -> Identifier:
     ix, v = config.index, config.verifier
-    index = CatalogIndex(catalog.embeddings, ix.kind, ix.lsh_bits, ix.rerank)
+    try:
+        index = CatalogIndex(catalog.embeddings, ix.kind, ix.lsh_bits, ix.rerank, catalog.stored_index, ix.nprobe)
+    except ValueError as exc:  # a stored index that does not open is a broken catalog, said with its path
+        raise CatalogError(f"{catalog.path}: {exc}") from None
     return Identifier(embedder, verifier, catalog, index, ix.top_k, v.candidates,
                       Thresholds(v.min_inliers, v.min_inlier_ratio, v.max_appearance or float("inf")), detector, calibration,
                       appearance=v.max_appearance is not None)

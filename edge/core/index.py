@@ -1,8 +1,9 @@
-"""Catalog search: LSH candidates re-ranked by exact cosine, or exact search (small catalogs, the oracle).
+"""Catalog search: a short list from the catalog's stored IVF-PQ index (edge.core.ivf) or from LSH, re-ranked by
+exact cosine; or exact search (small catalogs, the oracle).
 
 Vectors are L2-normalised, so cosine = dot product. The float16 vectors stay
-memory-mapped: LSH keeps only its codes (bits / 8 bytes per vector) resident,
-and re-ranking reads just the candidates' rows.
+memory-mapped: IVF-PQ keeps its codes and ids (~40 bytes per vector) resident,
+LSH its bits / 8, and re-ranking reads just the candidates' rows.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 
 import faiss
 import numpy as np
+
+from edge.core import ivf
 
 CHUNK = 65536  # rows converted to float32 at a time
 
@@ -41,37 +44,51 @@ def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.n
 
 
 class CatalogIndex:
-    """`kind` lsh: candidates from faiss IndexLSH (random rotation + sign bits), then exact re-rank."""
+    """`kind` ivf: the catalog's stored IVF-PQ index (`stored` = model, codes); lsh: faiss IndexLSH (random rotation +
+    sign bits) built here; auto: ivf when the catalog carries one, else lsh. Both re-rank `rerank` candidates exactly."""
 
-    def __init__(self, vectors: np.ndarray, kind: str = "lsh", bits: int = 512, rerank: int = 100):
+    def __init__(self, vectors: np.ndarray, kind: str = "auto", bits: int = 512, rerank: int = 100,
+                 stored: tuple[bytes, np.ndarray] | None = None, nprobe: int = 64):
+        if kind == "auto":
+            kind = "ivf" if stored is not None else "lsh"
+        if kind == "ivf" and stored is None:
+            raise ValueError("index kind ivf: this catalog carries no stored index (catalogs under "
+                             f"{ivf.MIN_IMAGES} images have none); use kind auto or lsh")
         self.vectors, self.kind, self.rerank = vectors, kind, rerank
-        self.lsh = None
+        self.short = None  # the faiss index that proposes candidates
         # exact search keeps a float32 copy in memory: converting the float16 memory map per query costs
         # ~2 ms per 1,000 vectors here
         self.dense = np.asarray(vectors, np.float32) if kind == "exact" else None
-        if kind == "lsh" and len(vectors):
+        if kind == "ivf":
+            self.short = ivf.load_index(*stored, nprobe)
+        elif kind == "lsh" and len(vectors):
             dim = vectors.shape[1]
-            self.lsh = faiss.IndexLSH(dim, bits, True, False)  # rotate the data; its rotation is seeded in faiss
+            self.short = faiss.IndexLSH(dim, bits, True, False)  # rotate the data; its rotation is seeded in faiss
             sample = np.asarray(vectors[: min(len(vectors), 10 * bits)], np.float32)
-            self.lsh.train(sample)
+            self.short.train(sample)
             for start in range(0, len(vectors), CHUNK):
-                self.lsh.add(np.asarray(vectors[start:start + CHUNK], np.float32))
+                self.short.add(np.asarray(vectors[start:start + CHUNK], np.float32))
 
     @property
     def resident_bytes(self) -> int:
         """Bytes the index itself keeps in memory (for LSH the float16 vectors stay on disk)."""
         if self.dense is not None:
             return self.dense.nbytes
-        return int(self.lsh.codes.size()) if self.lsh is not None else 0
+        if isinstance(self.short, faiss.IndexLSH):
+            return int(self.short.codes.size())
+        if self.short is not None:  # codes + 8-byte ids in the lists, and the model's centroids and codebooks
+            return int(self.short.ntotal * (self.short.code_size + 8) + self.short.nlist * self.short.d * 4
+                       + self.short.pq.centroids.size() * 4)
+        return 0
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """[Q x k] similarities and image ids, best first; ids are -1 where fewer than k exist."""
         queries = np.ascontiguousarray(queries, np.float32)
         if self.dense is not None:
             return exact_search(self.dense, queries, k)
-        if self.lsh is None or len(self.vectors) <= self.rerank:
+        if self.short is None or len(self.vectors) <= self.rerank:
             return exact_search(self.vectors, queries, k)
-        _, candidates = self.lsh.search(queries, self.rerank)
+        _, candidates = self.short.search(queries, self.rerank)
         sims_out = np.full((len(queries), k), -np.inf, np.float32)
         ids_out = np.full((len(queries), k), -1, np.int64)
         for row, (query, ids) in enumerate(zip(queries, candidates)):
