@@ -43,7 +43,7 @@ from edge.core.catalog_build import no_space
 from edge.core.config import Config
 from edge.core.datadir import DataDir
 from edge.core.errors import CatalogError
-from edge.core.ivf import load_index
+from edge.core.stored_index import load_index
 from models.safe_write import fsync_dir, write_json_atomic
 from sync_agent.bundle import MAX_VERSION_STEP, assemble, blob_key, decode_signature, manifest_key, parse_manifest, sha256_file
 from sync_agent.errors import BundleError, DiskFullError, FetchError, StaleManifestError, SyncError
@@ -90,6 +90,16 @@ def device_model_ids(config: Config) -> tuple[str, str]:
     if not model_id:
         raise SyncError(f"{embedder}: the embedder carries no model_id metadata; catalogs cannot be matched to it")
     return model_id, open_verifier(config.verifier).id
+
+
+def _open_index(catalog, version: int) -> None:
+    """The catalog's stored search index loads as the daemon will load it."""
+    if catalog.stored_index is None:
+        return
+    try:
+        load_index(*catalog.stored_index, nprobe=1)
+    except ValueError as exc:
+        raise BundleError(f"catalog v{version}: its search index does not open: {exc}") from None
 
 
 class Agent:
@@ -234,10 +244,7 @@ class Agent:
             (staging / "manifest.json").write_bytes(manifest_bytes)
             assemble(manifest, lambda sha: (self.layout.blobs / sha).read_bytes(), staging)
             catalog = load_catalog(staging, self.embedder_id, self.verifier_id)  # exactly what the daemon will do with it
-            if catalog.stored_index is not None:
-                load_index(*catalog.stored_index, nprobe=1)
-        except ValueError as exc:
-            raise BundleError(f"catalog v{version}: its search index does not open: {exc}") from None
+            _open_index(catalog, version)
         except BundleError:
             raise
         except CatalogError as exc:

@@ -5,9 +5,9 @@
     catalogs/<catalog_id>/manifest.json.sig   base64 ed25519 signature of manifest.json's bytes
     blobs/sha256/<hex>                        immutable: one shard part each
 
-A catalog of 4,096 images or more carries its search index (edge.core.ivf): the manifest's `index` names the
-trained model's blob, which stays the same from version to version while it fits, and each shard carries its
-images' codes (`index_codes`).
+A catalog of 4,096 images or more carries its search index (edge.core.stored_index): the manifest's `index` names the
+model's blob, which stays the same from version to version while it fits, and each shard carries its images'
+codes (`index_codes`).
 
 A product lives in shard sha256(product_id) mod 16, so adding, replacing or
 removing one product changes the parts of one shard and leaves every other
@@ -179,7 +179,11 @@ def assemble(manifest: dict, read_blob, out: Path) -> None:
         if "index" in manifest:
             if "index_codes" not in parts:
                 raise BundleError(f"shard {shard['name']}: the manifest has an index, the shard no index codes")
-            codes.append(np.load(io.BytesIO(parts["index_codes"]), allow_pickle=False))
+            shard_codes = np.load(io.BytesIO(parts["index_codes"]), allow_pickle=False)
+            if shard_codes.dtype != np.uint8 or shard_codes.shape != (len(shard_rows), manifest["index"]["code_size"]):
+                raise BundleError(f"shard {shard['name']}: index codes are {shard_codes.dtype} {shard_codes.shape}, expected "
+                                  f"uint8 ({len(shard_rows)}, {manifest['index']['code_size']}): one code per image")
+            codes.append(shard_codes)
         offsets = loaded["offsets"]
         arrays["offsets"].append(offsets[:-1] + keypoint_base)  # each shard's offsets start at 0
         keypoint_base += int(offsets[-1])

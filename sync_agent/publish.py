@@ -36,7 +36,7 @@ def published_version(storage: Storage, catalog_id: str) -> int:
 
 
 def published_index_model(storage: Storage, catalog_id: str, embedder_id: str) -> tuple[bytes, dict] | None:
-    """The published version's search index model and its info, to build the next version with (edge.core.ivf):
+    """The published version's search index model and its info, to build the next version with (edge.core.stored_index):
     None when there is none, it was trained for another embedder, or its blob is gone or damaged."""
     data = storage.get(manifest_key(catalog_id))
     manifest = json.loads(data) if data is not None else {}

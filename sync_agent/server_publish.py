@@ -72,7 +72,7 @@ def publish_routes(store: CatalogStore, storage: Storage, key: Ed25519PrivateKey
             previous_index = published_index_model(storage, catalog_id, embedder.model_id)  # kept: unchanged shards stay
             try:
                 report = build_catalog(images, Path(tmp) / "catalog", embedder, verifier, detector, catalog_id, version,
-                                       index_model=previous_index)
+                                       index_kind=settings.config.index.build, index_model=previous_index)
             except ShelfIDError as exc:
                 raise HTTPException(422, f"catalog {catalog_id!r} cannot be built: {without_paths(str(exc), Path(tmp))}") from None
             with store.writing() as change:  # the version row and the manifest together, or neither

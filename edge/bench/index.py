@@ -19,7 +19,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from edge.core import ivf
+from edge.core import stored_index
 from edge.core.index import CatalogIndex, exact_search
 
 DIM = 512
@@ -117,22 +117,24 @@ def bench_index(n: int, lsh_settings: list[tuple[int, int]], queries: int = 200,
             start = time.perf_counter()
             index = CatalogIndex(mapped, "lsh", bits, lsh_rerank)
             took = time.perf_counter() - start
-            add(f"lsh {bits} bits + re-rank {lsh_rerank} (built at load)", took, took, index.resident_bytes, index.search)
+            add(f"LSH {bits} bits built at load + re-rank {lsh_rerank}", took, took, index.resident_bytes, index.search)
             del index
-        faiss.omp_set_num_threads(os.cpu_count() or 1)  # training and encoding happen once, on the catalog server
-        start = time.perf_counter()
-        model = ivf.train_model(mapped)
-        np.save(Path(tmp) / "codes.npy", ivf.encode(model, mapped))
-        build_s = time.perf_counter() - start
-        faiss.omp_set_num_threads(threads)
-        codes = np.load(Path(tmp) / "codes.npy", mmap_mode="r")
-        for nprobe in nprobes:
+        for kind in ("lsh", "ivfpq"):
+            faiss.omp_set_num_threads(os.cpu_count() or 1)  # training and encoding happen once, at catalog build
             start = time.perf_counter()
-            index = CatalogIndex(mapped, "ivf", rerank=rerank, stored=(model, codes), nprobe=nprobe)
-            load_s = time.perf_counter() - start
-            add(f"stored IVF{index.short.nlist},PQ{index.short.pq.M} nprobe {nprobe} + re-rank {rerank}", build_s, load_s,
-                index.resident_bytes, index.search)
-            del index
+            model = stored_index.train_model(mapped, kind)
+            np.save(Path(tmp) / "codes.npy", stored_index.encode(model, mapped))
+            build_s = time.perf_counter() - start
+            faiss.omp_set_num_threads(threads)
+            codes = np.load(Path(tmp) / "codes.npy", mmap_mode="r")
+            for nprobe in nprobes if kind == "ivfpq" else (0,):
+                start = time.perf_counter()
+                index = CatalogIndex(mapped, "stored", rerank=rerank, stored=(model, codes), nprobe=nprobe)
+                load_s = time.perf_counter() - start
+                name = (f"stored LSH {stored_index.LSH_BITS} bits" if kind == "lsh" else
+                        f"stored IVF{index.short.nlist},PQ{index.short.pq.M} nprobe {nprobe}")
+                add(f"{name} + re-rank {rerank}", build_s, load_s, index.resident_bytes, index.search)
+                del index
         if hnsw:
             start = time.perf_counter()
             graph = faiss.IndexHNSWFlat(DIM, 32, faiss.METRIC_INNER_PRODUCT)

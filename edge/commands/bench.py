@@ -7,13 +7,15 @@ import json
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 from edge.commands.common import TOOL_CONFIG_HELP, config_or_defaults, ints
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="measurements")
     actions = bench.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
-    for add in (_add_models, _add_pipeline, _add_index):
+    for add in (_add_models, _add_pipeline, _add_index, _add_catalog_load):
         add(actions)
 
 
@@ -68,7 +70,7 @@ def _pipeline(args: argparse.Namespace) -> int:
 def _add_index(actions: argparse._SubParsersAction) -> None:
     p = actions.add_parser("index", help="catalog search on clustered synthetic vectors: speed, memory, recall vs exact")
     p.add_argument("--n", type=ints, default=[100_000, 1_000_000], help="catalog sizes, e.g. 100000,1000000")
-    p.add_argument("--lsh", default="256/100,512/100", help="LSH settings as bits/rerank, comma-separated ('' for none)")
+    p.add_argument("--lsh", default="512/100", help="LSH built at load, as bits/rerank, comma-separated ('' for none)")
     p.add_argument("--nprobe", type=ints, default=[16, 64, 256], help="IVF lists probed, e.g. 16,64,256")
     p.add_argument("--data", default="families,uniform", help="synthetic sets: families, uniform (comma-separated)")
     p.add_argument("--queries", type=int, default=200, help="queries per setting")
@@ -76,6 +78,25 @@ def _add_index(actions: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="faiss threads")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_index)
+
+
+def _add_catalog_load(actions: argparse._SubParsersAction) -> None:
+    p = actions.add_parser("catalog-load", help="open an n-image synthetic catalog as the daemon does: times, memory")
+    p.add_argument("--n", type=ints, default=[10_000, 100_000, 1_000_000], help="catalog sizes, e.g. 10000,100000")
+    p.add_argument("--data", default="families", choices=["families", "uniform"], help="synthetic set (edge.bench.index)")
+    p.add_argument("--index", default="lsh", choices=["lsh", "ivfpq"], help="the stored index the catalog is built with")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_catalog_load)
+
+
+def _catalog_load(args: argparse.Namespace) -> int:
+    from edge.bench.catalog_load import bench_catalog_load, format_rows
+
+    rows = []
+    for n in tqdm(args.n, desc="catalog sizes", disable=args.json or None):
+        rows.append(bench_catalog_load(n, args.data, args.index))
+    print(json.dumps(rows, indent=2) if args.json else format_rows(rows))
+    return 0
 
 
 def _index(args: argparse.Namespace) -> int:

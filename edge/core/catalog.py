@@ -10,9 +10,9 @@
     scores.npy        [K] float32 keypoint scores
     offsets.npy       [images + 1] int64: image i owns rows offsets[i]:offsets[i+1]
     thumbnails/       <product_id>.jpg, 160 px: for people (the installer's page) and the appearance check after alignment
-    index.faiss       optional (catalogs of 4,096 images and more): the trained, empty IVF-PQ index (edge.core.ivf);
-                      catalog.json's "index" says what it is and how many vectors it was trained on
-    index_codes.npy   [images x code size] uint8: each image's IVF list and PQ code under index.faiss
+    index.faiss       optional (catalogs of 4,096 images and more): the trained, empty search index, LSH or IVF-PQ
+                      (edge.core.stored_index); catalog.json's "index" says which and how many vectors it was trained on
+    index_codes.npy   [images x code size] uint8: each image's code under index.faiss
 
 Arrays are memory-mapped, so resident memory stays small and a catalog opens fast.
 """
@@ -65,7 +65,7 @@ class Catalog:
     descriptors: np.ndarray
     offsets: np.ndarray
     scores: np.ndarray
-    index_model: bytes | None = None  # the stored IVF-PQ index (edge.core.ivf), when the catalog has one
+    index_model: bytes | None = None  # the stored search index (edge.core.stored_index), when the catalog has one
     index_codes: np.ndarray | None = None  # [images x code size] uint8 (memory-mapped)
 
     @property

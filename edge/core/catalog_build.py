@@ -29,7 +29,7 @@ from edge.core.appearance import is_packshot
 from edge.core.catalog import SCHEMA, Product, compact_descriptors
 from edge.core.errors import CatalogError, ImageError
 from edge.core.images import IMAGE_SUFFIXES, read_image
-from edge.core.ivf import build_codes
+from edge.core.stored_index import build_codes
 from edge.core.verifier import Features, Verifier
 from models.augment import catalog_variant
 from models.detector import Detector
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 PRODUCT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # always fullmatch: `$` would let a trailing newline in
 MIN_BOX_AREA = 0.2  # a detection smaller than this share of a catalog image is not "the product"
 LOW_SPACE_BYTES = 1024 * 1024  # below this free on the filesystem, a write error without errno counts as a full disk
-StoredIndex = tuple[bytes, dict, np.ndarray]  # the IVF-PQ model, what catalog.json says of it, the images' codes
+StoredIndex = tuple[bytes, dict, np.ndarray]  # the index model, what catalog.json says of it, the images' codes
 
 
 @dataclass
@@ -101,9 +101,10 @@ def scan(images_dir: Path, report: BuildReport) -> list[tuple[str, Path]]:
 def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, verifier: Verifier,
                   detector: Detector | None = None, catalog_id: str | None = None, version: int = 1,
                   force: bool = False, variants: int = 0, seed: int = 0,
-                  index_model: tuple[bytes, dict] | None = None) -> BuildReport:
+                  index_kind: str = "lsh", index_model: tuple[bytes, dict] | None = None) -> BuildReport:
     """`variants`: extra shelf-like views per image, embedded for retrieval only (the verifier uses originals).
-    `index_model`: the previous version's IVF-PQ model and info, reused while it fits (unchanged shards stay unchanged)."""
+    `index_kind`: the stored search index (edge.core.stored_index); `index_model`: the previous version's model and
+    info, reused while it fits (unchanged shards stay unchanged)."""
     images_dir, out = Path(images_dir), Path(out)
     report = BuildReport()
     if out.exists() and any(out.iterdir()) and not force:
@@ -158,7 +159,7 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
         report.skipped.append(f"{csv_path}: product {pid} has no readable images")
     info = catalog_info(catalog_id or images_dir.name, version, embedder, verifier, len(products), originals, len(rows) - originals)
     vectors = np.stack(embeddings).astype(np.float16)
-    index = build_codes(vectors, *(index_model or (None, None)))
+    index = build_codes(vectors, index_kind, *(index_model or (None, None)))
     _write(out, info, products, rows, vectors, crops_features, force, {p.product_id: thumbnails[p.product_id] for p in products}, index)
     report.products, report.images = len(products), originals
     log.info("catalog %s v%d: %d products, %d images (+%d variants), %d skipped -> %s", info["catalog_id"], version,

@@ -1,9 +1,10 @@
-"""Catalog search: a short list from the catalog's stored IVF-PQ index (edge.core.ivf) or from LSH, re-ranked by
-exact cosine; or exact search (small catalogs, the oracle).
+"""Catalog search: a short list from the catalog's stored index (edge.core.stored_index) or from LSH built at load,
+re-ranked by exact cosine; or exact search (small catalogs, the oracle).
 
 Vectors are L2-normalised, so cosine = dot product. The float16 vectors stay
-memory-mapped: IVF-PQ keeps its codes and ids (~40 bytes per vector) resident,
-LSH its bits / 8, and re-ranking reads just the candidates' rows.
+memory-mapped: the index keeps only its codes resident (32 bytes per vector for
+256-bit LSH, ~41 with ids for IVF-PQ), and re-ranking reads just the
+candidates' rows.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from edge.core import ivf
+from edge.core import stored_index
 
 CHUNK = 65536  # rows converted to float32 at a time
 
@@ -44,23 +45,23 @@ def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.n
 
 
 class CatalogIndex:
-    """`kind` ivf: the catalog's stored IVF-PQ index (`stored` = model, codes); lsh: faiss IndexLSH (random rotation +
-    sign bits) built here; auto: ivf when the catalog carries one, else lsh. Both re-rank `rerank` candidates exactly."""
+    """`kind` stored: the catalog's stored index (`stored` = model, codes); lsh: faiss IndexLSH (random rotation +
+    sign bits) built here; auto: stored when the catalog carries one, else lsh. Both re-rank `rerank` candidates exactly."""
 
     def __init__(self, vectors: np.ndarray, kind: str = "auto", bits: int = 512, rerank: int = 100,
                  stored: tuple[bytes, np.ndarray] | None = None, nprobe: int = 64):
         if kind == "auto":
-            kind = "ivf" if stored is not None else "lsh"
-        if kind == "ivf" and stored is None:
-            raise ValueError("index kind ivf: this catalog carries no stored index (catalogs under "
-                             f"{ivf.MIN_IMAGES} images have none); use kind auto or lsh")
+            kind = "stored" if stored is not None else "lsh"
+        if kind == "stored" and stored is None:
+            raise ValueError("index kind stored: this catalog carries no stored index (catalogs under "
+                             f"{stored_index.MIN_IMAGES} images have none); use kind auto or lsh")
         self.vectors, self.kind, self.rerank = vectors, kind, rerank
         self.short = None  # the faiss index that proposes candidates
         # exact search keeps a float32 copy in memory: converting the float16 memory map per query costs
         # ~2 ms per 1,000 vectors here
         self.dense = np.asarray(vectors, np.float32) if kind == "exact" else None
-        if kind == "ivf":
-            self.short = ivf.load_index(*stored, nprobe)
+        if kind == "stored":
+            self.short = stored_index.load_index(*stored, nprobe)
         elif kind == "lsh" and len(vectors):
             dim = vectors.shape[1]
             self.short = faiss.IndexLSH(dim, bits, True, False)  # rotate the data; its rotation is seeded in faiss
@@ -74,12 +75,9 @@ class CatalogIndex:
         """Bytes the index itself keeps in memory (for LSH the float16 vectors stay on disk)."""
         if self.dense is not None:
             return self.dense.nbytes
-        if isinstance(self.short, faiss.IndexLSH):
-            return int(self.short.codes.size())
-        if self.short is not None:  # codes + 8-byte ids in the lists, and the model's centroids and codebooks
-            return int(self.short.ntotal * (self.short.code_size + 8) + self.short.nlist * self.short.d * 4
-                       + self.short.pq.centroids.size() * 4)
-        return 0
+        if self.short is None:
+            return 0
+        return stored_index.resident_bytes(self.short)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """[Q x k] similarities and image ids, best first; ids are -1 where fewer than k exist."""
