@@ -101,7 +101,7 @@ def check_catalog(config: Config) -> Check:
         return Check("catalog", "fail", f"{path}: no active catalog", fix)
     catalog = load_identifier(config, path).catalog
     return Check("catalog", "ok", f"{catalog.catalog_id} v{catalog.version}: {len(catalog.products)} products, "
-                 f"{len(catalog.images)} images")
+                 f"{catalog.image_count} images")
 
 
 def check_broker(config: Config) -> Check:

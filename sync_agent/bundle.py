@@ -88,9 +88,16 @@ class Bundle:
         return json_bytes(self.manifest)
 
 
-def shard_parts(catalog: Catalog, product_indices: list[int]) -> dict[str, bytes]:
+def images_by_product(catalog: Catalog) -> tuple[np.ndarray, np.ndarray]:
+    """Every image (variants too) grouped by product: image indices, and where each product's run starts."""
+    order = np.argsort(catalog.image_product, kind="stable")
+    return order, np.searchsorted(catalog.image_product[order], np.arange(len(catalog.products) + 1))
+
+
+def shard_parts(catalog: Catalog, product_indices: list[int], grouped: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, bytes]:
     """The serialised parts of one shard: its products, their image rows, embeddings and keypoints."""
-    images = [int(i) for p in product_indices for i in np.flatnonzero(catalog.image_product == p)]
+    order, starts = grouped or images_by_product(catalog)
+    images = [int(i) for p in product_indices for i in order[starts[p]:starts[p + 1]]]
     features = [catalog.features(i) for i in images]
     offsets = np.cumsum([0] + [len(f.keypoints) for f in features]).astype(np.int64)
     dim = catalog.descriptors.shape[1]
@@ -115,10 +122,11 @@ def make_bundle(catalog: Catalog, catalog_id: str, version: int, created_at: str
     for index, product in enumerate(catalog.products):
         by_shard[shard_of(product.product_id)].append(index)
     blobs, shards = {}, []
+    grouped = images_by_product(catalog)
     for shard in sorted(by_shard):
         indices = sorted(by_shard[shard], key=lambda i: catalog.products[i].product_id)
         parts = {}
-        for name, data in shard_parts(catalog, indices).items():
+        for name, data in shard_parts(catalog, indices, grouped).items():
             sha = sha256_hex(data)
             blobs[sha] = data
             parts[name] = {"sha256": sha, "size": len(data)}

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from edge.core.annotate import thumbnail_jpeg
 from edge.core.appearance import is_packshot
-from edge.core.catalog import SCHEMA, Product, compact_descriptors
+from edge.core.catalog import SCHEMA, Product, compact_descriptors, image_table
 from edge.core.errors import CatalogError, ImageError
 from edge.core.images import IMAGE_SUFFIXES, read_image
 from edge.core.stored_index import build_codes
@@ -206,6 +206,7 @@ def write_catalog_arrays(folder: Path, info: dict, products: list[dict], rows: l
             (folder / "thumbnails" / f"{pid}.jpg").write_bytes(jpeg)
     (folder / "products.json").write_text(json.dumps(products, indent=1, ensure_ascii=False))
     (folder / "images.json").write_text(json.dumps(rows, indent=1))
+    np.save(folder / "image_table.npy", image_table(rows, products, folder))
     np.save(folder / "embeddings.npy", embeddings.astype(np.float16))
     np.save(folder / "keypoints.npy", keypoints.astype(np.float32))
     np.save(folder / "descriptors.npy", compact_descriptors(descriptors))

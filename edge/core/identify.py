@@ -105,10 +105,10 @@ class Identifier:
         self._photographed_cache: dict[int, bool] = {}
 
     def candidates(self, embeddings: np.ndarray) -> list[list[Candidate]]:
-        if not len(self.catalog.images):
+        if not self.catalog.image_count:
             return [[] for _ in embeddings]
         per_product = max(IMAGES_PER_PRODUCT, VARIANTS_SEARCHED if self.catalog.info.get("variants") else 0)
-        k_images = min(len(self.catalog.images), self.top_k * per_product)
+        k_images = min(self.catalog.image_count, self.top_k * per_product)
         sims, ids = self.index.search(embeddings, k_images)
         return [collapse_to_products(s, i, self.catalog.image_product, self.top_k) for s, i in zip(sims, ids)]
 
@@ -138,7 +138,7 @@ class Identifier:
         match = replace(match, photographed=self._photographed(product_index))
         if match.inliers == 0 or match.transform is None:
             return match
-        reference_size = tuple(self.catalog.images[image]["feature_size"])
+        reference_size = self.catalog.feature_size(image)
         if implausible(match, query.image_size, reference_size):
             return replace(match, inliers=0, inlier_ratio=0.0, spread=0.0)
         if not self.appearance or not match.photographed or image != self.catalog.images_of(product_index)[0]:
@@ -186,9 +186,9 @@ class Identifier:
     def _photographed(self, product_index: int) -> bool:
         """The product's reference was photographed in the field (not a packshot on a plain backdrop)."""
         if product_index not in self._photographed_cache:
-            first = self.catalog.images[self.catalog.images_of(product_index)[0]]
-            if "packshot" in first:  # judged at catalog build on the whole image
-                self._photographed_cache[product_index] = not first["packshot"]
+            packshot = self.catalog.packshot(self.catalog.images_of(product_index)[0])
+            if packshot is not None:  # judged at catalog build on the whole image
+                self._photographed_cache[product_index] = not packshot
             else:  # a catalog built before that: judged on the thumbnail
                 reference = self._thumbnail(product_index)
                 self._photographed_cache[product_index] = reference is not None and not is_packshot(reference)

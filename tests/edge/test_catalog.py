@@ -110,9 +110,21 @@ def test_incomplete_or_inconsistent_catalogs_are_refused(source, tmp_path, parts
     with pytest.raises(CatalogError, match="not a complete catalog, missing offsets.npy"):
         load_catalog(out)
     build_catalog(source, out, *parts, force=True)
-    images = json.loads((out / "images.json").read_text())
-    (out / "images.json").write_text(json.dumps(images[:2]))
+    table = np.load(out / "image_table.npy")
+    np.save(out / "image_table.npy", table[:2])
     with pytest.raises(CatalogError, match="embeddings has 3 rows for 2 images"):
+        load_catalog(out)
+    np.save(out / "image_table.npy", table + np.array([7, 0, 0, 0], np.int32))
+    with pytest.raises(CatalogError, match="image_table names products outside 0..2"):
+        load_catalog(out)
+    np.save(out / "image_table.npy", table.astype(np.float32))
+    with pytest.raises(CatalogError, match="image_table.npy is float32"):
+        load_catalog(out)
+    (out / "image_table.npy").unlink()  # a catalog written before the table: computed from images.json
+    assert load_catalog(out).image_product.tolist() == table[:, 0].tolist()
+    images = json.loads((out / "images.json").read_text())
+    (out / "images.json").write_text(json.dumps(images[:1] + [images[1] | {"product_id": "nobody"}] + images[2:]))
+    with pytest.raises(CatalogError, match="images.json names product 'nobody' that products.json lacks"):
         load_catalog(out)
     with pytest.raises(CatalogError, match="no catalog folder here"):
         load_catalog(tmp_path / "nowhere")
