@@ -108,10 +108,10 @@ def shard_parts(catalog: Catalog, product_indices: list[int], grouped: tuple[np.
         "products": json_bytes([asdict(catalog.products[p]) for p in product_indices]),
         "images": json_bytes([catalog.images[i] for i in images]),
         "embeddings": npy_bytes(np.asarray(catalog.embeddings[images], np.float16).reshape(len(images), -1)),
-        "keypoints": npy_bytes(np.concatenate([f.keypoints for f in features]).astype(np.float32) if features else np.zeros((0, 2), np.float32)),
+        "keypoints": npy_bytes(np.concatenate([f.keypoints for f in features]).astype(np.float16) if features else np.zeros((0, 2), np.float16)),
         "descriptors": npy_bytes(compact_descriptors(np.concatenate([f.descriptors for f in features])) if features
                                  else np.zeros((0, dim), np.float16)),
-        "scores": npy_bytes(np.concatenate([f.scores for f in features]).astype(np.float32) if features else np.zeros(0, np.float32)),
+        "scores": npy_bytes(np.concatenate([f.scores for f in features]).astype(np.float16) if features else np.zeros(0, np.float16)),
         "offsets": npy_bytes(offsets),
     } | ({} if catalog.index_codes is None else {"index_codes": npy_bytes(np.asarray(catalog.index_codes[images], np.uint8))})
 

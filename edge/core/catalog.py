@@ -8,9 +8,10 @@
                       PACKSHOT_KNOWN): what identification needs of images.json, opened without parsing it (1M rows
                       of JSON take seconds and a gigabyte); catalogs written before it have it computed at load
     embeddings.npy    [images x D] float16, memory-mapped
-    keypoints.npy     [K x 2] float32, all images' keypoints end to end
+    keypoints.npy     [K x 2] float16 (float32 in catalogs before the lean format), all images' keypoints end to end;
+                      at most verifier.catalog_keypoints per image (edge.core.verifier.strongest)
     descriptors.npy   [K x Dk] uint8 where every value is an integer 0..255 (SIFT's are: lossless), else float16
-    scores.npy        [K] float32 keypoint scores
+    scores.npy        [K] float16 keypoint scores
     offsets.npy       [images + 1] int64: image i owns rows offsets[i]:offsets[i+1]
     thumbnails/       <product_id>.jpg, 160 px: for people (the installer's page) and the appearance check after alignment
     index.faiss       optional (catalogs of 4,096 images and more): the trained, empty search index, LSH or IVF-PQ

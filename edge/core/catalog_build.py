@@ -30,7 +30,7 @@ from edge.core.catalog import SCHEMA, Product, compact_descriptors, image_table
 from edge.core.errors import CatalogError, ImageError
 from edge.core.images import IMAGE_SUFFIXES, read_image
 from edge.core.stored_index import build_codes
-from edge.core.verifier import Features, Verifier
+from edge.core.verifier import Features, Verifier, strongest
 from models.augment import catalog_variant
 from models.detector import Detector
 from models.embedder import Embedder
@@ -121,7 +121,7 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
     def flush():
         vectors = embedder.embed([crop for _, _, crop, _, _ in batch])
         for (pid, path, crop, box, packshot), vector in zip(batch, vectors):
-            features = verifier.features(crop)
+            features = strongest(verifier.features(crop), verifier.config.catalog_keypoints)
             row = {"product_id": pid, "file": str(path.relative_to(images_dir)), "bbox": box, "feature_size": list(features.image_size),
                    "packshot": packshot}
             rows.append(row)
@@ -208,10 +208,10 @@ def write_catalog_arrays(folder: Path, info: dict, products: list[dict], rows: l
     (folder / "images.json").write_text(json.dumps(rows, indent=1))
     np.save(folder / "image_table.npy", image_table(rows, products, folder))
     np.save(folder / "embeddings.npy", embeddings.astype(np.float16))
-    np.save(folder / "keypoints.npy", keypoints.astype(np.float32))
+    np.save(folder / "keypoints.npy", keypoints.astype(np.float16))  # pixels of a <= input_size image: 0.25 px steps at 512
     np.save(folder / "descriptors.npy", compact_descriptors(descriptors))
     np.save(folder / "offsets.npy", offsets.astype(np.int64))
-    np.save(folder / "scores.npy", scores.astype(np.float32))
+    np.save(folder / "scores.npy", scores.astype(np.float16))
     if index is not None:
         model, index_info, codes = index
         (folder / "index.faiss").write_bytes(model)

@@ -185,6 +185,10 @@ class VerifierConfig(Section):
         default=None, description="Weights folder for superpoint-superglue (non-commercial; supplied by the user)."
     )
     max_keypoints: int = Field(default=1024, ge=16, le=16384, description="Keypoints per image.")
+    catalog_keypoints: int = Field(
+        default=224, ge=16, le=16384,
+        description="Keypoints a catalog image keeps (the strongest, spread over the image): what a catalog and its bundle "
+                    "carry per image (~134 bytes each for SIFT). The camera's crops keep max_keypoints.")
     device: str = Field(
         default="auto", pattern=DEVICE_PATTERN,
         description="Where the learned verifiers (PyTorch) run: auto (the GPU when torch sees one, else the CPU, said once in "
