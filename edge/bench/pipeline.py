@@ -40,7 +40,7 @@ def bench_pipeline(config: Config, video: Path, catalog_dir: Path, mode: str = "
     grabber = Grabber(source, lossless=not realtime).start()
     naive = mode == "naive"
     pipeline = None if naive else Pipeline(config, identifier, MemorySink(), background=mode == "pipeline")
-    latencies, identified, stage_ms, frames = [], 0, {}, 0
+    latencies, identified, stage_ms, frames, crops = [], 0, {}, 0, 0
     cpu0, start = time.process_time(), time.perf_counter()
     while (frame := grabber.get(timeout=30)) is not None:
         frames += 1
@@ -48,6 +48,7 @@ def bench_pipeline(config: Config, video: Path, catalog_dir: Path, mode: str = "
             timings = Timings()
             t0 = time.perf_counter()
             found = identifier.identify_image(frame.image, timings=timings)
+            crops += len(found)
             for f in found:
                 if f.identification.product is not None:
                     identified += 1
@@ -63,12 +64,13 @@ def bench_pipeline(config: Config, video: Path, catalog_dir: Path, mode: str = "
         if frames:
             pipeline.finish(shape)  # identifications still in flight at the end of the video count, their wait does not
             drain_s = time.perf_counter() - start - elapsed
-        identified = pipeline.stats.identified
+        identified, crops = pipeline.stats.identified, pipeline.stats.crops
         latencies = pipeline.stats.identify_latency_ms
         stage_ms = {k: list(v) for k, v in pipeline.stats.stage_ms.items()}
     return {"mode": mode, "video": str(video), "realtime": realtime, "frames": frames, "dropped_frames": grabber.dropped,
             "fps": round(frames / elapsed, 2), "drain_s": round(drain_s, 2),
             "identified": identified, "identify_latency_ms": percentiles(latencies),
+            "crops": crops, "crops_per_s": round(crops / (elapsed + drain_s), 1),
             "stage_ms": {k: percentiles(v) for k, v in stage_ms.items()},
             "cpu_s": round(time.process_time() - cpu0, 1),
             "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
@@ -76,12 +78,12 @@ def bench_pipeline(config: Config, video: Path, catalog_dir: Path, mode: str = "
 
 def format_table(rows: list[dict]) -> str:
     """bench_pipeline's results as a markdown table, one row per mode (the README's tables are this output)."""
-    lines = ["| mode | frames | dropped | processed FPS | identified | identify latency p50 / p95 ms | CPU s | RSS MB |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| mode | frames | dropped | processed FPS | identified | identify latency p50 / p95 ms | crops/s | CPU s | RSS MB |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lat = r["identify_latency_ms"]
         lines.append(f"| {r['mode']} | {r['frames']} | {r['dropped_frames']} | {r['fps']} | {r['identified']} | "
-                     f"{lat['p50']} / {lat['p95']} | {r['cpu_s']} | {r['rss_mb']} |")
+                     f"{lat['p50']} / {lat['p95']} | {r['crops_per_s']} | {r['cpu_s']} | {r['rss_mb']} |")
     return "\n".join(lines)
 
 

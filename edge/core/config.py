@@ -237,6 +237,10 @@ class TrackerConfig(Section):
         description="Identify (embed, search, verify) on a worker thread so the frame loop keeps the camera's rate; "
         "false: inside the frame loop (slower, but every frame's results are in before the next frame).",
     )
+    identify_threads: int = Field(
+        default=2, ge=1, le=16,
+        description="Worker threads identifying crops in the background. Two on a 2-core CPU: the frame loop leaves part of "
+                    "a core idle, and when many products come into view at once one thread falls behind (README).")
 
 
 class TLSConfig(Section):

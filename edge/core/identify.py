@@ -6,6 +6,7 @@ Shared by `shelfid detect` (still images), the evaluation tool and the daemon.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -102,6 +103,7 @@ class Identifier:
         # identifier replaced by a catalog switch then kept its catalog's memory maps (5 open files) until the cyclic
         # garbage collector ran (the soak saw open files grow 19 -> 39 in an hour of switches)
         self._thumbnails: OrderedDict[int, np.ndarray | None] = OrderedDict()
+        self._thumbnails_lock = threading.Lock()  # the daemon identifies on several threads
         self._photographed_cache: dict[int, bool] = {}
 
     def candidates(self, embeddings: np.ndarray) -> list[list[Candidate]]:
@@ -150,14 +152,16 @@ class Identifier:
 
     def _thumbnail(self, product_index: int) -> np.ndarray | None:
         """The product's first catalog image, small (the catalog's thumbnail); the last THUMBNAILS_CACHED stay decoded."""
-        if product_index in self._thumbnails:
-            self._thumbnails.move_to_end(product_index)
-            return self._thumbnails[product_index]
+        with self._thumbnails_lock:
+            if product_index in self._thumbnails:
+                self._thumbnails.move_to_end(product_index)
+                return self._thumbnails[product_index]
         jpeg = self.catalog.thumbnail(self.catalog.products[product_index].product_id)
         image = None if jpeg is None else cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-        self._thumbnails[product_index] = image
-        if len(self._thumbnails) > THUMBNAILS_CACHED:
-            self._thumbnails.popitem(last=False)
+        with self._thumbnails_lock:
+            self._thumbnails[product_index] = image
+            if len(self._thumbnails) > THUMBNAILS_CACHED:
+                self._thumbnails.popitem(last=False)
         return image
 
     def identify_crops(self, crops: list[np.ndarray], timings: Timings | None = None) -> list[Identification]:

@@ -44,6 +44,7 @@ class Stats:
     frames: int = 0
     identified: int = 0
     unknown: int = 0
+    crops: int = 0  # crops identified (each an embed → search → verify), in the background or inline
     stage_ms: dict[str, deque] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=500)))
     # recent values only: a daemon runs for months (the soak found the unbounded list growing)
     identify_latency_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
@@ -77,7 +78,7 @@ class Pipeline:
         self.tracker = Tracker(config.tracker.iou_threshold, config.tracker.max_missed)
         self.stats = Stats(on_record=on_stage_ms)
         background = config.tracker.background if background is None else background
-        self.worker = IdentifyWorker(identifier) if background else None
+        self.worker = IdentifyWorker(identifier, threads=config.tracker.identify_threads) if background else None
 
     def process(self, frame: Frame) -> list[dict]:
         timings = Timings()
@@ -92,6 +93,7 @@ class Pipeline:
             self._hand_over(image, due, now)
         else:
             for i, ident in self.identifier.identify_boxes(image, [t.bbox for t in due], timings):
+                self.stats.crops += 1
                 events += self._apply(due[i], ident, image.shape, now)
         self.stats.frames += 1
         self.stats.record(timings.ms)
@@ -133,6 +135,7 @@ class Pipeline:
             if track is None:
                 continue  # the product left the view before its identity came back
             track.pending = False
+            self.stats.crops += result.identification is not None
             if result.identification is None or result.identifier is not self.identifier:
                 continue  # failed, or computed against the catalog we just switched away from: try again
             events += self._apply(track, result.identification, shape, result.timestamp)

@@ -1,10 +1,12 @@
-"""Identification off the frame loop: one worker thread runs embed → search → verify on crops of new tracks.
+"""Identification off the frame loop: worker threads run embed → search → verify on crops of new tracks.
 
 The frame loop hands over the crops of the tracks that need an identity (one
 batch per frame) and picks the results up at a later frame, so detection and
 tracking keep the camera's rate while verification takes its time. The queue
 is bounded: when the worker is behind, tracks simply wait for the next frame
-(they stay due) instead of piling up crops of frames long gone.
+(they stay due) instead of piling up crops of frames long gone. Several threads
+take jobs from the one queue: the models and OpenCV release the GIL while they
+compute, so a second thread uses the CPU the frame loop leaves idle.
 """
 
 from __future__ import annotations
@@ -38,16 +40,18 @@ class Result:
 
 
 class IdentifyWorker:
-    def __init__(self, identifier: Identifier, max_jobs: int = 2):
+    def __init__(self, identifier: Identifier, max_jobs: int | None = None, threads: int = 1):
+        """`max_jobs`: jobs queued or running at most (default: one more than the threads)."""
         self.identifier = identifier
-        self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=max_jobs)
+        self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=max_jobs or threads + 1)
         self._results: deque[Result] = deque()
         self._timings: deque[dict[str, float]] = deque()
         self._idle = threading.Condition()
         self._busy = 0
         self.failures = 0
-        self._thread = threading.Thread(target=self._run, name="identify", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name=f"identify-{i}", daemon=True) for i in range(threads)]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, track_ids: list[int], crops: list[np.ndarray], timestamp: float) -> bool:
         """False (nothing queued) when the worker is already `max_jobs` behind."""
@@ -80,8 +84,10 @@ class IdentifyWorker:
             return self._idle.wait_for(lambda: self._busy == 0, timeout)
 
     def stop(self) -> None:
-        self._jobs.put(None)
-        self._thread.join(30)
+        for _ in self._threads:
+            self._jobs.put(None)
+        for thread in self._threads:
+            thread.join(30)
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:

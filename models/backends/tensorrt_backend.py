@@ -10,6 +10,7 @@ written against NVIDIA's documented Python API for JetPack 6 (TensorRT 8.6/10).
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,7 @@ class TensorRTBackend:
             (self.inputs if is_input else self.outputs).append(spec)
         self.stream = _check(cudart.cudaStreamCreate())
         self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
+        self._lock = threading.Lock()  # one context, stream and set of buffers: the daemon's identify threads take turns
 
     def _device_buffer(self, name: str, nbytes: int) -> int:
         ptr, size = self._buffers.get(name, (0, 0))
@@ -71,6 +73,10 @@ class TensorRTBackend:
         return ptr
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with self._lock:
+            return self._run(feed)
+
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cudart, h2d, d2h = self._cudart, self._cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         for spec in self.inputs:
             array = np.ascontiguousarray(feed[spec.name], dtype=spec.dtype)
