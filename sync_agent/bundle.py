@@ -47,15 +47,6 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: Path, chunk: int = 1024 * 1024) -> str:
-    """Hashed as it is read: a large blob never sits whole in memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def manifest_key(catalog_id: str) -> str:
     return f"catalogs/{catalog_id}/manifest.json"
 
@@ -116,12 +107,12 @@ def shard_parts(catalog: Catalog, product_indices: list[int], grouped: tuple[np.
     } | ({} if catalog.index_codes is None else {"index_codes": npy_bytes(np.asarray(catalog.index_codes[images], np.uint8))})
 
 
-def make_bundle(catalog: Catalog, catalog_id: str, version: int, created_at: str | None = None, expires: str | None = None) -> Bundle:
-    """`expires`: when devices stop trusting this manifest unless the server re-signs it (publish.resign)."""
+def shard_entries(catalog: Catalog, blobs: dict[str, bytes]) -> list[dict]:
+    """The manifest entries of every shard the catalog's products fall in; their parts join `blobs`."""
     by_shard: dict[int, list[int]] = defaultdict(list)
     for index, product in enumerate(catalog.products):
         by_shard[shard_of(product.product_id)].append(index)
-    blobs, shards = {}, []
+    shards = []
     grouped = images_by_product(catalog)
     for shard in sorted(by_shard):
         indices = sorted(by_shard[shard], key=lambda i: catalog.products[i].product_id)
@@ -131,20 +122,38 @@ def make_bundle(catalog: Catalog, catalog_id: str, version: int, created_at: str
             blobs[sha] = data
             parts[name] = {"sha256": sha, "size": len(data)}
         shards.append({"name": f"{shard:02x}", "products": len(indices), "parts": parts})
+    return shards
+
+
+def bundle_of(catalog_id: str, version: int, models: dict, shards: list[dict], blobs: dict[str, bytes],
+              index: tuple[bytes, dict] | None, created_at: str | None = None, expires: str | None = None) -> Bundle:
+    """A bundle from its shard entries. `models`: the manifest's embedder and verifier; `blobs`: the content this
+    bundle brings (a manifest may name blobs a previous version already published); `index`: model and its info."""
     manifest = {
         "schema": MANIFEST_SCHEMA, "catalog_id": catalog_id, "version": version,
-        "created_at": created_at or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "embedder": catalog.info["embedder"], "verifier": catalog.info["verifier"],
-        "shards": shards, "blobs": [{"sha256": sha, "size": len(data)} for sha, data in sorted(blobs.items())],
+        "created_at": created_at or datetime.now(timezone.utc).isoformat(timespec="seconds"), **models,
+        "shards": sorted(shards, key=lambda s: s["name"]),
     }
-    if catalog.index_model is not None:
-        sha = sha256_hex(catalog.index_model)
-        blobs[sha] = catalog.index_model
-        manifest["index"] = catalog.info["index"] | {"sha256": sha, "size": len(catalog.index_model)}
-    manifest["blobs"] = [{"sha256": sha, "size": len(data)} for sha, data in sorted(blobs.items())]
+    listed = {p["sha256"]: p["size"] for s in shards for p in s["parts"].values()}
+    if index is not None:
+        model, info = index
+        sha = sha256_hex(model)
+        blobs[sha] = model
+        manifest["index"] = info | {"sha256": sha, "size": len(model)}
+        listed[sha] = len(model)
+    manifest["blobs"] = [{"sha256": sha, "size": size} for sha, size in sorted(listed.items())]
     if expires:
         manifest["expires"] = expires
     return Bundle(manifest, blobs)
+
+
+def make_bundle(catalog: Catalog, catalog_id: str, version: int, created_at: str | None = None, expires: str | None = None) -> Bundle:
+    """`expires`: when devices stop trusting this manifest unless the server re-signs it (publish.resign)."""
+    blobs: dict[str, bytes] = {}
+    shards = shard_entries(catalog, blobs)
+    index = None if catalog.index_model is None else (catalog.index_model, catalog.info["index"])
+    models = {"embedder": catalog.info["embedder"], "verifier": catalog.info["verifier"]}
+    return bundle_of(catalog_id, version, models, shards, blobs, index, created_at, expires)
 
 
 def parse_manifest(data: bytes) -> dict:

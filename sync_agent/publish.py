@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.core.catalog import Catalog
 from edge.reporting.announcements import MAX_CATALOG_VERSION
-from sync_agent.bundle import MAX_VERSION_STEP, blob_key, encode_signature, json_bytes, make_bundle, manifest_key, sha256_hex
+from sync_agent.bundle import MAX_VERSION_STEP, Bundle, blob_key, encode_signature, json_bytes, make_bundle, manifest_key, sha256_hex
 from sync_agent.errors import SyncError
 from sync_agent.storage import Storage
 
@@ -58,6 +58,12 @@ def expiry(valid_for_s: float, now: datetime | None = None) -> str:
 def publish(storage: Storage, catalog: Catalog, catalog_id: str, key: Ed25519PrivateKey, version: int | None = None,
             valid_for_s: float = MANIFEST_VALID_S) -> Published:
     """Version defaults to the published one + 1; a version not above it is refused (devices would refuse it too)."""
+    version = check_version(storage, catalog_id, version)
+    return publish_bundle(storage, make_bundle(catalog, catalog_id, version, expires=expiry(valid_for_s)), key)
+
+
+def check_version(storage: Storage, catalog_id: str, version: int | None) -> int:
+    """The version to publish: the given one, or the published one + 1; refused when devices would refuse it."""
     current = published_version(storage, catalog_id)
     version = current + 1 if version is None else version
     if version <= current:
@@ -65,15 +71,21 @@ def publish(storage: Storage, catalog: Catalog, catalog_id: str, key: Ed25519Pri
     if version > min(current + MAX_VERSION_STEP, MAX_CATALOG_VERSION):
         raise SyncError(f"catalog {catalog_id}: version {version} jumps more than {MAX_VERSION_STEP} above {current} "
                         f"(or past {MAX_CATALOG_VERSION}); devices would refuse it")
-    bundle = make_bundle(catalog, catalog_id, version, expires=expiry(valid_for_s))
+    return version
+
+
+def publish_bundle(storage: Storage, bundle: Bundle, key: Ed25519PrivateKey) -> Published:
+    """The bundle's blobs that storage lacks, then its manifest and signature (check_version first)."""
+    catalog_id, version = bundle.manifest["catalog_id"], bundle.manifest["version"]
     new = 0
     for sha, data in bundle.blobs.items():
         if not storage.has(blob_key(sha)):
             storage.put(blob_key(sha), data)
             new += 1
     _put_signed(storage, catalog_id, key, bundle.manifest_bytes)
-    log.info("published catalog %s v%d: %d blobs (%d new)", catalog_id, version, len(bundle.blobs), new)
-    return Published(catalog_id, version, len(bundle.blobs), new, bundle.manifest)
+    blobs = len(bundle.manifest["blobs"])
+    log.info("published catalog %s v%d: %d blobs (%d new)", catalog_id, version, blobs, new)
+    return Published(catalog_id, version, blobs, new, bundle.manifest)
 
 
 def resign(storage: Storage, catalog_id: str, key: Ed25519PrivateKey, valid_for_s: float = MANIFEST_VALID_S) -> dict:

@@ -1,5 +1,6 @@
 """The publish route: build a catalog with the devices' own models and code (edge.core.catalog_build), write its
-blobs, manifest and signature, record the version, and announce it on MQTT.
+blobs, manifest and signature, record the version, and announce it on MQTT. Once a version is published, the next
+one builds only the shards whose products changed (sync_agent.incremental) and keeps the others' blobs.
 
 Three steps, so the slow one holds no lock: under the write lock, a snapshot of the catalog's rows with its images
 hard-linked into a temporary folder; the build, unlocked; under the write lock again, the manifest published and the
@@ -18,10 +19,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import APIRouter, Depends, HTTPException
 
 from edge.core.catalog import load_catalog
-from edge.core.catalog_build import build_catalog
+from edge.core.catalog_build import BuildReport, build_catalog
 from edge.core.config import Config, MQTTConfig
 from edge.core.errors import ShelfIDError
-from sync_agent.publish import Published, publish, published_index_model, published_version
+from sync_agent.incremental import bundle_with, plan
+from sync_agent.publish import Published, expiry, publish, publish_bundle, published_index_model, published_version
 from sync_agent.server_db import now
 from sync_agent.server_settings import ServerSettings
 from sync_agent.server_store import CatalogStore, Change
@@ -61,18 +63,28 @@ def publish_routes(store: CatalogStore, storage: Storage, key: Ed25519PrivateKey
 
     @router.post("/api/v1/catalogs/{catalog_id}/publish", status_code=201)
     def publish_catalog(catalog_id: str, principal: Principal = Depends(access("write"))) -> dict:
+        detector, embedder, verifier = models.get()  # before the lock: the first publish opens the models (seconds)
         with tempfile.TemporaryDirectory(prefix=".publish-", dir=store.work) as tmp:
-            images = Path(tmp) / catalog_id
+            images, built = Path(tmp) / catalog_id, Path(tmp) / "catalog"
             with store.writing() as change:  # a snapshot of the rows and their files; the build runs without the lock
                 store.catalog(change.db, catalog_id)
-                if not store.snapshot(change, catalog_id, images):
+                rows = store.fingerprint_rows(change.db, catalog_id)
+                if not rows:
                     raise HTTPException(409, f"catalog {catalog_id!r} has no products to publish")
                 version = next_version(change, storage, catalog_id)
-            detector, embedder, verifier = models.get()
-            previous_index = published_index_model(storage, catalog_id, embedder.model_id)  # kept: unchanged shards stay
+                delta = plan(storage, catalog_id, rows, embedder.model_id, verifier.id, settings.config.index.build)
+                store.snapshot(change, catalog_id, images, None if delta is None else set(delta.products))
             try:
-                report = build_catalog(images, Path(tmp) / "catalog", embedder, verifier, detector, catalog_id, version,
-                                       index_kind=settings.config.index.build, index_model=previous_index)
+                if delta is None:  # the whole catalog, with the published index model while it fits
+                    previous_index = published_index_model(storage, catalog_id, embedder.model_id)
+                    report = build_catalog(images, built, embedder, verifier, detector, catalog_id, version,
+                                           index_kind=settings.config.index.build, index_model=previous_index)
+                elif delta.products:  # the changed shards' products, reusing the published features of unchanged images
+                    report = build_catalog(images, built, embedder, verifier, detector, catalog_id, version,
+                                           index_kind=settings.config.index.build, index_model=delta.index,
+                                           reuse=delta.reuse, reuse_thumbnails=delta.thumbnails)
+                else:  # only deletions: nothing to build
+                    report = BuildReport()
             except ShelfIDError as exc:
                 raise HTTPException(422, f"catalog {catalog_id!r} cannot be built: {without_paths(str(exc), Path(tmp))}") from None
             with store.writing() as change:  # the version row and the manifest together, or neither
@@ -80,21 +92,29 @@ def publish_routes(store: CatalogStore, storage: Storage, key: Ed25519PrivateKey
                 if (latest := next_version(change, storage, catalog_id) - 1) >= version:
                     raise HTTPException(409, f"catalog {catalog_id!r} was published meanwhile (v{latest}); publish again")
                 try:
-                    done = publish(storage, load_catalog(Path(tmp) / "catalog"), catalog_id, key, version, settings.manifest_valid_s)
+                    if delta is None:
+                        done = publish(storage, load_catalog(built), catalog_id, key, version, settings.manifest_valid_s)
+                    else:
+                        bundle = bundle_with(delta, load_catalog(built) if delta.products else None, version,
+                                             expiry(settings.manifest_valid_s))
+                        done = publish_bundle(storage, bundle, key)
                 except (OSError, ShelfIDError) as exc:  # storage down or full: no version recorded, the old one still served
                     log.error("catalog %s v%d: publishing to storage failed: %s", catalog_id, version, exc)
                     raise HTTPException(503, f"catalog {catalog_id!r}: publishing to storage failed; nothing was recorded, "
                                              "retry shortly", headers={"Retry-After": "10"}) from None
+                products, image_count = len(rows), sum(len(r["images"]) for r in rows)
                 change.db["versions"].insert({"catalog_id": catalog_id, "version": version, "published_at": now(),
-                                              "published_by": principal.actor, "products": report.products,
-                                              "images": report.images, "blobs": done.blobs})
-                change.audit(principal.actor, "publish", catalog_id, f"v{version}: {report.products} product(s), "
-                                                                     f"{report.images} image(s), {done.new_blobs} new blob(s)")
+                                              "published_by": principal.actor, "products": products,
+                                              "images": image_count, "blobs": done.blobs})
+                built_how = "full build" if delta is None else f"{len(delta.changed)} shard(s) built, {report.reused} image(s) reused"
+                change.audit(principal.actor, "publish", catalog_id, f"v{version}: {products} product(s), {image_count} image(s), "
+                                                                     f"{done.new_blobs} new blob(s), {built_how}")
             skipped = [without_paths(line, Path(tmp)) for line in report.skipped]
         if settings.announce:
             announce(settings.config.mqtt, done)
         return {"catalog_id": catalog_id, "version": done.version, "blobs": done.blobs, "new_blobs": done.new_blobs,
-                "products": report.products, "images": report.images, "skipped": skipped}
+                "products": products, "images": image_count, "skipped": skipped,
+                "shards_built": None if delta is None else len(delta.changed), "images_reused": report.reused}
 
     return router
 

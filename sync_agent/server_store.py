@@ -123,6 +123,14 @@ class CatalogStore:
         return [{"product_id": p["product_id"], "sku": p["sku"], "name": p["name"], "images": images.get(p["product_id"], [])}
                 for p in db["products"].rows_where("catalog_id = ?", [catalog_id], order_by="product_id")]
 
+    def fingerprint_rows(self, db: Database, catalog_id: str) -> list[dict]:
+        """The catalog's products with (file, sha256) of each image: what an incremental publish compares."""
+        images: dict[str, list[tuple[str, str]]] = {}
+        for row in db["images"].rows_where("catalog_id = ?", [catalog_id], order_by="product_id, position"):
+            images.setdefault(row["product_id"], []).append((row["file"], row["sha256"]))
+        return [{"product_id": p["product_id"], "sku": p["sku"], "name": p["name"], "images": images.get(p["product_id"], [])}
+                for p in db["products"].rows_where("catalog_id = ?", [catalog_id], order_by="product_id")]
+
     # changes
 
     def create(self, catalog_id: str, name: str, actor: str) -> dict:
@@ -227,10 +235,11 @@ class CatalogStore:
                 os.rename(self.folder(catalog_id) / product_id, trash)
         shutil.rmtree(trash, ignore_errors=True)
 
-    def snapshot(self, change: Change, catalog_id: str, into: Path) -> int:
+    def snapshot(self, change: Change, catalog_id: str, into: Path, only: set[str] | None = None) -> int:
         """The catalog as its rows say, under the write lock, into `into` (images hard-linked, products.csv written),
-        for a build that then runs without the lock; the number of products. 422 when an image file is missing."""
-        products = self.products(change.db, catalog_id)
+        for a build that then runs without the lock; the number of products. 422 when an image file is missing.
+        `only`: just these products (an incremental publish builds the changed shards' products)."""
+        products = [p for p in self.products(change.db, catalog_id) if only is None or p["product_id"] in only]
         into.mkdir(parents=True)
         for product in products:
             (into / product["product_id"]).mkdir()

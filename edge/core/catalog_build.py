@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -48,6 +49,23 @@ class BuildReport:
     products: int = 0
     images: int = 0
     skipped: list[str] = field(default_factory=list)  # "path: why", one per skipped image or folder
+    reused: int = 0  # images whose features came from the previous build (same product, same bytes)
+
+
+@dataclass(frozen=True)
+class Computed:
+    """What a build computed for one catalog image: the next build of the same bytes for the same product reuses it."""
+    row: dict
+    embedding: np.ndarray
+    features: Features
+
+
+def sha256_file(path: Path, chunk: int = 1024 * 1024) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_products_csv(path: Path) -> dict[str, Product]:
@@ -101,10 +119,14 @@ def scan(images_dir: Path, report: BuildReport) -> list[tuple[str, Path]]:
 def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, verifier: Verifier,
                   detector: Detector | None = None, catalog_id: str | None = None, version: int = 1,
                   force: bool = False, variants: int = 0, seed: int = 0,
-                  index_kind: str = "lsh", index_model: tuple[bytes, dict] | None = None) -> BuildReport:
+                  index_kind: str = "lsh", index_model: tuple[bytes, dict] | None = None,
+                  reuse: dict[tuple[str, str], Computed] | None = None, reuse_thumbnails: dict[str, bytes] | None = None,
+                  ) -> BuildReport:
     """`variants`: extra shelf-like views per image, embedded for retrieval only (the verifier uses originals).
     `index_kind`: the stored search index (edge.core.stored_index); `index_model`: the previous version's model and
-    info, reused while it fits (unchanged shards stay unchanged)."""
+    info, reused while it fits (unchanged shards stay unchanged). `reuse`: (product id, image sha256) -> what an
+    earlier build computed for those bytes, taken instead of detecting, embedding and finding keypoints again
+    (images with variants are always computed); `reuse_thumbnails`: the earlier build's thumbnails."""
     images_dir, out = Path(images_dir), Path(out)
     report = BuildReport()
     if out.exists() and any(out.iterdir()) and not force:
@@ -123,7 +145,7 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
         for (pid, path, crop, box, packshot), vector in zip(batch, vectors):
             features = strongest(verifier.features(crop), verifier.config.catalog_keypoints)
             row = {"product_id": pid, "file": str(path.relative_to(images_dir)), "bbox": box, "feature_size": list(features.image_size),
-                   "packshot": packshot}
+                   "packshot": packshot, "sha256": sha256_file(path)}
             rows.append(row)
             crops_features.append(features)
             embeddings.append(vector)
@@ -135,6 +157,15 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
         batch.clear()
 
     for pid, path in tqdm(pairs, desc="catalog images", unit="img", disable=None):
+        earlier = reuse.get((pid, sha256_file(path))) if reuse and not variants else None
+        if earlier is not None:
+            rows.append(earlier.row | {"file": str(path.relative_to(images_dir))})
+            crops_features.append(earlier.features)
+            embeddings.append(earlier.embedding)
+            report.reused += 1
+            if pid not in thumbnails and (reuse_thumbnails or {}).get(pid):
+                thumbnails[pid] = reuse_thumbnails[pid]
+            continue
         try:
             image = read_image(path)
         except ImageError as exc:
@@ -160,10 +191,11 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
     info = catalog_info(catalog_id or images_dir.name, version, embedder, verifier, len(products), originals, len(rows) - originals)
     vectors = np.stack(embeddings).astype(np.float16)
     index = build_codes(vectors, index_kind, *(index_model or (None, None)))
-    _write(out, info, products, rows, vectors, crops_features, force, {p.product_id: thumbnails[p.product_id] for p in products}, index)
+    _write(out, info, products, rows, vectors, crops_features, force,
+           {p.product_id: thumbnails[p.product_id] for p in products if p.product_id in thumbnails}, index)
     report.products, report.images = len(products), originals
-    log.info("catalog %s v%d: %d products, %d images (+%d variants), %d skipped -> %s", info["catalog_id"], version,
-             len(products), originals, len(rows) - originals, len(report.skipped), out)
+    log.info("catalog %s v%d: %d products, %d images (+%d variants, %d reused), %d skipped -> %s", info["catalog_id"], version,
+             len(products), originals, len(rows) - originals, report.reused, len(report.skipped), out)
     return report
 
 

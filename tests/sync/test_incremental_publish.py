@@ -1,0 +1,90 @@
+"""Publishing on the catalog server after the first version builds only the shards whose products changed, reuses the
+published features of unchanged images, and gives devices a catalog equal to a full build of the same images."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import requests
+
+from edge.core.catalog import load_catalog
+from edge.core.catalog_build import build_catalog
+from edge.core.config import Config
+from edge.core.identify import open_models
+from sync_agent.agent import Agent
+from sync_agent.bundle import shard_of
+from tests.conftest import REPO
+from tests.sync.conftest import SAMPLE, TOKEN, device_config
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+TWIN = "twin-12"  # an id in the same shard as cha-mate-limao: a shard of two products
+JUICE = REPO / "tests" / "data" / "grocery-mini" / "iconic-images-and-descriptions" / "Packages" / "Juice"
+
+
+def put(url: str, product_id: str, files: list) -> None:
+    response = requests.put(f"{url}/api/v1/catalogs/shelf/products/{product_id}", headers=AUTH, timeout=30, data={"name": product_id},
+                            files=[("images", (f.name, f.read_bytes(), "image/jpeg")) for f in files])
+    assert response.status_code in (200, 201), response.text
+
+
+def publish(url: str) -> dict:
+    response = requests.post(f"{url}/api/v1/catalogs/shelf/publish", headers=AUTH, timeout=120)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def per_image(catalog) -> dict:
+    """(product id, image sha256) -> embedding, keypoints, descriptors: what a device searches and verifies with."""
+    out = {}
+    for i, row in enumerate(catalog.images):
+        f = catalog.features(i)
+        out[(row["product_id"], row["sha256"])] = (catalog.embeddings[i].tobytes(), f.keypoints.tobytes(), f.descriptors.tobytes())
+    return out
+
+
+def test_one_changed_product_rebuilds_its_shard_only_and_devices_get_what_a_full_build_makes(server, keys, tmp_path):
+    assert shard_of(TWIN) == shard_of("cha-mate-limao") != shard_of("coca-cola-can")
+    url = server.url
+    requests.post(f"{url}/api/v1/catalogs", json={"catalog_id": "shelf"}, headers=AUTH, timeout=10).raise_for_status()
+    for pid in ("cha-mate-limao", "cha-mate-natural", "coca-cola-can"):
+        put(url, pid, sorted((SAMPLE / pid).glob("*.jpg")))
+    put(url, TWIN, [JUICE / "Bravo-Apple-Juice" / "Bravo-Apple-Juice_Iconic.jpg"])
+    first = publish(url)
+    assert first["version"] == 1 and first["shards_built"] is None  # nothing published before: a full build
+    agent = Agent(device_config(tmp_path, url, keys[1]))
+    assert agent.sync_once().version == 1
+
+    put(url, "cha-mate-limao", [REPO / "samples" / "shelf" / "frame_0150.jpg"])  # new photo, same product
+    second = publish(url)
+    manifests = [json.loads((tmp_path / "server" / "public" / "catalogs" / "shelf" / "manifest.json").read_text())]
+    [shard] = [s for s in manifests[0]["shards"] if s["name"] == f"{shard_of(TWIN):02x}"]
+    assert second["shards_built"] == 1 and second["images_reused"] == 1  # the twin's image came from the v1 bundle
+    assert second["new_blobs"] <= len(shard["parts"])
+    synced = agent.sync_once()
+    assert synced.version == 2 and synced.blobs_downloaded == second["new_blobs"]  # that shard's new parts, nothing else
+
+    # the device's v2 is what a full build of the same images makes, image for image
+    images = tmp_path / "images"
+    for pid in ("cha-mate-natural", "coca-cola-can"):
+        shutil.copytree(SAMPLE / pid, images / pid)
+    (images / "cha-mate-limao").mkdir()
+    shutil.copy(REPO / "samples" / "shelf" / "frame_0150.jpg", images / "cha-mate-limao")
+    (images / TWIN).mkdir()
+    shutil.copy(JUICE / "Bravo-Apple-Juice" / "Bravo-Apple-Juice_Iconic.jpg", images / TWIN)
+    detector, embedder, verifier = open_models(Config())
+    build_catalog(images, tmp_path / "full", embedder, verifier, detector, "shelf", 2)
+    installed = load_catalog(tmp_path / "device" / "catalogs" / "current")
+    assert per_image(installed) == per_image(load_catalog(tmp_path / "full"))
+    assert installed.thumbnail(TWIN) is not None
+
+    unchanged = publish(url)
+    assert unchanged["shards_built"] == 0 and unchanged["new_blobs"] == 0
+    assert requests.delete(f"{url}/api/v1/catalogs/shelf/products/coca-cola-can", headers=AUTH, timeout=10).status_code == 204
+    removed = publish(url)
+    assert removed["shards_built"] == 1 and removed["images_reused"] == 0 and removed["products"] == 3
+    assert agent.sync_once().version == 4
+    installed = load_catalog(tmp_path / "device" / "catalogs" / "current")
+    assert sorted(p.product_id for p in installed.products) == sorted(["cha-mate-limao", "cha-mate-natural", TWIN])
+    assert np.isfinite(np.asarray(installed.embeddings, np.float32)).all()
