@@ -88,3 +88,31 @@ def test_one_changed_product_rebuilds_its_shard_only_and_devices_get_what_a_full
     installed = load_catalog(tmp_path / "device" / "catalogs" / "current")
     assert sorted(p.product_id for p in installed.products) == sorted(["cha-mate-limao", "cha-mate-natural", TWIN])
     assert np.isfinite(np.asarray(installed.embeddings, np.float32)).all()
+
+
+def test_a_full_build_is_planned_when_the_published_bundle_cannot_be_reused(catalog, keys, tmp_path):
+    from sync_agent.incremental import plan
+    from sync_agent.publish import publish
+    from sync_agent.signing import load_private_key
+    from sync_agent.storage import LocalStorage
+
+    storage = LocalStorage(tmp_path / "public")
+    embedder_id, verifier_id = catalog.info["embedder"]["model_id"], catalog.info["verifier"]["id"]
+    rows = [{"product_id": p.product_id, "sku": p.sku, "name": p.name,
+             "images": [(row["file"].split("/", 1)[1], row["sha256"]) for row in catalog.images if row["product_id"] == p.product_id]}
+            for p in catalog.products]
+    assert plan(storage, "shelf", rows, embedder_id, verifier_id, "lsh") is None  # nothing published
+    publish(storage, catalog, "shelf", load_private_key(keys[0]), 1)
+    same = plan(storage, "shelf", rows, embedder_id, verifier_id, "lsh")
+    assert same is not None and same.changed == set() and same.products == []  # the rows are what is published
+    renamed = plan(storage, "shelf", [rows[0] | {"name": "New name"}] + rows[1:], embedder_id, verifier_id, "lsh")
+    assert renamed.products == [rows[0]["product_id"]] and len(renamed.reuse) == 1  # its image's features are reused
+    assert plan(storage, "shelf", rows, "another-embedder", verifier_id, "lsh") is None
+    assert plan(storage, "shelf", rows, embedder_id, "another-verifier", "lsh") is None
+    many = [rows[0] | {"images": [(f"{i}.jpg", f"{i:064x}") for i in range(4096)]}] + rows[1:]
+    assert plan(storage, "shelf", many, embedder_id, verifier_id, "lsh") is None  # grown into needing a stored index
+    old = tmp_path / "from-before"  # a bundle whose image rows carry no sha256: nothing to compare against
+    shutil.copytree(catalog.path, old)
+    (old / "images.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "sha256"} for r in catalog.images]))
+    publish(storage, load_catalog(old), "shelf", load_private_key(keys[0]), 2)
+    assert plan(storage, "shelf", rows, embedder_id, verifier_id, "lsh") is None
