@@ -209,9 +209,9 @@ def test_sync_of_a_catalog_that_does_not_fit_keeps_the_old_one_says_why_and_comp
     agent, data_dir, publish_v2 = sync_bench
     published = publish_v2()
     filler = fill(data_dir.parent)
-    free(filler, 64 * 1024)  # room for the status file, far from room for v2's new blobs
+    free(filler, 32 * 1024)  # room for the status file, far from room for v2's new blobs
     needed = sum(b["size"] for b in published.manifest["blobs"])
-    assert needed > 2 * 64 * 1024
+    assert needed > 3 * 32 * 1024
     with pytest.raises(SyncError, match="(?i)no space left") as failed:
         agent.sync_once()
     assert str(data_dir) in str(failed.value)
@@ -252,7 +252,7 @@ def test_sync_whose_download_fits_but_whose_assembly_does_not_removes_the_stagin
     agent, data_dir, publish_v2 = sync_bench
     publish_v2(new_blobs=False)  # every blob is already here: only the assembled folder needs room
     filler = fill(data_dir.parent)
-    free(filler, 64 * 1024)  # the catalog folder is ~350 kB
+    free(filler, 64 * 1024)  # the catalog folder is ~110 kB
     with pytest.raises(SyncError, match="(?i)no space left.*cannot assemble catalog v2"):
         agent.sync_once()
     assert_v1_current_and_nothing_half_installed(data_dir)

@@ -80,5 +80,5 @@ def test_bench_pipeline_without_json_prints_a_markdown_table(short_video):
     run = shelfid("bench", "pipeline", "--video", str(video))
     assert run.returncode == 0, run.stderr[-1500:]
     header, rule, row = run.stdout.splitlines()
-    assert header.startswith("| mode | frames | dropped | processed FPS |") and rule == "|---|---|---|---|---|---|---|---|"
-    assert row.startswith("| pipeline | 6 | 0 | ") and row.count("|") == 9
+    assert header.startswith("| mode | frames | dropped | processed FPS |") and rule == "|---|---|---|---|---|---|---|---|---|"
+    assert row.startswith("| pipeline | 6 | 0 | ") and row.count("|") == 10
