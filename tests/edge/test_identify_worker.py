@@ -55,3 +55,22 @@ def test_a_crop_that_breaks_identification_is_reported_failed_and_the_worker_goe
     worker.stop()
     assert [(r.track_id, r.identification is None) for r in results] == [(1, True), (2, False)]
     assert worker.failures == 1
+
+
+def test_two_threads_share_the_queue_and_give_what_one_thread_gives(identifier, crops):
+    worker = IdentifyWorker(identifier, threads=2)  # the daemon's default (tracker.identify_threads)
+    assert len({t.name for t in worker._threads}) == 2 and all(t.is_alive() for t in worker._threads)
+    jobs = [([i], crops[i % 4:i % 4 + 1], float(i)) for i in range(12)]
+    accepted = []
+    for ids, job_crops, ts in jobs:  # three jobs at most in flight: wait for room rather than drop
+        while not worker.submit(ids, job_crops, ts):
+            worker.drain(0.05)
+        accepted.append(ids[0])
+    assert worker.drain(120)
+    results, _ = worker.take()
+    inline = {i: identifier.identify_crops(job_crops)[0] for (i,), job_crops, _ in jobs}
+    worker.stop()
+    assert sorted(r.track_id for r in results) == accepted == list(range(12))  # every job once, whatever thread ran it
+    assert all(r.identification.status == inline[r.track_id].status and
+               r.identification.inliers == inline[r.track_id].inliers for r in results)
+    assert not any(t.is_alive() for t in worker._threads)  # stop() ends both
