@@ -40,11 +40,11 @@ def test_a_stored_index_recalls_what_exact_search_finds(vectors, kind, code_size
 
 def test_a_fitting_model_is_reused_and_codes_are_deterministic(vectors):
     data, _ = vectors
-    model, info, codes = stored_index.build_codes(data[:20_000], "ivfpq")
-    again = stored_index.build_codes(data[:25_000], "ivfpq", model, info)  # grew a little: same model, same codes
-    assert again[0] == model and again[1] == info and np.array_equal(again[2][:20_000], codes)
-    outgrown = stored_index.build_codes(np.concatenate([data] * 3), "ivfpq", model, info)  # 90,000 > 4 x 20,000: anew
-    assert outgrown[0] != model and outgrown[1]["trained_on"] == 90_000
+    model, info, codes = stored_index.build_codes(data[:5_000], "ivfpq")
+    again = stored_index.build_codes(data[:6_000], "ivfpq", model, info)  # grew a little: same model, same codes
+    assert again[0] == model and again[1] == info and np.array_equal(again[2][:5_000], codes)
+    outgrown = stored_index.build_codes(data[:20_001], "ivfpq", model, info)  # 20,001 > 4 x 5,000: trained anew
+    assert outgrown[0] != model and outgrown[1]["trained_on"] == 20_001
     lsh = stored_index.build_codes(data[:5_000], "lsh")
     assert stored_index.build_codes(np.concatenate([data] * 3), "lsh", *lsh[:2])[0] == lsh[0]  # LSH never outgrows
     assert stored_index.build_codes(data[:5_000], "ivfpq", *lsh[:2])[1]["kind"] == "ivfpq"  # another kind: not reused
