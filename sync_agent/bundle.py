@@ -47,6 +47,11 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def index_info(entry: dict) -> dict:
+    """What catalog.json says of a search index model, from the manifest's `index` entry (less the blob's hash and size)."""
+    return {k: v for k, v in entry.items() if k not in ("sha256", "size")}
+
+
 def manifest_key(catalog_id: str) -> str:
     return f"catalogs/{catalog_id}/manifest.json"
 
@@ -212,8 +217,7 @@ def assemble(manifest: dict, read_blob, out: Path) -> None:
             "products": len(products), "images": originals, "variants": len(rows) - originals}
     index = None
     if "index" in manifest:
-        index_info = {k: v for k, v in manifest["index"].items() if k not in ("sha256", "size")}
-        index = read_blob(manifest["index"]["sha256"]), index_info, np.concatenate(codes)
+        index = read_blob(manifest["index"]["sha256"]), index_info(manifest["index"]), np.concatenate(codes)
     write_catalog_arrays(out, info, products, rows, np.concatenate(arrays["embeddings"]), np.concatenate(arrays["keypoints"]),
                          np.concatenate(arrays["descriptors"]), np.concatenate(arrays["scores"]),
                          np.concatenate(arrays["offsets"] + [np.array([keypoint_base], np.int64)]), thumbnails, index)

@@ -14,15 +14,16 @@ import base64
 import io
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from edge.core.catalog import Catalog
 from edge.core.catalog_build import Computed
-from edge.core.stored_index import MIN_IMAGES, encode
+from edge.core.stored_index import MIN_IMAGES
 from edge.core.verifier import Features
 from sync_agent.bundle import Bundle, blob_key, bundle_of, manifest_key, shard_entries, shard_of
+from sync_agent.publish import published_index_model
 from sync_agent.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -115,22 +116,19 @@ def plan(storage: Storage, catalog_id: str, products: list[dict], embedder_id: s
             thumbnails |= shard_thumbnails
     model = None
     if index is not None:
-        model = (_read(storage, index), {k: v for k, v in index.items() if k not in ("sha256", "size")})
+        model = published_index_model(storage, catalog_id, embedder_id)
+        if model is None:  # its blob is gone or damaged: a full build trains a new one
+            return None
     ids = sorted(p["product_id"] for p in products if f"{shard_of(p['product_id']):02x}" in changed)
     return Plan(previous, changed, ids, reuse, thumbnails, model)
 
 
 def bundle_with(plan: Plan, built: Catalog | None, version: int, expires: str | None = None) -> Bundle:
     """The next version: `built` (the changed shards' products, built with plan.reuse) in place of the changed shards."""
-    blobs: dict[str, bytes] = {}
-    shards = [s for s in plan.previous["shards"] if s["name"] not in plan.changed]
-    if built is not None:
-        if plan.index is not None:
-            built = replace(built, index_model=plan.index[0], index_codes=encode(plan.index[0], built.embeddings))
-        shards += shard_entries(built, blobs)
-    previous = plan.previous
-    models = {"embedder": previous["embedder"], "verifier": previous["verifier"]}
-    kept = len(plan.previous["shards"]) - len([s for s in plan.previous["shards"] if s["name"] in plan.changed])
+    previous, blobs = plan.previous, {}
+    kept = [s for s in previous["shards"] if s["name"] not in plan.changed]
+    built_shards = [] if built is None else shard_entries(built, blobs)  # its index codes were made with plan.index
     log.info("catalog %s v%d: %d shards built again, %d kept as published", previous["catalog_id"], version,
-             len(plan.changed), kept)
-    return bundle_of(previous["catalog_id"], version, models, shards, blobs, plan.index, expires=expires)
+             len(plan.changed), len(kept))
+    models = {"embedder": previous["embedder"], "verifier": previous["verifier"]}
+    return bundle_of(previous["catalog_id"], version, models, kept + built_shards, blobs, plan.index, expires=expires)

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.core.catalog import Catalog
 from edge.reporting.announcements import MAX_CATALOG_VERSION
-from sync_agent.bundle import MAX_VERSION_STEP, Bundle, blob_key, encode_signature, json_bytes, make_bundle, manifest_key, sha256_hex
+from sync_agent.bundle import MAX_VERSION_STEP, Bundle, blob_key, encode_signature, index_info, json_bytes, make_bundle, manifest_key, sha256_hex
 from sync_agent.errors import SyncError
 from sync_agent.storage import Storage
 
@@ -48,7 +48,7 @@ def published_index_model(storage: Storage, catalog_id: str, embedder_id: str) -
         log.warning("catalog %s: the published index model %s is missing or damaged; training a new one", catalog_id,
                     index["sha256"][:12])
         return None
-    return model, {k: v for k, v in index.items() if k not in ("sha256", "size")}
+    return model, index_info(index)
 
 
 def expiry(valid_for_s: float, now: datetime | None = None) -> str:

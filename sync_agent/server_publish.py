@@ -74,15 +74,14 @@ def publish_routes(store: CatalogStore, storage: Storage, key: Ed25519PrivateKey
                 version = next_version(change, storage, catalog_id)
                 delta = plan(storage, catalog_id, rows, embedder.model_id, verifier.id, settings.config.index.build)
                 store.snapshot(change, catalog_id, images, None if delta is None else set(delta.products))
+            # the published index model, kept while it fits (the plan read it already when there is one)
+            index_model = delta.index if delta is not None else published_index_model(storage, catalog_id, embedder.model_id)
             try:
-                if delta is None:  # the whole catalog, with the published index model while it fits
-                    previous_index = published_index_model(storage, catalog_id, embedder.model_id)
+                if delta is None or delta.products:  # the whole catalog, or the changed shards' products (reusing the
+                    # published features of their unchanged images)
                     report = build_catalog(images, built, embedder, verifier, detector, catalog_id, version,
-                                           index_kind=settings.config.index.build, index_model=previous_index)
-                elif delta.products:  # the changed shards' products, reusing the published features of unchanged images
-                    report = build_catalog(images, built, embedder, verifier, detector, catalog_id, version,
-                                           index_kind=settings.config.index.build, index_model=delta.index,
-                                           reuse=delta.reuse, reuse_thumbnails=delta.thumbnails)
+                                           index_kind=settings.config.index.build, index_model=index_model,
+                                           reuse=delta and delta.reuse, reuse_thumbnails=delta and delta.thumbnails)
                 else:  # only deletions: nothing to build
                     report = BuildReport()
             except ShelfIDError as exc:

@@ -117,14 +117,10 @@ class CatalogStore:
 
     def products(self, db: Database, catalog_id: str) -> list[dict]:
         """The catalog's products, each with its image files in order."""
-        images: dict[str, list[str]] = {}
-        for row in db["images"].rows_where("catalog_id = ?", [catalog_id], order_by="product_id, position"):
-            images.setdefault(row["product_id"], []).append(row["file"])
-        return [{"product_id": p["product_id"], "sku": p["sku"], "name": p["name"], "images": images.get(p["product_id"], [])}
-                for p in db["products"].rows_where("catalog_id = ?", [catalog_id], order_by="product_id")]
+        return [p | {"images": [file for file, _ in p["images"]]} for p in self.fingerprint_rows(db, catalog_id)]
 
     def fingerprint_rows(self, db: Database, catalog_id: str) -> list[dict]:
-        """The catalog's products with (file, sha256) of each image: what an incremental publish compares."""
+        """The catalog's products with (file, sha256) of each image in order: what an incremental publish compares."""
         images: dict[str, list[tuple[str, str]]] = {}
         for row in db["images"].rows_where("catalog_id = ?", [catalog_id], order_by="product_id, position"):
             images.setdefault(row["product_id"], []).append((row["file"], row["sha256"]))

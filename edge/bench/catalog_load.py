@@ -51,20 +51,19 @@ start = time.perf_counter()
 import numpy as np
 from edge.core.catalog import load_catalog
 from edge.core.config import Config
-from edge.core.index import CatalogIndex, search_one_query_at_a_time
+from edge.core.identify import catalog_index, open_models
+from edge.core.index import search_one_query_at_a_time
 imported = time.perf_counter()
 search_one_query_at_a_time()
 rss0 = int(open('/proc/self/statm').read().split()[1]) * 4096
 catalog = load_catalog(sys.argv[1], sys.argv[2], sys.argv[3])
 opened = time.perf_counter()
-ix = Config().index
-index = CatalogIndex(catalog.embeddings, ix.kind, ix.lsh_bits, ix.rerank, catalog.stored_index, ix.nprobe)
+index = catalog_index(catalog, Config().index)
 indexed = time.perf_counter()
 index.search(np.asarray(catalog.embeddings[:1], np.float32), 15)
 catalog.images_of(0)
 done = time.perf_counter()
 rss = int(open('/proc/self/statm').read().split()[1]) * 4096
-from edge.core.identify import open_models
 models = open_models(Config())  # the daemon's detector, embedder and verifier beside the catalog
 daemon_rss = int(open('/proc/self/statm').read().split()[1]) * 4096
 print(json.dumps({"daemon_rss_mb": round(daemon_rss / 2**20, 1), "open_s": round(opened - imported, 3), "index_s": round(indexed - opened, 3),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -30,16 +29,8 @@ def _add_build(actions: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_build)
 
 
-def existing_index_model(folder: Path) -> tuple[bytes, dict] | None:
-    """The search index model of the catalog a --force rebuild replaces: reused while it fits, so a publish of the
-    rebuilt catalog sends only the shards whose products changed."""
-    try:
-        return (folder / "index.faiss").read_bytes(), json.loads((folder / "catalog.json").read_text())["index"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def _build(args: argparse.Namespace) -> int:
+    from edge.core.catalog import stored_model
     from edge.core.catalog_build import build_catalog
     from edge.core.identify import open_models
 
@@ -47,7 +38,7 @@ def _build(args: argparse.Namespace) -> int:
     detector, embedder, verifier = open_models(config)
     report = build_catalog(args.images_dir, args.out, embedder, verifier, None if args.no_detect else detector,
                            args.catalog_id, args.version, args.force, args.variants, index_kind=config.index.build,
-                           index_model=existing_index_model(args.out))
+                           index_model=stored_model(args.out))
     for line in report.skipped:
         print(f"skipped: {line}", file=sys.stderr)
     print(f"wrote {args.out}: {report.products} products, {report.images} images, {len(report.skipped)} skipped")

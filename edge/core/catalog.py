@@ -179,6 +179,15 @@ def installed_version(catalog_dir: Path) -> int:
         return 0
 
 
+def stored_model(catalog_dir: Path) -> tuple[bytes, dict] | None:
+    """The folder's search index model and what catalog.json says of it, without opening the catalog; None when
+    it has none (a rebuild into the same folder keeps it, so unchanged shards stay unchanged)."""
+    try:
+        return (catalog_dir / "index.faiss").read_bytes(), json.loads((catalog_dir / "catalog.json").read_text())["index"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def load_catalog(path: Path | str, embedder_id: str | None = None, verifier_id: str | None = None) -> Catalog:
     """Open a catalog folder, checking it is complete and was computed with the given models."""
     path = Path(path)
@@ -203,7 +212,7 @@ def load_catalog(path: Path | str, embedder_id: str | None = None, verifier_id: 
     if (path / "image_table.npy").is_file():
         table = _load_array(path / "image_table.npy")
     else:  # written before the table: computed from images.json, as it was
-        table = image_table(_load_json(path / "images.json"), products, path)
+        table = image_table(_load_json(path / "images.json"), [p.product_id for p in products], path)
     stored = {}
     if (path / "index.faiss").is_file() or (path / "index_codes.npy").is_file():
         if not ((path / "index.faiss").is_file() and (path / "index_codes.npy").is_file()):
@@ -214,9 +223,9 @@ def load_catalog(path: Path | str, embedder_id: str | None = None, verifier_id: 
     return catalog
 
 
-def image_table(rows: list[dict], products: list, where: Path) -> np.ndarray:
+def image_table(rows: list[dict], product_ids: list[str], where: Path) -> np.ndarray:
     """images.json's rows as image_table.npy's int32 [images x 4]: product index, feature width, height, flags."""
-    index_of = {(p["product_id"] if isinstance(p, dict) else p.product_id): i for i, p in enumerate(products)}
+    index_of = {pid: i for i, pid in enumerate(product_ids)}
     table = np.zeros((len(rows), 4), np.int32)
     try:
         for i, row in enumerate(rows):

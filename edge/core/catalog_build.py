@@ -137,15 +137,14 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
 
     rows, crops_features, embeddings = [], [], []
     thumbnails: dict[str, bytes] = {}  # product id -> its first image's crop, small, for people (the installer's page)
-    batch: list[tuple[str, Path, np.ndarray, list[float], bool]] = []
+    batch: list[tuple[dict, np.ndarray]] = []  # (the image's row without its features' size, its crop)
     rng = np.random.default_rng(seed)
 
     def flush():
-        vectors = embedder.embed([crop for _, _, crop, _, _ in batch])
-        for (pid, path, crop, box, packshot), vector in zip(batch, vectors):
+        vectors = embedder.embed([crop for _, crop in batch])
+        for (row, crop), vector in zip(batch, vectors):
             features = strongest(verifier.features(crop), verifier.config.catalog_keypoints)
-            row = {"product_id": pid, "file": str(path.relative_to(images_dir)), "bbox": box, "feature_size": list(features.image_size),
-                   "packshot": packshot, "sha256": sha256_file(path)}
+            row = row | {"feature_size": list(features.image_size)}
             rows.append(row)
             crops_features.append(features)
             embeddings.append(vector)
@@ -157,9 +156,10 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
         batch.clear()
 
     for pid, path in tqdm(pairs, desc="catalog images", unit="img", disable=None):
-        earlier = reuse.get((pid, sha256_file(path))) if reuse and not variants else None
+        file, sha = str(path.relative_to(images_dir)), sha256_file(path)
+        earlier = reuse.get((pid, sha)) if reuse and not variants else None
         if earlier is not None:
-            rows.append(earlier.row | {"file": str(path.relative_to(images_dir))})
+            rows.append(earlier.row | {"file": file})
             crops_features.append(earlier.features)
             embeddings.append(earlier.embedding)
             report.reused += 1
@@ -172,7 +172,8 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
             report.skipped.append(str(exc))
             continue
         crop, box = crop_product(image, detector)
-        batch.append((pid, path, crop, box, is_packshot(image)))  # judged on the whole image: the crop loses the backdrop
+        # packshot: judged on the whole image (the crop loses the backdrop)
+        batch.append(({"product_id": pid, "file": file, "bbox": box, "packshot": is_packshot(image), "sha256": sha}, crop))
         if pid not in thumbnails:
             thumbnails[pid] = thumbnail_jpeg(crop)
         if len(batch) >= 16:
@@ -238,7 +239,7 @@ def write_catalog_arrays(folder: Path, info: dict, products: list[dict], rows: l
             (folder / "thumbnails" / f"{pid}.jpg").write_bytes(jpeg)
     (folder / "products.json").write_text(json.dumps(products, indent=1, ensure_ascii=False))
     (folder / "images.json").write_text(json.dumps(rows, indent=1))
-    np.save(folder / "image_table.npy", image_table(rows, products, folder))
+    np.save(folder / "image_table.npy", image_table(rows, [p["product_id"] for p in products], folder))
     np.save(folder / "embeddings.npy", embeddings.astype(np.float16))
     np.save(folder / "keypoints.npy", keypoints.astype(np.float16))  # pixels of a <= input_size image: 0.25 px steps at 512
     np.save(folder / "descriptors.npy", compact_descriptors(descriptors))

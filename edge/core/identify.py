@@ -18,7 +18,7 @@ import numpy as np
 
 from edge.core.appearance import aligned_residual, is_packshot
 from edge.core.catalog import Catalog, Product, load_catalog
-from edge.core.config import Config
+from edge.core.config import Config, IndexConfig
 from edge.core.decision import Calibration, Thresholds, choose, is_clear, load_calibration
 from edge.core.errors import CatalogError, ShelfIDError
 from edge.core.index import Candidate, CatalogIndex, collapse_to_products, search_one_query_at_a_time
@@ -264,14 +264,18 @@ def calibration_for(config: Config, verifier: Verifier) -> Calibration | None:
     return calibration
 
 
+def catalog_index(catalog: Catalog, ix: IndexConfig) -> CatalogIndex:
+    """The catalog's search index as the config asks for it (its stored index, or one built at load)."""
+    try:
+        return CatalogIndex(catalog.embeddings, ix.kind, ix.lsh_bits, ix.rerank, catalog.stored_index, ix.nprobe)
+    except ValueError as exc:  # a stored index that does not open is a broken catalog, said with its path
+        raise CatalogError(f"{catalog.path}: {exc}") from None
+
+
 def identifier_for(config: Config, catalog: Catalog, embedder: Embedder, verifier: Verifier, detector: Detector | None,
                    calibration: Calibration | None = None) -> Identifier:
     ix, v = config.index, config.verifier
-    try:
-        index = CatalogIndex(catalog.embeddings, ix.kind, ix.lsh_bits, ix.rerank, catalog.stored_index, ix.nprobe)
-    except ValueError as exc:  # a stored index that does not open is a broken catalog, said with its path
-        raise CatalogError(f"{catalog.path}: {exc}") from None
-    return Identifier(embedder, verifier, catalog, index, ix.top_k, v.candidates,
+    return Identifier(embedder, verifier, catalog, catalog_index(catalog, ix), ix.top_k, v.candidates,
                       Thresholds(v.min_inliers, v.min_inlier_ratio, v.max_appearance or float("inf")), detector, calibration,
                       appearance=v.max_appearance is not None)
 

@@ -103,13 +103,14 @@ def model_fits(model: bytes | None, info: dict | None, kind: str, dim: int, n: i
 
 def build_codes(vectors: np.ndarray, kind: str = "lsh", previous: bytes | None = None,
                 previous_info: dict | None = None) -> tuple[bytes, dict, np.ndarray] | None:
-    """(model, its info, codes) for a catalog's vectors: the previous model when it still fits, else a new one;
-    None for a catalog too small to need one."""
+    """(model, its info, codes) for a catalog's vectors: the previous model when it still fits (whatever the
+    catalog's size: a version, or the part of one an incremental publish builds, stays with its model), else a new
+    one; None for a catalog without a fitting model that is too small to need one."""
     n = len(vectors)
-    if n < MIN_IMAGES:
-        return None
     if model_fits(previous, previous_info, kind, vectors.shape[1], n):
         model, info = previous, dict(previous_info)
+    elif n < MIN_IMAGES:
+        return None
     else:
         model = train_model(vectors, kind)
         info = model_info(model, n)

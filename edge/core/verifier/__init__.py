@@ -57,12 +57,9 @@ def strongest(features: Features, keep: int, grid: int = 4) -> Features:
     width, height = max(features.image_size[0], 1), max(features.image_size[1], 1)
     cells = (np.clip((features.keypoints[:, 0] * grid // width).astype(int), 0, grid - 1) * grid
              + np.clip((features.keypoints[:, 1] * grid // height).astype(int), 0, grid - 1))
-    by_strength = np.argsort(-scores, kind="stable")
-    rank_in_cell = np.empty(n, np.int64)
-    seen = np.zeros(grid * grid, np.int64)
-    for i in by_strength:  # how many stronger keypoints share its cell
-        rank_in_cell[i] = seen[cells[i]]
-        seen[cells[i]] += 1
+    by_cell = np.lexsort((-scores, cells))  # cell by cell, strongest first within each
+    rank_in_cell = np.empty(n, np.int64)  # how many stronger keypoints share its cell
+    rank_in_cell[by_cell] = np.arange(n) - np.searchsorted(cells[by_cell], cells[by_cell])
     chosen = np.lexsort((-scores, rank_in_cell))[:keep]
     chosen = chosen[np.argsort(-scores[chosen], kind="stable")]
     return Features(features.keypoints[chosen], features.descriptors[chosen], features.image_size,
