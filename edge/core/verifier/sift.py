@@ -37,7 +37,7 @@ class SIFTVerifier:
         gray = cv2.cvtColor(resize_longest(image_bgr, self.config.input_size, upscale=True), cv2.COLOR_BGR2GRAY)
         size = (gray.shape[1], gray.shape[0])
         keypoints, descriptors = self.sift.detectAndCompute(gray, None)
-        if descriptors is None:
+        if not keypoints:  # OpenCV 4 returns None descriptors here, OpenCV 5 an empty array
             return Features.empty(self.descriptor_dim, size)
         points = np.array([k.pt for k in keypoints], np.float32)
         # a keypoint's score (what a catalog image keeps its strongest by) favours coarser scales: a shelf camera's
