@@ -15,6 +15,11 @@ so the token does not stay in the address bar. Without one the answer is 401, wi
 a wrong one 403: JSON for the API, and for a browser opening the page a small page
 (edge/web/static/token.html) whose form sends GET /?token=…. Nothing here changes state.
 
+Without a token (loopback only) the page answers only requests whose Host is a loopback name (localhost,
+*.localhost) or an IP address, and 421 to any other: a browser made to resolve an attacker's name to 127.0.0.1 (DNS
+rebinding, also through a port forwarded with `ssh -L`) sends that name, and cannot read the page. A page reached
+under any other name needs the token.
+
 Everything that arrives is hostile: at most `max_connections` connections are
 served at once (the rest get a 503 from the accepting thread, no new thread),
 the request line and headers must all arrive within `timeout_s` of the accept
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import hmac
 import io
+import ipaddress
 import json
 import logging
 import re
@@ -131,6 +137,10 @@ class Handler(BaseHTTPRequestHandler):
     def route(self) -> None:
         if len(self.path) > MAX_TARGET:
             return self.error(HTTPStatus.REQUEST_URI_TOO_LONG, f"request target over {MAX_TARGET} characters")
+        if self.server.token is None and not host_allowed(self.headers.get("Host")):
+            return self.error(HTTPStatus.MISDIRECTED_REQUEST, f"Host {self.headers.get('Host', '')[:100]!r} is not this page's: "
+                              "without a token it answers to localhost and IP addresses only (open it as http://127.0.0.1:"
+                              f"{self.server.server_address[1]}/, or set a token to use another name)")
         parts = urlsplit(self.path)
         try:
             query = parse_qs(parts.query, strict_parsing=bool(parts.query), max_num_fields=8)
@@ -353,6 +363,29 @@ class WebServer(ThreadingHTTPServer):
             log.debug("web %s: client gone: %s", client_address[0], exc)
         else:
             log.error("web %s: request failed", client_address[0], exc_info=exc)
+
+
+def host_allowed(host: str | None) -> bool:
+    """Whether a Host header names this page for a request without a token: none at all (HTTP/1.0, no browser), a
+    loopback name (RFC 6761: browsers resolve *.localhost to loopback themselves) or an IP address. DNS rebinding needs
+    a name the attacker's DNS answers for, so none of these can be one."""
+    if host is None:
+        return True
+    name = host.strip().lower()
+    if name.startswith("["):  # [v6] or [v6]:port
+        literal, bracket, _ = name[1:].partition("]")
+        return bool(bracket) and is_ip(literal)
+    name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+    name = name.rstrip(".")
+    return name == "localhost" or name.endswith(".localhost") or is_ip(name)
+
+
+def is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def prefers_html(accept: str) -> bool:
