@@ -46,6 +46,7 @@ def serve(args: argparse.Namespace, config: Config) -> int:
     import uvicorn
 
     from sync_agent.server import ServerSettings, create_app
+    from sync_agent.server_http import server_config
     from sync_agent.storage import S3Storage
 
     token = server_token(args.token_file)
@@ -61,7 +62,7 @@ def serve(args: argparse.Namespace, config: Config) -> int:
     app = create_app(settings)
     log.info("catalog server on http://%s:%d (work area %s, %s storage)", args.host, args.port, args.root,
              "S3" if storage else "local")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.Server(server_config(app, args.host, args.port, settings)).run()  # deadlines and a connection cap (server_http)
     return 0
 
 

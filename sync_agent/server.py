@@ -29,6 +29,7 @@ This module wires the parts together; each is read on its own:
     server_products   routes: put (with its image uploads) and delete a product
     server_publish    route: build, publish, announce
     server_detect     route: a photo identified against the latest published version (what `shelfid detect` says)
+    server_http       how connections are held (uvicorn's h11 protocol with a header deadline and a connection cap)
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(catalog_routes(store, storage, access))
     app.include_router(product_routes(store, settings, access))
     app.include_router(publish_routes(store, storage, key, settings, access))
-    app.include_router(detect_routes(storage, settings, [Depends(access("read"))]))  # a read token for the catalog will do
+    detect_router, app.state.detect_slots = detect_routes(storage, settings, [Depends(access("read"))])  # a read token will do
+    app.include_router(detect_router)
     app.include_router(token_routes(tokens, access("admin")))
     if isinstance(storage, LocalStorage):
         for top in ("catalogs", "blobs"):

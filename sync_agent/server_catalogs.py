@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from sync_agent.bundle import manifest_key
 from sync_agent.publish import collect_garbage, published_version
-from sync_agent.server_store import CATALOG_ID, CatalogStore
+from sync_agent.server_store import CATALOG_ID, CatalogStore, plain_text
 from sync_agent.server_tokens import Principal
 from sync_agent.storage import Storage
 
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 class NewCatalog(BaseModel):
     catalog_id: str = Field(pattern=CATALOG_ID, description="Letters, digits, '.', '_', '-'; at most 64.")
-    name: str = Field(default="", max_length=200)
+    name: Annotated[str, AfterValidator(plain_text)] = Field(default="", max_length=200, description="Plain text.")
 
 
 def catalog_routes(store: CatalogStore, storage: Storage, access: Callable[[str], Callable[..., Principal]]) -> APIRouter:

@@ -1,7 +1,7 @@
 """The catalog server's records in SQLite (through sqlite-utils): catalogs, products, images, published versions,
 access tokens and the audit trail. The image files themselves stay in the work area (server_store).
 
-    catalogs  (catalog_id PK, name, created_at, created_by, updated_at, updated_by)
+    catalogs  (catalog_id PK, name, created_at, created_by, updated_at, updated_by, generation (schema v3))
     products  (catalog_id, product_id) PK, sku, name, updated_at, updated_by     cascade from catalogs
     images    (catalog_id, product_id, file) PK, position, sha256, bytes         cascade from products
     versions  (catalog_id, version) PK, published_at, published_by, products, images, blobs   cascade from catalogs
@@ -97,7 +97,14 @@ def v2_access(db: Database) -> None:
     db.execute("CREATE INDEX audit_catalog ON audit (catalog_id, id)")
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [v1_catalog_records, v2_access]  # step i takes the schema from i to i + 1
+def v3_generation(db: Database) -> None:
+    """A random id per catalog row, new each time a catalog is created: a catalog deleted and created again under the
+    same id (within the same second, even) is another generation, so a publish that snapshotted the old one can tell."""
+    db.execute("ALTER TABLE catalogs ADD COLUMN generation TEXT NOT NULL DEFAULT ''")
+    db.execute("UPDATE catalogs SET generation = lower(hex(randomblob(16)))")
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [v1_catalog_records, v2_access, v3_generation]  # step i takes the schema from i to i + 1
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -4,33 +4,42 @@ identified against the catalog's latest published version.
 The models are opened at the first detection and shared by all that follow (a server that never detects never loads
 them). Each published version is assembled once from its bundle in storage (blobs hash-checked) into
 `<root>/detect/<catalog>/v<N>`, the way a device assembles it, and its identifier kept until a newer version is
-published; older folders are then removed. Requests are bounded before their body is read: the read token
-when the server has one (the guard refuses a POST without it), a declared body over the per-image cap (413), and
-at most `max_concurrent_detections` at once (503 with Retry-After, answered without reading the upload). The photo
-passes the same checks as a product image (server_products.check_image) in a temporary folder removed after.
+published; older folders are then removed.
+
+A request is bounded at each step. Before its body is read: the read token when the server has one (the guard refuses
+a POST without it) and a declared body over the per-image cap (413). The upload must then arrive whole within
+`upload_timeout_s` (408 after, the connection closed): a client that sends a little and stalls holds nothing but its
+own connection, because only then does the request wait for a detection slot, up to `detect_wait_s` (503 with
+Retry-After after). A slot is held only while the photo is decoded (once) and identified. At most
+`max_concurrent_detections` run at once and `max_detections_per_catalog` of one catalog, and a freed slot goes to the
+waiting catalog served longest ago, so the readers of one catalog cannot take every turn. The photo passes the same
+header checks as a product image (server_products) in a temporary folder removed after.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.params import Depends
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from edge.core.catalog import load_catalog
-from edge.core.errors import ShelfIDError
+from edge.core.errors import ImageError, ShelfIDError
 from edge.core.images import read_image
 from sync_agent.bundle import assemble, blob_key, manifest_key, parse_manifest, sha256_hex
 from sync_agent.errors import BundleError
-from sync_agent.server_products import save_upload
+from sync_agent.server_products import image_refused, save_upload
 from sync_agent.server_publish import Models, without_paths
 from sync_agent.server_settings import ServerSettings
 from sync_agent.server_store import CATALOG_ID
@@ -99,20 +108,83 @@ class PublishedIdentifiers:
         return data
 
 
-def detect_routes(storage: Storage, settings: ServerSettings, reads: Sequence[Depends]) -> APIRouter:
-    """`reads`: the dependencies of a route that reads what the token guards (the token check)."""
+class DetectSlots:
+    """At most `total` detections at once and `per_catalog` of one catalog. A request waits in the event loop (holding no
+    thread) up to `wait_s`; a freed slot goes to the waiting catalog that was served longest ago, then to the earliest
+    request of it."""
+
+    def __init__(self, total: int, per_catalog: int, wait_s: float):
+        self.total, self.per_catalog, self.wait_s = total, per_catalog, wait_s
+        self.running: Counter[str] = Counter()
+        self.waiting: list[tuple[str, asyncio.Future]] = []
+        self.served: dict[str, int] = {}  # catalog -> the turn it was last given a slot
+        self.turns = 0
+
+    def free_for(self, catalog_id: str) -> bool:
+        return sum(self.running.values()) < self.total and self.running[catalog_id] < self.per_catalog
+
+    def grant(self, catalog_id: str) -> None:
+        self.running[catalog_id] += 1
+        self.turns += 1
+        self.served[catalog_id] = self.turns
+
+    def release(self, catalog_id: str) -> None:
+        self.running[catalog_id] -= 1
+        self.waiting = [(c, f) for c, f in self.waiting if not f.done()]  # timed out meanwhile
+        for entry in sorted(self.waiting, key=lambda e: self.served.get(e[0], 0)):  # stable: earliest first per catalog
+            if self.free_for(entry[0]):
+                self.grant(entry[0])
+                entry[1].set_result(None)
+                self.waiting.remove(entry)
+
+    @asynccontextmanager
+    async def slot(self, catalog_id: str) -> AsyncIterator[None]:
+        if self.free_for(catalog_id):  # (no waiter can take it instead: a release gives every slot it can at once)
+            self.grant(catalog_id)
+        else:
+            granted = asyncio.get_running_loop().create_future()
+            self.waiting.append((catalog_id, granted))
+            try:
+                await asyncio.wait_for(granted, self.wait_s)
+            except asyncio.TimeoutError:
+                raise HTTPException(503, f"busy: {self.total} detection(s) in progress; retry shortly",
+                                    headers={"Retry-After": "1"}) from None
+            except BaseException:  # cancelled: a slot given at the same moment is given back
+                if granted.done() and not granted.cancelled():
+                    self.release(catalog_id)
+                raise
+        try:
+            yield
+        finally:
+            self.release(catalog_id)
+
+
+async def received_form(request: Request, timeout_s: float) -> FormData:
+    """The multipart body, all of it within `timeout_s` (408 otherwise: the guard then closes the connection)."""
+    async def parse() -> FormData:
+        return await request.form(max_files=1, max_fields=0)
+
+    try:
+        return await asyncio.wait_for(parse(), timeout_s)
+    except asyncio.TimeoutError:
+        raise HTTPException(408, f"the photo did not arrive within {timeout_s:g} s; send it again on a faster connection") from None
+
+
+def detect_routes(storage: Storage, settings: ServerSettings, reads: Sequence[Depends]) -> tuple[APIRouter, DetectSlots]:
+    """`reads`: the dependencies of a route that reads what the token guards (the token check). The slots are returned
+    for the app's state (a test can hold one, as a running detection would)."""
     router = APIRouter()
     identifiers = PublishedIdentifiers(storage, settings.root / "detect", Models(settings.config))
-    slots = threading.BoundedSemaphore(settings.max_concurrent_detections)
+    slots = DetectSlots(settings.max_concurrent_detections, settings.max_detections_per_catalog, settings.detect_wait_s)
 
-    def identify(catalog_id: str, upload: UploadFile) -> dict:
+    def identify(catalog_id: str, path: Path, name: str) -> dict:
         from edge.core.identify import Timings, to_record
 
         version, identifier = identifiers.latest(catalog_id)
-        name = upload.filename or "image"
-        with tempfile.TemporaryDirectory(prefix="detect-") as tmp:
-            path = save_upload(upload, Path(tmp) / "photo", settings, name)
-            frame = read_image(path, settings.max_pixels)
+        try:
+            frame = read_image(path, settings.max_pixels)  # the one decode
+        except ImageError as exc:
+            raise image_refused(exc, name) from None
         timings = Timings()
         found = identifier.identify_image(frame, detect=True, timings=timings)
         return {"image": name, "catalog_id": catalog_id, "catalog_version": version,
@@ -124,16 +196,17 @@ def detect_routes(storage: Storage, settings: ServerSettings, reads: Sequence[De
         length = request.headers.get("content-length")
         if length is not None and int(length) > settings.max_image_bytes + FORM_OVERHEAD:
             raise HTTPException(413, f"a detect request carries one image of at most {settings.max_image_bytes >> 20} MB")
-        if not slots.acquire(blocking=False):  # before the body is read: a busy server does not take the upload
-            raise HTTPException(503, f"busy: {settings.max_concurrent_detections} detection(s) in progress; retry shortly",
-                                headers={"Retry-After": "1"})
+        form = await received_form(request, settings.upload_timeout_s)  # before a slot: a stalled upload holds none
         try:
-            async with request.form(max_files=1, max_fields=0) as form:
-                upload = form.get("image")
-                if not isinstance(upload, UploadFile):
-                    raise HTTPException(422, "send the photo as the multipart/form-data file field 'image'")
-                return await run_in_threadpool(identify, catalog_id, upload)
+            upload = form.get("image")
+            if not isinstance(upload, UploadFile):
+                raise HTTPException(422, "send the photo as the multipart/form-data file field 'image'")
+            name = upload.filename or "image"
+            with tempfile.TemporaryDirectory(prefix="detect-") as tmp:
+                path, _ = await run_in_threadpool(save_upload, upload, Path(tmp) / "photo", settings, name)
+                async with slots.slot(catalog_id):
+                    return await run_in_threadpool(identify, catalog_id, path, name)
         finally:
-            slots.release()
+            await form.close()
 
-    return router
+    return router, slots

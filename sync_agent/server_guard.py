@@ -8,13 +8,18 @@
 then counts the body as it streams, chunked or not, and stops it at the cap
 (413): the count, not a header, is the limit, so the form parser never spools
 more than max_request_bytes to its temp files. Chunked bodies are therefore
-accepted. An answer given while the body is still unread closes the connection,
-so the rest of it is never read. Every error, 404 and 405 included, is JSON
-`{"error": "...", "status": N}`, and none names a path on this server.
+accepted. A body that sends nothing for `body_idle_timeout_s` is cut off (408).
+An answer given while the body is still unread closes the connection, so the
+rest of it is never read. A client that hangs up before its body is complete
+is one line in the log (not a traceback: anyone with a token could fill the log
+with them). Every error, 404 and 405 included, is JSON `{"error": "...",
+"status": N}`, and none names a path on this server.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from typing import Optional
 
@@ -24,10 +29,14 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sync_agent.server_settings import ServerSettings
+from sync_agent.server_store import printable
 from sync_agent.server_tokens import Tokens, needed
+
+log = logging.getLogger(__name__)
 
 
 def json_error(exc: StarletteHTTPException) -> JSONResponse:
@@ -60,8 +69,9 @@ def header_problem(method: str, path: str, headers: Headers, settings: ServerSet
     return None
 
 
-class BodyTooLarge(StarletteHTTPException):
-    """Raised from `receive` once a body passes the cap; FastAPI lets HTTP errors out of body parsing, so the app answers 413."""
+class BodyRefused(StarletteHTTPException):
+    """Raised from `receive` once a body passes the cap (413) or stalls (408); FastAPI lets HTTP errors out of body
+    parsing, so the app answers with it."""
 
 
 class RequestGuard:
@@ -81,15 +91,22 @@ class RequestGuard:
         received = 0
         unread = "transfer-encoding" in headers or headers.get("content-length", "0") != "0"
 
+        idle_s = self.settings.body_idle_timeout_s
+
         async def counted() -> Message:
             nonlocal received, unread
-            message = await receive()
+            if not unread:  # the body is in (or there is none): what comes now is the disconnect, whenever it comes
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), idle_s)
+            except asyncio.TimeoutError:
+                raise BodyRefused(408, f"the request body stalled: nothing arrived for {idle_s:g} s") from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 unread = message.get("more_body", False)
                 if received > cap:
                     unread = True
-                    raise BodyTooLarge(413, f"request body over {cap} bytes")
+                    raise BodyRefused(413, f"request body over {cap} bytes")
             return message
 
         async def closing(message: Message) -> None:
@@ -101,4 +118,8 @@ class RequestGuard:
         if problem:  # (in a thread: a token is looked up in the database)
             await json_error(problem)(scope, receive, closing)
             return
-        await self.app(scope, counted, closing)
+        try:
+            await self.app(scope, counted, closing)
+        except ClientDisconnect:  # nobody is left to answer; uvicorn sends nothing to a closed connection
+            log.info("%s %s: the client closed the connection before its request body was complete", scope["method"],
+                     printable(scope["path"][:200]))

@@ -2,9 +2,13 @@
 blobs, manifest and signature, record the version, and announce it on MQTT. Once a version is published, the next
 one builds only the shards whose products changed (sync_agent.incremental) and keeps the others' blobs.
 
-Three steps, so the slow one holds no lock: under the write lock, a snapshot of the catalog's rows with its images
-hard-linked into a temporary folder; the build, unlocked; under the write lock again, the manifest published and the
-version row written together (a publish that fails leaves no version row; one overtaken by another gets 409).
+Three steps, so the slow one holds no database lock: under the write lock, a snapshot of the catalog's rows (and its
+generation) with its images hard-linked into a temporary folder; the build, unlocked; under the write lock again, the
+manifest published and the version row written together (a publish that fails leaves no version row; one overtaken by
+another gets 409). The whole publish holds the catalog's publish lock (server_store.publishing), so a second publish of
+the same catalog gets 409 at once, before building anything. A catalog deleted during the build is a 404 at the end,
+and one deleted and created again under the same id is a 409 (another generation): nothing of the old catalog is
+published under the new one.
 """
 
 from __future__ import annotations
@@ -63,11 +67,15 @@ def publish_routes(store: CatalogStore, storage: Storage, key: Ed25519PrivateKey
 
     @router.post("/api/v1/catalogs/{catalog_id}/publish", status_code=201)
     def publish_catalog(catalog_id: str, principal: Principal = Depends(access("write"))) -> dict:
-        detector, embedder, verifier = models.get()  # before the lock: the first publish opens the models (seconds)
+        with store.publishing(catalog_id):  # first: a second publish of this catalog is refused before any work
+            return publish_locked(catalog_id, principal)
+
+    def publish_locked(catalog_id: str, principal: Principal) -> dict:
+        detector, embedder, verifier = models.get()  # before the write lock: the first publish opens the models (seconds)
         with tempfile.TemporaryDirectory(prefix=".publish-", dir=store.work) as tmp:
             images, built = Path(tmp) / catalog_id, Path(tmp) / "catalog"
             with store.writing() as change:  # a snapshot of the rows and their files; the build runs without the lock
-                store.catalog(change.db, catalog_id)
+                generation = store.catalog(change.db, catalog_id)["generation"]
                 rows = store.fingerprint_rows(change.db, catalog_id)
                 if not rows:
                     raise HTTPException(409, f"catalog {catalog_id!r} has no products to publish")
@@ -87,7 +95,9 @@ def publish_routes(store: CatalogStore, storage: Storage, key: Ed25519PrivateKey
             except ShelfIDError as exc:
                 raise HTTPException(422, f"catalog {catalog_id!r} cannot be built: {without_paths(str(exc), Path(tmp))}") from None
             with store.writing() as change:  # the version row and the manifest together, or neither
-                store.catalog(change.db, catalog_id)  # deleted meanwhile: 404, nothing published
+                if store.catalog(change.db, catalog_id)["generation"] != generation:  # deleted meanwhile: 404 (above)
+                    raise HTTPException(409, f"catalog {catalog_id!r} was deleted and created again while it was being "
+                                             "built; nothing was published (publish the new one when it is ready)")
                 if (latest := next_version(change, storage, catalog_id) - 1) >= version:
                     raise HTTPException(409, f"catalog {catalog_id!r} was published meanwhile (v{latest}); publish again")
                 try:

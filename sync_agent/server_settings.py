@@ -27,4 +27,14 @@ class ServerSettings:
     max_pixels: int = 40_000_000
     min_image_side: int = 32  # below this a product photo holds nothing to match (a 1×1 placeholder, an icon)
     database: Optional[Path] = None  # the records (SQLite); default <root>/catalog.db
-    max_concurrent_detections: int = 1  # detect requests identifying at once (they share one set of models); more get 503
+    max_concurrent_detections: int = 1  # detections identifying at once (they share one set of models)
+    max_detections_per_catalog: int = 1  # of those, at once for one catalog: its readers cannot take every slot
+    detect_wait_s: float = 5.0  # a received photo waits this long for a slot, then 503
+    upload_timeout_s: float = 10.0  # a detect photo must arrive whole within this (408 after), before it waits for a slot
+    max_concurrent_image_checks: int = 2  # product photos decoded at once, all requests together (each holds its pixels)
+    image_check_wait_s: float = 30.0  # a product upload waits this long for an image check, then 503
+    max_pixels_per_request: int = 160_000_000  # product photos of one request together (13 photos of 12 MP, 4 of 40 MP)
+    body_idle_timeout_s: float = 30.0  # a request body that sends nothing for this long is cut off (408)
+    header_timeout_s: float = 10.0  # a connection's request line and headers must arrive within this
+    keep_alive_s: int = 5  # an idle kept-alive connection is closed after this
+    max_connections: int = 256  # open at once; a new one past it closes the longest-idle one (or gets 503 when none is)

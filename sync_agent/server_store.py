@@ -10,6 +10,9 @@ transaction; if the transaction fails the rename is undone, so a failed request 
 The database's write lock is the one writer lock for every thread and every worker process on this root, publishing
 and re-signing included. Folders starting with '.' are staging or trash.
 
+A publish holds a lock file per catalog (`<work>/.publishing/<catalog_id>`, flock) for its whole length, build
+included, so a second publish of the catalog, from any thread or worker process, is refused at once.
+
 A work area from before the database (`<work>/<id>/catalog.json` + `products.csv`) is imported at start, once per
 catalog (its two files are removed once its rows are committed).
 """
@@ -17,6 +20,7 @@ catalog (its two files are removed once its rows are committed).
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import json
 import logging
@@ -39,7 +43,25 @@ from models.safe_write import fsync_dir, fsync_tree
 from sync_agent.server_db import connect, migrate, now, transaction
 
 CATALOG_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # anchored for pydantic's search; checked here with re.fullmatch
+# Characters a name or SKU never needs and that change what a terminal, a log or a page shows around them: C0 and C1
+# controls (ESC starts terminal sequences, CR/LF forge lines), the bidi controls (U+202E shows the rest reversed), the
+# line and paragraph separators, lone surrogates. Joiners (U+200C/D) stay: Persian, Indic scripts and emoji need them.
+UNSAFE_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
 log = logging.getLogger(__name__)
+
+
+def plain_text(value: str) -> str:
+    """`value` when it holds no control or direction character (a pydantic validator: ValueError otherwise)."""
+    if found := UNSAFE_TEXT.search(value):
+        raise ValueError(f"{ascii(found.group())[1:-1]} at position {found.start()} is a control or direction character; "
+                         "send plain text (names are shown on terminals, in logs and on pages)")
+    return value
+
+
+def printable(text: str) -> str:
+    """`text` for one log line: what is not printable (controls, bidi and other format characters, separators) written
+    as its escape, so a stored name cannot end the line, forge another or reorder what follows."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def check_catalog_id(catalog_id: str) -> None:
@@ -61,7 +83,7 @@ class Change:
 
     def audit(self, actor: str, action: str, catalog_id: str | None, detail: str = "") -> None:
         self.db["audit"].insert({"at": now(), "actor": actor, "action": action, "catalog_id": catalog_id, "detail": detail})
-        self.lines.append(f"audit: {actor} {action} {catalog_id or '-'} {detail}".rstrip())
+        self.lines.append(printable(f"audit: {actor} {action} {catalog_id or '-'} {detail}".rstrip()))
 
 
 class CatalogStore:
@@ -132,7 +154,8 @@ class CatalogStore:
     def create(self, catalog_id: str, name: str, actor: str) -> dict:
         check_catalog_id(catalog_id)
         at = now()
-        row = {"catalog_id": catalog_id, "name": name, "created_at": at, "created_by": actor, "updated_at": at, "updated_by": actor}
+        row = {"catalog_id": catalog_id, "name": name, "created_at": at, "created_by": actor, "updated_at": at, "updated_by": actor,
+               "generation": uuid.uuid4().hex}
         with self.writing() as change:
             try:
                 change.db["catalogs"].insert(row)
@@ -163,14 +186,42 @@ class CatalogStore:
 
     @contextmanager
     def staging(self, catalog_id: str, product_id: str) -> Iterator[Path]:
-        """An empty folder in the catalog's, for a product's new images; gone afterwards unless `replace_product` took it."""
+        """An empty folder in the catalog's, for a product's new images; gone afterwards unless `replace_product` took it.
+        A block that fails because the folder went away (the catalog was deleted meanwhile: its folder with it) is a 404."""
         with self.connected() as db:
             self.catalog(db, catalog_id)
-        staging = Path(tempfile.mkdtemp(prefix=f".{product_id}.", dir=self.folder(catalog_id)))
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f".{product_id}.", dir=self.folder(catalog_id)))
+        except FileNotFoundError:
+            raise self.deleted_meanwhile(catalog_id) from None
         try:
             yield staging
+        except Exception:
+            if not staging.is_dir():
+                raise self.deleted_meanwhile(catalog_id) from None
+            raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    @staticmethod
+    def deleted_meanwhile(catalog_id: str) -> HTTPException:
+        return HTTPException(404, f"catalog {catalog_id!r} was deleted while the images were being checked; nothing was stored")
+
+    @contextmanager
+    def publishing(self, catalog_id: str) -> Iterator[None]:
+        """Held for a whole publish of the catalog: a second one, from this process or another worker on this root, gets
+        409 at once instead of building for minutes to lose at the end. An flock on a file that is never removed (so it
+        cannot be unlinked under its holder); the kernel releases it when its holder dies."""
+        check_catalog_id(catalog_id)
+        folder = self.work / ".publishing"
+        folder.mkdir(exist_ok=True)
+        with open(folder / catalog_id, "ab") as lock:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise HTTPException(409, f"catalog {catalog_id!r} is being published already; publish again once that "
+                                         "one is done", headers={"Retry-After": "10"}) from None
+            yield
 
     def replace_product(self, catalog_id: str, product_id: str, staging: Path, sku: str, name: str, actor: str) -> bool:
         """The product's images become those in `staging`, its row (sku, name) is written; whether it existed before."""
@@ -272,7 +323,8 @@ class CatalogStore:
         meta = json.loads((folder / "catalog.json").read_text())
         catalog_id, at = folder.name, meta.get("created_at") or now()
         change.db["catalogs"].insert({"catalog_id": catalog_id, "name": meta.get("name", ""), "created_at": at,
-                                      "created_by": "import", "updated_at": now(), "updated_by": "import"})
+                                      "created_by": "import", "updated_at": now(), "updated_by": "import",
+                                      "generation": uuid.uuid4().hex})
         rows: dict[str, dict] = {}
         if (folder / "products.csv").is_file():
             with open(folder / "products.csv", newline="", encoding="utf-8") as f:

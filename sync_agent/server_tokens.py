@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal, Optional
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from sync_agent.server_db import now
 from sync_agent.server_store import CATALOG_ID, CatalogStore
@@ -127,7 +127,17 @@ def requires(tokens: Tokens, need: str) -> Callable[..., Principal]:
 class NewToken(BaseModel):
     catalog_id: str = Field(pattern=CATALOG_ID, description="The catalog the token is for.")
     scope: Literal["read", "write"] = Field(description="read: get the catalog and detect; write: also change and publish it.")
-    name: str = Field(default="", max_length=100, description="Who or what holds it (shown in the audit trail).")
+    name: str = Field(default="", max_length=100, description="Who or what holds it (shown in the audit trail); printable text.")
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, name: str) -> str:
+        # the name is in every audit line its token causes: a newline would forge lines, a control or bidi character
+        # change how they read
+        if not name.isprintable():
+            bad = next(c for c in name if not c.isprintable())
+            raise ValueError(f"{ascii(bad)[1:-1]} is not printable; a token's name is one line of plain text")
+        return name
 
 
 def token_routes(tokens: Tokens, admin: Callable[..., Principal]) -> APIRouter:
@@ -152,7 +162,8 @@ def token_routes(tokens: Tokens, admin: Callable[..., Principal]) -> APIRouter:
         return Response(status_code=204)
 
     @router.get("/api/v1/audit")
-    def audit(catalog_id: Optional[str] = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
+    def audit(catalog_id: Optional[str] = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+              principal: Principal = Depends(admin)) -> list[dict]:
         """The latest changes, newest first."""
         where, args = ("catalog_id = ?", [catalog_id]) if catalog_id else (None, [])
         with tokens.store.connected() as db:

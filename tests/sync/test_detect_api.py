@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 
 import pytest
 import requests
@@ -18,7 +17,6 @@ from sync_agent.storage import LocalStorage
 from tests.conftest import REPO
 from tests.sync.conftest import TOKEN
 from tools.http_harness import ServerThread
-from tools.nginx_harness import read_head
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 FRAME = REPO / "samples" / "shelf" / "frame_0150.jpg"
@@ -87,16 +85,5 @@ def test_detection_needs_the_token_when_the_server_has_one(detect_server, header
     assert answer.status_code == status and answer.json()["status"] == status
 
 
-def test_a_busy_server_answers_503_without_reading_the_upload(detect_server):
-    server, _ = detect_server
-    body = b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.jpg\"\r\n\r\nnot a jpeg\r\n--b--\r\n"
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as first:
-        first.sendall(f"POST /api/v1/catalogs/shelf/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
-                      f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {len(body)}\r\n"
-                      "Expect: 100-continue\r\n\r\n".encode())
-        assert read_head(first)[0].startswith(b"HTTP/1.1 100 Continue")  # the route holds the one slot and asks for the body
-        busy = detect(server.url, FRAME.read_bytes())
-        assert busy.status_code == 503 and busy.headers["Retry-After"] == "1" and "busy" in busy.json()["error"]
-        first.sendall(body)
-        assert read_head(first)[0].startswith(b"HTTP/1.1 415 ")
-    assert detect(server.url, b"not an image").status_code == 415  # the slot is free again
+# A busy server, a stalled upload and per-catalog fairness: tests/sync/test_server_attacks2.py (issue 33: the photo is now
+# received before a slot is taken, so the old test of a 503 without reading the upload no longer holds).

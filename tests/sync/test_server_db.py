@@ -55,17 +55,18 @@ def test_a_v1_database_is_migrated_to_the_current_schema_keeping_its_rows(tmp_pa
 
     store = CatalogStore(tmp_path / "work", tmp_path / "catalog.db")  # what a server does at start
     with store.connected() as db:
-        assert schema_version(db) == SCHEMA_VERSION == 2
+        assert schema_version(db) == SCHEMA_VERSION == 3
         assert {"tokens", "audit"} <= set(db.table_names())
         assert store.products(db, "shelf") == [{"product_id": "p1", "sku": "sku1", "name": "P one", "images": []}]
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert migrate(db) == (2, 2)  # nothing left to do
+        assert len(db.execute("SELECT generation FROM catalogs").fetchone()[0]) == 32  # the v3 step gave the old row one
+        assert migrate(db) == (3, 3)  # nothing left to do
 
 
 def test_a_database_newer_than_the_server_is_refused(tmp_path):
     db = connect(tmp_path / "catalog.db")
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    with pytest.raises(RuntimeError, match="schema version 3"):
+    with pytest.raises(RuntimeError, match=f"schema version {SCHEMA_VERSION + 1}"):
         migrate(db)
 
 
