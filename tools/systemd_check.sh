@@ -64,7 +64,7 @@ fi
 # 2. ShelfID, installed by tools/install.sh inside the root when the checkout changed
 snapshot="$(mktemp)"
 trap 'rm -f "$snapshot"' EXIT
-(cd "$SRC" && { git ls-files -co --exclude-standard -- setup.py pyproject.toml README.md config.example.yaml edge models \
+(cd "$SRC" && { git ls-files -co --exclude-standard -- setup.py pyproject.toml requirements.lock README.md config.example.yaml edge models \
     sync_agent systemd tools/install.sh samples/shelf-catalog samples/shelf.mp4; ls models/weights/*.onnx; } | sort -u \
     | tar -cf "$snapshot" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -T -)
 stamp="$(sha256sum <"$snapshot" | cut -c1-64)"
