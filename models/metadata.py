@@ -12,11 +12,14 @@ import ast
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 
 from models.errors import ModelError
+
+if TYPE_CHECKING:
+    import onnx
 
 
 def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
@@ -78,6 +81,8 @@ def describe_onnx(path: Path | str) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: no such model file")
+    import onnx  # here, not at the top: importing onnx costs ~1 s, and every `shelfid` process imports this module
+
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # protobuf's DecodeError and friends

@@ -93,25 +93,33 @@ def test_a_stalled_camera_stops_the_watchdog_pings_until_frames_flow_again(tmp_p
     daemon = threading.Thread(target=run, args=(config, sample_catalog_dir), kwargs={"source": camera})
     daemon.start()
 
-    def drain(timeout: float) -> list[str]:
-        """Messages arriving within `timeout` seconds (a window to observe, not a wait for an event)."""
-        sock.settimeout(timeout)
-        out, deadline = [], time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            sock.settimeout(left)
-            try:
-                out.append(sock.recv(256).decode())
-            except TimeoutError:
-                break
-        return out
+    # Read the socket all along, as systemd does: a datagram socket nobody reads fills after a few messages and then
+    # blocks the daemon's next notify (this test once spent two minutes there)
+    received: list[tuple[float, str]] = []
+    done = threading.Event()
 
+    def read() -> None:
+        sock.settimeout(0.1)
+        while not done.is_set():
+            try:
+                received.append((time.monotonic(), sock.recv(256).decode()))
+            except TimeoutError:
+                pass
+
+    reader = threading.Thread(target=read)
+    reader.start()
     assert camera.stalled.wait(60)
-    before = drain(0.3)  # the frame in flight when the camera hung may still ping once
-    during = drain(2.0)  # hung camera: the loop has no frame, so no ping; systemd would restart us after WatchdogSec
+    stalled_at = time.monotonic()
+    time.sleep(2.3)  # a window to observe (not a wait for an event): the hung camera gives the loop no frame, so no ping
+    released_at = time.monotonic()
     camera.release.set()
     daemon.join(120)
-    after = drain(0.5)
+    done.set()
+    reader.join()
     sock.close()
+    before = [m for t, m in received if t < stalled_at + 0.3]  # the frame in flight when the camera hung may still ping once
+    during = [m for t, m in received if stalled_at + 0.3 <= t < released_at]  # systemd would restart us after WatchdogSec
+    after = [m for t, m in received if t >= released_at]
     assert "READY=1" not in during and during.count("WATCHDOG=1") == 0
     assert after.count("WATCHDOG=1") >= 1 and after[-1] == "STOPPING=1"
     assert before[0] == "READY=1" and before.count("WATCHDOG=1") >= 5  # pings while frames flowed
