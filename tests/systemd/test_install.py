@@ -6,12 +6,7 @@ import hashlib
 import os
 import subprocess
 
-import pytest
-
 from tests.conftest import REPO
-
-# pip builds this checkout in place (its build/ folder): two installers at once from one checkout would collide
-pytestmark = pytest.mark.xdist_group("installer")
 
 
 def tree(root) -> dict[str, str]:
