@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from filelock import FileLock
 from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,6 +27,23 @@ needs_upstream_yolov5 = pytest.mark.skipif(not YOLOV5N_PT.is_file(), reason=f"up
 settings.register_profile("ci", max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 settings.register_profile("long", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def once_per_run(tmp_path_factory, name: str, make: Callable[[Path], Path]) -> Path:
+    """What `make(folder)` returns, made once per test run: under pytest-xdist each worker is a session of its own, so
+    a session fixture would be made once per worker; here the first worker makes it and the others wait and reuse it.
+    What it returns is shared: tests only read it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder = root / f"once-{name}"
+    with FileLock(f"{folder}.lock"):
+        made = folder / ".made"
+        if not made.is_file():  # a worker that failed half-way leaves no .made: start again
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            made.write_text(str(make(folder).relative_to(folder)))
+        return folder / made.read_text()
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +74,7 @@ def sample_catalog_dir(tmp_path_factory) -> Path:
     from edge.bench.pipeline import sample_catalog
     from edge.core.config import Config
 
-    return sample_catalog(Config(), tmp_path_factory.mktemp("sample") / "catalog", "shelf")
+    return once_per_run(tmp_path_factory, "sample-catalog", lambda folder: sample_catalog(Config(), folder / "catalog", "shelf"))
 
 
 @pytest.fixture(scope="session")
@@ -62,9 +82,11 @@ def small_embedder(tmp_path_factory) -> Path:
     """A seeded, untrained ResNet34 embedder at 96 px, as ONNX with its .pt beside it."""
     from models.export import export_embedder
 
-    out = tmp_path_factory.mktemp("embedder") / "embedder.onnx"
-    export_embedder(out, input_size=96, seed=1, save_torch=True)
-    return out
+    def make(folder: Path) -> Path:
+        export_embedder(folder / "embedder.onnx", input_size=96, seed=1, save_torch=True)
+        return folder / "embedder.onnx"
+
+    return once_per_run(tmp_path_factory, "small-embedder", make)
 
 
 @pytest.fixture(scope="session")
@@ -74,9 +96,11 @@ def upstream_yolov5n(tmp_path_factory) -> Path:
         pytest.skip(f"upstream checkpoint not at {YOLOV5N_PT}")
     from models.export import import_yolov5
 
-    out = tmp_path_factory.mktemp("yolo") / "yolov5n.onnx"
-    import_yolov5(YOLOV5N_PT, out, 640, save_torch=True)
-    return out
+    def make(folder: Path) -> Path:
+        import_yolov5(YOLOV5N_PT, folder / "yolov5n.onnx", 640, save_torch=True)
+        return folder / "yolov5n.onnx"
+
+    return once_per_run(tmp_path_factory, "yolov5n", make)
 
 
 @pytest.fixture
