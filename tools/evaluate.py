@@ -44,7 +44,7 @@ from edge.core.catalog import load_catalog  # noqa: E402
 from edge.core.catalog_build import build_catalog  # noqa: E402
 from edge.core.config import Config  # noqa: E402
 from edge.core.config_file import load_config  # noqa: E402
-from edge.core.identify import Identifier, Timings, calibration_for, identifier_for, open_models  # noqa: E402
+from edge.core.identify import Identification, Identifier, Timings, calibration_for, identifier_for, open_models  # noqa: E402
 from edge.core.images import centre_crop, read_image  # noqa: E402
 
 # chosen on val, packaged recall@1 at 1.0 / 0.85 / 0.7 / 0.55 of each side: 0.76 / 0.85 / 0.87 / 0.79 with the
@@ -117,6 +117,16 @@ def pick_shots(data: Path, k: int, seed: int) -> dict[int, list[Path]]:
     return {c: rng.sample(paths, min(k, len(paths))) for c, paths in sorted(by_class.items())}
 
 
+def convincing(ident: Identification) -> tuple:
+    """Sort key (higher first) for several detections in a photo of one product: identified, confidence, inliers."""
+    return ident.status == "identified", ident.confidence, ident.inliers
+
+
+def open_set_split(names: list[str], seed: int) -> set[str]:
+    """The seeded third of the products removed from the open-set catalog."""
+    return set(random.Random(seed).sample(sorted(names), len(names) // 3))
+
+
 def run_photos(identifier: Identifier, photos: list[tuple[Path, str]], in_catalog: set[str], detect: bool, crop: float,
                timings: Timings, desc: str) -> list[PhotoResult]:
     results = []
@@ -125,8 +135,7 @@ def run_photos(identifier: Identifier, photos: list[tuple[Path, str]], in_catalo
         image = read_image(path)
         found = identifier.identify_image(image if detect else centre_crop(image, crop), detect=detect, timings=timings)
         # each photo shows one product: judge the most convincing detection
-        found.sort(key=lambda f: (f.identification.status == "identified", f.identification.confidence, f.identification.inliers),
-                   reverse=True)
+        found.sort(key=lambda f: convincing(f.identification), reverse=True)
         if not found:
             results.append(PhotoResult(truth, [], "unknown", None, 0.0, truth in in_catalog))
             continue
@@ -186,7 +195,7 @@ def evaluate_subset(name: str, products: list[Product], photos: list[tuple[Path,
     queries = [(path, by_id[c].name) for path, c in photos if c in by_id]
     if limit:
         queries = random.Random(seed).sample(queries, min(limit, len(queries)))
-    removed = set(random.Random(seed).sample(sorted(p.name for p in products), len(products) // 3))
+    removed = open_set_split([p.name for p in products], seed)
     kept = [p for p in products if p.name not in removed]
     detector, embedder, verifier = models
     timings = Timings()

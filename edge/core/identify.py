@@ -68,6 +68,13 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class Examined:
+    candidates: tuple[Candidate, ...]  # retrieved, best first
+    matches: tuple[Match, ...]  # matches[i] belongs to candidates[i]; the rest were not verified
+    identification: Identification
+
+
+@dataclass(frozen=True)
 class Detected:
     bbox: tuple[float, float, float, float]
     identification: Identification
@@ -165,6 +172,11 @@ class Identifier:
         return image
 
     def identify_crops(self, crops: list[np.ndarray], timings: Timings | None = None) -> list[Identification]:
+        return [examined.identification for examined in self.examine(crops, timings)]
+
+    def examine(self, crops: list[np.ndarray], timings: Timings | None = None) -> list[Examined]:
+        """identify_crops with the evidence it decided on: per crop, the candidates retrieved and the matches of
+        those verified (for evaluation and calibration tools)."""
         timings = timings or Timings()
         if not crops:
             return []
@@ -180,7 +192,8 @@ class Identifier:
             else:
                 matches = [Match.none()] * min(len(cands), self.verify_candidates)
             verified = sum(self._needs_keypoints(c.product_index) for c in cands[: len(matches)])  # an early stop verifies fewer
-            results.append(replace(decide(self.catalog, cands, matches, self.thresholds, self.calibration), verified=verified))
+            identification = replace(decide(self.catalog, cands, matches, self.thresholds, self.calibration), verified=verified)
+            results.append(Examined(tuple(cands), tuple(matches), identification))
         return results
 
     def _needs_keypoints(self, product_index: int) -> bool:
