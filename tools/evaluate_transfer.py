@@ -1,0 +1,304 @@
+#!/usr/bin/env python3
+"""Transfer benchmark: the decision on several sources, each reported on its own.
+
+    python tools/evaluate_transfer.py [--sources grocery-val,shelf-video,os2d-demo,synthetic] [--json] [--out FILE]
+
+Sources (a source is catalog references, labelled instances, and the products left out for the open set):
+  grocery-val  the Grocery Store Dataset val photos of the 31 packaged products against their iconic images,
+               the photo's centre as tools/evaluate.py queries it (--detect: the detector's most convincing box);
+               open set: tools/evaluate.py's seeded third of the products left out
+  shelf-video  the shared video's 32 hand-labelled frames (samples/shelf-video-labels.json), boxes at least half
+               visible, the detector's box matched to each (IoU >= 0.5; --boxes labelled: the label's box);
+               catalog: Chá Mate Limão, Chá Mate Natural, Coca-Cola Sem Açúcar can (samples/shelf-catalog);
+               open set: the video's other products, and each Chá Mate left out in turn (its twin stays)
+  os2d-demo    the fridge shelf photo of ../shared/data/os2d-demo with our labels (samples/os2d-demo-labels.json):
+               two Danissimo Fantasy packshots; open set: other Danissimos and yoghurts, and each Fantasy left out
+  synthetic    models/transfer_suite.py from the Grocery iconic images of the packaged products: references
+               as packshot / tight crop / upscaled, queries on a shelf, small, under a sticker, in other light,
+               colour twins with one of each pair left out
+
+Per source: recall (right product named), wrong (another catalog product named; `sibling`: one of the same
+family — brand for Grocery, colour twin for synthetic, look-alike line on the shelves), false_id (instances
+whose product is in no catalog the run used, named), twin_false_id (of those, ones whose sibling stayed in the
+catalog, named as it), with counts and seconds.
+
+--out writes one JSON line per instance and run: source, run (closed / open-N), truth, its family, whether its
+product was in the catalog, the retrieved candidates with similarity and, where verified, inliers, inlier ratio,
+spread, appearance residual, reference kind, and the decision (status, product named, confidence). A calibration
+tool can fit on some sources' records and evaluate on the others (summarise() takes any subset).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+from edge.core.catalog import load_catalog  # noqa: E402
+from edge.core.catalog_build import build_catalog  # noqa: E402
+from edge.core.config import Config  # noqa: E402
+from edge.core.config_file import load_config  # noqa: E402
+from edge.core.identify import Examined, calibration_for, crop_boxes, identifier_for, open_models  # noqa: E402
+from edge.core.images import centre_crop, read_image  # noqa: E402
+from models.transfer_suite import CONDITIONS, contact_sheet, make_suite  # noqa: E402
+from tools.evaluate import PHOTO_CROP, convincing, evaluation_config, open_set_split, read_dataset  # noqa: E402
+from tools.evaluate_video import LABELS, SAMPLE_IMAGES, SHARED_VIDEO, UNSCORED, assign, read_frames, read_labels, scaled  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO.parent / "shared" / "data"
+OS2D_LABELS = REPO / "samples" / "os2d-demo-labels.json"
+SOURCES = ("grocery-val", "shelf-video", "os2d-demo", "synthetic")
+VIDEO_CATALOG = ("cha-mate-limao", "cha-mate-natural", "coca-cola-can")
+VIDEO_FAMILIES = {"cha-mate-limao": "cha-mate", "cha-mate-natural": "cha-mate", "cha-mate-unsure": "cha-mate",
+                  "coca-cola-can": "coca-cola-can", "coca-cola-can-original": "coca-cola-can"}
+BACKGROUNDS = 12  # Grocery train photos the synthetic packs are pasted onto
+
+
+@dataclass(frozen=True)
+class Instance:
+    key: str  # where it comes from (photo, frame and box, synthetic condition)
+    truth: str  # product id; products in no catalog keep their own id (or "other")
+    crops: tuple[np.ndarray, ...]  # the query, or a detector's boxes of one photo (the most convincing is judged); none: missed
+
+
+@dataclass
+class Source:
+    name: str
+    references: dict[str, list]  # product id -> catalog images (paths or BGR arrays)
+    instances: list[Instance]
+    left_out: list[set[str]] = field(default_factory=list)  # one open-set run per set: the catalog without them
+    families: dict[str, str] = field(default_factory=dict)  # product id -> family (absent: its own)
+    detector_builds: bool = False  # the catalog build crops references with the detector (as tools/evaluate_video.py)
+
+    def family(self, product: str) -> str:
+        return self.families.get(product, product)
+
+
+def grocery_val(data: Path, models, detect: bool, seed: int, limit: int | None = None) -> Source:
+    products, photos = read_dataset(data, "val")
+    packaged = {p.class_id: p for p in products if p.packaged}
+    chosen = [(path, packaged[c].name) for path, c in photos if c in packaged]
+    if limit:
+        chosen = random.Random(seed).sample(chosen, min(limit, len(chosen)))
+    instances = []
+    for path, truth in tqdm(chosen, desc="grocery-val photos", unit="photo", disable=None):
+        image = read_image(path)
+        if detect:
+            crops = tuple(crop_boxes(image, [d.bbox for d in models[0].detect(image)])[1])
+        else:
+            crops = (centre_crop(image, PHOTO_CROP),)
+        instances.append(Instance(str(path.relative_to(data)), truth, crops))
+    names = [p.name for p in packaged.values()]
+    return Source("grocery-val", {p.name: [p.iconic] for p in packaged.values()}, instances, [open_set_split(names, seed)],
+                  {n: n.split("-")[0] for n in names})
+
+
+def labelled_instances(image: np.ndarray, key: str, labels: list[tuple[tuple, str]], models, boxes: str) -> list[Instance]:
+    """One instance per label ((x1, y1, x2, y2), product): the detector's box matched to it, or the label's own box."""
+    if boxes == "labelled":
+        found = [b for b, _ in labels]
+        matched = {i: i for i in range(len(labels))}
+    else:
+        found = [d.bbox for d in models[0].detect(image)]
+        matched = assign([_Label(b) for b, _ in labels], found)
+    keep, crops = crop_boxes(image, found)
+    crop_of = dict(zip(keep, crops))
+    return [Instance(f"{key}#{i}", product, (crop_of[matched[i]],) if matched.get(i) in crop_of else ())
+            for i, (_, product) in enumerate(labels)]
+
+
+@dataclass(frozen=True)
+class _Label:  # what tools.evaluate_video.assign reads
+    box: tuple
+
+
+def shelf_video(video: Path, models, boxes: str) -> Source:
+    labels = read_labels(LABELS)
+    instances = []
+    for index, image in tqdm(list(read_frames(video, 1, 1)), desc="shelf-video frames", unit="frame", disable=None):
+        if index in labels:
+            scored = [(lab.box, lab.product) for lab in scaled(labels[index], image) if lab.scored and lab.product not in UNSCORED]
+            instances += labelled_instances(image, f"frame {index}", scored, models, boxes)
+    references = {p: sorted((SAMPLE_IMAGES / p).glob("*.jpg")) for p in VIDEO_CATALOG}
+    return Source("shelf-video", references, instances, [{"cha-mate-limao"}, {"cha-mate-natural"}], VIDEO_FAMILIES, True)
+
+
+def labelled_stills(name: str, labels_file: Path, folder: Path, models, boxes: str) -> Source:
+    """A source of still photos labelled as samples/os2d-demo-labels.json is: references, families, boxes per image."""
+    spec = json.loads(labels_file.read_text(encoding="utf-8"))
+    instances = []
+    for file, boxes_of in spec["images"].items():
+        scored = [(tuple(map(float, b["box"])), b["product"]) for b in boxes_of if b.get("visible") == "half"]
+        instances += labelled_instances(read_image(folder / file), file, scored, models, boxes)
+    references = {p: [folder / f for f in files] for p, files in spec["references"].items()}
+    return Source(name, references, instances, [{p} for p in sorted(references)], spec.get("families", {}))
+
+
+def synthetic(data: Path, seed: int, twins: int, conditions: tuple[str, ...] = CONDITIONS) -> tuple[Source, object]:
+    products, _ = read_dataset(data, "val")
+    packshots = {p.name: read_image(p.iconic) for p in products if p.packaged}
+    train = sorted(read_dataset(data, "train")[1]) if (data / "train.txt").is_file() else []  # else plain shelves
+    backgrounds = [read_image(path) for path, _ in random.Random(seed).sample(train, min(BACKGROUNDS, len(train)))]
+    suite = make_suite(packshots, backgrounds, seed, twins, conditions)
+    instances = [Instance(f"{q.product_id}/{q.condition}", q.product_id, (q.crop,)) for q in suite.queries]
+    references = {p.product_id: [p.reference] for p in suite.packs}
+    families = {p.product_id: p.family for p in suite.packs}
+    return Source("synthetic", references, instances, [set(suite.left_out)], families), suite
+
+
+def build(references: dict[str, list], folder: Path, models, detector_builds: bool) -> Path:
+    images = folder / "images"
+    for product, refs in references.items():
+        (images / product).mkdir(parents=True)
+        for n, ref in enumerate(refs):
+            if isinstance(ref, Path):
+                (images / product / f"{n}-{ref.name}").write_bytes(ref.read_bytes())
+            else:
+                cv2.imwrite(str(images / product / f"{n}.png"), ref)
+    detector, embedder, verifier = models
+    build_catalog(images, folder / "catalog", embedder, verifier, detector if detector_builds else None, folder.name)
+    return folder / "catalog"
+
+
+def record(source: Source, run: str, instance: Instance, catalog_products: set[str], examined: Examined | None, catalog) -> dict:
+    """One instance's evidence and decision, as --out writes it."""
+    family = source.family(instance.truth)
+    in_catalog = instance.truth in catalog_products
+    out = {"source": source.name, "run": run, "key": instance.key, "truth": instance.truth, "family": family,
+           "in_catalog": in_catalog, "sibling_in_catalog": any(source.family(p) == family for p in catalog_products - {instance.truth}),
+           "detected": bool(instance.crops), "candidates": [], "status": "unknown", "named": None, "guess": None, "confidence": 0.0}
+    if examined is None:
+        return out
+    for n, cand in enumerate(examined.candidates):
+        pid = catalog.products[cand.product_index].product_id
+        row = {"product": pid, "family": source.family(pid), "similarity": round(cand.similarity, 4), "verified": n < len(examined.matches)}
+        if row["verified"]:
+            m = examined.matches[n]
+            row |= {"inliers": m.inliers, "inlier_ratio": round(m.inlier_ratio, 3), "spread": round(m.spread, 3),
+                    "appearance": None if m.appearance is None else round(m.appearance, 2), "photographed": m.photographed}
+        out["candidates"].append(row)
+    ident = examined.identification
+    return out | {"status": ident.status, "named": ident.product.product_id if ident.product else None,
+                  "guess": ident.guess.product_id if ident.guess else None, "confidence": round(ident.confidence, 4)}
+
+
+def run_source(source: Source, config: Config, models, workdir: Path) -> list[dict]:
+    """Records of every instance against the full catalog (run "closed"), and of the left-out products' instances
+    against the catalog without them (runs "open-1", "open-2" …)."""
+    runs = [("closed", set(), source.instances)]
+    runs += [(f"open-{n}", out, [i for i in source.instances if i.truth in out]) for n, out in enumerate(source.left_out, 1)]
+    records = []
+    for run, out, instances in runs:
+        references = {p: refs for p, refs in source.references.items() if p not in out}
+        catalog = load_catalog(build(references, workdir / f"{source.name}-{run}", models, source.detector_builds))
+        identifier = identifier_for(config, catalog, models[1], models[2], models[0], calibration_for(config, models[2]))
+        for instance in tqdm(instances, desc=f"{source.name} {run}", unit="instance", disable=None):
+            examined = identifier.examine(list(instance.crops)) if instance.crops else []
+            best = max(examined, key=lambda e: convincing(e.identification), default=None)
+            records.append(record(source, run, instance, set(references), best, catalog))
+    return records
+
+
+def summarise(records: list[dict]) -> dict:
+    """Per source: recall, wrong, sibling, false_id, twin_false_id and their counts (any subset of records)."""
+    report = {}
+    for name in dict.fromkeys(r["source"] for r in records):
+        mine = [r for r in records if r["source"] == name]
+        known = [r for r in mine if r["in_catalog"]]
+        unknown = [r for r in mine if not r["in_catalog"]]
+        twins = [r for r in unknown if r["sibling_in_catalog"]]
+        right = sum(r["named"] == r["truth"] for r in known)
+        wrong = [r for r in known if r["named"] not in (None, r["truth"])]
+        sibling = sum(_family_of(r, r["named"]) == r["family"] for r in wrong)
+        false_ids = [r for r in unknown if r["named"] is not None]
+        twin_false = sum(_family_of(r, r["named"]) == r["family"] for r in twins if r["named"] is not None)
+
+        def rate(a: int, b: int) -> float | None:
+            return round(a / b, 3) if b else None
+        report[name] = {"recall": rate(right, len(known)), "wrong": rate(len(wrong), len(known)), "sibling": rate(sibling, len(known)),
+                        "false_id": rate(len(false_ids), len(unknown)), "twin_false_id": rate(twin_false, len(twins)),
+                        "catalog_instances": len(known), "right": right, "wrong_n": len(wrong), "sibling_n": sibling,
+                        "open_instances": len(unknown), "false_id_n": len(false_ids), "twin_instances": len(twins),
+                        "twin_false_id_n": twin_false, "detected": rate(sum(r["detected"] for r in mine), len(mine)),
+                        "confusions": dict(Counter(f"{r['truth']} -> {r['named']}" for r in wrong + false_ids).most_common(6))}
+    return report
+
+
+def _family_of(rec: dict, product: str | None) -> str | None:
+    return next((c["family"] for c in rec["candidates"] if c["product"] == product), None)
+
+
+def open_source(name: str, args, models) -> tuple[Source, object]:
+    """The named source, prepared, and its synthetic suite (for the examples image) or None."""
+    if name == "grocery-val":
+        return grocery_val(args.data, models, args.detect, args.seed, args.limit), None
+    if name == "shelf-video":
+        return shelf_video(args.video, models, args.boxes), None
+    if name == "os2d-demo":
+        return labelled_stills(name, OS2D_LABELS, DATA / "os2d-demo", models, args.boxes), None
+    if name == "synthetic":
+        return synthetic(args.data, args.seed, args.twins, tuple(c for c in args.conditions.split(",") if c))
+    raise SystemExit(f"unknown source {name!r}: expected some of {', '.join(SOURCES)}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sources", default=",".join(SOURCES), help=f"comma-separated, of {', '.join(SOURCES)}")
+    parser.add_argument("--data", type=Path, default=DATA / "grocery", help="the Grocery Store Dataset (grocery-val, synthetic)")
+    parser.add_argument("--video", type=Path, default=SHARED_VIDEO, help="the shared shelf video")
+    parser.add_argument("--detect", action="store_true", help="grocery-val: the detector's boxes instead of the photo's centre")
+    parser.add_argument("--boxes", choices=["detected", "labelled"], default="detected",
+                        help="shelf-video, os2d-demo: the detector's box matched to each label, or the label's box")
+    parser.add_argument("--seed", type=int, default=0, help="open-set split, synthetic suite")
+    parser.add_argument("--twins", type=int, default=8, help="synthetic: colour twins made")
+    parser.add_argument("--conditions", default=",".join(CONDITIONS), help=f"synthetic: comma-separated, of {', '.join(CONDITIONS)}")
+    parser.add_argument("--limit", type=int, help="grocery-val: photos (a seeded sample), for quick checks")
+    parser.add_argument("--config", type=Path, help="config naming models and thresholds (default: built-in defaults)")
+    parser.add_argument("--out", type=Path, default=Path("eval-out/transfer/records.jsonl"), help="per-instance records (JSON lines)")
+    parser.add_argument("--examples", type=Path, default=Path("eval-out/transfer/synthetic-examples.png"),
+                        help="an image of the synthetic suite (references and queries)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+
+    config = evaluation_config(load_config(args.config) if args.config else Config())
+    models = open_models(config)
+    records, seconds = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in [s for s in args.sources.split(",") if s]:
+            started = time.perf_counter()
+            source, suite = open_source(name, args, models)
+            if suite is not None:
+                args.examples.parent.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(args.examples), contact_sheet(suite))
+            records += run_source(source, config, models, Path(tmp))
+            seconds[name] = round(time.perf_counter() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    report = {"verifier": models[2].id, "embedder": models[1].model_id[:12], "decision": config.verifier.decision,
+              "max_appearance": config.verifier.max_appearance, "boxes": args.boxes, "grocery_detect": args.detect,
+              "sources": {name: s | {"seconds": seconds[name]} for name, s in summarise(records).items()}}
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{'source':12s} {'recall':>6s} {'wrong':>6s} {'sibling':>7s} {'false_id':>8s} {'twin_fid':>8s}  counts")
+        for name, s in report["sources"].items():
+            print(f"{name:12s} {s['recall']!s:>6s} {s['wrong']!s:>6s} {s['sibling']!s:>7s} {s['false_id']!s:>8s} {s['twin_false_id']!s:>8s}  "
+                  f"{s['right']}/{s['catalog_instances']} right, {s['false_id_n']}/{s['open_instances']} open named, {s['seconds']} s")
+        print(f"records: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
