@@ -29,7 +29,9 @@ GRID = (4, 6)  # cells across, down: products on shelves are mostly taller than 
 MIN_VALID = 0.5  # share of a cell the warped query must cover for the cell to count
 BLUR_SIGMA = 2.0  # thumbnail pixels
 SIDE_MARGIN = 0.12
-RANK = 1  # the second-worst cell: one cell of glare or a neighbour's edge is not a different product
+RANK = 1  # the worst cell (np.sort(cells)[-RANK]). The second-worst (2) was meant to forgive one cell of glare, but the
+# lime slices that tell Chá Mate Limão from Natural fill one or two cells: measured (tools/evaluate_transfer.py,
+# shelf-video), a Limão box against Natural's reference fell from 7.6 to 6.3, under the bound 7, and was named Natural
 PLAIN_DELTA_E, PLAIN_SHARE = 12.0, 0.7  # a packshot: this share of its border within this Lab distance of one colour
 
 
