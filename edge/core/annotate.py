@@ -41,7 +41,7 @@ def track_boxes(tracks: list, names: dict[str, str]) -> list[tuple[tuple[float, 
     for t in tracks:
         if t.misses:
             continue
-        if t.confirmed and t.confirmed != "unknown":
+        if isinstance(t.confirmed, str):  # a product id (an unknown identity is a sentinel, not a string)
             boxes.append((t.bbox, f"#{t.track_id} {names.get(t.confirmed, t.confirmed)}", True))
         else:
             boxes.append((t.bbox, f"#{t.track_id} {t.confirmed or ('...' if t.pending else '?')}", False))

@@ -17,7 +17,7 @@ import numpy as np
 from edge.core.config import Config
 from edge.core.identify import Identification, Identifier, Timings, crop_boxes
 from edge.daemon.grabber import Frame, Grabber
-from edge.daemon.tracker import Track, Tracker, needs_identification, vote
+from edge.daemon.tracker import Track, Tracker, Verdict, needs_identification
 from edge.daemon.worker import IdentifyWorker
 from edge.reporting.events import make_event
 from edge.reporting.sinks import EventSink
@@ -143,15 +143,10 @@ class Pipeline:
 
     def _apply(self, track: Track, ident: Identification, shape: tuple, checked_at: float) -> list[dict]:
         product_id = ident.product.product_id if ident.product else None
-        before = track.confirmed
-        if not vote(track, product_id, checked_at, self.config.tracker.confirm_frames, ident.clear):
+        verdict = track.vote(product_id, checked_at, self.config.tracker.confirm_frames, ident.clear)
+        if verdict is Verdict.NOTHING:
             return []
-        if before not in (None, "unknown"):
-            if track.confirmed == "unknown":
-                track.confirmed = before  # a re-check that sees nothing identical does not take an identity back
-                return []
-            # another product where this track was: the tracker followed its box onto a neighbour. That is a new
-            # physical object, so it gets a new track id: one identified event per track, always.
+        if verdict is Verdict.NEW_OBJECT:  # a new physical object gets a new track id: one identified event per track, always
             self.tracker.renumber(track, time.time())
         if product_id is None and not self.report_unknown:
             return []

@@ -8,11 +8,34 @@ the daemon runs embed/search/verify once per new object, not once per frame.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 import numpy as np
 
 Box = tuple[float, float, float, float]
+
+
+class Unknown:
+    """The identity of a track whose votes agree it is no catalog product. Not a string: any string may be a product id
+    (a product whose id is "unknown" is a product like any other)."""
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+    def __str__(self) -> str:
+        return "unknown"
+
+
+UNKNOWN = Unknown()
+
+
+class Verdict(enum.Enum):
+    """What one identification did to a track's identity."""
+
+    NOTHING = "nothing"  # no identity confirmed, or the one the track already had (nothing to report)
+    CONFIRMED = "confirmed"  # the track's first identity, or a product where it was unknown: report it
+    NEW_OBJECT = "new_object"  # another product where this track had one: a new physical object (new track id), report it
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -39,10 +62,30 @@ class Track:
     hits: int = 1
     misses: int = 0
     votes: list[str | None] = field(default_factory=list)  # product ids from identifications (None: unknown)
-    confirmed: str | None = None  # "unknown" or a product id, once the votes agree
+    confirmed: str | Unknown | None = None  # a product id or UNKNOWN, once the votes agree
     checked_at: float = 0.0  # when the identity was last computed
     bbox_at_check: Box | None = None
     pending: bool = False  # crops handed to the identification worker, result not in yet
+
+    def vote(self, product_id: str | None, now: float, confirm_frames: int, clear: bool = False) -> Verdict:
+        """Record one identification (None: no catalog product) and decide what it does to this track's identity.
+
+        `confirm_frames` agreeing identifications confirm an identity; one `clear` identification (a product, verified
+        far beyond any look-alike) confirms it at once. A confirmed product is never taken back by a re-check that sees
+        nothing identical (blur, a hand in front); another product confirmed where this track had one means the tracker
+        followed its box onto a neighbour, a new physical object.
+        """
+        self.votes.append(product_id)
+        self.checked_at, self.bbox_at_check = now, self.bbox
+        recent = self.votes[-confirm_frames:]
+        if not ((clear and product_id is not None) or (len(recent) == confirm_frames and len(set(recent)) == 1)):
+            return Verdict.NOTHING
+        identity = UNKNOWN if product_id is None else product_id
+        before = self.confirmed
+        if identity == before or (identity is UNKNOWN and before is not None):
+            return Verdict.NOTHING
+        self.confirmed = identity
+        return Verdict.CONFIRMED if before is None or before is UNKNOWN else Verdict.NEW_OBJECT
 
     def predicted(self) -> Box:
         dx, dy = self.velocity
@@ -113,21 +156,4 @@ def needs_identification(track: Track, now: float, recheck_s: float, change_iou:
     if track.bbox_at_check is not None:
         [[overlap]] = iou_matrix(np.array([track.bbox_at_check]), np.array([track.bbox]))
         return overlap < change_iou
-    return False
-
-
-def vote(track: Track, product_id: str | None, now: float, confirm_frames: int, clear: bool = False) -> bool:
-    """Record one identification; True when it makes the identity confirmed (the moment to report it).
-
-    `confirm_frames` agreeing identifications confirm an identity; one `clear`
-    identification (a product, verified far beyond any look-alike) confirms it at once.
-    """
-    track.votes.append(product_id)
-    track.checked_at, track.bbox_at_check = now, track.bbox
-    recent = track.votes[-confirm_frames:]
-    if (clear and product_id is not None) or (len(recent) == confirm_frames and len(set(recent)) == 1):
-        identity = product_id or "unknown"  # the votes agree, or this one is clear: either way it is this identity
-        newly = track.confirmed != identity
-        track.confirmed = identity
-        return newly
     return False

@@ -11,11 +11,12 @@ from edge.daemon.pipeline import Pipeline
 from edge.reporting.sinks import MemorySink
 
 COLA, FANTA = Product("cola", "1", "Cola"), Product("fanta", "2", "Fanta")
+NAMED_UNKNOWN = Product("unknown", "3", "Unknown Brand Tea")  # "unknown" is a valid product id
 SHAPE = (360, 640, 3)
 
 
 class CatalogStub:
-    catalog_id, version, products = "shelf", 1, [COLA, FANTA]
+    catalog_id, version, products = "shelf", 1, [COLA, FANTA, NAMED_UNKNOWN]
 
 
 class IdentifierStub:
@@ -64,3 +65,12 @@ def test_a_recheck_that_sees_nothing_identical_does_not_take_the_identity_back(p
     p._apply(track, seen(COLA, clear=True), SHAPE, 1.0)
     assert p._apply(track, seen(None), SHAPE, 2.0) == [] and p._apply(track, seen(None), SHAPE, 3.0) == []
     assert track.confirmed == "cola" and len(p.sink.events) == 1
+
+
+def test_a_product_whose_id_is_unknown_then_another_product_is_two_tracks(pipeline):
+    """Issue 38: the string "unknown" was the track's unknown marker, so this emitted two identified events on one track."""
+    p, track = pipeline
+    [first] = p._apply(track, seen(NAMED_UNKNOWN, clear=True), SHAPE, 1.0)
+    [second] = p._apply(track, seen(COLA, clear=True), SHAPE, 2.0)
+    assert first["product"]["id"] == "unknown" and second["product"]["id"] == "cola"
+    assert second["track_id"] != first["track_id"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.daemon.tracker import Tracker, needs_identification, vote
+from edge.daemon.tracker import UNKNOWN, Tracker, Verdict, needs_identification
 
 
 def shifted(box, dx):
@@ -44,11 +44,11 @@ def test_identity_is_confirmed_once_after_agreeing_votes_then_rechecked_rarely()
     tracker = Tracker()
     [track], _ = tracker.update([(0, 0, 50, 100)], 0)
     assert needs_identification(track, 0, recheck_s=10)
-    assert [vote(track, "cola", t, confirm_frames=3) for t in (0, 1, 2)] == [False, False, True]
+    assert [track.vote("cola", t, confirm_frames=3) for t in (0, 1, 2)] == [Verdict.NOTHING, Verdict.NOTHING, Verdict.CONFIRMED]
     assert track.confirmed == "cola"
     assert not needs_identification(track, 5, recheck_s=10)
     assert needs_identification(track, 13, recheck_s=10)
-    assert vote(track, "cola", 13, 3) is False  # still the same identity: not reported again
+    assert track.vote("cola", 13, 3) is Verdict.NOTHING  # still the same identity: not reported again
     tracker.update([(200, 0, 250, 100)], 14)  # jumped: a new track, the old one keeps its identity
     assert track.confirmed == "cola"
 
@@ -56,5 +56,27 @@ def test_identity_is_confirmed_once_after_agreeing_votes_then_rechecked_rarely()
 def test_disagreeing_votes_do_not_confirm_and_unknown_is_an_identity_too():
     tracker = Tracker()
     [track], _ = tracker.update([(0, 0, 50, 100)], 0)
-    assert not any(vote(track, p, i, 3) for i, p in enumerate(["a", "b", "a"]))
-    assert [vote(track, None, t, 3) for t in (3, 4, 5)] == [False, False, True] and track.confirmed == "unknown"
+    assert {track.vote(p, i, 3) for i, p in enumerate(["a", "b", "a"])} == {Verdict.NOTHING}
+    assert [track.vote(None, t, 3) for t in (3, 4, 5)] == [Verdict.NOTHING, Verdict.NOTHING, Verdict.CONFIRMED]
+    assert track.confirmed is UNKNOWN
+
+
+def test_a_product_confirmed_where_the_track_was_unknown_is_its_identity_not_a_new_object():
+    [track], _ = Tracker().update([(0, 0, 50, 100)], 0)
+    assert track.vote(None, 0, 1) is Verdict.CONFIRMED
+    assert track.vote("cola", 1, 1, clear=True) is Verdict.CONFIRMED and track.confirmed == "cola"
+
+
+def test_a_recheck_that_sees_no_product_keeps_the_product_and_another_product_is_a_new_object():
+    [track], _ = Tracker().update([(0, 0, 50, 100)], 0)
+    assert track.vote("cola", 0, 2, clear=True) is Verdict.CONFIRMED
+    assert [track.vote(None, t, 2) for t in (1, 2)] == [Verdict.NOTHING, Verdict.NOTHING] and track.confirmed == "cola"
+    assert track.vote("fanta", 3, 2, clear=True) is Verdict.NEW_OBJECT and track.confirmed == "fanta"
+
+
+def test_a_product_whose_id_is_unknown_is_a_product_like_any_other():
+    """The id "unknown" is a valid product id: it must not read as the track's unknown identity (issue 38)."""
+    [track], _ = Tracker().update([(0, 0, 50, 100)], 0)
+    assert track.vote("unknown", 0, 1, clear=True) is Verdict.CONFIRMED and track.confirmed == "unknown"
+    assert track.confirmed is not UNKNOWN
+    assert track.vote("cola", 1, 1, clear=True) is Verdict.NEW_OBJECT
