@@ -136,21 +136,28 @@ def _train(out: Path, *extra: str) -> dict:
     return json.loads(done.stdout)
 
 
-def test_training_resumed_from_its_checkpoint_ends_where_an_unbroken_run_ends(tmp_path):
-    straight = _train(tmp_path / "a" / "det.pt")
+@pytest.fixture(scope="module")
+def unbroken_run(tmp_path_factory) -> tuple[dict, Path]:
+    """One short training run start to end (its report and checkpoint), shared by the tests that only read it."""
+    out = tmp_path_factory.mktemp("unbroken") / "det.pt"
+    return _train(out), out
+
+
+def test_training_resumed_from_its_checkpoint_ends_where_an_unbroken_run_ends(tmp_path, unbroken_run):
+    straight, straight_pt = unbroken_run
     _train(tmp_path / "b" / "det.pt", "--stop-after", "2")
     resumed = _train(tmp_path / "b" / "det.pt")
     assert resumed["resumed_at"] == 2 and straight["resumed_at"] == 0
-    a, _ = load_checkpoint(tmp_path / "a" / "det.pt")
+    a, _ = load_checkpoint(straight_pt)
     b, meta = load_checkpoint(tmp_path / "b" / "det.pt")
     for (key, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(va, vb), key
     assert meta["licence"].startswith("Apache-2.0") and meta["names"] == '["product"]'
 
 
-def test_the_onnx_export_and_the_pytorch_model_agree_at_both_sizes(tmp_path):
-    report = _train(tmp_path / "det.pt")
-    model, _ = load_checkpoint(tmp_path / "det.pt")
+def test_the_onnx_export_and_the_pytorch_model_agree_at_both_sizes(unbroken_run):
+    report, checkpoint = unbroken_run
+    model, _ = load_checkpoint(checkpoint)
     frame = cv2.imread(str(REPO / "samples" / "shelf" / sorted(p.name for p in (REPO / "samples" / "shelf").glob("*.jpg"))[0]))
     for path, size in zip(report["onnx"], (64, 96)):
         blob = cv2.resize(frame, (size, size))[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255
