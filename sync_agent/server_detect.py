@@ -170,11 +170,11 @@ async def received_form(request: Request, timeout_s: float) -> FormData:
         raise HTTPException(408, f"the photo did not arrive within {timeout_s:g} s; send it again on a faster connection") from None
 
 
-def detect_routes(storage: Storage, settings: ServerSettings, reads: Sequence[Depends]) -> tuple[APIRouter, DetectSlots]:
+def detect_routes(storage: Storage, settings: ServerSettings, models: Models, reads: Sequence[Depends]) -> tuple[APIRouter, DetectSlots]:
     """`reads`: the dependencies of a route that reads what the token guards (the token check). The slots are returned
     for the app's state (a test can hold one, as a running detection would)."""
     router = APIRouter()
-    identifiers = PublishedIdentifiers(storage, settings.root / "detect", Models(settings.config))
+    identifiers = PublishedIdentifiers(storage, settings.root / "detect", models)
     slots = DetectSlots(settings.max_concurrent_detections, settings.max_detections_per_catalog, settings.detect_wait_s)
 
     def identify(catalog_id: str, path: Path, name: str) -> dict:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,25 +46,27 @@ def without_paths(text: str, *folders: Path) -> str:
 
 
 class Models:
-    """The detector, embedder and verifier, opened at the first publish (a server that only serves never loads them)."""
+    """The detector, embedder and verifier, opened at the first publish or detection (a server that only serves never
+    loads them); one per server, shared by both routes, so a server that publishes and detects holds one set."""
 
     def __init__(self, config: Config):
         self.config = config
         self.opened: tuple | None = None
+        self._opening = threading.Lock()  # two first requests at once open them once
 
     def get(self) -> tuple:
-        if self.opened is None:
-            from edge.core.identify import open_models
+        with self._opening:
+            if self.opened is None:
+                from edge.core.identify import open_models
 
-            self.opened = open_models(self.config)
+                self.opened = open_models(self.config)
         return self.opened
 
 
-def publish_routes(store: CatalogStore, storage: Storage, key: Ed25519PrivateKey, settings: ServerSettings,
+def publish_routes(store: CatalogStore, storage: Storage, key: Ed25519PrivateKey, settings: ServerSettings, models: Models,
                    access: Callable[[str], Callable[..., Principal]]) -> APIRouter:
     """`access(need)`: the dependency that checks the request's token (here: write on the path's catalog)."""
     router = APIRouter()
-    models = Models(settings.config)
 
     @router.post("/api/v1/catalogs/{catalog_id}/publish", status_code=201)
     def publish_catalog(catalog_id: str, principal: Principal = Depends(access("write"))) -> dict:

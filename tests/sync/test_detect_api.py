@@ -87,3 +87,24 @@ def test_detection_needs_the_token_when_the_server_has_one(detect_server, header
 
 # A busy server, a stalled upload and per-catalog fairness: tests/sync/test_server_attacks2.py (issue 33: the photo is now
 # received before a slot is taken, so the old test of a 503 without reading the upload no longer holds).
+
+
+def test_a_server_that_publishes_and_detects_opens_the_networks_once(tmp_path, keys, monkeypatch):
+    """Issue 38: the publish and detect routes each opened their own detector, embedder and verifier (twice the memory)."""
+    import edge.core.identify as identify
+
+    opened = []
+    real = identify.open_models
+    monkeypatch.setattr(identify, "open_models", lambda config: opened.append(1) or real(config))
+    server = ServerThread(create_app(ServerSettings(root=tmp_path / "server", signing_key=keys[0], token=TOKEN, config=Config()))).start()
+    try:
+        assert requests.post(f"{server.url}/api/v1/catalogs", json={"catalog_id": "shelf"}, headers=AUTH, timeout=10).status_code == 201
+        photo = next((REPO / "samples" / "shelf-catalog" / "cha-mate-limao").glob("*.jpg"))
+        put = requests.put(f"{server.url}/api/v1/catalogs/shelf/products/cha-mate-limao", headers=AUTH, timeout=60,
+                           files=[("images", (photo.name, photo.read_bytes(), "image/jpeg"))], data={"name": "Chá Mate Limão"})
+        assert put.status_code in (200, 201), put.text
+        assert requests.post(f"{server.url}/api/v1/catalogs/shelf/publish", headers=AUTH, timeout=120).status_code == 201
+        assert detect(server.url, FRAME.read_bytes()).status_code == 200
+    finally:
+        server.stop()
+    assert len(opened) == 1
