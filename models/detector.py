@@ -80,3 +80,46 @@ class Detector:
         blob, scale, pad = to_blob(frame_bgr, self.imgsz)
         pred = self.backend.run({self.input_name: blob})[self.output_name]
         return self.postprocess(pred[0], scale, pad, frame_bgr.shape[:2])
+
+    def detect_tiled(self, frame_bgr: np.ndarray, overlap: float = 0.25) -> list[Detection]:
+        """Detect at the photo's own scale: the whole frame, then overlapping tiles of the model's input size, twice
+        that, four times… below the frame's longest side (a pyramid), each tile run at the model's input.
+
+        A shelf camera's frame is what the detector was sized for; a phone photo is not (packs 200 px wide in a
+        4032-px photo shrink to 16 px at 320). A box a tile cuts at an inner edge is part of a product that a
+        neighbouring tile, or a coarser level, sees whole, so it is dropped. Boxes are merged by the detector's NMS.
+        """
+        h, w = frame_bgr.shape[:2]
+        found = self.detect(frame_bgr)
+        tile = max(self.imgsz)
+        while tile < max(h, w):
+            found += self._tiles(frame_bgr, tile, max(int(tile * (1 - overlap)), 1))
+            tile *= 2
+        if not found:
+            return found
+        o = self.options
+        boxes = np.array([d.bbox for d in found], np.float32)
+        scores = np.array([d.score for d in found], np.float32)
+        class_ids = np.array([d.class_id for d in found])
+        return [found[i] for i in nms(boxes, scores, o.iou_threshold, None if o.class_agnostic else class_ids, o.max_detections)]
+
+    def _tiles(self, frame_bgr: np.ndarray, tile: int, step: int) -> list[Detection]:
+        """Detections in every `tile`-px tile, in frame pixels, less those cut by an inner tile edge."""
+        h, w = frame_bgr.shape[:2]
+        found = []
+        for y0 in _starts(h, tile, step):
+            for x0 in _starts(w, tile, step):
+                y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+                for d in self.detect(frame_bgr[y0:y1, x0:x1]):
+                    bx1, by1, bx2, by2 = d.bbox
+                    if (bx1 <= 1 and x0 > 0) or (by1 <= 1 and y0 > 0) or (bx2 >= x1 - x0 - 1 and x1 < w) or (by2 >= y1 - y0 - 1 and y1 < h):
+                        continue
+                    found.append(Detection((bx1 + x0, by1 + y0, bx2 + x0, by2 + y0), d.score, d.class_id, d.class_name))
+        return found
+
+
+def _starts(length: int, tile: int, step: int) -> list[int]:
+    """Tile origins along one side: every `step`, the last flush with the end."""
+    if length <= tile:
+        return [0]
+    return sorted({*range(0, length - tile, step), length - tile})

@@ -54,6 +54,9 @@ def add_detect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per image per line")
     p.add_argument("--annotate", type=Path, help="write the image with boxes and names (IMAGE-stem suffix for several)")
     p.add_argument("--whole-image", action="store_true", help="treat each image as one product crop (no detector)")
+    p.add_argument("--tiles", action="store_true",
+                   help="detect at the photo's own scale (whole image + tiles of 1, 2, 4… times the detector's input): "
+                        "for phone photos, whose packs are too small at the detector's input; slower, more boxes")
     p.set_defaults(func=_detect)
 
 
@@ -75,7 +78,7 @@ def _detect(args: argparse.Namespace) -> int:
             failed += 1
             continue
         timings = Timings()
-        found = identifier.identify_image(frame, detect=not args.whole_image, timings=timings)
+        found = identifier.identify_image(frame, detect=not args.whole_image, timings=timings, tiled=args.tiles)
         if args.json:
             ms = {k: round(v, 1) for k, v in timings.ms.items()}
             print(json.dumps({"image": str(path), "detections": [to_record(f) for f in found], "ms": ms}))

@@ -82,3 +82,22 @@ def test_bench_pipeline_without_json_prints_a_markdown_table(short_video):
     header, rule, row = run.stdout.splitlines()
     assert header.startswith("| mode | frames | dropped | processed FPS |") and rule == "|---|---|---|---|---|---|---|---|---|"
     assert row.startswith("| pipeline | 6 | 0 | ") and row.count("|") == 10
+
+
+def test_detect_with_tiles_finds_the_products_of_a_large_photo(tmp_path, sample_catalog_dir, shelf_frames, capsys):
+    """A phone-sized still whose shelf fills a quarter of it: --tiles boxes and names what the one pass cannot see."""
+    import json
+
+    import cv2
+    import numpy as np
+
+    photo = np.full((1440, 2560, 3), 200, np.uint8)
+    photo[540:900, 960:1600] = cv2.resize(shelf_frames[1], (640, 360), interpolation=cv2.INTER_AREA)
+    path = tmp_path / "photo.jpg"
+    cv2.imwrite(str(path), photo)
+    runs = {}
+    for flags in ([], ["--tiles"]):
+        assert main(["detect", "--json", "--catalog", str(sample_catalog_dir), *flags, str(path)]) == 0
+        runs[bool(flags)] = json.loads(capsys.readouterr().out)["detections"]
+    assert len(runs[True]) > len(runs[False]) + 3
+    assert any(d["status"] == "identified" for d in runs[True])
