@@ -39,11 +39,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edge.core.catalog import installed_version, load_catalog
-from edge.core.catalog_build import no_space, sha256_file
+from edge.core.catalog_build import no_space
 from edge.core.config import Config
 from edge.core.datadir import DataDir
 from edge.core.errors import CatalogError
 from edge.core.stored_index import load_index
+from models.metadata import sha256_file
 from models.safe_write import fsync_dir, write_json_atomic
 from sync_agent.bundle import MAX_VERSION_STEP, assemble, blob_key, decode_signature, manifest_key, parse_manifest
 from sync_agent.errors import BundleError, DiskFullError, FetchError, StaleManifestError, SyncError

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ from edge.core.verifier import Features, Verifier, strongest
 from models.augment import catalog_variant
 from models.detector import Detector
 from models.embedder import Embedder
+from models.metadata import sha256_file
 from models.safe_write import fsync_dir, fsync_tree
 
 log = logging.getLogger(__name__)
@@ -58,14 +58,6 @@ class Computed:
     row: dict
     embedding: np.ndarray
     features: Features
-
-
-def sha256_file(path: Path, chunk: int = 1024 * 1024) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_products_csv(path: Path) -> dict[str, Product]:
