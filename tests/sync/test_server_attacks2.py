@@ -235,12 +235,19 @@ def publish_later(pool: ThreadPoolExecutor, url: str, catalog: str = "shelf"):
     return pool.submit(requests.post, f"{url}/api/v1/catalogs/{catalog}/publish", headers=AUTH, timeout=120)
 
 
-def test_a_second_publish_of_a_catalog_is_refused_at_once_while_the_first_builds(api, monkeypatch):
+@pytest.fixture
+def held_build(monkeypatch) -> Held:
+    """The publish route's catalog build, held at its start until the test lets it go."""
     import sync_agent.server_publish as server_publish
 
-    url, _ = api
     held = Held(server_publish.build_catalog)
     monkeypatch.setattr(server_publish, "build_catalog", held)
+    return held
+
+
+def test_a_second_publish_of_a_catalog_is_refused_at_once_while_the_first_builds(api, held_build):
+    url, _ = api
+    held = held_build
     with ThreadPoolExecutor(1) as pool:
         first = publish_later(pool, url)
         assert held.started.wait(60)  # building
@@ -255,12 +262,9 @@ def test_a_second_publish_of_a_catalog_is_refused_at_once_while_the_first_builds
     assert requests.post(f"{url}/api/v1/catalogs/shelf/publish", headers=AUTH, timeout=120).status_code == 201  # free again
 
 
-def test_a_publish_racing_delete_and_create_of_its_catalog_publishes_nothing(api, monkeypatch):
-    import sync_agent.server_publish as server_publish
-
+def test_a_publish_racing_delete_and_create_of_its_catalog_publishes_nothing(api, held_build):
     url, root = api
-    held = Held(server_publish.build_catalog)
-    monkeypatch.setattr(server_publish, "build_catalog", held)
+    held = held_build
     with ThreadPoolExecutor(1) as pool:
         publishing = publish_later(pool, url)
         assert held.started.wait(60)  # the old catalog's snapshot is taken; it builds
