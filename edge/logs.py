@@ -24,9 +24,23 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record comes, not the one at set-up (as logging's own last-resort
+    handler does): a caller that swaps stderr (pytest's capture, per test) must not leave the root logger writing to
+    a closed stream ('--- Logging error ---' and a traceback for every later record)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_logging(level: str = DEFAULT_LEVEL, fmt: str = "text") -> None:
     """Send logs to stderr; under journald (JOURNAL_STREAM set) leave out the time, journald adds it."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     if fmt == "json":
         handler.setFormatter(JSONFormatter())
     elif os.environ.get("JOURNAL_STREAM"):

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from edge.core.config import WebConfig
+from edge.logs import StderrHandler
 from edge.web.live import LiveState
 from edge.web.metrics import Metrics
 from edge.web.server import WebServer
@@ -159,6 +160,8 @@ def test_an_exception_in_a_handler_is_a_json_500_logged_once(server, monkeypatch
         raise RuntimeError("status exploded")
 
     monkeypatch.setattr(server.live, "status", broken)
+    root = logging.getLogger()  # a CLI run earlier in this process (same xdist worker) left its stderr handler on the root
+    monkeypatch.setattr(root, "handlers", [h for h in root.handlers if not isinstance(h, StderrHandler)])
     with caplog.at_level(logging.DEBUG, logger="edge.web.server"):
         response, body = raw(server, "GET", "/api/status")
     assert response.status == 500 and json.loads(body)["status"] == 500 and "exploded" not in body.decode()
