@@ -16,6 +16,23 @@ def test_notify_without_systemd_is_a_no_op(monkeypatch):
     assert notify("READY=1") is False
 
 
+def test_a_notify_socket_nobody_reads_does_not_stop_the_sender(tmp_path, monkeypatch):
+    """A full datagram queue: notify gives up (False) instead of blocking the frame loop until someone reads."""
+    import threading
+
+    address = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as unread:
+        unread.bind(address)
+        monkeypatch.setenv("NOTIFY_SOCKET", address)
+        sent: list[bool] = []
+        sender = threading.Thread(target=lambda: sent.extend(notify("WATCHDOG=1") for _ in range(50)), daemon=True)
+        sender.start()
+        sender.join(60)  # blocking sends would never end: the queue holds net.unix.max_dgram_qlen datagrams (10 by default)
+        assert not sender.is_alive() and len(sent) == 50
+        assert sent[0] is True and sent[-1] is False  # delivered while there was room, then refused
+        assert unread.recv(64) == b"WATCHDOG=1"
+
+
 def test_daemon_says_ready_after_warm_up_and_pings_only_per_processed_frame(tmp_path):
     address = str(tmp_path / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
