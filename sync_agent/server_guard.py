@@ -32,8 +32,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from edge.core.text import printable
 from sync_agent.server_settings import ServerSettings
-from sync_agent.server_store import printable
 from sync_agent.server_tokens import Tokens, needed
 
 log = logging.getLogger(__name__)

@@ -39,6 +39,7 @@ from fastapi import HTTPException
 from sqlite_utils import Database
 
 from edge.core.catalog_build import PRODUCT_ID
+from edge.core.text import printable
 from models.safe_write import fsync_dir, fsync_tree
 from sync_agent.server_db import connect, migrate, now, transaction
 
@@ -56,12 +57,6 @@ def plain_text(value: str) -> str:
         raise ValueError(f"{ascii(found.group())[1:-1]} at position {found.start()} is a control or direction character; "
                          "send plain text (names are shown on terminals, in logs and on pages)")
     return value
-
-
-def printable(text: str) -> str:
-    """`text` for one log line: what is not printable (controls, bidi and other format characters, separators) written
-    as its escape, so a stored name cannot end the line, forge another or reorder what follows."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def check_catalog_id(catalog_id: str) -> None:

@@ -10,6 +10,7 @@ import paho.mqtt.client as mqtt
 
 from edge.core.config import Config
 from edge.core.errors import ShelfIDError
+from edge.core.text import printable
 from edge.reporting.mqtt import apply_credentials, guarded
 from edge.reporting.topics import device_topics
 
@@ -18,12 +19,6 @@ def describe(topic: str, payload: bytes) -> str:
     """One readable line for a message on a device topic, safe to print: whatever the payload holds (a product name
     with ESC sequences, CR/LF, bidi overrides) cannot move the cursor, forge a line or reorder the text."""
     return printable(_describe(topic, payload))
-
-
-def printable(text: str) -> str:
-    """`text` with every character that is not printable (controls, bidi and other format characters, line and
-    paragraph separators) written as its escape: `\x1b`, `\n`, `\u202e`."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def _describe(topic: str, payload: bytes) -> str:
