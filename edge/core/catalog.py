@@ -188,6 +188,19 @@ def stored_model(catalog_dir: Path) -> tuple[bytes, dict] | None:
         return None
 
 
+def models_mismatch(info: dict, embedder_id: str | None, verifier_id: str | None) -> str | None:
+    """Why a catalog (catalog.json, or the manifest it came from: both name `embedder.model_id` and `verifier.id`)
+    cannot serve a device running these models; None when it can (None for an id: not checked). The one wording of
+    this refusal, for a catalog opened here and a bundle refused by the sync agent."""
+    if embedder_id is not None and info["embedder"]["model_id"] != embedder_id:
+        return (f"built with embedder {info['embedder']['model_id'][:12]}…, this device runs {embedder_id[:12]}…: "
+                "rebuild the catalog with this device's embedder")
+    if verifier_id is not None and info["verifier"]["id"] != verifier_id:
+        return (f"built with verifier {info['verifier']['id']}, this device runs {verifier_id}: "
+                "rebuild the catalog, or set verifier settings to match")
+    return None
+
+
 def load_catalog(path: Path | str, embedder_id: str | None = None, verifier_id: str | None = None) -> Catalog:
     """Open a catalog folder, checking it is complete and was computed with the given models."""
     path = Path(path)
@@ -199,12 +212,8 @@ def load_catalog(path: Path | str, embedder_id: str | None = None, verifier_id: 
     info = _load_json(path / "catalog.json")
     if info.get("schema") != SCHEMA:
         raise CatalogError(f"{path}: catalog schema {info.get('schema')!r}, this ShelfID reads schema {SCHEMA}")
-    if embedder_id is not None and info["embedder"]["model_id"] != embedder_id:
-        raise CatalogError(f"{path}: built with embedder {info['embedder']['model_id'][:12]}…, this device runs "
-                           f"{embedder_id[:12]}…: rebuild the catalog with this device's embedder")
-    if verifier_id is not None and info["verifier"]["id"] != verifier_id:
-        raise CatalogError(f"{path}: built with verifier {info['verifier']['id']}, this device runs {verifier_id}: "
-                           "rebuild the catalog, or set verifier settings to match")
+    if problem := models_mismatch(info, embedder_id, verifier_id):
+        raise CatalogError(f"{path}: {problem}")
     try:
         products = [Product(**p) for p in _load_json(path / "products.json")]
     except TypeError as exc:
