@@ -17,17 +17,28 @@ from edge.reporting.topics import announcement_topic
 log = logging.getLogger(__name__)
 
 
+NO_BROKER_HINT = ("set mqtt.host/mqtt.port (and mqtt.username, mqtt.password_file) in the config passed to "
+                  "`shelfid catalog serve --config`, or start it with --no-announce; devices still find new versions "
+                  "at their next poll")
+
+
 def publish_announcement(config: MQTTConfig, catalog_id: str, version: int, timeout_s: float = 10.0) -> None:
+    """Retained `<prefix>/catalogs/<id>/latest`; ShelfIDError (saying what to set) when the broker cannot be reached."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"shelfid-catalog-{catalog_id}"[:64])
     apply_credentials(client, config)
-    client.connect(config.host, config.port, config.keepalive_s)
+    try:
+        client.connect(config.host, config.port, config.keepalive_s)
+    except OSError as exc:
+        raise ShelfIDError(f"cannot reach the MQTT broker at {config.host}:{config.port} ({exc.strerror or exc}): "
+                           f"{NO_BROKER_HINT}") from None
     client.loop_start()
     try:
         payload = announcement_payload(catalog_id, version)
         info = client.publish(announcement_topic(config.topic_prefix, catalog_id), payload, qos=1, retain=True)
         info.wait_for_publish(timeout_s)
         if not info.is_published():
-            raise ShelfIDError(f"broker {config.host}:{config.port} did not acknowledge the announcement within {timeout_s} s")
+            raise ShelfIDError(f"broker {config.host}:{config.port} did not acknowledge the announcement within {timeout_s} s "
+                               f"(a refused login or ACL?): {NO_BROKER_HINT}")
     finally:
         client.disconnect()
         client.loop_stop()

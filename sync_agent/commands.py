@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 from pathlib import Path
 
@@ -62,6 +63,9 @@ def serve(args: argparse.Namespace, config: Config) -> int:
     app = create_app(settings)
     log.info("catalog server on http://%s:%d (work area %s, %s storage)", args.host, args.port, args.root,
              "S3" if storage else "local")
+    if settings.announce:
+        log.info("announcing published versions on MQTT at %s:%d (mqtt.* of %s; --no-announce to stop)", config.mqtt.host,
+                 config.mqtt.port, f"--config {args.config}" if args.config else "the built-in defaults: no --config given")
     uvicorn.Server(server_config(app, args.host, args.port, settings)).run()  # deadlines and a connection cap (server_http)
     return 0
 
@@ -113,6 +117,17 @@ def check_can_listen(host: str, port: int) -> None:
                 raise SyncError(f"cannot listen on {host}:{port}: {LISTEN_PROBLEMS.get(exc.errno, exc.strerror)}") from None
 
 
+def held_back(config: Config, active: int) -> str:
+    """Why sync leaves `active` in place although a newer version was installed before (a rollback), or ''."""
+    from sync_agent.agent import read_status
+
+    highest = int(read_status(config.device.data_dir).get("highest_version") or 0)
+    if highest <= active:
+        return ""
+    return (f"catalog v{active} is active after a rollback: sync never reinstalls v{highest} or an older version, "
+            f"and installs the next version the server publishes above v{highest}")
+
+
 def sync(args: argparse.Namespace, config: Config) -> int:
     from sync_agent.agent import Agent, active_version, run_forever
 
@@ -120,10 +135,13 @@ def sync(args: argparse.Namespace, config: Config) -> int:
     if args.rollback:
         version = agent.rollback()
         print(json.dumps({"outcome": "rolled_back", "version": version}))
+        print(held_back(config, version), file=sys.stderr)
         return 0
     if args.once:
         result = agent.sync_once()
         print(json.dumps(result.__dict__))
+        if result.outcome == "unchanged" and (note := held_back(config, result.version)):
+            print(note, file=sys.stderr)
         return 0
     stop, wake = threading.Event(), threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

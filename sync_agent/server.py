@@ -88,7 +88,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(product_routes(store, settings, access))
     app.state.models = models = Models(settings.config)  # one set of networks for publishing and detecting
     app.include_router(publish_routes(store, storage, key, settings, models, access))
-    detect_router, app.state.detect_slots = detect_routes(storage, settings, models, [Depends(access("read"))])  # a read token will do
+    def known(catalog_id: str) -> None:  # 404 "no catalog" for one the server has no record of
+        with store.connected() as db:
+            store.catalog(db, catalog_id)
+
+    detect_router, app.state.detect_slots = detect_routes(storage, settings, models, [Depends(access("read"))],  # a read token will do
+                                                          known)
     app.include_router(detect_router)
     app.include_router(token_routes(tokens, access("admin")))
     if isinstance(storage, LocalStorage):

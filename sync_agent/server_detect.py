@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -55,8 +55,9 @@ MULTIPART_BODY = {"requestBody": {"required": True, "content": {"multipart/form-
 class PublishedIdentifiers:
     """One identifier per catalog, for its latest published version; rebuilt when a newer version is published."""
 
-    def __init__(self, storage: Storage, folder: Path, models: Models):
-        self.storage, self.folder, self.models = storage, folder, models
+    def __init__(self, storage: Storage, folder: Path, models: Models, known: Callable[[str], None] = lambda catalog_id: None):
+        """`known(catalog_id)` raises 404 for a catalog the server has no record of."""
+        self.storage, self.folder, self.models, self.known = storage, folder, models, known
         self.loaded: dict[str, tuple[int, object]] = {}
         self.lock = threading.Lock()
 
@@ -64,7 +65,9 @@ class PublishedIdentifiers:
         """(version, Identifier); 404 when the catalog has nothing published."""
         if not re.fullmatch(CATALOG_ID, catalog_id) or (data := self.storage.get(manifest_key(catalog_id))) is None:
             self.loaded.pop(catalog_id, None)  # deleted since: its identifier goes too
-            raise HTTPException(404, f"catalog {catalog_id!r} has no published version to detect against")
+            self.known(catalog_id)  # no such catalog at all: say so, not "unpublished"
+            raise HTTPException(404, f"catalog {catalog_id!r} has no published version to detect against yet: publish it "
+                                     f"first (POST /api/v1/catalogs/{catalog_id}/publish)")
         with self.lock:
             version, identifier = self.loaded.get(catalog_id, (0, None))
             try:
@@ -170,11 +173,13 @@ async def received_form(request: Request, timeout_s: float) -> FormData:
         raise HTTPException(408, f"the photo did not arrive within {timeout_s:g} s; send it again on a faster connection") from None
 
 
-def detect_routes(storage: Storage, settings: ServerSettings, models: Models, reads: Sequence[Depends]) -> tuple[APIRouter, DetectSlots]:
-    """`reads`: the dependencies of a route that reads what the token guards (the token check). The slots are returned
-    for the app's state (a test can hold one, as a running detection would)."""
+def detect_routes(storage: Storage, settings: ServerSettings, models: Models, reads: Sequence[Depends],
+                  known: Callable[[str], None] = lambda catalog_id: None) -> tuple[APIRouter, DetectSlots]:
+    """`reads`: the dependencies of a route that reads what the token guards (the token check); `known(catalog_id)`
+    raises 404 for a catalog the server has no record of. The slots are returned for the app's state (a test can hold
+    one, as a running detection would)."""
     router = APIRouter()
-    identifiers = PublishedIdentifiers(storage, settings.root / "detect", models)
+    identifiers = PublishedIdentifiers(storage, settings.root / "detect", models, known)
     slots = DetectSlots(settings.max_concurrent_detections, settings.max_detections_per_catalog, settings.detect_wait_s)
 
     def identify(catalog_id: str, path: Path, name: str) -> dict:

@@ -1,4 +1,5 @@
-"""Routes for one product of a catalog: create or replace it with its images (multipart), delete it.
+"""Routes for one product of a catalog: create or replace it with its images (multipart PUT), rename it (PATCH of its
+SKU and name, images kept), delete it.
 
 Uploads are checked by content, not by name or declared type: size while they stream, then the format, the pixel
 count from the header (per image and for the request's images together), and a full decode, so what reaches the work
@@ -14,16 +15,17 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Optional, TypeVar
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Response, UploadFile
 from fastapi.responses import JSONResponse
 from PIL import Image
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from edge.core.errors import ImageError
 from edge.core.images import check_decodes
+from sync_agent.server_db import now
 from sync_agent.server_settings import ServerSettings
 from sync_agent.server_store import CatalogStore, check_product_id, plain_text
 from sync_agent.server_tokens import Principal
@@ -116,6 +118,32 @@ async def entered_in_threads(manager: AbstractContextManager[T]) -> AsyncIterato
 
 
 PlainText = AfterValidator(plain_text)
+PUT_NEEDS_IMAGES = ("PUT replaces the product with the images it sends: send them as the multipart field 'images' "
+                    "(1 to {most} files); to change only the SKU or name, PATCH the product with JSON "
+                    '{{"sku": ..., "name": ...}}')
+
+
+class ProductChange(BaseModel):
+    """A PATCH body: what changes; what is left out stays."""
+
+    model_config = ConfigDict(extra="forbid")
+    sku: Optional[Annotated[str, Field(min_length=1, max_length=64), PlainText]] = None
+    name: Optional[Annotated[str, Field(min_length=1, max_length=200), PlainText]] = None
+
+
+def rename_product(store: CatalogStore, catalog_id: str, product_id: str, change: ProductChange, actor: str) -> dict:
+    """The product's row with `change` applied (its images untouched); 404 when the catalog or product is unknown."""
+    with store.writing() as tx:
+        store.catalog(tx.db, catalog_id)
+        row = tx.db.execute("SELECT sku, name FROM products WHERE catalog_id = ? AND product_id = ?",
+                            [catalog_id, product_id]).fetchone()
+        if row is None:
+            raise HTTPException(404, f"catalog {catalog_id!r} has no product {product_id!r}; PUT it with its images first")
+        sku, name = change.sku or row[0], change.name or row[1]
+        tx.db.execute("UPDATE products SET sku = ?, name = ?, updated_at = ?, updated_by = ? WHERE catalog_id = ? AND "
+                      "product_id = ?", [sku, name, now(), actor, catalog_id, product_id])
+        tx.audit(actor, "rename_product", catalog_id, f"{product_id}: sku={sku!r}, name={name!r}")
+    return {"product_id": product_id, "sku": sku, "name": name}
 
 
 def product_routes(store: CatalogStore, settings: ServerSettings, access: Callable[[str], Callable[..., Principal]]) -> APIRouter:
@@ -125,12 +153,14 @@ def product_routes(store: CatalogStore, settings: ServerSettings, access: Callab
 
     @router.put("/api/v1/catalogs/{catalog_id}/products/{product_id}")
     async def put_product(catalog_id: str, product_id: str,
-                          images: Annotated[list[UploadFile], File(description="JPEG, PNG or WebP")],
+                          images: Annotated[Optional[list[UploadFile]], File(description="JPEG, PNG or WebP")] = None,
                           sku: Annotated[str, Form(max_length=64), PlainText] = "",
                           name: Annotated[str, Form(max_length=200), PlainText] = "",
                           principal: Principal = Depends(access("write"))) -> JSONResponse:
         """Create or replace a product: its images are replaced by the ones sent."""
         check_product_id(product_id)
+        if not images:
+            raise HTTPException(422, PUT_NEEDS_IMAGES.format(most=settings.max_images_per_product))
         if not 1 <= len(images) <= settings.max_images_per_product:
             raise HTTPException(422, f"send 1 to {settings.max_images_per_product} images, got {len(images)}")
         sku, name = sku or product_id, name or product_id
@@ -146,6 +176,15 @@ def product_routes(store: CatalogStore, settings: ServerSettings, access: Callab
             existed = await run_in_threadpool(store.replace_product, catalog_id, product_id, staging, sku, name, principal.actor)
         body = {"product_id": product_id, "sku": sku, "name": name, "images": sorted(path.name for path, _ in saved)}
         return JSONResponse(body, status_code=200 if existed else 201)
+
+    @router.patch("/api/v1/catalogs/{catalog_id}/products/{product_id}")
+    def patch_product(catalog_id: str, product_id: str, change: ProductChange,
+                      principal: Principal = Depends(access("write"))) -> dict:
+        """Change a product's SKU and/or name; its images stay (the next publish rebuilds its shard)."""
+        check_product_id(product_id)
+        if change.sku is None and change.name is None:
+            raise HTTPException(422, 'send "sku", "name" or both, as JSON')
+        return rename_product(store, catalog_id, product_id, change, principal.actor)
 
     @router.delete("/api/v1/catalogs/{catalog_id}/products/{product_id}", status_code=204)
     def delete_product(catalog_id: str, product_id: str, principal: Principal = Depends(access("write"))) -> Response:
