@@ -7,22 +7,16 @@
     <data_dir>/blobs/partial/<hex>      downloads in progress (resumed with Range)
     <data_dir>/sync/status.json         active version, last success, last error (the daemon reports it)
 
-Order of a sync: manifest (conditional GET) → signature → schema → not expired
-(a signed manifest carries `expires`; the server re-signs it well before, so an
-expired one means a stuck server or a replayed old manifest: the device keeps
-its catalog and says "stale" in status.json) → newer than
-anything installed, same embedder and verifier as this device → missing blobs,
-each hash-checked before it joins the store → the catalog assembled in a
-staging folder, fsynced and opened as the daemon would → renamed to v<N> →
-`current` switched with one atomic rename → old versions pruned, unreferenced
-blobs collected. A kill -9 anywhere leaves `current` on the old or the new
-version, both complete; the next run finishes the job. A full disk fails the
-sync with DiskFullError and removes what the attempt wrote (staging, partial
-downloads, blobs no kept version names), so the space goes back to the daemon's
-outbox and to status.json, which then says why.
-
-(Over 300 lines on purpose: a sync's steps in the order above, each a short method, so the argument that a kill
-or a full disk never leaves a half catalog as `current` can be checked in one file.)
+Order of a sync: fetch the manifest (conditional GET) and its signature → accept it or refuse it
+(sync_agent.trust: signature, schema, catalog id, expiry, freshness, rollback, version jump, models; no I/O
+there, so every rule is tested in memory) → download the missing blobs, each hash-checked before it joins the
+store → install: the catalog assembled in a staging folder, fsynced and opened as the daemon would → renamed to
+v<N> → `current` switched with one atomic rename → old versions pruned, unreferenced blobs collected. An expired
+manifest (the server re-signs it well before, so an expired one means a stuck server or a replayed old manifest)
+leaves the device with its catalog, "stale" in status.json. A kill -9 anywhere leaves `current` on the old or the
+new version, both complete; the next run finishes the job. A full disk fails the sync with DiskFullError and
+removes what the attempt wrote (staging, partial downloads, blobs no kept version names), so the space goes back
+to the daemon's outbox and to status.json, which then says why.
 """
 
 from __future__ import annotations
@@ -46,17 +40,16 @@ from edge.core.errors import CatalogError
 from edge.core.stored_index import load_index
 from models.metadata import sha256_file
 from models.safe_write import fsync_dir, write_json_atomic
-from sync_agent.bundle import MAX_VERSION_STEP, assemble, blob_key, decode_signature, manifest_key, parse_manifest
-from sync_agent.errors import BundleError, DiskFullError, FetchError, StaleManifestError, SyncError
-from sync_agent.fetcher import Fetcher, fetcher_for
-from sync_agent.signing import load_public_key, verify
+from sync_agent.bundle import assemble, blob_key, manifest_key
+from sync_agent.errors import BundleError, DiskFullError, FetchError, SyncError
+from sync_agent.fetcher import Document, Fetcher, fetcher_for
+from sync_agent.signing import load_public_key
+from sync_agent.trust import Trusted, accept_manifest, accept_unchanged
 
 log = logging.getLogger(__name__)
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 MAX_SIGNATURE_BYTES = 1024
 MAX_BLOB_BYTES = 2 * 1024 ** 3
-# how far this device's clock may run ahead of the server's before a just-expired manifest counts as stale
-CLOCK_SKEW_S = 3600
 
 
 @dataclass(frozen=True)
@@ -151,43 +144,26 @@ class Agent:
         return target
 
     def _sync(self, status: dict, deadline: float) -> SyncResult:
-        layout = self.layout
         self._clean_leftovers()
-        active = active_version(layout)
+        active = active_version(self.layout)
         highest = max(int(status.get("highest_version") or 0), active)
+        trusted = Trusted(self.catalog_id, self.embedder_id, self.verifier_id, active, highest, status.get("fresh_until"))
         url = f"{self.base}/{manifest_key(self.catalog_id)}"
-        try:
-            doc = self.fetcher.get(url, MAX_MANIFEST_BYTES, status.get("etag") if active else None, deadline)
-        except FetchError as exc:
-            if exc.status != 404:
-                raise
-            raise FetchError(f"catalog {self.catalog_id!r} is not published at {url} (HTTP 404): check sync.catalog_id, "
-                             "and that the catalog was published", 404) from None
-        if doc.status == 304:
-            check_fresh(status.get("fresh_until"), status, active)  # the same manifest as last time: is it still in date?
-            return SyncResult("unchanged", active)
-        signature = self.fetcher.get(url + ".sig", MAX_SIGNATURE_BYTES, None, deadline)
-        verify(self.public_key, doc.body, decode_signature(signature.body))
-        manifest = parse_manifest(doc.body)
-        version = manifest["version"]
-        if manifest["catalog_id"] != self.catalog_id:
-            raise BundleError(f"{url}: manifest is for catalog {manifest['catalog_id']!r}, this device follows {self.catalog_id!r}")
-        if manifest.get("expires") is None and status.get("fresh_until"):
-            raise BundleError(f"{url}: manifest v{version} carries no expiry, yet earlier ones did: refused (an old manifest replayed?)")
-        check_fresh(manifest.get("expires"), status, active)
-        if version <= highest:
+        doc, signature = self._fetch_manifest(url, status.get("etag") if active else None, deadline)
+        now = datetime.now(timezone.utc)
+        if signature is None:  # HTTP 304: the manifest judged last time; is it still in date?
+            verdict = accept_unchanged(trusted, now)
+        else:
+            verdict = accept_manifest(doc.body, signature, self.public_key, trusted, now, url)
+        status.update(verdict.learned or {})
+        if verdict.judged:
             status["etag"] = doc.etag
-            if version == active:
-                return SyncResult("unchanged", active)
-            raise BundleError(f"{url}: version {version} is not newer than v{highest} (installed before); refused")
-        if highest and version > highest + MAX_VERSION_STEP:  # one signed jump to 2**31-1 would refuse every later version
-            raise BundleError(f"{url}: version {version} jumps more than {MAX_VERSION_STEP} above v{highest}; refused")
-        if manifest["embedder"]["model_id"] != self.embedder_id:
-            raise BundleError(f"catalog v{version} was computed with embedder {manifest['embedder']['model_id'][:12]}…, "
-                              f"this device runs {self.embedder_id[:12]}…; refused (publish it with this device's models)")
-        if manifest["verifier"]["id"] != self.verifier_id:
-            raise BundleError(f"catalog v{version} was computed with verifier {manifest['verifier']['id']}, "
-                              f"this device runs {self.verifier_id}; refused")
+        if verdict.refusal is not None:
+            raise verdict.refusal
+        if verdict.install is None:
+            return SyncResult("unchanged", active)
+        manifest = verdict.install
+        version = manifest["version"]
         log.info("sync: catalog %s v%d available (active v%d); fetching blobs", self.catalog_id, version, active)
         try:
             blobs, transferred = self._download(manifest, deadline)
@@ -202,6 +178,20 @@ class Agent:
         self._prune()
         log.info("sync: catalog %s v%d active (%d blobs, %d bytes downloaded)", self.catalog_id, version, blobs, transferred)
         return SyncResult("updated", version, blobs, transferred)
+
+    def _fetch_manifest(self, url: str, etag: str | None, deadline: float) -> tuple[Document, bytes | None]:
+        """The manifest (a conditional GET with `etag`) and its signature's bytes; None for them when the server
+        answers 304 (not modified)."""
+        try:
+            doc = self.fetcher.get(url, MAX_MANIFEST_BYTES, etag, deadline)
+        except FetchError as exc:
+            if exc.status != 404:
+                raise
+            raise FetchError(f"catalog {self.catalog_id!r} is not published at {url} (HTTP 404): check sync.catalog_id, "
+                             "and that the catalog was published", 404) from None
+        if doc.status == 304:
+            return doc, None
+        return doc, self.fetcher.get(url + ".sig", MAX_SIGNATURE_BYTES, None, deadline).body
 
     def _download(self, manifest: dict, deadline: float) -> tuple[int, int]:
         layout = self.layout
@@ -310,29 +300,6 @@ class Agent:
         status |= {"catalog_id": self.catalog_id, "active_version": active_version(self.layout)}
         self.layout.sync_status.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.layout.sync_status, status)
-
-
-def check_fresh(expires: str | None, status: dict, active: int) -> None:
-    """Record how long the newest signed manifest is trusted; past that (plus the clock allowance) the catalog is stale.
-
-    Stale is not broken: the device keeps identifying with its catalog and says so (status.json `stale`, the
-    daemon's status and page). A device clock far ahead makes every manifest look stale; far behind, none.
-    """
-    if expires is None:
-        return
-    try:
-        until = datetime.fromisoformat(expires)
-    except ValueError:
-        raise BundleError(f"manifest expiry {expires!r} is not an ISO 8601 time") from None
-    if until.tzinfo is None:
-        raise BundleError(f"manifest expiry {expires!r} has no time zone")
-    now = datetime.now(timezone.utc)
-    status["fresh_until"] = expires
-    status["stale"] = (now - until).total_seconds() > CLOCK_SKEW_S
-    if status["stale"]:
-        raise StaleManifestError(f"the newest signed manifest expired at {expires} (this device's clock: {now_iso()}): "
-                                 f"the catalog server stopped re-signing it, or something in the path replays an old one; "
-                                 f"keeping catalog v{active}, which is now stale (check the server, then the device clock)")
 
 
 def run_forever(agent: Agent, stop: threading.Event, wake: threading.Event) -> None:

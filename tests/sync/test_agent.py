@@ -60,7 +60,7 @@ def test_a_catalog_for_another_embedder_is_refused(bench, catalog):
     _, config, publish_version = bench
     info = dict(catalog.info, embedder=dict(catalog.info["embedder"], model_id="f" * 64))
     publish_version(1, cat=dataclasses.replace(catalog, info=info))
-    with pytest.raises(BundleError, match="computed with embedder ffffffffffff"):
+    with pytest.raises(BundleError, match="built with embedder ffffffffffff"):
         Agent(config).sync_once()
 
 

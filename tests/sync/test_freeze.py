@@ -13,12 +13,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from edge.daemon.run import sync_stats
-from sync_agent.agent import CLOCK_SKEW_S, read_status
+from sync_agent.agent import read_status
 from sync_agent.bundle import encode_signature, json_bytes, manifest_key
 from sync_agent.errors import BundleError, StaleManifestError
 from sync_agent.publish import expiry, publish, resign, resign_due
 from sync_agent.server import ServerSettings, resign_loop
 from sync_agent.storage import LocalStorage
+from sync_agent.trust import CLOCK_SKEW_S
 
 
 def served_manifest(storage: LocalStorage) -> dict:
