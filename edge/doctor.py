@@ -1,13 +1,19 @@
 """`shelfid doctor`: what an installer runs first — each part of the device checked, with what to fix.
 
 Checks run in order and never stop at the first problem: config, camera,
-models, engine cache, catalog, broker, outbox backlog, sync (the server reached
-and the catalog published), the page's token, disk, clock. Each is `ok`,
-`warn` (works, but look at it) or `fail` (the daemon will not work).
+models, engine cache, catalog, credentials, broker, outbox backlog, sync (the
+server reached and the catalog published), the page's token, disk, clock. Each
+is `ok`, `warn` (works, but look at it) or `fail` (the daemon will not work).
+
+Run by hand, the doctor is outside the service, so systemd's credentials
+(`LoadCredential=` from <config folder>/credentials, `/etc/shelfid/credentials`
+as installed) are not handed to it: it reads them from that folder itself when
+it can, as the unit would, and says so when this user cannot.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -16,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edge.core.config import Config
+from edge.core.config import MQTT_PASSWORD_ENV, SYNC_TOKEN_ENV, WEB_TOKEN_ENV, Config
 from edge.core.datadir import DataDir
 
 MIN_FREE_BYTES = 1 << 30
@@ -24,6 +30,10 @@ CAMERA_TIMEOUT_S = 10.0
 BROKER_TIMEOUT_S = 5.0
 SYNC_TIMEOUT_S = 10.0
 BUILT = datetime(2026, 11, 1, tzinfo=timezone.utc)  # a clock before this release is certainly wrong
+# the units' credentials (LoadCredential=<name>:<folder>/<name>) and the config key or variable that supplies each instead
+UNIT_CREDENTIALS = {"mqtt-password": ("mqtt", "password_file", MQTT_PASSWORD_ENV),
+                    "sync-token": ("sync", "token_file", SYNC_TOKEN_ENV),
+                    "web-token": ("web", "token_file", WEB_TOKEN_ENV)}
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,38 @@ def check_catalog(config: Config) -> Check:
                  f"{catalog.image_count} images")
 
 
+def unit_credentials(config: Config, folder: Path | None) -> tuple[Config, Check]:
+    """`config` with the secrets the service would get from `folder` (its LoadCredential= files) set as files, for a
+    doctor run by hand; and what it found. Inside the service ($CREDENTIALS_DIRECTORY) nothing changes."""
+    if os.environ.get("CREDENTIALS_DIRECTORY"):
+        return config, Check("credentials", "ok", f"the service's ({os.environ['CREDENTIALS_DIRECTORY']})")
+    if folder is None:
+        return config, Check("credentials", "ok", "no credentials folder given: secrets from the config's files and environment")
+    found, unreadable = [], []
+    for name, (section, key, env) in UNIT_CREDENTIALS.items():
+        part = getattr(config, section)
+        if getattr(part, key) is not None or os.environ.get(env):
+            continue  # the config or the environment supplies it, as in the service
+        path = folder / name
+        try:
+            with open(path, "rb"):
+                pass
+        except FileNotFoundError:
+            continue
+        except OSError:  # PermissionError, or a folder this user may not enter
+            unreadable.append(name)
+            continue
+        config = config.model_copy(update={section: part.model_copy(update={key: path})})
+        found.append(name)
+    if unreadable:
+        return config, Check("credentials", "warn", f"{folder}: this user (uid {os.getuid()}) cannot read {', '.join(unreadable)}; "
+                             "run by hand, the doctor sees no credential the service gets, so checks that need one run without "
+                             "it", "run it as root (sudo shelfid doctor --config …), which reads them as systemd does")
+    if found:
+        return config, Check("credentials", "ok", f"{', '.join(found)} read from {folder}, as the service gets them")
+    return config, Check("credentials", "ok", f"none in {folder}: secrets from the config's files and environment")
+
+
 def check_broker(config: Config) -> Check:
     if not config.mqtt.enabled:
         return Check("broker", "warn", "mqtt.enabled is false: events go to a local JSON-lines file only",
@@ -131,7 +173,8 @@ def check_broker(config: Config) -> Check:
         return Check("broker", "fail", f"{m.host}:{m.port}: no answer within {BROKER_TIMEOUT_S:.0f} s", "is this an MQTT port?")
     if outcome[0].is_failure:
         return Check("broker", "fail", f"{m.host}:{m.port}: connection refused: {outcome[0]}",
-                     "check mqtt.username and the password credential, and the broker's ACL")
+                     "check mqtt.username, the password (mqtt.password_file, the credential mqtt-password or "
+                     f"${MQTT_PASSWORD_ENV}; see the credentials check) and the broker's ACL")
     return Check("broker", "ok", f"{m.host}:{m.port}{' (TLS)' if m.tls else ''}: connected")
 
 
@@ -205,11 +248,13 @@ def check_clock(now: datetime | None = None) -> Check:
     return Check("clock", "ok", f"{now.isoformat(timespec='seconds')}" + (" (NTP synchronised)" if synced else ""))
 
 
-def run_checks(config: Config, skip: tuple[str, ...] = ()) -> list[Check]:
+def run_checks(config: Config, skip: tuple[str, ...] = (), credentials: Path | None = None) -> list[Check]:
+    """`credentials`: the folder the units load their credentials from (read when run by hand, see unit_credentials)."""
+    config, found = unit_credentials(config, credentials)
     checks: list[tuple[str, Callable[[], Check]]] = [
         ("camera", lambda: check_camera(config)), ("models", lambda: check_models(config)),
         ("engine cache", lambda: check_engines(config)), ("catalog", lambda: check_catalog(config)),
-        ("broker", lambda: check_broker(config)), ("outbox", lambda: check_outbox(config)),
+        ("credentials", lambda: found), ("broker", lambda: check_broker(config)), ("outbox", lambda: check_outbox(config)),
         ("sync", lambda: check_sync(config)), ("page", lambda: check_web(config)),
         ("disk", lambda: check_disk(config)), ("clock", check_clock),
     ]

@@ -138,6 +138,7 @@ def _doctor(args: argparse.Namespace) -> int:
     from edge.doctor import report, run_checks
 
     config = device_config(args.config)
-    checks = run_checks(config, tuple(s for s in args.skip.split(",") if s))
+    credentials = config_path(args.config).parent / "credentials"  # the units' LoadCredential= folder, as installed
+    checks = run_checks(config, tuple(s for s in args.skip.split(",") if s), credentials)
     print(report(checks))
     return 1 if any(c.state == "fail" for c in checks) else 0
