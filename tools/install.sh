@@ -8,8 +8,8 @@
 # What it does: the `shelfid` system user (systemd-sysusers, in group video), /etc/shelfid with a config
 # written from config.example.yaml when there is none, empty credential files (filled by you), a venv in
 # /opt/shelfid/venv with this checkout installed (--system-site-packages, so JetPack's TensorRT and
-# OpenCV are used where present), the systemd units (enabled), TensorRT engines for the bundled models
-# when TensorRT is importable, and `shelfid check-config` on the result.
+# OpenCV are used where present) and /usr/local/bin/shelfid pointing into it, the systemd units (enabled),
+# TensorRT engines for the bundled models when TensorRT is importable, and `shelfid check-config` on the result.
 set -euo pipefail
 
 ROOT=""
@@ -77,7 +77,10 @@ if "$PYTHON" -c 'import cv2, re, sys; sys.exit(not re.search(r"GStreamer:\s+YES"
     say "using the system OpenCV (built with GStreamer) instead of pip's"
 fi
 install -m 0644 "$SRC/README.md" "$OPT/README.md"
-say "package $("$OPT/venv/bin/python" -c 'from importlib.metadata import version; print(version("shelfid"))') in $OPT/venv"
+# `shelfid` on PATH (sudo's secure_path has /usr/local/bin), pointing into the venv as the device will see it
+install -d -m 0755 "$ROOT/usr/local/bin"
+ln -sfn /opt/shelfid/venv/bin/shelfid "$ROOT/usr/local/bin/shelfid"
+say "package $("$OPT/venv/bin/python" -c 'from importlib.metadata import version; print(version("shelfid"))') in $OPT/venv (command: /usr/local/bin/shelfid)"
 
 # 4. the config, only when there is none: never overwrite what an installer edited
 if [ ! -e "$ETC/config.yaml" ]; then
@@ -121,4 +124,9 @@ if [ "$START" = 1 ] && [ -z "$ROOT" ]; then
     systemctl restart shelfid-edge.service
     say "started; follow it with: journalctl -fu shelfid-edge"
 fi
-say "done. Next: edit $ETC/config.yaml, then run: shelfid doctor --config $ETC/config.yaml"
+say "done. Next:"
+say "  1. edit $ETC/config.yaml (device.id, camera.source, mqtt.*, sync.*) and put the secrets in $ETC/credentials/"
+say "     (mqtt-password, sync-token, web-token: one line each; an empty file means not used)"
+say "  2. sudo systemctl start shelfid-sync.timer shelfid-sync.path shelfid-sync.service"
+say "     (the first sync installs the catalog and starts shelfid-edge)"
+say "  3. sudo shelfid doctor --config /etc/shelfid/config.yaml"

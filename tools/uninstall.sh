@@ -27,7 +27,8 @@ fi
 for unit in "${UNITS[@]}"; do rm -f "$ROOT/etc/systemd/system/$unit"; done
 [ -n "$ROOT" ] || systemctl daemon-reload
 rm -rf "$ROOT/opt/shelfid"
-echo "uninstall: units and /opt/shelfid removed"
+if [ "$(readlink "$ROOT/usr/local/bin/shelfid" 2>/dev/null)" = /opt/shelfid/venv/bin/shelfid ]; then rm -f "$ROOT/usr/local/bin/shelfid"; fi
+echo "uninstall: units, /opt/shelfid and /usr/local/bin/shelfid removed"
 if [ "$PURGE" = 1 ]; then
     rm -rf "$ROOT/etc/shelfid" "$ROOT/var/lib/shelfid" "$ROOT/var/cache/shelfid" "$ROOT/usr/lib/sysusers.d/shelfid.conf"
     if [ -n "$ROOT" ]; then

@@ -6,7 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+import models as models_package
 from models.errors import ModelError
+
+WEIGHTS_DIR = Path(models_package.__file__).parent / "weights"  # the bundled weights (models.runtime's, without its imports)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -40,20 +43,27 @@ def _import_yolov5(args: argparse.Namespace) -> int:
 def _add_export_detector(actions: argparse._SubParsersAction) -> None:
     text = "export a product detector trained by tools/train_detector.py to ONNX at an input size"
     p = actions.add_parser("export-detector", help=text, description=text)
-    p.add_argument("--weights", type=Path, required=True, help="our detector checkpoint (.pt), e.g. the bundled "
-                   "models/weights/product-detector.pt")
-    p.add_argument("--out", type=Path, required=True, help="ONNX file to write")
+    p.add_argument("--weights", type=Path, default=WEIGHTS_DIR / "product-detector.pt",
+                   help="our detector checkpoint (.pt; default: the bundled models/weights/product-detector.pt)")
+    p.add_argument("--out", type=Path, help="ONNX file to write (default: product-detector-<imgsz>.onnx beside the bundled "
+                   "weights, where models.detector can name it)")
     p.add_argument("--imgsz", type=int, default=320, help="square input size, a multiple of 32 (320 for a 2-core CPU, "
                    "640 for a Jetson)")
     p.set_defaults(func=_export_detector)
+
+
+def detector_onnx(imgsz: int) -> Path:
+    """Where `export-detector --imgsz N` writes by default: beside the bundled weights (320 is the bundled default)."""
+    return WEIGHTS_DIR / f"product-detector-{imgsz}.onnx"
 
 
 def _export_detector(args: argparse.Namespace) -> int:
     from models.export import export_detector_checkpoint
     from models.metadata import parse_names
 
-    meta = export_detector_checkpoint(args.weights, args.out, args.imgsz)
-    print(f"wrote {args.out}: detector {', '.join(parse_names(meta['names']))}, input {args.imgsz}, licence {meta['licence']}")
+    out = args.out or detector_onnx(args.imgsz)
+    meta = export_detector_checkpoint(args.weights, out, args.imgsz)
+    print(f"wrote {out}: detector {', '.join(parse_names(meta['names']))}, input {args.imgsz}, licence {meta['licence']}")
     return 0
 
 

@@ -57,6 +57,16 @@ def test_a_second_run_changes_nothing_and_keeps_an_edited_config(installed_root)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "kept " in run.stdout and tree(installed_root) == before
     assert "id: aisle-7-left" in config.read_text()
+    assert_next_steps_work_as_written(installed_root, run.stdout)
+
+
+def assert_next_steps_work_as_written(root, output: str) -> None:
+    """The installer's last words: `shelfid` is on PATH (a link into the venv), and the first sync comes before the
+    doctor (a new device has no catalog until it syncs, so a doctor first always shows a FAIL)."""
+    assert os.readlink(root / "usr" / "local" / "bin" / "shelfid") == "/opt/shelfid/venv/bin/shelfid"
+    steps = output[output.index("done. Next:"):]
+    assert "systemctl start shelfid-sync.timer shelfid-sync.path shelfid-sync.service" in steps
+    assert steps.index("shelfid-sync.service") < steps.index("sudo shelfid doctor --config /etc/shelfid/config.yaml")
 
 
 def test_uninstall_keeps_data_unless_purged(installed_root, tmp_path):
@@ -69,6 +79,7 @@ def test_uninstall_keeps_data_unless_purged(installed_root, tmp_path):
     run = subprocess.run(["bash", str(REPO / "tools" / "uninstall.sh"), "--root", str(root)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert not (root / "opt" / "shelfid").exists() and not (root / "etc" / "systemd" / "system" / "shelfid-edge.service").exists()
+    assert not os.path.lexists(root / "usr" / "local" / "bin" / "shelfid")
     assert (root / "var" / "lib" / "shelfid" / "outbox.sqlite").exists() and (root / "etc" / "shelfid" / "config.yaml").exists()
     run = subprocess.run(["bash", str(REPO / "tools" / "uninstall.sh"), "--root", str(root), "--purge"], capture_output=True, text=True)
     assert run.returncode == 0 and not (root / "var" / "lib" / "shelfid").exists() and not (root / "etc" / "shelfid").exists()
