@@ -22,7 +22,7 @@ test: install system
 	$(VENV)/bin/pytest -q -n $(WORKERS) --dist loadgroup --durations=15
 
 demo: install
-	$(PY) tools/demo.py --out demo-out
+	$(PY) tools/demo.py --out demo-out $(DEMO_ARGS)
 
 install: $(VENV)/.installed models/weights/embedder.onnx models/weights/product-detector-320.onnx
 

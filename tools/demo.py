@@ -3,10 +3,10 @@
 
 Builds the sample catalog (three products cropped from a real shelf video) into
 `<out>/data/catalogs/v1` and points `current` at it, as the sync agent does;
-starts mosquitto on a free loopback port when it is installed; runs `shelfid
-run`'s loop on samples/shelf.mp4 at the video's own rate; prints each event as
-the MQTT subscriber receives it; writes `<out>/annotated.mp4` (and a few stills);
-stops at the end of the video with a summary.
+starts mosquitto on loopback when it is installed (a free port, or --broker-port) and prints the `mosquitto_sub` line
+that shows the events as a consumer of them would see them; runs `shelfid run`'s loop on samples/shelf.mp4 at the
+video's own rate; prints each event as the MQTT subscriber receives it; writes `<out>/annotated.mp4` (and a few stills);
+stops at the end of the video (--loops N plays it N times, 0 until Ctrl-C) with a summary.
 """
 
 from __future__ import annotations
@@ -73,12 +73,14 @@ def main() -> int:
     parser.add_argument("--video", type=Path, default=REPO / "samples" / "shelf.mp4", help="shelf video")
     parser.add_argument("--catalog-images", type=Path, default=REPO / "samples" / "shelf-catalog", help="product images")
     parser.add_argument("--out", type=Path, default=Path("demo-out"), help="where the data dir and the annotated video go")
+    parser.add_argument("--broker-port", type=int, help="port of the demo's mosquitto on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--loops", type=int, default=1, help="times to play the video (default 1; 0: until Ctrl-C)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     args.out.mkdir(parents=True, exist_ok=True)
 
     try:
-        broker = Broker(args.out / "mosquitto").start() if mosquitto_binary() else None
+        broker = Broker(args.out / "mosquitto", args.broker_port).start() if mosquitto_binary() else None
     except RuntimeError as exc:
         print(f"no MQTT: {exc}; events go to {args.out / 'data' / 'events.jsonl'}")
         broker = None
@@ -88,7 +90,9 @@ def main() -> int:
     prepare_catalog(config, args.catalog_images)
     recorder = Recorder(broker.port) if broker else None
     if broker:
-        print(f"mosquitto on 127.0.0.1:{broker.port}; subscribed to shelfid/demo/#")
+        print(f"mosquitto on 127.0.0.1:{broker.port}; subscribed to shelfid/demo/#. To see the payloads as a consumer "
+              f"does, in another terminal:\n  mosquitto_sub -h 127.0.0.1 -p {broker.port} -t 'shelfid/#' -v"
+              + ("\n(--loops 0 keeps it playing until Ctrl-C)" if args.loops else ""), flush=True)
 
     shown: dict[str, dict] = {}  # event_id -> event (delivery is at-least-once)
     arrived = threading.Condition()
@@ -107,11 +111,15 @@ def main() -> int:
     if recorder:
         recorder.client.on_message = lambda c, u, m: m.topic.endswith("/events") and show(json.loads(m.payload))
     video = AnnotatedVideo(args.out)
-    print(f"running the daemon on {args.video.name} at the video's own rate...")
+    stop, played, expected = threading.Event(), 0, 0
     try:
-        summary = run(config, on_event=None if recorder else show, on_frame=video)
-        with arrived:  # the daemon flushed its outbox on the way out; let the broker's deliveries land
-            arrived.wait_for(lambda: len(shown) >= summary["identified"] + summary["unknown"], timeout=10)
+        while not stop.is_set() and (args.loops == 0 or played < args.loops):
+            played += 1
+            print(f"running the daemon on {args.video.name} at the video's own rate (play {played})...", flush=True)
+            summary = run(config, stop=stop, on_event=None if recorder else show, on_frame=video)  # Ctrl-C sets `stop`
+            expected += summary["identified"] + summary["unknown"]
+            with arrived:  # the daemon flushed its outbox on the way out; let the broker's deliveries land
+                arrived.wait_for(lambda want=expected: len(shown) >= want, timeout=10)
         if recorder:
             recorder.close()
     finally:
