@@ -115,11 +115,13 @@ class MQTTReporter:
         self._sender.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Publish `offline`, flush what the window allows, disconnect."""
+        """While connected, send what the outbox holds (stored rows too, not only those in flight) until it is empty
+        or `timeout` s pass; then publish `offline` and disconnect. What is left waits for the next start."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self.connected.is_set() and self._inflight and time.monotonic() < deadline:
-                self._cond.wait(0.1)
+            self._cond.notify_all()  # the sender reads what was stored since it last looked
+            while self.connected.is_set() and (self._inflight or self.outbox.size) and time.monotonic() < deadline:
+                self._cond.wait(0.1)  # each PUBACK notifies
             self._stop = True
             self._cond.notify_all()
         if self.connected.is_set():
