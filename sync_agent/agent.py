@@ -33,16 +33,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edge.core.catalog import installed_version, load_catalog
-from edge.core.catalog_build import no_space
 from edge.core.config import Config
 from edge.core.datadir import DataDir
-from edge.core.errors import CatalogError
-from edge.core.stored_index import load_index
 from models.metadata import sha256_file
 from models.safe_write import fsync_dir, write_json_atomic
-from sync_agent.bundle import assemble, blob_key, manifest_key
+from sync_agent.bundle import blob_key, manifest_key
 from sync_agent.errors import BundleError, DiskFullError, FetchError, SyncError
 from sync_agent.fetcher import Document, Fetcher, fetcher_for
+from sync_agent.install import install_bundle
 from sync_agent.signing import load_public_key
 from sync_agent.trust import Trusted, accept_manifest, accept_unchanged
 
@@ -84,16 +82,6 @@ def device_model_ids(config: Config) -> tuple[str, str]:
     if not model_id:
         raise SyncError(f"{embedder}: the embedder carries no model_id metadata; catalogs cannot be matched to it")
     return model_id, open_verifier(config.verifier).id
-
-
-def _open_index(catalog, version: int) -> None:
-    """The catalog's stored search index loads as the daemon will load it."""
-    if catalog.stored_index is None:
-        return
-    try:
-        load_index(*catalog.stored_index, nprobe=1)
-    except ValueError as exc:
-        raise BundleError(f"catalog v{version}: its search index does not open: {exc}") from None
 
 
 class Agent:
@@ -217,35 +205,10 @@ class Agent:
 
     def _install(self, manifest: dict, manifest_bytes: bytes) -> None:
         layout, version = self.layout, manifest["version"]
-        staging = layout.catalogs / f".staging-v{version}-{os.getpid()}"
-        self._stage(manifest, manifest_bytes, staging)  # a failure leaves it to the next run (a full disk: removed at once)
-        final = layout.version_dir(version)
-        if final.exists():  # left by a run killed between this rename and the switch
-            shutil.rmtree(final)
-        os.rename(staging, final)
-        fsync_dir(layout.catalogs)
+        staging = layout.catalogs / f".staging-v{version}-{os.getpid()}"  # a failure leaves it to the next run (a full disk: removed at once)
+        install_bundle(manifest, manifest_bytes, lambda sha: (layout.blobs / sha).read_bytes(), staging, layout.version_dir(version),
+                       self.embedder_id, self.verifier_id)
         self._switch(version)
-
-    def _stage(self, manifest: dict, manifest_bytes: bytes, staging: Path) -> None:
-        """The catalog assembled in `staging` from verified blobs, and opened as the daemon will open it.
-        Whatever a bundle holds, its failure is a refusal of that bundle; a full disk is a DiskFullError."""
-        version = manifest["version"]
-        try:
-            staging.mkdir(parents=True)
-            (staging / "manifest.json").write_bytes(manifest_bytes)
-            assemble(manifest, lambda sha: (self.layout.blobs / sha).read_bytes(), staging)
-            catalog = load_catalog(staging, self.embedder_id, self.verifier_id)  # exactly what the daemon will do with it
-            _open_index(catalog, version)
-        except BundleError:
-            raise
-        except CatalogError as exc:
-            raise BundleError(f"catalog v{version} does not open: {exc}") from None
-        except OSError as exc:
-            if no_space(exc, staging.parent):
-                raise DiskFullError(f"{staging}: cannot assemble catalog v{version}: no space left on device") from None
-            raise BundleError(f"catalog v{version} cannot be assembled: {type(exc).__name__}: {exc}") from None
-        except Exception as exc:
-            raise BundleError(f"catalog v{version} cannot be assembled: {type(exc).__name__}: {exc}") from None
 
     def _switch(self, version: int) -> None:
         self.layout.switch_current(f"v{version}")

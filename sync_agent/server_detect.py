@@ -37,8 +37,9 @@ from starlette.datastructures import FormData, UploadFile
 from edge.core.catalog import load_catalog
 from edge.core.errors import ImageError, ShelfIDError
 from edge.core.images import read_image
-from sync_agent.bundle import assemble, blob_key, manifest_key, parse_manifest, sha256_hex
+from sync_agent.bundle import blob_key, manifest_key, parse_manifest, sha256_hex
 from sync_agent.errors import BundleError
+from sync_agent.install import install_bundle
 from sync_agent.server_products import image_refused, save_upload
 from sync_agent.server_publish import Models, without_paths
 from sync_agent.server_settings import ServerSettings
@@ -73,14 +74,14 @@ class PublishedIdentifiers:
             try:
                 manifest = parse_manifest(data)
                 if version != manifest["version"]:
-                    identifier = self._open(manifest)
+                    identifier = self._open(manifest, data)
                     self.loaded[catalog_id] = version, identifier = manifest["version"], identifier
             except ShelfIDError as exc:  # built for other models than this server runs, a blob gone: say which
                 raise HTTPException(409, f"catalog {catalog_id!r} cannot be opened for detection: "
                                          f"{without_paths(str(exc), self.folder)}") from None
             return version, identifier
 
-    def _open(self, manifest: dict):
+    def _open(self, manifest: dict, manifest_bytes: bytes):
         from edge.core.identify import calibration_for, identifier_for
         from edge.core.index import search_one_query_at_a_time
 
@@ -91,9 +92,8 @@ class PublishedIdentifiers:
         if not final.is_dir():
             home.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=home))
-            try:
-                assemble(manifest, self._blob, staging)
-                staging.rename(final)
+            try:  # the device's way: assembled, opened with these models, renamed into place
+                install_bundle(manifest, manifest_bytes, self._blob, staging, final, embedder.model_id, verifier.id)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
         for old in home.iterdir():
