@@ -1,4 +1,5 @@
-"""Reading untrusted image files: size, pixel and JPEG scan caps, truncation caught, EXIF orientation applied."""
+"""Reading untrusted image files: size, pixel and JPEG scan caps, truncation caught, EXIF orientation applied;
+and the shaping every stage shares (a centre crop, a resize to a longest side)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -109,3 +111,13 @@ def centre_crop(image: np.ndarray, fraction: float) -> np.ndarray:
     ch, cw = max(1, round(h * fraction)), max(1, round(w * fraction))
     y, x = (h - ch) // 2, (w - cw) // 2
     return image[y:y + ch, x:x + cw]
+
+
+def resize_longest(image: np.ndarray, longest: int, upscale: bool = False) -> np.ndarray:
+    """Scale so the longest side is `longest`; smaller images are enlarged only with `upscale`."""
+    h, w = image.shape[:2]
+    scale = longest / max(h, w)
+    if scale == 1 or (scale > 1 and not upscale):
+        return image
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interpolation)

@@ -20,9 +20,9 @@ import torch
 
 from edge.core.config import VerifierConfig
 from edge.core.errors import ShelfIDError
+from edge.core.images import resize_longest
 from edge.core.verifier import Features, Match
 from edge.core.verifier.geometry import verify_geometry
-from edge.core.verifier.sift import resize_longest
 from models.torch_device import autocast, torch_device
 
 EXTRACTORS = {"aliked-lightglue": ("aliked-n16.pth", "aliked_lightglue.pth"),

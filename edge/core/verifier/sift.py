@@ -6,20 +6,11 @@ import cv2
 import numpy as np
 
 from edge.core.config import VerifierConfig
+from edge.core.images import resize_longest
 from edge.core.verifier import Features, Match
 from edge.core.verifier.geometry import verify_geometry
 
 RATIO = 0.8
-
-
-def resize_longest(image: np.ndarray, longest: int, upscale: bool = False) -> np.ndarray:
-    """Scale so the longest side is `longest`; smaller images are enlarged only with `upscale`."""
-    h, w = image.shape[:2]
-    scale = longest / max(h, w)
-    if scale == 1 or (scale > 1 and not upscale):
-        return image
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interpolation)
 
 
 class SIFTVerifier:
