@@ -30,7 +30,8 @@ import numpy as np
 
 from edge.core.catalog import SCHEMA as CATALOG_SCHEMA
 from edge.core.catalog import Catalog, compact_descriptors
-from edge.core.catalog_build import PRODUCT_ID, write_catalog_arrays
+from edge.core.catalog_build import write_catalog_arrays
+from edge.core.ids import PRODUCT_ID
 from sync_agent.errors import BundleError
 
 MANIFEST_SCHEMA = 1

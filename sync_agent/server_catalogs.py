@@ -9,9 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 from pydantic import AfterValidator, BaseModel, Field
 
+from edge.core.ids import CATALOG_ID_PATTERN
 from sync_agent.bundle import manifest_key
 from sync_agent.publish import collect_garbage, published_version
-from sync_agent.server_store import CATALOG_ID, CatalogStore, plain_text
+from sync_agent.server_store import CatalogStore, plain_text
 from sync_agent.server_tokens import Principal
 from sync_agent.storage import Storage
 
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 class NewCatalog(BaseModel):
-    catalog_id: str = Field(pattern=CATALOG_ID, description="Letters, digits, '.', '_', '-'; at most 64.")
+    catalog_id: str = Field(pattern=CATALOG_ID_PATTERN, description="Letters, digits, '.', '_', '-'; at most 64.")
     name: Annotated[str, AfterValidator(plain_text)] = Field(default="", max_length=200, description="Plain text.")
 
 

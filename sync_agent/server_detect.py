@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import shutil
 import tempfile
 import threading
@@ -36,6 +35,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from edge.core.catalog import load_catalog
 from edge.core.errors import ImageError, ShelfIDError
+from edge.core.ids import CATALOG_ID
 from edge.core.images import read_image
 from sync_agent.bundle import blob_key, manifest_key, parse_manifest, sha256_hex
 from sync_agent.errors import BundleError
@@ -43,7 +43,6 @@ from sync_agent.install import install_bundle
 from sync_agent.server_products import image_refused, save_upload
 from sync_agent.server_publish import Models, without_paths
 from sync_agent.server_settings import ServerSettings
-from sync_agent.server_store import CATALOG_ID
 from sync_agent.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -64,7 +63,7 @@ class PublishedIdentifiers:
 
     def latest(self, catalog_id: str) -> tuple[int, object]:
         """(version, Identifier); 404 when the catalog has nothing published."""
-        if not re.fullmatch(CATALOG_ID, catalog_id) or (data := self.storage.get(manifest_key(catalog_id))) is None:
+        if not CATALOG_ID.fullmatch(catalog_id) or (data := self.storage.get(manifest_key(catalog_id))) is None:
             self.loaded.pop(catalog_id, None)  # deleted since: its identifier goes too
             self.known(catalog_id)  # no such catalog at all: say so, not "unpublished"
             raise HTTPException(404, f"catalog {catalog_id!r} has no published version to detect against yet: publish it "

@@ -38,12 +38,11 @@ from pathlib import Path
 from fastapi import HTTPException
 from sqlite_utils import Database
 
-from edge.core.catalog_build import PRODUCT_ID
+from edge.core.ids import CATALOG_ID, PRODUCT_ID
 from edge.core.text import printable
 from models.safe_write import fsync_dir, fsync_tree
 from sync_agent.server_db import connect, migrate, now, transaction
 
-CATALOG_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # anchored for pydantic's search; checked here with re.fullmatch
 # Characters a name or SKU never needs and that change what a terminal, a log or a page shows around them: C0 and C1
 # controls (ESC starts terminal sequences, CR/LF forge lines), the bidi controls (U+202E shows the rest reversed), the
 # line and paragraph separators, lone surrogates. Joiners (U+200C/D) stay: Persian, Indic scripts and emoji need them.
@@ -60,7 +59,7 @@ def plain_text(value: str) -> str:
 
 
 def check_catalog_id(catalog_id: str) -> None:
-    if not re.fullmatch(CATALOG_ID, catalog_id):
+    if not CATALOG_ID.fullmatch(catalog_id):
         raise HTTPException(422, f"catalog id {catalog_id!r}: use letters, digits, '.', '_', '-' (at most 64)")
 
 
@@ -305,7 +304,7 @@ class CatalogStore:
     def import_work_area(self) -> None:
         for meta_file in sorted(self.work.glob("*/catalog.json")):
             folder = meta_file.parent
-            if folder.name.startswith(".") or not re.fullmatch(CATALOG_ID, folder.name):
+            if folder.name.startswith(".") or not CATALOG_ID.fullmatch(folder.name):
                 continue
             with self.writing() as change:
                 if not list(change.db["catalogs"].rows_where("catalog_id = ?", [folder.name])):

@@ -29,8 +29,9 @@ from typing import Annotated, Literal, Optional
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field, field_validator
 
+from edge.core.ids import CATALOG_ID_PATTERN
 from sync_agent.server_db import now
-from sync_agent.server_store import CATALOG_ID, CatalogStore
+from sync_agent.server_store import CatalogStore
 
 API_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 
@@ -125,7 +126,7 @@ def requires(tokens: Tokens, need: str) -> Callable[..., Principal]:
 
 
 class NewToken(BaseModel):
-    catalog_id: str = Field(pattern=CATALOG_ID, description="The catalog the token is for.")
+    catalog_id: str = Field(pattern=CATALOG_ID_PATTERN, description="The catalog the token is for.")
     scope: Literal["read", "write"] = Field(description="read: get the catalog and detect; write: also change and publish it.")
     name: str = Field(default="", max_length=100, description="Who or what holds it (shown in the audit trail); printable text.")
 

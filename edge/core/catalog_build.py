@@ -14,7 +14,6 @@ import errno
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from edge.core.annotate import thumbnail_jpeg
 from edge.core.appearance import is_packshot
 from edge.core.catalog import SCHEMA, Product, compact_descriptors, image_table
 from edge.core.errors import CatalogError, ImageError
+from edge.core.ids import PRODUCT_ID
 from edge.core.images import IMAGE_SUFFIXES, read_image
 from edge.core.stored_index import build_codes
 from edge.core.verifier import Features, Verifier, strongest
@@ -38,7 +38,6 @@ from models.metadata import sha256_file
 from models.safe_write import fsync_dir, fsync_tree
 
 log = logging.getLogger(__name__)
-PRODUCT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # always fullmatch: `$` would let a trailing newline in
 MIN_BOX_AREA = 0.2  # a detection smaller than this share of a catalog image is not "the product"
 LOW_SPACE_BYTES = 1024 * 1024  # below this free on the filesystem, a write error without errno counts as a full disk
 StoredIndex = tuple[bytes, dict, np.ndarray]  # the index model, what catalog.json says of it, the images' codes

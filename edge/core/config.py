@@ -18,6 +18,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.core.datadir import DataDir
+from edge.core.ids import CATALOG_ID_PATTERN, DEVICE_ID_PATTERN
 
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"  # the rule itself lives in models.device (config imports no torch)
 
@@ -51,7 +52,7 @@ class DeviceConfig(Section):
         default_factory=socket.gethostname,
         min_length=1,
         max_length=64,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        pattern=DEVICE_ID_PATTERN,
         description="Device id used in MQTT topics and events; letters, digits, '.', '_' and '-' (default: host name).",
     )
     data_dir: Path = Field(
@@ -297,7 +298,7 @@ class SyncConfig(Section):
     server_url: Optional[str] = Field(
         default=None, pattern=r"^(https?|file)://", description="Base URL of the published catalogs; null disables sync."
     )
-    catalog_id: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="Catalog this device follows.")
+    catalog_id: str = Field(default="default", pattern=CATALOG_ID_PATTERN, description="Catalog this device follows.")
     poll_interval_s: int = Field(
         default=900, ge=10, le=7 * 86400,
         description="Seconds between polls when `shelfid sync` runs as a service; under systemd shelfid-sync.timer sets "

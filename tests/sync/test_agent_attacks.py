@@ -16,7 +16,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from edge.core.catalog_build import PRODUCT_ID
+from edge.core.ids import PRODUCT_ID
 from sync_agent.agent import Agent, read_status, run_forever
 from sync_agent.bundle import blob_key, encode_signature, json_bytes, make_bundle, manifest_key, sha256_hex
 from sync_agent.errors import BundleError, SyncError
