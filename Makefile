@@ -78,7 +78,8 @@ models/weights/product-detector-320.onnx: models/weights/product-detector.pt $(V
 # systemd-sysusers (unit checks, the installer), Chromium + chromedriver (the page's browser test), GStreamer's RTSP
 # server under the system Python (tools/rtsp_server.py: the network camera of tests/edge/test_rtsp.py and the soak) and
 # gst-launch with an H.264 decoder (the GStreamer RTSP template's test), mmdebstrap + systemd-nspawn (the units
-# booted under a live systemd: tools/systemd_check.sh), nginx (the CDN origin of tests/sync/test_nginx_origin.py).
+# booted under a live systemd: tools/systemd_check.sh), nginx (the CDN origin of tests/sync/test_nginx_origin.py),
+# fuse3 (libfuse3 + fusermount3: the power-cut filesystem of tests/power and tools/fault_power.py).
 # One apt-get update, only when something is missing.
 system:
 	@missing=""; \
@@ -94,6 +95,7 @@ system:
 	command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
 	command -v systemd-nspawn >/dev/null || missing="$$missing systemd-container"; \
 	command -v nginx >/dev/null || test -x /usr/sbin/nginx || missing="$$missing nginx"; \
+	{ command -v fusermount3 && /sbin/ldconfig -p | grep -q 'libfuse3\.so'; } >/dev/null || missing="$$missing fuse3"; \
 	if [ -n "$$missing" ]; then apt-get update && apt-get install -y $$missing; fi
 
 clean:
