@@ -70,7 +70,7 @@ def _pipeline(args: argparse.Namespace) -> int:
 def _add_index(actions: argparse._SubParsersAction) -> None:
     p = actions.add_parser("index", help="catalog search on clustered synthetic vectors: speed, memory, recall vs exact")
     p.add_argument("--n", type=ints, default=[100_000, 1_000_000], help="catalog sizes, e.g. 100000,1000000")
-    p.add_argument("--lsh", default="512/100", help="LSH built at load, as bits/rerank, comma-separated ('' for none)")
+    p.add_argument("--lsh", default="256/100", help="LSH built at load, as bits/rerank, comma-separated ('' for none)")
     p.add_argument("--nprobe", type=ints, default=[16, 64, 256], help="IVF lists probed, e.g. 16,64,256")
     p.add_argument("--data", default="families,uniform", help="synthetic sets: families, uniform (comma-separated)")
     p.add_argument("--queries", type=int, default=200, help="queries per setting")

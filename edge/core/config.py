@@ -166,7 +166,9 @@ class IndexConfig(Section):
     build: Literal["lsh", "ivfpq"] = Field(
         default="lsh", description="The stored index a catalog build (or the catalog server's publish) makes: lsh, "
                                    "256-bit codes scanned in full (~1.3 ms at 1M images); ivfpq, inverted lists (past 1M).")
-    lsh_bits: int = Field(default=512, ge=16, le=4096, description="LSH code length in bits; a multiple of 8.")
+    lsh_bits: int = Field(default=256, ge=16, le=4096,
+                          description="Code length in bits of the LSH built at load, for a catalog without a stored index; "
+                                      "a multiple of 8. The default is the stored index's width: one recipe.")
     rerank: int = Field(default=100, ge=1, le=10000, description="Index candidates re-ranked by exact cosine.")
     top_k: int = Field(default=5, ge=1, le=100, description="Catalog products handed to the verifier.")
 

@@ -1,10 +1,12 @@
-"""Catalog search: a short list from the catalog's stored index (edge.core.stored_index) or from LSH built at load,
-re-ranked by exact cosine; or exact search (small catalogs, the oracle).
+"""Catalog search, four kinds (`index.kind`): stored, the catalog's stored index (edge.core.stored_index: LSH or
+IVF-PQ); lsh, the same LSH recipe run at load, for a catalog that carries none (under stored_index.MIN_IMAGES
+images, or built before stored indexes); auto (the default), stored when the catalog has one, else lsh; exact,
+every vector (the oracle). stored and lsh propose `rerank` candidates, re-ranked by exact cosine; a catalog of at
+most `rerank` images is searched exactly whatever the kind.
 
-Vectors are L2-normalised, so cosine = dot product. The float16 vectors stay
-memory-mapped: the index keeps only its codes resident (32 bytes per vector for
-256-bit LSH, ~41 with ids for IVF-PQ), and re-ranking reads just the
-candidates' rows.
+Vectors are L2-normalised, so cosine = dot product. The float16 vectors stay memory-mapped: stored and lsh keep
+only their codes and model resident (32 bytes per vector for 256-bit LSH; 40 for IVF-PQ, 32 PQ bytes and an
+8-byte id), and re-ranking reads just the candidates' rows. exact keeps a float32 copy (4 bytes per dimension).
 """
 
 from __future__ import annotations
@@ -45,10 +47,11 @@ def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.n
 
 
 class CatalogIndex:
-    """`kind` stored: the catalog's stored index (`stored` = model, codes); lsh: faiss IndexLSH (random rotation +
-    sign bits) built here; auto: stored when the catalog carries one, else lsh. Both re-rank `rerank` candidates exactly."""
+    """`kind` stored: the catalog's stored index (`stored` = model, codes); lsh: the same LSH recipe run here, at load
+    (stored_index.lsh_index: random rotation + sign bits, `bits` of them); auto: stored when the catalog carries one,
+    else lsh; exact: every vector. Stored and lsh re-rank `rerank` candidates exactly."""
 
-    def __init__(self, vectors: np.ndarray, kind: str = "auto", bits: int = 512, rerank: int = 100,
+    def __init__(self, vectors: np.ndarray, kind: str = "auto", bits: int = stored_index.LSH_BITS, rerank: int = 100,
                  stored: tuple[bytes, np.ndarray] | None = None, nprobe: int = 64):
         if kind == "auto":
             kind = "stored" if stored is not None else "lsh"
@@ -63,12 +66,7 @@ class CatalogIndex:
         if kind == "stored":
             self.short = stored_index.load_index(*stored, nprobe)
         elif kind == "lsh" and len(vectors):
-            dim = vectors.shape[1]
-            self.short = faiss.IndexLSH(dim, bits, True, False)  # rotate the data; its rotation is seeded in faiss
-            sample = np.asarray(vectors[: min(len(vectors), 10 * bits)], np.float32)
-            self.short.train(sample)
-            for start in range(0, len(vectors), CHUNK):
-                self.short.add(np.asarray(vectors[start:start + CHUNK], np.float32))
+            self.short = stored_index.lsh_index(vectors, bits)
 
     @property
     def resident_bytes(self) -> int:

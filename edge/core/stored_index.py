@@ -8,7 +8,8 @@ Two pieces, so a one-product change touches one shard:
              model until the catalog outgrows it.
   the codes  one row per catalog image, computed with the model (faiss's standalone code: 32 bytes of signs for
              lsh; the list number and 32 PQ bytes for ivfpq) and stored beside the image in its shard.
-Loading hands the codes to faiss (add_sa_codes): nothing is trained or encoded on the device. The index proposes
+Loading hands the codes to faiss (add_sa_codes): nothing is trained or encoded on the device (a catalog
+without a stored index gets the same LSH recipe run at load: lsh_index). The index proposes
 a short list; the caller re-ranks it by exact cosine over the memory-mapped float16 vectors.
 
 Why LSH by default (measured, `shelfid bench index`, README "Catalog search"): at 1M images a scan of all 256-bit
@@ -28,7 +29,10 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 KINDS = ("lsh", "ivfpq")
-MIN_IMAGES = 4096  # below this, exact search over a float32 copy is fast enough (<= 8 MB, ~0.5 ms) and needs no model
+# below this a catalog ships no index (its bundles stay without a model): the device runs the same LSH recipe at
+# load instead (lsh_index: ~0.1 s at 4,096 images on one core here); catalogs of at most index.rerank images are
+# searched exactly
+MIN_IMAGES = 4096
 LSH_BITS = 256
 SUBQUANTIZERS = 32  # bytes per PQ code; divides the embedding dimension (or the largest power of two that does)
 OUTGROW = 4  # an IVF-PQ model trained on n images is reused until the catalog holds OUTGROW * n
@@ -40,11 +44,11 @@ def lists_for(n: int) -> int:
     return int(min(4096, max(64, 2 ** round(np.log2(2 * np.sqrt(max(n, 1)))))))
 
 
-def train_model(vectors: np.ndarray, kind: str = "lsh", seed: int = 0) -> bytes:
-    """A trained, empty index of `kind` for `vectors` (L2-normalised; inner product), serialised."""
+def train_model(vectors: np.ndarray, kind: str = "lsh", seed: int = 0, bits: int = LSH_BITS) -> bytes:
+    """A trained, empty index of `kind` for `vectors` (L2-normalised; inner product), serialised; `bits`: an LSH code's."""
     n, dim = vectors.shape
     if kind == "lsh":
-        index = faiss.IndexLSH(dim, LSH_BITS, True, False)  # a random rotation; its signs are the code
+        index = faiss.IndexLSH(dim, bits, True, False)  # a random rotation (seeded in faiss); its signs are the code
         index.train(np.asarray(vectors[: min(n, 1000)], np.float32))  # the rotation does not depend on the data
         return bytes(faiss.serialize_index(index))
     if kind != "ivfpq":
@@ -135,6 +139,13 @@ def load_index(model: bytes, codes: np.ndarray, nprobe: int = 64) -> faiss.Index
         index.add_sa_codes(block, np.arange(start, start + len(block), dtype=np.int64))
     index.nprobe = min(nprobe, index.nlist)
     return index
+
+
+def lsh_index(vectors: np.ndarray, bits: int = LSH_BITS) -> faiss.Index:
+    """The stored LSH recipe run at load, for a catalog that carries no stored index: the same model, codes and
+    searchable index a stored one gives (one recipe, one width by default: LSH_BITS)."""
+    model = train_model(vectors, "lsh", bits=bits)
+    return load_index(model, encode(model, vectors))
 
 
 def resident_bytes(index: faiss.Index) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from edge.core import index as index_module
+from edge.core import stored_index
+from edge.core.config import IndexConfig
 from edge.core.index import CatalogIndex, collapse_to_products, exact_search
 
 
@@ -36,7 +38,7 @@ def test_exact_search_with_fewer_vectors_than_k_pads_with_minus_one():
 
 def test_lsh_with_rerank_recalls_what_exact_search_finds_at_50k():
     vectors, centres = clustered(10_000, 5)  # 50,000 vectors
-    index = CatalogIndex(vectors, "lsh", bits=512, rerank=100)
+    index = CatalogIndex(vectors, "lsh", rerank=100)  # the stored index's width: 256 bits
     rng = np.random.default_rng(1)
     picked = rng.choice(10_000, 300, replace=False)
     queries = centres[picked] + 0.6 * rng.standard_normal((300, 512)).astype(np.float32) / np.sqrt(512)
@@ -47,7 +49,19 @@ def test_lsh_with_rerank_recalls_what_exact_search_finds_at_50k():
     recall_at_10 = np.mean([a[0] in b for a, b in zip(exact_ids, lsh_ids)])
     assert recall_at_10 >= 0.99
     assert np.mean(exact_ids[:, 0] == lsh_ids[:, 0]) >= 0.95
-    assert index.resident_bytes == 50_000 * 512 // 8 + 512 * 512 * 4  # the codes and the rotation
+    assert index.resident_bytes == 50_000 * 256 // 8 + 256 * 512 * 4  # the codes and the rotation
+
+
+def test_lsh_built_at_load_is_the_stored_recipe():
+    vectors, _ = clustered(300, 4, dim=64)
+    queries = vectors[::7].astype(np.float32)
+    model = stored_index.train_model(vectors, "lsh")
+    stored = CatalogIndex(vectors, "stored", rerank=50, stored=(model, stored_index.encode(model, vectors)))
+    at_load = CatalogIndex(vectors, "lsh", rerank=50)
+    assert at_load.short.code_size * 8 == stored_index.LSH_BITS == stored.short.code_size * 8
+    assert np.array_equal(at_load.short.search(queries, 50)[1], stored.short.search(queries, 50)[1])
+    assert np.array_equal(at_load.search(queries, 10)[1], stored.search(queries, 10)[1])
+    assert IndexConfig().lsh_bits == stored_index.LSH_BITS  # one width, unless a config asks for another
 
 
 def test_small_catalogs_are_searched_exactly():
