@@ -9,8 +9,8 @@ shelf-like backgrounds; then the camera: light, colour cast, motion blur,
 glare, noise, JPEG. A product is labelled when at least `MIN_VISIBLE` of it shows (the box
 is its visible extent); a hand in front of a package does not shrink its box.
 
-Pure functions of a numpy Generator: (seed, index) reproduces a scene. (Over 300 lines: a catalogue of small
-sprite and camera-effect functions that only the scene composer at the end uses; none is longer than a screen.)
+Pure functions of a numpy Generator: (seed, index) reproduces a scene. Small sprite and camera-effect functions
+first; the scene composer that uses them comes last.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 camera (grabber thread, latest frame wins) → detect → track → crops of tracks
 without a confirmed identity, one batch per frame → identification worker
-thread (embed → search → verify) → results join their tracks at a later frame
+threads (embed → search → verify; `tracker.identify_threads`, two by default;
+none with `tracker.background: false`, which identifies in the frame loop)
+→ results join their tracks at a later frame
 → confirm over `tracker.confirm_frames` agreeing identifications → one event
 per confirmed track → sink (outbox + MQTT, or JSON lines). Between frames the
 loop switches to a new catalog when `<data_dir>/catalogs/current` moved and the
@@ -63,8 +65,8 @@ def run(config: Config, catalog_dir: Path | None = None, stop: threading.Event |
         source: FrameSource | None = None) -> dict:
     """The daemon: returns the final stats when the camera (a file) ends or on SIGTERM/SIGINT.
 
-    `source` replaces the configured camera (a caller's own frames; the tests' failing camera). (Over 60 lines on
-    purpose: start-up, the loop and the shutdown order that loses no identification in flight, read in one place.)
+    `source` replaces the configured camera (a caller's own frames; the tests' failing camera). Start-up, the loop,
+    then the shutdown in the order that loses no identification in flight.
     """
     stop = stop or threading.Event()
     path = require_catalog(config, catalog_dir)

@@ -26,8 +26,8 @@ the request line and headers must all arrive within `timeout_s` of the accept
 (a slow-loris client is dropped), every answer forbids framing and sniffing,
 and a handler that fails answers a JSON 500 and logs once.
 
-(Over 300 lines on purpose: one stdlib handler whose eight small routes share its guards — the deadline, the
-token check, the security headers — so a reader checks every route against them in one file.)
+One stdlib handler serves every route, so each route passes the same guards: the deadline, the token check, the
+security headers.
 """
 
 from __future__ import annotations
