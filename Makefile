@@ -15,7 +15,7 @@ TORCH_LOCKED := torch==2.13.0+cpu ; python_full_version >= '3.11'
 # make test: independent tests in parallel (most of their time is spent waiting on servers and subprocesses)
 WORKERS ?= 4
 
-.PHONY: test test-latest demo lint install system clean lock
+.PHONY: test test-latest demo docs lint install system clean lock
 
 test: install system
 	$(VENV)/bin/ruff check .
@@ -23,6 +23,11 @@ test: install system
 
 demo: install
 	$(PY) tools/demo.py --out demo-out $(DEMO_ARGS)
+
+# The manual (docs/, mkdocs.yml) as a website in site/; `make test` builds it too (tests/test_docs.py, --strict), so a
+# broken link or page fails the suite. The configuration page is generated: python tools/config_reference.py --write.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 install: $(VENV)/.installed models/weights/embedder.onnx models/weights/product-detector-320.onnx
 
@@ -99,4 +104,4 @@ system:
 	if [ -n "$$missing" ]; then apt-get update && apt-get install -y $$missing; fi
 
 clean:
-	rm -rf $(VENV) .venv-latest test-latest-freeze.txt demo-out *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-latest test-latest-freeze.txt demo-out site *.egg-info .pytest_cache .ruff_cache

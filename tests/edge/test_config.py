@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
-import typing
 from pathlib import Path
 
 import pytest
@@ -164,20 +163,6 @@ def test_not_yaml_and_missing_file_are_file_errors(tmp_path):
         load_config(write(tmp_path, "camera: [1,\n"))
     with pytest.raises(ConfigFileError, match="no such config file"):
         load_config(tmp_path / "absent.yaml")
-
-
-def test_the_readme_config_table_lists_exactly_the_schema_keys():
-    table = {}
-    for line in (REPO / "README.md").read_text().splitlines():
-        if line.startswith("| `") and line.count("|") == 3:
-            section, keys = line.split("|")[1:3]
-            table[section.strip(" `")] = {k.strip(" `()") for k in keys.replace("(", ",").split(",")}
-    for section, model in Config.model_fields.items():
-        fields = set(model.annotation.model_fields)
-        for field in model.annotation.model_fields.values():  # a nested section lists its keys in parentheses
-            for kind in (field.annotation, *typing.get_args(field.annotation)):
-                fields |= set(getattr(kind, "model_fields", ()))
-        assert table.get(section) == fields, f"README config table, section {section}"
 
 
 def test_default_paths_are_expanded():
