@@ -73,6 +73,23 @@ def fsync_dir(folder: Path | str) -> None:
     fsync_file(folder)  # the same call: open read-only, fsync, close
 
 
+def make_dirs(folder: Path | str) -> Path:
+    """`folder` and its missing parents, each new one durable: its name is on disk once its parent is fsynced, and
+    a file fsynced inside a folder whose own name never was is lost with it at a power cut."""
+    folder = Path(folder)
+    missing, level = [], folder
+    while not level.is_dir() and level.parent != level:
+        missing.append(level)
+        level = level.parent
+    for new in reversed(missing):  # outermost first: each one's parent exists, and is fsynced once it holds the name
+        try:
+            new.mkdir()
+        except FileExistsError:  # made meanwhile by another process or thread
+            pass
+        fsync_dir(new.parent)
+    return folder
+
+
 def fsync_tree(folder: Path | str) -> None:
     """Every file and folder under `folder`, and `folder` itself: a folder written in place before it is renamed
     into place (a catalog, a product's images), so the rename never publishes names without their data."""

@@ -36,7 +36,7 @@ from edge.core.catalog import installed_version, load_catalog
 from edge.core.config import Config
 from edge.core.datadir import DataDir
 from models.metadata import sha256_file
-from models.safe_write import fsync_dir, write_json_atomic
+from models.safe_write import fsync_dir, make_dirs, write_json_atomic
 from sync_agent.bundle import blob_key, manifest_key
 from sync_agent.errors import BundleError, DiskFullError, FetchError, SyncError
 from sync_agent.fetcher import Document, Fetcher, fetcher_for
@@ -183,8 +183,8 @@ class Agent:
 
     def _download(self, manifest: dict, deadline: float) -> tuple[int, int]:
         layout = self.layout
-        layout.blobs.mkdir(parents=True, exist_ok=True)
-        layout.partial.mkdir(parents=True, exist_ok=True)
+        make_dirs(layout.blobs)  # durable names (models.safe_write.make_dirs): else a power cut takes the folder and all in it
+        make_dirs(layout.partial)
         count = transferred = 0
         for blob in manifest["blobs"]:
             sha, size = blob["sha256"], blob["size"]
@@ -245,7 +245,7 @@ class Agent:
         self._collect_blobs(self.layout.versions())
 
     def _clean_leftovers(self) -> None:
-        self.layout.catalogs.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.layout.catalogs)
         for path in self.layout.catalogs.glob(".staging-*"):
             shutil.rmtree(path, ignore_errors=True)
         for path in self.layout.catalogs.glob(".current-*.tmp"):
@@ -261,7 +261,7 @@ class Agent:
 
     def _write_status(self, status: dict) -> None:
         status |= {"catalog_id": self.catalog_id, "active_version": active_version(self.layout)}
-        self.layout.sync_status.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.layout.sync_status.parent)
         write_json_atomic(self.layout.sync_status, status)
 
 

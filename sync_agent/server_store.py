@@ -40,7 +40,7 @@ from sqlite_utils import Database
 
 from edge.core.ids import CATALOG_ID, PRODUCT_ID
 from edge.core.text import printable
-from models.safe_write import fsync_dir, fsync_tree
+from models.safe_write import fsync_dir, fsync_tree, make_dirs
 from sync_agent.server_db import connect, migrate, now, transaction
 
 # Characters a name or SKU never needs and that change what a terminal, a log or a page shows around them: C0 and C1
@@ -83,7 +83,8 @@ class Change:
 class CatalogStore:
     def __init__(self, work: Path, database: Path):
         self.work, self.database = work, database
-        work.mkdir(parents=True, exist_ok=True)
+        make_dirs(work)  # durable names: a root never fsynced into its parent is lost at a power cut, records and all
+        make_dirs(database.parent)
         with self.connected() as db:
             before, after = migrate(db)
         if before != after:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
-from models.safe_write import write_bytes_atomic
+from models.safe_write import make_dirs, write_bytes_atomic
 from sync_agent.errors import SyncError
 
 
@@ -34,7 +34,8 @@ class Storage(Protocol):
 class LocalStorage:
     def __init__(self, root: Path):
         self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+        for top in ("catalogs", "blobs"):  # the tree's two folders, durable from the start (the server serves both)
+            make_dirs(root / top)
 
     def path(self, key: str) -> Path:
         path = (self.root / key).resolve()
@@ -44,7 +45,7 @@ class LocalStorage:
 
     def put(self, key: str, data: bytes) -> None:
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(path.parent)  # a new catalog's folder, durable before the manifest written into it is
         write_bytes_atomic(path, data)
 
     def get(self, key: str) -> bytes | None:

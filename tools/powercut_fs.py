@@ -31,6 +31,7 @@ import errno
 import json
 import os
 import random
+import select
 import stat
 import subprocess
 import sys
@@ -433,12 +434,9 @@ class PowercutMount:
                                          "--seed", str(self.seed + self.cuts)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
         log.close()
-        timer = threading.Timer(timeout, self.process.kill)  # a mount that never comes up ends the wait below
-        timer.start()
-        try:
-            line = self.process.stdout.readline()
-        finally:
-            timer.cancel()
+        # no thread for the wait: tools/fault_power.py forks its workloads from this process
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        line = self.process.stdout.readline() if ready else ""
         if line.strip() != "mounted":
             self.process.kill()
             self.process.wait()

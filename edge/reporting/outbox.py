@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.safe_write import make_dirs
+
 log = logging.getLogger(__name__)
 SQLITE_FULL = 13
 
@@ -57,7 +59,7 @@ class Outbox:
 
     def __init__(self, path: Path | str, max_events: int = 100_000, max_age_s: float = 7 * 86400):
         self.path, self.max_events, self.max_age_s = Path(path), max_events, max_age_s
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.path.parent)  # durable: a folder whose name was never fsynced is lost at a power cut, outbox and all
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
