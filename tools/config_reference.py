@@ -98,7 +98,10 @@ def default_text(key: str, field: FieldInfo) -> str:
 
 
 def cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """`text` for one table cell: pipes escaped, and outside code spans `<` and `>` as entities (`<data_dir>` would
+    be read as an HTML tag and vanish)."""
+    parts = text.replace("|", "\\|").replace("\n", " ").split("`")
+    return "`".join(part if i % 2 else part.replace("<", "&lt;").replace(">", "&gt;") for i, part in enumerate(parts))
 
 
 def section(prefix: str, model: type[BaseModel], description: str, level: int = 2) -> list[str]:
