@@ -3,7 +3,7 @@
     nginx = Nginx(tmp / "nginx", docroot=tmp / "public").start()   # config, pid, logs, temp paths all under tmp/nginx
     relay = CutRelay(nginx.port)                                    # what passes is recorded; cut_after(path, n) cuts once
 
-The config is the one the README gives for a CDN origin: the tree as static files, manifests revalidated on every
+The config is the one the manual (docs/catalogs.md) gives for a CDN origin: the tree as static files, manifests revalidated on every
 poll (`Cache-Control: no-cache`, nginx's ETag answered 304), blobs cached for good (their name is their hash), ranges
 served (206) so a device resumes a cut download.
 """

@@ -178,7 +178,7 @@ def test_stopping_with_events_still_unsent_says_how_many(tmp_path, caplog):
 
 
 def test_the_readme_subscriber_command_receives_the_events(tmp_path):
-    """`mosquitto_sub` as the README tells operators to subscribe (make installs mosquitto-clients)."""
+    """`mosquitto_sub` as the manual (docs/mqtt.md) tells operators to subscribe (make installs mosquitto-clients)."""
     sub = shutil.which("mosquitto_sub")
     assert sub, "mosquitto_sub is missing: `make test` installs mosquitto-clients"
     broker = Broker(tmp_path / "broker").start()

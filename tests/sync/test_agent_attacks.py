@@ -1,6 +1,6 @@
 """The device agent against hostile bundles and hosts: signed-but-malicious content, trickling servers, odd files.
 
-Each test is the regression test of one finding of the attack run (README "Security").
+Each test is the regression test of one finding of the attack run (docs/security.md).
 """
 
 from __future__ import annotations
