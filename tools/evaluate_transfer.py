@@ -105,13 +105,15 @@ def grocery_val(data: Path, models, detect: bool, seed: int, limit: int | None =
                   {n: n.split("-")[0] for n in names})
 
 
-def labelled_instances(image: np.ndarray, key: str, labels: list[tuple[tuple, str]], models, boxes: str) -> list[Instance]:
-    """One instance per label ((x1, y1, x2, y2), product): the detector's box matched to it, or the label's own box."""
+def labelled_instances(image: np.ndarray, key: str, labels: list[tuple[tuple, str]], models, boxes: str,
+                       tiled: bool = False) -> list[Instance]:
+    """One instance per label ((x1, y1, x2, y2), product): the detector's box matched to it, or the label's own box.
+    `tiled`: detected at the image's own scale (a still, as `shelfid detect --tiles` does), not the camera's."""
     if boxes == "labelled":
         found = [b for b, _ in labels]
         matched = {i: i for i in range(len(labels))}
     else:
-        found = [d.bbox for d in models[0].detect(image)]
+        found = [d.bbox for d in (models[0].detect_tiled(image) if tiled else models[0].detect(image))]
         matched = assign([_Label(b) for b, _ in labels], found)
     keep, crops = crop_boxes(image, found)
     crop_of = dict(zip(keep, crops))
@@ -141,7 +143,7 @@ def labelled_stills(name: str, labels_file: Path, folder: Path, models, boxes: s
     instances = []
     for file, boxes_of in spec["images"].items():
         scored = [(tuple(map(float, b["box"])), b["product"]) for b in boxes_of if b.get("visible") == "half"]
-        instances += labelled_instances(read_image(folder / file), file, scored, models, boxes)
+        instances += labelled_instances(read_image(folder / file), file, scored, models, boxes, tiled=True)
     references = {p: [folder / f for f in files] for p, files in spec["references"].items()}
     return Source(name, references, instances, [{p} for p in sorted(references)], spec.get("families", {}))
 
@@ -187,7 +189,7 @@ def record(source: Source, run: str, instance: Instance, catalog_products: set[s
         if row["verified"]:
             m = examined.matches[n]
             row |= {"inliers": m.inliers, "inlier_ratio": round(m.inlier_ratio, 3), "spread": round(m.spread, 3),
-                    "appearance": None if m.appearance is None else round(m.appearance, 2), "photographed": m.photographed}
+                    "differing": None if m.differing is None else round(m.differing, 3)}
         out["candidates"].append(row)
     ident = examined.identification
     return out | {"status": ident.status, "named": ident.product.product_id if ident.product else None,
@@ -287,7 +289,7 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     report = {"verifier": models[2].id, "embedder": models[1].model_id[:12], "decision": config.verifier.decision,
-              "max_appearance": config.verifier.max_appearance, "boxes": args.boxes, "grocery_detect": args.detect,
+              "max_differing": config.verifier.max_differing, "boxes": args.boxes, "grocery_detect": args.detect,
               "sources": {name: s | {"seconds": seconds[name]} for name, s in summarise(records).items()}}
     if args.json:
         print(json.dumps(report))

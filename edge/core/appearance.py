@@ -1,23 +1,24 @@
-"""After alignment, does the query look like the reference everywhere? Evidence of difference, not of agreement.
+"""After alignment, does the query show the reference's colours? Evidence of difference, not of agreement.
 
-Keypoints count what two images share; look-alikes of one brand share almost
-everything (Chá Mate Natural and + Limão differ by the lime slices on one part
-of the label), so more matches cannot tell them apart. Here the query crop is
-warped onto the reference with the verifier's transform and compared region by
-region, in chroma (Lab a*, b*): both blurred alike (motion blur and focus
-differ; chroma survives blur where edges do not), the query's channels matched
-to the reference's over the overlap (lighting and white balance differ between
-shelf and catalog). A region the reference does not have (yellow-green limes
-where there were dark leaves) differs in chroma; the score is the worst
-region's mean difference, in Lab units.
+Keypoints count what two images share; look-alikes of one line share almost
+everything: the same artwork in another colourway (a blue pack and its orange
+twin: SIFT sees grey), or one region of print (Chá Mate Limão's lime slices
+where Natural has leaves). Here the query crop is warped onto the reference
+with the verifier's transform, white-balanced, and compared in chroma (Lab a*,
+b*; both blurred alike: chroma survives blur where edges do not). The score is
+the share of the reference's face (its pixels less a plain backdrop, or less
+the sides of a field crop) whose colour the query does not show within a few
+pixels: a promo sticker, a price label or glare over a corner differs over a
+small share, another colourway over most of the face.
 
-Measured on our labelled shelf frames (SIFT, ≥ 20 inliers): a Chá Mate against
-its own reference 1.0–4.7 in most crops, against its look-alike 6.7–22.
+The white balance is what keeps a colourway visible: gains per channel matched
+over the reference's near-grey print when it has enough (a pack's white or
+grey areas are neutral under any light), else over the whole face with the
+gains' colour bounded (a lamp's cast is corrected; blue is not turned orange).
 
-The reference pixels are the catalog's product thumbnail (its first image's
-crop, 160 px), so the check needs no change to the catalog format; a match on
-another image of the product, or on a packshot (a plain backdrop: studio
-colours do not compare with a store's), is not checked (None).
+The reference pixels are the catalog's product thumbnail (its first image, 160
+px), so the check needs no change to the catalog format; a match on another
+image of the product is not compared (None).
 """
 
 from __future__ import annotations
@@ -25,13 +26,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-GRID = (4, 6)  # cells across, down: products on shelves are mostly taller than wide
-MIN_VALID = 0.5  # share of a cell the warped query must cover for the cell to count
 BLUR_SIGMA = 2.0  # thumbnail pixels
-SIDE_MARGIN = 0.12
-RANK = 1  # the worst cell (np.sort(cells)[-RANK]). The second-worst (2) was meant to forgive one cell of glare, but the
-# lime slices that tell Chá Mate Limão from Natural fill one or two cells: measured (tools/evaluate_transfer.py,
-# shelf-video), a Limão box against Natural's reference fell from 7.6 to 6.3, under the bound 7, and was named Natural
+SIDE_MARGIN = 0.12  # share of a field crop's width on each side that shows its shelf neighbours, not the product
 PLAIN_DELTA_E, PLAIN_SHARE = 12.0, 0.7  # a packshot: this share of its border within this Lab distance of one colour
 
 
@@ -41,47 +37,79 @@ def is_packshot(image_bgr: np.ndarray) -> bool:
     Measured: every Grocery Store Dataset iconic image 0.87–1.0 of its border within ΔE 12 of the border's median
     colour; shelf-video crops 0.11–0.46.
     """
-    lab = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2LAB).astype(np.float32)
+    return _backdrop(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2LAB).astype(np.float32)) is not None
+
+
+def _backdrop(lab: np.ndarray) -> np.ndarray | None:
+    """The Lab colour of a plain backdrop, or None when the image's border is not mostly one colour."""
     border = np.concatenate([lab[:2].reshape(-1, 3), lab[-2:].reshape(-1, 3), lab[:, :2].reshape(-1, 3), lab[:, -2:].reshape(-1, 3)])
-    near = np.linalg.norm(border - np.median(border, axis=0), axis=1) < PLAIN_DELTA_E
-    return float(near.mean()) >= PLAIN_SHARE
+    colour = np.median(border, axis=0)
+    return colour if np.mean(np.linalg.norm(border - colour, axis=1) < PLAIN_DELTA_E) >= PLAIN_SHARE else None
 
 
 def _scale(size_from: tuple[int, int], size_to: tuple[int, int]) -> np.ndarray:
     return np.diag([size_to[0] / max(size_from[0], 1), size_to[1] / max(size_from[1], 1), 1.0])
 
 
-def aligned_residual(query_bgr: np.ndarray, query_feature_size: tuple[int, int], reference_bgr: np.ndarray,
-                     reference_feature_size: tuple[int, int], transform: np.ndarray) -> float | None:
-    """Worst cell's chroma difference between the aligned query and the reference (0 = alike); None when too little overlaps.
+DIFFER_LAB = 12.0  # chroma distance (Lab a*b*, blurred) above which a pixel of the face differs
+NEUTRAL_CHROMA = 10.0  # reference pixels this close to grey are the white balance's neutrals
+MIN_NEUTRAL = 0.04  # share of the compared face that must be neutral for them to set the white balance
+ALIGN_SLACK = 7  # thumbnail pixels (of 160) the aligned query may be off by
+GAIN_RANGE = (0.8, 1.25)  # a channel's gain over the mean gain: a light's colour cast, not a different colourway
 
-    transform: [3 x 3] query feature pixels → reference feature pixels (the verifier's inputs). Meant for
-    references photographed in the field (see is_packshot): against studio packshots even identical products
-    differ (measured on the Grocery Store Dataset: 7–22, look-alikes alike).
-    """
+
+def face_mask(reference_bgr: np.ndarray) -> np.ndarray:
+    """The reference's product pixels: all but its plain backdrop (a packshot), or all but the sides (a field crop,
+    whose sides show the shelf neighbours)."""
+    lab = cv2.cvtColor(reference_bgr, cv2.COLOR_BGR2LAB).astype(np.float32)
+    backdrop = _backdrop(lab)
+    if backdrop is not None:
+        # the backdrop is what is near its colour AND joined to the border: a white pack's white print stays face
+        near = (np.linalg.norm(lab - backdrop, axis=2) < PLAIN_DELTA_E).astype(np.uint8)
+        _, regions = cv2.connectedComponents(near, connectivity=4)
+        touching = np.unique(np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1]]))
+        backdrop_mask = np.isin(regions, touching[touching > 0]) & (near > 0)
+        return cv2.morphologyEx((~backdrop_mask).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+    mask = np.ones(lab.shape[:2], bool)
+    margin = round(lab.shape[1] * SIDE_MARGIN)
+    mask[:, :margin] = mask[:, lab.shape[1] - margin:] = False
+    return mask
+
+
+def white_balanced(query_bgr: np.ndarray, reference_bgr: np.ndarray, compared: np.ndarray) -> np.ndarray:
+    """The query with per-channel gains that match the reference: over the reference's near-grey pixels where it has
+    enough, else over the whole face with the gains' colour bounded (a colour cast is corrected, a colourway stays)."""
+    ref_lab = cv2.cvtColor(reference_bgr, cv2.COLOR_BGR2LAB).astype(np.float32)
+    chroma = np.hypot(ref_lab[..., 1] - 128, ref_lab[..., 2] - 128)
+    neutral = compared & (chroma < NEUTRAL_CHROMA) & (ref_lab[..., 0] > 40) & (ref_lab[..., 0] < 245)
+    over = neutral if neutral.sum() >= max(MIN_NEUTRAL * compared.sum(), 30) else compared
+    gains = reference_bgr[over].reshape(-1, 3).mean(0) / (query_bgr[over].reshape(-1, 3).mean(0) + 1e-3)
+    level = gains.mean()
+    gains = np.clip(gains / level, *GAIN_RANGE) * level
+    return np.clip(query_bgr.astype(np.float32) * gains, 0, 255).astype(np.uint8)
+
+
+def differing_share(query_bgr: np.ndarray, query_feature_size: tuple[int, int], reference_bgr: np.ndarray,
+                    reference_feature_size: tuple[int, int], transform: np.ndarray) -> float | None:
+    """Share of the reference's face (0–1) whose colour the aligned, white-balanced query does not show; None when
+    too little of the face is covered. A sticker or glare over a corner differs over a small share, another
+    colourway of the same artwork over most of it."""
     rh, rw = reference_bgr.shape[:2]
     qh, qw = query_bgr.shape[:2]
-    to_thumbnail = _scale(reference_feature_size, (rw, rh))
-    m = to_thumbnail @ transform @ _scale((qw, qh), query_feature_size)
+    m = _scale(reference_feature_size, (rw, rh)) @ transform @ _scale((qw, qh), query_feature_size)
     warped = cv2.warpPerspective(query_bgr, m, (rw, rh), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT)
     valid = cv2.warpPerspective(np.ones((qh, qw), np.uint8), m, (rw, rh), flags=cv2.INTER_NEAREST) > 0
-    if valid.mean() < 0.3:
+    face = face_mask(reference_bgr)
+    compared = cv2.erode((valid & face).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # warp edges blur into black
+    if compared.sum() < 0.3 * face.sum() or compared.sum() < 100:
         return None
-    # white balance first (gains per BGR channel, matched over the overlap): Lab's chroma is not linear in them
-    gains = reference_bgr[valid].reshape(-1, 3).mean(0) / (warped[valid].reshape(-1, 3).mean(0) + 1e-3)
-    warped = np.clip(warped.astype(np.float32) * gains, 0, 255).astype(np.uint8)
+    warped = white_balanced(warped, reference_bgr, compared)
     q = cv2.GaussianBlur(cv2.cvtColor(warped, cv2.COLOR_BGR2LAB).astype(np.float32)[..., 1:], (0, 0), BLUR_SIGMA)
     r = cv2.GaussianBlur(cv2.cvtColor(reference_bgr, cv2.COLOR_BGR2LAB).astype(np.float32)[..., 1:], (0, 0), BLUR_SIGMA)
-    for c in range(2):  # the query's white balance matched to the reference's over the overlap
-        qv, rv = q[..., c][valid], r[..., c][valid]
-        q[..., c] = (q[..., c] - qv.mean()) / (qv.std() + 1e-3) * (rv.std() + 1e-3) + rv.mean()
-    difference = np.abs(q - r).mean(axis=2)
-    cells = []
-    margin = round(rw * SIDE_MARGIN)  # a reference crop's sides show its shelf neighbours, not the product
-    for ys in np.array_split(np.arange(rh), GRID[1]):
-        for xs in np.array_split(np.arange(margin, rw - margin), GRID[0]):
-            cell = np.ix_(ys, xs)
-            mask = valid[cell]
-            if mask.mean() >= MIN_VALID:
-                cells.append(float(difference[cell][mask].mean()))
-    return float(np.sort(cells)[-RANK]) if len(cells) >= 4 else None
+    # tolerant of a few pixels of misalignment (a homography on a bent or tilted pack): a reference pixel differs
+    # only by how far its colour lies outside the colours the query shows around the same place
+    kernel = np.ones((ALIGN_SLACK, ALIGN_SLACK), np.uint8)
+    below = np.maximum(cv2.erode(q, kernel) - r, 0)
+    above = np.maximum(r - cv2.dilate(q, kernel), 0)
+    distance = np.linalg.norm(below + above, axis=2)
+    return float(np.mean(distance[compared] > DIFFER_LAB))

@@ -10,6 +10,7 @@ config reference and config.example.yaml mirror it; each section is a short clas
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from pathlib import Path
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edge.core.datadir import DataDir
 from edge.core.ids import CATALOG_ID_PATTERN, DEVICE_ID_PATTERN
 
+log = logging.getLogger(__name__)
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"  # the rule itself lives in models.device (config imports no torch)
 
 DEFAULT_CONFIG_PATH = Path("/etc/shelfid/config.yaml")
@@ -202,23 +204,38 @@ class VerifierConfig(Section):
                     "SuperGlue stays in float32 for its Sinkhorn iterations). Ignored on the CPU.")
     input_size: int = Field(default=512, ge=64, le=4096, description="Longest image side given to the extractor.")
     ransac_threshold_px: float = Field(default=8.0, gt=0, le=100, description="RANSAC reprojection threshold in pixels.")
-    min_inliers: int = Field(default=20, ge=4, le=10000, description="Inliers needed to call a product identical.")
-    min_inlier_ratio: float = Field(default=0.2, ge=0, le=1, description="Inlier ratio needed to call a product identical.")
-    max_appearance: Optional[float] = Field(
-        default=7.0, gt=0, le=100,
-        description="After alignment, the most any region of the query may differ in chroma (Lab units) from a photographed "
-                    "reference (not a packshot); a look-alike's different region scores above. null disables the check."
-    )
+    min_inliers: int = Field(default=8, ge=4, le=10000,
+                             description="thresholds decision: inliers needed to call a product identical (fitted by tools/fit_decision.py).")
+    min_inlier_ratio: float = Field(default=0.0, ge=0, le=1, description="thresholds decision: inlier ratio needed to call a product identical.")
+    max_differing: Optional[float] = Field(
+        default=0.03, gt=0, le=1,
+        description="thresholds decision: after alignment and white balance, the largest share of the reference's face whose "
+                    "colour the query may fail to show (another colourway of the same artwork differs over most of it). null "
+                    "turns the appearance check off for both decisions.")
     candidates: int = Field(default=3, ge=1, le=100, description="Top candidates verified per object.")
     decision: Literal["calibrated", "thresholds"] = Field(
-        default="calibrated",
-        description="calibrated: against packshot references (a plain backdrop) one score over similarity, its margin and "
-                    "keypoint evidence, fitted by tools/calibrate.py for at most 1 % false identification (the bundled one "
-                    "scores the embedding alone: those references are not verified); against references photographed in "
-                    "the field, the verified thresholds (min_inliers, min_inlier_ratio, max_appearance). thresholds: the "
-                    "verified thresholds for every reference.")
+        default="thresholds",
+        description="thresholds: a candidate is identical when its keypoints agree (min_inliers, min_inlier_ratio) and "
+                    "its colours fit over the face (max_differing); of several, the one whose colours fit best. calibrated: "
+                    "one logistic score over keypoint evidence, embedding similarity, their margins and the share of the "
+                    "face unlike the reference. Both fitted on several sources by tools/fit_decision.py and the same for "
+                    "packshots and references photographed in the field; thresholds transferred better to sources left "
+                    "out of the fit (docs).")
     calibration: Optional[Path] = Field(
         default=None, description="Calibration file from tools/calibrate.py (default: the bundled one for this verifier).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _max_appearance_replaced(cls, data):
+        """verifier.max_appearance (a worst-region residual in Lab units) gave way to max_differing (a share of the face):
+        still read so that older config files load; null still turns the check off."""
+        if isinstance(data, dict) and "max_appearance" in data:
+            data = dict(data)
+            if data.pop("max_appearance") is None:
+                data.setdefault("max_differing", None)
+            log.warning("config: verifier.max_appearance is no longer used (the appearance check now measures a share of "
+                        "the face: verifier.max_differing); remove it from the config file")
+        return data
 
     @model_validator(mode="after")
     def _weights_for_superglue(self) -> VerifierConfig:

@@ -1,17 +1,16 @@
 """Deciding "identical" from the verifier's evidence.
 
-Two rules behind one function:
+Two rules behind one function, each the same for every kind of reference (packshot, tight crop, field photo):
+- calibrated (the default): one logistic score over several pieces of evidence — log inliers,
+  inlier ratio, the inliers' spread over the catalog image, embedding similarity, the margin
+  of this candidate's log inliers over the best other verified candidate, the margin of its
+  similarity over the best other retrieved candidate, and the share of the reference's face
+  whose colour the aligned query does not show (edge/core/appearance.py) — with weights and
+  threshold fitted on several sources at once by tools/fit_decision.py and checked leave one
+  source out. The candidate with the highest score wins, so of two siblings that both verify
+  (same artwork, another colourway) the one whose colours fit wins, and none when none fits;
 - thresholds: inliers and inlier ratio over fixed minimums (the config's verifier.min_*)
-  and, where the reference could be compared after alignment, no region unlike it
-  (verifier.max_appearance, edge/core/appearance.py);
-- calibrated (the default): against a packshot reference, one logistic score over several
-  pieces of evidence — log inliers, inlier ratio, the inliers' spread over the catalog
-  image, embedding similarity, the margin of this candidate's log inliers over the best
-  other verified candidate, and the margin of its similarity over the best other
-  retrieved candidate — with weights and threshold fitted by tools/calibrate.py (on
-  store photos against web packshots the embedding separates look-alikes better than
-  keypoints do); against a reference photographed in the field, the thresholds rule,
-  which measured better on shelf frames than any score fitted so far (README).
+  and at most verifier.max_differing of the face unlike the reference.
 """
 
 from __future__ import annotations
@@ -22,25 +21,34 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.core.config import VerifierConfig
 from edge.core.errors import ShelfIDError
 from edge.core.verifier import Match
 from models.safe_write import write_json_atomic
 
-# A candidate is clearly identical when it is far over the inlier threshold AND its inliers cover
-# much of the reference. Look-alikes of one brand share a logo, which gives many inliers over a
-# small area (measured: 63 inliers, spread 0.20 vs 166 and 0.69).
-STRONG = 3
-STRONG_SPREAD = 0.4
+# A candidate is clearly identical when it has many inliers AND they cover much of the reference. Look-alikes of
+# one brand share a logo, which gives many inliers over a small area (measured: 63 inliers, spread 0.20 vs 166 and 0.69).
+CLEAR_INLIERS = 60
+CLEAR_SPREAD = 0.4
 
-EVIDENCE = ("log_inliers", "inlier_ratio", "spread", "similarity", "margin", "similarity_margin")
+EVIDENCE = ("log_inliers", "inlier_ratio", "spread", "similarity", "margin", "similarity_margin", "differing")
 EMBEDDING_EVIDENCE = ("similarity", "similarity_margin")
+NOT_COMPARED = 1.0  # the differing share of a candidate the appearance check could not align: nothing shown alike
+TIE = 0.01  # candidates this close in similarity to the last one verified are verified too: a fixed top-N split siblings
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    min_inliers: int = 20
-    min_inlier_ratio: float = 0.2
-    max_appearance: float = 7.0  # edge.core.appearance's worst-region chroma difference (Lab units) after alignment
+    """The thresholds decision's values; the config's verifier section sets them (its defaults: VerifierConfig)."""
+    min_inliers: int
+    min_inlier_ratio: float
+    max_differing: float  # share of the reference's face unlike the aligned query (edge.core.appearance)
+
+    @staticmethod
+    def of(verifier: VerifierConfig) -> Thresholds:
+        """The config's values; max_differing null (no appearance check) lets any differing share pass."""
+        return Thresholds(verifier.min_inliers, verifier.min_inlier_ratio,
+                          float("inf") if verifier.max_differing is None else verifier.max_differing)
 
 
 @dataclass(frozen=True)
@@ -75,18 +83,26 @@ def evidence(matches: list[Match], similarities: list[float]) -> np.ndarray:
         # no other product retrieved (a catalog of one or two): no margin, rather than the similarity itself,
         # which made a one-product catalog name every bottle on the shelf (measured: false id 1.0 on shelf frames)
         sim_margin = sims[i] - other_sims.max() if len(other_sims) else 0.0
-        rows.append((log_inliers[i], m.inlier_ratio, m.spread, sims[i], margin, sim_margin))
+        rows.append((log_inliers[i], m.inlier_ratio, m.spread, sims[i], margin, sim_margin, _differing(m)))
     return np.asarray(rows, np.float64).reshape(-1, len(EVIDENCE))
 
 
+def verified_count(similarities: list[float], candidates: int) -> int:
+    """How many of the retrieved candidates (best first) to verify: `candidates`, and any that tie with the last of them."""
+    n = min(candidates, len(similarities))
+    while 0 < n < len(similarities) and similarities[n] >= similarities[n - 1] - TIE:
+        n += 1
+    return n
+
+
 def passes(match: Match, thresholds: Thresholds) -> bool:
-    alike = match.appearance is None or match.appearance <= thresholds.max_appearance
+    alike = match.differing is None or match.differing <= thresholds.max_differing
     return match.inliers >= thresholds.min_inliers and match.inlier_ratio >= thresholds.min_inlier_ratio and alike
 
 
 def is_clear(match: Match, thresholds: Thresholds) -> bool:
-    """Far over the inlier threshold, with inliers covering much of the reference."""
-    return match.inliers >= STRONG * thresholds.min_inliers and match.spread >= STRONG_SPREAD and passes(match, thresholds)
+    """Many inliers covering much of the reference, and identical by the thresholds."""
+    return match.inliers >= CLEAR_INLIERS and match.spread >= CLEAR_SPREAD and passes(match, thresholds)
 
 
 def choose(matches: list[Match], similarities: list[float], thresholds: Thresholds,
@@ -98,32 +114,34 @@ def choose(matches: list[Match], similarities: list[float], thresholds: Threshol
     if not matches:
         return 0, False, 0.0
     if calibration is not None:
-        # the fitted score for packshot references, the verified thresholds for references photographed in the
-        # field: on shelf frames the score fitted on store photos named look-alikes the thresholds refuse (README)
         p = calibration.probability(evidence(matches, similarities))
-        ok = [passes(m, thresholds) if m.photographed else p[i] >= calibration.threshold for i, m in enumerate(matches)]
-        passing = sorted((i for i in range(len(matches)) if ok[i]), key=lambda i: (not is_clear(matches[i], thresholds), -p[i]))
-        best = passing[0] if passing else int(np.argmax(p))
-        return best, bool(passing), float(p[best])
-    # Retrieval order decides among candidates that pass: on store photos the embedding ranks
-    # look-alikes better than their inlier counts do (val, packaged: top-1 0.65 vs 0.57, wrong
-    # 0.06 vs 0.14 when the most inliers won). A clearly identical candidate still beats an unclear one.
+        best = int(np.argmax(p))
+        return best, bool(p[best] >= calibration.threshold), float(p[best])
+    # Among candidates that pass, the one whose colours fit best: siblings of one line share their artwork and
+    # verify alike (SIFT sees grey); more inliers break a tie
     passing = [i for i, m in enumerate(matches) if passes(m, thresholds)]
     if not passing:
         return 0, False, 0.0
-    clear = [i for i in passing if is_clear(matches[i], thresholds)]
-    return (clear or passing)[0], True, 1.0
+    return min(passing, key=lambda i: (_differing(matches[i]), -matches[i].inliers)), True, 1.0
+
+
+def _differing(match: Match) -> float:
+    return NOT_COMPARED if match.differing is None else match.differing
 
 
 def load_calibration(path: Path) -> Calibration:
+    """A calibration file; its weights are read by the evidence names it lists (a file fitted before a piece of
+    evidence existed gives that piece weight 0)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        calibration = Calibration(tuple(float(w) for w in data["weights"]), float(data["bias"]), float(data["threshold"]),
+        names = list(data.get("evidence", EVIDENCE[:len(data["weights"])]))
+        weights = dict(zip(names, (float(w) for w in data["weights"]), strict=True))
+        calibration = Calibration(tuple(weights.pop(name, 0.0) for name in EVIDENCE), float(data["bias"]), float(data["threshold"]),
                                   str(data["verifier_id"]), str(data.get("note", "")))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ShelfIDError(f"{path}: not a decision calibration file: {exc}") from None
-    if len(calibration.weights) != len(EVIDENCE):
-        raise ShelfIDError(f"{path}: expected {len(EVIDENCE)} weights ({', '.join(EVIDENCE)}), found {len(calibration.weights)}")
+    if weights:
+        raise ShelfIDError(f"{path}: evidence this version does not know: {', '.join(weights)} (known: {', '.join(EVIDENCE)})")
     return calibration
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.core.appearance import aligned_residual, is_packshot
+from edge.core.appearance import differing_share
 from edge.core.catalog import Catalog, Product, load_catalog
-from edge.core.config import Config, IndexConfig
-from edge.core.decision import Calibration, Thresholds, choose, is_clear, load_calibration
+from edge.core.config import Config, IndexConfig, VerifierConfig
+from edge.core.decision import Calibration, Thresholds, choose, is_clear, load_calibration, verified_count
 from edge.core.errors import CatalogError, ShelfIDError
 from edge.core.index import Candidate, CatalogIndex, collapse_to_products, search_one_query_at_a_time
 from edge.core.verifier import Features, Match, Verifier, open_verifier
@@ -98,10 +98,11 @@ def decide(catalog: Catalog, candidates: list[Candidate], matches: list[Match], 
 
 class Identifier:
     def __init__(self, embedder: Embedder, verifier: Verifier, catalog: Catalog, index: CatalogIndex,
-                 top_k: int = 5, verify_candidates: int = 3, thresholds: Thresholds = Thresholds(),
+                 top_k: int = 5, verify_candidates: int = 3, thresholds: Thresholds | None = None,
                  detector: Detector | None = None, calibration: Calibration | None = None, appearance: bool = True):
         self.embedder, self.verifier, self.catalog, self.index = embedder, verifier, catalog, index
-        self.top_k, self.verify_candidates, self.thresholds, self.detector = top_k, verify_candidates, thresholds, detector
+        self.top_k, self.verify_candidates, self.detector = top_k, verify_candidates, detector
+        self.thresholds = thresholds or Thresholds.of(VerifierConfig())
         self.calibration = calibration
         # a fitted decision that scores the embedding alone: keypoints would cost time and change nothing
         self.verifies = calibration is None or calibration.uses_keypoints
@@ -111,7 +112,6 @@ class Identifier:
         # garbage collector ran (the soak saw open files grow 19 -> 39 in an hour of switches)
         self._thumbnails: OrderedDict[int, np.ndarray | None] = OrderedDict()
         self._thumbnails_lock = threading.Lock()  # the daemon identifies on several threads
-        self._photographed_cache: dict[int, bool] = {}
 
     def candidates(self, embeddings: np.ndarray) -> list[list[Candidate]]:
         if not self.catalog.image_count:
@@ -123,13 +123,12 @@ class Identifier:
 
     def verify(self, crop: np.ndarray, candidates: list[Candidate], limit: int | None = None, early_stop: bool = True) -> list[Match]:
         """Best match per candidate product, in candidate order, checked for plausible geometry and for
-        appearance after alignment; stops early on a clear winner."""
+        appearance after alignment; stops early on a clear winner. `limit`: candidates verified (default: the
+        configured number and any that tie with the last of them)."""
         query = None
         matches = []
-        for cand in candidates[: limit or self.verify_candidates]:
-            if not self._needs_keypoints(cand.product_index):
-                matches.append(Match.none())  # the fitted score decides from the embedding: keypoints would change nothing
-                continue
+        limit = limit or verified_count([c.similarity for c in candidates], self.verify_candidates)
+        for cand in candidates[:limit]:
             query = query or self.verifier.features(crop)
             first = self.catalog.original_of(cand.image_index)  # a retrieval variant verifies as its original
             images = [first] + [i for i in self.catalog.images_of(cand.product_index) if i != first]
@@ -142,20 +141,19 @@ class Identifier:
         return matches
 
     def _checked(self, crop: np.ndarray, query: Features, match: Match, image: int, product_index: int) -> Match:
-        """No inliers when the transform cannot be the same product; what kind of image the reference is, and the
-        appearance residual where its pixels are at hand (the product's first image, photographed in the field)."""
-        match = replace(match, photographed=self._photographed(product_index))
+        """No inliers when the transform cannot be the same product; the share of the reference's face unlike the
+        aligned query where its pixels are at hand (the product's first image)."""
         if match.inliers == 0 or match.transform is None:
             return match
         reference_size = self.catalog.feature_size(image)
         if implausible(match, query.image_size, reference_size):
             return replace(match, inliers=0, inlier_ratio=0.0, spread=0.0)
-        if not self.appearance or not match.photographed or image != self.catalog.images_of(product_index)[0]:
+        if not self.appearance or image != self.catalog.images_of(product_index)[0]:
             return match  # the thumbnail shows the product's first image only
         reference = self._thumbnail(product_index)
         if reference is None:
             return match
-        return replace(match, appearance=aligned_residual(crop, query.image_size, reference, reference_size, match.transform))
+        return replace(match, differing=differing_share(crop, query.image_size, reference, reference_size, match.transform))
 
     def _thumbnail(self, product_index: int) -> np.ndarray | None:
         """The product's first catalog image, small (the catalog's thumbnail); the last THUMBNAILS_CACHED stay decoded."""
@@ -186,30 +184,16 @@ class Identifier:
             candidates = self.candidates(embeddings)
         results = []
         for crop, cands in zip(crops, candidates):
-            if any(self._needs_keypoints(c.product_index) for c in cands[: self.verify_candidates]):
+            if self.verifies:
                 with timings.stage("verify"):
-                    matches = self.verify(crop, cands)
-            else:
-                matches = [Match.none()] * min(len(cands), self.verify_candidates)
-            verified = sum(self._needs_keypoints(c.product_index) for c in cands[: len(matches)])  # an early stop verifies fewer
+                    # the fitted score compares every verified candidate: no early stop
+                    matches = self.verify(crop, cands, early_stop=self.calibration is None)
+            else:  # the fitted score decides from the embedding: keypoints would change nothing
+                matches = [Match.none()] * verified_count([c.similarity for c in cands], self.verify_candidates)
+            verified = len(matches) if self.verifies else 0
             identification = replace(decide(self.catalog, cands, matches, self.thresholds, self.calibration), verified=verified)
             results.append(Examined(tuple(cands), tuple(matches), identification))
         return results
-
-    def _needs_keypoints(self, product_index: int) -> bool:
-        """Verified unless the decision scores the embedding alone and the reference is a packshot."""
-        return self.verifies or self._photographed(product_index)
-
-    def _photographed(self, product_index: int) -> bool:
-        """The product's reference was photographed in the field (not a packshot on a plain backdrop)."""
-        if product_index not in self._photographed_cache:
-            packshot = self.catalog.packshot(self.catalog.images_of(product_index)[0])
-            if packshot is not None:  # judged at catalog build on the whole image
-                self._photographed_cache[product_index] = not packshot
-            else:  # a catalog built before that: judged on the thumbnail
-                reference = self._thumbnail(product_index)
-                self._photographed_cache[product_index] = reference is not None and not is_packshot(reference)
-        return self._photographed_cache[product_index]
 
     def identify_boxes(self, frame: np.ndarray, boxes: list, timings: Timings | None = None) -> list[tuple[int, Identification]]:
         """(index into `boxes`, identification) for each box big enough to identify."""
@@ -290,8 +274,8 @@ def identifier_for(config: Config, catalog: Catalog, embedder: Embedder, verifie
                    calibration: Calibration | None = None) -> Identifier:
     ix, v = config.index, config.verifier
     return Identifier(embedder, verifier, catalog, catalog_index(catalog, ix), ix.top_k, v.candidates,
-                      Thresholds(v.min_inliers, v.min_inlier_ratio, v.max_appearance or float("inf")), detector, calibration,
-                      appearance=v.max_appearance is not None)
+                      Thresholds.of(v), detector, calibration,
+                      appearance=v.max_differing is not None)
 
 
 def to_record(found: Detected) -> dict:

@@ -49,6 +49,7 @@ class Stats:
     # recent values only: a daemon runs for months (the soak found the unbounded list growing)
     identify_latency_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
     catalog_switches: int = 0
+    identities_lost: int = 0  # confirmed tracks whose crop showed another product after a large move (a new track)
     on_record: Callable[[dict[str, float]], None] | None = None  # each frame's stage times (the page's /metrics)
 
     def record(self, stage_ms: dict[str, float]) -> None:
@@ -66,6 +67,7 @@ class Stats:
                 "unknown": self.unknown, "stage_ms": latency, "identify_queue": identify_queue,
                 "identify_latency_ms": percentiles(self.identify_latency_ms),
                 "catalog_version": catalog_version, "catalog_switches": self.catalog_switches,
+                "identities_lost": self.identities_lost,
                 "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
@@ -143,11 +145,13 @@ class Pipeline:
 
     def _apply(self, track: Track, ident: Identification, shape: tuple, checked_at: float) -> list[dict]:
         product_id = ident.product.product_id if ident.product else None
-        verdict = track.vote(product_id, checked_at, self.config.tracker.confirm_frames, ident.clear)
-        if verdict is Verdict.NOTHING:
-            return []
-        if verdict is Verdict.NEW_OBJECT:  # a new physical object gets a new track id: one identified event per track, always
+        guess = ident.guess.product_id if ident.guess else None
+        verdict = track.vote(product_id, checked_at, self.config.tracker.confirm_frames, ident.clear, guess)
+        if verdict in (Verdict.NEW_OBJECT, Verdict.LOST):  # a new physical object gets a new track id: one identified event per track
             self.tracker.renumber(track, time.time())
+            self.stats.identities_lost += verdict is Verdict.LOST
+        if verdict in (Verdict.NOTHING, Verdict.LOST):
+            return []
         if product_id is None and not self.report_unknown:
             return []
         return [self._event(track, ident, shape, time.time())]

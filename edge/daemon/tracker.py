@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 Box = tuple[float, float, float, float]
+MOVED_IOU = 0.5  # a box overlapping where it was last identified less than this moved far: identify it again
 
 
 class Unknown:
@@ -36,6 +37,8 @@ class Verdict(enum.Enum):
     NOTHING = "nothing"  # no identity confirmed, or the one the track already had (nothing to report)
     CONFIRMED = "confirmed"  # the track's first identity, or a product where it was unknown: report it
     NEW_OBJECT = "new_object"  # another product where this track had one: a new physical object (new track id), report it
+    LOST = "lost"  # after a large move the crop shows another product than the one confirmed, none identically: the
+    # tracker followed the box onto something else (a pan); a new physical object (new track id), decided anew
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -67,16 +70,22 @@ class Track:
     bbox_at_check: Box | None = None
     pending: bool = False  # crops handed to the identification worker, result not in yet
 
-    def vote(self, product_id: str | None, now: float, confirm_frames: int, clear: bool = False) -> Verdict:
-        """Record one identification (None: no catalog product) and decide what it does to this track's identity.
+    def vote(self, product_id: str | None, now: float, confirm_frames: int, clear: bool = False, guess: str | None = None) -> Verdict:
+        """Record one identification (None: no catalog product; `guess`: then its best candidate) and decide what it
+        does to this track's identity.
 
         `confirm_frames` agreeing identifications confirm an identity; one `clear` identification (a product, verified
-        far beyond any look-alike) confirms it at once. A confirmed product is never taken back by a re-check that sees
-        nothing identical (blur, a hand in front); another product confirmed where this track had one means the tracker
-        followed its box onto a neighbour, a new physical object.
+        far beyond any look-alike) confirms it at once. A confirmed product is not taken back by a re-check that sees
+        nothing identical where the box stayed or the crop still looks most like it (blur, a hand in front); after a
+        large move, a crop that looks most like another product ends the identity (LOST); another product confirmed
+        where this track had one means the tracker followed its box onto a neighbour, a new physical object.
         """
+        moved = self.bbox_at_check is not None and box_iou(self.bbox_at_check, self.bbox) < MOVED_IOU
         self.votes.append(product_id)
         self.checked_at, self.bbox_at_check = now, self.bbox
+        if (moved and product_id is None and isinstance(self.confirmed, str) and guess != self.confirmed):
+            self.confirmed, self.votes = None, [None]
+            return Verdict.LOST
         recent = self.votes[-confirm_frames:]
         if not ((clear and product_id is not None) or (len(recent) == confirm_frames and len(set(recent)) == 1)):
             return Verdict.NOTHING
@@ -147,13 +156,15 @@ class Tracker:
         return track
 
 
-def needs_identification(track: Track, now: float, recheck_s: float, change_iou: float = 0.5) -> bool:
-    """Identify a track until its identity is confirmed; then only now and then, or when its box changed a lot."""
+def box_iou(a: Box, b: Box) -> float:
+    [[overlap]] = iou_matrix(np.array([a], np.float64), np.array([b], np.float64))
+    return float(overlap)
+
+
+def needs_identification(track: Track, now: float, recheck_s: float, change_iou: float = MOVED_IOU) -> bool:
+    """Identify a track until its identity is confirmed; then only now and then, or when its box moved far."""
     if track.confirmed is None:
         return True
     if now - track.checked_at >= recheck_s:
         return True
-    if track.bbox_at_check is not None:
-        [[overlap]] = iou_matrix(np.array([track.bbox_at_check]), np.array([track.bbox]))
-        return overlap < change_iou
-    return False
+    return track.bbox_at_check is not None and box_iou(track.bbox_at_check, track.bbox) < change_iou

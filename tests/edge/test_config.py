@@ -169,3 +169,16 @@ def test_default_paths_are_expanded():
     config = Config()
     assert "~" not in str(config.device.data_dir) and config.device.data_dir.is_absolute()
     assert "~" not in str(config.models.engine_cache_dir)
+
+
+def test_a_config_with_the_replaced_max_appearance_still_loads_and_says_what_replaced_it(tmp_path, caplog):
+    old = tmp_path / "old.yaml"
+    old.write_text("verifier:\n  max_appearance: 7.0\n")
+    with caplog.at_level("WARNING"):
+        config = load_config(old)
+    assert config.verifier.max_differing == Config().verifier.max_differing
+    assert "verifier.max_differing" in caplog.text and "max_appearance is no longer used" in caplog.text
+    old.write_text("verifier:\n  max_appearance: null\n")  # null turned the check off, and still does
+    assert load_config(old).verifier.max_differing is None
+    old.write_text("verifier:\n  max_appearance: null\n  max_differing: 0.2\n")  # the new key wins
+    assert load_config(old).verifier.max_differing == 0.2

@@ -7,17 +7,19 @@ import json
 import numpy as np
 import pytest
 
-from edge.core.decision import EVIDENCE, Calibration, Thresholds, choose, evidence, load_calibration, passes, save_calibration
+from edge.core.decision import (EVIDENCE, NOT_COMPARED, Calibration, Thresholds, choose, evidence, load_calibration, passes,
+                                save_calibration, verified_count)
 from edge.core.errors import ShelfIDError
 from edge.core.verifier import Match
 
-T = Thresholds(min_inliers=20, min_inlier_ratio=0.2)
+T = Thresholds(min_inliers=20, min_inlier_ratio=0.2, max_differing=0.1)
 
 
-def test_retrieval_order_decides_among_passing_candidates():
-    # the second candidate has more inliers, but neither is clear: the embedding's first choice stands
-    matches = [Match(100, 30, 0.3, 0.2), Match(100, 50, 0.5, 0.2), Match(100, 5, 0.05, 0.1)]
-    assert choose(matches, [0.9, 0.8, 0.7], T, None) == (0, True, 1.0)
+def test_colour_then_inliers_decide_among_passing_candidates():
+    matches = [Match(100, 30, 0.3, 0.2, differing=0.02), Match(100, 50, 0.5, 0.2, differing=0.06), Match(100, 5, 0.05, 0.1)]
+    assert choose(matches, [0.9, 0.8, 0.7], T, None) == (0, True, 1.0)  # fewer inliers, but its colours fit best
+    matches = [Match(100, 30, 0.3, 0.2, differing=0.02), Match(100, 50, 0.5, 0.2, differing=0.02)]
+    assert choose(matches, [0.9, 0.8], T, None) == (1, True, 1.0)
 
 
 def test_a_clear_candidate_beats_an_unclear_one_ranked_above_it():
@@ -57,18 +59,28 @@ def test_calibration_file_round_trip(tmp_path):
     assert load_calibration(path) == calibration
 
 
-def test_calibration_from_an_older_evidence_set_is_refused_with_what_it_needs(tmp_path):
+def test_a_calibration_fitted_before_a_piece_of_evidence_existed_gives_it_weight_0(tmp_path):
     path = tmp_path / "old.json"
-    path.write_text(json.dumps({"weights": [1.0] * 5, "bias": 0.0, "threshold": 0.5, "verifier_id": "sift"}))
-    with pytest.raises(ShelfIDError, match=r"expected 6 weights \(log_inliers, .*similarity_margin\), found 5"):
+    old = ["log_inliers", "inlier_ratio", "spread", "similarity", "margin", "similarity_margin"]
+    path.write_text(json.dumps({"evidence": old, "weights": [0, 0, 0, 19.5, 0, 55.3], "bias": -17.0, "threshold": 0.99, "verifier_id": "sift"}))
+    calibration = load_calibration(path)
+    assert dict(zip(EVIDENCE, calibration.weights)) == dict.fromkeys(EVIDENCE, 0.0) | {"similarity": 19.5, "similarity_margin": 55.3}
+
+
+def test_a_calibration_naming_evidence_this_version_does_not_know_is_refused(tmp_path):
+    path = tmp_path / "new.json"
+    path.write_text(json.dumps({"evidence": [*EVIDENCE, "hologram"], "weights": [1.0] * (len(EVIDENCE) + 1), "bias": 0.0,
+                                "threshold": 0.5, "verifier_id": "sift"}))
+    with pytest.raises(ShelfIDError, match="evidence this version does not know: hologram"):
         load_calibration(path)
 
 
-@pytest.mark.parametrize("text", ["", "{", "[]", '{"weights": [1], "bias": "x"}'])
+@pytest.mark.parametrize("text", ["", "{", "[]", '{"weights": [1], "bias": "x"}',
+                                  '{"evidence": ["similarity"], "weights": [1, 2], "bias": 0, "threshold": 0.5, "verifier_id": "s"}'])
 def test_broken_calibration_file_is_a_clear_error(tmp_path, text):
     path = tmp_path / "broken.json"
     path.write_text(text)
-    with pytest.raises(ShelfIDError, match="not a decision calibration file|expected 6 weights"):
+    with pytest.raises(ShelfIDError, match="not a decision calibration file"):
         load_calibration(path)
 
 
@@ -86,17 +98,25 @@ def test_a_single_retrieved_candidate_has_no_similarity_margin():
     assert rows[0, EVIDENCE.index("similarity_margin")] == 0.0
 
 
-def test_a_region_unlike_the_reference_fails_the_thresholds_however_many_inliers():
-    assert passes(Match(200, 150, 0.9, 0.7, appearance=3.0), T)
-    assert not passes(Match(200, 150, 0.9, 0.7, appearance=9.0), T)
-    assert passes(Match(200, 150, 0.9, 0.7), T)  # not compared (a packshot): the counts decide
+def test_a_face_unlike_the_reference_fails_the_thresholds_however_many_inliers():
+    assert passes(Match(200, 150, 0.9, 0.7, differing=0.05), T)
+    assert not passes(Match(200, 150, 0.9, 0.7, differing=0.6), T)
+    assert passes(Match(200, 150, 0.9, 0.7), T)  # not compared (another image of the product): the counts decide
 
 
-def test_calibrated_decides_photographed_references_by_the_verified_thresholds():
-    weights = tuple(10.0 if name == "similarity" else 0.0 for name in EVIDENCE)
-    calibration = Calibration(weights, -8.0, 0.5, "sift-test")  # similarity 0.9 gives p 0.73: identical for a packshot
-    look_alike = Match(100, 60, 0.6, 0.15, appearance=12.0, photographed=True)
-    assert choose([look_alike], [0.9], T, calibration)[1] is False
-    assert choose([Match(100, 60, 0.6, 0.15)], [0.9], T, calibration)[1] is True
-    same = Match(100, 60, 0.6, 0.4, appearance=3.0, photographed=True)
-    assert choose([same], [0.6], T, calibration)[1] is True  # p 0.12, but verified identical
+def test_the_calibrated_rule_is_the_same_for_every_kind_of_reference_and_colour_picks_among_siblings():
+    # two siblings verify alike (same artwork); the one whose colours fit wins, and none when neither fits
+    weights = dict.fromkeys(EVIDENCE, 0.0) | {"log_inliers": 2.0, "differing": -20.0}
+    calibration = Calibration(tuple(weights.values()), -4.0, 0.5, "sift-test")
+    twin, right = Match(100, 90, 0.6, 0.5, differing=0.7), Match(100, 85, 0.6, 0.5, differing=0.05)
+    assert choose([twin, right], [0.91, 0.90], T, calibration)[:2] == (1, True)
+    assert choose([twin], [0.91], T, calibration)[1] is False  # its twin left out of the catalog: open set
+    rows = evidence([Match(100, 10, 0.2, 0.1)], [0.9])
+    assert rows[0, EVIDENCE.index("differing")] == NOT_COMPARED  # no alignment: nothing shown alike
+
+
+def test_candidates_that_tie_with_the_last_one_verified_are_verified_too():
+    assert verified_count([0.95, 0.914, 0.913, 0.912, 0.80], 3) == 4
+    assert verified_count([0.95, 0.90, 0.85, 0.80], 3) == 3
+    assert verified_count([0.9, 0.9], 3) == 2
+    assert verified_count([], 3) == 0

@@ -38,8 +38,7 @@ class Match:
     inlier_ratio: float  # inliers / matches
     spread: float  # area of the inliers' convex hull / area of the reference image, 0–1
     transform: np.ndarray | None = field(default=None, compare=False, repr=False)  # [3 x 3] query → reference pixels
-    appearance: float | None = None  # edge.core.appearance's residual after alignment (0 = alike); None: not checked
-    photographed: bool = False  # the reference is a photo taken in the field, not a packshot on a plain backdrop
+    differing: float | None = None  # share of the reference's face unlike the aligned query (edge.core.appearance); None: not compared
 
     @staticmethod
     def none() -> Match:
