@@ -74,3 +74,37 @@ def test_a_product_whose_id_is_unknown_then_another_product_is_two_tracks(pipeli
     [second] = p._apply(track, seen(COLA, clear=True), SHAPE, 2.0)
     assert first["product"]["id"] == "unknown" and second["product"]["id"] == "cola"
     assert second["track_id"] != first["track_id"]
+
+
+def unknown_looking_like(guess: Product) -> Identification:
+    return Identification("unknown", None, guess, 0.7, 3, 0.2, 0.05, 3)
+
+
+def test_a_named_track_that_moved_far_onto_another_product_loses_its_name(pipeline):
+    """Issue 32: during a pan the tracker followed a Chá Mate Natural box onto another shelf's dark bottle, which kept
+    the name. A re-check after a large move that looks most like another product ends the identity: a new track."""
+    p, track = pipeline
+    [first] = p._apply(track, seen(COLA, clear=True), SHAPE, 1.0)
+    p.tracker.update([(30, 10, 80, 200)], 1.4)  # the camera panned: the box moved far from where it was named
+    p.tracker.update([(50, 10, 100, 200)], 1.5)
+    assert track.bbox == (50, 10, 100, 200)
+    assert p._apply(track, unknown_looking_like(FANTA), SHAPE, 2.0) == []
+    assert track.confirmed is None and track.track_id != first["track_id"] and p.stats.identities_lost == 1
+    [again] = p._apply(track, seen(FANTA, clear=True), SHAPE, 3.0)  # decided anew, under its new id
+    assert again["product"]["id"] == "fanta" and again["track_id"] == track.track_id
+
+
+def test_a_moved_track_whose_crop_still_looks_most_like_its_product_keeps_its_name(pipeline):
+    p, track = pipeline
+    p._apply(track, seen(COLA, clear=True), SHAPE, 1.0)
+    p.tracker.update([(30, 10, 80, 200)], 1.4)
+    p.tracker.update([(50, 10, 100, 200)], 1.5)
+    assert p._apply(track, unknown_looking_like(COLA), SHAPE, 2.0) == []  # blurred by the pan, still most like Cola
+    assert track.confirmed == "cola" and p.stats.identities_lost == 0
+
+
+def test_a_track_that_stayed_keeps_its_name_whatever_a_recheck_sees(pipeline):
+    p, track = pipeline
+    p._apply(track, seen(COLA, clear=True), SHAPE, 1.0)
+    assert p._apply(track, unknown_looking_like(FANTA), SHAPE, 2.0) == []  # a hand in front: the box did not move
+    assert track.confirmed == "cola"
