@@ -90,6 +90,7 @@ class CatalogStore:
         if before != after:
             log.info("catalog database %s: schema v%d -> v%d", database, before, after)
         self.import_work_area()
+        self.finish_switches()
         self.lock = WriteLock(self)
 
     @contextmanager
@@ -158,8 +159,8 @@ class CatalogStore:
                 raise HTTPException(409, f"catalog {catalog_id!r} already exists") from None
             shutil.rmtree(self.folder(catalog_id), ignore_errors=True)  # left by a crash mid-delete: not this catalog's
             self.folder(catalog_id).mkdir()
+            fsync_dir(self.work)  # before the commit: a row must never outlive a power cut without its folder
             change.audit(actor, "create_catalog", catalog_id, f"name={name!r}")
-        fsync_dir(self.work)
         return {"catalog_id": catalog_id, "name": name, "created_at": at}
 
     @contextmanager
@@ -241,16 +242,39 @@ class CatalogStore:
                 change.audit(actor, "replace_product" if existed else "add_product", catalog_id,
                              f"{product_id}: {len(files)} image(s), sku={sku!r}, name={name!r}")
                 moved = self.switch(target, staging, old)
+                fsync_dir(target.parent)  # the renames on disk before the commit (a cut in between: finish_switches)
         except BaseException:
             if moved is not None:  # the commit failed after the files switched: they switch back
                 os.rename(target, staging)
                 if moved:
                     os.rename(old, target)
             raise
-        fsync_dir(target.parent)
         if moved:
             shutil.rmtree(old, ignore_errors=True)
         return existed
+
+    def finish_switches(self) -> None:
+        """After a power cut in replace_product, between its renames reaching the disk and its commit: the product
+        folder holds the new images, the records the old ones, which wait in `.<product>.old-*`. The records decide
+        (the commit is the change): the old folder comes back when they name its files, and goes when they name the
+        product folder's. Under the write lock, so no switch of another worker on this root is half-way."""
+        with self.writing() as change:
+            for old in sorted(self.work.glob("*/.*.old-*")):
+                catalog_id, product_id = old.parent.name, old.name[1:].rsplit(".old-", 1)[0]
+                rows = {(r["file"], r["sha256"]) for r in change.db["images"].rows_where(
+                    "catalog_id = ? AND product_id = ?", [catalog_id, product_id])}
+                target = old.parent / product_id
+                if rows and holds(old, rows) and not holds(target, rows):
+                    log.warning("catalog %s: product %s was cut off mid-change; its recorded images are restored", catalog_id,
+                                product_id)
+                    if target.exists():
+                        os.rename(target, old.parent / f".{product_id}.deleted-{uuid.uuid4().hex[:8]}")
+                    os.rename(old, target)
+                    fsync_dir(old.parent)
+                else:
+                    shutil.rmtree(old, ignore_errors=True)
+            for trash in self.work.glob("*/.*.deleted-*"):
+                shutil.rmtree(trash, ignore_errors=True)
 
     def switch(self, target: Path, staging: Path, old: Path) -> bool:
         """`staging` renamed to `target`, the previous `target` (if any) to `old`; whether there was one. Called last in
@@ -337,6 +361,13 @@ class CatalogStore:
                                            for i, p in enumerate(files))
             images += len(files)
         change.audit("import", "import_catalog", catalog_id, f"{len(rows)} product(s), {images} image(s) from the work area")
+
+
+def holds(folder: Path, files: set[tuple[str, str]]) -> bool:
+    """Whether `folder` holds exactly these (name, sha256) files."""
+    if not folder.is_dir():
+        return False
+    return {(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in folder.iterdir() if p.is_file()} == files
 
 
 class WriteLock:
