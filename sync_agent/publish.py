@@ -101,16 +101,20 @@ def resign(storage: Storage, catalog_id: str, key: Ed25519PrivateKey, valid_for_
 
 def resign_due(storage: Storage, key: Ed25519PrivateKey, valid_for_s: float = MANIFEST_VALID_S,
                now: datetime | None = None) -> list[str]:
-    """Re-sign every published manifest with less than half its validity left (or none); returns their catalog ids."""
+    """Re-sign every published manifest with less than half its validity left (or none), or whose signature is not
+    its own (a power cut or a kill between the two writes of _put_signed: devices refuse the pair until it is
+    re-signed; the server's start repairs it); returns their catalog ids."""
     now = now or datetime.now(timezone.utc)
     done = []
     for key_name in storage.keys("catalogs"):
         if not key_name.endswith("/manifest.json"):
             continue
         try:
-            manifest = json.loads(storage.get(key_name) or b"{}")
+            data = storage.get(key_name) or b"{}"
+            manifest = json.loads(data)
             catalog_id, expires = manifest["catalog_id"], manifest.get("expires")
             due = expires is None or datetime.fromisoformat(expires) - now < timedelta(seconds=valid_for_s / 2)
+            due = due or storage.get(key_name + ".sig") != encode_signature(key.sign(data))  # ed25519: the same bytes
         except (ValueError, KeyError, TypeError) as exc:  # one broken manifest must not keep the others from being re-signed
             log.warning("%s: cannot read it to re-sign (%s: %s); skipped", key_name, type(exc).__name__, exc)
             continue
