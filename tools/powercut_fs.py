@@ -32,6 +32,7 @@ import json
 import os
 import random
 import select
+import signal
 import stat
 import subprocess
 import sys
@@ -410,51 +411,78 @@ def serve(backing: Path, mountpoint: Path, seed: int) -> None:
         for line in sys.stdin:
             if line.strip() in ("cut", "tear"):
                 fs.cut(tear=line.strip() == "tear")
-        fs.cut(tear=False)  # stdin closed: whoever ran us is gone
+        fs.cut(tear=False)  # the control pipe closed: whoever ran us is gone
 
     threading.Thread(target=control, daemon=True).start()
     FUSE(fs, str(mountpoint), foreground=True, nothreads=True, use_ino=True, hard_remove=True, attr_timeout=0,
          entry_timeout=0, negative_timeout=0)
 
 
+def die_with_parent() -> None:
+    """This (forked) process gets SIGKILL when its parent ends (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+
+
 class PowercutMount:
     """The filesystem as a child process: mounted at `mountpoint`, durable state in `backing`."""
 
-    def __init__(self, backing: Path, mountpoint: Path, seed: int = 0):
-        self.backing, self.mountpoint, self.seed = Path(backing), Path(mountpoint), seed
-        self.process: subprocess.Popen | None = None
-        self.cuts = 0
+    def __init__(self, backing: Path, mountpoint: Path, seed: int = 0, fork: bool = False):
+        """`fork`: serve from a fork of this process (a mount in a few ms, no interpreter to start): only from a
+        process without threads, as tools/fault_power.py is; else a fresh interpreter runs this file."""
+        self.backing, self.mountpoint, self.seed, self.fork = Path(backing), Path(mountpoint), seed, fork
+        self.pid, self.control, self.process, self.cuts = 0, None, None, 0
+        self.log = self.backing.parent / f"{self.backing.name}.log"
 
     def start(self, timeout: float = 20.0) -> PowercutMount:
         """Mount (again): the machine after the power came back."""
         self.backing.mkdir(parents=True, exist_ok=True)
         self.mountpoint.mkdir(parents=True, exist_ok=True)
-        log = open(self.backing.parent / f"{self.backing.name}.log", "ab")
-        self.process = subprocess.Popen([sys.executable, __file__, str(self.backing), str(self.mountpoint),
-                                         "--seed", str(self.seed + self.cuts)],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
-        log.close()
+        seed = self.seed + self.cuts
+        if self.fork:
+            import mfusepy  # noqa: F401  (loaded once, here, rather than in every child)
+
+            control, to_child = os.pipe()
+            ready, from_child = os.pipe()
+            self.pid = os.fork()
+            if self.pid == 0:  # the filesystem: never returns
+                try:
+                    die_with_parent()
+                    os.dup2(control, 0)
+                    os.dup2(from_child, 1)
+                    os.dup2(os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), 2)
+                    os.closerange(3, 65536)  # no other pipe of the parent's stays open here (their ends would never see EOF)
+                    serve(self.backing, self.mountpoint, seed)
+                finally:
+                    os._exit(1)
+            os.close(control)
+            os.close(from_child)
+            self.control, reader = os.fdopen(to_child, "w"), os.fdopen(ready)
+        else:
+            process = subprocess.Popen([sys.executable, __file__, str(self.backing), str(self.mountpoint), "--seed", str(seed)],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self.log, "ab"), text=True)
+            self.process, self.pid, self.control, reader = process, process.pid, process.stdin, process.stdout
         # no thread for the wait: tools/fault_power.py forks its workloads from this process
-        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
-        line = self.process.stdout.readline() if ready else ""
+        line = reader.readline() if select.select([reader], [], [], timeout)[0] else ""
+        reader.close()
         if line.strip() != "mounted":
-            self.process.kill()
-            self.process.wait()
-            self.detach()
-            tail = (self.backing.parent / f"{self.backing.name}.log").read_text(errors="replace")[-800:]
-            raise RuntimeError(f"the power-cut filesystem did not mount at {self.mountpoint} within {timeout:.0f} s: {tail}")
+            self.cut()
+            raise RuntimeError(f"the power-cut filesystem did not mount at {self.mountpoint} within {timeout:.0f} s: "
+                               f"{self.log.read_text(errors='replace')[-800:]}")
         return self
 
     def cut(self, tear: bool = False) -> None:
         """The power goes: unsynced data is lost (with `tear`, partly written first); the mount is detached."""
-        if self.process is not None and self.process.poll() is None:
+        if self.pid:
             try:
-                self.process.stdin.write("tear\n" if tear else "cut\n")
-                self.process.stdin.flush()
+                self.control.write("tear\n" if tear else "cut\n")
+                self.control.flush()
             except BrokenPipeError:
                 pass
-            self.process.wait()
-        self.process = None
+            self.process.wait() if self.process else os.waitpid(self.pid, 0)
+            self.control.close()
+        self.pid, self.control, self.process = 0, None, None
         self.cuts += 1
         self.detach()
 
