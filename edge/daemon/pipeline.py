@@ -1,12 +1,12 @@
 """What happens to each frame: detect, track, hand the crops that need an identity to the worker, confirm, report.
 
 Shared by the daemon's loop (edge.daemon.run), the pipeline benchmark and the evaluation tools; it knows
-nothing of cameras, threads of its own (the worker has one) or the page.
+nothing of cameras (it takes frames), of threads beyond the worker's (tracker.identify_threads) or of the page.
+Its counters (Stats) become the daemon's health numbers in edge.daemon.status.
 """
 
 from __future__ import annotations
 
-import resource
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
@@ -16,7 +16,7 @@ import numpy as np
 
 from edge.core.config import Config
 from edge.core.identify import Identification, Identifier, Timings, crop_boxes
-from edge.daemon.grabber import Frame, Grabber
+from edge.daemon.grabber import Frame
 from edge.daemon.tracker import Track, Tracker, Verdict, needs_identification
 from edge.daemon.worker import IdentifyWorker
 from edge.reporting.events import make_event
@@ -57,18 +57,6 @@ class Stats:
             self.stage_ms[name].append(ms)
         if self.on_record is not None:
             self.on_record(stage_ms)
-
-    def snapshot(self, grabber: Grabber, catalog_version: int, tracks: int, identify_queue: int = 0) -> dict:
-        elapsed = max(time.time() - self.started, 1e-9)
-        latency = {k: percentiles(v) for k, v in self.stage_ms.items() if v}
-        return {"fps": round(self.frames / elapsed, 2), "input_fps": round(grabber.grabbed / elapsed, 2), "frames": self.frames,
-                "dropped_frames": grabber.dropped, "camera": grabber.status, "camera_reconnects": grabber.reconnects,
-                "tracks": tracks, "identified": self.identified,
-                "unknown": self.unknown, "stage_ms": latency, "identify_queue": identify_queue,
-                "identify_latency_ms": percentiles(self.identify_latency_ms),
-                "catalog_version": catalog_version, "catalog_switches": self.catalog_switches,
-                "identities_lost": self.identities_lost,
-                "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
 class Pipeline:

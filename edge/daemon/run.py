@@ -32,9 +32,10 @@ from edge.core.identify import Identifier, load_identifier
 from edge.daemon.camera import FrameSource, open_source
 from edge.daemon.catalog_watch import CatalogWatcher
 from edge.daemon.grabber import Frame, Grabber
-from edge.daemon.page import feed_page, page_status, start_web
+from edge.daemon.page import feed_page, start_web
 from edge.daemon.pipeline import Pipeline
 from edge.daemon.sdnotify import notify
+from edge.daemon.status import page_status, stats_message
 from edge.reporting.announcements import AnnouncementGate
 from edge.reporting.sinks import EventSink, JSONLinesSink, OutboxSink
 
@@ -93,9 +94,7 @@ def run(config: Config, catalog_dir: Path | None = None, stop: threading.Event |
     hang_s = hang_after_s(config.camera)
 
     def stats() -> dict:
-        queue = pipeline.worker.pending if pipeline.worker else 0
-        snapshot = pipeline.stats.snapshot(grabber, pipeline.identifier.catalog.version, len(pipeline.tracker.tracks), queue)
-        return snapshot | {"catalog_id": pipeline.identifier.catalog.catalog_id} | sync_stats(config)
+        return stats_message(config, pipeline, grabber)
 
     def handle(events: list[dict]) -> None:
         for event in events:
@@ -189,14 +188,6 @@ def trigger_sync(config: Config, version: int) -> Path:
     trigger.parent.mkdir(parents=True, exist_ok=True)
     trigger.write_text(json.dumps({"version": version}) + "\n")  # in place: the close-after-write is what the path unit sees
     return trigger
-
-
-def sync_stats(config: Config) -> dict:
-    """The sync agent's last word (its status file), when this device syncs."""
-    if config.sync.server_url is None:
-        return {}
-    status = DataDir(config.device.data_dir).read_sync_status()
-    return {"sync": {k: status.get(k) for k in ("active_version", "last_success", "last_error", "last_attempt", "stale", "fresh_until")}}
 
 
 def announce_catalog(sink: EventSink, identifier: Identifier) -> None:

@@ -127,7 +127,7 @@ def test_old_versions_beyond_keep_versions_and_their_blobs_are_removed(bench, ca
 
 
 def test_the_daemons_stats_carry_the_agents_status(bench):
-    from edge.daemon.run import sync_stats
+    from edge.daemon.status import sync_stats
 
     _, config, publish_version = bench
     publish_version(1)

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from edge.daemon.run import sync_stats
+from edge.daemon.status import sync_stats
 from sync_agent.agent import read_status
 from sync_agent.bundle import encode_signature, json_bytes, manifest_key
 from sync_agent.errors import BundleError, StaleManifestError
