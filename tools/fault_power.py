@@ -24,8 +24,9 @@ is, file for file, what its signed manifest assembles to; the server's SQLite pa
 store opens, every image it records is in its work area with those bytes, and every publish answered 201 is served
 (its version recorded, the published manifest at or above it and signed, every blob there with its hash). At the
 end the outbox drains with the power on, and every acknowledged event must have reached a subscriber
-(mosquitto_sub, persistent session); duplicates (at-least-once: consumers dedup on event_id) are counted.
-One summary line; exit 0 only when nothing acknowledged was lost and nothing was corrupt.
+(mosquitto_sub, persistent session), and every copy after an event's first must say `replayed: true` (at-least-once
+delivery: consumers dedup on event_id). One summary line; exit 0 only when nothing acknowledged was lost, nothing was
+corrupt and every duplicate was marked.
 """
 
 from __future__ import annotations
@@ -464,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
             workload.reap(tally)
         drain = Workload(work / "logs" / "events.log", report_events, mounts["events"].mountpoint, broker.port, True).start()
         drain.reap(tally)  # the power stays on: the outbox drains
-        lost, duplicates = delivery(work / "received.jsonl", tally.stored)
+        lost, duplicates, unmarked = delivery(work / "received.jsonl", tally.stored)
     finally:
         for mount in mounts.values():
             mount.unmount()
@@ -475,26 +476,34 @@ def main(argv: list[str] | None = None) -> int:
     print("time besides the waits: " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(tally.seconds.items())), file=sys.stderr)
     print(f"cuts={tally.cuts} outboxes_opened={tally.outboxes} catalogs_opened={tally.catalogs} stores_opened={tally.stores} "
           f"events_acknowledged={len(tally.stored)} lost={lost} corrupt={len(tally.corrupt)} duplicates={duplicates} "
+          f"duplicates_not_marked_replayed={unmarked} "
           f"syncs_done={tally.synced} syncs_undone={tally.syncs_undone} publishes_201={tally.publishes} "
           f"workload_errors={len(tally.failures)} seconds={elapsed:.0f}")
-    if args.work is None and not tally.corrupt and not lost:
+    ok = not tally.corrupt and not lost and not unmarked
+    if args.work is None and ok:
         shutil.rmtree(work, ignore_errors=True)
-    elif tally.corrupt or lost:
+    elif not ok:
         print(f"work folder kept: {work}", file=sys.stderr)
-    return 0 if not tally.corrupt and not lost else 1
+    return 0 if ok else 1
 
 
-def delivery(received: Path, stored: list[str], timeout: float = 60.0) -> tuple[int, int]:
-    """(acknowledged events the subscriber never got, events it got more than once), once all arrived or `timeout`."""
+def delivery(received: Path, stored: list[str], timeout: float = 60.0) -> tuple[int, int, int]:
+    """(acknowledged events the subscriber never got, copies it got beyond the first, of those the ones not marked
+    `replayed`), once every acknowledged event arrived or after `timeout` s."""
     wanted = set(stored)
     deadline = time.monotonic() + timeout
     while True:
         lines = received.read_text().splitlines()
-        ids = [json.loads(line)["event_id"] for line in lines[:-1] + [lines[-1] if lines and lines[-1].endswith("}") else ""]
-               if line.strip()]
-        if wanted <= set(ids) or time.monotonic() > deadline:
-            return len(wanted - set(ids)), len(ids) - len(set(ids))
-        time.sleep(0.2)
+        events = [json.loads(line) for line in lines[:-1] + [lines[-1] if lines and lines[-1].endswith("}") else ""] if line.strip()]
+        seen: set[str] = set()
+        duplicates = unmarked = 0
+        for event in events:
+            if event["event_id"] in seen:
+                duplicates += 1
+                unmarked += not event["replayed"]
+            seen.add(event["event_id"])
+        if wanted <= seen or time.monotonic() > deadline:
+            return len(wanted - seen), duplicates, unmarked
 
 
 if __name__ == "__main__":
