@@ -76,9 +76,10 @@ def check_camera(config: Config) -> Check:
 def check_models(config: Config) -> Check:
     import numpy as np
 
-    from edge.core.identify import open_models
+    from edge.core.assembly import Models
 
-    detector, embedder, verifier = open_models(config)
+    models = Models.open(config)
+    detector, embedder, verifier = models.detector, models.embedder, models.verifier
     start = time.perf_counter()
     detector.detect(np.zeros((480, 640, 3), np.uint8))
     embedder.embed([np.zeros((128, 128, 3), np.uint8)])
@@ -101,7 +102,7 @@ def check_engines(config: Config) -> Check:
 
 
 def check_catalog(config: Config) -> Check:
-    from edge.core.identify import load_identifier
+    from edge.core.assembly import load_identifier
 
     path = DataDir(config.device.data_dir).current
     if not path.exists():

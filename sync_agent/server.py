@@ -49,7 +49,7 @@ from sync_agent.server_catalogs import catalog_routes
 from sync_agent.server_detect import detect_routes
 from sync_agent.server_guard import RequestGuard, bad_request, http_error
 from sync_agent.server_products import product_routes
-from sync_agent.server_publish import Models, publish_routes
+from sync_agent.server_publish import LazyModels, publish_routes
 from sync_agent.server_settings import ServerSettings
 from sync_agent.server_store import CatalogStore
 from sync_agent.server_tokens import Tokens, requires, token_routes
@@ -86,7 +86,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     app.include_router(catalog_routes(store, storage, access))
     app.include_router(product_routes(store, settings, access))
-    app.state.models = models = Models(settings.config)  # one set of networks for publishing and detecting
+    app.state.models = models = LazyModels(settings.config)  # one set of networks for publishing and detecting
     app.include_router(publish_routes(store, storage, key, settings, models, access))
     def known(catalog_id: str) -> None:  # 404 "no catalog" for one the server has no record of
         with store.connected() as db:

@@ -41,7 +41,7 @@ from sync_agent.bundle import blob_key, manifest_key, parse_manifest, sha256_hex
 from sync_agent.errors import BundleError
 from sync_agent.install import install_bundle
 from sync_agent.server_products import image_refused, save_upload
-from sync_agent.server_publish import Models, without_paths
+from sync_agent.server_publish import LazyModels, without_paths
 from sync_agent.server_settings import ServerSettings
 from sync_agent.storage import Storage
 
@@ -55,7 +55,7 @@ MULTIPART_BODY = {"requestBody": {"required": True, "content": {"multipart/form-
 class PublishedIdentifiers:
     """One identifier per catalog, for its latest published version; rebuilt when a newer version is published."""
 
-    def __init__(self, storage: Storage, folder: Path, models: Models, known: Callable[[str], None] = lambda catalog_id: None):
+    def __init__(self, storage: Storage, folder: Path, models: LazyModels, known: Callable[[str], None] = lambda catalog_id: None):
         """`known(catalog_id)` raises 404 for a catalog the server has no record of."""
         self.storage, self.folder, self.models, self.known = storage, folder, models, known
         self.loaded: dict[str, tuple[int, object]] = {}
@@ -81,10 +81,11 @@ class PublishedIdentifiers:
             return version, identifier
 
     def _open(self, manifest: dict, manifest_bytes: bytes):
-        from edge.core.identify import calibration_for, identifier_for
+        from edge.core.assembly import identifier_for
         from edge.core.index import search_one_query_at_a_time
 
-        detector, embedder, verifier = self.models.get()
+        models = self.models.get()
+        embedder, verifier = models.embedder, models.verifier
         config = self.models.config
         home = self.folder / manifest["catalog_id"]
         final = home / f"v{manifest['version']}"
@@ -101,7 +102,7 @@ class PublishedIdentifiers:
         search_one_query_at_a_time()
         catalog = load_catalog(final, embedder.model_id, verifier.id)
         log.info("detect: catalog %s v%d loaded (%d products)", manifest["catalog_id"], manifest["version"], len(catalog.products))
-        return identifier_for(config, catalog, embedder, verifier, detector, calibration_for(config, verifier))
+        return identifier_for(config, catalog, models)
 
     def _blob(self, sha: str) -> bytes:
         data = self.storage.get(blob_key(sha))
@@ -172,7 +173,7 @@ async def received_form(request: Request, timeout_s: float) -> FormData:
         raise HTTPException(408, f"the photo did not arrive within {timeout_s:g} s; send it again on a faster connection") from None
 
 
-def detect_routes(storage: Storage, settings: ServerSettings, models: Models, reads: Sequence[Depends],
+def detect_routes(storage: Storage, settings: ServerSettings, models: LazyModels, reads: Sequence[Depends],
                   known: Callable[[str], None] = lambda catalog_id: None) -> tuple[APIRouter, DetectSlots]:
     """`reads`: the dependencies of a route that reads what the token guards (the token check); `known(catalog_id)`
     raises 404 for a catalog the server has no record of. The slots are returned for the app's state (a test can hold
@@ -182,7 +183,8 @@ def detect_routes(storage: Storage, settings: ServerSettings, models: Models, re
     slots = DetectSlots(settings.max_concurrent_detections, settings.max_detections_per_catalog, settings.detect_wait_s)
 
     def identify(catalog_id: str, path: Path, name: str) -> dict:
-        from edge.core.identify import Timings, to_record
+        from edge.core.identify import Timings
+        from edge.core.records import to_record
 
         version, identifier = identifiers.latest(catalog_id)
         try:

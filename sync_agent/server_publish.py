@@ -19,6 +19,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import APIRouter, Depends, HTTPException
@@ -35,6 +36,9 @@ from sync_agent.server_store import CatalogStore, Change
 from sync_agent.server_tokens import Principal
 from sync_agent.storage import Storage
 
+if TYPE_CHECKING:
+    from edge.core.assembly import Models
+
 log = logging.getLogger(__name__)
 
 
@@ -45,25 +49,25 @@ def without_paths(text: str, *folders: Path) -> str:
     return text
 
 
-class Models:
+class LazyModels:
     """The detector, embedder and verifier, opened at the first publish or detection (a server that only serves never
     loads them); one per server, shared by both routes, so a server that publishes and detects holds one set."""
 
     def __init__(self, config: Config):
         self.config = config
-        self.opened: tuple | None = None
+        self.opened: Models | None = None
         self._opening = threading.Lock()  # two first requests at once open them once
 
-    def get(self) -> tuple:
+    def get(self) -> Models:
         with self._opening:
             if self.opened is None:
-                from edge.core.identify import open_models
+                from edge.core.assembly import Models
 
-                self.opened = open_models(self.config)
+                self.opened = Models.open(self.config)
         return self.opened
 
 
-def publish_routes(store: CatalogStore, storage: Storage, key: Ed25519PrivateKey, settings: ServerSettings, models: Models,
+def publish_routes(store: CatalogStore, storage: Storage, key: Ed25519PrivateKey, settings: ServerSettings, models: LazyModels,
                    access: Callable[[str], Callable[..., Principal]]) -> APIRouter:
     """`access(need)`: the dependency that checks the request's token (here: write on the path's catalog)."""
     router = APIRouter()
@@ -74,7 +78,8 @@ def publish_routes(store: CatalogStore, storage: Storage, key: Ed25519PrivateKey
             return publish_locked(catalog_id, principal)
 
     def publish_locked(catalog_id: str, principal: Principal) -> dict:
-        detector, embedder, verifier = models.get()  # before the write lock: the first publish opens the models (seconds)
+        opened = models.get()  # before the write lock: the first publish opens the models (seconds)
+        detector, embedder, verifier = opened.detector, opened.embedder, opened.verifier
         with tempfile.TemporaryDirectory(prefix=".publish-", dir=store.work) as tmp:
             images, built = Path(tmp) / catalog_id, Path(tmp) / "catalog"
             with store.writing() as change:  # a snapshot of the rows and their files; the build runs without the lock

@@ -268,9 +268,9 @@ def test_sync_whose_download_fits_but_whose_assembly_does_not_removes_the_stagin
 
 @pytest.fixture(scope="module")
 def models():
-    from edge.core.identify import open_models
+    from edge.core.assembly import Models
 
-    return open_models(Config())
+    return Models.open(Config())
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -278,7 +278,7 @@ def leftovers(folder: Path) -> list[str]:
 
 
 def test_catalog_build_on_a_full_disk_is_a_clear_error_and_the_previous_catalog_stays(disk, models):
-    detector, embedder, verifier = models
+    detector, embedder, verifier = models.detector, models.embedder, models.verifier
     images, out = REPO / "samples" / "shelf-catalog", disk / "catalog"
     build_catalog(images, out, embedder, verifier, detector, "shelf", version=1)
     filler = fill(disk)

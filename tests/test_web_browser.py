@@ -10,9 +10,9 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from edge.core.assembly import Models
 from edge.core.catalog_build import build_catalog
 from edge.core.config import Config
-from edge.core.identify import open_models
 from edge.daemon.run import run
 from tests.conftest import REPO
 from tools.bench_web import VIDEO, LoopingVideo, chromium, wait_for_page
@@ -92,7 +92,8 @@ def test_the_page_says_when_the_camera_is_lost_and_follows_a_catalog_switch(tmp_
     import cv2
 
     data = tmp_path / "data"
-    detector, embedder, verifier = open_models(Config())
+    models = Models.open(Config())
+    detector, embedder, verifier = models.detector, models.embedder, models.verifier
     for version in (1, 2):
         build_catalog(REPO / "samples" / "shelf-catalog", data / "catalogs" / f"v{version}", embedder, verifier, detector, "shelf",
                       version=version)

@@ -38,11 +38,11 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+from edge.core.assembly import Models, identifier_for  # noqa: E402
 from edge.core.catalog import load_catalog  # noqa: E402
 from edge.core.config import Config  # noqa: E402
 from edge.core.config_file import load_config  # noqa: E402
 from edge.core.decision import EVIDENCE, Calibration, evidence, save_calibration  # noqa: E402
-from edge.core.identify import identifier_for, open_models  # noqa: E402
 from edge.core.images import centre_crop, read_image  # noqa: E402
 from models.runtime import WEIGHTS_DIR  # noqa: E402
 from tools.evaluate import PHOTO_CROP, evaluation_config, make_catalog, pick_shots, read_dataset  # noqa: E402
@@ -178,14 +178,14 @@ def main() -> int:
         products = [p for p in products if p.packaged]
     names = {p.class_id: p.name for p in products}
     val = [(p, names[c]) for p, c in val if c in names]
-    models = open_models(config)
-    detector, embedder, verifier = models
+    models = Models.open(config)
+    verifier = models.verifier
     # one more verified than the device does, so that a simulated open set still leaves about `candidates` verified
     verify = config.verifier.candidates + 1
     with tempfile.TemporaryDirectory() as tmp:
         shots = pick_shots(args.data, args.shots, args.seed)
         catalog = load_catalog(make_catalog(products, Path(tmp), config, models, args.catalog_variants, shots))
-        identifier = identifier_for(config, catalog, embedder, verifier, detector)
+        identifier = identifier_for(config, catalog, models)
         rows = collect(identifier, val, verify, args.photo_crop, args.open_draws, args.seed, "val photos")
 
     scores = {used: cross_validate(rows, used, args.max_false_id, args.seed, args.repeats) for used in EVIDENCE_SETS}

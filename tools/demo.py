@@ -26,9 +26,9 @@ import cv2
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from edge.core.annotate import draw_boxes, track_boxes  # noqa: E402
+from edge.core.assembly import Models  # noqa: E402
 from edge.core.catalog_build import build_catalog  # noqa: E402
 from edge.core.config import Config  # noqa: E402
-from edge.core.identify import open_models  # noqa: E402
 from edge.daemon.grabber import Frame  # noqa: E402
 from edge.daemon.pipeline import Pipeline  # noqa: E402
 from edge.daemon.run import run  # noqa: E402
@@ -59,7 +59,8 @@ class AnnotatedVideo:
 
 def prepare_catalog(config: Config, images: Path) -> Path:
     catalogs = config.device.data_dir / "catalogs"
-    detector, embedder, verifier = open_models(config)
+    models = Models.open(config)
+    detector, embedder, verifier = models.detector, models.embedder, models.verifier
     report = build_catalog(images, catalogs / "v1", embedder, verifier, detector, "demo", force=True)
     current = catalogs / "current"
     current.unlink(missing_ok=True)

@@ -40,11 +40,12 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+from edge.core.assembly import Models, identifier_for  # noqa: E402
 from edge.core.catalog import load_catalog  # noqa: E402
 from edge.core.catalog_build import build_catalog  # noqa: E402
 from edge.core.config import Config  # noqa: E402
 from edge.core.config_file import load_config  # noqa: E402
-from edge.core.identify import Identification, Identifier, Timings, calibration_for, identifier_for, open_models  # noqa: E402
+from edge.core.identify import Identification, Identifier, Timings  # noqa: E402
 from edge.core.images import centre_crop, read_image  # noqa: E402
 
 # chosen on val, packaged recall@1 at 1.0 / 0.85 / 0.7 / 0.55 of each side: 0.76 / 0.85 / 0.87 / 0.79 with the
@@ -99,7 +100,7 @@ def make_catalog(products: list[Product], folder: Path, config: Config, models, 
         (src / p.name / "0-iconic.jpg").write_bytes(p.iconic.read_bytes())  # named to sort first: the product's packshot
         for n, photo in enumerate((shots or {}).get(p.class_id, []), 1):
             cv2.imwrite(str(src / p.name / f"shot-{n}.jpg"), centre_crop(read_image(photo), PHOTO_CROP), [cv2.IMWRITE_JPEG_QUALITY, 95])
-    detector, embedder, verifier = models
+    embedder, verifier = models.embedder, models.verifier
     out = folder / "catalog"
     build_catalog(src, out, embedder, verifier, None, folder.name, variants=variants)
     return out
@@ -197,14 +198,13 @@ def evaluate_subset(name: str, products: list[Product], photos: list[tuple[Path,
         queries = random.Random(seed).sample(queries, min(limit, len(queries)))
     removed = open_set_split([p.name for p in products], seed)
     kept = [p for p in products if p.name not in removed]
-    detector, embedder, verifier = models
     timings = Timings()
     runs, images = {}, {}
     for label, members in (("closed", products), ("open", kept)):
         folder = workdir / f"{name}-{label}"
         catalog = load_catalog(make_catalog(members, folder, config, models, variants, shots))
         images[label] = len(catalog.images)
-        identifier = identifier_for(config, catalog, embedder, verifier, detector, calibration_for(config, verifier))
+        identifier = identifier_for(config, catalog, models)
         runs[label] = run_photos(identifier, queries, {p.name for p in members}, detect, crop,
                                  timings if label == "closed" else Timings(), f"{name} {label}")
     result = metrics(runs["closed"], runs["open"])
@@ -233,9 +233,9 @@ def main() -> int:
 
     config = evaluation_config(load_config(args.config) if args.config else Config(), args.decision)
     products, photos = read_dataset(args.data, args.split)
-    models = open_models(config)
+    models = Models.open(config)
     args.out.mkdir(parents=True, exist_ok=True)
-    report: dict = {"split": args.split, "verifier": models[2].id, "embedder": models[1].model_id[:12],
+    report: dict = {"split": args.split, "verifier": models.verifier.id, "embedder": models.embedder.model_id[:12],
                     "decision": config.verifier.decision, "photo_crop": None if args.detect else args.photo_crop,
                     "catalog_variants": args.catalog_variants, "shots": args.shots}
     shots = pick_shots(args.data, args.shots, args.seed)

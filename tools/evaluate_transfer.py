@@ -46,11 +46,12 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+from edge.core.assembly import Models, identifier_for  # noqa: E402
 from edge.core.catalog import load_catalog  # noqa: E402
 from edge.core.catalog_build import build_catalog  # noqa: E402
 from edge.core.config import Config  # noqa: E402
 from edge.core.config_file import load_config  # noqa: E402
-from edge.core.identify import Examined, calibration_for, crop_boxes, identifier_for, open_models  # noqa: E402
+from edge.core.identify import Examined, crop_boxes  # noqa: E402
 from edge.core.images import centre_crop, read_image  # noqa: E402
 from models.transfer_suite import CONDITIONS, contact_sheet, make_suite  # noqa: E402
 from tools.evaluate import PHOTO_CROP, convincing, evaluation_config, open_set_split, read_dataset  # noqa: E402
@@ -96,7 +97,7 @@ def grocery_val(data: Path, models, detect: bool, seed: int, limit: int | None =
     for path, truth in tqdm(chosen, desc="grocery-val photos", unit="photo", disable=None):
         image = read_image(path)
         if detect:
-            crops = tuple(crop_boxes(image, [d.bbox for d in models[0].detect(image)])[1])
+            crops = tuple(crop_boxes(image, [d.bbox for d in models.detector.detect(image)])[1])
         else:
             crops = (centre_crop(image, PHOTO_CROP),)
         instances.append(Instance(str(path.relative_to(data)), truth, crops))
@@ -113,7 +114,7 @@ def labelled_instances(image: np.ndarray, key: str, labels: list[tuple[tuple, st
         found = [b for b, _ in labels]
         matched = {i: i for i in range(len(labels))}
     else:
-        found = [d.bbox for d in (models[0].detect_tiled(image) if tiled else models[0].detect(image))]
+        found = [d.bbox for d in (models.detector.detect_tiled(image) if tiled else models.detector.detect(image))]
         matched = assign([_Label(b) for b, _ in labels], found)
     keep, crops = crop_boxes(image, found)
     crop_of = dict(zip(keep, crops))
@@ -169,7 +170,7 @@ def build(references: dict[str, list], folder: Path, models, detector_builds: bo
                 (images / product / f"{n}-{ref.name}").write_bytes(ref.read_bytes())
             else:
                 cv2.imwrite(str(images / product / f"{n}.png"), ref)
-    detector, embedder, verifier = models
+    detector, embedder, verifier = models.detector, models.embedder, models.verifier
     build_catalog(images, folder / "catalog", embedder, verifier, detector if detector_builds else None, folder.name)
     return folder / "catalog"
 
@@ -205,7 +206,7 @@ def run_source(source: Source, config: Config, models, workdir: Path) -> list[di
     for run, out, instances in runs:
         references = {p: refs for p, refs in source.references.items() if p not in out}
         catalog = load_catalog(build(references, workdir / f"{source.name}-{run}", models, source.detector_builds))
-        identifier = identifier_for(config, catalog, models[1], models[2], models[0], calibration_for(config, models[2]))
+        identifier = identifier_for(config, catalog, models)
         for instance in tqdm(instances, desc=f"{source.name} {run}", unit="instance", disable=None):
             examined = identifier.examine(list(instance.crops)) if instance.crops else []
             best = max(examined, key=lambda e: convincing(e.identification), default=None)
@@ -275,7 +276,7 @@ def main() -> int:
     args = parser.parse_args()
 
     config = evaluation_config(load_config(args.config) if args.config else Config())
-    models = open_models(config)
+    models = Models.open(config)
     records, seconds = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in [s for s in args.sources.split(",") if s]:
@@ -288,7 +289,7 @@ def main() -> int:
             seconds[name] = round(time.perf_counter() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    report = {"verifier": models[2].id, "embedder": models[1].model_id[:12], "decision": config.verifier.decision,
+    report = {"verifier": models.verifier.id, "embedder": models.embedder.model_id[:12], "decision": config.verifier.decision,
               "max_differing": config.verifier.max_differing, "boxes": args.boxes, "grocery_detect": args.detect,
               "sources": {name: s | {"seconds": seconds[name]} for name, s in summarise(records).items()}}
     if args.json:

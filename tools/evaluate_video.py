@@ -43,11 +43,12 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+from edge.core.assembly import Models, identifier_for  # noqa: E402
 from edge.core.catalog import load_catalog  # noqa: E402
 from edge.core.catalog_build import build_catalog  # noqa: E402
 from edge.core.config import Config  # noqa: E402
 from edge.core.config_file import load_config  # noqa: E402
-from edge.core.identify import Identifier, calibration_for, identifier_for, open_models  # noqa: E402
+from edge.core.identify import Identifier  # noqa: E402
 from edge.daemon.grabber import Frame  # noqa: E402
 from edge.daemon.pipeline import Pipeline  # noqa: E402
 from edge.daemon.tracker import iou_matrix  # noqa: E402
@@ -221,7 +222,7 @@ def per_track(config: Config, identifier: Identifier, video: Path, frame_step: i
 
 def build(products: list[str], out: Path, config: Config, models) -> Path:
     """A catalog of the named sample products (or, for none, the Grocery mini set: products never in the video)."""
-    detector, embedder, verifier = models
+    detector, embedder, verifier = models.detector, models.embedder, models.verifier
     images = out / "images"
     images.mkdir(parents=True)
     if products:
@@ -242,7 +243,7 @@ def evaluate(config: Config, video: Path, frame_step: int, stride: int, catalogs
     labels = read_labels()
     if frames_kept != "all":
         labels = {i: b for i, b in labels.items() if (i // 30) % 2 == (frames_kept == "check")}
-    models = open_models(config)
+    models = Models.open(config)
     frames = [(i, im) for i, im in read_frames(video, frame_step, 1, limit) if i in labels]
     if not frames:
         raise SystemExit(f"{video}: none of its frames is labelled (check --frame-step)")
@@ -253,7 +254,7 @@ def evaluate(config: Config, video: Path, frame_step: int, stride: int, catalogs
         for name in catalogs:
             products = CATALOGS[name]
             catalog = load_catalog(build(products, Path(tmp) / name, config, models))
-            identifier = identifier_for(config, catalog, models[1], models[2], models[0], calibration_for(config, models[2]))
+            identifier = identifier_for(config, catalog, models)
             result = {"products": products or "grocery-mini (none in the video)", "boxes": per_box(identifier, frames, labels, set(products))}
             if tracks:
                 result["tracks"] = per_track(config, identifier, video, frame_step, stride, labels, set(products), limit)

@@ -28,11 +28,11 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+from edge.core.assembly import Models  # noqa: E402
 from edge.core.catalog import load_catalog  # noqa: E402
 from edge.core.catalog_build import build_catalog  # noqa: E402
 from edge.core.config import Config  # noqa: E402
 from edge.core.errors import CatalogError  # noqa: E402
-from edge.core.identify import open_models  # noqa: E402
 from sync_agent.publish import publish  # noqa: E402
 from sync_agent.server import ServerSettings, create_app  # noqa: E402
 from sync_agent.signing import generate_keypair, load_private_key  # noqa: E402
@@ -48,7 +48,8 @@ STARTED = "sync: checking"
 
 def build_subsets(work: Path) -> list:
     """One catalog per product subset, computed once with the device's models."""
-    detector, embedder, verifier = open_models(Config())
+    models = Models.open(Config())
+    detector, embedder, verifier = models.detector, models.embedder, models.verifier
     catalogs = []
     for i, products in enumerate(SUBSETS):
         images = work / f"images-{i}"

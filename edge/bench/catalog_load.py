@@ -51,7 +51,7 @@ start = time.perf_counter()
 import numpy as np
 from edge.core.catalog import load_catalog
 from edge.core.config import Config
-from edge.core.identify import catalog_index, open_models
+from edge.core.assembly import Models, catalog_index
 from edge.core.index import search_one_query_at_a_time
 imported = time.perf_counter()
 search_one_query_at_a_time()
@@ -64,7 +64,7 @@ index.search(np.asarray(catalog.embeddings[:1], np.float32), 15)
 catalog.images_of(0)
 done = time.perf_counter()
 rss = int(open('/proc/self/statm').read().split()[1]) * 4096
-models = open_models(Config())  # the daemon's detector, embedder and verifier beside the catalog
+models = Models.open(Config())  # the daemon's detector, embedder and verifier beside the catalog
 daemon_rss = int(open('/proc/self/statm').read().split()[1]) * 4096
 print(json.dumps({"daemon_rss_mb": round(daemon_rss / 2**20, 1), "open_s": round(opened - imported, 3), "index_s": round(indexed - opened, 3),
                   "first_query_s": round(done - indexed, 3), "load_s": round(done - imported, 3), "kind": index.kind,

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.core.assembly import Models, load_identifier
 from edge.core.catalog_build import build_catalog
 from edge.core.config import CameraConfig, Config
-from edge.core.identify import Timings, load_identifier, open_models
+from edge.core.identify import Timings
 from edge.daemon.camera import open_source
 from edge.daemon.grabber import Grabber
 from edge.daemon.pipeline import Pipeline, percentiles
@@ -89,7 +90,8 @@ def format_table(rows: list[dict]) -> str:
 
 def sample_catalog(config: Config, out: Path, catalog_id: str = "sample") -> Path:
     """The bundled sample catalog (samples/shelf-catalog), built into `out` with the config's models."""
-    detector, embedder, verifier = open_models(config)
+    models = Models.open(config)
+    detector, embedder, verifier = models.detector, models.embedder, models.verifier
     build_catalog(SAMPLE_CATALOG_IMAGES, out, embedder, verifier, detector, catalog_id)
     return out
 

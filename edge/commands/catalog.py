@@ -30,12 +30,13 @@ def _add_build(actions: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from edge.core.assembly import Models
     from edge.core.catalog import stored_model
     from edge.core.catalog_build import build_catalog
-    from edge.core.identify import open_models
 
     config = config_or_defaults(args.config)
-    detector, embedder, verifier = open_models(config)
+    models = Models.open(config)
+    detector, embedder, verifier = models.detector, models.embedder, models.verifier
     report = build_catalog(args.images_dir, args.out, embedder, verifier, None if args.no_detect else detector,
                            args.catalog_id, args.version, args.force, args.variants, index_kind=config.index.build,
                            index_model=stored_model(args.out))

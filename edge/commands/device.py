@@ -64,9 +64,11 @@ def _detect(args: argparse.Namespace) -> int:
     import cv2
 
     from edge.core.annotate import draw_boxes
+    from edge.core.assembly import load_identifier
     from edge.core.errors import ImageError
-    from edge.core.identify import Timings, label, load_identifier, to_record
+    from edge.core.identify import Timings
     from edge.core.images import read_image
+    from edge.core.records import label, to_record
 
     identifier = load_identifier(config_or_defaults(args.config), args.catalog)
     failed = 0

@@ -1,6 +1,7 @@
 """The identification engine: detect → embed → search → verify → decide.
 
-Shared by `shelfid detect` (still images), the evaluation tool and the daemon.
+Shared by `shelfid detect` (still images), the evaluation tools, the catalog server's detect and the daemon.
+Assembling one from a config: edge/core/assembly.py; a detection as JSON: edge/core/records.py.
 """
 
 from __future__ import annotations
@@ -11,23 +12,21 @@ import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from edge.core.appearance import differing_share
-from edge.core.catalog import Catalog, Product, load_catalog
-from edge.core.config import Config, IndexConfig, VerifierConfig
-from edge.core.decision import Calibration, Thresholds, choose, is_clear, load_calibration, verified_count
-from edge.core.errors import CatalogError, ShelfIDError
-from edge.core.index import Candidate, CatalogIndex, collapse_to_products, search_one_query_at_a_time
-from edge.core.verifier import Features, Match, Verifier, open_verifier
+from edge.core.catalog import Catalog, Product
+from edge.core.config import VerifierConfig
+from edge.core.decision import Calibration, Thresholds, choose, is_clear, verified_count
+from edge.core.index import Candidate, CatalogIndex, collapse_to_products
+from edge.core.verifier import Features, Match
 from edge.core.verifier.geometry import implausible
-from models.backends import BackendOptions
-from models.detector import Detector, DetectorOptions
-from models.embedder import Embedder
-from models.runtime import WEIGHTS_DIR, open_detector, open_embedder
+
+if TYPE_CHECKING:
+    from edge.core.assembly import Models
 
 log = logging.getLogger(__name__)
 IMAGES_PER_PRODUCT = 3  # catalog images of one product tried by the verifier
@@ -97,15 +96,16 @@ def decide(catalog: Catalog, candidates: list[Candidate], matches: list[Match], 
 
 
 class Identifier:
-    def __init__(self, embedder: Embedder, verifier: Verifier, catalog: Catalog, index: CatalogIndex,
-                 top_k: int = 5, verify_candidates: int = 3, thresholds: Thresholds | None = None,
-                 detector: Detector | None = None, calibration: Calibration | None = None, appearance: bool = True):
-        self.embedder, self.verifier, self.catalog, self.index = embedder, verifier, catalog, index
-        self.top_k, self.verify_candidates, self.detector = top_k, verify_candidates, detector
+    """One catalog's engine over a process's models (edge.core.assembly.identifier_for builds one from a config)."""
+
+    def __init__(self, models: Models, catalog: Catalog, index: CatalogIndex, top_k: int = 5, verify_candidates: int = 3,
+                 thresholds: Thresholds | None = None, appearance: bool = True):
+        self.models, self.catalog, self.index = models, catalog, index
+        self.embedder, self.verifier, self.detector, self.calibration = models.embedder, models.verifier, models.detector, models.calibration
+        self.top_k, self.verify_candidates = top_k, verify_candidates
         self.thresholds = thresholds or Thresholds.of(VerifierConfig())
-        self.calibration = calibration
         # a fitted decision that scores the embedding alone: keypoints would cost time and change nothing
-        self.verifies = calibration is None or calibration.uses_keypoints
+        self.verifies = self.calibration is None or self.calibration.uses_keypoints
         self.appearance = appearance
         # decoded once, a few at a time; a plain dict, not lru_cache on a bound method: that is a reference cycle, and an
         # identifier replaced by a catalog switch then kept its catalog's memory maps (5 open files) until the cyclic
@@ -219,80 +219,3 @@ def crop_boxes(frame: np.ndarray, boxes: list) -> tuple[list[int], list[np.ndarr
     crops = [frame[max(int(y1), 0):int(np.ceil(y2)), max(int(x1), 0):int(np.ceil(x2))] for x1, y1, x2, y2 in boxes]
     keep = [i for i, c in enumerate(crops) if c.shape[0] >= 8 and c.shape[1] >= 8]
     return keep, [crops[i] for i in keep]
-
-
-def backend_options(config: Config) -> BackendOptions:
-    m = config.models
-    return BackendOptions(threads=m.threads, precision=m.precision, engine_cache_dir=m.engine_cache_dir, device=m.device)
-
-
-def open_models(config: Config) -> tuple[Detector, Embedder, Verifier]:
-    """The detector, embedder and verifier a config names (bundled defaults where it names none)."""
-    m = config.models
-    options = backend_options(config)
-    detector = open_detector(m.detector, m.backend, options, DetectorOptions(
-        m.conf_threshold, m.iou_threshold, tuple(m.classes) if m.classes else None, m.class_agnostic, m.max_detections))
-    embedder = open_embedder(m.embedder, m.backend, options)
-    return detector, embedder, open_verifier(config.verifier)
-
-
-def load_identifier(config: Config, catalog_dir: Path) -> Identifier:
-    search_one_query_at_a_time()
-    detector, embedder, verifier = open_models(config)
-    catalog = load_catalog(catalog_dir, embedder.model_id, verifier.id)
-    return identifier_for(config, catalog, embedder, verifier, detector, calibration_for(config, verifier))
-
-
-def calibration_for(config: Config, verifier: Verifier) -> Calibration | None:
-    """The calibrated decision for this verifier (config file or the bundled one), or None for plain thresholds."""
-    v = config.verifier
-    if v.decision == "thresholds":
-        return None
-    path = v.calibration or WEIGHTS_DIR / f"decision-{verifier.id}.json"
-    if v.calibration is None and not path.is_file():
-        # the default decision with a verifier nothing was fitted for: the verified thresholds, said once
-        log.warning("no bundled decision calibration for verifier %s: deciding by the verified thresholds "
-                    "(tools/calibrate.py fits one; verifier.decision: thresholds silences this)", verifier.id)
-        return None
-    if not path.is_file():
-        raise ShelfIDError(f"verifier.calibration {path} is absent: run tools/calibrate.py, or set verifier.decision: thresholds")
-    calibration = load_calibration(path)
-    if calibration.verifier_id != verifier.id:
-        raise ShelfIDError(f"{path}: calibrated for verifier {calibration.verifier_id}, this device runs {verifier.id}")
-    return calibration
-
-
-def catalog_index(catalog: Catalog, ix: IndexConfig) -> CatalogIndex:
-    """The catalog's search index as the config asks for it (its stored index, or one built at load)."""
-    try:
-        return CatalogIndex(catalog.embeddings, ix.kind, ix.lsh_bits, ix.rerank, catalog.stored_index, ix.nprobe)
-    except ValueError as exc:  # a stored index that does not open is a broken catalog, said with its path
-        raise CatalogError(f"{catalog.path}: {exc}") from None
-
-
-def identifier_for(config: Config, catalog: Catalog, embedder: Embedder, verifier: Verifier, detector: Detector | None,
-                   calibration: Calibration | None = None) -> Identifier:
-    ix, v = config.index, config.verifier
-    return Identifier(embedder, verifier, catalog, catalog_index(catalog, ix), ix.top_k, v.candidates,
-                      Thresholds.of(v), detector, calibration,
-                      appearance=v.max_differing is not None)
-
-
-def to_record(found: Detected) -> dict:
-    """One detection as `shelfid detect --json` prints it; an unknown's best guess is never its product_id."""
-    ident = found.identification
-    record = {"bbox": [round(v, 1) for v in found.bbox], "status": ident.status}
-    if ident.product is not None:
-        record |= {"product_id": ident.product.product_id, "sku": ident.product.sku, "name": ident.product.name}
-    elif ident.guess is not None:
-        record["guess"] = {"product_id": ident.guess.product_id, "sku": ident.guess.sku, "name": ident.guess.name}
-    return record | {"similarity": round(ident.similarity, 4), "inliers": ident.inliers,
-                     "inlier_ratio": round(ident.inlier_ratio, 3), "spread": round(ident.spread, 3), "verified": ident.verified,
-                     "confidence": round(ident.confidence, 3)}
-
-
-def label(found: Detected) -> str:
-    ident = found.identification
-    if ident.product is not None:
-        return f"{ident.product.name} ({ident.inliers})"
-    return "unknown" if ident.guess is None else f"unknown ~{ident.guess.name}?"

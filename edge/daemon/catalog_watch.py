@@ -16,10 +16,11 @@ import threading
 import time
 from pathlib import Path
 
+from edge.core.assembly import identifier_for
 from edge.core.catalog import load_catalog
 from edge.core.config import Config
 from edge.core.errors import ShelfIDError
-from edge.core.identify import Identifier, identifier_for
+from edge.core.identify import Identifier
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class CatalogWatcher:
         started = time.monotonic()
         try:
             catalog = load_catalog(key[0], old.embedder.model_id, old.verifier.id)
-            identifier = identifier_for(self.config, catalog, old.embedder, old.verifier, old.detector, old.calibration)
+            identifier = identifier_for(self.config, catalog, old.models)
         except (ShelfIDError, OSError, ValueError) as exc:
             self.failed_key, self._loading = key, None
             self.failures += 1

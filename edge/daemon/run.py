@@ -24,11 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.core.assembly import load_identifier
 from edge.core.catalog import installed_version
 from edge.core.config import CameraConfig, Config
 from edge.core.datadir import DataDir
 from edge.core.errors import CatalogError
-from edge.core.identify import Identifier, load_identifier
+from edge.core.identify import Identifier
 from edge.daemon.camera import FrameSource, open_source
 from edge.daemon.catalog_watch import CatalogWatcher
 from edge.daemon.grabber import Frame, Grabber

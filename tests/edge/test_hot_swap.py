@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from edge.core.assembly import Models, load_identifier
 from edge.core.catalog_build import build_catalog
 from edge.core.config import Config
 from edge.core.datadir import DataDir
-from edge.core.identify import load_identifier, open_models
 from edge.daemon.catalog_watch import CatalogWatcher, catalog_key
 from edge.daemon.run import run
 from tests.conftest import REPO
@@ -23,7 +23,8 @@ SAMPLE = REPO / "samples" / "shelf-catalog"
 def versions(tmp_path_factory) -> dict[str, Path]:
     """v1 and v2 of the sample catalog, and a v3 whose embeddings were truncated in transit."""
     root = tmp_path_factory.mktemp("versions")
-    detector, embedder, verifier = open_models(Config())
+    models = Models.open(Config())
+    detector, embedder, verifier = models.detector, models.embedder, models.verifier
     out = {}
     for version in (1, 2, 3):
         out[f"v{version}"] = root / f"v{version}"
@@ -65,7 +66,8 @@ def test_the_watcher_loads_a_new_version_and_skips_a_broken_one(tmp_path, versio
 
 def test_a_catalog_rebuilt_in_place_is_picked_up(tmp_path, versions):
     folder = tmp_path / "catalog"
-    detector, embedder, verifier = open_models(Config())
+    models = Models.open(Config())
+    detector, embedder, verifier = models.detector, models.embedder, models.verifier
     build_catalog(SAMPLE, folder, embedder, verifier, detector, "shelf", version=1)
     identifier = load_identifier(Config(), folder)
     watcher = CatalogWatcher(folder, identifier, Config(), check_s=1e-6)
@@ -113,8 +115,8 @@ def test_an_identifier_a_switch_replaced_closes_its_catalog_files_without_waitin
     import gc
     import os
 
+    from edge.core.assembly import identifier_for
     from edge.core.catalog import load_catalog
-    from edge.core.identify import identifier_for
 
     config = Config()
     active = load_identifier(config, sample_catalog_dir)
@@ -124,7 +126,7 @@ def test_an_identifier_a_switch_replaced_closes_its_catalog_files_without_waitin
         before = open_files()
         for _ in range(3):
             catalog = load_catalog(sample_catalog_dir, active.embedder.model_id, active.verifier.id)
-            replaced = identifier_for(config, catalog, active.embedder, active.verifier, active.detector, active.calibration)
+            replaced = identifier_for(config, catalog, active.models)
             replaced._thumbnail(0)  # the decoded-thumbnail cache was the cycle
             del catalog, replaced
         assert open_files() == before

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edge.core.assembly import Models
 from edge.core.catalog import empty_catalog
 from edge.core.config import VerifierConfig
 from edge.core.decision import Thresholds
@@ -49,7 +50,7 @@ def test_empty_catalog_never_invents_a_match(small_embedder):
     embedder = Embedder(open_backend(small_embedder, "onnxruntime"))
     verifier = open_verifier(VerifierConfig())
     catalog = empty_catalog(512, 128)
-    identifier = Identifier(embedder, verifier, catalog, CatalogIndex(catalog.embeddings))
+    identifier = Identifier(Models(None, embedder, verifier), catalog, CatalogIndex(catalog.embeddings))
     [result] = identifier.identify_crops([cv2.imread(str(DATA / "queries" / "cha-mate-limao.jpg"))])
     assert result.status == "unknown" and result.product is None and result.guess is None
 

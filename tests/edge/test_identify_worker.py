@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edge.core.assembly import load_identifier
 from edge.core.config import Config
-from edge.core.identify import crop_boxes, load_identifier
+from edge.core.identify import crop_boxes
 from edge.daemon.worker import IdentifyWorker
 
 

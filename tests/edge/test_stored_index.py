@@ -11,11 +11,13 @@ import pytest
 from edge.bench.catalog_load import EMBEDDER_ID, VERIFIER_ID, write_synthetic_catalog
 from edge.bench.index import clustered_vectors
 from edge.core import stored_index
+from edge.core.assembly import Models, identifier_for
 from edge.core.catalog import load_catalog
 from edge.core.config import Config, IndexConfig
 from edge.core.errors import CatalogError
-from edge.core.identify import identifier_for
 from edge.core.index import CatalogIndex, exact_search
+
+NO_MODELS = Models(None, None, None)  # the index is all these tests look at
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +59,11 @@ def test_a_catalog_folder_carries_its_index_and_the_daemon_uses_it(vectors, tmp_
     catalog = load_catalog(tmp_path / "c", EMBEDDER_ID, VERIFIER_ID)
     assert json.loads((tmp_path / "c" / "catalog.json").read_text())["index"]["trained_on"] == 9_000
     assert catalog.index_codes.shape[0] == 9_000 and isinstance(catalog.index_codes, np.memmap)
-    identifier = identifier_for(Config(), catalog, None, None, None)
+    identifier = identifier_for(Config(), catalog, NO_MODELS)
     assert identifier.index.kind == "stored"
     [candidates] = identifier.candidates(np.asarray(data[[4_242]], np.float32))
     assert candidates[0].image_index == 4_242 and candidates[0].product_index == 4_242 // 3
-    lsh = identifier_for(Config(index=IndexConfig(kind="lsh")), catalog, None, None, None)
+    lsh = identifier_for(Config(index=IndexConfig(kind="lsh")), catalog, NO_MODELS)
     assert lsh.index.kind == "lsh"
 
 
@@ -70,9 +72,9 @@ def test_kind_stored_on_a_catalog_without_an_index_says_so(vectors, tmp_path):
     write_synthetic_catalog(tmp_path / "small", data[:300])
     catalog = load_catalog(tmp_path / "small")
     assert catalog.stored_index is None
-    assert identifier_for(Config(), catalog, None, None, None).index.kind == "lsh"
+    assert identifier_for(Config(), catalog, NO_MODELS).index.kind == "lsh"
     with pytest.raises(CatalogError, match="carries no stored index"):
-        identifier_for(Config(index=IndexConfig(kind="stored")), catalog, None, None, None)
+        identifier_for(Config(index=IndexConfig(kind="stored")), catalog, NO_MODELS)
 
 
 @pytest.mark.parametrize("damage,message", [
@@ -86,7 +88,7 @@ def test_a_broken_index_is_a_catalog_error_naming_the_folder(vectors, tmp_path, 
     write_synthetic_catalog(tmp_path / "c", data[:5_000])
     damage(tmp_path / "c")
     with pytest.raises(CatalogError, match=message) as caught:
-        identifier_for(Config(), load_catalog(tmp_path / "c"), None, None, None)
+        identifier_for(Config(), load_catalog(tmp_path / "c"), NO_MODELS)
     assert str(tmp_path / "c") in str(caught.value)
 
 

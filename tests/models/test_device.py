@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 import models.backends.onnxruntime_backend as ort_backend
 import models.torch_device as device_module
+from edge.core.assembly import backend_options
 from edge.core.config import Config, ModelsConfig, VerifierConfig
-from edge.core.identify import backend_options
 from models.backends import BackendOptions, backend_class, open_backend
 from models.backends.onnxruntime_backend import check_gpu_provider_loaded, choose_providers
 from models.device import choose_device

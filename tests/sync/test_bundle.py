@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from edge.core.assembly import Models
 from edge.core.catalog import load_catalog
 from edge.core.catalog_build import build_catalog
 from edge.core.config import Config
-from edge.core.identify import open_models
 from sync_agent.bundle import assemble, make_bundle, parse_manifest, shard_of
 from sync_agent.errors import BundleError, SignatureError, SyncError
 from sync_agent.signing import generate_keypair, load_private_key, load_public_key, verify
@@ -20,7 +20,8 @@ from tests.sync.conftest import copy_sample
 def two_catalogs(tmp_path_factory):
     """The sample with two products, and with a third one added."""
     tmp = tmp_path_factory.mktemp("bundle")
-    detector, embedder, verifier = open_models(Config())
+    models = Models.open(Config())
+    detector, embedder, verifier = models.detector, models.embedder, models.verifier
     out = []
     for name, products in (("two", ["cha-mate-limao", "cha-mate-natural"]), ("three", ["cha-mate-limao", "cha-mate-natural", "coca-cola-can"])):
         images = copy_sample(tmp / f"images-{name}", products)

@@ -91,11 +91,11 @@ def test_detection_needs_the_token_when_the_server_has_one(detect_server, header
 
 def test_a_server_that_publishes_and_detects_opens_the_networks_once(tmp_path, keys, monkeypatch):
     """Issue 38: the publish and detect routes each opened their own detector, embedder and verifier (twice the memory)."""
-    import edge.core.identify as identify
+    from edge.core.assembly import Models
 
     opened = []
-    real = identify.open_models
-    monkeypatch.setattr(identify, "open_models", lambda config: opened.append(1) or real(config))
+    real = Models.open
+    monkeypatch.setattr(Models, "open", staticmethod(lambda config: opened.append(1) or real(config)))
     server = ServerThread(create_app(ServerSettings(root=tmp_path / "server", signing_key=keys[0], token=TOKEN, config=Config()))).start()
     try:
         assert requests.post(f"{server.url}/api/v1/catalogs", json={"catalog_id": "shelf"}, headers=AUTH, timeout=10).status_code == 201

@@ -9,10 +9,10 @@ import shutil
 import numpy as np
 import requests
 
+from edge.core.assembly import Models
 from edge.core.catalog import load_catalog
 from edge.core.catalog_build import build_catalog
 from edge.core.config import Config
-from edge.core.identify import open_models
 from sync_agent.agent import Agent
 from sync_agent.bundle import shard_of
 from tests.conftest import REPO
@@ -73,7 +73,8 @@ def test_one_changed_product_rebuilds_its_shard_only_and_devices_get_what_a_full
     shutil.copy(REPO / "samples" / "shelf" / "frame_0150.jpg", images / "cha-mate-limao")
     (images / TWIN).mkdir()
     shutil.copy(JUICE / "Bravo-Apple-Juice" / "Bravo-Apple-Juice_Iconic.jpg", images / TWIN)
-    detector, embedder, verifier = open_models(Config())
+    models = Models.open(Config())
+    detector, embedder, verifier = models.detector, models.embedder, models.verifier
     build_catalog(images, tmp_path / "full", embedder, verifier, detector, "shelf", 2)
     installed = load_catalog(tmp_path / "device" / "catalogs" / "current")
     assert per_image(installed) == per_image(load_catalog(tmp_path / "full"))

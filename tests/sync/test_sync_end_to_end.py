@@ -6,7 +6,7 @@ import json
 
 import requests
 
-from edge.core.identify import load_identifier
+from edge.core.assembly import load_identifier
 from edge.core.images import read_image
 from sync_agent.agent import Agent, read_status
 from tests.conftest import REPO

@@ -1,0 +1,88 @@
+"""Assembling the identification engine from a config: the models (one set per process), the decision, the index."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.core.catalog import Catalog, load_catalog
+from edge.core.config import Config, IndexConfig
+from edge.core.decision import Calibration, Thresholds, load_calibration
+from edge.core.errors import CatalogError, ShelfIDError
+from edge.core.identify import Identifier
+from edge.core.index import CatalogIndex, search_one_query_at_a_time
+from edge.core.verifier import Verifier, open_verifier
+from models.backends import BackendOptions
+from models.detector import Detector, DetectorOptions
+from models.embedder import Embedder
+from models.runtime import WEIGHTS_DIR, open_detector, open_embedder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Models:
+    """The networks and the decision a config names, opened once per process: every identifier built for another
+    catalog (the daemon's hot swap, the server's detect and publish) shares them."""
+
+    detector: Detector | None
+    embedder: Embedder
+    verifier: Verifier
+    calibration: Calibration | None = None
+
+    @staticmethod
+    def open(config: Config) -> Models:
+        """The detector, embedder and verifier a config names (bundled defaults where it names none), and its decision."""
+        m = config.models
+        options = backend_options(config)
+        detector = open_detector(m.detector, m.backend, options, DetectorOptions(
+            m.conf_threshold, m.iou_threshold, tuple(m.classes) if m.classes else None, m.class_agnostic, m.max_detections))
+        embedder = open_embedder(m.embedder, m.backend, options)
+        verifier = open_verifier(config.verifier)
+        return Models(detector, embedder, verifier, calibration_for(config, verifier))
+
+
+def backend_options(config: Config) -> BackendOptions:
+    m = config.models
+    return BackendOptions(threads=m.threads, precision=m.precision, engine_cache_dir=m.engine_cache_dir, device=m.device)
+
+
+def load_identifier(config: Config, catalog_dir: Path) -> Identifier:
+    search_one_query_at_a_time()
+    models = Models.open(config)
+    return identifier_for(config, load_catalog(catalog_dir, models.embedder.model_id, models.verifier.id), models)
+
+
+def calibration_for(config: Config, verifier: Verifier) -> Calibration | None:
+    """The calibrated decision for this verifier (config file or the bundled one), or None for plain thresholds."""
+    v = config.verifier
+    if v.decision == "thresholds":
+        return None
+    path = v.calibration or WEIGHTS_DIR / f"decision-{verifier.id}.json"
+    if v.calibration is None and not path.is_file():
+        # the default decision with a verifier nothing was fitted for: the verified thresholds, said once
+        log.warning("no bundled decision calibration for verifier %s: deciding by the verified thresholds "
+                    "(tools/fit_decision.py fits one; verifier.decision: thresholds silences this)", verifier.id)
+        return None
+    if not path.is_file():
+        raise ShelfIDError(f"verifier.calibration {path} is absent: run tools/fit_decision.py, or set verifier.decision: thresholds")
+    calibration = load_calibration(path)
+    if calibration.verifier_id != verifier.id:
+        raise ShelfIDError(f"{path}: calibrated for verifier {calibration.verifier_id}, this device runs {verifier.id}")
+    return calibration
+
+
+def catalog_index(catalog: Catalog, ix: IndexConfig) -> CatalogIndex:
+    """The catalog's search index as the config asks for it (its stored index, or one built at load)."""
+    try:
+        return CatalogIndex(catalog.embeddings, ix.kind, ix.lsh_bits, ix.rerank, catalog.stored_index, ix.nprobe)
+    except ValueError as exc:  # a stored index that does not open is a broken catalog, said with its path
+        raise CatalogError(f"{catalog.path}: {exc}") from None
+
+
+def identifier_for(config: Config, catalog: Catalog, models: Models) -> Identifier:
+    """An identifier for this catalog with these models, as the config sets it up."""
+    ix, v = config.index, config.verifier
+    return Identifier(models, catalog, catalog_index(catalog, ix), ix.top_k, v.candidates, Thresholds.of(v),
+                      appearance=v.max_differing is not None)
