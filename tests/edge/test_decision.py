@@ -7,8 +7,18 @@ import json
 import numpy as np
 import pytest
 
-from edge.core.decision import (EVIDENCE, NOT_COMPARED, Calibration, Thresholds, choose, evidence, load_calibration, passes,
-                                save_calibration, verified_count)
+from edge.core.decision import (
+    EVIDENCE,
+    NOT_COMPARED,
+    Calibration,
+    Thresholds,
+    choose,
+    evidence,
+    load_calibration,
+    passes,
+    save_calibration,
+    verified_count,
+)
 from edge.core.errors import ShelfIDError
 from edge.core.verifier import Match
 
