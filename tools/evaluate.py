@@ -119,8 +119,9 @@ def pick_shots(data: Path, k: int, seed: int) -> dict[int, list[Path]]:
 
 
 def convincing(ident: Identification) -> tuple:
-    """Sort key (higher first) for several detections in a photo of one product: identified, confidence, inliers."""
-    return ident.status == "identified", ident.confidence, ident.inliers
+    """Sort key (higher first) for several detections in a photo of one product: identified, confidence, then how much
+    it looks like a catalog product (similarity: among unknowns the thresholds decision scores all alike), inliers."""
+    return ident.status == "identified", ident.confidence, ident.similarity, ident.inliers
 
 
 def open_set_split(names: list[str], seed: int) -> set[str]:

@@ -182,3 +182,16 @@ def test_a_config_with_the_replaced_max_appearance_still_loads_and_says_what_rep
     assert load_config(old).verifier.max_differing is None
     old.write_text("verifier:\n  max_appearance: null\n  max_differing: 0.2\n")  # the new key wins
     assert load_config(old).verifier.max_differing == 0.2
+
+
+def test_the_kinds_a_config_may_name_are_the_kinds_the_registries_open():
+    """The config's Literals and the registries state the kinds twice; they must agree (an added verifier or backend
+    that the config refuses, or a config kind nothing opens, fails here)."""
+    from typing import get_args
+
+    from edge.core.config import ModelsConfig, VerifierConfig
+    from edge.core.verifier import VERIFIERS
+    from models.backends import BACKENDS
+
+    assert set(get_args(VerifierConfig.model_fields["kind"].annotation)) == set(VERIFIERS)
+    assert set(get_args(ModelsConfig.model_fields["backend"].annotation)) == {"auto", *BACKENDS}
