@@ -182,7 +182,7 @@ def detect_routes(storage: Storage, settings: ServerSettings, models: LazyModels
     identifiers = PublishedIdentifiers(storage, settings.root / "detect", models, known)
     slots = DetectSlots(settings.max_concurrent_detections, settings.max_detections_per_catalog, settings.detect_wait_s)
 
-    def identify(catalog_id: str, path: Path, name: str) -> dict:
+    def identify(catalog_id: str, path: Path, name: str, tiles: bool) -> dict:
         from edge.core.identify import Timings
         from edge.core.records import to_record
 
@@ -192,13 +192,14 @@ def detect_routes(storage: Storage, settings: ServerSettings, models: LazyModels
         except ImageError as exc:
             raise image_refused(exc, name) from None
         timings = Timings()
-        found = identifier.identify_image(frame, detect=True, timings=timings)
-        return {"image": name, "catalog_id": catalog_id, "catalog_version": version,
+        found = identifier.identify_image(frame, detect=True, timings=timings, tiled=tiles)
+        return {"image": name, "catalog_id": catalog_id, "catalog_version": version, "tiles": tiles,
                 "detections": [to_record(f) for f in found], "ms": {k: round(v, 1) for k, v in timings.ms.items()}}
 
     @router.post("/api/v1/catalogs/{catalog_id}/detect", dependencies=reads, openapi_extra=MULTIPART_BODY)
-    async def detect(catalog_id: str, request: Request) -> dict:
-        """Identify the products in a photo, as `shelfid detect --json` does, against the latest published version."""
+    async def detect(catalog_id: str, request: Request, tiles: bool = False) -> dict:
+        """Identify the products in a photo, as `shelfid detect --json` does, against the latest published version;
+        `?tiles=true`: detected at the photo's own scale, as `shelfid detect --tiles` (phone photos of a whole shelf)."""
         length = request.headers.get("content-length")
         if length is not None and int(length) > settings.max_image_bytes + FORM_OVERHEAD:
             raise HTTPException(413, f"a detect request carries one image of at most {settings.max_image_bytes >> 20} MB")
@@ -211,7 +212,7 @@ def detect_routes(storage: Storage, settings: ServerSettings, models: LazyModels
             with tempfile.TemporaryDirectory(prefix="detect-") as tmp:
                 path, _ = await run_in_threadpool(save_upload, upload, Path(tmp) / "photo", settings, name)
                 async with slots.slot(catalog_id):
-                    return await run_in_threadpool(identify, catalog_id, path, name)
+                    return await run_in_threadpool(identify, catalog_id, path, name, tiles)
         finally:
             await form.close()
 

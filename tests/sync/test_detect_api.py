@@ -58,6 +58,20 @@ def test_detect_answers_what_shelfid_detect_json_prints(detect_server, sample_ca
     assert [p.name for p in (root / "detect" / "shelf").iterdir()] == ["v1"]  # assembled once, no staging left
 
 
+def test_a_still_can_be_detected_at_its_own_scale_as_shelfid_detect_tiles_does(detect_server, sample_catalog_dir, capsys):
+    from edge.cli import main
+
+    assert main(["detect", "--json", "--tiles", "--catalog", str(sample_catalog_dir), str(FRAME)]) == 0
+    expected = json.loads(capsys.readouterr().out)
+    server, _ = detect_server
+    answer = requests.post(f"{server.url}/api/v1/catalogs/shelf/detect?tiles=true", headers=AUTH, timeout=120,
+                           files={"image": ("frame.jpg", FRAME.read_bytes(), "image/jpeg")})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["tiles"] is True and body["detections"] == expected["detections"]
+    assert len(body["detections"]) > len(detect(server.url, FRAME.read_bytes()).json()["detections"])  # more boxes
+
+
 def test_a_truncated_photo_is_a_json_422_and_leaves_nothing(detect_server):
     server, root = detect_server
     data = FRAME.read_bytes()
