@@ -80,21 +80,18 @@ def say(ack: int, line: str) -> None:
     print(f"{time.time():.3f} {line}", file=sys.stderr, flush=True)  # the workload's log, with the time
 
 
-def report_events(ack: int, mnt: Path, port: int, drain: bool) -> None:
-    """Events into the outbox as fast as the disk lets (`drain`: none, until the outbox is empty)."""
+def reporting(mnt: Path, port: int) -> tuple[Outbox, MQTTReporter]:
+    """The daemon's reporting side on this mount: its outbox, and the reporter sending from it."""
     outbox = Outbox(mnt / "device" / "outbox" / "events.sqlite")
     reporter = MQTTReporter(MQTTConfig(host="127.0.0.1", port=port, client_id=f"shelfid-{DEVICE}"), DEVICE, outbox)
     reporter.start()
+    return outbox, reporter
+
+
+def report_events(ack: int, mnt: Path, port: int) -> None:
+    """Events into the outbox as fast as the disk lets (a short pause between), sent as they come."""
+    outbox, reporter = reporting(mnt, port)
     product = Product("cha-mate-limao", "7891234000011", "Chá Mate Limão")
-    deadline = time.monotonic() + 120
-    while drain and time.monotonic() < deadline:
-        if outbox.size == 0:
-            reporter.stop()
-            say(ack, "drained")
-            return
-        time.sleep(0.05)
-    if drain:
-        raise RuntimeError(f"the outbox did not drain within 120 s: {outbox.size} events left")
     for track in range(10**9):
         now = time.time()
         event = make_event(kind="identified", seq=outbox.next_seq(), device=DEVICE, camera="cam0", ts=now, first_seen=now - 0.5,
@@ -104,6 +101,18 @@ def report_events(ack: int, mnt: Path, port: int, drain: bool) -> None:
             say(ack, f"stored {event['event_id']}")
         reporter.wake()
         time.sleep(0.002)
+
+
+def drain_outbox(ack: int, mnt: Path, port: int) -> None:
+    """The power on for good: what the outbox holds is sent, then the reporter stops."""
+    outbox, reporter = reporting(mnt, port)
+    deadline = time.monotonic() + 120
+    while outbox.size and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if outbox.size:
+        raise RuntimeError(f"the outbox did not drain within 120 s: {outbox.size} events left")
+    reporter.stop()
+    say(ack, "drained")
 
 
 def sync_catalogs(ack: int, config: Config, model_ids: tuple[str, str]) -> None:
@@ -424,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
                                     "mqtt": {"enabled": False},
                                     "sync": {"server_url": tree.as_uri(), "catalog_id": "shelf", "public_key_file": str(public),
                                              "keep_versions": 2}})
-    workloads = {"events": Workload(work / "logs" / "events.log", report_events, mounts["events"].mountpoint, broker.port, False),
+    workloads = {"events": Workload(work / "logs" / "events.log", report_events, mounts["events"].mountpoint, broker.port),
                  "sync": Workload(work / "logs" / "sync.log", sync_catalogs, device, model_ids),
                  "server": Workload(work / "logs" / "server.log", serve_catalogs, mounts["server"].mountpoint, private, args.seed)}
     checks = {"events": lambda: check_outbox(mounts["events"].mountpoint, tally),
@@ -463,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         for workload in workloads.values():
             workload.kill()
             workload.reap(tally)
-        drain = Workload(work / "logs" / "events.log", report_events, mounts["events"].mountpoint, broker.port, True).start()
+        drain = Workload(work / "logs" / "events.log", drain_outbox, mounts["events"].mountpoint, broker.port).start()
         drain.reap(tally)  # the power stays on: the outbox drains
         lost, duplicates, unmarked = delivery(work / "received.jsonl", tally.stored)
     finally:
