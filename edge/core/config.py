@@ -204,11 +204,11 @@ class VerifierConfig(Section):
                     "SuperGlue stays in float32 for its Sinkhorn iterations). Ignored on the CPU.")
     input_size: int = Field(default=512, ge=64, le=4096, description="Longest image side given to the extractor.")
     ransac_threshold_px: float = Field(default=8.0, gt=0, le=100, description="RANSAC reprojection threshold in pixels.")
-    min_inliers: int = Field(default=8, ge=4, le=10000,
+    min_inliers: int = Field(default=10, ge=4, le=10000,
                              description="thresholds decision: inliers needed to call a product identical (fitted by tools/fit_decision.py).")
     min_inlier_ratio: float = Field(default=0.0, ge=0, le=1, description="thresholds decision: inlier ratio needed to call a product identical.")
     max_differing: Optional[float] = Field(
-        default=0.03, gt=0, le=1,
+        default=0.025, gt=0, le=1,
         description="thresholds decision: after alignment and white balance, the largest share of the reference's face whose "
                     "colour the query may fail to show (another colourway of the same artwork differs over most of it). null "
                     "turns the appearance check off for both decisions.")

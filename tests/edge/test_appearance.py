@@ -18,7 +18,7 @@ LIMAO = REPO / "samples" / "shelf-catalog" / "cha-mate-limao" / "frame0000.jpg"
 LIMAO_QUERY = REPO / "tests" / "data" / "queries" / "cha-mate-limao.jpg"  # frame 150: another bottle, another moment
 ICONIC = REPO / "tests" / "data" / "grocery-mini" / "iconic-images-and-descriptions"
 IDENTITY = np.eye(3)
-MAX = 0.1  # the config's verifier.max_differing
+MAX = VerifierConfig().max_differing
 
 
 def differing_from_itself(query: np.ndarray, reference: np.ndarray, transform: np.ndarray = IDENTITY) -> float | None:

@@ -105,7 +105,7 @@ def test_packshot_references_are_verified_like_field_photos_and_nothing_is_named
         [det] = result["detections"]
         assert det["verified"] >= 1
         if det["status"] == "identified":
-            assert det["inliers"] >= 8 and photo.parent.name == det["product_id"], (photo, det)
+            assert det["inliers"] >= VerifierConfig().min_inliers and photo.parent.name == det["product_id"], (photo, det)
 
 
 def test_detect_on_a_full_shelf_frame_with_the_detector(catalog_dir, config_file, tmp_path):
