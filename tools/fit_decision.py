@@ -46,7 +46,7 @@ EVIDENCE_SETS = {
 }
 UNUSED = Thresholds(0, 0.0, 1.0)  # the calibrated decision reads no thresholds
 GRID = {"min_inliers": (6, 8, 10, 12, 15, 20), "min_inlier_ratio": (0.0, 0.1, 0.2, 0.3),
-        "max_differing": (0.015, 0.02, 0.025, 0.03, 0.05, 0.08, 0.12, 0.2)}
+        "max_differing": (0.01, 0.015, 0.02, 0.025, 0.03, 0.05, 0.08, 0.12, 0.2)}
 
 
 @dataclass(frozen=True)

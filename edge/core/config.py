@@ -208,7 +208,7 @@ class VerifierConfig(Section):
                              description="thresholds decision: inliers needed to call a product identical (fitted by tools/fit_decision.py).")
     min_inlier_ratio: float = Field(default=0.0, ge=0, le=1, description="thresholds decision: inlier ratio needed to call a product identical.")
     max_differing: Optional[float] = Field(
-        default=0.025, gt=0, le=1,
+        default=0.01, gt=0, le=1,
         description="thresholds decision: after alignment and white balance, the largest share of the reference's face whose "
                     "colour the query may fail to show (another colourway of the same artwork differs over most of it). null "
                     "turns the appearance check off for both decisions.")
