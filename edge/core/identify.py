@@ -150,6 +150,8 @@ class Identifier:
             return replace(match, inliers=0, inlier_ratio=0.0, spread=0.0)
         if not self.appearance or image != self.catalog.images_of(product_index)[0]:
             return match  # the thumbnail shows the product's first image only
+        if match.inliers < self.thresholds.min_inliers:
+            return match  # too few inliers to be identical whatever its colours: not compared (~5 ms a candidate)
         reference = self._thumbnail(product_index)
         if reference is None:
             return match
