@@ -45,23 +45,19 @@ def test_bundled_embedder_metadata_names_its_origin():
 @pytest.fixture(scope="module", params=["thresholds", "calibrated"])
 def mini_eval(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
-    config = out / "config.yaml"
-    # the thresholds rule decides by keypoints alone, and against packshots it needs their full 1,024 (README: with the
-    # default 224 a catalog image keeps, its top-1 here falls to 0.22); the calibrated rule runs with the defaults
-    config.write_text("verifier: {catalog_keypoints: 1024}\n" if request.param == "thresholds" else "{}\n")
     run = subprocess.run([sys.executable, "tools/evaluate.py", "--data", str(MINI), "--split", "val", "--subsets", "packaged",
-                          "--decision", request.param, "--json", "--out", str(out), "--config", str(config)],
-                         capture_output=True, text=True, cwd=REPO)
+                          "--decision", request.param, "--json", "--out", str(out)], capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stderr[-2000:]
     return json.loads(run.stdout), out
 
 
-# measured when the floors were set (bundled embedder, photo centre 0.7, no catalog variants):
-#   thresholds: recall@1 1.0, recall@5 1.0, top1 0.50, wrong 0.00, false-id 0/6
-#   calibrated: top1 0.78, wrong 0.00, false-id 0/6
-# (an untrained embedder gives recall@5 near 0.3); each floor sits a photo or two below what was measured
-FLOORS = {"thresholds": {"top1": 0.38, "wrong": 0.12, "false_id": 0.34},
-          "calibrated": {"top1": 0.6, "wrong": 0.06, "false_id": 0.17}}
+# measured when the floors were set (2026-12-06: bundled embedder, photo centre 0.7, no catalog variants, one
+# decision for packshots and field photos): both rules recall@1 1.0, recall@5 1.0, wrong 0, false id 0 of 6;
+# identified correctly: thresholds 1 of 18 (SIFT confirms few of these photos against 198-px web packshots: the
+# accuracy page), calibrated 0. The earlier embedding-scored rule identified 0.78 here and named look-alikes
+# elsewhere. An untrained embedder gives recall@5 near 0.3. Any wrong or false identification fails.
+FLOORS = {"thresholds": {"top1": 0.05, "wrong": 0.0, "false_id": 0.0},
+          "calibrated": {"top1": 0.0, "wrong": 0.0, "false_id": 0.0}}
 
 
 def test_accuracy_on_a_fixed_subset_stays_above_the_floor(mini_eval):

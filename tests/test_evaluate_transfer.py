@@ -44,7 +44,9 @@ def test_grocery_and_synthetic_sources_report_apart_with_one_record_per_instance
     grocery, synthetic = report["grocery-val"], report["synthetic"]
     # 18 val photos of 12 packaged products; the open run asks only the photos of the third left out
     assert grocery["catalog_instances"] == 18 and 0 < grocery["open_instances"] < 18
-    assert grocery["recall"] >= 0.4 and grocery["wrong"] <= 0.2  # retrieval on these photos is strong (README)
+    closed_grocery = [r for r in records if r["source"] == "grocery-val" and r["run"] == "closed"]
+    assert sum(r["candidates"][0]["product"] == r["truth"] for r in closed_grocery) >= 0.8 * len(closed_grocery)  # retrieval
+    assert grocery["wrong"] == 0 and grocery["false_id"] == 0  # the decision names nothing SIFT cannot confirm
     # 12 packs + 2 colour twins, 2 conditions each; one twin of each pair left out: 2 x 2 open-set queries
     assert synthetic["catalog_instances"] == 14 * 2 and synthetic["twin_instances"] == synthetic["open_instances"] == 4
     assert len(records) == sum(r["catalog_instances"] + r["open_instances"] for r in report.values())
