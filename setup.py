@@ -6,7 +6,7 @@ TORCH = "torch==2.13.0"  # the CPU build used for training, export and reference
 # ALIKED came to kornia in 0.9, which needs Python 3.11; on 3.10 (JetPack 6) kornia 0.8 still runs DISK + LightGlue
 KORNIA = ["kornia>=0.9; python_version >= '3.11'", "kornia>=0.7,<0.9; python_version < '3.11'"]
 
-SERVER = ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "sqlite-utils>=3.38"]  # sqlite-utils: the records (server_db)
+SERVER = ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "sqlite-utils>=3.38"]  # sqlite-utils: the records (sync_agent/server/db.py)
 S3 = "boto3>=1.36"  # request_checksum_calculation: S3-compatible stores that refuse the CRC32 headers
 
 setup(

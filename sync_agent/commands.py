@@ -32,9 +32,9 @@ def keygen(args: argparse.Namespace) -> int:
 def publish_folder(args: argparse.Namespace) -> int:
     """A catalog built with `shelfid catalog build` into a static bundle tree (any web server or bucket serves it)."""
     from edge.core.catalog import load_catalog
-    from sync_agent.publish import publish
+    from sync_agent.server.publisher import publish
+    from sync_agent.server.storage import LocalStorage
     from sync_agent.signing import load_private_key
-    from sync_agent.storage import LocalStorage
 
     catalog = load_catalog(args.catalog)
     done = publish(LocalStorage(args.root), catalog, args.catalog_id or catalog.catalog_id, load_private_key(args.signing_key),
@@ -46,9 +46,9 @@ def publish_folder(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace, config: Config) -> int:
     import uvicorn
 
-    from sync_agent.server import ServerSettings, create_app
-    from sync_agent.server_http import server_config
-    from sync_agent.storage import S3Storage
+    from sync_agent.server.app import ServerSettings, create_app
+    from sync_agent.server.http import server_config
+    from sync_agent.server.storage import S3Storage
 
     token = server_token(args.token_file)
     if token is None and not args.no_auth:
@@ -66,7 +66,7 @@ def serve(args: argparse.Namespace, config: Config) -> int:
     if settings.announce:
         log.info("announcing published versions on MQTT at %s:%d (mqtt.* of %s; --no-announce to stop)", config.mqtt.host,
                  config.mqtt.port, f"--config {args.config}" if args.config else "the built-in defaults: no --config given")
-    uvicorn.Server(server_config(app, args.host, args.port, settings)).run()  # deadlines and a connection cap (server_http)
+    uvicorn.Server(server_config(app, args.host, args.port, settings)).run()  # deadlines and a connection cap (server.http)
     return 0
 
 

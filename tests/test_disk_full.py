@@ -175,9 +175,9 @@ def signing(tmp_path_factory):
 def sync_bench(tmp_path, disk, signing, sample_catalog_dir):
     """A catalog server on loopback with v1 published, a device whose data_dir is on the small disk, v1 synced."""
     from sync_agent.agent import Agent
-    from sync_agent.publish import publish
-    from sync_agent.server import ServerSettings, create_app
-    from sync_agent.storage import LocalStorage
+    from sync_agent.server.app import ServerSettings, create_app
+    from sync_agent.server.publisher import publish
+    from sync_agent.server.storage import LocalStorage
     from tests.sync.conftest import device_config
     from tools.http_harness import ServerThread
 

@@ -2,6 +2,8 @@
 
 Lowest first: models/ < edge.core < edge.reporting < edge.web < edge.daemon < edge.bench < edge.cli / edge.commands / edge.doctor;
 sync_agent/ builds on edge.core and edge.reporting only; nothing of ours imports tools/.
+The device side (edge/ and sync_agent's device modules) never imports the central one (sync_agent.server); the server
+may use the device's modules (the bundle format, signing, install), and sync_agent.commands, the CLI of both, may use both.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 from tests.conftest import REPO
 
 TOP = ("edge.cli", "edge.commands", "edge.doctor", "tools")
+DEVICE = ("agent", "announce", "bundle", "errors", "fetcher", "install", "signing", "trust")  # sync_agent's device modules
 FORBIDDEN = {  # package -> what no module under it may import
     "models": ("edge", "sync_agent", "tools"),
     "edge.core": ("edge.reporting", "edge.web", "edge.daemon", "edge.bench", "sync_agent", *TOP),
@@ -20,6 +23,8 @@ FORBIDDEN = {  # package -> what no module under it may import
     "edge.daemon": ("edge.bench", "sync_agent", *TOP),
     "edge.bench": ("sync_agent", *TOP),
     "sync_agent": ("edge.web", "edge.daemon", "edge.bench", *TOP),
+    "edge": ("sync_agent.server",),
+    **{f"sync_agent.{name}": ("sync_agent.server",) for name in DEVICE},
 }
 
 
@@ -53,7 +58,7 @@ def violations(root: Path) -> list[str]:
                 if not under(module, rule):
                     continue
                 found += [f"{module} imports {name}" for name in imports(path) if any(under(name, b) for b in banned)]
-    return sorted(found)
+    return sorted(set(found))  # a module under two rules that ban the same import is one violation
 
 
 def test_the_tree_keeps_the_dependency_rule():
@@ -73,3 +78,21 @@ def test_a_forbidden_import_is_caught_even_inside_a_function(tmp_path):
                                     "edge.daemon.run imports sync_agent.agent", "models.export imports edge",
                                     "models.export imports edge.daemon", "sync_agent.agent imports tools",
                                     "sync_agent.agent imports tools.soak"]
+
+
+def test_every_sync_agent_module_is_on_one_side():
+    """A new module beside the agent is a device module (listed in DEVICE) or goes under sync_agent/server/."""
+    outside = {path.stem for path in (REPO / "sync_agent").glob("*.py")} - {"__init__", "commands"}
+    assert outside == set(DEVICE)
+
+
+def test_the_device_side_importing_the_server_is_caught(tmp_path):
+    for package in ("edge", "sync_agent", "sync_agent/server"):
+        (tmp_path / package).mkdir(parents=True)
+        (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "edge/doctor.py").write_text("from sync_agent.fetcher import fetcher_for\nfrom sync_agent.server.storage import Storage\n")
+    (tmp_path / "sync_agent/agent.py").write_text("from sync_agent.bundle import blob_key\n\ndef f():\n    import sync_agent.server.app\n")
+    (tmp_path / "sync_agent/commands.py").write_text("def serve():\n    from sync_agent.server.app import create_app\n")
+    (tmp_path / "sync_agent/server/detect.py").write_text("from sync_agent.install import install_bundle\n")
+    assert violations(tmp_path) == ["edge.doctor imports sync_agent.server.storage", "edge.doctor imports sync_agent.server.storage.Storage",
+                                    "sync_agent.agent imports sync_agent.server.app"]

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from edge.core.config import Config  # noqa: E402
 from sync_agent.agent import Agent  # noqa: E402
-from sync_agent.server import ServerSettings, create_app  # noqa: E402
+from sync_agent.server.app import ServerSettings, create_app  # noqa: E402
 from sync_agent.signing import generate_keypair  # noqa: E402
 from tools.http_harness import ServerThread  # noqa: E402
 

@@ -60,10 +60,10 @@ from edge.reporting.outbox import Outbox  # noqa: E402
 from sync_agent.agent import Agent  # noqa: E402
 from sync_agent.bundle import assemble, blob_key, decode_signature, manifest_key  # noqa: E402
 from sync_agent.errors import SyncError  # noqa: E402
-from sync_agent.publish import publish, resign_due  # noqa: E402
-from sync_agent.server import ServerSettings, create_app  # noqa: E402
+from sync_agent.server.app import ServerSettings, create_app  # noqa: E402
+from sync_agent.server.publisher import publish, resign_due  # noqa: E402
+from sync_agent.server.storage import LocalStorage  # noqa: E402
 from sync_agent.signing import generate_keypair, load_private_key, load_public_key, verify  # noqa: E402
-from sync_agent.storage import LocalStorage  # noqa: E402
 from tools.mqtt_harness import Broker  # noqa: E402
 from tools.powercut_fs import PowercutMount, die_with_parent  # noqa: E402
 
@@ -339,7 +339,7 @@ def folder_differences(folder: Path, reference: Path) -> list[str]:
 
 
 def check_store(mnt: Path, private_key: Path, public_key: Path, tally: Tally) -> None:
-    from sync_agent.server_store import CatalogStore
+    from sync_agent.server.store import CatalogStore
 
     root = mnt / "server"
     database = root / "catalog.db"

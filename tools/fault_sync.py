@@ -33,10 +33,10 @@ from edge.core.catalog import load_catalog  # noqa: E402
 from edge.core.catalog_build import build_catalog  # noqa: E402
 from edge.core.config import Config  # noqa: E402
 from edge.core.errors import CatalogError  # noqa: E402
-from sync_agent.publish import publish  # noqa: E402
-from sync_agent.server import ServerSettings, create_app  # noqa: E402
+from sync_agent.server.app import ServerSettings, create_app  # noqa: E402
+from sync_agent.server.publisher import publish  # noqa: E402
+from sync_agent.server.storage import LocalStorage  # noqa: E402
 from sync_agent.signing import generate_keypair, load_private_key  # noqa: E402
-from sync_agent.storage import LocalStorage  # noqa: E402
 from tools.http_harness import ServerThread  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ Every device is the real thing but its process: its own data folder and config, 
 (the real HTTPFetcher, signature check, schema, hash checks, staging and atomic switch of `current`), its own MQTT
 session on a real mosquitto (sync_agent.announce.follow_announcements: one paho client, one network thread and one
 subscription per device, client id shelfid-sync-<device>). The origin is nginx (tools/nginx_harness) serving the tree
-sync_agent.publish writes; requests and bytes are counted from nginx's access log (the combined format carries
+sync_agent.server.publisher writes; requests and bytes are counted from nginx's access log (the combined format carries
 $body_bytes_sent; each device's User-Agent names it, so bytes are per device).
 
 Processes and threads: the devices live in spawned worker processes of at most DEVICES_PER_PROCESS (paho's network
@@ -64,9 +64,9 @@ from edge.core.datadir import DataDir  # noqa: E402
 from sync_agent.agent import Agent, active_version  # noqa: E402
 from sync_agent.announce import follow_announcements, publish_announcement  # noqa: E402
 from sync_agent.errors import SyncError  # noqa: E402
-from sync_agent.publish import publish  # noqa: E402
+from sync_agent.server.publisher import publish  # noqa: E402
+from sync_agent.server.storage import LocalStorage  # noqa: E402
 from sync_agent.signing import generate_keypair, load_private_key  # noqa: E402
-from sync_agent.storage import LocalStorage  # noqa: E402
 from tools.mqtt_harness import Broker  # noqa: E402
 from tools.nginx_harness import Nginx  # noqa: E402
 

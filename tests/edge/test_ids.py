@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field, ValidationError
 from edge.core.config import DeviceConfig, SyncConfig
 from edge.core.ids import CATALOG_ID, CATALOG_ID_PATTERN, DEVICE_ID_PATTERN, PRODUCT_ID, PRODUCT_ID_PATTERN
 from sync_agent.bundle import SCHEMA_FILE
-from sync_agent.server_catalogs import NewCatalog
-from sync_agent.server_tokens import NewToken
+from sync_agent.server.catalogs import NewCatalog
+from sync_agent.server.tokens import NewToken
 
 HOSTILE = ("a\n", "a/b", "../a", "..", "", ".a", "-a", "a b", "a#", "ä")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from edge.reporting.outbox import Outbox
-from sync_agent.storage import LocalStorage
+from sync_agent.server.storage import LocalStorage
 from tests.power.conftest import needs_fuse
 
 pytestmark = needs_fuse
@@ -31,7 +31,7 @@ def test_a_key_put_into_a_new_folder_of_the_bundle_tree_survives_a_cut(power):
 
 
 def test_the_catalog_server_keeps_a_created_catalog_through_a_cut(power):
-    from sync_agent.server_store import CatalogStore
+    from sync_agent.server.store import CatalogStore
 
     root = power.mountpoint / "server"
     CatalogStore(root / "work", root / "catalog.db").create("shelf", "Shelf", "admin")
@@ -45,7 +45,7 @@ def test_the_catalog_server_keeps_a_created_catalog_through_a_cut(power):
 def tree(tmp_path, sample_catalog_dir):
     """Catalog v1 published to a bundle tree on the real disk, and its public key."""
     from edge.core.catalog import load_catalog
-    from sync_agent.publish import publish
+    from sync_agent.server.publisher import publish
     from sync_agent.signing import generate_keypair, load_private_key
 
     private, public = generate_keypair(tmp_path / "keys")

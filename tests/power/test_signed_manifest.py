@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 from sync_agent.bundle import decode_signature, manifest_key
-from sync_agent.publish import publish, resign_due
+from sync_agent.server.publisher import publish, resign_due
+from sync_agent.server.storage import LocalStorage
 from sync_agent.signing import generate_keypair, load_private_key, load_public_key, verify
-from sync_agent.storage import LocalStorage
 from tests.power.conftest import needs_fuse
 
 pytestmark = needs_fuse

@@ -1,7 +1,7 @@
 """The catalog server's store across a power cut in the middle of a change: its records and its work area agree
 afterwards (every image row names a file with those bytes), and a created catalog takes uploads.
 
-The cut is placed exactly: `fsync_dir` in server_store is replaced by one that cuts the power (before or after
+The cut is placed exactly: `fsync_dir` in sync_agent.server.store is replaced by one that cuts the power (before or after
 making the folder durable), so the moment between a rename and its fsync, or between the fsync and the commit,
 is hit every time."""
 
@@ -14,7 +14,7 @@ import sqlite3
 import pytest
 from fastapi import HTTPException
 
-import sync_agent.server_store as server_store
+import sync_agent.server.store as server_store
 from models.safe_write import fsync_dir
 from tests.conftest import REPO
 from tests.power.conftest import needs_fuse

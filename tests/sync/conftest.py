@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge.core.config import Config
-from sync_agent.server import ServerSettings, create_app
+from sync_agent.server.app import ServerSettings, create_app
 from sync_agent.signing import generate_keypair
 from tests.conftest import REPO
 from tools.http_harness import ServerThread
@@ -41,9 +41,9 @@ def catalog(sample_catalog_dir):
 @pytest.fixture
 def bench(tmp_path, keys, catalog):
     """A static bundle tree served over HTTP, a device config following it, and a way to publish."""
-    from sync_agent.publish import publish
+    from sync_agent.server.publisher import publish
+    from sync_agent.server.storage import LocalStorage
     from sync_agent.signing import load_private_key
-    from sync_agent.storage import LocalStorage
 
     storage = LocalStorage(tmp_path / "server" / "public")
     server = ServerThread(create_app(ServerSettings(root=tmp_path / "server", signing_key=keys[0], token="t"))).start()

@@ -11,9 +11,9 @@ from edge.core.config import Config
 from sync_agent.agent import Agent, device_model_ids, read_status
 from sync_agent.bundle import blob_key, manifest_key
 from sync_agent.errors import BundleError, SignatureError, SyncError
-from sync_agent.publish import publish
+from sync_agent.server.publisher import publish
+from sync_agent.server.storage import LocalStorage
 from sync_agent.signing import generate_keypair, load_private_key
-from sync_agent.storage import LocalStorage
 from tests.sync.conftest import device_config
 
 

@@ -20,9 +20,9 @@ from edge.core.ids import PRODUCT_ID
 from sync_agent.agent import Agent, read_status, run_forever
 from sync_agent.bundle import blob_key, encode_signature, json_bytes, make_bundle, manifest_key, sha256_hex
 from sync_agent.errors import BundleError, SyncError
-from sync_agent.publish import expiry, publish
+from sync_agent.server.publisher import expiry, publish
+from sync_agent.server.storage import LocalStorage
 from sync_agent.signing import load_private_key
-from sync_agent.storage import LocalStorage
 from tests.sync.conftest import device_config
 from tools.mqtt_harness import free_port
 

@@ -12,7 +12,7 @@ import requests
 from edge.core.config import Config
 from sync_agent.agent import Agent, run_forever
 from sync_agent.announce import follow_announcements
-from sync_agent.server import ServerSettings, create_app
+from sync_agent.server.app import ServerSettings, create_app
 from tests.sync.conftest import TOKEN, device_config, product_images
 from tools.http_harness import ServerThread
 from tools.mqtt_harness import Broker, Recorder

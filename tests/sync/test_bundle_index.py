@@ -14,7 +14,7 @@ from edge.core.catalog import load_catalog
 from sync_agent.agent import Agent
 from sync_agent.bundle import make_bundle, npy_bytes, shard_of
 from sync_agent.errors import BundleError
-from sync_agent.publish import published_index_model
+from sync_agent.server.publisher import published_index_model
 from tests.sync.test_agent_attacks import current_version, publish_signed
 
 

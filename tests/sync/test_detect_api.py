@@ -10,10 +10,10 @@ import pytest
 import requests
 
 from edge.core.config import Config
-from sync_agent.publish import publish
-from sync_agent.server import ServerSettings, create_app
+from sync_agent.server.app import ServerSettings, create_app
+from sync_agent.server.publisher import publish
+from sync_agent.server.storage import LocalStorage
 from sync_agent.signing import load_private_key
-from sync_agent.storage import LocalStorage
 from tests.conftest import REPO
 from tests.sync.conftest import TOKEN
 from tools.http_harness import ServerThread
@@ -44,7 +44,7 @@ def test_detect_answers_what_shelfid_detect_json_prints(detect_server, sample_ca
 
     assert main(["detect", "--json", "--catalog", str(sample_catalog_dir), str(FRAME)]) == 0
     logging.getLogger().addHandler(caplog.handler)  # the CLI set the root logger's handlers as its own
-    caplog.set_level(logging.INFO, logger="sync_agent.server_detect")
+    caplog.set_level(logging.INFO, logger="sync_agent.server.detect")
     expected = json.loads(capsys.readouterr().out)
     server, root = detect_server
     answer = detect(server.url, FRAME.read_bytes())

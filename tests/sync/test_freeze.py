@@ -16,9 +16,9 @@ from edge.daemon.status import sync_stats
 from sync_agent.agent import read_status
 from sync_agent.bundle import encode_signature, json_bytes, manifest_key
 from sync_agent.errors import BundleError, StaleManifestError
-from sync_agent.publish import expiry, publish, resign, resign_due
-from sync_agent.server import ServerSettings, resign_loop
-from sync_agent.storage import LocalStorage
+from sync_agent.server.app import ServerSettings, resign_loop
+from sync_agent.server.publisher import expiry, publish, resign, resign_due
+from sync_agent.server.storage import LocalStorage
 from sync_agent.trust import CLOCK_SKEW_S
 
 

@@ -92,10 +92,10 @@ def test_one_changed_product_rebuilds_its_shard_only_and_devices_get_what_a_full
 
 
 def test_a_full_build_is_planned_when_the_published_bundle_cannot_be_reused(catalog, keys, tmp_path):
-    from sync_agent.incremental import plan
-    from sync_agent.publish import publish
+    from sync_agent.server.incremental import plan
+    from sync_agent.server.publisher import publish
+    from sync_agent.server.storage import LocalStorage
     from sync_agent.signing import load_private_key
-    from sync_agent.storage import LocalStorage
 
     storage = LocalStorage(tmp_path / "public")
     embedder_id, verifier_id = catalog.info["embedder"]["model_id"], catalog.info["verifier"]["id"]

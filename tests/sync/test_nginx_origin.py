@@ -14,9 +14,9 @@ import requests
 from sync_agent.agent import Agent
 from sync_agent.bundle import blob_key, manifest_key
 from sync_agent.errors import FetchError
-from sync_agent.publish import publish
+from sync_agent.server.publisher import publish
+from sync_agent.server.storage import LocalStorage
 from sync_agent.signing import load_private_key
-from sync_agent.storage import LocalStorage
 from tests.sync.conftest import device_config
 from tools.nginx_harness import CutRelay, Nginx
 

@@ -12,10 +12,10 @@ from edge.core.config import Config
 from sync_agent.agent import Agent
 from sync_agent.bundle import blob_key, manifest_key
 from sync_agent.errors import SyncError
-from sync_agent.publish import collect_garbage, publish
-from sync_agent.server import ServerSettings, create_app
+from sync_agent.server.app import ServerSettings, create_app
+from sync_agent.server.publisher import collect_garbage, publish
+from sync_agent.server.storage import S3Storage
 from sync_agent.signing import load_private_key
-from sync_agent.storage import S3Storage
 from tests.sync.conftest import TOKEN, device_config
 from tools.http_harness import ServerThread
 from tools.s3_harness import MotoS3

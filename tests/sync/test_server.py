@@ -10,7 +10,7 @@ import requests
 from PIL import Image
 
 from edge.core.config import Config
-from sync_agent.server import ServerSettings, create_app
+from sync_agent.server.app import ServerSettings, create_app
 from tests.sync.conftest import TOKEN, product_images
 from tools.http_harness import ServerThread
 

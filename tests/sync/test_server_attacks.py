@@ -17,7 +17,7 @@ import requests
 from urllib3 import encode_multipart_formdata
 
 from edge.core.config import Config
-from sync_agent.server import ServerSettings, create_app
+from sync_agent.server.app import ServerSettings, create_app
 from tests.sync.conftest import TOKEN
 from tests.sync.test_server import AUTH, jpeg, put
 from tools.http_harness import ServerThread

@@ -26,13 +26,13 @@ import uvicorn
 from PIL import Image
 
 from edge.core.config import Config
-from sync_agent.publish import publish
-from sync_agent.server import ServerSettings, create_app
-from sync_agent.server_detect import PublishedIdentifiers
-from sync_agent.server_http import server_config
-from sync_agent.server_store import CatalogStore
+from sync_agent.server.app import ServerSettings, create_app
+from sync_agent.server.detect import PublishedIdentifiers
+from sync_agent.server.http import server_config
+from sync_agent.server.publisher import publish
+from sync_agent.server.storage import LocalStorage
+from sync_agent.server.store import CatalogStore
 from sync_agent.signing import load_private_key
-from sync_agent.storage import LocalStorage
 from tests.conftest import REPO
 from tests.edge.test_image_bombs import scan_bomb
 from tests.sync.conftest import TOKEN, product_images
@@ -238,7 +238,7 @@ def publish_later(pool: ThreadPoolExecutor, url: str, catalog: str = "shelf"):
 @pytest.fixture
 def held_build(monkeypatch) -> Held:
     """The publish route's catalog build, held at its start until the test lets it go."""
-    import sync_agent.server_publish as server_publish
+    import sync_agent.server.publish as server_publish
 
     held = Held(server_publish.build_catalog)
     monkeypatch.setattr(server_publish, "build_catalog", held)
@@ -282,7 +282,7 @@ def test_a_publish_racing_delete_and_create_of_its_catalog_publishes_nothing(api
 
 @pytest.mark.parametrize("step", ["image check", "switch into place"])
 def test_a_product_put_racing_the_deletion_of_its_catalog_is_a_json_404(api, monkeypatch, step):
-    import sync_agent.server_products as server_products
+    import sync_agent.server.products as server_products
 
     url, root = api
     if step == "image check":
@@ -341,7 +341,7 @@ def test_token_names_must_be_printable_and_old_ones_are_escaped_in_audit_lines(a
     store = CatalogStore(root / "work", root / "catalog.db")
     with store.writing() as change:
         change.db.execute("UPDATE tokens SET name = ? WHERE token_id = ?", [forged, token["token_id"]])
-    caplog.set_level(logging.INFO, logger="sync_agent.server_store")
+    caplog.set_level(logging.INFO, logger="sync_agent.server.store")
     caplog.clear()  # only this request's audit lines (pytest 9.2 also keeps those logged above, before the level was set)
     answer = requests.delete(f"{url}/api/v1/catalogs/shelf/products/p1", headers={"Authorization": f"Bearer {token['token']}"}, timeout=10)
     assert answer.status_code == 204
@@ -351,7 +351,7 @@ def test_token_names_must_be_printable_and_old_ones_are_escaped_in_audit_lines(a
 
 def test_the_audit_route_checks_the_admin_token_itself(tmp_path, keys):
     """With the request guard taken away (as a route added in front of it one day would be), the route still refuses."""
-    from sync_agent.server_guard import RequestGuard
+    from sync_agent.server.guard import RequestGuard
 
     app = create_app(ServerSettings(root=tmp_path / "server", signing_key=keys[0], token=TOKEN, config=Config()))
     app.user_middleware = [m for m in app.user_middleware if m.cls is not RequestGuard]
@@ -394,8 +394,8 @@ class Watch(logging.Handler):
 def test_an_aborted_detect_upload_is_one_log_line_not_a_traceback(api):
     """(A product PUT cut short logs nothing: FastAPI's form parsing answers the gone client a 400.)"""
     url, _ = api
-    watch = Watch("sync_agent.server_guard", "uvicorn.error", "uvicorn")  # uvicorn's loggers do not propagate to the root
-    logging.getLogger("sync_agent.server_guard").setLevel(logging.INFO)
+    watch = Watch("sync_agent.server.guard", "uvicorn.error", "uvicorn")  # uvicorn's loggers do not propagate to the root
+    logging.getLogger("sync_agent.server.guard").setLevel(logging.INFO)
     try:
         headers, body = multipart("image", "cut.jpg", b"\xff\xd8" + b"\0" * 100_000)
         port = int(url.rsplit(":", 1)[1])
@@ -415,7 +415,7 @@ def test_an_aborted_detect_upload_is_one_log_line_not_a_traceback(api):
 
 @pytest.fixture
 def tight(tmp_path, keys):
-    """The server as `shelfid catalog serve` runs it (server_http's protocol and limits), with short deadlines and a
+    """The server as `shelfid catalog serve` runs it (sync_agent.server.http's protocol and limits), with short deadlines and a
     cap of 20 connections."""
     settings = ServerSettings(root=tmp_path / "server", signing_key=keys[0], token=TOKEN, config=Config(), header_timeout_s=1.0,
                               max_connections=20, keep_alive_s=1, body_idle_timeout_s=1.0)

@@ -14,11 +14,11 @@ import pytest
 import requests
 
 from edge.core.config import Config
-from sync_agent import server_db
-from sync_agent.server import ServerSettings, create_app
-from sync_agent.server_db import SCHEMA_VERSION, connect, migrate, schema_version
-from sync_agent.server_store import CatalogStore
-from sync_agent.storage import LocalStorage
+from sync_agent.server import db as server_db
+from sync_agent.server.app import ServerSettings, create_app
+from sync_agent.server.db import SCHEMA_VERSION, connect, migrate, schema_version
+from sync_agent.server.storage import LocalStorage
+from sync_agent.server.store import CatalogStore
 from tests.sync.conftest import TOKEN
 from tests.sync.test_server import AUTH, jpeg, put
 from tools.http_harness import ServerThread

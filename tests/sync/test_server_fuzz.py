@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge.core.config import Config
-from sync_agent.server import ServerSettings, create_app
+from sync_agent.server.app import ServerSettings, create_app
 from tests.sync.conftest import TOKEN
 from tests.sync.test_server import AUTH, jpeg
 from tools.http_harness import ServerThread

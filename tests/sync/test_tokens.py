@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from edge.core.config import Config
-from sync_agent.server import ServerSettings, create_app
+from sync_agent.server.app import ServerSettings, create_app
 from tests.sync.conftest import TOKEN
 from tests.sync.test_server import AUTH, jpeg, put
 from tools.http_harness import ServerThread
@@ -77,7 +77,7 @@ def test_tokens_are_stored_hashed_and_the_audit_names_them_without_showing_them(
     made, write = make_token(url, "shelf", "write", name="scanner-app")
     token = made["token"]
     assert token.startswith("shelfid_") and len(token) > 40
-    with caplog.at_level(logging.INFO, logger="sync_agent.server_store"):
+    with caplog.at_level(logging.INFO, logger="sync_agent.server.store"):
         assert put(url, [("a.jpg", jpeg())], headers=write).status_code == 201
     actor = f"token:{made['token_id']}:scanner-app"
     stored = b"".join(p.read_bytes() for p in root.glob("catalog.db*"))

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Optional
 
 from edge.core.config import Config
-from sync_agent.publish import MANIFEST_VALID_S
-from sync_agent.storage import Storage
+from sync_agent.server.publisher import MANIFEST_VALID_S
+from sync_agent.server.storage import Storage
 
 
 @dataclass

@@ -13,7 +13,7 @@ from edge.core.catalog import Catalog
 from edge.reporting.announcements import MAX_CATALOG_VERSION
 from sync_agent.bundle import MAX_VERSION_STEP, Bundle, blob_key, encode_signature, index_info, json_bytes, make_bundle, manifest_key, sha256_hex
 from sync_agent.errors import SyncError
-from sync_agent.storage import Storage
+from sync_agent.server.storage import Storage
 
 log = logging.getLogger(__name__)
 # A signed manifest is trusted this long; the server re-signs it (same version, new expiry) when half is left, as TUF's

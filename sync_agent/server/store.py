@@ -1,4 +1,4 @@
-"""The catalog server's state: records in SQLite (server_db: catalogs, products, images, versions, tokens, audit) and
+"""The catalog server's state: records in SQLite (server.db: catalogs, products, images, versions, tokens, audit) and
 the product images in the work area on disk, in the layout `shelfid catalog build` reads:
 
     <root>/catalog.db                       the records (WAL: also catalog.db-wal, catalog.db-shm)
@@ -41,7 +41,7 @@ from sqlite_utils import Database
 from edge.core.ids import CATALOG_ID, PRODUCT_ID
 from edge.core.text import printable
 from models.safe_write import fsync_dir, fsync_tree, make_dirs
-from sync_agent.server_db import connect, migrate, now, transaction
+from sync_agent.server.db import connect, migrate, now, transaction
 
 # Characters a name or SKU never needs and that change what a terminal, a log or a page shows around them: C0 and C1
 # controls (ESC starts terminal sequences, CR/LF forge lines), the bidi controls (U+202E shows the rest reversed), the

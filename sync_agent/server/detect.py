@@ -13,7 +13,7 @@ own connection, because only then does the request wait for a detection slot, up
 Retry-After after). A slot is held only while the photo is decoded (once) and identified. At most
 `max_concurrent_detections` run at once and `max_detections_per_catalog` of one catalog, and a freed slot goes to the
 waiting catalog served longest ago, so the readers of one catalog cannot take every turn. The photo passes the same
-header checks as a product image (server_products) in a temporary folder removed after.
+header checks as a product image (server.products) in a temporary folder removed after.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from edge.core.images import read_image
 from sync_agent.bundle import blob_key, manifest_key, parse_manifest, sha256_hex
 from sync_agent.errors import BundleError
 from sync_agent.install import install_bundle
-from sync_agent.server_products import image_refused, save_upload
-from sync_agent.server_publish import LazyModels, without_paths
-from sync_agent.server_settings import ServerSettings
-from sync_agent.storage import Storage
+from sync_agent.server.products import image_refused, save_upload
+from sync_agent.server.publish import LazyModels, without_paths
+from sync_agent.server.settings import ServerSettings
+from sync_agent.server.storage import Storage
 
 log = logging.getLogger(__name__)
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and part headers around the one image

@@ -11,10 +11,10 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from edge.core.ids import CATALOG_ID_PATTERN
 from sync_agent.bundle import manifest_key
-from sync_agent.publish import collect_garbage, published_version
-from sync_agent.server_store import CatalogStore, plain_text
-from sync_agent.server_tokens import Principal
-from sync_agent.storage import Storage
+from sync_agent.server.publisher import collect_garbage, published_version
+from sync_agent.server.storage import Storage
+from sync_agent.server.store import CatalogStore, plain_text
+from sync_agent.server.tokens import Principal
 
 log = logging.getLogger(__name__)
 

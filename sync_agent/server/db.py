@@ -1,5 +1,5 @@
 """The catalog server's records in SQLite (through sqlite-utils): catalogs, products, images, published versions,
-access tokens and the audit trail. The image files themselves stay in the work area (server_store).
+access tokens and the audit trail. The image files themselves stay in the work area (server.store).
 
     catalogs  (catalog_id PK, name, created_at, created_by, updated_at, updated_by, generation (schema v3))
     products  (catalog_id, product_id) PK, sku, name, updated_at, updated_by     cascade from catalogs

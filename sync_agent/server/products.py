@@ -25,10 +25,10 @@ from starlette.concurrency import run_in_threadpool
 
 from edge.core.errors import ImageError
 from edge.core.images import check_decodes
-from sync_agent.server_db import now
-from sync_agent.server_settings import ServerSettings
-from sync_agent.server_store import CatalogStore, check_product_id, plain_text
-from sync_agent.server_tokens import Principal
+from sync_agent.server.db import now
+from sync_agent.server.settings import ServerSettings
+from sync_agent.server.store import CatalogStore, check_product_id, plain_text
+from sync_agent.server.tokens import Principal
 
 IMAGE_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
 T = TypeVar("T")

@@ -2,7 +2,7 @@
 
 `RequestGuard` decides from the headers alone, before a byte of the body is read, in this order:
     Content-Length together with Transfer-Encoding   400 (a proxy in front could frame the body differently)
-    an /api/ request without a token / with an unknown or out-of-scope one   401 / 403 (server_tokens.needed says
+    an /api/ request without a token / with an unknown or out-of-scope one   401 / 403 (server.tokens.needed says
                                                      what each request needs: admin, write or read for its catalog)
     a declared Content-Length over max_request_bytes   413
 then counts the body as it streams, chunked or not, and stops it at the cap
@@ -33,8 +33,8 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edge.core.text import printable
-from sync_agent.server_settings import ServerSettings
-from sync_agent.server_tokens import Tokens, needed
+from sync_agent.server.settings import ServerSettings
+from sync_agent.server.tokens import Tokens, needed
 
 log = logging.getLogger(__name__)
 

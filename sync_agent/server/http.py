@@ -12,7 +12,7 @@ line and headers (a connection that sends nothing, or one header line every few 
     keep_alive_s       uvicorn's own: a kept-alive connection silent for this long is closed
     16 KB              of request line and headers at most (h11's limit; 431 past it)
 
-Request bodies have their own bounds in server_guard (size, a stall) and server_detect (the whole photo's deadline).
+Request bodies have their own bounds in server.guard (size, a stall) and server.detect (the whole photo's deadline).
 The protocol is named explicitly rather than `auto`, so a host with httptools installed runs the same code.
 """
 
@@ -26,7 +26,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from sync_agent.server_settings import ServerSettings
+from sync_agent.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 MAX_HEADER_BYTES = 16 * 1024
@@ -106,7 +106,7 @@ def protocol_for(settings: ServerSettings) -> type[DeadlineProtocol]:
 
 
 def server_config(app, host: str, port: int, settings: ServerSettings) -> uvicorn.Config:
-    """uvicorn's settings for the catalog server: the protocol above, its keep-alive, no access log (server_store logs
+    """uvicorn's settings for the catalog server: the protocol above, its keep-alive, no access log (server.store logs
     every change)."""
     return uvicorn.Config(app, host=host, port=port, http=protocol_for(settings), timeout_keep_alive=settings.keep_alive_s,
                           h11_max_incomplete_event_size=MAX_HEADER_BYTES, log_level="warning", access_log=False)

@@ -1,11 +1,11 @@
 """The publish route: build a catalog with the devices' own models and code (edge.core.catalog_build), write its
 blobs, manifest and signature, record the version, and announce it on MQTT. Once a version is published, the next
-one builds only the shards whose products changed (sync_agent.incremental) and keeps the others' blobs.
+one builds only the shards whose products changed (sync_agent.server.incremental) and keeps the others' blobs.
 
 Three steps, so the slow one holds no database lock: under the write lock, a snapshot of the catalog's rows (and its
 generation) with its images hard-linked into a temporary folder; the build, unlocked; under the write lock again, the
 manifest published and the version row written together (a publish that fails leaves no version row; one overtaken by
-another gets 409). The whole publish holds the catalog's publish lock (server_store.publishing), so a second publish of
+another gets 409). The whole publish holds the catalog's publish lock (server.store.publishing), so a second publish of
 the same catalog gets 409 at once, before building anything. A catalog deleted during the build is a 404 at the end,
 and one deleted and created again under the same id is a 409 (another generation): nothing of the old catalog is
 published under the new one.
@@ -28,13 +28,13 @@ from edge.core.catalog import load_catalog
 from edge.core.catalog_build import BuildReport, build_catalog
 from edge.core.config import Config, MQTTConfig
 from edge.core.errors import ShelfIDError
-from sync_agent.incremental import bundle_with, plan
-from sync_agent.publish import Published, expiry, publish, publish_bundle, published_index_model, published_version
-from sync_agent.server_db import now
-from sync_agent.server_settings import ServerSettings
-from sync_agent.server_store import CatalogStore, Change
-from sync_agent.server_tokens import Principal
-from sync_agent.storage import Storage
+from sync_agent.server.db import now
+from sync_agent.server.incremental import bundle_with, plan
+from sync_agent.server.publisher import Published, expiry, publish, publish_bundle, published_index_model, published_version
+from sync_agent.server.settings import ServerSettings
+from sync_agent.server.storage import Storage
+from sync_agent.server.store import CatalogStore, Change
+from sync_agent.server.tokens import Principal
 
 if TYPE_CHECKING:
     from edge.core.assembly import Models

@@ -6,9 +6,9 @@ catalogs, detect against one, and — with local storage — the static bundle t
 itself (`/catalogs/<id>/manifest.json`, `/blobs/sha256/<hex>`, with ETag and
 Range support, public) that devices sync from. OpenAPI at /openapi.json, docs
 at /docs. Every /api/ request needs a token: the server's own (admin), or one
-made by the admin for one catalog, read or write (server_tokens).
+made by the admin for one catalog, read or write (server.tokens).
 
-Records live in SQLite (<root>/catalog.db, server_db), images in <root>/work;
+Records live in SQLite (<root>/catalog.db, server.db), images in <root>/work;
 several worker processes may serve one root (SQLite's write lock serialises
 their changes).
 
@@ -20,16 +20,19 @@ half of its validity is left (checked every `resign_every_s`), so devices can
 tell a live server from a frozen or replayed manifest.
 
 This module wires the parts together; each is read on its own:
-    server_settings   what an operator sets (paths, token, limits)
-    server_guard      every request's framing, token and size before a route sees it; errors as JSON
-    server_db         the SQLite schema, its migrations, connections and transactions
-    server_store      records and image files changed together, one writer at a time; the old work area imported
-    server_tokens     the admin token, per-catalog read/write tokens (stored hashed), their routes, the audit trail
-    server_catalogs   routes: health, create, list, get, delete a catalog
-    server_products   routes: put (with its image uploads) and delete a product
-    server_publish    route: build, publish, announce
-    server_detect     route: a photo identified against the latest published version (what `shelfid detect` says)
-    server_http       how connections are held (uvicorn's h11 protocol with a header deadline and a connection cap)
+    settings          what an operator sets (paths, token, limits)
+    guard             every request's framing, token and size before a route sees it; errors as JSON
+    db                the SQLite schema, its migrations, connections and transactions
+    store             records and image files changed together, one writer at a time; the old work area imported
+    tokens            the admin token, per-catalog read/write tokens (stored hashed), their routes, the audit trail
+    catalogs          routes: health, create, list, get, delete a catalog
+    products          routes: put (with its image uploads) and delete a product
+    publish           route: build, publish, announce
+    detect            route: a photo identified against the latest published version (what `shelfid detect` says)
+    http              how connections are held (uvicorn's h11 protocol with a header deadline and a connection cap)
+    publisher         a built catalog into the bundle tree: blobs, manifest, signature; re-signing, garbage collection
+    incremental       the shards a publish builds again, and the blobs it keeps
+    storage           where the bundle tree lives: a local folder or an S3-compatible bucket
 """
 
 from __future__ import annotations
@@ -44,17 +47,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sync_agent.publish import resign_due
-from sync_agent.server_catalogs import catalog_routes
-from sync_agent.server_detect import detect_routes
-from sync_agent.server_guard import RequestGuard, bad_request, http_error
-from sync_agent.server_products import product_routes
-from sync_agent.server_publish import LazyModels, publish_routes
-from sync_agent.server_settings import ServerSettings
-from sync_agent.server_store import CatalogStore
-from sync_agent.server_tokens import Tokens, requires, token_routes
+from sync_agent.server.catalogs import catalog_routes
+from sync_agent.server.detect import detect_routes
+from sync_agent.server.guard import RequestGuard, bad_request, http_error
+from sync_agent.server.products import product_routes
+from sync_agent.server.publish import LazyModels, publish_routes
+from sync_agent.server.publisher import resign_due
+from sync_agent.server.settings import ServerSettings
+from sync_agent.server.storage import LocalStorage, Storage
+from sync_agent.server.store import CatalogStore
+from sync_agent.server.tokens import Tokens, requires, token_routes
 from sync_agent.signing import load_private_key
-from sync_agent.storage import LocalStorage, Storage
 
 __all__ = ["ServerSettings", "create_app", "resign_loop"]
 log = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ from edge.core.catalog_build import Computed
 from edge.core.stored_index import MIN_IMAGES
 from edge.core.verifier import Features
 from sync_agent.bundle import Bundle, blob_key, bundle_of, manifest_key, shard_entries, shard_of
-from sync_agent.publish import published_index_model
-from sync_agent.storage import Storage
+from sync_agent.server.publisher import published_index_model
+from sync_agent.server.storage import Storage
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field, field_validator
 
 from edge.core.ids import CATALOG_ID_PATTERN
-from sync_agent.server_db import now
-from sync_agent.server_store import CatalogStore
+from sync_agent.server.db import now
+from sync_agent.server.store import CatalogStore
 
 API_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 
