@@ -16,7 +16,10 @@ from tests.conftest import REPO
 def test_the_gpu_check_runs_on_the_cpu_and_writes_its_table(tmp_path):
     """DEVICE=cpu: every check (embedder, detector, verifier, one training epoch) CPU vs CPU, batch 1; ~20 s here."""
     env = {**os.environ, "DEVICE": "cpu", "OUT": str(tmp_path), "PYTHON": sys.executable, "CARRY": str(tmp_path / "no-carry"),
-           "BATCHES": "1", "FRAMES": "1", "REPEATS": "1", "EXTRA": "--verifier-size 256 --keypoints 256 --train-size 64"}
+           "BATCHES": "1", "FRAMES": "1", "REPEATS": "1", "EXTRA": "--verifier-size 256 --keypoints 256 --train-size 64",
+           # one thread: beside the suite's other workers on two cores, torch's threads waiting on each other took this
+           # 23 s check past 190 s (its timeout is 240)
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     run = subprocess.run(["bash", "tools/gpu_check.sh"], capture_output=True, text=True, cwd=REPO, env=env, timeout=240)
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     report = json.loads((tmp_path / "gpu-check.json").read_text())
