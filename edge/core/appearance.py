@@ -23,6 +23,8 @@ image of the product is not compared (None).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -58,10 +60,30 @@ ALIGN_SLACK = 7  # thumbnail pixels (of 160) the aligned query may be off by
 GAIN_RANGE = (0.8, 1.25)  # a channel's gain over the mean gain: a light's colour cast, not a different colourway
 
 
+@dataclass(frozen=True)
+class Reference:
+    """A reference thumbnail and what the comparison derives from it alone: made once per product, not per crop."""
+
+    bgr: np.ndarray
+    face: np.ndarray  # face_mask
+    chroma: np.ndarray  # Lab a*, b*, blurred, float32
+    neutral: np.ndarray  # near-grey, neither black nor blown out: the white balance's neutrals
+
+
+def prepare(reference_bgr: np.ndarray) -> Reference:
+    lab = cv2.cvtColor(reference_bgr, cv2.COLOR_BGR2LAB).astype(np.float32)
+    chroma = np.hypot(lab[..., 1] - 128, lab[..., 2] - 128)
+    neutral = (chroma < NEUTRAL_CHROMA) & (lab[..., 0] > 40) & (lab[..., 0] < 245)
+    return Reference(reference_bgr, _face(lab), cv2.GaussianBlur(lab[..., 1:], (0, 0), BLUR_SIGMA), neutral)
+
+
 def face_mask(reference_bgr: np.ndarray) -> np.ndarray:
     """The reference's product pixels: all but its plain backdrop (a packshot), or all but the sides (a field crop,
     whose sides show the shelf neighbours)."""
-    lab = cv2.cvtColor(reference_bgr, cv2.COLOR_BGR2LAB).astype(np.float32)
+    return _face(cv2.cvtColor(reference_bgr, cv2.COLOR_BGR2LAB).astype(np.float32))
+
+
+def _face(lab: np.ndarray) -> np.ndarray:
     backdrop = _backdrop(lab)
     if backdrop is not None:
         # the backdrop is what is near its colour AND joined to the border: a white pack's white print stays face
@@ -76,36 +98,33 @@ def face_mask(reference_bgr: np.ndarray) -> np.ndarray:
     return mask
 
 
-def white_balanced(query_bgr: np.ndarray, reference_bgr: np.ndarray, compared: np.ndarray) -> np.ndarray:
+def white_balanced(query_bgr: np.ndarray, reference: Reference, compared: np.ndarray) -> np.ndarray:
     """The query with per-channel gains that match the reference: over the reference's near-grey pixels where it has
     enough, else over the whole face with the gains' colour bounded (a colour cast is corrected, a colourway stays)."""
-    ref_lab = cv2.cvtColor(reference_bgr, cv2.COLOR_BGR2LAB).astype(np.float32)
-    chroma = np.hypot(ref_lab[..., 1] - 128, ref_lab[..., 2] - 128)
-    neutral = compared & (chroma < NEUTRAL_CHROMA) & (ref_lab[..., 0] > 40) & (ref_lab[..., 0] < 245)
+    neutral = compared & reference.neutral
     over = neutral if neutral.sum() >= max(MIN_NEUTRAL * compared.sum(), 30) else compared
-    gains = reference_bgr[over].reshape(-1, 3).mean(0) / (query_bgr[over].reshape(-1, 3).mean(0) + 1e-3)
+    gains = reference.bgr[over].reshape(-1, 3).mean(0) / (query_bgr[over].reshape(-1, 3).mean(0) + 1e-3)
     level = gains.mean()
     gains = np.clip(gains / level, *GAIN_RANGE) * level
     return np.clip(query_bgr.astype(np.float32) * gains, 0, 255).astype(np.uint8)
 
 
-def differing_share(query_bgr: np.ndarray, query_feature_size: tuple[int, int], reference_bgr: np.ndarray,
+def differing_share(query_bgr: np.ndarray, query_feature_size: tuple[int, int], reference: Reference,
                     reference_feature_size: tuple[int, int], transform: np.ndarray) -> float | None:
     """Share of the reference's face (0–1) whose colour the aligned, white-balanced query does not show; None when
     too little of the face is covered. A sticker or glare over a corner differs over a small share, another
     colourway of the same artwork over most of it."""
-    rh, rw = reference_bgr.shape[:2]
+    rh, rw = reference.bgr.shape[:2]
     qh, qw = query_bgr.shape[:2]
     m = _scale(reference_feature_size, (rw, rh)) @ transform @ _scale((qw, qh), query_feature_size)
     warped = cv2.warpPerspective(query_bgr, m, (rw, rh), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT)
     valid = cv2.warpPerspective(np.ones((qh, qw), np.uint8), m, (rw, rh), flags=cv2.INTER_NEAREST) > 0
-    face = face_mask(reference_bgr)
-    compared = cv2.erode((valid & face).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # warp edges blur into black
-    if compared.sum() < 0.3 * face.sum() or compared.sum() < 100:
+    compared = cv2.erode((valid & reference.face).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # warp edges blur into black
+    if compared.sum() < 0.3 * reference.face.sum() or compared.sum() < 100:
         return None
-    warped = white_balanced(warped, reference_bgr, compared)
+    warped = white_balanced(warped, reference, compared)
     q = cv2.GaussianBlur(cv2.cvtColor(warped, cv2.COLOR_BGR2LAB).astype(np.float32)[..., 1:], (0, 0), BLUR_SIGMA)
-    r = cv2.GaussianBlur(cv2.cvtColor(reference_bgr, cv2.COLOR_BGR2LAB).astype(np.float32)[..., 1:], (0, 0), BLUR_SIGMA)
+    r = reference.chroma
     # tolerant of a few pixels of misalignment (a homography on a bent or tilted pack): a reference pixel differs
     # only by how far its colour lies outside the colours the query shows around the same place
     kernel = np.ones((ALIGN_SLACK, ALIGN_SLACK), np.uint8)

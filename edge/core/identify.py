@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from edge.core.appearance import differing_share
+from edge.core.appearance import Reference, differing_share, prepare
 from edge.core.catalog import Catalog, Product
 from edge.core.config import VerifierConfig
 from edge.core.decision import Calibration, Thresholds, choose, is_clear, verified_count
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 IMAGES_PER_PRODUCT = 3  # catalog images of one product tried by the verifier
-THUMBNAILS_CACHED = 512  # decoded reference thumbnails kept (~40 kB each)
+REFERENCES_CACHED = 256  # prepared reference thumbnails kept (appearance.Reference, ~150 kB each)
 VARIANTS_SEARCHED = 10  # images searched per wanted product when the catalog holds retrieval variants
 
 
@@ -110,8 +110,8 @@ class Identifier:
         # decoded once, a few at a time; a plain dict, not lru_cache on a bound method: that is a reference cycle, and an
         # identifier replaced by a catalog switch then kept its catalog's memory maps (5 open files) until the cyclic
         # garbage collector ran (the soak saw open files grow 19 -> 39 in an hour of switches)
-        self._thumbnails: OrderedDict[int, np.ndarray | None] = OrderedDict()
-        self._thumbnails_lock = threading.Lock()  # the daemon identifies on several threads
+        self._references: OrderedDict[int, Reference | None] = OrderedDict()
+        self._references_lock = threading.Lock()  # the daemon identifies on several threads
 
     def candidates(self, embeddings: np.ndarray) -> list[list[Candidate]]:
         if not self.catalog.image_count:
@@ -152,24 +152,26 @@ class Identifier:
             return match  # the thumbnail shows the product's first image only
         if match.inliers < self.thresholds.min_inliers:
             return match  # too few inliers to be identical whatever its colours: not compared (~5 ms a candidate)
-        reference = self._thumbnail(product_index)
+        reference = self._reference(product_index)
         if reference is None:
             return match
         return replace(match, differing=differing_share(crop, query.image_size, reference, reference_size, match.transform))
 
-    def _thumbnail(self, product_index: int) -> np.ndarray | None:
-        """The product's first catalog image, small (the catalog's thumbnail); the last THUMBNAILS_CACHED stay decoded."""
-        with self._thumbnails_lock:
-            if product_index in self._thumbnails:
-                self._thumbnails.move_to_end(product_index)
-                return self._thumbnails[product_index]
+    def _reference(self, product_index: int) -> Reference | None:
+        """The product's first catalog image, small (the catalog's thumbnail), prepared for the appearance check; the
+        last REFERENCES_CACHED stay prepared."""
+        with self._references_lock:
+            if product_index in self._references:
+                self._references.move_to_end(product_index)
+                return self._references[product_index]
         jpeg = self.catalog.thumbnail(self.catalog.products[product_index].product_id)
         image = None if jpeg is None else cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-        with self._thumbnails_lock:
-            self._thumbnails[product_index] = image
-            if len(self._thumbnails) > THUMBNAILS_CACHED:
-                self._thumbnails.popitem(last=False)
-        return image
+        reference = None if image is None else prepare(image)
+        with self._references_lock:
+            self._references[product_index] = reference
+            if len(self._references) > REFERENCES_CACHED:
+                self._references.popitem(last=False)
+        return reference
 
     def identify_crops(self, crops: list[np.ndarray], timings: Timings | None = None) -> list[Identification]:
         return [examined.identification for examined in self.examine(crops, timings)]

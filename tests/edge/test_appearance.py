@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.core.appearance import differing_share, face_mask, is_packshot
+from edge.core.appearance import differing_share, face_mask, is_packshot, prepare
 from edge.core.config import VerifierConfig
 from edge.core.verifier import Match
 from edge.core.verifier.geometry import implausible
@@ -23,7 +23,7 @@ MAX = VerifierConfig().max_differing
 
 def differing_from_itself(query: np.ndarray, reference: np.ndarray, transform: np.ndarray = IDENTITY) -> float | None:
     size = (reference.shape[1], reference.shape[0])
-    return differing_share(query, size, reference, size, transform)
+    return differing_share(query, size, prepare(reference), size, transform)
 
 
 def packshot() -> np.ndarray:
@@ -81,7 +81,7 @@ def test_a_real_limao_bottle_is_alike_its_reference_and_unlike_its_look_alike(re
     qf, rf = sift.features(query), sift.features(ref)
     match = sift.match(qf, rf)
     assert match.transform is not None and implausible(match, qf.image_size, rf.image_size) is None
-    share = differing_share(query, qf.image_size, ref, rf.image_size, match.transform)
+    share = differing_share(query, qf.image_size, prepare(ref), rf.image_size, match.transform)
     assert (share <= MAX) == alike, share
 
 
