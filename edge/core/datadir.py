@@ -5,6 +5,7 @@
     blobs/sha256/, partial/   the agent's content-addressed downloads, and the ones cut short
     sync/status.json          the agent's last word (active version, last success/error, stale): the daemon reports it
     sync/trigger              written by the daemon when an announced version is newer; shelfid-sync.path watches it
+    references/               field references confirmed on the installer's page (edge.core.field_references)
     outbox.sqlite             events not yet acknowledged by the broker (unless outbox.path says otherwise)
 """
 
@@ -45,6 +46,10 @@ class DataDir:
     @property
     def sync_trigger(self) -> Path:
         return self.root / "sync" / "trigger"
+
+    @property
+    def references(self) -> Path:
+        return self.root / "references"
 
     @property
     def outbox(self) -> Path:
