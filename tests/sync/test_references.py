@@ -71,9 +71,9 @@ def make_token(url: str, scope: str, catalog: str = "shelf") -> dict:
 
 
 def start_catalog_server(root: Path, keys, products: tuple[str, ...] = ("cha-mate-limao", "cha-mate-natural", "coca-cola-can"),
-                         publish: bool = True) -> ServerThread:
+                         publish: bool = True, port: int | None = None) -> ServerThread:
     """A catalog server whose catalog `shelf` holds the sample products, published once through its API."""
-    server = ServerThread(create_app(ServerSettings(root=root, signing_key=keys[0], token=TOKEN, config=Config()))).start()
+    server = ServerThread(create_app(ServerSettings(root=root, signing_key=keys[0], token=TOKEN, config=Config())), port).start()
     requests.post(f"{server.url}/api/v1/catalogs", json={"catalog_id": "shelf"}, headers=AUTH, timeout=10).raise_for_status()
     names = {line.split(",")[0]: line.split(",")[1:3] for line in (SAMPLE / "products.csv").read_text().splitlines()[1:]}
     for pid in products:
