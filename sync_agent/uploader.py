@@ -12,8 +12,10 @@ upload's idempotency key) and answers a repeat with what it stored: delivered la
 with the sync token, which needs the `upload` scope (or `write`) for the catalog. A round stops at the first answer
 that is not about the reference itself (no connection, a timeout, 401/403: the token, 404: no such catalog or not a
 catalog server, 408/429/5xx) and leaves the rest pending; `Uploader.due()` spaces the rounds after failures
-(exponential backoff with jitter, at most the poll interval). Uploaded references whose crop the installed catalog
-holds (`field-<reference_id>.jpg` in its images.json: the server accepted it and it was published) are removed.
+(exponential backoff with jitter, at most the poll interval). Each round also asks what became of the uploaded ones
+(GET .../references/<id>/state, upload scope): one a catalog manager rejected is marked `refused` with the manager's
+reason, so the device stops naming products from it. Uploaded references whose crop the installed catalog holds
+(`field-<reference_id>.jpg` in its images.json: the server accepted it and it was published) are removed.
 """
 
 from __future__ import annotations
@@ -42,11 +44,12 @@ class UploadReport:
     refused: dict[str, str] = field(default_factory=dict)  # reference id -> the server's reason
     pending: int = 0  # left for a later round
     removed: list[str] = field(default_factory=list)  # held by the installed catalog now
+    rejected: list[str] = field(default_factory=list)  # uploaded earlier, rejected by a catalog manager since
     error: str | None = None  # why the round stopped early
 
     def summary(self) -> dict:
         return {"uploaded": len(self.uploaded), "refused": len(self.refused), "pending": self.pending,
-                "removed": len(self.removed), "error": self.error}
+                "rejected": len(self.rejected), "removed": len(self.removed), "error": self.error}
 
 
 class Uploader:
@@ -86,8 +89,33 @@ class Uploader:
                 break
         report.pending = len(self.store.pending())
         self._pace(report)
+        if report.error is None and self.url is not None:
+            report.rejected = self.follow_reviews()
         report.removed = self.remove_published()
         return report
+
+    def follow_reviews(self) -> list[str]:
+        """Uploaded references a catalog manager rejected: marked refused with the manager's reason, so this device stops
+        naming products from them; the ones so marked. Any failure leaves them as they are for the next round."""
+        import requests
+
+        rejected = []
+        for reference in [r for r in self.store.all() if r.state == "uploaded"]:
+            target = f"{self.url}/api/v1/catalogs/{reference.catalog_id}/references/{reference.reference_id}/state"
+            try:
+                answer = self.session.get(target, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
+                state = answer.json() if answer.status_code == 200 else {}
+            except (requests.RequestException, OSError, ValueError):
+                return rejected
+            if isinstance(state, dict) and state.get("state") == "rejected":
+                try:
+                    self.store.mark_refused(reference.reference_id, f"rejected by a catalog manager: {state.get('review_note') or '-'}")
+                except KeyError:
+                    continue
+                rejected.append(reference.reference_id)
+                log.warning("field reference %s (%s) was rejected on the catalog server (%s); no longer used", reference.reference_id,
+                            reference.product_id, state.get("review_note"))
+        return rejected
 
     def upload(self, reference: FieldReference, report: UploadReport) -> tuple[str | None, bool]:
         """One reference sent and the answer written back into it: (what went wrong, whether the round must stop). A

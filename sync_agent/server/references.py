@@ -3,6 +3,7 @@
     POST /api/v1/catalogs/{id}/references                     upload (multipart: `reference` JSON, `crop` JPEG); upload scope
     GET  /api/v1/catalogs/{id}/references[?state=]            the review queue (default: pending and disputed); write
     GET  /api/v1/catalogs/{id}/references/{ref}[/crop]        one upload, its crop
+    GET  /api/v1/catalogs/{id}/references/{ref}/state         what became of it (upload scope: for the device that sent it)
     POST /api/v1/catalogs/{id}/references/{ref}/accept        {"override": false, "note": ""}: the crop becomes an image
     POST /api/v1/catalogs/{id}/references/{ref}/reject        {"reason": "..."}
 
@@ -58,6 +59,7 @@ REFERENCE_ID_PATTERN = r"^[0-9a-f]{32}$"
 STATES = ("pending", "disputed", "accepted", "rejected")
 OPEN = ("pending", "disputed")
 FORM_OVERHEAD = 64 * 1024  # boundaries, part headers and the reference's JSON around the crop
+MAX_JSON_BYTES = 16 * 1024  # the reference's JSON sent as a file part (a text field is capped by the form parser)
 PlainText = AfterValidator(plain_text)
 UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["reference", "crop"],
@@ -315,11 +317,15 @@ def reference_routes(store: CatalogStore, settings: ServerSettings, identifiers:
         if length is not None and int(length) > settings.max_reference_bytes + FORM_OVERHEAD:
             raise HTTPException(413, f"a field reference carries one crop of at most {settings.max_reference_bytes >> 20} MB")
         try:
-            form = await asyncio.wait_for(request.form(max_files=1, max_fields=1), settings.upload_timeout_s)
+            form = await asyncio.wait_for(request.form(max_files=2, max_fields=1), settings.upload_timeout_s)
         except asyncio.TimeoutError:
             raise HTTPException(408, f"the upload did not arrive within {settings.upload_timeout_s:g} s") from None
         try:
             text, crop = form.get("reference"), form.get("crop")
+            if isinstance(text, UploadFile):  # curl -F reference=@reference.json
+                text = (await text.read(MAX_JSON_BYTES + 1)).decode("utf-8", "replace")
+                if len(text) > MAX_JSON_BYTES:
+                    raise HTTPException(413, f"the reference's JSON is over {MAX_JSON_BYTES} bytes")
             if not isinstance(text, str):
                 raise HTTPException(422, "send the reference's JSON as the multipart text field 'reference'")
             if not isinstance(crop, UploadFile):
@@ -357,6 +363,13 @@ def reference_routes(store: CatalogStore, settings: ServerSettings, identifiers:
     def get_reference(catalog_id: str, reference_id: str, principal: Principal = Depends(access("write"))) -> dict:
         with store.connected() as db:
             return public(references.get(db, catalog_id, reference_id))
+
+    @router.get("/api/v1/catalogs/{catalog_id}/references/{reference_id}/state")
+    def reference_state(catalog_id: str, reference_id: str, principal: Principal = Depends(access("upload"))) -> dict:
+        """What became of an upload, for the device that sent it (upload scope): a rejected one it stops using."""
+        with store.connected() as db:
+            row = references.get(db, catalog_id, reference_id)
+        return {k: row[k] for k in ("reference_id", "state", "reason", "review_note", "reviewed_at")}
 
     @router.get("/api/v1/catalogs/{catalog_id}/references/{reference_id}/crop")
     def get_crop(catalog_id: str, reference_id: str, principal: Principal = Depends(access("write"))) -> Response:

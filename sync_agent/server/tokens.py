@@ -3,8 +3,8 @@
     admin            the server's own token (--token-file): everything, and the only one that creates or deletes
                      catalogs and tokens and reads the audit trail
     read   <catalog>  GET the catalog, detect against it
-    upload <catalog>  read, plus upload field references to its review queue (a device's token: it cannot change
-                      products, publish, or see the queue; server.references)
+    upload <catalog>  read, plus upload field references to its review queue and read their review state (a
+                      device's token: it cannot change products, publish, or see the queue; server.references)
     write  <catalog>  upload, plus put/delete its products, review field references and publish it
 
 A catalog token is `shelfid_` + 32 random bytes (urlsafe base64), shown once when created; the database keeps its
@@ -64,8 +64,10 @@ def needed(method: str, path: str) -> Optional[tuple[str, Optional[str]]]:
     if match is None:
         return "admin", None  # tokens, audit, and anything unknown
     catalog_id, rest = match.groups()
-    if rest is not None and rest.startswith("/references"):  # uploads by a device; the review queue for its managers
-        return ("upload" if method == "POST" and rest.rstrip("/") == "/references" else "write"), catalog_id
+    if rest is not None and rest.startswith("/references"):  # uploads by a device (and their review state); the queue
+        device = (method == "POST" and rest.rstrip("/") == "/references") or (  # for its managers
+            method in ("GET", "HEAD") and re.fullmatch(r"/references/[^/]+/state", rest) is not None)
+        return ("upload" if device else "write"), catalog_id
     if method in ("GET", "HEAD") or rest == "/detect":
         return "read", catalog_id
     return ("admin" if rest is None else "write"), catalog_id

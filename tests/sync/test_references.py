@@ -163,6 +163,15 @@ def test_a_crop_filed_under_the_wrong_product_is_disputed_and_accepted_only_with
     assert "OVERRIDE" in detail[0] and "coca-cola-can" in detail[0] and "promo pack" in detail[0]
 
 
+def test_the_reference_may_come_as_a_file_part_as_curl_sends_it(served):
+    url, _ = served
+    ref = reference("cha-mate-limao")
+    answer = requests.post(f"{url}/api/v1/catalogs/shelf/references", headers=AUTH, timeout=120,
+                           files={"reference": ("reference.json", json.dumps(ref), "application/json"),
+                                  "crop": ("crop.jpg", LIMAO_CROP.read_bytes(), "image/jpeg")})
+    assert answer.status_code == 201 and answer.json()["reference_id"] == ref["reference_id"], answer.text
+
+
 def test_a_sibling_cannot_take_a_crop_either(served):
     """Limão and Natural share their artwork: a Limão crop filed as Natural verifies against both, better against Limão."""
     answer = upload(served[0], reference("cha-mate-natural"), LIMAO_CROP.read_bytes())

@@ -116,7 +116,8 @@ def test_a_device_killed_mid_upload_uploads_once_when_it_runs_again(tmp_path, ke
 
         again = subprocess.run([*CLI, "sync", "--once", "--config", str(path)], cwd=REPO, capture_output=True, text=True, timeout=180)
         assert again.returncode == 0, again.stderr
-        assert json.loads(again.stdout)["references"] == {"uploaded": 1, "refused": 0, "pending": 0, "removed": 0, "error": None}
+        assert json.loads(again.stdout)["references"] == {"uploaded": 1, "refused": 0, "pending": 0, "rejected": 0, "removed": 0,
+                                                          "error": None}
         assert states(config) == {rid: "uploaded"}
         assert rows(tmp_path / "server", "SELECT reference_id, state FROM field_references") == [(rid, "pending")]
         assert rows(tmp_path / "server", "SELECT count(*) FROM audit WHERE action = 'upload_reference'") == [(1,)]
@@ -157,6 +158,29 @@ def test_a_token_without_the_upload_scope_leaves_the_references_pending(tmp_path
         upload = make_token(server.url, "upload")["Authorization"].removeprefix("Bearer ")
         _, config = device(tmp_path, server.url, keys, token=upload)
         assert Uploader(config).upload_round().uploaded == [rid]
+    finally:
+        server.stop()
+
+
+def test_a_reference_a_manager_rejects_is_refused_on_the_device_that_sent_it(tmp_path, keys):
+    import requests
+
+    server = start_catalog_server(tmp_path / "server", keys)
+    try:
+        upload = make_token(server.url, "upload")["Authorization"].removeprefix("Bearer ")
+        _, config = device(tmp_path, server.url, keys, token=upload)
+        kept, dropped = confirm(config, "cha-mate-limao", LIMAO_CROP), confirm(config, "coca-cola-can", COCA_CROP)
+        uploader = Uploader(config)
+        assert sorted(uploader.upload_round().uploaded) == sorted([kept, dropped])
+        answer = requests.post(f"{server.url}/api/v1/catalogs/shelf/references/{dropped}/reject", json={"reason": "blurred"},
+                               headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        report = uploader.upload_round()  # nothing to upload; the review is looked up with the device's upload token
+        assert report.rejected == [dropped] and states(config) == {kept: "uploaded", dropped: "refused"}
+        assert next(r for r in store(config).all() if r.reference_id == dropped).refused_reason == \
+            "rejected by a catalog manager: blurred"
+        read = make_token(server.url, "read")
+        assert requests.get(f"{server.url}/api/v1/catalogs/shelf/references/{kept}/state", headers=read, timeout=10).status_code == 403
     finally:
         server.stop()
 
