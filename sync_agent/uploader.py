@@ -25,6 +25,7 @@ import logging
 import random
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from edge.core.config import Config
 from edge.core.datadir import DataDir
@@ -160,16 +161,10 @@ class Uploader:
     def remove_published(self) -> list[str]:
         """Uploaded references the installed catalog holds as images: their work is done."""
         uploaded = [r.reference_id for r in self.store.all() if r.state == "uploaded"]
-        if not uploaded:
-            return []
-        try:
-            rows = json.loads((self.layout.current / "images.json").read_text(encoding="utf-8"))
-            files = {str(row.get("file", "")).rsplit("/", 1)[-1] for row in rows if isinstance(row, dict)}
-        except (OSError, ValueError):  # no catalog installed yet
-            return []
+        held = files_named(self.layout.current / "images.json", {f"/field-{rid}.jpg\"": rid for rid in uploaded}) if uploaded else set()
         removed = []
         for rid in uploaded:
-            if f"field-{rid}.jpg" in files:
+            if rid in held:
                 try:
                     self.store.remove(rid)
                 except (KeyError, OSError):
@@ -204,3 +199,21 @@ def state_of(answer) -> str:
         return str(answer.json().get("state", "?"))
     except (ValueError, AttributeError):
         return "?"
+
+
+def files_named(images_json: Path, needles: dict[str, str]) -> set[str]:
+    """The values of `needles` whose key occurs in `images_json` (an image row's `"file": "<product>/field-<id>.jpg"`),
+    read in chunks: a catalog of a million images has a large images.json, and this runs every round."""
+    found: set[str] = set()
+    keys = {key.encode(): value for key, value in needles.items()}
+    overlap = max(map(len, keys), default=0)
+    tail = b""
+    try:
+        with open(images_json, "rb") as f:
+            while chunk := f.read(1 << 20):
+                window = tail + chunk
+                found |= {value for key, value in keys.items() if key in window}
+                tail = window[-overlap:]
+    except OSError:  # no catalog installed yet
+        return set()
+    return found

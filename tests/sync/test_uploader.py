@@ -262,3 +262,14 @@ def test_a_device_without_a_catalog_server_keeps_its_references_pending_and_says
     rid = confirm(config, "cha-mate-limao", LIMAO_CROP)
     report = Uploader(config).upload_round()
     assert report.pending == 1 and "sync.references_url" in report.error and states(config) == {rid: "pending"}
+
+
+def test_a_reference_is_found_in_a_large_images_json_across_a_read_boundary(tmp_path):
+    from sync_agent.uploader import files_named
+
+    row = '{"product_id": "p", "file": "p/field-' + "a" * 32 + '.jpg"}'
+    padding = " " * ((1 << 20) - 20)  # the row straddles the first 1 MB read
+    (tmp_path / "images.json").write_text("[" + padding + row + "]")
+    needles = {f"/field-{c * 32}.jpg\"": c for c in "ab"}
+    assert files_named(tmp_path / "images.json", needles) == {"a"}
+    assert files_named(tmp_path / "missing.json", needles) == set()
