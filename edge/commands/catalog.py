@@ -122,8 +122,11 @@ def _references(args: argparse.Namespace) -> int:
             note = " (the catalog server has it: a manager reviews it there)" if reference.state == "uploaded" else ""
             print(f"removed {reference.reference_id} ({reference.product_id}, {reference.state}){note}")
         return 0
-    for reference in device_references(config):
+    references = device_references(config)
+    for reference in references:
         print(json.dumps(asdict(reference), ensure_ascii=False) if args.json else reference_line(reference))
+    if not references:
+        print(f"no field references in {config.device.data_dir}/references", file=sys.stderr)
     return 0
 
 
