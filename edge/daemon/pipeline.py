@@ -18,6 +18,7 @@ from edge.core.config import Config
 from edge.core.identify import Identification, Identifier, Timings, crop_boxes
 from edge.daemon.grabber import Frame
 from edge.daemon.tracker import Track, Tracker, Verdict, needs_identification
+from edge.daemon.unknowns import RecentUnknowns
 from edge.daemon.worker import IdentifyWorker
 from edge.reporting.events import make_event
 from edge.reporting.sinks import EventSink
@@ -67,6 +68,7 @@ class Pipeline:
         self.config, self.identifier, self.sink, self.report_unknown = config, identifier, sink, report_unknown
         self.tracker = Tracker(config.tracker.iou_threshold, config.tracker.max_missed)
         self.stats = Stats(on_record=on_stage_ms)
+        self.unknowns = RecentUnknowns()  # what the installer's page offers to teach
         background = config.tracker.background if background is None else background
         self.worker = IdentifyWorker(identifier, threads=config.tracker.identify_threads) if background else None
 
@@ -82,17 +84,19 @@ class Pipeline:
         if self.worker is not None:
             self._hand_over(image, due, now)
         else:
-            for i, ident in self.identifier.identify_boxes(image, [t.bbox for t in due], timings):
+            keep, crops = crop_boxes(image, [t.bbox for t in due])
+            for i, crop, ident in zip(keep, crops, self.identifier.identify_crops(crops, timings)):
                 self.stats.crops += 1
                 events += self._apply(due[i], ident, image.shape, now)
+                self.unknowns.observe(due[i].track_id, ident, crop, now)
         self.stats.frames += 1
         self.stats.record(timings.ms)
         return events
 
     def switch(self, identifier: Identifier) -> None:
         """Use another catalog from the next frame on; confirmed tracks are re-checked against it soon."""
+        self.stats.catalog_switches += identifier.catalog is not self.identifier.catalog  # not for field references taught
         self.identifier = identifier
-        self.stats.catalog_switches += 1
         if self.worker is not None:
             self.worker.identifier = identifier
         for track in self.tracker.tracks:
@@ -129,6 +133,7 @@ class Pipeline:
             if result.identification is None or result.identifier is not self.identifier:
                 continue  # failed, or computed against the catalog we just switched away from: try again
             events += self._apply(track, result.identification, shape, result.timestamp)
+            self.unknowns.observe(track.track_id, result.identification, result.crop, result.timestamp)
         return events
 
     def _apply(self, track: Track, ident: Identification, shape: tuple, checked_at: float) -> list[dict]:

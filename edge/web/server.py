@@ -6,6 +6,8 @@
     /api/events?limit=N     recent identifications, newest first, with thumbnail URLs
     /thumb/<event_id>/crop.jpg | catalog.jpg
     /metrics                Prometheus text format
+    /api/unknowns, /unknown/<track>/<k>.jpg, /api/products?q=, POST /api/unknowns/<track>
+                            teaching the device what it could not name (edge/web/teach.py)
 
 A token (file, credential `web-token` or $SHELFID_WEB_TOKEN) is required when
 bound to anything but loopback; it is accepted as `Authorization: Bearer`,
@@ -13,7 +15,10 @@ as a `token` query parameter (the page then keeps it in an HttpOnly cookie)
 or as that cookie; a page opened with ?token= is redirected to itself without it,
 so the token does not stay in the address bar. Without one the answer is 401, with
 a wrong one 403: JSON for the API, and for a browser opening the page a small page
-(edge/web/static/token.html) whose form sends GET /?token=…. Nothing here changes state.
+(edge/web/static/token.html) whose form sends GET /?token=…. One route changes state: POST /api/unknowns/<track>
+(teaching), which takes only a small `application/json` body from this page's own origin — a form on another site
+cannot send that type, a script there cannot without a CORS preflight this server never grants, and a browser's
+Origin header naming another site is refused (403) — so another site cannot teach the device, token or not.
 
 Without a token (loopback only) the page answers only requests whose Host is a loopback name (localhost,
 *.localhost) or an IP address, and 421 to any other: a browser made to resolve an attacker's name to 127.0.0.1 (DNS
@@ -52,13 +57,16 @@ from edge.core.config import WebConfig
 from edge.core.errors import ShelfIDError
 from edge.web.live import LiveState
 from edge.web.metrics import Metrics
+from edge.web.teach import MAX_BODY, LessonError, Teacher, parse_lesson
 
 log = logging.getLogger(__name__)
 MAX_TARGET = 2048
 COOKIE = "shelfid_token"
 THUMB = re.compile(r"^/thumb/([0-9a-f-]{36})/(crop|catalog)\.jpg$")
+UNKNOWN_CROP = re.compile(r"^/unknown/([0-9]{1,9})/([0-9]{1,2})\.jpg$")
+TEACH = re.compile(r"^/api/unknowns/([0-9]{1,9})$")
 LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII only: str.isdigit accepts '²' and '١', which int() then refuses or reads
-METHODS = ("GET", "HEAD")
+METHODS = ("GET", "HEAD", "POST")  # POST: the teaching route only
 MAX_CONNECTIONS = 32  # a browser opens at most 6 to one host; a few installers and a scraper fit many times over
 TIMEOUT_S = 5.0  # for the whole request line and headers after the accept, and for each write of the answer
 SECURITY = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
@@ -117,8 +125,8 @@ class Handler(BaseHTTPRequestHandler):
         if not super().parse_request():
             return False
         if self.command not in METHODS:
-            self.error(HTTPStatus.METHOD_NOT_ALLOWED, f"this page is read-only: {self.command[:20]!r} is not GET or HEAD",
-                       {"Allow": ", ".join(METHODS)})
+            allow = "POST" if TEACH.match(urlsplit(self.path).path) else "GET, HEAD"
+            self.error(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command[:20]!r} is not {allow.replace(', ', ' or ')} here", {"Allow": allow})
             return False
         return True
 
@@ -133,6 +141,8 @@ class Handler(BaseHTTPRequestHandler):
             self.route()
         except Exception as exc:  # the handler's boundary: answer and log here, never a dropped connection
             self.fail(exc)
+
+    do_POST = do_GET  # noqa: N815 - one router; route() sends POST to the teaching route only
 
     def route(self) -> None:
         if len(self.path) > MAX_TARGET:
@@ -149,12 +159,22 @@ class Handler(BaseHTTPRequestHandler):
         cookie = self.authorised(query)
         if isinstance(cookie, HTTPStatus):
             return self.refused(cookie, parts.path)
+        if self.command == "POST":
+            if match := TEACH.match(parts.path):
+                return self.teach(int(match.group(1)))
+            return self.error(HTTPStatus.METHOD_NOT_ALLOWED, f"{parts.path[:200]!r} takes GET and HEAD only; POST is for "
+                              "/api/unknowns/<track>", {"Allow": "GET, HEAD"})
         route = {"/": self.page, "/index.html": self.page, "/snapshot.jpg": self.snapshot, "/api/status": self.status,
-                 "/api/events": self.events, "/metrics": self.metrics}.get(parts.path)
+                 "/api/events": self.events, "/metrics": self.metrics, "/api/unknowns": self.unknowns,
+                 "/api/products": self.products}.get(parts.path)
         if route is not None:
             return route(query, cookie)
         if match := THUMB.match(parts.path):
             return self.thumb(*match.groups())
+        if match := UNKNOWN_CROP.match(parts.path):
+            return self.unknown_crop(int(match.group(1)), int(match.group(2)))
+        if TEACH.match(parts.path):
+            return self.error(HTTPStatus.METHOD_NOT_ALLOWED, "POST a lesson here (edge/web/teach.py)", {"Allow": "POST"})
         return self.error(HTTPStatus.NOT_FOUND, f"no page {parts.path!r}: try /, /api/status, /api/events, /snapshot.jpg, /metrics")
 
     def fail(self, exc: Exception) -> None:
@@ -259,6 +279,54 @@ class Handler(BaseHTTPRequestHandler):
             return self.error(HTTPStatus.NOT_FOUND, f"no {which} thumbnail for event {event_id} (it may have scrolled out)")
         self.send(HTTPStatus.OK, "image/jpeg", image, {"Cache-Control": "private, max-age=3600"})  # behind the token: no shared cache
 
+    # --- teaching (edge/web/teach.py) ---
+
+    def teacher(self) -> Teacher | None:
+        if self.server.teacher is None:
+            self.error(HTTPStatus.NOT_FOUND, "teaching is not available here (the page runs without the daemon's pipeline)")
+        return self.server.teacher
+
+    def unknowns(self, query: dict, cookie: str) -> None:
+        if (teacher := self.teacher()) is not None:
+            self.json([u | {"crop_urls": [f"/unknown/{u['track_id']}/{k}.jpg" for k in range(u["crops"])]} for u in teacher.unknowns()])
+
+    def products(self, query: dict, cookie: str) -> None:
+        text = query.get("q", [""])[0]
+        if len(text) > 100:
+            return self.error(HTTPStatus.BAD_REQUEST, "q is over 100 characters")
+        if (teacher := self.teacher()) is not None:
+            self.json(teacher.products(text))
+
+    def unknown_crop(self, track_id: int, k: int) -> None:
+        if (teacher := self.teacher()) is None:
+            return
+        image = teacher.crop(track_id, k)
+        if image is None:
+            return self.error(HTTPStatus.NOT_FOUND, f"no crop {k} of unknown track {track_id} (named, taught or scrolled out since)")
+        self.send(HTTPStatus.OK, "image/jpeg", image, {"Cache-Control": "private, max-age=60"})
+
+    def teach(self, track_id: int) -> None:
+        """The one route that changes state: a small JSON body from this page's own origin (see the module's docstring)."""
+        origin, host = self.headers.get("Origin"), self.headers.get("Host", "")
+        if origin is not None and origin not in (f"http://{host}", f"https://{host}"):
+            return self.error(HTTPStatus.FORBIDDEN, f"cross-site request refused: Origin {origin[:100]!r} is not this page's")
+        if self.headers.get_content_type() != "application/json":
+            return self.error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the lesson as Content-Type: application/json")
+        length = self.headers.get("Content-Length", "")
+        if not LIMIT.fullmatch(length):
+            return self.error(HTTPStatus.LENGTH_REQUIRED, f"Content-Length of at most {MAX_BODY} bytes is needed")
+        if int(length) > MAX_BODY:
+            return self.error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"a lesson is at most {MAX_BODY} bytes")
+        body = self.rfile.read(int(length))
+        if len(body) != int(length):
+            return self.error(HTTPStatus.BAD_REQUEST, "the body ended before Content-Length bytes")
+        if (teacher := self.teacher()) is None:
+            return
+        try:
+            self.json(teacher.teach(parse_lesson(track_id, body)))
+        except LessonError as exc:
+            self.error(HTTPStatus(exc.status), str(exc))
+
     def metrics(self, query: dict, cookie: str) -> None:
         self.send(HTTPStatus.OK, "text/plain; version=0.0.4; charset=utf-8", self.server.metrics.exposition(), {"Cache-Control": "no-store"})
 
@@ -295,12 +363,12 @@ class WebServer(ThreadingHTTPServer):
     request_queue_size = 64  # a burst waits in the kernel (no thread) and is answered at once, not after SYN retries
 
     def __init__(self, config: WebConfig, live: LiveState, metrics: Metrics, *, max_connections: int = MAX_CONNECTIONS,
-                 timeout_s: float = TIMEOUT_S):
+                 timeout_s: float = TIMEOUT_S, teacher: Teacher | None = None):
         self.token = config.token()
         if self.token is None and not config.loopback:
             raise ShelfIDError(f"web.host is {config.host}, not loopback: set web.token_file (or the credential 'web-token' "
                                f"or $SHELFID_WEB_TOKEN) so the page is not open to the network")
-        self.live, self.metrics = live, metrics
+        self.live, self.metrics, self.teacher = live, metrics, teacher
         self.timeout_s, self.max_connections = timeout_s, max_connections
         self.slots = threading.BoundedSemaphore(max_connections)
         self.busy = busy_answer(max_connections)
