@@ -31,8 +31,11 @@ the time from a track's first sight to its identification.
 the first --enrol-until seconds, a track of a catalog product that the device confirmed as unknown is
 "confirmed on the page" by its label, as a person would (its sharpest crops become field references,
 edge.core.field_set; the pipeline switches to them at once, as the daemon does), up to N tracks per product.
-Every other track is scored as above (the taught ones are not), for 0 (no teaching) and each N. Products not
-in the catalog are never taught: under natural-only every Limão stays the look-alike that must not be named
+Scored for 0 (no teaching) and each N: while teaching, the tracks the installer did not touch (the taught ones
+are not scored: they are named because a person said so); then the whole video played again from the start
+with what was taught, every track scored, as a shelf camera sees the same shelf all day (this replays frames
+that were taught from: an upper bound for a moving camera, the everyday case for a fixed one). Products not in
+the catalog are never taught: under natural-only every Limão stays the look-alike that must not be named
 Natural.
 """
 
@@ -296,7 +299,8 @@ def build(products: list[str], out: Path, config: Config, models) -> Path:
 
 def evaluate_enrolment(config: Config, video: Path, frame_step: int, stride: int, catalogs: list[str], levels: list[int],
                        until_s: float) -> dict:
-    """Tracks over the video before enrolment and with an installer teaching each level's tracks per product."""
+    """Per level: the tracks the installer did not touch while teaching (`while_teaching`), and every track of the video
+    played again with what was taught (`next_pass`: a shelf camera sees the same shelf all day); level 0 teaches nothing."""
     labels = read_labels()
     models = Models.open(config)
     report = {"video": str(video), "enrol_until_s": until_s, "stride": stride, "decision": config.verifier.decision,
@@ -308,9 +312,12 @@ def evaluate_enrolment(config: Config, video: Path, frame_step: int, stride: int
             levels_out = {}
             for level in [0, *levels]:
                 installer = Installer(config, models, catalog, set(products), level, until_s)
-                result = per_track(config, identifier_for(config, catalog, models), video, frame_step, stride, labels,
-                                   set(products), None, installer)
-                levels_out[str(level)] = {"tracks_taught": dict(installer.taught), "references": len(installer.references)} | result
+                teaching = per_track(config, identifier_for(config, catalog, models), video, frame_step, stride, labels,
+                                     set(products), None, installer) if level else None
+                again = per_track(config, identifier_for(config, catalog, models, installer.field), video, frame_step, stride,
+                                  labels, set(products), None)
+                levels_out[str(level)] = {"tracks_taught": dict(installer.taught), "references": len(installer.references),
+                                          "while_teaching": teaching or again, "next_pass": again}
             report["catalogs"][name] = {"products": products, "enrolment": levels_out}
     return report
 
@@ -352,7 +359,7 @@ def main() -> int:
                         help="labelled frames scored: all, or the half thresholds may be tuned on (0, 60, 120 …), or the other")
     parser.add_argument("--config", type=Path, help="a config file (models, verifier, decision); default: built-in defaults")
     parser.add_argument("--enrol", help="tracks taught per product, comma-separated levels (e.g. 1,2,5): see above")
-    parser.add_argument("--enrol-until", type=float, default=16.0, help="seconds of video the installer teaches in (default 16: the first half)")
+    parser.add_argument("--enrol-until", type=float, default=60.0, help="seconds of video the installer teaches in (default: the first minute)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
     config = load_config(args.config) if args.config else Config()
@@ -368,11 +375,12 @@ def main() -> int:
             print(json.dumps(report, indent=1))
             return 0
         for name, result in report["catalogs"].items():
-            for level, t in result["enrolment"].items():
-                print(f"{name:13s} taught {level} tracks/product ({t['references']:2d} references): tracks "
-                      f"recall {t['recall']} wrong {t['wrong']} false_id {t['false_id']} "
-                      f"lookalike_false_id {t['lookalike_false_id']} (catalog {t['catalog_items']}, other {t['other_items']}) "
-                      f"taught {t['tracks_taught']}")
+            for level, r in result["enrolment"].items():
+                for when in ("while_teaching", "next_pass"):
+                    t = r[when]
+                    print(f"{name:13s} taught {level} tracks/product ({r['references']:2d} references) {when:14s} tracks "
+                          f"recall {t['recall']} wrong {t['wrong']} false_id {t['false_id']} "
+                          f"lookalike_false_id {t['lookalike_false_id']} (catalog {t['catalog_items']}, other {t['other_items']})")
         return 0
     report = evaluate(config, args.video, frame_step, args.stride, catalogs, args.until, not args.no_tracks, args.frames)
     if args.json:
