@@ -19,6 +19,7 @@ from edge.core.identify import Identification, Identifier, Timings, crop_boxes
 from edge.daemon.grabber import Frame
 from edge.daemon.tracker import Track, Tracker, Verdict, needs_identification
 from edge.daemon.worker import IdentifyWorker
+from edge.daemon.zones import ZoneKeeper
 from edge.reporting.events import make_event
 from edge.reporting.sinks import EventSink
 
@@ -69,6 +70,7 @@ class Pipeline:
         self.stats = Stats(on_record=on_stage_ms)
         background = config.tracker.background if background is None else background
         self.worker = IdentifyWorker(identifier, threads=config.tracker.identify_threads) if background else None
+        self.zones = ZoneKeeper.of(config, sink)  # shelf state per zone; None without zones
 
     def process(self, frame: Frame) -> list[dict]:
         timings = Timings()
@@ -85,6 +87,9 @@ class Pipeline:
             for i, ident in self.identifier.identify_boxes(image, [t.bbox for t in due], timings):
                 self.stats.crops += 1
                 events += self._apply(due[i], ident, image.shape, now)
+        if self.zones is not None:  # zone events go to the sink only: the caller's list stays identifications
+            with timings.stage("zones"):
+                self.zones.update(self.tracker.tracks, now, image.shape, self.identifier.catalog)
         self.stats.frames += 1
         self.stats.record(timings.ms)
         return events
