@@ -465,6 +465,15 @@ class Config(Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log output.")
     zones: ZonesConfig = Field(default_factory=ZonesConfig, description="Shelf zones: what is on each one now, and what went missing.")
 
+    @model_validator(mode="after")
+    def _zones_outlast_a_recheck(self) -> Config:
+        # a product half hidden by an arm can get a new track confirmed unknown, re-checked only after recheck_s:
+        # a shorter gone_after_s would report it gone while it stands there (seen in tests/test_zones_e2e.py)
+        if self.zones.areas and self.zones.gone_after_s <= self.tracker.recheck_s:
+            raise ValueError(f"zones.gone_after_s ({self.zones.gone_after_s:g}) must be longer than tracker.recheck_s "
+                             f"({self.tracker.recheck_s:g}): a product hidden for a moment is identified again only then")
+        return self
+
     @property
     def outbox_path(self) -> Path:
         return self.outbox.path or DataDir(self.device.data_dir).outbox
