@@ -430,7 +430,8 @@ class ZonesConfig(Section):
     gone_after_s: float = Field(
         default=30.0, gt=0, le=86400,
         description="Facings fall only after the lower count has lasted this long; at 0 the product is `gone`. Longer "
-                    "than a shopper's arm in front of the shelf and a track's re-identification; also the warm-up "
+                    "than a shopper's arm in front of the shelf, and than tracker.recheck_s (a product half hidden for a "
+                    "moment may get a new track confirmed unknown until its re-check); with present_after_s, the warm-up "
                     "after start before a zone's state is published.")
     stationary_s: float = Field(
         default=1.0, ge=0, le=600,
