@@ -43,11 +43,13 @@ from sync_agent.fetcher import Document, Fetcher, fetcher_for
 from sync_agent.install import install_bundle
 from sync_agent.signing import load_public_key
 from sync_agent.trust import Trusted, accept_manifest, accept_unchanged
+from sync_agent.uploader import Uploader
 
 log = logging.getLogger(__name__)
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 MAX_SIGNATURE_BYTES = 1024
 MAX_BLOB_BYTES = 2 * 1024 ** 3
+REFERENCES_LOOK_S = 30.0  # between syncs, how often the loop looks for newly confirmed field references
 
 
 @dataclass(frozen=True)
@@ -265,9 +267,11 @@ class Agent:
         write_json_atomic(self.layout.sync_status, status)
 
 
-def run_forever(agent: Agent, stop: threading.Event, wake: threading.Event) -> None:
+def run_forever(agent: Agent, stop: threading.Event, wake: threading.Event, uploader: Uploader | None = None) -> None:
     """Sync now, then every poll interval (±10 % jitter) or when `wake` is set (an MQTT announcement);
-    after a failure retry sooner, with exponential backoff and jitter."""
+    after a failure retry sooner, with exponential backoff and jitter. With an `uploader`, the device's pending field
+    references go up after each sync and, between syncs, within REFERENCES_LOOK_S of being confirmed (its own backoff
+    after a failure)."""
     poll = agent.config.sync.poll_interval_s
     failures = 0
     while not stop.is_set():
@@ -282,6 +286,21 @@ def run_forever(agent: Agent, stop: threading.Event, wake: threading.Event) -> N
             failures += 1
             delay = min(poll, 5 * 2 ** min(failures, 10)) * random.uniform(0.5, 1.0)
             log.warning("sync failed (%d in a row): %s; next try in %.0f s", failures, exc, delay)
+        if uploader is not None:
+            upload_references(uploader)
         deadline = time.monotonic() + delay
+        look = time.monotonic() + REFERENCES_LOOK_S
         while not stop.is_set() and not wake.is_set() and time.monotonic() < deadline:
             wake.wait(min(1.0, max(deadline - time.monotonic(), 0)))
+            if uploader is not None and time.monotonic() >= look:
+                look = time.monotonic() + REFERENCES_LOOK_S
+                if uploader.due():
+                    upload_references(uploader)
+
+
+def upload_references(uploader: Uploader) -> None:
+    """One round of field reference uploads; whatever goes wrong is logged, never the loop's end."""
+    try:
+        uploader.upload_round()
+    except Exception:  # a bug or a disk that cannot be read: the references stay pending for the next round
+        log.exception("field references: the upload round failed")

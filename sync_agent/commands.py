@@ -1,4 +1,5 @@
-"""The `shelfid` subcommands of catalog sync: keygen, publish, serve (central) and sync (device)."""
+"""The `shelfid` subcommands of catalog sync: keygen, publish, serve (central) and sync (device, with its field
+reference uploads)."""
 
 from __future__ import annotations
 
@@ -130,6 +131,7 @@ def held_back(config: Config, active: int) -> str:
 
 def sync(args: argparse.Namespace, config: Config) -> int:
     from sync_agent.agent import Agent, active_version, run_forever
+    from sync_agent.uploader import Uploader
 
     agent = Agent(config)
     if args.rollback:
@@ -137,11 +139,17 @@ def sync(args: argparse.Namespace, config: Config) -> int:
         print(json.dumps({"outcome": "rolled_back", "version": version}))
         print(held_back(config, version), file=sys.stderr)
         return 0
+    uploader = Uploader(config)
     if args.once:
-        result = agent.sync_once()
-        print(json.dumps(result.__dict__))
+        try:
+            result = agent.sync_once()
+        finally:  # a failed sync still sends the field references: the catalog server may be up while the tree is not
+            references = uploader.upload_round()
+        print(json.dumps(result.__dict__ | {"references": references.summary()}))
         if result.outcome == "unchanged" and (note := held_back(config, result.version)):
             print(note, file=sys.stderr)
+        if references.error:
+            print(f"field references: {references.error}; {references.pending} stay pending for the next sync", file=sys.stderr)
         return 0
     stop, wake = threading.Event(), threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -153,7 +161,7 @@ def sync(args: argparse.Namespace, config: Config) -> int:
         follower = follow_announcements(config.mqtt, config.sync.catalog_id, config.device.id, wake,
                                        lambda: active_version(agent.layout))
     try:
-        run_forever(agent, stop, wake)
+        run_forever(agent, stop, wake, uploader)
     finally:
         if follower is not None:
             follower.loop_stop()

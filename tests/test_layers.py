@@ -14,7 +14,8 @@ from pathlib import Path
 from tests.conftest import REPO
 
 TOP = ("edge.cli", "edge.commands", "edge.doctor", "tools")
-DEVICE = ("agent", "announce", "bundle", "errors", "fetcher", "install", "signing", "trust")  # sync_agent's device modules
+# sync_agent's device modules (and review, the catalog managers' HTTP client): none may import sync_agent.server
+DEVICE = ("agent", "announce", "bundle", "errors", "fetcher", "install", "review", "signing", "trust", "uploader")
 FORBIDDEN = {  # package -> what no module under it may import
     "models": ("edge", "sync_agent", "tools"),
     "edge.core": ("edge.reporting", "edge.web", "edge.daemon", "edge.bench", "sync_agent", *TOP),

@@ -2,6 +2,7 @@
 """Identification on the real shelf video, judged against our own hand labels, with the detector in the loop.
 
     python tools/evaluate_video.py [--video ../shared/data/shelf-video/output.m3u8] [--json] [--catalogs full,natural-only]
+    python tools/evaluate_video.py --enrol 1,2,5 [--enrol-until 16]     # learning from the shelf, below
 
 Labels: samples/shelf-video-labels.json, boxes of every product facing on 32
 frames of the shared video (every 30th, 1280×720), labelled by hand. The
@@ -25,6 +26,14 @@ the moment it was named (a track can drift onto a neighbour later), another the
 majority; recall over tracks of
 catalog products in view ≥ 1 s, false_id over tracks of other products, and
 the time from a track's first sight to its identification.
+
+--enrol N,…: an installer teaching the device from the shelf, as the video plays. At each labelled frame of
+the first --enrol-until seconds, a track of a catalog product that the device confirmed as unknown is
+"confirmed on the page" by its label, as a person would (its sharpest crops become field references,
+edge.core.field_set; the pipeline switches to them at once, as the daemon does), up to N tracks per product.
+Every other track is scored as above (the taught ones are not), for 0 (no teaching) and each N. Products not
+in the catalog are never taught: under natural-only every Limão stays the look-alike that must not be named
+Natural.
 """
 
 from __future__ import annotations
@@ -48,10 +57,12 @@ from edge.core.catalog import load_catalog  # noqa: E402
 from edge.core.catalog_build import build_catalog  # noqa: E402
 from edge.core.config import Config  # noqa: E402
 from edge.core.config_file import load_config  # noqa: E402
+from edge.core.field_references import new_reference  # noqa: E402
+from edge.core.field_set import EMPTY, FieldSet, field_set  # noqa: E402
 from edge.core.identify import Identifier  # noqa: E402
 from edge.daemon.grabber import Frame  # noqa: E402
 from edge.daemon.pipeline import Pipeline  # noqa: E402
-from edge.daemon.tracker import iou_matrix  # noqa: E402
+from edge.daemon.tracker import UNKNOWN, iou_matrix  # noqa: E402
 from edge.reporting.sinks import MemorySink  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -182,9 +193,14 @@ def per_box(identifier: Identifier, frames: list[tuple[int, np.ndarray]], labels
     return {"detected": detected.summary(), "labelled": labelled.summary(), "detector": detector}
 
 
+def video_fps(video: Path) -> float:
+    return cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FPS) or 30.0
+
+
 def per_track(config: Config, identifier: Identifier, video: Path, frame_step: int, stride: int, labels: dict[int, list[Label]],
-              in_catalog: set[str], limit: int | None) -> dict:
-    fps = cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FPS) or 30.0
+              in_catalog: set[str], limit: int | None, installer: Installer | None = None) -> dict:
+    """Track numbers over the video; with an `installer` teaching as it plays (its taught tracks are not scored)."""
+    fps = video_fps(video)
     pipeline = Pipeline(config, identifier, MemorySink(), background=False)
     seen: dict[int, list[float]] = {}  # track → [first, last] time in view
     first_identified: dict[int, tuple[str, float, int]] = {}  # track → (product, seconds from first sight, frame)
@@ -202,8 +218,12 @@ def per_track(config: Config, identifier: Identifier, video: Path, frame_step: i
             truth = scaled(labels[index], image)
             for li, ti in assign(truth, [t.bbox for t in live]).items():
                 observed[live[ti].track_id].append((index, truth[li].product))
+            if installer is not None:
+                installer(pipeline, now, truth, live)
     tally, delays = Tally(), []
     for track_id, labelled in observed.items():
+        if installer is not None and track_id in installer.taught_tracks:
+            continue
         product, delay, at = first_identified.get(track_id, (None, None, None))
         if product is None:
             truth = Counter(p for _, p in labelled).most_common(1)[0][0]
@@ -218,6 +238,43 @@ def per_track(config: Config, identifier: Identifier, video: Path, frame_step: i
     return tally.summary() | {"tracks_labelled": len(observed), "time_to_identification_ms": {
         "p50": round(float(np.percentile(delays, 50))) if delays else None,
         "p95": round(float(np.percentile(delays, 95))) if delays else None}}
+
+
+class Installer:
+    """Confirms on the page, by the labels, tracks the device called unknown (see --enrol): up to `per_product` tracks
+    of each catalog product, in the first `until_s` seconds; each confirmation switches the pipeline to an identifier
+    with the new field references, as the daemon does."""
+
+    def __init__(self, config: Config, models: Models, catalog, in_catalog: set[str], per_product: int, until_s: float):
+        self.config, self.models, self.catalog, self.in_catalog = config, models, catalog, in_catalog
+        self.per_product, self.until_s = per_product, until_s
+        self.references: list = []
+        self.field: FieldSet = EMPTY
+        self.taught: Counter = Counter()
+        self.taught_tracks: set[int] = set()
+
+    def __call__(self, pipeline: Pipeline, now: float, truth: list[Label], live: list) -> None:
+        if now >= self.until_s:
+            return
+        added = False
+        for li, ti in assign(truth, [t.bbox for t in live]).items():
+            product, track = truth[li].product, live[ti]
+            if product not in self.in_catalog or self.taught[product] >= self.per_product or track.confirmed is not UNKNOWN:
+                continue
+            entry = pipeline.unknowns.take(track.track_id)
+            if entry is None or not entry.crops:
+                continue
+            info = next(p for p in self.catalog.products if p.product_id == product)
+            for _, jpeg in entry.crops:
+                reference = new_reference(self.catalog.catalog_id, product, info.sku, info.name, new_product=False,
+                                          device_id="evaluate", track_id=track.track_id, confirmed_by="evaluate")
+                self.references.append((reference, cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)))
+            self.taught[product] += 1
+            self.taught_tracks.add(track.track_id)
+            added = True
+        if added:  # the device names the product from the next frame on
+            self.field = field_set(self.catalog, self.references, self.models.embedder, self.models.verifier, known=self.field)
+            pipeline.switch(identifier_for(self.config, self.catalog, self.models, self.field))
 
 
 def build(products: list[str], out: Path, config: Config, models) -> Path:
@@ -235,6 +292,27 @@ def build(products: list[str], out: Path, config: Config, models) -> Path:
             (folder / iconic.name).symlink_to(iconic)
     build_catalog(images, out / "catalog", embedder, verifier, detector, "video-eval")
     return out / "catalog"
+
+
+def evaluate_enrolment(config: Config, video: Path, frame_step: int, stride: int, catalogs: list[str], levels: list[int],
+                       until_s: float) -> dict:
+    """Tracks over the video before enrolment and with an installer teaching each level's tracks per product."""
+    labels = read_labels()
+    models = Models.open(config)
+    report = {"video": str(video), "enrol_until_s": until_s, "stride": stride, "decision": config.verifier.decision,
+              "verifier": config.verifier.kind, "catalogs": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in catalogs:
+            products = CATALOGS[name]
+            catalog = load_catalog(build(products, Path(tmp) / name, config, models))
+            levels_out = {}
+            for level in [0, *levels]:
+                installer = Installer(config, models, catalog, set(products), level, until_s)
+                result = per_track(config, identifier_for(config, catalog, models), video, frame_step, stride, labels,
+                                   set(products), None, installer)
+                levels_out[str(level)] = {"tracks_taught": dict(installer.taught), "references": len(installer.references)} | result
+            report["catalogs"][name] = {"products": products, "enrolment": levels_out}
+    return report
 
 
 def evaluate(config: Config, video: Path, frame_step: int, stride: int, catalogs: list[str], limit: int | None = None,
@@ -273,6 +351,8 @@ def main() -> int:
     parser.add_argument("--frames", choices=["all", "fit", "check"], default="all",
                         help="labelled frames scored: all, or the half thresholds may be tuned on (0, 60, 120 …), or the other")
     parser.add_argument("--config", type=Path, help="a config file (models, verifier, decision); default: built-in defaults")
+    parser.add_argument("--enrol", help="tracks taught per product, comma-separated levels (e.g. 1,2,5): see above")
+    parser.add_argument("--enrol-until", type=float, default=16.0, help="seconds of video the installer teaches in (default 16: the first half)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
     config = load_config(args.config) if args.config else Config()
@@ -281,6 +361,19 @@ def main() -> int:
     unknown = [c for c in catalogs if c not in CATALOGS]
     if unknown:
         parser.error(f"unknown catalogs {unknown}; valid: {', '.join(CATALOGS)}")
+    if args.enrol:
+        report = evaluate_enrolment(config, args.video, frame_step, args.stride, [c for c in catalogs if c != "absent"],
+                                    [int(n) for n in args.enrol.split(",")], args.enrol_until)
+        if args.json:
+            print(json.dumps(report, indent=1))
+            return 0
+        for name, result in report["catalogs"].items():
+            for level, t in result["enrolment"].items():
+                print(f"{name:13s} taught {level} tracks/product ({t['references']:2d} references): tracks "
+                      f"recall {t['recall']} wrong {t['wrong']} false_id {t['false_id']} "
+                      f"lookalike_false_id {t['lookalike_false_id']} (catalog {t['catalog_items']}, other {t['other_items']}) "
+                      f"taught {t['tracks_taught']}")
+        return 0
     report = evaluate(config, args.video, frame_step, args.stride, catalogs, args.until, not args.no_tracks, args.frames)
     if args.json:
         print(json.dumps(report, indent=1))

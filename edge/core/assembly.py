@@ -6,10 +6,16 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from edge.core.catalog import Catalog, load_catalog
 from edge.core.config import Config, IndexConfig
+from edge.core.datadir import DataDir
 from edge.core.decision import Calibration, Thresholds, load_calibration
 from edge.core.errors import CatalogError, ShelfIDError
+from edge.core.field_references import ReferenceStore
+from edge.core.field_set import EMPTY, FieldSet, field_set
 from edge.core.identify import Identifier
 from edge.core.index import CatalogIndex, search_one_query_at_a_time
 from edge.core.verifier import Verifier, open_verifier
@@ -48,10 +54,12 @@ def backend_options(config: Config) -> BackendOptions:
     return BackendOptions(threads=m.threads, precision=m.precision, engine_cache_dir=m.engine_cache_dir, device=m.device)
 
 
-def load_identifier(config: Config, catalog_dir: Path) -> Identifier:
+def load_identifier(config: Config, catalog_dir: Path, field_references: bool = False) -> Identifier:
+    """`field_references`: with the device's (the daemon's identifier; `shelfid detect` judges the catalog alone)."""
     search_one_query_at_a_time()
     models = Models.open(config)
-    return identifier_for(config, load_catalog(catalog_dir, models.embedder.model_id, models.verifier.id), models)
+    catalog = load_catalog(catalog_dir, models.embedder.model_id, models.verifier.id)
+    return identifier_for(config, catalog, models, device_field_set(config, catalog, models) if field_references else EMPTY)
 
 
 def calibration_for(config: Config, verifier: Verifier) -> Calibration | None:
@@ -81,8 +89,34 @@ def catalog_index(catalog: Catalog, ix: IndexConfig) -> CatalogIndex:
         raise CatalogError(f"{catalog.path}: {exc}") from None
 
 
-def identifier_for(config: Config, catalog: Catalog, models: Models) -> Identifier:
-    """An identifier for this catalog with these models, as the config sets it up."""
+def identifier_for(config: Config, catalog: Catalog, models: Models, field: FieldSet = EMPTY) -> Identifier:
+    """An identifier for this catalog with these models (and these field references), as the config sets it up."""
     ix, v = config.index, config.verifier
     return Identifier(models, catalog, catalog_index(catalog, ix), ix.top_k, v.candidates, Thresholds.of(v),
-                      appearance=v.max_differing is not None)
+                      appearance=v.max_differing is not None, field=field)
+
+
+def device_field_set(config: Config, catalog: Catalog, models: Models, known: FieldSet | None = None) -> FieldSet:
+    """The device's field references (device.data_dir/references) that this catalog does not hold yet, ready to use;
+    `known`: the set in use, whose computed references are reused."""
+    store = ReferenceStore(DataDir(config.device.data_dir).references)
+    references = store.all()
+    if not references:
+        return EMPTY
+    held = in_catalog(catalog, [r.reference_id for r in references])
+    loaded = []
+    for reference in references:
+        if reference.reference_id in held:
+            continue
+        crop = cv2.imdecode(np.frombuffer(store.crop(reference.reference_id), np.uint8), cv2.IMREAD_COLOR)
+        if crop is None:
+            log.warning("field reference %s: its crop does not decode; not used", reference.reference_id)
+            continue
+        loaded.append((reference, crop))
+    return field_set(catalog, loaded, models.embedder, models.verifier, known)
+
+
+def in_catalog(catalog: Catalog, reference_ids: list[str]) -> set[str]:
+    """The references the catalog already holds as images (the server files an accepted one as field-<id>.<ext>)."""
+    files = " ".join(str(row.get("file", "")) for row in catalog.images) if catalog.image_count else ""
+    return {rid for rid in reference_ids if f"field-{rid}" in files}

@@ -329,6 +329,12 @@ class SyncConfig(Section):
     token_file: Optional[Path] = Field(
         default=None, description=f"File holding a bearer token; else the credential 'sync-token' or ${SYNC_TOKEN_ENV}."
     )
+    references_url: Optional[str] = Field(
+        default=None, pattern=r"^https?://",
+        description="The catalog server that field references confirmed on the installer's page are uploaded to (its API "
+                    "base URL; the sync token needs the `upload` scope); null: server_url when it is http(s). Set it when "
+                    "devices sync from a CDN, a bucket or a file:// tree.",
+    )
     keep_versions: int = Field(default=3, ge=1, le=100, description="Catalog versions kept on disk for rollback.")
     deadline_s: int = Field(
         default=1800, ge=5, le=86400,
@@ -349,6 +355,15 @@ class SyncConfig(Section):
 
     def token(self) -> Optional[str]:
         return read_secret(self.token_file, "sync-token", SYNC_TOKEN_ENV)
+
+    @property
+    def upload_url(self) -> Optional[str]:
+        """Where field references go: references_url, else server_url when it is http(s), else None (nowhere)."""
+        if self.references_url:
+            return self.references_url.rstrip("/")
+        if self.server_url and self.server_url.startswith(("http://", "https://")):
+            return self.server_url.rstrip("/")
+        return None
 
 
 class WebConfig(Section):

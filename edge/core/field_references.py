@@ -4,10 +4,11 @@
     references/<reference_id>/reference.json   what it is and where it came from (FieldReference's fields)
 
 A reference is written to a hidden folder beside the others, fsynced, and renamed into place, so after a power cut it
-is there whole or not at all; its state (`pending` until the catalog server has it, then `uploaded`) is rewritten
-atomically. The identifier reads every reference here (the device names the product from the next frame on), the
-sync agent uploads the pending ones (sync_agent/uploader.py), and a reference leaves once the installed catalog
-holds it (its `reference_id` in the catalog's images.json) or `shelfid catalog references remove` takes it away.
+is there whole or not at all; its state (`pending` until the catalog server has it, then `uploaded`, or `refused` with
+the server's reason when it will not take it) is rewritten atomically. The identifier reads every reference here (the
+device names the product from the next frame on; a refused one it skips), the sync agent uploads the pending ones
+(sync_agent/uploader.py), and a reference leaves once the installed catalog holds it (its `reference_id` in the
+catalog's images.json: `field-<reference_id>.jpg`) or `shelfid catalog references remove` takes it away.
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ class FieldReference:
     confirmed_at: str  # ISO 8601 UTC
     confirmed_by: str  # who confirmed it (the page's user, or "evaluate" for the tools)
     guess: str | None = None  # the product the device thought most likely, for the reviewer
-    state: str = "pending"
+    state: str = "pending"  # -> "uploaded" (the server has it), or "refused" (the server will not take it: refused_reason)
     uploaded_at: str | None = None
+    refused_reason: str | None = None  # the server's words; a refused reference is not used to identify (disputed: it
+    # verifies better as another product) and is not sent again
 
 
 def new_reference(catalog_id: str, product_id: str, sku: str, name: str, *, new_product: bool, device_id: str, track_id: int,
@@ -84,6 +87,11 @@ class ReferenceStore:
     def mark_uploaded(self, reference_id: str) -> FieldReference:
         reference = replace(self._read(self._folder(reference_id)), state="uploaded",
                             uploaded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        write_json_atomic(self._folder(reference_id) / "reference.json", asdict(reference))
+        return reference
+
+    def mark_refused(self, reference_id: str, reason: str) -> FieldReference:
+        reference = replace(self._read(self._folder(reference_id)), state="refused", refused_reason=reason[:1000])
         write_json_atomic(self._folder(reference_id) / "reference.json", asdict(reference))
         return reference
 

@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ from edge.core.appearance import Reference, differing_share, prepare
 from edge.core.catalog import Catalog, Product
 from edge.core.config import VerifierConfig
 from edge.core.decision import Calibration, Thresholds, choose, is_clear, verified_count
+from edge.core.field_set import EMPTY, FieldSet
 from edge.core.index import Candidate, CatalogIndex, collapse_to_products
 from edge.core.verifier import Features, Match
 from edge.core.verifier.geometry import implausible
@@ -79,7 +81,7 @@ class Detected:
     identification: Identification
 
 
-def decide(catalog: Catalog, candidates: list[Candidate], matches: list[Match], thresholds: Thresholds,
+def decide(products: Sequence[Product], candidates: list[Candidate], matches: list[Match], thresholds: Thresholds,
            calibration: Calibration | None = None) -> Identification:
     """Identical when the decision rule accepts the best verified candidate; else unknown with a guess."""
     if not candidates:
@@ -87,7 +89,7 @@ def decide(catalog: Catalog, candidates: list[Candidate], matches: list[Match], 
     # matches[i] belongs to candidates[i]; candidates past len(matches) were not verified
     best, identical, confidence = choose(matches, [c.similarity for c in candidates], thresholds, calibration)
     cand, match = candidates[best], matches[best] if matches else Match.none()
-    product = catalog.products[cand.product_index]
+    product = products[cand.product_index]
     ranked = tuple(c.product_index for c in candidates)
     scores = (cand.similarity, match.inliers, match.inlier_ratio, match.spread, len(matches), ranked, confidence)
     if identical:
@@ -96,11 +98,15 @@ def decide(catalog: Catalog, candidates: list[Candidate], matches: list[Match], 
 
 
 class Identifier:
-    """One catalog's engine over a process's models (edge.core.assembly.identifier_for builds one from a config)."""
+    """One catalog's engine over a process's models (edge.core.assembly.identifier_for builds one from a config), with
+    the device's field references beside the catalog (`field`: their images number on from the catalog's)."""
 
     def __init__(self, models: Models, catalog: Catalog, index: CatalogIndex, top_k: int = 5, verify_candidates: int = 3,
-                 thresholds: Thresholds | None = None, appearance: bool = True):
-        self.models, self.catalog, self.index = models, catalog, index
+                 thresholds: Thresholds | None = None, appearance: bool = True, field: FieldSet = EMPTY):
+        self.models, self.catalog, self.index, self.field = models, catalog, index, field
+        self.products = [*catalog.products, *field.products]
+        self._image_product = (np.concatenate([np.asarray(catalog.image_product, np.int64), field.image_product])
+                               if len(field) else catalog.image_product)
         self.embedder, self.verifier, self.detector, self.calibration = models.embedder, models.verifier, models.detector, models.calibration
         self.top_k, self.verify_candidates = top_k, verify_candidates
         self.thresholds = thresholds or Thresholds.of(VerifierConfig())
@@ -114,12 +120,21 @@ class Identifier:
         self._references_lock = threading.Lock()  # the daemon identifies on several threads
 
     def candidates(self, embeddings: np.ndarray) -> list[list[Candidate]]:
-        if not self.catalog.image_count:
+        """Top-k products per query, each with its most similar image (catalog or field)."""
+        n = self.catalog.image_count
+        if not n and not len(self.field):
             return [[] for _ in embeddings]
         per_product = max(IMAGES_PER_PRODUCT, VARIANTS_SEARCHED if self.catalog.info.get("variants") else 0)
-        k_images = min(self.catalog.image_count, self.top_k * per_product)
-        sims, ids = self.index.search(embeddings, k_images)
-        return [collapse_to_products(s, i, self.catalog.image_product, self.top_k) for s, i in zip(sims, ids)]
+        k_images = self.top_k * per_product
+        found = [self.index.search(embeddings, min(n, k_images))] if n else []
+        if len(self.field):
+            field_sims, field_ids = self.field.search(embeddings, k_images)
+            found.append((field_sims, field_ids + n))
+        sims, ids = (np.concatenate(part, 1) for part in zip(*found))
+        if len(found) > 1:  # one ranking over both
+            order = np.argsort(-sims, axis=1, kind="stable")
+            sims, ids = np.take_along_axis(sims, order, 1), np.take_along_axis(ids, order, 1)
+        return [collapse_to_products(s, i, self._image_product, self.top_k) for s, i in zip(sims, ids)]
 
     def verify(self, crop: np.ndarray, candidates: list[Candidate], limit: int | None = None, early_stop: bool = True) -> list[Match]:
         """Best match per candidate product, in candidate order, checked for plausible geometry and for
@@ -130,29 +145,42 @@ class Identifier:
         limit = limit or verified_count([c.similarity for c in candidates], self.verify_candidates)
         for cand in candidates[:limit]:
             query = query or self.verifier.features(crop)
-            first = self.catalog.original_of(cand.image_index)  # a retrieval variant verifies as its original
-            images = [first] + [i for i in self.catalog.images_of(cand.product_index) if i != first]
-            best, image = max(((self.verifier.match(query, self.catalog.features(i)), i) for i in images[:IMAGES_PER_PRODUCT]),
-                              key=lambda pair: pair[0].inliers)
+            images = self._images_to_verify(cand)
+            best, image = max(((self.verifier.match(query, self._features(i)), i) for i in images), key=lambda pair: pair[0].inliers)
             best = self._checked(crop, query, best, image, cand.product_index)
             matches.append(best)
             if early_stop and is_clear(best, self.thresholds):
                 break
         return matches
 
+    def _images_to_verify(self, cand: Candidate) -> list[int]:
+        """The image retrieved, then the product's field references (the camera's own view of it: a product that has
+        them is decided by them), then its catalog images; IMAGES_PER_PRODUCT in all."""
+        n = self.catalog.image_count
+        first = self.catalog.original_of(cand.image_index) if cand.image_index < n else cand.image_index  # a variant verifies as its original
+        field = [n + i for i in self.field.images_of(cand.product_index)] if len(self.field) else []
+        own = self.catalog.images_of(cand.product_index) if cand.product_index < len(self.catalog.products) else []
+        images = [first] + [i for i in (*field, *own) if i != first]
+        return images[:IMAGES_PER_PRODUCT]
+
+    def _features(self, image: int) -> Features:
+        n = self.catalog.image_count
+        return self.catalog.features(image) if image < n else self.field.images[image - n].features
+
     def _checked(self, crop: np.ndarray, query: Features, match: Match, image: int, product_index: int) -> Match:
         """No inliers when the transform cannot be the same product; the share of the reference's face unlike the
         aligned query where its pixels are at hand (the product's first image)."""
         if match.inliers == 0 or match.transform is None:
             return match
-        reference_size = self.catalog.feature_size(image)
+        n = self.catalog.image_count
+        reference_size = self.catalog.feature_size(image) if image < n else self.field.images[image - n].features.image_size
         if implausible(match, query.image_size, reference_size):
             return replace(match, inliers=0, inlier_ratio=0.0, spread=0.0)
-        if not self.appearance or image != self.catalog.images_of(product_index)[0]:
-            return match  # the thumbnail shows the product's first image only
+        if not self.appearance or (image < n and image != self.catalog.images_of(product_index)[0]):
+            return match  # the thumbnail shows the product's first catalog image only
         if match.inliers < self.thresholds.min_inliers:
             return match  # too few inliers to be identical whatever its colours: not compared (~5 ms a candidate)
-        reference = self._reference(product_index)
+        reference = self._reference(product_index) if image < n else self.field.images[image - n].appearance
         if reference is None:
             return match
         return replace(match, differing=differing_share(crop, query.image_size, reference, reference_size, match.transform))
@@ -195,7 +223,7 @@ class Identifier:
             else:  # the fitted score decides from the embedding: keypoints would change nothing
                 matches = [Match.none()] * verified_count([c.similarity for c in cands], self.verify_candidates)
             verified = len(matches) if self.verifies else 0
-            identification = replace(decide(self.catalog, cands, matches, self.thresholds, self.calibration), verified=verified)
+            identification = replace(decide(self.products, cands, matches, self.thresholds, self.calibration), verified=verified)
             results.append(Examined(tuple(cands), tuple(matches), identification))
         return results
 

@@ -5,7 +5,8 @@ catalog build --force` replaces a folder by renaming it. Either way the
 catalog's identity on disk is (resolved folder, inode and mtime of its
 catalog.json), checked with two stat calls every `check_s` seconds. A version
 that fails to load is logged once and skipped until the link moves again; the
-daemon keeps identifying with the old one meanwhile.
+daemon keeps identifying with the old one meanwhile. Field references taught on the installer's page
+(references_changed) are taken in the same way: the identifier is rebuilt for the same catalog in the background.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from edge.core.assembly import identifier_for
+from edge.core.assembly import device_field_set, identifier_for
 from edge.core.catalog import load_catalog
 from edge.core.config import Config
 from edge.core.errors import ShelfIDError
@@ -44,6 +45,11 @@ class CatalogWatcher:
         self._next_check = time.monotonic() + check_s
         self._loading: threading.Thread | None = None
         self._ready: tuple[tuple, Identifier] | None = None
+        self._references_changed = threading.Event()
+
+    def references_changed(self) -> None:
+        """The device's field references changed (taught on the page): rebuild the identifier with them soon."""
+        self._references_changed.set()
 
     def poll(self) -> Identifier | None:
         """A freshly loaded identifier to switch to now, else None. Cheap: call it between frames."""
@@ -51,6 +57,11 @@ class CatalogWatcher:
             (self.key, identifier), self._ready = self._ready, None
             self.active, self._loading = identifier, None
             return identifier
+        if self._loading is None and self._references_changed.is_set():
+            self._references_changed.clear()
+            self._loading = threading.Thread(target=self._load_references, name="references-load", daemon=True)
+            self._loading.start()
+            return None
         now = time.monotonic()
         if self._loading is not None or now < self._next_check:
             return None
@@ -72,7 +83,7 @@ class CatalogWatcher:
         started = time.monotonic()
         try:
             catalog = load_catalog(key[0], old.embedder.model_id, old.verifier.id)
-            identifier = identifier_for(self.config, catalog, old.models)
+            identifier = identifier_for(self.config, catalog, old.models, device_field_set(self.config, catalog, old.models, old.field))
         except (ShelfIDError, OSError, ValueError) as exc:
             self.failed_key, self._loading = key, None
             self.failures += 1
@@ -81,3 +92,16 @@ class CatalogWatcher:
         log.info("catalog %s v%d loaded from %s in %.2f s (%d products); switching from v%d", catalog.catalog_id, catalog.version,
                  key[0], time.monotonic() - started, len(catalog.products), old.catalog.version)
         self._ready = (key, identifier)
+
+    def _load_references(self) -> None:
+        old = self.active
+        started = time.monotonic()
+        try:
+            field = device_field_set(self.config, old.catalog, old.models, old.field)
+        except (ShelfIDError, OSError, ValueError) as exc:
+            self._loading = None
+            log.warning("field references not taken in, keeping the %d in use: %s", len(old.field), exc)
+            return
+        log.info("field references: %d in use for catalog %s v%d (%d new products), taken in %.2f s", len(field),
+                 old.catalog.catalog_id, old.catalog.version, len(field.products), time.monotonic() - started)
+        self._ready = (self.key, identifier_for(self.config, old.catalog, old.models, field))

@@ -18,6 +18,7 @@ from edge.core.config import Config
 from edge.core.identify import Identification, Identifier, Timings, crop_boxes
 from edge.daemon.grabber import Frame
 from edge.daemon.tracker import Track, Tracker, Verdict, needs_identification
+from edge.daemon.unknowns import RecentUnknowns
 from edge.daemon.worker import IdentifyWorker
 from edge.daemon.zones import ZoneKeeper
 from edge.reporting.events import make_event
@@ -68,6 +69,7 @@ class Pipeline:
         self.config, self.identifier, self.sink, self.report_unknown = config, identifier, sink, report_unknown
         self.tracker = Tracker(config.tracker.iou_threshold, config.tracker.max_missed)
         self.stats = Stats(on_record=on_stage_ms)
+        self.unknowns = RecentUnknowns()  # what the installer's page offers to teach
         background = config.tracker.background if background is None else background
         self.worker = IdentifyWorker(identifier, threads=config.tracker.identify_threads) if background else None
         self.zones = ZoneKeeper.of(config, sink)  # shelf state per zone; None without zones
@@ -84,9 +86,11 @@ class Pipeline:
         if self.worker is not None:
             self._hand_over(image, due, now)
         else:
-            for i, ident in self.identifier.identify_boxes(image, [t.bbox for t in due], timings):
+            keep, crops = crop_boxes(image, [t.bbox for t in due])
+            for i, crop, ident in zip(keep, crops, self.identifier.identify_crops(crops, timings)):
                 self.stats.crops += 1
                 events += self._apply(due[i], ident, image.shape, now)
+                self.unknowns.observe(due[i].track_id, ident, crop, now)
         if self.zones is not None:  # zone events go to the sink only: the caller's list stays identifications
             with timings.stage("zones"):
                 self.zones.update(self.tracker.tracks, now, image.shape, self.identifier.catalog)
@@ -96,8 +100,8 @@ class Pipeline:
 
     def switch(self, identifier: Identifier) -> None:
         """Use another catalog from the next frame on; confirmed tracks are re-checked against it soon."""
+        self.stats.catalog_switches += identifier.catalog is not self.identifier.catalog  # not for field references taught
         self.identifier = identifier
-        self.stats.catalog_switches += 1
         if self.worker is not None:
             self.worker.identifier = identifier
         for track in self.tracker.tracks:
@@ -134,6 +138,7 @@ class Pipeline:
             if result.identification is None or result.identifier is not self.identifier:
                 continue  # failed, or computed against the catalog we just switched away from: try again
             events += self._apply(track, result.identification, shape, result.timestamp)
+            self.unknowns.observe(track.track_id, result.identification, result.crop, result.timestamp)
         return events
 
     def _apply(self, track: Track, ident: Identification, shape: tuple, checked_at: float) -> list[dict]:

@@ -29,6 +29,7 @@ from edge.core.catalog import installed_version
 from edge.core.config import CameraConfig, Config
 from edge.core.datadir import DataDir
 from edge.core.errors import CatalogError
+from edge.core.field_references import ReferenceStore
 from edge.core.identify import Identifier
 from edge.daemon.camera import FrameSource, open_source
 from edge.daemon.catalog_watch import CatalogWatcher
@@ -37,6 +38,7 @@ from edge.daemon.page import feed_page, start_web, sync_zones
 from edge.daemon.pipeline import Pipeline
 from edge.daemon.sdnotify import notify
 from edge.daemon.status import page_status, stats_message
+from edge.daemon.teaching import Teaching
 from edge.reporting.announcements import AnnouncementGate
 from edge.reporting.sinks import EventSink, JSONLinesSink, OutboxSink
 
@@ -73,13 +75,17 @@ def run(config: Config, catalog_dir: Path | None = None, stop: threading.Event |
     """
     stop = stop or threading.Event()
     path = require_catalog(config, catalog_dir)
-    identifier = load_identifier(config, path)
+    ReferenceStore(DataDir(config.device.data_dir).references).clean()  # what a cut-short teaching left
+    identifier = load_identifier(config, path, field_references=True)
     identifier.identify_image(np.zeros((480, 640, 3), np.uint8))  # warm-up before READY=1
     sink = make_sink(config, config.sync.catalog_id)
     web = start_web(config, config_path)  # the installer's page, when the config turns it on
     pipeline = Pipeline(config, identifier, sink, on_stage_ms=web.metrics.observe if web is not None else None)
     watcher = CatalogWatcher(path, identifier, config, config.device.catalog_check_s)
     announce_catalog(sink, identifier)
+    if web is not None:
+        web.teacher = Teaching(config, pipeline.unknowns, lambda: pipeline.identifier, watcher.references_changed,
+                               after_teaching=(lambda: wake_sync(config, "references")) if config.sync.upload_url else None)
     # the pipeline and the watcher hold the identifier in use; this name must not pin the first one for the daemon's
     # life (the soak saw its catalog's five files stay open after every switch, and a pruned version's disk space too)
     del identifier
@@ -187,9 +193,16 @@ def sync_trigger(config: Config) -> Callable[[int], None]:
 
 def trigger_sync(config: Config, version: int) -> Path:
     """(Re)write <data_dir>/sync/trigger, which shelfid-sync.path watches, with the parsed version only."""
+    return wake_sync(config, {"version": version})
+
+
+def wake_sync(config: Config, why: dict | str) -> Path:
+    """Run the sync agent now (shelfid-sync.path watches <data_dir>/sync/trigger): for an announced version, or to upload
+    field references just taught."""
     trigger = DataDir(config.device.data_dir).sync_trigger
     trigger.parent.mkdir(parents=True, exist_ok=True)
-    trigger.write_text(json.dumps({"version": version}) + "\n")  # in place: the close-after-write is what the path unit sees
+    # in place: the close-after-write is what the path unit sees
+    trigger.write_text(json.dumps(why if isinstance(why, dict) else {"upload": why}) + "\n")
     return trigger
 
 

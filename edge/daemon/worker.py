@@ -37,6 +37,7 @@ class Result:
     identification: Identification | None  # None: identification failed (logged); the track is tried again
     timestamp: float  # of the frame the crop came from
     identifier: Identifier  # the one that produced it (a catalog switch may have happened since)
+    crop: np.ndarray  # what was identified (the page offers unknown ones to teach)
 
 
 class IdentifyWorker:
@@ -98,8 +99,8 @@ class IdentifyWorker:
                 self.failures += 1
                 log.exception("identification of tracks %s failed", list(job.track_ids))
                 found = [None] * len(job.crops)
-            for track_id, ident in zip(job.track_ids, found):
-                self._results.append(Result(track_id, ident, job.timestamp, identifier))
+            for track_id, ident, crop in zip(job.track_ids, found, job.crops):
+                self._results.append(Result(track_id, ident, job.timestamp, identifier, crop))
             self._timings.append(timings.ms)
             with self._idle:
                 self._busy -= 1

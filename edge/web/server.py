@@ -1,4 +1,4 @@
-"""The installer's page, served by the daemon itself (stdlib ThreadingHTTPServer; read-only but for the zones; off by default).
+"""The installer's page, served by the daemon itself (stdlib ThreadingHTTPServer; read-only but for teaching and zones; off by default).
 
     /                       the page: live view, recent identifications, health (edge/web/static/index.html)
     /snapshot.jpg           the live view with boxes and names (503 before the first frame)
@@ -6,6 +6,8 @@
     /api/events?limit=N     recent identifications, newest first, with thumbnail URLs
     /thumb/<event_id>/crop.jpg | catalog.jpg
     /metrics                Prometheus text format
+    /api/unknowns, /unknown/<track>/<k>.jpg, /api/products?q=, POST /api/unknowns/<track>
+                            teaching the device what it could not name (edge/web/teach.py)
     /api/zones              GET: the shelf zones, their state and the catalog's products (edge.web.zone_desk);
                             POST: save the zones drawn on the page into the config file
     /zones.js               the page's zone drawing (edge/web/static/zones.js)
@@ -16,10 +18,11 @@ as a `token` query parameter (the page then keeps it in an HttpOnly cookie)
 or as that cookie; a page opened with ?token= is redirected to itself without it,
 so the token does not stay in the address bar. Without one the answer is 401, with
 a wrong one 403: JSON for the API, and for a browser opening the page a small page
-(edge/web/static/token.html) whose form sends GET /?token=…. Nothing here changes state but POST /api/zones, which
-a browser sends only from this page itself: it needs Content-Type: application/json (a cross-site form cannot send
-it, and a cross-site script would need a CORS preflight this server never grants) and a same-origin Origin and
-Sec-Fetch-Site when the browser sends them; the token cookie is SameSite=Lax, so a cross-site POST carries no token.
+(edge/web/static/token.html) whose form sends GET /?token=…. Two routes change state: POST /api/unknowns/<track>
+(teaching) and POST /api/zones (the shelf zones, saved into the config file). Each takes only a small
+`application/json` body from this page's own origin — a form on another site cannot send that type, a script there
+cannot without a CORS preflight this server never grants, and a browser's Origin header (or, for the zones, its
+Sec-Fetch-Site) naming another site is refused (403) — so another site cannot change the device, token or not.
 
 Without a token (loopback only) the page answers only requests whose Host is a loopback name (localhost,
 *.localhost) or an IP address, and 421 to any other: a browser made to resolve an attacker's name to 127.0.0.1 (DNS
@@ -58,15 +61,18 @@ from edge.core.config import WebConfig
 from edge.core.errors import ShelfIDError
 from edge.web.live import LiveState
 from edge.web.metrics import Metrics
-from edge.web.zone_desk import MAX_BODY, ZoneDesk, ZoneSaveError
+from edge.web.teach import MAX_BODY, LessonError, Teacher, parse_lesson
+from edge.web.zone_desk import MAX_BODY as ZONES_MAX_BODY
+from edge.web.zone_desk import ZoneDesk, ZoneSaveError
 
 log = logging.getLogger(__name__)
 MAX_TARGET = 2048
 COOKIE = "shelfid_token"
 THUMB = re.compile(r"^/thumb/([0-9a-f-]{36})/(crop|catalog)\.jpg$")
+UNKNOWN_CROP = re.compile(r"^/unknown/([0-9]{1,9})/([0-9]{1,2})\.jpg$")
+TEACH = re.compile(r"^/api/unknowns/([0-9]{1,9})$")
 LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII only: str.isdigit accepts '²' and '١', which int() then refuses or reads
-METHODS = ("GET", "HEAD")
-WRITES = ("/api/zones",)  # the only paths that also take a POST
+METHODS = ("GET", "HEAD", "POST")  # POST: the teaching route and /api/zones only
 MAX_CONNECTIONS = 32  # a browser opens at most 6 to one host; a few installers and a scraper fit many times over
 TIMEOUT_S = 5.0  # for the whole request line and headers after the accept, and for each write of the answer
 SECURITY = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
@@ -124,11 +130,10 @@ class Handler(BaseHTTPRequestHandler):
         """
         if not super().parse_request():
             return False
-        writes = urlsplit(self.path).path in WRITES
-        if self.command not in METHODS and not (writes and self.command == "POST"):
-            allowed = METHODS + ("POST",) if writes else METHODS
-            self.error(HTTPStatus.METHOD_NOT_ALLOWED, f"this page is read-only: {self.command[:20]!r} is not {', '.join(allowed)}",
-                       {"Allow": ", ".join(allowed)})
+        if self.command not in METHODS:
+            path = urlsplit(self.path).path
+            allow = "POST" if TEACH.match(path) else "GET, HEAD, POST" if path == "/api/zones" else "GET, HEAD"
+            self.error(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command[:20]!r} is not {allow.replace(', ', ' or ')} here", {"Allow": allow})
             return False
         return True
 
@@ -144,7 +149,7 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # the handler's boundary: answer and log here, never a dropped connection
             self.fail(exc)
 
-    do_POST = do_GET  # only for WRITES (parse_request); route() sends it on  # noqa: N815
+    do_POST = do_GET  # noqa: N815 - one router; route() sends POST to the teaching route and /api/zones only
 
     def route(self) -> None:
         if len(self.path) > MAX_TARGET:
@@ -162,13 +167,23 @@ class Handler(BaseHTTPRequestHandler):
         if isinstance(cookie, HTTPStatus):
             return self.refused(cookie, parts.path)
         if self.command == "POST":
-            return self.save_zones()
+            if parts.path == "/api/zones":
+                return self.save_zones()
+            if match := TEACH.match(parts.path):
+                return self.teach(int(match.group(1)))
+            return self.error(HTTPStatus.METHOD_NOT_ALLOWED, f"{parts.path[:200]!r} takes GET and HEAD only; POST is for "
+                              "/api/unknowns/<track> and /api/zones", {"Allow": "GET, HEAD"})
         route = {"/": self.page, "/index.html": self.page, "/snapshot.jpg": self.snapshot, "/api/status": self.status,
-                 "/api/events": self.events, "/metrics": self.metrics, "/api/zones": self.zones, "/zones.js": self.zones_js}.get(parts.path)
+                 "/api/events": self.events, "/metrics": self.metrics, "/api/unknowns": self.unknowns,
+                 "/api/products": self.products, "/api/zones": self.zones, "/zones.js": self.zones_js}.get(parts.path)
         if route is not None:
             return route(query, cookie)
         if match := THUMB.match(parts.path):
             return self.thumb(*match.groups())
+        if match := UNKNOWN_CROP.match(parts.path):
+            return self.unknown_crop(int(match.group(1)), int(match.group(2)))
+        if TEACH.match(parts.path):
+            return self.error(HTTPStatus.METHOD_NOT_ALLOWED, "POST a lesson here (edge/web/teach.py)", {"Allow": "POST"})
         return self.error(HTTPStatus.NOT_FOUND, f"no page {parts.path!r}: try /, /api/status, /api/events, /snapshot.jpg, /metrics")
 
     def fail(self, exc: Exception) -> None:
@@ -289,8 +304,8 @@ class Handler(BaseHTTPRequestHandler):
         length = self.headers.get("Content-Length", "")
         if not re.fullmatch(r"[0-9]{1,9}", length):
             return self.error(HTTPStatus.LENGTH_REQUIRED, "a Content-Length (a whole number of bytes) is needed")
-        if int(length) > MAX_BODY:
-            return self.error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"zones of {int(length):,} bytes: at most {MAX_BODY:,}")
+        if int(length) > ZONES_MAX_BODY:
+            return self.error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"zones of {int(length):,} bytes: at most {ZONES_MAX_BODY:,}")
         # read first, whatever the answer: a body left unread makes the close a reset, which can lose the answer
         body = self.rfile.read(int(length))  # within the request's deadline (Deadline)
         if len(body) < int(length):
@@ -305,6 +320,54 @@ class Handler(BaseHTTPRequestHandler):
             out = json.dumps({"error": exc.message, "problems": exc.problems, "status": exc.status}, ensure_ascii=False).encode()
             return self.send(HTTPStatus(exc.status), "application/json", out, {"Cache-Control": "no-store"})
         self.json(result)
+
+    # --- teaching (edge/web/teach.py) ---
+
+    def teacher(self) -> Teacher | None:
+        if self.server.teacher is None:
+            self.error(HTTPStatus.NOT_FOUND, "teaching is not available here (the page runs without the daemon's pipeline)")
+        return self.server.teacher
+
+    def unknowns(self, query: dict, cookie: str) -> None:
+        if (teacher := self.teacher()) is not None:
+            self.json([u | {"crop_urls": [f"/unknown/{u['track_id']}/{k}.jpg" for k in range(u["crops"])]} for u in teacher.unknowns()])
+
+    def products(self, query: dict, cookie: str) -> None:
+        text = query.get("q", [""])[0]
+        if len(text) > 100:
+            return self.error(HTTPStatus.BAD_REQUEST, "q is over 100 characters")
+        if (teacher := self.teacher()) is not None:
+            self.json(teacher.products(text))
+
+    def unknown_crop(self, track_id: int, k: int) -> None:
+        if (teacher := self.teacher()) is None:
+            return
+        image = teacher.crop(track_id, k)
+        if image is None:
+            return self.error(HTTPStatus.NOT_FOUND, f"no crop {k} of unknown track {track_id} (named, taught or scrolled out since)")
+        self.send(HTTPStatus.OK, "image/jpeg", image, {"Cache-Control": "private, max-age=60"})
+
+    def teach(self, track_id: int) -> None:
+        """The one route that changes state: a small JSON body from this page's own origin (see the module's docstring)."""
+        origin, host = self.headers.get("Origin"), self.headers.get("Host", "")
+        if origin is not None and origin not in (f"http://{host}", f"https://{host}"):
+            return self.error(HTTPStatus.FORBIDDEN, f"cross-site request refused: Origin {origin[:100]!r} is not this page's")
+        if self.headers.get_content_type() != "application/json":
+            return self.error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the lesson as Content-Type: application/json")
+        length = self.headers.get("Content-Length", "")
+        if not LIMIT.fullmatch(length):
+            return self.error(HTTPStatus.LENGTH_REQUIRED, f"Content-Length of at most {MAX_BODY} bytes is needed")
+        if int(length) > MAX_BODY:
+            return self.error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"a lesson is at most {MAX_BODY} bytes")
+        body = self.rfile.read(int(length))
+        if len(body) != int(length):
+            return self.error(HTTPStatus.BAD_REQUEST, "the body ended before Content-Length bytes")
+        if (teacher := self.teacher()) is None:
+            return
+        try:
+            self.json(teacher.teach(parse_lesson(track_id, body)))
+        except LessonError as exc:
+            self.error(HTTPStatus(exc.status), str(exc))
 
     def metrics(self, query: dict, cookie: str) -> None:
         self.send(HTTPStatus.OK, "text/plain; version=0.0.4; charset=utf-8", self.server.metrics.exposition(), {"Cache-Control": "no-store"})
@@ -342,12 +405,12 @@ class WebServer(ThreadingHTTPServer):
     request_queue_size = 64  # a burst waits in the kernel (no thread) and is answered at once, not after SYN retries
 
     def __init__(self, config: WebConfig, live: LiveState, metrics: Metrics, *, max_connections: int = MAX_CONNECTIONS,
-                 timeout_s: float = TIMEOUT_S):
+                 timeout_s: float = TIMEOUT_S, teacher: Teacher | None = None):
         self.token = config.token()
         if self.token is None and not config.loopback:
             raise ShelfIDError(f"web.host is {config.host}, not loopback: set web.token_file (or the credential 'web-token' "
                                f"or $SHELFID_WEB_TOKEN) so the page is not open to the network")
-        self.live, self.metrics = live, metrics
+        self.live, self.metrics, self.teacher = live, metrics, teacher
         self.zones: ZoneDesk | None = None  # set by the daemon (edge.daemon.page) once it knows its zones
         self.timeout_s, self.max_connections = timeout_s, max_connections
         self.slots = threading.BoundedSemaphore(max_connections)

@@ -2,7 +2,7 @@
 
 Write side: create a catalog, add/replace/remove products with their images
 (multipart), delete a catalog, publish a new version. Read side: list and get
-catalogs, detect against one, and — with local storage — the static bundle tree
+catalogs, detect against one, field references from devices and their review, and — with local storage — the static bundle tree
 itself (`/catalogs/<id>/manifest.json`, `/blobs/sha256/<hex>`, with ETag and
 Range support, public) that devices sync from. OpenAPI at /openapi.json, docs
 at /docs. Every /api/ request needs a token: the server's own (admin), or one
@@ -29,6 +29,8 @@ This module wires the parts together; each is read on its own:
     products          routes: put (with its image uploads) and delete a product
     publish           route: build, publish, announce
     detect            route: a photo identified against the latest published version (what `shelfid detect` says)
+    references        routes: field references uploaded by devices, their review queue (accept, reject)
+    reference_check   whether a field reference's crop verifies better against another product than its own
     http              how connections are held (uvicorn's h11 protocol with a header deadline and a connection cap)
     publisher         a built catalog into the bundle tree: blobs, manifest, signature; re-signing, garbage collection
     incremental       the shards a publish builds again, and the blobs it keeps
@@ -48,11 +50,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync_agent.server.catalogs import catalog_routes
-from sync_agent.server.detect import detect_routes
+from sync_agent.server.detect import detect_routes, detection
 from sync_agent.server.guard import RequestGuard, bad_request, http_error
 from sync_agent.server.products import product_routes
 from sync_agent.server.publish import LazyModels, publish_routes
 from sync_agent.server.publisher import resign_due
+from sync_agent.server.references import reference_routes
 from sync_agent.server.settings import ServerSettings
 from sync_agent.server.storage import LocalStorage, Storage
 from sync_agent.server.store import CatalogStore
@@ -95,9 +98,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
         with store.connected() as db:
             store.catalog(db, catalog_id)
 
+    shared = detection(storage, settings, models, known)  # one identifier per published catalog, for detect and the check
     detect_router, app.state.detect_slots = detect_routes(storage, settings, models, [Depends(access("read"))],  # a read token will do
-                                                          known)
+                                                          known, shared)
     app.include_router(detect_router)
+    app.include_router(reference_routes(store, settings, *shared, access))
     app.include_router(token_routes(tokens, access("admin")))
     if isinstance(storage, LocalStorage):
         for top in ("catalogs", "blobs"):

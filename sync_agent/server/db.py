@@ -5,8 +5,11 @@ access tokens and the audit trail. The image files themselves stay in the work a
     products  (catalog_id, product_id) PK, sku, name, updated_at, updated_by     cascade from catalogs
     images    (catalog_id, product_id, file) PK, position, sha256, bytes         cascade from products
     versions  (catalog_id, version) PK, published_at, published_by, products, images, blobs   cascade from catalogs
-    tokens    token_id PK, name, sha256 UNIQUE, catalog_id, scope read|write, created_at, created_by   (schema v2)
+    tokens    token_id PK, name, sha256 UNIQUE, catalog_id, scope read|upload|write, created_at, created_by   (v2; upload: v4)
     audit     id PK, at, actor, action, catalog_id, detail                                          (schema v2)
+    field_references  reference_id PK, catalog_id, product_id, sku, name, new_product, device_id, track_id, confirmed_at,
+              confirmed_by, guess, state pending|disputed|accepted|rejected, reason, check_json, file, sha256, bytes,
+              width, height, uploaded_at, uploaded_by, reviewed_at, reviewed_by, review_note, override   cascade from catalogs (v4)
 
 The schema's version is `PRAGMA user_version`; `migrate` applies the missing steps of MIGRATIONS in order, in one
 BEGIN IMMEDIATE transaction, so several workers starting on one database migrate it once. Every connection runs
@@ -104,7 +107,30 @@ def v3_generation(db: Database) -> None:
     db.execute("UPDATE catalogs SET generation = lower(hex(randomblob(16)))")
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [v1_catalog_records, v2_access, v3_generation]  # step i takes the schema from i to i + 1
+def v4_field_references(db: Database) -> None:
+    """Crops a device's installer confirmed, uploaded for review (server.references), and the `upload` token scope a
+    device's token may carry (SQLite cannot change a CHECK: the tokens table is copied into a new one)."""
+    db.execute("""CREATE TABLE tokens_v4 (
+        token_id TEXT PRIMARY KEY, name TEXT NOT NULL, sha256 TEXT NOT NULL UNIQUE,
+        catalog_id TEXT NOT NULL REFERENCES catalogs(catalog_id) ON DELETE CASCADE,
+        scope TEXT NOT NULL CHECK (scope IN ('read', 'upload', 'write')), created_at TEXT NOT NULL, created_by TEXT NOT NULL)""")
+    db.execute("INSERT INTO tokens_v4 SELECT token_id, name, sha256, catalog_id, scope, created_at, created_by FROM tokens")
+    db.execute("DROP TABLE tokens")
+    db.execute("ALTER TABLE tokens_v4 RENAME TO tokens")
+    db.execute("""CREATE TABLE field_references (
+        reference_id TEXT PRIMARY KEY, catalog_id TEXT NOT NULL REFERENCES catalogs(catalog_id) ON DELETE CASCADE,
+        product_id TEXT NOT NULL, sku TEXT NOT NULL, name TEXT NOT NULL, new_product INTEGER NOT NULL,
+        device_id TEXT NOT NULL, track_id INTEGER NOT NULL, confirmed_at TEXT NOT NULL, confirmed_by TEXT NOT NULL,
+        guess TEXT, state TEXT NOT NULL CHECK (state IN ('pending', 'disputed', 'accepted', 'rejected')),
+        reason TEXT NOT NULL DEFAULT '', check_json TEXT NOT NULL DEFAULT '{}', file TEXT NOT NULL, sha256 TEXT NOT NULL,
+        bytes INTEGER NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL, uploaded_at TEXT NOT NULL,
+        uploaded_by TEXT NOT NULL, reviewed_at TEXT, reviewed_by TEXT, review_note TEXT NOT NULL DEFAULT '',
+        override INTEGER NOT NULL DEFAULT 0)""")
+    db.execute("CREATE INDEX field_references_queue ON field_references (catalog_id, state, uploaded_at)")
+
+
+# step i takes the schema from i to i + 1
+MIGRATIONS: list[Callable[[Database], None]] = [v1_catalog_records, v2_access, v3_generation, v4_field_references]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

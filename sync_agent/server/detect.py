@@ -173,14 +173,22 @@ async def received_form(request: Request, timeout_s: float) -> FormData:
         raise HTTPException(408, f"the photo did not arrive within {timeout_s:g} s; send it again on a faster connection") from None
 
 
+def detection(storage: Storage, settings: ServerSettings, models: LazyModels,
+              known: Callable[[str], None] = lambda catalog_id: None) -> tuple[PublishedIdentifiers, DetectSlots]:
+    """The published versions' identifiers and the slots that bound their use: one pair per server, shared by detect and
+    the field references' check (server.references)."""
+    return (PublishedIdentifiers(storage, settings.root / "detect", models, known),
+            DetectSlots(settings.max_concurrent_detections, settings.max_detections_per_catalog, settings.detect_wait_s))
+
+
 def detect_routes(storage: Storage, settings: ServerSettings, models: LazyModels, reads: Sequence[Depends],
-                  known: Callable[[str], None] = lambda catalog_id: None) -> tuple[APIRouter, DetectSlots]:
+                  known: Callable[[str], None] = lambda catalog_id: None,
+                  shared: tuple[PublishedIdentifiers, DetectSlots] | None = None) -> tuple[APIRouter, DetectSlots]:
     """`reads`: the dependencies of a route that reads what the token guards (the token check); `known(catalog_id)`
-    raises 404 for a catalog the server has no record of. The slots are returned for the app's state (a test can hold
-    one, as a running detection would)."""
+    raises 404 for a catalog the server has no record of; `shared`: `detection(...)`'s pair, when other routes use it
+    too. The slots are returned for the app's state (a test can hold one, as a running detection would)."""
     router = APIRouter()
-    identifiers = PublishedIdentifiers(storage, settings.root / "detect", models, known)
-    slots = DetectSlots(settings.max_concurrent_detections, settings.max_detections_per_catalog, settings.detect_wait_s)
+    identifiers, slots = shared or detection(storage, settings, models, known)
 
     def identify(catalog_id: str, path: Path, name: str, tiles: bool) -> dict:
         from edge.core.identify import Timings

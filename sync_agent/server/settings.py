@@ -34,6 +34,9 @@ class ServerSettings:
     max_concurrent_image_checks: int = 2  # product photos decoded at once, all requests together (each holds its pixels)
     image_check_wait_s: float = 30.0  # a product upload waits this long for an image check, then 503
     max_pixels_per_request: int = 160_000_000  # product photos of one request together (13 photos of 12 MP, 4 of 40 MP)
+    max_reference_bytes: int = 2 << 20  # a field reference's crop (one product box, JPEG): its file
+    max_reference_pixels: int = 2_000_000  # ... and its pixels: a product box, not a frame (1920×1080 is 2.07 MP)
+    max_field_images_per_product: int = 20  # accepted field references one product may hold
     body_idle_timeout_s: float = 30.0  # a request body that sends nothing for this long is cut off (408)
     header_timeout_s: float = 10.0  # a connection's request line and headers must arrive within this
     keep_alive_s: int = 5  # an idle kept-alive connection is closed after this

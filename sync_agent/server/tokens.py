@@ -2,8 +2,10 @@
 
     admin            the server's own token (--token-file): everything, and the only one that creates or deletes
                      catalogs and tokens and reads the audit trail
-    read  <catalog>  GET the catalog, detect against it
-    write <catalog>  read, plus put/delete its products and publish it
+    read   <catalog>  GET the catalog, detect against it
+    upload <catalog>  read, plus upload field references to its review queue and read their review state (a
+                      device's token: it cannot change products, publish, or see the queue; server.references)
+    write  <catalog>  upload, plus put/delete its products, review field references and publish it
 
 A catalog token is `shelfid_` + 32 random bytes (urlsafe base64), shown once when created; the database keeps its
 sha256 only, looked up by that hash. A slow password hash (bcrypt, argon2) protects guessable passwords; a 256-bit
@@ -34,6 +36,7 @@ from sync_agent.server.db import now
 from sync_agent.server.store import CatalogStore
 
 API_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
+SCOPES = ("read", "upload", "write")  # each may do what the ones before it may
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class Principal:
             return True
         if need == "admin":
             return False
-        return catalog_id == self.catalog_id and (need == "read" or self.scope == "write")
+        return catalog_id == self.catalog_id and SCOPES.index(self.scope or "read") >= SCOPES.index(need)
 
 
 def needed(method: str, path: str) -> Optional[tuple[str, Optional[str]]]:
@@ -61,6 +64,10 @@ def needed(method: str, path: str) -> Optional[tuple[str, Optional[str]]]:
     if match is None:
         return "admin", None  # tokens, audit, and anything unknown
     catalog_id, rest = match.groups()
+    if rest is not None and rest.startswith("/references"):  # uploads by a device (and their review state); the queue
+        device = (method == "POST" and rest.rstrip("/") == "/references") or (  # for its managers
+            method in ("GET", "HEAD") and re.fullmatch(r"/references/[^/]+/state", rest) is not None)
+        return ("upload" if device else "write"), catalog_id
     if method in ("GET", "HEAD") or rest == "/detect":
         return "read", catalog_id
     return ("admin" if rest is None else "write"), catalog_id
@@ -127,7 +134,8 @@ def requires(tokens: Tokens, need: str) -> Callable[..., Principal]:
 
 class NewToken(BaseModel):
     catalog_id: str = Field(pattern=CATALOG_ID_PATTERN, description="The catalog the token is for.")
-    scope: Literal["read", "write"] = Field(description="read: get the catalog and detect; write: also change and publish it.")
+    scope: Literal["read", "upload", "write"] = Field(description="read: get the catalog and detect; upload: also upload field "
+                                                                "references (a device); write: also change, review and publish it.")
     name: str = Field(default="", max_length=100, description="Who or what holds it (shown in the audit trail); printable text.")
 
     @field_validator("name")
@@ -148,7 +156,7 @@ def token_routes(tokens: Tokens, admin: Callable[..., Principal]) -> APIRouter:
 
     @router.post("/api/v1/tokens", status_code=201)
     def create_token(body: NewToken, principal: Principal = Depends(admin)) -> dict:
-        """A token for one catalog, read or write; the token is in this answer only."""
+        """A token for one catalog, read, upload or write; the token is in this answer only."""
         return tokens.create(body.catalog_id, body.scope, body.name or body.scope, principal.actor)
 
     @router.get("/api/v1/tokens")

@@ -61,9 +61,9 @@ def test_decide_prefers_a_clearly_identical_candidate_and_else_says_unknown_with
 
     catalog.products.extend([Product("a", "a", "A"), Product("b", "b", "B")])
     cands = [Candidate(0, 0, 0.9), Candidate(1, 1, 0.8)]
-    result = decide(catalog, cands, [Match(100, 40, 0.4, 0.2), Match(150, 120, 0.8, 0.5)], Thresholds(20, 0.2, 0.1))
+    result = decide(catalog.products, cands, [Match(100, 40, 0.4, 0.2), Match(150, 120, 0.8, 0.5)], Thresholds(20, 0.2, 0.1))
     assert result.status == "identified" and result.product.product_id == "b" and result.inliers == 120
-    result = decide(catalog, cands, [Match(50, 10, 0.2, 0.1), Match(50, 5, 0.1, 0.1)], Thresholds(20, 0.2, 0.1))
+    result = decide(catalog.products, cands, [Match(50, 10, 0.2, 0.1), Match(50, 5, 0.1, 0.1)], Thresholds(20, 0.2, 0.1))
     assert result.status == "unknown" and result.product is None and result.guess.product_id == "a"
 
 

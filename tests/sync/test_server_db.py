@@ -55,12 +55,29 @@ def test_a_v1_database_is_migrated_to_the_current_schema_keeping_its_rows(tmp_pa
 
     store = CatalogStore(tmp_path / "work", tmp_path / "catalog.db")  # what a server does at start
     with store.connected() as db:
-        assert schema_version(db) == SCHEMA_VERSION == 3
-        assert {"tokens", "audit"} <= set(db.table_names())
+        assert schema_version(db) == SCHEMA_VERSION == 4
+        assert {"tokens", "audit", "field_references"} <= set(db.table_names())
         assert store.products(db, "shelf") == [{"product_id": "p1", "sku": "sku1", "name": "P one", "images": []}]
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert len(db.execute("SELECT generation FROM catalogs").fetchone()[0]) == 32  # the v3 step gave the old row one
-        assert migrate(db) == (3, 3)  # nothing left to do
+        assert migrate(db) == (4, 4)  # nothing left to do
+
+
+def test_the_v4_step_keeps_every_token_and_lets_a_token_carry_the_upload_scope(tmp_path):
+    db = connect(tmp_path / "catalog.db")
+    assert migrate(db, to=3) == (0, 3)
+    db["catalogs"].insert({"catalog_id": "shelf", "name": "", "created_at": "x", "created_by": "admin", "updated_at": "x",
+                           "updated_by": "admin", "generation": "g"})
+    token = {"token_id": "t1", "name": "shop", "sha256": "ab" * 32, "catalog_id": "shelf", "scope": "write", "created_at": "x",
+             "created_by": "admin"}
+    db["tokens"].insert(token)
+    assert migrate(db) == (3, 4)
+    assert list(db["tokens"].rows) == [token]
+    db["tokens"].insert(token | {"token_id": "t2", "sha256": "cd" * 32, "scope": "upload"})
+    with pytest.raises(Exception, match="CHECK"):
+        db["tokens"].insert(token | {"token_id": "t3", "sha256": "ef" * 32, "scope": "admin"})
+    db["catalogs"].delete("shelf")  # the copied table still cascades from its catalog
+    assert list(db["tokens"].rows) == []
 
 
 def test_a_database_newer_than_the_server_is_refused(tmp_path):

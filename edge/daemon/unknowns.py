@@ -1,0 +1,92 @@
+"""The tracks the device could not name lately, with their sharpest crops: what the installer's page offers to teach.
+
+Fed by the pipeline with every identification that came back unknown (the crop it was made from, never the frame);
+a track named later leaves the list. Per track the `crops_per_track` sharpest crops are kept as JPEG (variance of
+the Laplacian: the crop a person and the verifier can read best), and at most `tracks` tracks, the most recently
+seen. Read by the page's threads, written by the frame loop: one lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from edge.core.annotate import jpeg
+from edge.core.catalog import Product
+from edge.core.identify import Identification
+
+CROP_SIDE = 320  # longest side kept: enough to verify against, small enough for a phone's page
+
+
+@dataclass
+class UnknownTrack:
+    track_id: int
+    first_seen: float
+    last_seen: float
+    guess: Product | None
+    similarity: float
+    inliers: int
+    crops: list[tuple[float, bytes]] = field(default_factory=list)  # (sharpness, JPEG), sharpest first
+
+    def summary(self) -> dict:
+        guess = None if self.guess is None else {"id": self.guess.product_id, "sku": self.guess.sku, "name": self.guess.name}
+        return {"track_id": self.track_id, "first_seen": self.first_seen, "last_seen": self.last_seen, "guess": guess,
+                "similarity": round(self.similarity, 3), "inliers": self.inliers, "crops": len(self.crops)}
+
+
+def sharpness(crop: np.ndarray) -> float:
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    return float(cv2.Laplacian(gray, cv2.CV_32F).var())
+
+
+def shrunk(crop: np.ndarray, side: int = CROP_SIDE) -> np.ndarray:
+    h, w = crop.shape[:2]
+    scale = min(1.0, side / max(h, w))
+    return crop if scale == 1.0 else cv2.resize(crop, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+class RecentUnknowns:
+    def __init__(self, tracks: int = 24, crops_per_track: int = 3):
+        self.capacity, self.crops_per_track = tracks, crops_per_track
+        self._tracks: dict[int, UnknownTrack] = {}
+        self._dismissed: set[int] = set()  # "not a product", or taught already: not offered again
+        self._lock = threading.Lock()
+
+    def observe(self, track_id: int, ident: Identification, crop: np.ndarray, now: float) -> None:
+        """One identification of a track: unknown ones keep the crop if it is among the sharpest, a named one ends the entry."""
+        with self._lock:
+            if ident.status == "identified":
+                self._tracks.pop(track_id, None)
+                return
+            if track_id in self._dismissed:
+                return
+            entry = self._tracks.get(track_id)
+            if entry is None:
+                entry = self._tracks[track_id] = UnknownTrack(track_id, now, now, ident.guess, ident.similarity, ident.inliers)
+                if len(self._tracks) > self.capacity:
+                    del self._tracks[min(self._tracks.values(), key=lambda t: t.last_seen).track_id]
+            entry.last_seen, entry.guess, entry.similarity, entry.inliers = now, ident.guess, ident.similarity, ident.inliers
+            score = sharpness(crop)
+            if len(entry.crops) < self.crops_per_track or score > entry.crops[-1][0]:
+                entry.crops = sorted([*entry.crops, (score, jpeg(shrunk(crop)))], key=lambda c: -c[0])[:self.crops_per_track]
+
+    def recent(self) -> list[dict]:
+        """Newest first."""
+        with self._lock:
+            return [t.summary() for t in sorted(self._tracks.values(), key=lambda t: -t.last_seen)]
+
+    def crop(self, track_id: int, k: int) -> bytes | None:
+        with self._lock:
+            entry = self._tracks.get(track_id)
+            return entry.crops[k][1] if entry is not None and 0 <= k < len(entry.crops) else None
+
+    def take(self, track_id: int) -> UnknownTrack | None:
+        """The entry, removed and not offered again (the installer decided about it)."""
+        with self._lock:
+            self._dismissed.add(track_id)
+            if len(self._dismissed) > 4096:
+                self._dismissed = set(sorted(self._dismissed)[-1024:])
+            return self._tracks.pop(track_id, None)
