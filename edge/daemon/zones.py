@@ -177,7 +177,7 @@ class ZoneKeeper:
             if zone.counts[product_id].since is None:
                 del zone.counts[product_id]  # a misplaced product that left, or one never shown: nothing to keep
         events = []
-        for kind, product_id in sorted(started) + [("back", p) for _, p in sorted(back)]:
+        for kind, product_id in [("back", p) for _, p in sorted(back)] + sorted(started):  # back first: then it is low
             events.append(self._event(kind, name, zone, product_id, now, catalog))
         return events
 

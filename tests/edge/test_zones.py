@@ -134,6 +134,15 @@ def test_gone_after_gone_after_s_back_after_its_return_and_no_flap_while_an_arm_
         jsonschema.validate(event, CHANGE, format_checker=jsonschema.FormatChecker())
 
 
+def test_a_product_back_with_fewer_facings_than_expected_is_back_then_low():
+    k, sink = keeper(expected={"limao": 2})
+    t = play(k, 0, 8, [track(1, 30), track(2, 60)])
+    t = play(k, t, t + 6, [])
+    t = play(k, t, t + 2, [track(3, 30)])
+    assert kinds(sink) == ["gone", "back", "low"]
+    assert [a["type"] for a in sink.states[-1][1]["alerts"]] == ["low"]
+
+
 def test_a_planogram_raises_low_and_misplaced_and_a_missing_expected_product_is_gone():
     k, sink = keeper(expected={"limao": 3, "cola": 1})
     play(k, 0, 8, [track(1, 30), track(2, 60), track(3, 80, "natural"), track(4, 150, "natural")])  # 4: outside the zone
