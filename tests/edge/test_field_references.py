@@ -40,6 +40,8 @@ def natural_only(tmp_path_factory):
     models = Models.open(config)
     images = tmp_path_factory.mktemp("images")
     (images / "cha-mate-natural").symlink_to(REPO / "samples" / "shelf-catalog" / "cha-mate-natural")
+    rows = (REPO / "samples" / "shelf-catalog" / "products.csv").read_text().splitlines()
+    (images / "products.csv").write_text("\n".join([rows[0], *[r for r in rows if r.startswith("cha-mate-natural,")]]) + "\n")
     out = tmp_path_factory.mktemp("catalog") / "catalog"
     build_catalog(images, out, models.embedder, models.verifier, models.detector, "shelf")
     return config, models, load_catalog(out)
