@@ -39,6 +39,7 @@ from edge.daemon.pipeline import Pipeline
 from edge.daemon.sdnotify import notify
 from edge.daemon.status import page_status, stats_message
 from edge.daemon.teaching import Teaching
+from edge.daemon.zones import memory_path
 from edge.reporting.announcements import AnnouncementGate
 from edge.reporting.sinks import EventSink, JSONLinesSink, OutboxSink
 
@@ -81,6 +82,8 @@ def run(config: Config, catalog_dir: Path | None = None, stop: threading.Event |
     sink = make_sink(config, config.sync.catalog_id)
     web = start_web(config, config_path)  # the installer's page, when the config turns it on
     pipeline = Pipeline(config, identifier, sink, on_stage_ms=web.metrics.observe if web is not None else None)
+    if pipeline.zones is not None:
+        pipeline.zones.remember(memory_path(config))  # alerts outlive a restart: none reported twice
     watcher = CatalogWatcher(path, identifier, config, config.device.catalog_check_s)
     announce_catalog(sink, identifier)
     if web is not None:

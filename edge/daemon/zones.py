@@ -17,14 +17,20 @@ handed to the sink (the retained `zones/<zone>/state` topic) whenever facings or
 
 Nothing is published for `gone_after_s + present_after_s` after the first frame: by then every product in view has
 had its time to be identified and counted, and an expected product still missing has been missing for `gone_after_s`.
+
+The daemon's keeper remembers its alerts in `<data_dir>/zones.json` (written whole or not at all when they change),
+so an alert that held before a restart and still holds after it is not reported again: a second `gone` with a new
+event_id would be a second refill order. A product that came back meanwhile is reported `back`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from edge.core.catalog import Catalog
 from edge.core.config import Config, ZoneArea, ZonesConfig
@@ -33,6 +39,7 @@ from edge.daemon.tracker import Track
 from edge.reporting.events import iso
 from edge.reporting.sinks import EventSink
 from edge.reporting.zone_messages import make_zone_event, make_zone_state, product_ref
+from models.safe_write import write_json_atomic
 
 log = logging.getLogger(__name__)
 STAY_FRACTION = 0.25  # a box whose centre moved less than this share of its smaller side has stayed put
@@ -110,6 +117,13 @@ class ZoneKeeper:
         self.started: float | None = None
         self.states: dict[str, dict] = {}  # the last published state per zone (replaced whole: the page's thread reads it)
         self._checked_catalog: tuple[str, int] | None = None
+        self.memory: Path | None = None  # where alerts outlive a restart (remember); None: they do not
+        self._restored = False
+
+    def remember(self, path: Path) -> ZoneKeeper:
+        """Keep the alerts in `path` across restarts (the daemon's keeper; benchmarks and tests keep none)."""
+        self.memory = path
+        return self
 
     @classmethod
     def of(cls, config: Config, sink: EventSink, zones: ZonesConfig | None = None) -> ZoneKeeper | None:
@@ -135,6 +149,8 @@ class ZoneKeeper:
                 count = zone.counts.setdefault(product_id, Count())
                 smooth(count, seen.get(product_id, 0), now, self.config.present_after_s, self.config.gone_after_s)
             if settled:
+                if not self._restored:
+                    self._restore()
                 events += self._alert(name, zone, now, catalog)
                 self._publish(name, zone, now, catalog)
         return events
@@ -209,6 +225,40 @@ class ZoneKeeper:
         self.sink.set_zone_state(name, state)
         self.states = {**self.states, name: state}
         zone.published = said
+        self._save()
+
+    # --- alerts across restarts -------------------------------------------------------------
+
+    def _save(self) -> None:
+        if self.memory is None:
+            return
+        alerts = {name: [{"type": kind, "product": p, "since": since, "last_seen": zone.counts.get(p, Count()).last_seen}
+                         for (kind, p), since in sorted(zone.alerts.items())] for name, zone in self.zones.items()}
+        try:
+            write_json_atomic(self.memory, alerts)
+        except OSError as exc:  # a full or read-only disk: the state is still published, only the memory is behind
+            log.warning("zone alerts not saved to %s: %s (after a restart they may be reported again)", self.memory, exc)
+
+    def _restore(self) -> None:
+        """The alerts that held at the last stop, taken as holding still: only a change from them is reported."""
+        self._restored = True
+        if self.memory is None or not self.memory.exists():
+            return
+        try:
+            saved = json.loads(self.memory.read_text(encoding="utf-8"))
+            restored = {(name, item["type"], item["product"]): (float(item["since"]), item.get("last_seen"))
+                        for name, items in saved.items() if name in self.zones for item in items
+                        if item["type"] in ("gone", "low", "misplaced")}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("zone alerts in %s unreadable (%s): alerts start afresh", self.memory, exc)
+            return
+        for (name, kind, product_id), (since, last_seen) in restored.items():
+            zone = self.zones[name]
+            zone.alerts[(kind, product_id)] = since
+            count = zone.counts.setdefault(product_id, Count())
+            count.ever = count.ever or kind == "gone"  # a product gone before the stop is still one that stood here
+            if count.last_seen is None and isinstance(last_seen, (int, float)):
+                count.last_seen = float(last_seen)
 
     def _check_planogram(self, catalog: Catalog) -> None:
         """One warning per catalog version for planogram products the catalog does not have (a product removed by a
@@ -231,4 +281,10 @@ def replace_keeper(old: ZoneKeeper | None, config: Config, zones: ZonesConfig, s
         for name in set(old.zones) - set(zones.areas):
             sink.set_zone_state(name, None)
     log.info("zones now: %s", ", ".join(zones.areas) or "none")
-    return ZoneKeeper.of(config, sink, zones)
+    keeper = ZoneKeeper.of(config, sink, zones)
+    return keeper.remember(memory_path(config)) if keeper is not None else None
+
+
+def memory_path(config: Config) -> Path:
+    """Where the daemon's zone alerts outlive a restart."""
+    return config.device.data_dir / "zones.json"

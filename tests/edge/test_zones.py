@@ -231,3 +231,29 @@ def test_a_config_file_broken_by_hand_is_not_overwritten(tmp_path):
 
 def test_the_default_config_keeps_no_zones():
     assert Config().zones.areas == {} and ZoneKeeper.of(Config(), MemorySink()) is None
+
+
+def test_an_alert_that_held_before_a_restart_is_not_reported_again_and_a_return_meanwhile_is(tmp_path):
+    memory = tmp_path / "zones.json"
+    first, sink = keeper(expected={"limao": 1, "natural": 1})
+    first.remember(memory)
+    play(first, 0, 8, [track(1, 30)])  # natural never there: gone
+    assert kinds(sink) == ["gone"] and json.loads(memory.read_text())["left"][0]["type"] == "gone"
+    since = sink.states[-1][1]["alerts"][0]["since"]
+
+    still_gone, sink = keeper(expected={"limao": 1, "natural": 1})  # the daemon restarted; the shelf is as it was
+    play(still_gone.remember(memory), 100, 108, [track(1, 30)])
+    assert sink.events == []  # no second gone: the same alert, the same since
+    assert sink.states[-1][1]["alerts"] == [{"type": "gone", "product": "natural", "since": since}]
+
+    refilled, sink = keeper(expected={"limao": 1, "natural": 1})  # restarted again, after a refill
+    play(refilled.remember(memory), 200, 208, [track(1, 30), track(2, 60, "natural")])
+    assert kinds(sink) == ["back"] and sink.states[-1][1]["alerts"] == []
+
+
+def test_an_unreadable_memory_starts_afresh(tmp_path, caplog):
+    memory = tmp_path / "zones.json"
+    memory.write_text('{"left": [{"type": "gone"}]')
+    k, sink = keeper(expected={"natural": 1})
+    play(k.remember(memory), 0, 8, [])
+    assert kinds(sink) == ["gone"] and "alerts start afresh" in caplog.text
