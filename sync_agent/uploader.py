@@ -29,7 +29,7 @@ from pathlib import Path
 
 from edge.core.config import Config
 from edge.core.datadir import DataDir
-from edge.core.field_references import FieldReference, ReferenceStore
+from edge.core.field_references import FieldReference, ReferenceStore, catalog_file_name
 from sync_agent.fetcher import CONNECT_TIMEOUT_S, network_reason
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class Uploader:
     def remove_published(self) -> list[str]:
         """Uploaded references the installed catalog holds as images: their work is done."""
         uploaded = [r.reference_id for r in self.store.all() if r.state == "uploaded"]
-        held = files_named(self.layout.current / "images.json", {f"/field-{rid}.jpg\"": rid for rid in uploaded}) if uploaded else set()
+        held = files_named(self.layout.current / "images.json", {f'/{catalog_file_name(rid)}"': rid for rid in uploaded}) if uploaded else set()
         removed = []
         for rid in uploaded:
             if rid in held:

@@ -20,6 +20,17 @@ all; --detect runs the detector instead.
 --shots K adds K seeded train photos per product (their centres, the product
 region a catalog team would crop) to its iconic image: the catalog then holds
 a packshot and K shelf photos of each product, as real catalogs do.
+
+--enrol N[,N…]: learning from the shelf (issue 34), as tools/evaluate_video.py --enrol measures it on the video.
+For each catalog product, its first N photos of the split (by file name: the enrolment order) are "confirmed by
+an installer": their crops, as the daemon would crop them (--detect: the detector's box this evaluation picks for
+the photo with the catalog alone; else the photo's centre it queries), become field references of that product
+(edge.core.field_set), searched and verified beside the catalog. Every level (0, no references, and each N) is
+scored on the same photos: the split less the first max(N) photos of every product, so levels compare. The
+open-set third is never taught (the open catalog's references are its kept products' only), so all photos of
+the removed products are scored as outsiders, at every level. Look-alikes: outsiders whose coarse class (Milk,
+Juice, Apple…) has a product in the open catalog; named as one of those is a look-alike false identification.
+Prints one line per subset and level (no PR curves); --limit does not apply.
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
@@ -45,7 +57,9 @@ from edge.core.catalog import load_catalog  # noqa: E402
 from edge.core.catalog_build import build_catalog  # noqa: E402
 from edge.core.config import Config  # noqa: E402
 from edge.core.config_file import load_config  # noqa: E402
-from edge.core.identify import Identification, Identifier, Timings  # noqa: E402
+from edge.core.field_references import new_reference  # noqa: E402
+from edge.core.field_set import EMPTY, field_set  # noqa: E402
+from edge.core.identify import Detected, Identification, Identifier, Timings, crop_boxes  # noqa: E402
 from edge.core.images import centre_crop, read_image  # noqa: E402
 
 # chosen on val, packaged recall@1 at 1.0 / 0.85 / 0.7 / 0.55 of each side: 0.76 / 0.85 / 0.87 / 0.79 with the
@@ -59,6 +73,7 @@ class Product:
     name: str
     iconic: Path
     packaged: bool
+    coarse: str = ""  # the dataset's coarse class (Milk, Juice, Apple…): its products are look-alikes of each other
 
 
 @dataclass
@@ -69,6 +84,7 @@ class PhotoResult:
     predicted: str | None  # identified product, or the unknown's best guess
     score: float  # what the threshold sweep varies: the calibrated probability, or the chosen candidate's inliers
     in_catalog: bool
+    central: tuple[str, str | None] = ("unknown", None)  # status and product of the detection nearest the photo's centre
 
 
 def evaluation_config(config: Config, decision: str | None = None) -> Config:
@@ -83,7 +99,7 @@ def evaluation_config(config: Config, decision: str | None = None) -> Config:
 def read_dataset(data: Path, split: str) -> tuple[list[Product], list[tuple[Path, int]]]:
     with open(data / "classes.csv", newline="") as f:
         rows = list(csv.reader(f))[1:]
-    products = [Product(int(r[1]), r[0], data / r[4].lstrip("/"), "/Packages/" in r[4]) for r in rows]
+    products = [Product(int(r[1]), r[0], data / r[4].lstrip("/"), "/Packages/" in r[4], r[2]) for r in rows]
     photos = []
     for line in (data / f"{split}.txt").read_text().splitlines():
         if line.strip():
@@ -132,12 +148,9 @@ def open_set_split(names: list[str], seed: int) -> set[str]:
 def run_photos(identifier: Identifier, photos: list[tuple[Path, str]], in_catalog: set[str], detect: bool, crop: float,
                timings: Timings, desc: str) -> list[PhotoResult]:
     results = []
-    products = identifier.catalog.products
+    products = identifier.products  # the catalog's, then those only field references name
     for path, truth in tqdm(photos, desc=desc, unit="photo", disable=None):
-        image = read_image(path)
-        found = identifier.identify_image(image if detect else centre_crop(image, crop), detect=detect, timings=timings)
-        # each photo shows one product: judge the most convincing detection
-        found.sort(key=lambda f: convincing(f.identification), reverse=True)
+        query, found = judged(identifier, read_image(path), detect, crop, timings)
         if not found:
             results.append(PhotoResult(truth, [], "unknown", None, 0.0, truth in in_catalog))
             continue
@@ -145,8 +158,29 @@ def run_photos(identifier: Identifier, photos: list[tuple[Path, str]], in_catalo
         product = ident.product or ident.guess
         score = ident.confidence if identifier.calibration is not None else float(ident.inliers)
         results.append(PhotoResult(truth, [products[i].product_id for i in ident.ranked], ident.status,
-                                   product.product_id if product else None, score, truth in in_catalog))
+                                   product.product_id if product else None, score, truth in in_catalog,
+                                   named_at_centre(query, found)))
     return results
+
+
+def named_at_centre(image: np.ndarray, found: list[Detected]) -> tuple[str, str | None]:
+    """Status and product of the detection whose box centre is nearest the photo's (--enrol's second rule: the
+    product the photographer centred, where the most convincing box may be an identified neighbour)."""
+    if not found:
+        return "unknown", None
+    h, w = image.shape[:2]
+    box = min(found, key=lambda f: ((f.bbox[0] + f.bbox[2] - w) ** 2 + (f.bbox[1] + f.bbox[3] - h) ** 2))
+    ident = box.identification
+    return ident.status, ident.product.product_id if ident.product else None
+
+
+def judged(identifier: Identifier, image: np.ndarray, detect: bool, crop: float, timings: Timings) -> tuple[np.ndarray, list[Detected]]:
+    """The image queried (the photo, or its centre) and its detections, the one judged first: each photo shows one
+    product, so the most convincing detection."""
+    query = image if detect else centre_crop(image, crop)
+    found = identifier.identify_image(query, detect=detect, timings=timings)
+    found.sort(key=lambda f: convincing(f.identification), reverse=True)
+    return query, found
 
 
 def metrics(closed: list[PhotoResult], open_set: list[PhotoResult]) -> dict:
@@ -215,6 +249,107 @@ def evaluate_subset(name: str, products: list[Product], photos: list[tuple[Path,
     return result, runs["closed"]
 
 
+def enrolment_photos(queries: list[tuple[Path, str]], most: int) -> dict[str, list[Path]]:
+    """The first `most` photos of each product, by file name: those an installer confirms (--enrol)."""
+    by_product: dict[str, list[Path]] = {}
+    for path, name in sorted(queries, key=lambda q: str(q[0])):
+        by_product.setdefault(name, []).append(path)
+    return {name: paths[:most] for name, paths in by_product.items()}
+
+
+def installer_crops(identifier: Identifier, photos: dict[str, list[Path]], detect: bool, crop: float) -> dict[str, list[np.ndarray]]:
+    """Each enrolment photo's crop as the daemon would hand it over: the box judged with the catalog alone (--detect),
+    or the photo's centre. A photo where nothing is detected gives none (there is nothing to confirm)."""
+    crops: dict[str, list[np.ndarray]] = {}
+    for name, paths in tqdm(photos.items(), desc="enrolment crops", unit="product", disable=None):
+        for path in paths:
+            query, found = judged(identifier, read_image(path), detect, crop, Timings())
+            if found:
+                crops.setdefault(name, []).extend(c.copy() for c in crop_boxes(query, [found[0].bbox])[1])
+    return crops
+
+
+def confirmed(catalog, crops: dict[str, list[np.ndarray]]) -> dict[str, list[tuple]]:
+    """Field references (with their crops) of the catalog's products, in enrolment order; products not in this
+    catalog (the open set's removed third) are never taught."""
+    info = {p.product_id: p for p in catalog.products}
+    return {name: [(new_reference(catalog.catalog_id, name, info[name].sku, info[name].name, new_product=False,
+                                  device_id="evaluate", track_id=n, confirmed_by="evaluate"), c) for n, c in enumerate(found)]
+            for name, found in crops.items() if name in info}
+
+
+def lookalikes(outsiders: list[PhotoResult], coarse: dict[str, str], kept: set[str], central: bool = False) -> dict:
+    """Outsider photos with a sibling (same coarse class) in the catalog, and those named as a sibling (`central`: on the
+    box nearest the photo's centre)."""
+    families = {coarse[name] for name in kept}
+    items = [r for r in outsiders if coarse[r.truth] in families]
+    named = sum(status == "identified" and coarse.get(product) == coarse[r.truth]
+                for r in items for status, product in [r.central if central else (r.status, r.predicted)])
+    return {"lookalike_photos": len(items), "lookalike_false_ids": named, "lookalike_false_id_rate": named / max(len(items), 1)}
+
+
+def evaluate_enrolment(name: str, products: list[Product], photos: list[tuple[Path, int]], config: Config, models, detect: bool,
+                       seed: int, workdir: Path, levels: list[int], variants: int = 0, crop: float = PHOTO_CROP,
+                       shots: dict[int, list[Path]] | None = None) -> dict:
+    """--enrol: every level scored on the photos no level enrols; the removed third's photos all scored as outsiders."""
+    by_id = {p.class_id: p for p in products}
+    queries = [(path, by_id[c].name) for path, c in photos if c in by_id]
+    enrol = enrolment_photos(queries, max(levels))
+    enrolled = {path for paths in enrol.values() for path in paths}
+    scored = [q for q in queries if q[0] not in enrolled]
+    removed = open_set_split([p.name for p in products], seed)
+    kept = [p for p in products if p.name not in removed]
+    outsiders = [q for q in queries if q[1] in removed]
+    catalogs = {label: load_catalog(make_catalog(members, workdir / f"{name}-{label}", config, models, variants, shots))
+                for label, members in (("closed", products), ("open", kept))}
+    crops = installer_crops(identifier_for(config, catalogs["closed"], models), enrol, detect, crop)
+    taught = {label: confirmed(catalog, crops) for label, catalog in catalogs.items()}
+    coarse = {p.name: p.coarse for p in products}
+    out: dict = {"enrolment_photos": len(enrolled), "enrolment_crops": sum(map(len, crops.values())), "levels": {}}
+    fields = {"closed": EMPTY, "open": EMPTY}
+    for level in sorted({0, *levels}):
+        for label, catalog in catalogs.items():
+            chosen = [pair for pairs in taught[label].values() for pair in pairs[:level]]
+            fields[label] = field_set(catalog, chosen, models.embedder, models.verifier, known=fields[label]) if chosen else EMPTY
+        timings = Timings()
+        closed = run_photos(identifier_for(config, catalogs["closed"], models, fields["closed"]), scored,
+                            {p.name for p in products}, detect, crop, timings, f"{name} enrol {level} closed")
+        opened = run_photos(identifier_for(config, catalogs["open"], models, fields["open"]), outsiders,
+                            {p.name for p in kept}, detect, crop, Timings(), f"{name} enrol {level} open")
+        result = metrics(closed, opened) | lookalikes(opened, coarse, {p.name for p in kept})
+        if detect:
+            result["central_box"] = central_metrics(closed, opened) | lookalikes(opened, coarse, {p.name for p in kept}, central=True)
+        result |= {"references": len(fields["closed"]), "open_references": len(fields["open"]),
+                   "products_taught": len({image.product_index for image in fields["closed"].images}),
+                   "ms": {k: round(v / max(len(scored), 1), 1) for k, v in timings.ms.items()}, "confusions": confusion(closed)}
+        out["levels"][str(level)] = result
+    return out
+
+
+def central_metrics(closed: list[PhotoResult], outsiders: list[PhotoResult]) -> dict:
+    """Identified right / wrong and false id judged on the box nearest each photo's centre (named_at_centre)."""
+    n = max(len(closed), 1)
+    return {"top1": sum(r.central == ("identified", r.truth) for r in closed) / n,
+            "wrong_identifications": sum(r.central[0] == "identified" and r.central[1] != r.truth for r in closed) / n,
+            "false_id_rate": sum(r.central[0] == "identified" for r in outsiders) / max(len(outsiders), 1)}
+
+
+def print_enrolment(report: dict, subsets: list[str]) -> None:
+    print(f"enrolment: first N {report['split']} photos of each product (by file name) taught; every level scored on the "
+          "photos no level enrols; open-set photos never taught")
+    for subset in subsets:
+        for level, r in report[subset]["levels"].items():
+            print(f"{subset:9s} enrol {level:>2s}  refs {r['references']:3d}  photos {r['photos']:4d}  identified {r['top1']:.3f}  "
+                  f"wrong {r['wrong_identifications']:.3f}  recall@1 {r['recall_at_1']:.3f}  false-id {r['false_id_rate']:.3f} "
+                  f"({r['open_set_photos']} open-set photos)  look-alike {r['lookalike_false_ids']} of {r['lookalike_photos']}")
+            if "central_box" in r:
+                c = r["central_box"]
+                print(f"{'':9s}   box nearest the centre: identified {c['top1']:.3f}  wrong {c['wrong_identifications']:.3f}  "
+                      f"false-id {c['false_id_rate']:.3f}  look-alike {c['lookalike_false_ids']} of {c['lookalike_photos']}")
+            for line in r["confusions"]:
+                print(f"    confused: {line}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="dataset root (classes.csv, <split>.txt, iconic images)")
@@ -229,8 +364,15 @@ def main() -> int:
     parser.add_argument("--shots", type=int, default=0, help="train photos per product added to its iconic image in the catalog")
     parser.add_argument("--photo-crop", type=float, default=PHOTO_CROP, help="centre fraction of each photo side queried (1: whole photo)")
     parser.add_argument("--decision", choices=["thresholds", "calibrated"], help="override the config's verifier.decision")
+    parser.add_argument("--enrol", help="photos per product taught as field references, comma-separated levels (e.g. 1,2,3): see above")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+    try:
+        levels = sorted({int(n) for n in args.enrol.split(",")}) if args.enrol else []
+    except ValueError:
+        parser.error(f"--enrol {args.enrol}: comma-separated whole numbers, e.g. 1,2,3")
+    if levels and (min(levels) < 0 or args.limit):
+        parser.error("--enrol takes numbers >= 0 and does not go with --limit")
 
     config = evaluation_config(load_config(args.config) if args.config else Config(), args.decision)
     products, photos = read_dataset(args.data, args.split)
@@ -245,14 +387,24 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for subset in args.subsets.split(","):
             members = [p for p in products if p.packaged] if subset == "packaged" else products
+            if levels:
+                report[subset] = evaluate_enrolment(subset, members, photos, config, models, args.detect, args.seed, Path(tmp),
+                                                    levels, args.catalog_variants, args.photo_crop, shots)
+                continue
             result, closed = evaluate_subset(subset, members, photos, config, models, args.detect, args.seed, Path(tmp), args.limit,
                                              args.catalog_variants, args.photo_crop, shots)
             pr_curve(closed, args.out / f"pr-{subset}-{args.split}.png", f"{subset} ({args.split}, {config.verifier.decision})")
             report[subset] = result
             total_photos += 2 * result["photos"]
     report["ms_per_image"] = round((time.perf_counter() - started) * 1000 / max(total_photos, 1), 1)
+    if levels:
+        report["enrol"] = levels
+        del report["ms_per_image"]  # levels query other photos than the plain run: its wall time instead
+        report["wall_s"] = round(time.perf_counter() - started, 1)
     if args.json:
         print(json.dumps(report))
+    elif levels:
+        print_enrolment(report, args.subsets.split(","))
     else:
         for subset in args.subsets.split(","):
             r = report[subset]

@@ -14,7 +14,7 @@ from edge.core.config import Config, IndexConfig
 from edge.core.datadir import DataDir
 from edge.core.decision import Calibration, Thresholds, load_calibration
 from edge.core.errors import CatalogError, ShelfIDError
-from edge.core.field_references import ReferenceStore
+from edge.core.field_references import ReferenceStore, catalog_file_name
 from edge.core.field_set import EMPTY, FieldSet, field_set
 from edge.core.identify import Identifier
 from edge.core.index import CatalogIndex, search_one_query_at_a_time
@@ -119,4 +119,4 @@ def device_field_set(config: Config, catalog: Catalog, models: Models, known: Fi
 def in_catalog(catalog: Catalog, reference_ids: list[str]) -> set[str]:
     """The references the catalog already holds as images (the server files an accepted one as field-<id>.<ext>)."""
     files = " ".join(str(row.get("file", "")) for row in catalog.images) if catalog.image_count else ""
-    return {rid for rid in reference_ids if f"field-{rid}" in files}
+    return {rid for rid in reference_ids if catalog_file_name(rid) in files}

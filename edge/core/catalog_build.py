@@ -27,6 +27,7 @@ from edge.core.annotate import thumbnail_jpeg
 from edge.core.appearance import is_packshot
 from edge.core.catalog import SCHEMA, Product, compact_descriptors, image_table
 from edge.core.errors import CatalogError, ImageError
+from edge.core.field_references import FIELD_PREFIX
 from edge.core.ids import PRODUCT_ID
 from edge.core.images import IMAGE_SUFFIXES, read_image
 from edge.core.stored_index import build_codes
@@ -162,7 +163,9 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
         except ImageError as exc:
             report.skipped.append(str(exc))
             continue
-        crop, box = crop_product(image, detector)
+        # a field reference (field-<reference id>.jpg, filed by the catalog server) is the box the device's detector cut
+        # already: detected again it would lose a margin, and its embedding and keypoints would no longer be the device's
+        crop, box = crop_product(image, None if path.name.startswith(FIELD_PREFIX) else detector)
         # packshot: judged on the whole image (the crop loses the backdrop)
         batch.append(({"product_id": pid, "file": file, "bbox": box, "packshot": is_packshot(image), "sha256": sha}, crop))
         if pid not in thumbnails:

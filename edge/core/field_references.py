@@ -25,6 +25,12 @@ from edge.core.errors import CatalogError
 from edge.core.ids import PRODUCT_ID
 from models.safe_write import fsync_dir, fsync_tree, make_dirs, write_json_atomic
 
+FIELD_PREFIX = "field-"  # an accepted reference's image in a catalog: field-<reference_id>.jpg (catalog build keeps it whole)
+
+
+def catalog_file_name(reference_id: str) -> str:
+    return f"{FIELD_PREFIX}{reference_id}.jpg"
+
 
 @dataclass(frozen=True)
 class FieldReference:

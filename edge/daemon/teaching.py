@@ -46,6 +46,7 @@ class Teaching:
         self._references_changed, self._after = references_changed, after_teaching
         self.store = ReferenceStore(DataDir(config.device.data_dir).references)
         self._lock = threading.Lock()  # one lesson at a time: two confirmations of one track do not both take it
+        self._searchable: tuple[object, list[tuple[str, dict]]] = (None, [])  # (identifier, [(folded name + SKU, product)])
 
     def unknowns(self) -> list[dict]:
         return self._unknowns.recent()
@@ -55,9 +56,12 @@ class Teaching:
 
     def products(self, query: str) -> list[dict]:
         """The identifier's products (the catalog's and those taught as new) whose name or SKU holds the query."""
-        needle = folded(query.strip())
-        found = [p for p in self._identifier().products if needle in folded(p.name) or needle in folded(p.sku)]
-        return [{"id": p.product_id, "sku": p.sku, "name": p.name} for p in found[:MAX_PRODUCTS]]
+        identifier, needle = self._identifier(), folded(query.strip())
+        if self._searchable[0] is not identifier:  # folded once per catalog (and per set of references), not per keypress
+            self._searchable = (identifier, [(f"{folded(p.name)}\n{folded(p.sku)}", {"id": p.product_id, "sku": p.sku, "name": p.name})
+                                             for p in identifier.products])
+        found = (product for text, product in self._searchable[1] if needle in text)
+        return [product for product, _ in zip(found, range(MAX_PRODUCTS))]
 
     def teach(self, lesson: Lesson) -> dict:
         with self._lock:

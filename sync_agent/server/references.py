@@ -43,6 +43,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from edge.core.errors import ImageError, ShelfIDError
+from edge.core.field_references import catalog_file_name
 from edge.core.ids import CATALOG_ID_PATTERN, DEVICE_ID_PATTERN, PRODUCT_ID_PATTERN
 from edge.core.images import read_image
 from models.safe_write import fsync_dir
@@ -249,7 +250,7 @@ class References:
         if fields >= self.settings.max_field_images_per_product:
             raise HTTPException(409, f"product {product_id!r} holds {fields} field references already (at most "
                                      f"{self.settings.max_field_images_per_product}); PUT the product with fewer images first")
-        folder, file = self.store.folder(catalog_id) / product_id, f"field-{row['reference_id']}.jpg"
+        folder, file = self.store.folder(catalog_id) / product_id, catalog_file_name(row['reference_id'])
         fresh = not folder.is_dir()
         folder.mkdir(exist_ok=True)
         if fresh:
