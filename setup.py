@@ -19,7 +19,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["edge", "edge.*", "models", "models.*", "sync_agent", "sync_agent.*"]),
     package_data={"models": ["weights/*.onnx", "weights/*.pt", "weights/*.json"], "sync_agent": ["manifest.schema.json"],
-                  "edge.web": ["static/*.html"]},
+                  "edge.web": ["static/*.html", "static/*.js"]},
     install_requires=[
         # the daemon's run-time path: no PyTorch here (DESIGN.md, Models)
         "numpy>=1.24",

@@ -67,6 +67,12 @@ def type_name(annotation: object) -> str:
         return "one of: " + ", ".join(f"`{a}`" for a in args)
     if origin is list:
         return f"list of {type_name(args[0])}"
+    if origin is tuple:
+        return "[" + ", ".join(type_name(a) for a in args) + "]"
+    if origin is dict:
+        return f"mapping of {type_name(args[0])} to {type_name(args[1])}"
+    if origin is typing.Annotated:
+        return type_name(args[0])
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return "section (below)"
     return {str: "string", int: "integer", float: "number", bool: "true/false", Path: "path"}.get(annotation, str(annotation))
@@ -87,6 +93,12 @@ def allowed(field: FieldInfo) -> str:
 def default_text(key: str, field: FieldInfo) -> str:
     if key in FACTORY_DEFAULTS:
         return FACTORY_DEFAULTS[key]
+    if field.is_required():
+        return "required"
+    if field.default_factory is not None and key not in FACTORY_DEFAULTS:
+        made = field.default_factory()
+        if isinstance(made, (dict, list)):
+            return f"`{made}`"
     value = field.get_default(call_default_factory=False)
     if value is None:
         return "null"
@@ -110,8 +122,8 @@ def section(prefix: str, model: type[BaseModel], description: str, level: int = 
     for name, field in model.model_fields.items():
         key = f"{prefix}.{name}"
         inner = [a for a in (field.annotation, *typing.get_args(field.annotation)) if isinstance(a, type) and issubclass(a, BaseModel)]
-        if inner:
-            nested.append((key, inner[0], field.description or ""))
+        if inner:  # a section, or a mapping of names to sections (zones.areas.<name>)
+            nested.append((f"{key}.<name>" if typing.get_origin(field.annotation) is dict else key, inner[0], field.description or ""))
         lines.append(f"| `{key}` | {cell(type_name(field.annotation))} | {cell(default_text(key, field))} | {cell(allowed(field))} | "
                      f"{cell(field.description or '')} |")
     for key, inner, text in nested:

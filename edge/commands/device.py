@@ -106,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = with_runtime_checks(device_config(args.config), config_path(args.config))
     setup_from_config(args.log_level, config.logging.level, config.logging.format)
-    print(json.dumps(run(config, args.catalog)))
+    print(json.dumps(run(config, args.catalog, config_path=config_path(args.config))))
     return 0
 
 

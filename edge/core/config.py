@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.core.datadir import DataDir
-from edge.core.ids import CATALOG_ID_PATTERN, DEVICE_ID_PATTERN
+from edge.core.ids import CATALOG_ID_PATTERN, DEVICE_ID_PATTERN, PRODUCT_ID
+from edge.core.polygons import problem as polygon_problem
 
 log = logging.getLogger(__name__)
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"  # the rule itself lives in models.device (config imports no torch)
@@ -404,6 +406,67 @@ class LoggingConfig(Section):
         return value.upper() if isinstance(value, str) else value
 
 
+ZONE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"  # one MQTT topic level: no '/', '+', '#' or '.'
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class ZoneArea(Section):
+    polygon: list[tuple[Fraction, Fraction]] = Field(
+        min_length=3, max_length=64,
+        description="Corners [x, y] in frame coordinates normalised to 0..1 (0, 0 the top-left corner, 1, 1 the "
+                    "bottom-right), as the installer's page draws them; a product counts in the zone when its box's "
+                    "centre is inside.")
+    expected: dict[str, Annotated[int, Field(ge=1, le=1000)]] = Field(
+        default_factory=dict,
+        description="The zone's planogram: product id → expected facings. Empty: no planogram (nothing is `low` or "
+                    "`misplaced`, a product that leaves is still `gone`).")
+
+    @field_validator("polygon")
+    @classmethod
+    def _a_polygon(cls, value: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if (why := polygon_problem(value)) is not None:
+            raise ValueError(f"not a polygon: {why}")
+        return value
+
+    @field_validator("expected")
+    @classmethod
+    def _product_ids(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = [key for key in value if not PRODUCT_ID.fullmatch(key)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a product id (letters and digits, then also '.', '_', '-')")
+        return value
+
+
+class ZonesConfig(Section):
+    present_after_s: float = Field(
+        default=3.0, gt=0, le=3600,
+        description="A product (or one more facing of it) counts in a zone once it has been there this long, in frame "
+                    "time.")
+    gone_after_s: float = Field(
+        default=30.0, gt=0, le=86400,
+        description="Facings fall only after the lower count has lasted this long; at 0 the product is `gone`. Longer "
+                    "than a shopper's arm in front of the shelf, and than tracker.recheck_s (a product half hidden for a "
+                    "moment may get a new track confirmed unknown until its re-check); with present_after_s, the warm-up "
+                    "after start before a zone's state is published.")
+    stationary_s: float = Field(
+        default=1.0, ge=0, le=600,
+        description="A confirmed track counts only once its box has stayed put this long: a product carried past the "
+                    "shelf is not on it.")
+    areas: dict[str, ZoneArea] = Field(
+        default_factory=dict, max_length=32,
+        description="The zones: name (letters, digits, '_', '-'; one MQTT topic level) → outline and planogram. Drawn "
+                    "on the installer's page. Empty: no zone state is kept or published.")
+
+    @field_validator("areas")
+    @classmethod
+    def _names(cls, value: dict[str, ZoneArea]) -> dict[str, ZoneArea]:
+        bad = [name for name in value if not re.fullmatch(ZONE_NAME, name)]
+        if bad:
+            raise ValueError(f"zone name {bad[0]!r} is not allowed: letters and digits first, then also '_' and '-', "
+                             "at most 64 characters")
+        return value
+
+
 class Config(Section):
     device: DeviceConfig = Field(default_factory=DeviceConfig, description="Who this device is and where it keeps state.")
     camera: CameraConfig = Field(default_factory=CameraConfig, description="The camera feed.")
@@ -416,6 +479,16 @@ class Config(Section):
     sync: SyncConfig = Field(default_factory=SyncConfig, description="Catalog updates from the catalog server.")
     web: WebConfig = Field(default_factory=WebConfig, description="The local page for installers (off by default).")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log output.")
+    zones: ZonesConfig = Field(default_factory=ZonesConfig, description="Shelf zones: what is on each one now, and what went missing.")
+
+    @model_validator(mode="after")
+    def _zones_outlast_a_recheck(self) -> Config:
+        # a product half hidden by an arm can get a new track confirmed unknown, re-checked only after recheck_s:
+        # a shorter gone_after_s would report it gone while it stands there (seen in tests/test_zones_e2e.py)
+        if self.zones.areas and self.zones.gone_after_s <= self.tracker.recheck_s:
+            raise ValueError(f"zones.gone_after_s ({self.zones.gone_after_s:g}) must be longer than tracker.recheck_s "
+                             f"({self.tracker.recheck_s:g}): a product hidden for a moment is identified again only then")
+        return self
 
     @property
     def outbox_path(self) -> Path:

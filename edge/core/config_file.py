@@ -24,6 +24,11 @@ def load_config(path: Path | str) -> Config:
         raise ConfigFileError(f"{path}: no such config file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigFileError(f"{path}: cannot read the config file: {exc}") from None
+    return config_from_text(text, path)
+
+
+def config_from_text(text: str, path: Path | str) -> Config:
+    """Parse and validate a config file's text (`path` names it in errors): what load_config and a page's save share."""
     try:
         root = yaml.compose(text)
         data = yaml.safe_load(text)
@@ -65,6 +70,8 @@ def _describe(err: dict, root: yaml.Node) -> str:
 def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
     model: type[BaseModel] = Config
     for part in loc:
+        if part not in model.model_fields:
+            continue  # a name or index inside a mapping or list of sections (zones.areas.<name>)
         annotation = model.model_fields[part].annotation
         model = next(a for a in (annotation, *getattr(annotation, "__args__", ())) if isinstance(a, type) and issubclass(a, BaseModel))
     return list(model.model_fields)
@@ -74,6 +81,10 @@ def _line_of(node: Optional[yaml.Node], loc: tuple[str, ...]) -> Optional[int]:
     """1-based line of the YAML node at `loc`, or of its deepest existing parent."""
     line = node.start_mark.line + 1 if node is not None else None
     for part in loc:
+        if isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            node = node.value[int(part)]
+            line = node.start_mark.line + 1
+            continue
         if not isinstance(node, yaml.MappingNode):
             break
         for key_node, value_node in node.value:

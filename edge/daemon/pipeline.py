@@ -20,6 +20,7 @@ from edge.daemon.grabber import Frame
 from edge.daemon.tracker import Track, Tracker, Verdict, needs_identification
 from edge.daemon.unknowns import RecentUnknowns
 from edge.daemon.worker import IdentifyWorker
+from edge.daemon.zones import ZoneKeeper
 from edge.reporting.events import make_event
 from edge.reporting.sinks import EventSink
 
@@ -71,6 +72,7 @@ class Pipeline:
         self.unknowns = RecentUnknowns()  # what the installer's page offers to teach
         background = config.tracker.background if background is None else background
         self.worker = IdentifyWorker(identifier, threads=config.tracker.identify_threads) if background else None
+        self.zones = ZoneKeeper.of(config, sink)  # shelf state per zone; None without zones
 
     def process(self, frame: Frame) -> list[dict]:
         timings = Timings()
@@ -89,6 +91,9 @@ class Pipeline:
                 self.stats.crops += 1
                 events += self._apply(due[i], ident, image.shape, now)
                 self.unknowns.observe(due[i].track_id, ident, crop, now)
+        if self.zones is not None:  # zone events go to the sink only: the caller's list stays identifications
+            with timings.stage("zones"):
+                self.zones.update(self.tracker.tracks, now, image.shape, self.identifier.catalog)
         self.stats.frames += 1
         self.stats.record(timings.ms)
         return events

@@ -34,11 +34,12 @@ from edge.core.identify import Identifier
 from edge.daemon.camera import FrameSource, open_source
 from edge.daemon.catalog_watch import CatalogWatcher
 from edge.daemon.grabber import Frame, Grabber
-from edge.daemon.page import feed_page, start_web
+from edge.daemon.page import feed_page, start_web, sync_zones
 from edge.daemon.pipeline import Pipeline
 from edge.daemon.sdnotify import notify
 from edge.daemon.status import page_status, stats_message
 from edge.daemon.teaching import Teaching
+from edge.daemon.zones import memory_path
 from edge.reporting.announcements import AnnouncementGate
 from edge.reporting.sinks import EventSink, JSONLinesSink, OutboxSink
 
@@ -66,10 +67,11 @@ def make_sink(config: Config, catalog_id: str | None) -> EventSink:
 
 def run(config: Config, catalog_dir: Path | None = None, stop: threading.Event | None = None,
         on_event: Callable[[dict], None] | None = None, on_frame: Callable[[Frame, Pipeline], None] | None = None,
-        source: FrameSource | None = None) -> dict:
+        source: FrameSource | None = None, config_path: Path | None = None) -> dict:
     """The daemon: returns the final stats when the camera (a file) ends or on SIGTERM/SIGINT.
 
-    `source` replaces the configured camera (a caller's own frames; the tests' failing camera). Start-up, the loop,
+    `source` replaces the configured camera (a caller's own frames; the tests' failing camera); `config_path` is the file
+    the page saves zones into. Start-up, the loop,
     then the shutdown in the order that loses no identification in flight.
     """
     stop = stop or threading.Event()
@@ -78,8 +80,10 @@ def run(config: Config, catalog_dir: Path | None = None, stop: threading.Event |
     identifier = load_identifier(config, path, field_references=True)
     identifier.identify_image(np.zeros((480, 640, 3), np.uint8))  # warm-up before READY=1
     sink = make_sink(config, config.sync.catalog_id)
-    web = start_web(config)  # the installer's page, when the config turns it on
+    web = start_web(config, config_path)  # the installer's page, when the config turns it on
     pipeline = Pipeline(config, identifier, sink, on_stage_ms=web.metrics.observe if web is not None else None)
+    if pipeline.zones is not None:
+        pipeline.zones.remember(memory_path(config))  # alerts outlive a restart: none reported twice
     watcher = CatalogWatcher(path, identifier, config, config.device.catalog_check_s)
     announce_catalog(sink, identifier)
     if web is not None:
@@ -115,6 +119,7 @@ def run(config: Config, catalog_dir: Path | None = None, stop: threading.Event |
                 announce_catalog(sink, switched)
             if web is not None and time.monotonic() - last_status >= 1.0:  # the page's health panel, also while the camera is lost
                 web.live.set_status(page_status(config, stats(), sink, web.live))
+                sync_zones(web, pipeline, config)
                 last_status = time.monotonic()
             frame = grabber.get(timeout=1.0)
             if frame is not None:

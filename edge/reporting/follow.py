@@ -12,7 +12,8 @@ from edge.core.config import Config
 from edge.core.errors import ShelfIDError
 from edge.core.text import printable
 from edge.reporting.mqtt import apply_credentials, guarded
-from edge.reporting.topics import device_topics
+from edge.reporting.topics import device_topics, zone_state_topic
+from edge.reporting.zone_messages import ZONE_EVENT_TYPES
 
 
 def describe(topic: str, payload: bytes) -> str:
@@ -24,11 +25,15 @@ def describe(topic: str, payload: bytes) -> str:
 def _describe(topic: str, payload: bytes) -> str:
     kind = topic.rsplit("/", 1)[-1]
     text = payload.decode("utf-8", "replace")
+    if kind == "state" and "/zones/" in topic:
+        return _zone_state(topic, payload, text)
     if kind != "events":
         return f"{kind}: {text}"
     try:
         e = json.loads(payload)
         when = e["ts"][11:23]
+        if e["type"] in ZONE_EVENT_TYPES:
+            return _zone_event(e, when)
         thing = e["product"] or e.get("guess") or {}
         name = f"{thing.get('name', '?')} [{thing.get('sku', '?')}]" if e["type"] == "identified" else f"unknown (like {thing.get('name', '-')})"
         late = " (replayed)" if e.get("replayed") else ""
@@ -37,6 +42,28 @@ def _describe(topic: str, payload: bytes) -> str:
                 f"catalog v{e['catalog']['version']}, seq {e['seq']}{late}")
     except (ValueError, KeyError, TypeError):
         return f"events: unreadable payload {text[:120]!r}"
+
+
+def _zone_event(e: dict, when: str) -> str:
+    expected = f" of {e['expected']} expected" if e["expected"] else ""
+    seen = f", last seen {e['last_seen'][11:19]}" if e["last_seen"] else ""
+    late = " (replayed)" if e.get("replayed") else ""
+    return (f"{when} {e['camera']} zone {e['zone']}: {e['type']} {e['product']['name']} [{e['product']['sku'] or '?'}] — "
+            f"{e['facings']} facings{expected}{seen}, seq {e['seq']}{late}")
+
+
+def _zone_state(topic: str, payload: bytes, text: str) -> str:
+    zone = topic.rsplit("/", 2)[-2]
+    if not payload:
+        return f"zone {zone}: removed"
+    try:
+        s = json.loads(payload)
+        products = ", ".join(f"{p['product']['name']} {p['facings']}" + (f"/{p['expected']}" if p["expected"] else "")
+                             for p in s["products"]) or "nothing"
+        alerts = ", ".join(f"{a['type']} {a['product']}" for a in s["alerts"])
+        return f"zone {zone} at {s['ts'][11:19]}: {products}" + (f" — alerts: {alerts}" if alerts else "")
+    except (ValueError, KeyError, TypeError):
+        return f"zone {zone}: unreadable state {text[:120]!r}"
 
 
 def _print(line: str) -> None:
@@ -62,7 +89,8 @@ def follow(config: Config, out: Callable[[str], None] = _print, limit: int | Non
             stop.set()
             return
         connected.set()
-        client.subscribe([(names[k], 1) for k in ("status", "events", "catalog")])
+        zones = zone_state_topic(m.topic_prefix, config.device.id, "+")
+        client.subscribe([(names[k], 1) for k in ("status", "events", "catalog")] + [(zones, 1)])
 
     def on_connect_fail(client, userdata):
         if not warned[0]:  # once: paho retries every second or so
@@ -82,7 +110,8 @@ def follow(config: Config, out: Callable[[str], None] = _print, limit: int | Non
     apply_credentials(client, m)
     client.on_connect, client.on_connect_fail = guarded(on_connect), guarded(on_connect_fail)
     client.on_message = guarded(on_message)
-    client.on_subscribe = lambda c, u, mid, codes, p: out(f"following {where} {m.topic_prefix}/{config.device.id}/{{status,events,catalog}}")
+    topics = f"{m.topic_prefix}/{config.device.id}/{{status,events,catalog,zones/+/state}}"
+    client.on_subscribe = lambda c, u, mid, codes, p: out(f"following {where} {topics}")
     client.reconnect_delay_set(1, 5)
     out(f"connecting to {where} as {m.username or 'anonymous'} …")
     client.connect_async(m.host, m.port, m.keepalive_s)

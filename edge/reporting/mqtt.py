@@ -5,6 +5,7 @@ Topics (prefix configurable, default `shelfid`):
   <prefix>/<device>/events    QoS 1: one JSON event per identification
   <prefix>/<device>/stats     QoS 0: pipeline and outbox numbers
   <prefix>/<device>/catalog   retained, QoS 1: active catalog id + version (again after every reconnect)
+  <prefix>/<device>/zones/<zone>/state   retained, QoS 1: a shelf zone's state now (again after every reconnect)
   <prefix>/catalogs/<catalog>/latest   subscribed: the catalog server's announcement
 
 Events are written to the outbox first; a sender thread publishes pending ones
@@ -34,7 +35,7 @@ from edge.core.config import MQTTConfig
 from edge.reporting.announcements import parse_announcement
 from edge.reporting.events import mark_replayed
 from edge.reporting.outbox import Outbox
-from edge.reporting.topics import announcement_topic, device_topics
+from edge.reporting.topics import announcement_topic, device_topics, zone_state_topic
 
 log = logging.getLogger(__name__)
 WINDOW = 200  # most events in flight (published, not yet acknowledged)
@@ -81,6 +82,8 @@ class MQTTReporter:
         self.announcement_topic = announcement_topic(config.topic_prefix, catalog_id) if catalog_id else None
         self.on_announcement = on_announcement
         self._catalog_payload: bytes | None = None
+        self._zone_states: dict[str, bytes] = {}  # topic -> the latest state: only the newest matters, so no outbox
+        self._zone_lock = threading.Lock()  # a state set during a reconnect is published by one side or the other
         self._cond = threading.Condition()
         self._inflight: dict[int, int] = {}  # mid -> seq
         self._early_acks: set[int] = set()  # PUBACKs that beat the sender's bookkeeping
@@ -140,6 +143,15 @@ class MQTTReporter:
         if self.connected.is_set():
             self.client.publish(self.topics["catalog"], self._catalog_payload, qos=1, retain=True)
 
+    def set_zone_state(self, zone: str, payload: bytes | None) -> None:
+        """Retain a zone's latest state; None clears it (an empty retained message: the zone was removed), also when
+        that can only be sent after the next connect."""
+        topic = zone_state_topic(self.config.topic_prefix, self.device, zone)
+        with self._zone_lock:
+            self._zone_states[topic] = payload or b""
+            if self.connected.is_set():
+                self.client.publish(topic, payload or b"", qos=1, retain=True)
+
     @property
     def is_connected(self) -> bool:
         """Connected, and the network thread that delivers events still runs."""
@@ -175,6 +187,9 @@ class MQTTReporter:
             self._connected_since = time.time()
             self.connected.set()
             self._cond.notify_all()
+        with self._zone_lock:  # after connected.set(): a state set from now on is published by set_zone_state itself
+            for topic, payload in self._zone_states.items():
+                client.publish(topic, payload, qos=1, retain=True)
 
     def _on_connect_fail(self, client, userdata) -> None:
         tls = " (TLS: check mqtt.tls.ca_file and that the broker's port speaks TLS)" if self.config.tls else ""

@@ -28,6 +28,9 @@ class EventSink(Protocol):
     def health(self) -> dict:
         """The reporting side's numbers for the stats and the page: broker connection and outbox, {} without a broker."""
 
+    def set_zone_state(self, zone: str, state: dict | None) -> None:
+        """A shelf zone's state, for its retained `<device>/zones/<zone>/state` topic (None: the zone is gone)."""
+
     def close(self) -> None: ...
 
 
@@ -42,6 +45,9 @@ class LocalSink:
 
     def health(self) -> dict:
         return {}
+
+    def set_zone_state(self, zone: str, state: dict | None) -> None:
+        pass
 
 
 class OutboxSink:
@@ -65,6 +71,9 @@ class OutboxSink:
 
     def health(self) -> dict:
         return self.reporter.stats()
+
+    def set_zone_state(self, zone: str, state: dict | None) -> None:
+        self.reporter.set_zone_state(zone, None if state is None else encode(state))
 
     def close(self) -> None:
         self.reporter.stop()

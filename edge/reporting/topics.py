@@ -4,6 +4,7 @@
     <prefix>/<device>/events              identifications (QoS 1, at least once)
     <prefix>/<device>/stats               the live stats line (QoS 0)
     <prefix>/<device>/catalog             retained: the catalog in use
+    <prefix>/<device>/zones/<zone>/state  retained: what stands in a shelf zone now (edge.daemon.zones)
     <prefix>/catalogs/<catalog>/latest    retained: the catalog server's announcement of its newest version
 """
 
@@ -17,3 +18,7 @@ def device_topics(prefix: str, device: str) -> dict[str, str]:
 
 def announcement_topic(prefix: str, catalog_id: str) -> str:
     return f"{prefix}/catalogs/{catalog_id}/latest"
+
+
+def zone_state_topic(prefix: str, device: str, zone: str) -> str:
+    return f"{prefix}/{device}/zones/{zone}/state"

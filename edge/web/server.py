@@ -1,4 +1,4 @@
-"""The installer's page, served by the daemon itself (stdlib ThreadingHTTPServer; read-only; off by default).
+"""The installer's page, served by the daemon itself (stdlib ThreadingHTTPServer; read-only but for teaching and zones; off by default).
 
     /                       the page: live view, recent identifications, health (edge/web/static/index.html)
     /snapshot.jpg           the live view with boxes and names (503 before the first frame)
@@ -8,6 +8,9 @@
     /metrics                Prometheus text format
     /api/unknowns, /unknown/<track>/<k>.jpg, /api/products?q=, POST /api/unknowns/<track>
                             teaching the device what it could not name (edge/web/teach.py)
+    /api/zones              GET: the shelf zones, their state and the catalog's products (edge.web.zone_desk);
+                            POST: save the zones drawn on the page into the config file
+    /zones.js               the page's zone drawing (edge/web/static/zones.js)
 
 A token (file, credential `web-token` or $SHELFID_WEB_TOKEN) is required when
 bound to anything but loopback; it is accepted as `Authorization: Bearer`,
@@ -15,10 +18,11 @@ as a `token` query parameter (the page then keeps it in an HttpOnly cookie)
 or as that cookie; a page opened with ?token= is redirected to itself without it,
 so the token does not stay in the address bar. Without one the answer is 401, with
 a wrong one 403: JSON for the API, and for a browser opening the page a small page
-(edge/web/static/token.html) whose form sends GET /?token=…. One route changes state: POST /api/unknowns/<track>
-(teaching), which takes only a small `application/json` body from this page's own origin — a form on another site
-cannot send that type, a script there cannot without a CORS preflight this server never grants, and a browser's
-Origin header naming another site is refused (403) — so another site cannot teach the device, token or not.
+(edge/web/static/token.html) whose form sends GET /?token=…. Two routes change state: POST /api/unknowns/<track>
+(teaching) and POST /api/zones (the shelf zones, saved into the config file). Each takes only a small
+`application/json` body from this page's own origin — a form on another site cannot send that type, a script there
+cannot without a CORS preflight this server never grants, and a browser's Origin header (or, for the zones, its
+Sec-Fetch-Site) naming another site is refused (403) — so another site cannot change the device, token or not.
 
 Without a token (loopback only) the page answers only requests whose Host is a loopback name (localhost,
 *.localhost) or an IP address, and 421 to any other: a browser made to resolve an attacker's name to 127.0.0.1 (DNS
@@ -58,6 +62,8 @@ from edge.core.errors import ShelfIDError
 from edge.web.live import LiveState
 from edge.web.metrics import Metrics
 from edge.web.teach import MAX_BODY, LessonError, Teacher, parse_lesson
+from edge.web.zone_desk import MAX_BODY as ZONES_MAX_BODY
+from edge.web.zone_desk import ZoneDesk, ZoneSaveError
 
 log = logging.getLogger(__name__)
 MAX_TARGET = 2048
@@ -66,7 +72,7 @@ THUMB = re.compile(r"^/thumb/([0-9a-f-]{36})/(crop|catalog)\.jpg$")
 UNKNOWN_CROP = re.compile(r"^/unknown/([0-9]{1,9})/([0-9]{1,2})\.jpg$")
 TEACH = re.compile(r"^/api/unknowns/([0-9]{1,9})$")
 LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII only: str.isdigit accepts '²' and '١', which int() then refuses or reads
-METHODS = ("GET", "HEAD", "POST")  # POST: the teaching route only
+METHODS = ("GET", "HEAD", "POST")  # POST: the teaching route and /api/zones only
 MAX_CONNECTIONS = 32  # a browser opens at most 6 to one host; a few installers and a scraper fit many times over
 TIMEOUT_S = 5.0  # for the whole request line and headers after the accept, and for each write of the answer
 SECURITY = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
@@ -125,7 +131,8 @@ class Handler(BaseHTTPRequestHandler):
         if not super().parse_request():
             return False
         if self.command not in METHODS:
-            allow = "POST" if TEACH.match(urlsplit(self.path).path) else "GET, HEAD"
+            path = urlsplit(self.path).path
+            allow = "POST" if TEACH.match(path) else "GET, HEAD, POST" if path == "/api/zones" else "GET, HEAD"
             self.error(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command[:20]!r} is not {allow.replace(', ', ' or ')} here", {"Allow": allow})
             return False
         return True
@@ -142,7 +149,7 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # the handler's boundary: answer and log here, never a dropped connection
             self.fail(exc)
 
-    do_POST = do_GET  # noqa: N815 - one router; route() sends POST to the teaching route only
+    do_POST = do_GET  # noqa: N815 - one router; route() sends POST to the teaching route and /api/zones only
 
     def route(self) -> None:
         if len(self.path) > MAX_TARGET:
@@ -160,13 +167,15 @@ class Handler(BaseHTTPRequestHandler):
         if isinstance(cookie, HTTPStatus):
             return self.refused(cookie, parts.path)
         if self.command == "POST":
+            if parts.path == "/api/zones":
+                return self.save_zones()
             if match := TEACH.match(parts.path):
                 return self.teach(int(match.group(1)))
             return self.error(HTTPStatus.METHOD_NOT_ALLOWED, f"{parts.path[:200]!r} takes GET and HEAD only; POST is for "
-                              "/api/unknowns/<track>", {"Allow": "GET, HEAD"})
+                              "/api/unknowns/<track> and /api/zones", {"Allow": "GET, HEAD"})
         route = {"/": self.page, "/index.html": self.page, "/snapshot.jpg": self.snapshot, "/api/status": self.status,
                  "/api/events": self.events, "/metrics": self.metrics, "/api/unknowns": self.unknowns,
-                 "/api/products": self.products}.get(parts.path)
+                 "/api/products": self.products, "/api/zones": self.zones, "/zones.js": self.zones_js}.get(parts.path)
         if route is not None:
             return route(query, cookie)
         if match := THUMB.match(parts.path):
@@ -279,6 +288,39 @@ class Handler(BaseHTTPRequestHandler):
             return self.error(HTTPStatus.NOT_FOUND, f"no {which} thumbnail for event {event_id} (it may have scrolled out)")
         self.send(HTTPStatus.OK, "image/jpeg", image, {"Cache-Control": "private, max-age=3600"})  # behind the token: no shared cache
 
+    def zones(self, query: dict, cookie: str) -> None:
+        if self.server.zones is None:
+            return self.error(HTTPStatus.SERVICE_UNAVAILABLE, "zones are not ready yet: the daemon is starting", {"Retry-After": "1"})
+        self.json(self.server.zones.view())
+
+    def zones_js(self, query: dict, cookie: str) -> None:
+        script = files("edge.web").joinpath("static/zones.js").read_bytes()
+        self.send(HTTPStatus.OK, "text/javascript; charset=utf-8", script, {"Cache-Control": "no-store"})
+
+    def save_zones(self) -> None:
+        """POST /api/zones: checks that the request comes from this page and is whole, then edge.web.zone_desk saves."""
+        if self.server.zones is None:
+            return self.error(HTTPStatus.SERVICE_UNAVAILABLE, "zones are not ready yet: the daemon is starting", {"Retry-After": "1"})
+        length = self.headers.get("Content-Length", "")
+        if not re.fullmatch(r"[0-9]{1,9}", length):
+            return self.error(HTTPStatus.LENGTH_REQUIRED, "a Content-Length (a whole number of bytes) is needed")
+        if int(length) > ZONES_MAX_BODY:
+            return self.error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"zones of {int(length):,} bytes: at most {ZONES_MAX_BODY:,}")
+        # read first, whatever the answer: a body left unread makes the close a reset, which can lose the answer
+        body = self.rfile.read(int(length))  # within the request's deadline (Deadline)
+        if len(body) < int(length):
+            return self.error(HTTPStatus.BAD_REQUEST, f"the body ended after {len(body)} of {length} bytes")
+        if not same_origin(self.headers.get("Origin"), self.headers.get("Sec-Fetch-Site"), self.headers.get("Host")):
+            return self.error(HTTPStatus.FORBIDDEN, "cross-site request refused: zones are saved from this device's own page")
+        if self.headers.get_content_type() != "application/json":
+            return self.error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the zones as Content-Type: application/json")
+        try:
+            result = self.server.zones.save(body)
+        except ZoneSaveError as exc:
+            out = json.dumps({"error": exc.message, "problems": exc.problems, "status": exc.status}, ensure_ascii=False).encode()
+            return self.send(HTTPStatus(exc.status), "application/json", out, {"Cache-Control": "no-store"})
+        self.json(result)
+
     # --- teaching (edge/web/teach.py) ---
 
     def teacher(self) -> Teacher | None:
@@ -369,6 +411,7 @@ class WebServer(ThreadingHTTPServer):
             raise ShelfIDError(f"web.host is {config.host}, not loopback: set web.token_file (or the credential 'web-token' "
                                f"or $SHELFID_WEB_TOKEN) so the page is not open to the network")
         self.live, self.metrics, self.teacher = live, metrics, teacher
+        self.zones: ZoneDesk | None = None  # set by the daemon (edge.daemon.page) once it knows its zones
         self.timeout_s, self.max_connections = timeout_s, max_connections
         self.slots = threading.BoundedSemaphore(max_connections)
         self.busy = busy_answer(max_connections)
@@ -446,6 +489,14 @@ def host_allowed(host: str | None) -> bool:
     name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
     name = name.rstrip(".")
     return name == "localhost" or name.endswith(".localhost") or is_ip(name)
+
+
+def same_origin(origin: str | None, fetch_site: str | None, host: str | None) -> bool:
+    """Whether a request that changes state comes from this page: browsers send Origin (and Sec-Fetch-Site) with a POST,
+    naming the page that sent it; a client that is no browser (curl, a script) sends neither and is judged by its token."""
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return False
+    return origin is None or urlsplit(origin).netloc.lower() == (host or "").lower()
 
 
 def is_ip(text: str) -> bool:
