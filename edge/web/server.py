@@ -21,8 +21,8 @@ a wrong one 403: JSON for the API, and for a browser opening the page a small pa
 (edge/web/static/token.html) whose form sends GET /?token=…. Two routes change state: POST /api/unknowns/<track>
 (teaching) and POST /api/zones (the shelf zones, saved into the config file). Each takes only a small
 `application/json` body from this page's own origin — a form on another site cannot send that type, a script there
-cannot without a CORS preflight this server never grants, and a browser's Origin header (or, for the zones, its
-Sec-Fetch-Site) naming another site is refused (403) — so another site cannot change the device, token or not.
+cannot without a CORS preflight this server never grants, and a browser's Origin or Sec-Fetch-Site header naming
+another site is refused (403) — so another site cannot change the device, token or not.
 
 Without a token (loopback only) the page answers only requests whose Host is a loopback name (localhost,
 *.localhost) or an IP address, and 421 to any other: a browser made to resolve an attacker's name to 127.0.0.1 (DNS
@@ -301,25 +301,36 @@ class Handler(BaseHTTPRequestHandler):
         """POST /api/zones: checks that the request comes from this page and is whole, then edge.web.zone_desk saves."""
         if self.server.zones is None:
             return self.error(HTTPStatus.SERVICE_UNAVAILABLE, "zones are not ready yet: the daemon is starting", {"Retry-After": "1"})
-        length = self.headers.get("Content-Length", "")
-        if not re.fullmatch(r"[0-9]{1,9}", length):
-            return self.error(HTTPStatus.LENGTH_REQUIRED, "a Content-Length (a whole number of bytes) is needed")
-        if int(length) > ZONES_MAX_BODY:
-            return self.error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"zones of {int(length):,} bytes: at most {ZONES_MAX_BODY:,}")
-        # read first, whatever the answer: a body left unread makes the close a reset, which can lose the answer
-        body = self.rfile.read(int(length))  # within the request's deadline (Deadline)
-        if len(body) < int(length):
-            return self.error(HTTPStatus.BAD_REQUEST, f"the body ended after {len(body)} of {length} bytes")
-        if not same_origin(self.headers.get("Origin"), self.headers.get("Sec-Fetch-Site"), self.headers.get("Host")):
-            return self.error(HTTPStatus.FORBIDDEN, "cross-site request refused: zones are saved from this device's own page")
-        if self.headers.get_content_type() != "application/json":
-            return self.error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the zones as Content-Type: application/json")
+        if (body := self.posted_json(ZONES_MAX_BODY, "zones")) is None:
+            return
         try:
             result = self.server.zones.save(body)
         except ZoneSaveError as exc:
             out = json.dumps({"error": exc.message, "problems": exc.problems, "status": exc.status}, ensure_ascii=False).encode()
             return self.send(HTTPStatus(exc.status), "application/json", out, {"Cache-Control": "no-store"})
         self.json(result)
+
+    def posted_json(self, limit: int, what: str) -> bytes | None:
+        """The JSON body of a POST that changes state, or None once refused: whole, at most `limit` bytes, from this
+        page (same_origin) and typed application/json, which a form on another site cannot send."""
+        length = self.headers.get("Content-Length", "")
+        if not re.fullmatch(r"[0-9]{1,9}", length):
+            self.error(HTTPStatus.LENGTH_REQUIRED, "a Content-Length (a whole number of bytes) is needed")
+            return None
+        if int(length) > limit:
+            self.error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"{what} of {int(length):,} bytes: at most {limit:,}")
+            return None
+        # read first, whatever the answer: a body left unread makes the close a reset, which can lose the answer
+        body = self.rfile.read(int(length))  # within the request's deadline (Deadline)
+        if len(body) < int(length):
+            self.error(HTTPStatus.BAD_REQUEST, f"the body ended after {len(body)} of {length} bytes")
+        elif not same_origin(self.headers.get("Origin"), self.headers.get("Sec-Fetch-Site"), self.headers.get("Host")):
+            self.error(HTTPStatus.FORBIDDEN, f"cross-site request refused: {what} comes only from this device's own page")
+        elif self.headers.get_content_type() != "application/json":
+            self.error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"send {what} as Content-Type: application/json")
+        else:
+            return body
+        return None
 
     # --- teaching (edge/web/teach.py) ---
 
@@ -349,19 +360,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def teach(self, track_id: int) -> None:
         """The one route that changes state: a small JSON body from this page's own origin (see the module's docstring)."""
-        origin, host = self.headers.get("Origin"), self.headers.get("Host", "")
-        if origin is not None and origin not in (f"http://{host}", f"https://{host}"):
-            return self.error(HTTPStatus.FORBIDDEN, f"cross-site request refused: Origin {origin[:100]!r} is not this page's")
-        if self.headers.get_content_type() != "application/json":
-            return self.error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the lesson as Content-Type: application/json")
-        length = self.headers.get("Content-Length", "")
-        if not LIMIT.fullmatch(length):
-            return self.error(HTTPStatus.LENGTH_REQUIRED, f"Content-Length of at most {MAX_BODY} bytes is needed")
-        if int(length) > MAX_BODY:
-            return self.error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"a lesson is at most {MAX_BODY} bytes")
-        body = self.rfile.read(int(length))
-        if len(body) != int(length):
-            return self.error(HTTPStatus.BAD_REQUEST, "the body ended before Content-Length bytes")
+        if (body := self.posted_json(MAX_BODY, "a lesson")) is None:
+            return
         if (teacher := self.teacher()) is None:
             return
         try:

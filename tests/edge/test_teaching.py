@@ -100,7 +100,7 @@ def test_a_catalog_product_and_not_a_product(page, tmp_path):
     ({"action": "product", "product_id": "cha-mate-natural", "crops": [9]}, {}, 422, "no crops"),
     ({"action": "product", "product_id": "cha-mate-natural"}, {"Origin": "http://evil.example"}, 403, "cross-site"),
     (b"action=product&product_id=cha-mate-natural", {"Content-Type": "application/x-www-form-urlencoded"}, 415, "application/json"),
-    (b"{" + b" " * 5000 + b"}", {}, 413, "at most 4096 bytes"),
+    (b"{" + b" " * 5000 + b"}", {}, 413, "at most 4,096"),
 ])
 def test_a_bad_lesson_is_refused_clearly_and_writes_nothing(page, tmp_path, body, headers, status, says):
     url, teaching, taken_in, woken = page
