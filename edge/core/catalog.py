@@ -58,6 +58,11 @@ class Product:
     attributes: dict = field(default_factory=dict)
 
 
+def product_ref(product: Product | None) -> dict | None:
+    """A product as every JSON answer names it (MQTT events, `shelfid detect --json`, HTTP detect): `{id, sku, name}`."""
+    return None if product is None else {"id": product.product_id, "sku": product.sku, "name": product.name}
+
+
 @dataclass(frozen=True)
 class Catalog:
     path: Path

@@ -1,21 +1,21 @@
-"""A detection as the JSON that `shelfid detect --json` and the catalog server's detect answer, and as a label."""
+"""A detection as the JSON that `shelfid detect --json` and the catalog server's detect answer
+(schemas/detect.schema.json), and as a label. The product is named as MQTT events name it: `product` and `guess` are
+`{id, sku, name}` or null."""
 
 from __future__ import annotations
 
+from edge.core.catalog import product_ref
 from edge.core.identify import Detected
 
 
 def to_record(found: Detected) -> dict:
-    """One detection as `shelfid detect --json` prints it; an unknown's best guess is never its product_id."""
+    """One detection as `shelfid detect --json` prints it: `product` set only when identified, `guess` (the closest
+    product) only when unknown, never both."""
     ident = found.identification
-    record = {"bbox": [round(v, 1) for v in found.bbox], "status": ident.status}
-    if ident.product is not None:
-        record |= {"product_id": ident.product.product_id, "sku": ident.product.sku, "name": ident.product.name}
-    elif ident.guess is not None:
-        record["guess"] = {"product_id": ident.guess.product_id, "sku": ident.guess.sku, "name": ident.guess.name}
-    return record | {"similarity": round(ident.similarity, 4), "inliers": ident.inliers,
-                     "inlier_ratio": round(ident.inlier_ratio, 3), "spread": round(ident.spread, 3), "verified": ident.verified,
-                     "confidence": round(ident.confidence, 3)}
+    return {"bbox": [round(v, 1) for v in found.bbox], "status": ident.status, "product": product_ref(ident.product),
+            "guess": product_ref(ident.guess) if ident.product is None else None,
+            "similarity": round(ident.similarity, 4), "inliers": ident.inliers, "inlier_ratio": round(ident.inlier_ratio, 3),
+            "spread": round(ident.spread, 3), "verified": ident.verified, "confidence": round(ident.confidence, 3)}
 
 
 def label(found: Detected) -> str:

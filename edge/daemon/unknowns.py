@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from edge.core.annotate import jpeg
-from edge.core.catalog import Product
+from edge.core.catalog import Product, product_ref
 from edge.core.identify import Identification
 
 CROP_SIDE = 320  # longest side kept: enough to verify against, small enough for a phone's page
@@ -32,8 +32,7 @@ class UnknownTrack:
     crops: list[tuple[float, bytes]] = field(default_factory=list)  # (sharpness, JPEG), sharpest first
 
     def summary(self) -> dict:
-        guess = None if self.guess is None else {"id": self.guess.product_id, "sku": self.guess.sku, "name": self.guess.name}
-        return {"track_id": self.track_id, "first_seen": self.first_seen, "last_seen": self.last_seen, "guess": guess,
+        return {"track_id": self.track_id, "first_seen": self.first_seen, "last_seen": self.last_seen, "guess": product_ref(self.guess),
                 "similarity": round(self.similarity, 3), "inliers": self.inliers, "crops": len(self.crops)}
 
 

@@ -6,17 +6,13 @@ import json
 import uuid
 from datetime import datetime, timezone
 
-from edge.core.catalog import Product
+from edge.core.catalog import Product, product_ref
 
 SCHEMA_VERSION = 1
 
 
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _product(p: Product | None) -> dict | None:
-    return None if p is None else {"id": p.product_id, "sku": p.sku, "name": p.name}
 
 
 def make_event(*, kind: str, seq: int, device: str, camera: str, ts: float, first_seen: float, track_id: int,
@@ -26,7 +22,7 @@ def make_event(*, kind: str, seq: int, device: str, camera: str, ts: float, firs
     return {
         "schema": SCHEMA_VERSION, "event_id": str(uuid.uuid4()), "seq": seq, "type": kind,
         "device": device, "camera": camera, "ts": iso(ts), "first_seen": iso(first_seen), "track_id": track_id,
-        "product": _product(product), "guess": _product(guess),
+        "product": product_ref(product), "guess": product_ref(guess),
         "scores": {"similarity": round(similarity, 4), "inliers": inliers, "inlier_ratio": round(inlier_ratio, 3),
                    "confidence": round(confidence, 3)},
         "bbox": [round(v, 4) for v in bbox_norm],

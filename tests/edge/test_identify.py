@@ -7,21 +7,24 @@ import subprocess
 import sys
 
 import cv2
+import jsonschema
 import numpy as np
 import pytest
 
 from edge.core.assembly import Models
-from edge.core.catalog import empty_catalog
+from edge.core.catalog import Product, empty_catalog
 from edge.core.config import VerifierConfig
 from edge.core.decision import Thresholds
-from edge.core.identify import Identifier, decide
+from edge.core.identify import Detected, Identification, Identifier, decide
 from edge.core.index import Candidate, CatalogIndex
+from edge.core.records import to_record
 from edge.core.verifier import Match, open_verifier
 from models.backends import open_backend
 from models.embedder import Embedder
 from tests.conftest import REPO
 
 DATA = REPO / "tests" / "data"
+DETECT_SCHEMA = json.loads((REPO / "schemas" / "detect.schema.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +60,6 @@ def test_empty_catalog_never_invents_a_match(small_embedder):
 
 def test_decide_prefers_a_clearly_identical_candidate_and_else_says_unknown_with_a_guess():
     catalog = empty_catalog(4, 4)
-    from edge.core.catalog import Product
-
     catalog.products.extend([Product("a", "a", "A"), Product("b", "b", "B")])
     cands = [Candidate(0, 0, 0.9), Candidate(1, 1, 0.8)]
     result = decide(catalog.products, cands, [Match(100, 40, 0.4, 0.2), Match(150, 120, 0.8, 0.5)], Thresholds(20, 0.2, 0.1))
@@ -67,13 +68,33 @@ def test_decide_prefers_a_clearly_identical_candidate_and_else_says_unknown_with
     assert result.status == "unknown" and result.product is None and result.guess.product_id == "a"
 
 
+def test_a_detect_record_names_its_product_as_an_mqtt_event_does():
+    """One product shape across CLI, HTTP and MQTT: `product` and `guess` are {id, sku, name} or null, never flat keys."""
+    event_schema = json.loads((REPO / "schemas" / "event.schema.json").read_text())
+    assert DETECT_SCHEMA["$defs"]["product"] == event_schema["$defs"]["product"]
+    limao, natural = Product("limao", "111", "Limão"), Product("natural", "222", "Natural")
+    named = to_record(Detected((1.04, 2.0, 30.0, 40.0), Identification("identified", limao, natural, 0.91234, 80, 0.61, 0.4, 2,
+                                                                        confidence=0.9876)))
+    unknown = to_record(Detected((0.0, 0.0, 5.0, 5.0), Identification("unknown", None, natural, 0.5, 3, 0.1, 0.0, 3)))
+    for record in (named, unknown, to_record(Detected((0.0, 0.0, 1.0, 1.0), Identification.unknown_empty()))):
+        jsonschema.validate({"image": "x.jpg", "detections": [record], "ms": {"embed": 1.0}}, DETECT_SCHEMA)
+    assert named == {"bbox": [1.0, 2.0, 30.0, 40.0], "status": "identified", "product": {"id": "limao", "sku": "111", "name": "Limão"},
+                     "guess": None, "similarity": 0.9123, "inliers": 80, "inlier_ratio": 0.61, "spread": 0.4, "verified": 2,
+                     "confidence": 0.988}
+    assert (unknown["product"], unknown["guess"]) == (None, {"id": "natural", "sku": "222", "name": "Natural"})
+    assert not {"product_id", "sku", "name"} & (set(named) | set(unknown))
+
+
 def test_detect_identifies_the_product_and_not_its_look_alike(catalog_dir, config_file):
     run = shelfid("detect", str(DATA / "queries" / "cha-mate-limao.jpg"), "--catalog", str(catalog_dir),
                   "--config", str(config_file), "--whole-image", "--json")
     assert run.returncode == 0, run.stderr
-    [det] = json.loads(run.stdout)["detections"]
-    assert det["status"] == "identified" and det["product_id"] == "cha-mate-limao"
-    assert det["name"] == "Chá Mate Limão Orgânico 1.25 L" and det["inliers"] >= 60
+    out = json.loads(run.stdout)
+    jsonschema.validate(out, DETECT_SCHEMA)
+    [det] = out["detections"]
+    assert det["status"] == "identified" and det["guess"] is None
+    assert det["product"] == {"id": "cha-mate-limao", "sku": "7891234000011", "name": "Chá Mate Limão Orgânico 1.25 L"}
+    assert det["inliers"] >= 60
 
 
 def test_detect_says_unknown_for_a_product_not_in_the_catalog(catalog_dir, config_file):
@@ -81,8 +102,9 @@ def test_detect_says_unknown_for_a_product_not_in_the_catalog(catalog_dir, confi
                   "--config", str(config_file), "--whole-image", "--json")
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
+    jsonschema.validate(out, DETECT_SCHEMA)
     [det] = out["detections"]
-    assert det["status"] == "unknown" and "product_id" not in det and "guess" in det
+    assert det["status"] == "unknown" and det["product"] is None and set(det["guess"]) == {"id", "sku", "name"}
     assert set(out["ms"]) == {"embed", "search", "verify"}
 
 
@@ -105,7 +127,7 @@ def test_packshot_references_are_verified_like_field_photos_and_nothing_is_named
         [det] = result["detections"]
         assert det["verified"] >= 1
         if det["status"] == "identified":
-            assert det["inliers"] >= VerifierConfig().min_inliers and photo.parent.name == det["product_id"], (photo, det)
+            assert det["inliers"] >= VerifierConfig().min_inliers and photo.parent.name == det["product"]["id"], (photo, det)
 
 
 def test_detect_on_a_full_shelf_frame_with_the_detector(catalog_dir, config_file, tmp_path):
@@ -115,9 +137,10 @@ def test_detect_on_a_full_shelf_frame_with_the_detector(catalog_dir, config_file
                   "--annotate", str(annotated))
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
+    jsonschema.validate(out, DETECT_SCHEMA)
     identified = [d for d in out["detections"] if d["status"] == "identified"]
-    assert {d["product_id"] for d in identified} >= {"cha-mate-limao"}
-    assert "coca-cola-can" not in {d["product_id"] for d in identified}
+    assert {d["product"]["id"] for d in identified} >= {"cha-mate-limao"}
+    assert "coca-cola-can" not in {d["product"]["id"] for d in identified}
     assert {"detect", "embed", "search", "verify"} <= set(out["ms"])
     image = cv2.imread(str(annotated))
     assert image is not None and image.shape == (720, 1280, 3)

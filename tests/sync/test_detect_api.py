@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 
+import jsonschema
 import pytest
 import requests
 
@@ -50,6 +51,7 @@ def test_detect_answers_what_shelfid_detect_json_prints(detect_server, sample_ca
     answer = detect(server.url, FRAME.read_bytes())
     assert answer.status_code == 200, answer.text
     body = answer.json()
+    jsonschema.validate(body, json.loads((REPO / "schemas" / "detect.schema.json").read_text()))
     assert body["detections"] == expected["detections"] and any(d["status"] == "identified" for d in body["detections"])
     assert (body["image"], body["catalog_id"], body["catalog_version"]) == ("frame.jpg", "shelf", 1)
     assert set(body["ms"]) == set(expected["ms"])
