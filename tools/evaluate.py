@@ -92,7 +92,7 @@ def evaluation_config(config: Config, decision: str | None = None) -> Config:
     verifier.candidates of them) and, when given, another decision rule."""
     update = {"index": config.index.model_copy(update={"top_k": max(config.index.top_k, 10)})}
     if decision:
-        update["verifier"] = config.verifier.model_copy(update={"decision": decision})
+        update["decision"] = config.decision.model_copy(update={"kind": decision})
     return config.model_copy(update=update)
 
 
@@ -363,7 +363,7 @@ def main() -> int:
     parser.add_argument("--catalog-variants", type=int, default=0, help="extra retrieval views per catalog image (shelfid catalog build --variants)")
     parser.add_argument("--shots", type=int, default=0, help="train photos per product added to its iconic image in the catalog")
     parser.add_argument("--photo-crop", type=float, default=PHOTO_CROP, help="centre fraction of each photo side queried (1: whole photo)")
-    parser.add_argument("--decision", choices=["thresholds", "calibrated"], help="override the config's verifier.decision")
+    parser.add_argument("--decision", choices=["thresholds", "calibrated"], help="override the config's decision.kind")
     parser.add_argument("--enrol", help="photos per product taught as field references, comma-separated levels (e.g. 1,2,3): see above")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
@@ -379,7 +379,7 @@ def main() -> int:
     models = Models.open(config)
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict = {"split": args.split, "verifier": models.verifier.id, "embedder": models.embedder.model_id[:12],
-                    "decision": config.verifier.decision, "photo_crop": None if args.detect else args.photo_crop,
+                    "decision": config.decision.kind, "photo_crop": None if args.detect else args.photo_crop,
                     "catalog_variants": args.catalog_variants, "shots": args.shots}
     shots = pick_shots(args.data, args.shots, args.seed)
     started = time.perf_counter()
@@ -393,7 +393,7 @@ def main() -> int:
                 continue
             result, closed = evaluate_subset(subset, members, photos, config, models, args.detect, args.seed, Path(tmp), args.limit,
                                              args.catalog_variants, args.photo_crop, shots)
-            pr_curve(closed, args.out / f"pr-{subset}-{args.split}.png", f"{subset} ({args.split}, {config.verifier.decision})")
+            pr_curve(closed, args.out / f"pr-{subset}-{args.split}.png", f"{subset} ({args.split}, {config.decision.kind})")
             report[subset] = result
             total_photos += 2 * result["photos"]
     report["ms_per_image"] = round((time.perf_counter() - started) * 1000 / max(total_photos, 1), 1)

@@ -289,8 +289,8 @@ def main() -> int:
             seconds[name] = round(time.perf_counter() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    report = {"verifier": models.verifier.id, "embedder": models.embedder.model_id[:12], "decision": config.verifier.decision,
-              "max_differing": config.verifier.max_differing, "boxes": args.boxes, "grocery_detect": args.detect,
+    report = {"verifier": models.verifier.id, "embedder": models.embedder.model_id[:12], "decision": config.decision.kind,
+              "max_differing": config.decision.max_differing, "boxes": args.boxes, "grocery_detect": args.detect,
               "sources": {name: s | {"seconds": seconds[name]} for name, s in summarise(records).items()}}
     if args.json:
         print(json.dumps(report))

@@ -303,7 +303,7 @@ def evaluate_enrolment(config: Config, video: Path, frame_step: int, stride: int
     played again with what was taught (`next_pass`: a shelf camera sees the same shelf all day); level 0 teaches nothing."""
     labels = read_labels()
     models = Models.open(config)
-    report = {"video": str(video), "enrol_until_s": until_s, "stride": stride, "decision": config.verifier.decision,
+    report = {"video": str(video), "enrol_until_s": until_s, "stride": stride, "decision": config.decision.kind,
               "verifier": config.verifier.kind, "catalogs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name in catalogs:
@@ -333,7 +333,7 @@ def evaluate(config: Config, video: Path, frame_step: int, stride: int, catalogs
     if not frames:
         raise SystemExit(f"{video}: none of its frames is labelled (check --frame-step)")
     report = {"video": str(video), "labelled_frames": len(frames), "frames": frames_kept, "stride": stride,
-              "decision": config.verifier.decision,
+              "decision": config.decision.kind,
               "verifier": config.verifier.kind, "catalogs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name in catalogs:

@@ -12,7 +12,7 @@ networks the daemon's torch backend and learned verifiers run:
   matched at IoU >= 0.95) on samples/shelf frames;
 - verifier ALIKED + LightGlue: inliers of every shelf frame against every
   samples/shelf-catalog image within 10 % (of the CPU count, at least of 20, the
-  default verifier.min_inliers);
+  default decision.min_inliers);
 then latency (median ms) at each batch size in fp32 and fp16 (fp16 = float16
 autocast, GPU only; the verifier matches one pair at a time, so batch 1), and
 one epoch of tools/train_embedder.py on tests/data/grocery-mini on the device.

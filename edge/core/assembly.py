@@ -64,17 +64,17 @@ def load_identifier(config: Config, catalog_dir: Path, field_references: bool = 
 
 def calibration_for(config: Config, verifier: Verifier) -> Calibration | None:
     """The calibrated decision for this verifier (config file or the bundled one), or None for plain thresholds."""
-    v = config.verifier
-    if v.decision == "thresholds":
+    d = config.decision
+    if d.kind == "thresholds":
         return None
-    path = v.calibration or WEIGHTS_DIR / f"decision-{verifier.id}.json"
-    if v.calibration is None and not path.is_file():
+    path = d.calibration or WEIGHTS_DIR / f"decision-{verifier.id}.json"
+    if d.calibration is None and not path.is_file():
         # the default decision with a verifier nothing was fitted for: the verified thresholds, said once
         log.warning("no bundled decision calibration for verifier %s: deciding by the verified thresholds "
-                    "(tools/fit_decision.py fits one; verifier.decision: thresholds silences this)", verifier.id)
+                    "(tools/fit_decision.py fits one; decision.kind: thresholds silences this)", verifier.id)
         return None
     if not path.is_file():
-        raise ShelfIDError(f"verifier.calibration {path} is absent: run tools/fit_decision.py, or set verifier.decision: thresholds")
+        raise ShelfIDError(f"decision.calibration {path} is absent: run tools/fit_decision.py, or set decision.kind: thresholds")
     calibration = load_calibration(path)
     if calibration.verifier_id != verifier.id:
         raise ShelfIDError(f"{path}: calibrated for verifier {calibration.verifier_id}, this device runs {verifier.id}")
@@ -91,9 +91,9 @@ def catalog_index(catalog: Catalog, ix: IndexConfig) -> CatalogIndex:
 
 def identifier_for(config: Config, catalog: Catalog, models: Models, field: FieldSet = EMPTY) -> Identifier:
     """An identifier for this catalog with these models (and these field references), as the config sets it up."""
-    ix, v = config.index, config.verifier
-    return Identifier(models, catalog, catalog_index(catalog, ix), ix.top_k, v.candidates, Thresholds.of(v),
-                      appearance=v.max_differing is not None, field=field)
+    ix, d = config.index, config.decision
+    return Identifier(models, catalog, catalog_index(catalog, ix), ix.top_k, config.verifier.candidates, Thresholds.of(d),
+                      appearance=d.max_differing is not None, field=field)
 
 
 def device_field_set(config: Config, catalog: Catalog, models: Models, known: FieldSet | None = None) -> FieldSet:

@@ -1,11 +1,12 @@
-"""The config contract: one YAML file validated into typed objects.
+"""The config contract: one YAML file validated into typed objects (pydantic), one class per top-level section.
 
-Every key has a default that runs on a laptop. Unknown keys are rejected.
-Secrets never live in the YAML: they come from files, systemd credentials
-(`$CREDENTIALS_DIRECTORY`) or environment variables.
-
-(Over 300 lines on purpose: the whole file's contract in one place, section by section, as the README's
-config reference and config.example.yaml mirror it; each section is a short class of fields.)
+Every key has a default that runs on a laptop, and a description; unknown keys are rejected; rules that span keys
+are validators beside them. docs/configuration.md is generated from this file (tools/config_reference.py) and
+config.example.yaml lists every key (tests check both). Keys that moved are still read, with one warning line
+naming the new key: the decision's settings under `verifier:` (now `decision:`), `verifier.max_appearance`.
+Secrets never live in the YAML: they come from files, systemd credentials (`$CREDENTIALS_DIRECTORY`) or environment
+variables. Reading a file and turning validation errors into `key.path: value — what is allowed (line N)` is
+edge/core/config_file.py's.
 """
 
 from __future__ import annotations
@@ -206,38 +207,7 @@ class VerifierConfig(Section):
                     "SuperGlue stays in float32 for its Sinkhorn iterations). Ignored on the CPU.")
     input_size: int = Field(default=512, ge=64, le=4096, description="Longest image side given to the extractor.")
     ransac_threshold_px: float = Field(default=8.0, gt=0, le=100, description="RANSAC reprojection threshold in pixels.")
-    min_inliers: int = Field(default=10, ge=4, le=10000,
-                             description="thresholds decision: inliers needed to call a product identical (fitted by tools/fit_decision.py).")
-    min_inlier_ratio: float = Field(default=0.0, ge=0, le=1, description="thresholds decision: inlier ratio needed to call a product identical.")
-    max_differing: Optional[float] = Field(
-        default=0.01, gt=0, le=1,
-        description="thresholds decision: after alignment and white balance, the largest share of the reference's face whose "
-                    "colour the query may fail to show (another colourway of the same artwork differs over most of it). null "
-                    "turns the appearance check off for both decisions.")
     candidates: int = Field(default=3, ge=1, le=100, description="Top candidates verified per object.")
-    decision: Literal["calibrated", "thresholds"] = Field(
-        default="thresholds",
-        description="thresholds: a candidate is identical when its keypoints agree (min_inliers, min_inlier_ratio) and "
-                    "its colours fit over the face (max_differing); of several, the one whose colours fit best. calibrated: "
-                    "one logistic score over keypoint evidence, embedding similarity, their margins and the share of the "
-                    "face unlike the reference. Both fitted on several sources by tools/fit_decision.py and the same for "
-                    "packshots and references photographed in the field; thresholds transferred better to sources left "
-                    "out of the fit (docs).")
-    calibration: Optional[Path] = Field(
-        default=None, description="Calibration file from tools/calibrate.py (default: the bundled one for this verifier).")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _max_appearance_replaced(cls, data):
-        """verifier.max_appearance (a worst-region residual in Lab units) gave way to max_differing (a share of the face):
-        still read so that older config files load; null still turns the check off."""
-        if isinstance(data, dict) and "max_appearance" in data:
-            data = dict(data)
-            if data.pop("max_appearance") is None:
-                data.setdefault("max_differing", None)
-            log.warning("config: verifier.max_appearance is no longer used (the appearance check now measures a share of "
-                        "the face: verifier.max_differing); remove it from the config file")
-        return data
 
     @model_validator(mode="after")
     def _weights_for_superglue(self) -> VerifierConfig:
@@ -249,6 +219,55 @@ class VerifierConfig(Section):
         return self
 
 
+class DecisionConfig(Section):
+    kind: Literal["calibrated", "thresholds"] = Field(
+        default="thresholds",
+        description="thresholds: a candidate is identical when its keypoints agree (min_inliers, min_inlier_ratio) and "
+                    "its colours fit over the face (max_differing); of several, the one whose colours fit best. calibrated: "
+                    "one logistic score over keypoint evidence, embedding similarity, their margins and the share of the "
+                    "face unlike the reference. Both fitted on several sources by tools/fit_decision.py and the same for "
+                    "packshots and references photographed in the field; thresholds transferred better to sources left "
+                    "out of the fit (docs).")
+    calibration: Optional[Path] = Field(
+        default=None, description="calibrated decision: the file from tools/fit_decision.py (default: the bundled one for this "
+                                  "verifier).")
+    min_inliers: int = Field(default=10, ge=4, le=10000,
+                             description="thresholds decision: inliers needed to call a product identical (fitted by tools/fit_decision.py).")
+    min_inlier_ratio: float = Field(default=0.0, ge=0, le=1, description="thresholds decision: inlier ratio needed to call a product identical.")
+    max_differing: Optional[float] = Field(
+        default=0.01, gt=0, le=1,
+        description="thresholds decision: after alignment and white balance, the largest share of the reference's face whose "
+                    "colour the query may fail to show (another colourway of the same artwork differs over most of it). null "
+                    "turns the appearance check off for both decisions.")
+
+
+# verifier.<key> that became decision.<key>: still read (the decision key wins when both are set), with a warning
+MOVED_TO_DECISION = {"decision": "kind", "calibration": "calibration", "min_inliers": "min_inliers",
+                     "min_inlier_ratio": "min_inlier_ratio", "max_differing": "max_differing"}
+
+
+def _decision_moved(data: object) -> object:
+    """The decision's keys that config files still carry under `verifier:` moved into `decision:`, one warning line
+    each; verifier.max_appearance (a worst-region residual in Lab units, replaced by a share of the face) is dropped
+    with a warning, its null still turning the appearance check off."""
+    verifier = data.get("verifier") if isinstance(data, dict) else None
+    if not isinstance(verifier, dict) or not {*MOVED_TO_DECISION, "max_appearance"} & set(verifier):
+        return data
+    verifier, decision = dict(verifier), data.get("decision")
+    mapping = decision is None or isinstance(decision, dict)
+    moved = dict(decision or {}) if mapping else {}  # not a mapping: the schema refuses it; the old keys only warn
+    for old, new in MOVED_TO_DECISION.items():
+        if old in verifier:
+            moved.setdefault(new, verifier.pop(old))
+            log.warning("config: verifier.%s is now decision.%s; move it there (the old key is still read)", old, new)
+    if "max_appearance" in verifier:
+        if verifier.pop("max_appearance") is None:
+            moved.setdefault("max_differing", None)
+        log.warning("config: verifier.max_appearance is no longer used (the appearance check now measures a share of "
+                    "the face: decision.max_differing); remove it from the config file")
+    return {**data, "verifier": verifier, "decision": moved if mapping else decision}
+
+
 class TrackerConfig(Section):
     iou_threshold: float = Field(default=0.3, gt=0, le=1, description="IoU for a box to continue a track.")
     max_missed: int = Field(default=15, ge=0, le=1000, description="Frames a track survives without a box.")
@@ -256,8 +275,8 @@ class TrackerConfig(Section):
     recheck_s: float = Field(default=10.0, gt=0, le=3600, description="How often a confirmed identity is re-checked.")
     background: bool = Field(
         default=True,
-        description="Identify (embed, search, verify) on a worker thread so the frame loop keeps the camera's rate; "
-        "false: inside the frame loop (slower, but every frame's results are in before the next frame).",
+        description="Identify (embed, search, verify) on worker threads (identify_threads of them) so the frame loop keeps "
+        "the camera's rate; false: inside the frame loop (slower, but every frame's results are in before the next frame).",
     )
     identify_threads: int = Field(
         default=2, ge=1, le=16,
@@ -473,6 +492,8 @@ class Config(Section):
     models: ModelsConfig = Field(default_factory=ModelsConfig, description="Detector, embedder and how they run.")
     index: IndexConfig = Field(default_factory=IndexConfig, description="Catalog search.")
     verifier: VerifierConfig = Field(default_factory=VerifierConfig, description="Keypoint verification of candidates.")
+    decision: DecisionConfig = Field(default_factory=DecisionConfig, description="Deciding identical or unknown from the evidence "
+                                     "(these keys were under `verifier:`; still read there, with a warning).")
     tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="Tracking products across frames.")
     mqtt: MQTTConfig = Field(default_factory=MQTTConfig, description="Where events are reported.")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="On-disk queue of unsent events.")
@@ -480,6 +501,11 @@ class Config(Section):
     web: WebConfig = Field(default_factory=WebConfig, description="The local page for installers (off by default).")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log output.")
     zones: ZonesConfig = Field(default_factory=ZonesConfig, description="Shelf zones: what is on each one now, and what went missing.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_keys(cls, data):
+        return _decision_moved(data)
 
     @model_validator(mode="after")
     def _zones_outlast_a_recheck(self) -> Config:

@@ -1,7 +1,7 @@
 """Deciding "identical" from the verifier's evidence.
 
 Two rules behind one function, each the same for every kind of reference (packshot, tight crop, field photo):
-- calibrated (the default): one logistic score over several pieces of evidence — log inliers,
+- calibrated: one logistic score over several pieces of evidence — log inliers,
   inlier ratio, the inliers' spread over the catalog image, embedding similarity, the margin
   of this candidate's log inliers over the best other verified candidate, the margin of its
   similarity over the best other retrieved candidate, and the share of the reference's face
@@ -9,8 +9,8 @@ Two rules behind one function, each the same for every kind of reference (packsh
   threshold fitted on several sources at once by tools/fit_decision.py and checked leave one
   source out. The candidate with the highest score wins, so of two siblings that both verify
   (same artwork, another colourway) the one whose colours fit wins, and none when none fits;
-- thresholds: inliers and inlier ratio over fixed minimums (the config's verifier.min_*)
-  and at most verifier.max_differing of the face unlike the reference.
+- thresholds (the default): inliers and inlier ratio over fixed minimums (the config's decision.min_*)
+  and at most decision.max_differing of the face unlike the reference.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.core.config import VerifierConfig
+from edge.core.config import DecisionConfig
 from edge.core.errors import ShelfIDError
 from edge.core.verifier import Match
 from models.safe_write import write_json_atomic
@@ -39,16 +39,16 @@ TIE = 0.01  # candidates this close in similarity to the last one verified are v
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The thresholds decision's values; the config's verifier section sets them (its defaults: VerifierConfig)."""
+    """The thresholds decision's values; the config's decision section sets them (its defaults: DecisionConfig)."""
     min_inliers: int
     min_inlier_ratio: float
     max_differing: float  # share of the reference's face unlike the aligned query (edge.core.appearance)
 
     @staticmethod
-    def of(verifier: VerifierConfig) -> Thresholds:
+    def of(decision: DecisionConfig) -> Thresholds:
         """The config's values; max_differing null (no appearance check) lets any differing share pass."""
-        return Thresholds(verifier.min_inliers, verifier.min_inlier_ratio,
-                          float("inf") if verifier.max_differing is None else verifier.max_differing)
+        return Thresholds(decision.min_inliers, decision.min_inlier_ratio,
+                          float("inf") if decision.max_differing is None else decision.max_differing)
 
 
 @dataclass(frozen=True)

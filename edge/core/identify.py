@@ -20,7 +20,7 @@ import numpy as np
 
 from edge.core.appearance import Reference, differing_share, prepare
 from edge.core.catalog import Catalog, Product
-from edge.core.config import VerifierConfig
+from edge.core.config import DecisionConfig
 from edge.core.decision import Calibration, Thresholds, choose, is_clear, verified_count
 from edge.core.field_set import EMPTY, FieldSet
 from edge.core.index import Candidate, CatalogIndex, collapse_to_products
@@ -109,7 +109,7 @@ class Identifier:
                                if len(field) else catalog.image_product)
         self.embedder, self.verifier, self.detector, self.calibration = models.embedder, models.verifier, models.detector, models.calibration
         self.top_k, self.verify_candidates = top_k, verify_candidates
-        self.thresholds = thresholds or Thresholds.of(VerifierConfig())
+        self.thresholds = thresholds or Thresholds.of(DecisionConfig())
         # a fitted decision that scores the embedding alone: keypoints would cost time and change nothing
         self.verifies = self.calibration is None or self.calibration.uses_keypoints
         self.appearance = appearance

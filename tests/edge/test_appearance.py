@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edge.core.appearance import differing_share, face_mask, is_packshot, prepare
-from edge.core.config import VerifierConfig
+from edge.core.config import DecisionConfig, VerifierConfig
 from edge.core.verifier import Match
 from edge.core.verifier.geometry import implausible
 from edge.core.verifier.sift import SIFTVerifier
@@ -18,7 +18,7 @@ LIMAO = REPO / "samples" / "shelf-catalog" / "cha-mate-limao" / "frame0000.jpg"
 LIMAO_QUERY = REPO / "tests" / "data" / "queries" / "cha-mate-limao.jpg"  # frame 150: another bottle, another moment
 ICONIC = REPO / "tests" / "data" / "grocery-mini" / "iconic-images-and-descriptions"
 IDENTITY = np.eye(3)
-MAX = VerifierConfig().max_differing
+MAX = DecisionConfig().max_differing
 
 
 def differing_from_itself(query: np.ndarray, reference: np.ndarray, transform: np.ndarray = IDENTITY) -> float | None:

@@ -176,12 +176,50 @@ def test_a_config_with_the_replaced_max_appearance_still_loads_and_says_what_rep
     old.write_text("verifier:\n  max_appearance: 7.0\n")
     with caplog.at_level("WARNING"):
         config = load_config(old)
-    assert config.verifier.max_differing == Config().verifier.max_differing
-    assert "verifier.max_differing" in caplog.text and "max_appearance is no longer used" in caplog.text
+    assert config.decision.max_differing == Config().decision.max_differing
+    assert "decision.max_differing" in caplog.text and "max_appearance is no longer used" in caplog.text
     old.write_text("verifier:\n  max_appearance: null\n")  # null turned the check off, and still does
-    assert load_config(old).verifier.max_differing is None
-    old.write_text("verifier:\n  max_appearance: null\n  max_differing: 0.2\n")  # the new key wins
-    assert load_config(old).verifier.max_differing == 0.2
+    assert load_config(old).decision.max_differing is None
+    old.write_text("verifier:\n  max_appearance: null\n  max_differing: 0.2\n")  # the newer key wins
+    assert load_config(old).decision.max_differing == 0.2
+    old.write_text("verifier:\n  max_appearance: null\ndecision:\n  max_differing: 0.2\n")
+    assert load_config(old).decision.max_differing == 0.2
+
+
+OLD_DECISION = ("verifier:\n  kind: sift\n  decision: calibrated\n  calibration: {cal}\n  min_inliers: 12\n"
+                "  min_inlier_ratio: 0.1\n  max_differing: null\n  candidates: 4\n")
+NEW_DECISION = ("verifier:\n  kind: sift\n  candidates: 4\ndecision:\n  kind: calibrated\n  calibration: {cal}\n"
+                "  min_inliers: 12\n  min_inlier_ratio: 0.1\n  max_differing: null\n")
+
+
+def test_the_decisions_settings_under_verifier_still_load_into_decision_with_one_line_each_naming_the_new_key(tmp_path, caplog):
+    cal = tmp_path / "decision.json"
+    with caplog.at_level("WARNING", logger="edge.core.config"):
+        old = load_config(write(tmp_path, OLD_DECISION.format(cal=cal)))
+    assert old == load_config(write(tmp_path, NEW_DECISION.format(cal=cal)))
+    assert (old.decision.kind, old.decision.calibration, old.decision.min_inliers) == ("calibrated", cal, 12)
+    assert (old.decision.min_inlier_ratio, old.decision.max_differing, old.verifier.candidates) == (0.1, None, 4)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"config: verifier.{key} is now decision.{new}; move it there (the old key is still read)"
+        for key, new in [("decision", "kind"), ("calibration", "calibration"), ("min_inliers", "min_inliers"),
+                         ("min_inlier_ratio", "min_inlier_ratio"), ("max_differing", "max_differing")]]
+    both = load_config(write(tmp_path, "verifier:\n  min_inliers: 12\ndecision:\n  min_inliers: 20\n"))
+    assert both.decision.min_inliers == 20  # the new key wins
+    assert problems(tmp_path, "verifier:\n  min_inliers: 2\n") == [
+        "decision.min_inliers: 2 — Input should be greater than or equal to 4 (line 1)"]
+
+
+def test_moving_the_decisions_settings_keeps_the_verifier_id_so_catalogs_built_before_still_load(tmp_path, sample_catalog_dir):
+    """The verifier id a catalog records (catalog compatibility) is the matcher's settings alone: the decision's keys,
+    wherever they are written, do not change it, and the default is the id catalogs built before carry."""
+    from edge.core.catalog import load_catalog
+    from edge.core.verifier import open_verifier
+
+    cal = tmp_path / "decision.json"
+    ids = {open_verifier(load_config(write(tmp_path, text.format(cal=cal))).verifier).id
+           for text in ("{{}}\n", OLD_DECISION, NEW_DECISION)}
+    assert ids == {"sift-n1024-s512-up"}  # models/weights/decision-sift-n1024-s512-up.json was fitted for it
+    assert load_catalog(sample_catalog_dir, verifier_id=ids.pop()).info["verifier"]["id"] == "sift-n1024-s512-up"
 
 
 def test_the_kinds_a_config_may_name_are_the_kinds_the_registries_open():

@@ -13,7 +13,7 @@ import pytest
 
 from edge.core.assembly import Models
 from edge.core.catalog import Product, empty_catalog
-from edge.core.config import VerifierConfig
+from edge.core.config import DecisionConfig, VerifierConfig
 from edge.core.decision import Thresholds
 from edge.core.identify import Detected, Identification, Identifier, decide
 from edge.core.index import Candidate, CatalogIndex
@@ -127,7 +127,7 @@ def test_packshot_references_are_verified_like_field_photos_and_nothing_is_named
         [det] = result["detections"]
         assert det["verified"] >= 1
         if det["status"] == "identified":
-            assert det["inliers"] >= VerifierConfig().min_inliers and photo.parent.name == det["product"]["id"], (photo, det)
+            assert det["inliers"] >= DecisionConfig().min_inliers and photo.parent.name == det["product"]["id"], (photo, det)
 
 
 def test_detect_on_a_full_shelf_frame_with_the_detector(catalog_dir, config_file, tmp_path):
