@@ -24,7 +24,8 @@ a packshot and K shelf photos of each product, as real catalogs do.
 --enrol N[,N…]: learning from the shelf (issue 34), as tools/evaluate_video.py --enrol measures it on the video.
 For each catalog product, its first N photos of the split (by file name: the enrolment order) are "confirmed by
 an installer": their crops, as the daemon would crop them (--detect: the detector's box this evaluation picks for
-the photo with the catalog alone; else the photo's centre it queries), become field references of that product
+the photo with the catalog alone, or with --enrol-box retrieved the box that retrieves the photo's product first:
+its judged box can be a neighbour; else the photo's centre it queries), become field references of that product
 (edge.core.field_set), searched and verified beside the catalog. Every level (0, no references, and each N) is
 scored on the same photos: the split less the first max(N) photos of every product, so levels compare. The
 open-set third is never taught (the open catalog's references are its kept products' only), so all photos of
@@ -257,13 +258,20 @@ def enrolment_photos(queries: list[tuple[Path, str]], most: int) -> dict[str, li
     return {name: paths[:most] for name, paths in by_product.items()}
 
 
-def installer_crops(identifier: Identifier, photos: dict[str, list[Path]], detect: bool, crop: float) -> dict[str, list[np.ndarray]]:
-    """Each enrolment photo's crop as the daemon would hand it over: the box judged with the catalog alone (--detect),
-    or the photo's centre. A photo where nothing is detected gives none (there is nothing to confirm)."""
+def installer_crops(identifier: Identifier, photos: dict[str, list[Path]], detect: bool, crop: float,
+                    box: str = "judged") -> dict[str, list[np.ndarray]]:
+    """Each enrolment photo's crop as the daemon would hand it over: with --detect the box judged with the catalog
+    alone (`judged`), or the box that retrieves the photo's product first, most similar (`retrieved`: an installer who
+    confirms the crop showing that product; none when no box does); without, the photo's centre. A photo where
+    nothing is detected gives none (there is nothing to confirm)."""
     crops: dict[str, list[np.ndarray]] = {}
     for name, paths in tqdm(photos.items(), desc="enrolment crops", unit="product", disable=None):
         for path in paths:
             query, found = judged(identifier, read_image(path), detect, crop, Timings())
+            if box == "retrieved" and detect:
+                found = sorted((f for f in found if f.identification.ranked
+                                and identifier.products[f.identification.ranked[0]].product_id == name),
+                               key=lambda f: f.identification.similarity, reverse=True)
             if found:
                 crops.setdefault(name, []).extend(c.copy() for c in crop_boxes(query, [found[0].bbox])[1])
     return crops
@@ -290,7 +298,7 @@ def lookalikes(outsiders: list[PhotoResult], coarse: dict[str, str], kept: set[s
 
 def evaluate_enrolment(name: str, products: list[Product], photos: list[tuple[Path, int]], config: Config, models, detect: bool,
                        seed: int, workdir: Path, levels: list[int], variants: int = 0, crop: float = PHOTO_CROP,
-                       shots: dict[int, list[Path]] | None = None) -> dict:
+                       shots: dict[int, list[Path]] | None = None, box: str = "judged") -> dict:
     """--enrol: every level scored on the photos no level enrols; the removed third's photos all scored as outsiders."""
     by_id = {p.class_id: p for p in products}
     queries = [(path, by_id[c].name) for path, c in photos if c in by_id]
@@ -302,7 +310,7 @@ def evaluate_enrolment(name: str, products: list[Product], photos: list[tuple[Pa
     outsiders = [q for q in queries if q[1] in removed]
     catalogs = {label: load_catalog(make_catalog(members, workdir / f"{name}-{label}", config, models, variants, shots))
                 for label, members in (("closed", products), ("open", kept))}
-    crops = installer_crops(identifier_for(config, catalogs["closed"], models), enrol, detect, crop)
+    crops = installer_crops(identifier_for(config, catalogs["closed"], models), enrol, detect, crop, box)
     taught = {label: confirmed(catalog, crops) for label, catalog in catalogs.items()}
     coarse = {p.name: p.coarse for p in products}
     out: dict = {"enrolment_photos": len(enrolled), "enrolment_crops": sum(map(len, crops.values())), "levels": {}}
@@ -365,6 +373,8 @@ def main() -> int:
     parser.add_argument("--photo-crop", type=float, default=PHOTO_CROP, help="centre fraction of each photo side queried (1: whole photo)")
     parser.add_argument("--decision", choices=["thresholds", "calibrated"], help="override the config's decision.kind")
     parser.add_argument("--enrol", help="photos per product taught as field references, comma-separated levels (e.g. 1,2,3): see above")
+    parser.add_argument("--enrol-box", choices=["judged", "retrieved"], default="judged",
+                        help="with --detect, the enrolment photo's box taught: the one judged (default), or the one retrieving its product first")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     try:
@@ -389,7 +399,7 @@ def main() -> int:
             members = [p for p in products if p.packaged] if subset == "packaged" else products
             if levels:
                 report[subset] = evaluate_enrolment(subset, members, photos, config, models, args.detect, args.seed, Path(tmp),
-                                                    levels, args.catalog_variants, args.photo_crop, shots)
+                                                    levels, args.catalog_variants, args.photo_crop, shots, args.enrol_box)
                 continue
             result, closed = evaluate_subset(subset, members, photos, config, models, args.detect, args.seed, Path(tmp), args.limit,
                                              args.catalog_variants, args.photo_crop, shots)
@@ -398,7 +408,7 @@ def main() -> int:
             total_photos += 2 * result["photos"]
     report["ms_per_image"] = round((time.perf_counter() - started) * 1000 / max(total_photos, 1), 1)
     if levels:
-        report["enrol"] = levels
+        report["enrol"], report["enrol_box"] = levels, args.enrol_box if args.detect else "photo centre"
         del report["ms_per_image"]  # levels query other photos than the plain run: its wall time instead
         report["wall_s"] = round(time.perf_counter() - started, 1)
     if args.json:

@@ -90,7 +90,7 @@ class Pipeline:
             for i, crop, ident in zip(keep, crops, self.identifier.identify_crops(crops, timings)):
                 self.stats.crops += 1
                 events += self._apply(due[i], ident, image.shape, now)
-                self.unknowns.observe(due[i].track_id, ident, crop, now)
+                self.unknowns.observe(due[i].track_id, ident, crop, now, isinstance(due[i].confirmed, str))
         if self.zones is not None:  # zone events go to the sink only: the caller's list stays identifications
             with timings.stage("zones"):
                 self.zones.update(self.tracker.tracks, now, image.shape, self.identifier.catalog)
@@ -138,7 +138,7 @@ class Pipeline:
             if result.identification is None or result.identifier is not self.identifier:
                 continue  # failed, or computed against the catalog we just switched away from: try again
             events += self._apply(track, result.identification, shape, result.timestamp)
-            self.unknowns.observe(track.track_id, result.identification, result.crop, result.timestamp)
+            self.unknowns.observe(track.track_id, result.identification, result.crop, result.timestamp, isinstance(track.confirmed, str))
         return events
 
     def _apply(self, track: Track, ident: Identification, shape: tuple, checked_at: float) -> list[dict]:

@@ -54,10 +54,11 @@ class RecentUnknowns:
         self._dismissed: set[int] = set()  # "not a product", or taught already: not offered again
         self._lock = threading.Lock()
 
-    def observe(self, track_id: int, ident: Identification, crop: np.ndarray, now: float) -> None:
-        """One identification of a track: unknown ones keep the crop if it is among the sharpest, a named one ends the entry."""
+    def observe(self, track_id: int, ident: Identification, crop: np.ndarray, now: float, named: bool = False) -> None:
+        """One identification of a track: unknown ones keep the crop if it is among the sharpest, a named one ends the
+        entry, as does any of a track `named` already (a confirmed product re-checked on a blurred frame is no lesson)."""
         with self._lock:
-            if ident.status == "identified":
+            if named or ident.status == "identified":
                 self._tracks.pop(track_id, None)
                 return
             if track_id in self._dismissed:

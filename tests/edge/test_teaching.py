@@ -137,3 +137,6 @@ def test_observing_keeps_the_sharpest_crops_and_forgets_a_track_once_named(natur
     named = Identification("identified", catalog.products[0], None, 0.9, 50, 0.5, 0.5, 1)
     unknowns.observe(3, named, crop, 5.0)
     assert [u["track_id"] for u in unknowns.recent()] == [2]
+    unknowns.observe(4, unknown, blurred, 6.0, named=True)  # a confirmed product re-checked on a blurred frame: no lesson
+    unknowns.observe(2, unknown, blurred, 6.0, named=True)
+    assert unknowns.recent() == []
