@@ -31,6 +31,7 @@ def problems(tmp_path: Path, text: str) -> list[str]:
 def test_example_config_is_valid_and_documents_every_key():
     config = load_config(REPO / "config.example.yaml")
     assert config.device.id == "shelf-001"
+    assert config.decision == Config().decision  # installers start from the example: it decides as a device does by default
     text = (REPO / "config.example.yaml").read_text()
     for section, model in Config.model_fields.items():
         assert f"\n{section}:" in text
