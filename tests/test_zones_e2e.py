@@ -31,7 +31,7 @@ CHANGE = json.loads((REPO / "schemas" / "zone-change.schema.json").read_text())
 STATE = json.loads((REPO / "schemas" / "zone-state.schema.json").read_text())
 NATURAL = [(739, 173, 906, 636), (932, 175, 1087, 681)]  # the two Chá Mate Natural bottles in frame_0150 (1280x720)
 ZONE = [[0.55, 0.15], [0.87, 0.15], [0.87, 0.97], [0.55, 0.97]]  # around them, not the neighbours (box centres)
-GONE_AFTER_S = 6.0
+GONE_AFTER_S = 10.0  # longer than identifying a bottle the arm hid takes on a busy machine (make test: over 6 s once)
 ARM_S = 2.5
 TOPIC = "shelfid/aisle-9/zones/drinks/state"
 
