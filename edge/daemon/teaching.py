@@ -14,10 +14,14 @@ import threading
 import unicodedata
 from collections.abc import Callable
 
+import cv2
+import numpy as np
+
 from edge.core.config import Config
 from edge.core.datadir import DataDir
 from edge.core.field_references import ReferenceStore, new_reference
 from edge.core.ids import PRODUCT_ID
+from edge.core.reference_check import check_crop
 from edge.daemon.unknowns import RecentUnknowns
 from edge.web.teach import Lesson, LessonError
 
@@ -34,6 +38,17 @@ def new_product_id(sku: str) -> str:
     """A product id from an installer's SKU: what PRODUCT_ID allows, the rest as '-'."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", folded(sku)).strip("-._")[:120]
     return slug if PRODUCT_ID.fullmatch(slug or "") else "field-" + (slug or "product")[:100]
+
+
+def disputed(identifier, crops: list[bytes], product_id: str) -> str | None:
+    """Why the first crop that could turn one product into another does (the catalog server's check, run here before
+    the device uses it), or None."""
+    for k, jpeg in enumerate(crops):
+        verdict = check_crop(identifier, identifier.catalog.version, cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR),
+                             product_id)
+        if verdict.disputed:
+            return f"crop {k + 1}: {verdict.reason}"
+    return None
 
 
 class Teaching:
@@ -77,7 +92,11 @@ class Teaching:
                 raise LessonError(404, f"track {lesson.track_id} is not among the unknown tracks (named or gone since)")
             chosen = [entry.crops[k][1] for k in (lesson.crops or range(len(entry.crops))) if k < len(entry.crops)]
             if not chosen:
+                self._unknowns.put_back(entry)
                 raise LessonError(422, f"track {lesson.track_id} has no crops {list(lesson.crops or [])}")
+            if not lesson.override and (why := disputed(identifier, chosen, product["id"])):
+                self._unknowns.put_back(entry)
+                raise LessonError(409, f"{why}; look again, or teach it anyway (override)")
             references = []
             for jpeg in chosen:
                 reference = new_reference(identifier.catalog.catalog_id, product["id"], product["sku"], product["name"],

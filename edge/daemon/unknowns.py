@@ -83,6 +83,12 @@ class RecentUnknowns:
             entry = self._tracks.get(track_id)
             return entry.crops[k][1] if entry is not None and 0 <= k < len(entry.crops) else None
 
+    def put_back(self, entry: UnknownTrack) -> None:
+        """An entry taken for a lesson that was refused: offered again."""
+        with self._lock:
+            self._dismissed.discard(entry.track_id)
+            self._tracks[entry.track_id] = entry
+
     def take(self, track_id: int) -> UnknownTrack | None:
         """The entry, removed and not offered again (the installer decided about it)."""
         with self._lock:

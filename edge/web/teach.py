@@ -6,7 +6,8 @@
     POST /api/unknowns/<track>        JSON: {"action": "product", "product_id": ID}
                                             {"action": "new", "name": NAME, "sku": SKU}
                                             {"action": "not_a_product"}
-                                      optional "crops": [k, …] (default: all of the track's) and "by": who confirms
+                                      optional "crops": [k, …] (default: all of the track's), "by": who confirms,
+                                      "override": true to teach crops the device's own check disputes (409)
 
 The daemon implements Teacher (edge.daemon.teaching); the web server only parses, checks and answers.
 """
@@ -41,6 +42,7 @@ class Lesson:
     sku: str | None = None
     crops: tuple[int, ...] | None = None  # None: all the track's crops
     by: str = "installer page"
+    override: bool = False  # teach it although edge.core.reference_check disputes it
 
 
 class Teacher(Protocol):
@@ -60,9 +62,11 @@ def parse_lesson(track_id: int, body: bytes) -> Lesson:
         raise LessonError(400, f"the body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise LessonError(400, "the body must be a JSON object")
-    unknown = set(data) - {"action", "product_id", "name", "sku", "crops", "by"}
+    unknown = set(data) - {"action", "product_id", "name", "sku", "crops", "by", "override"}
     if unknown:
-        raise LessonError(422, f"unknown fields {sorted(unknown)[:5]}: send action, product_id, name, sku, crops, by")
+        raise LessonError(422, f"unknown fields {sorted(unknown)[:5]}: send action, product_id, name, sku, crops, by, override")
+    if not isinstance(data.get("override", False), bool):
+        raise LessonError(422, "override must be true or false")
     action = data.get("action")
     if action not in ACTIONS:
         raise LessonError(422, f"action must be one of {', '.join(ACTIONS)}, got {str(action)[:40]!r}")
@@ -76,7 +80,7 @@ def parse_lesson(track_id: int, body: bytes) -> Lesson:
     if action == "new" and not (texts["name"] and texts["sku"]):
         raise LessonError(422, "action new needs the new product's name and sku")
     return Lesson(track_id, action, texts["product_id"], texts["name"], texts["sku"],
-                  tuple(dict.fromkeys(crops)) if crops is not None else None, texts["by"] or "installer page")
+                  tuple(dict.fromkeys(crops)) if crops is not None else None, texts["by"] or "installer page", data.get("override", False))
 
 
 def _text(data: dict, key: str) -> str | None:

@@ -30,7 +30,6 @@ This module wires the parts together; each is read on its own:
     publish           route: build, publish, announce
     detect            route: a photo identified against the latest published version (what `shelfid detect` says)
     references        routes: field references uploaded by devices, their review queue (accept, reject)
-    reference_check   whether a field reference's crop verifies better against another product than its own
     http              how connections are held (uvicorn's h11 protocol with a header deadline and a connection cap)
     publisher         a built catalog into the bundle tree: blobs, manifest, signature; re-signing, garbage collection
     incremental       the shards a publish builds again, and the blobs it keeps

@@ -8,7 +8,7 @@
     POST /api/v1/catalogs/{id}/references/{ref}/reject        {"reason": "..."}
 
 States: `pending` (checked, or nothing published to check against) → `accepted` | `rejected`; `disputed` (the crop
-verifies better against another product: server.reference_check) → `accepted` only with `override: true`, or
+verifies better against another product: edge.core.reference_check) → `accepted` only with `override: true`, or
 `rejected`. An upload is idempotent on its `reference_id` (the device's uuid4): a second upload of the same id stores
 nothing and answers with the stored one (201 the first time, 200 after; 409 each time while it is disputed), so a
 device that lost the answer (a cut network, a kill -9) sends it again and the server keeps it once.
@@ -46,11 +46,11 @@ from edge.core.errors import ImageError, ShelfIDError
 from edge.core.field_references import catalog_file_name
 from edge.core.ids import CATALOG_ID_PATTERN, DEVICE_ID_PATTERN, PRODUCT_ID_PATTERN
 from edge.core.images import read_image
+from edge.core.reference_check import Verdict, check_crop
 from models.safe_write import fsync_dir
 from sync_agent.server.db import now
 from sync_agent.server.detect import DetectSlots, PublishedIdentifiers
 from sync_agent.server.products import decodes, entered_in_threads, image_refused, save_upload
-from sync_agent.server.reference_check import Verdict, check_crop
 from sync_agent.server.settings import ServerSettings
 from sync_agent.server.store import CatalogStore, Change, plain_text
 from sync_agent.server.tokens import Principal

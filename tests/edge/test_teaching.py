@@ -78,9 +78,13 @@ def test_a_new_product_taught_is_kept_on_disk_taken_in_and_the_upload_woken(page
     assert post(url, 11, {"action": "not_a_product"}).status_code == 404
 
 
-def test_a_catalog_product_and_not_a_product(page, tmp_path):
-    url, *_ = page
-    answer = post(url, 12, {"action": "product", "product_id": "cha-mate-natural"})
+def test_a_look_alike_filed_as_its_sibling_is_disputed_before_the_device_uses_it_unless_overridden(page, tmp_path):
+    url, teaching, taken_in, woken = page
+    answer = post(url, 12, {"action": "product", "product_id": "cha-mate-natural"})  # track 12 is a Limão
+    assert answer.status_code == 409 and "in other colours" in answer.json()["error"] and "override" in answer.json()["error"]
+    assert not (tmp_path / "references").exists() and not taken_in.is_set()
+    assert 12 in [u["track_id"] for u in requests.get(url + "/api/unknowns", timeout=5).json()]  # offered again
+    answer = post(url, 12, {"action": "product", "product_id": "cha-mate-natural", "override": True})
     assert answer.status_code == 200 and answer.json()["product"]["id"] == "cha-mate-natural"
     assert [r.new_product for r in ReferenceStore(tmp_path / "references").all()] == [False]
     assert post(url, 11, {"action": "not_a_product"}).json()["references"] == []

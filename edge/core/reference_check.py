@@ -1,12 +1,15 @@
-"""Can a field reference turn one product into another? Its crop checked against the catalog's latest published version
-with the server's models, the way a device would identify it (edge.core.identify).
+"""Can a field reference turn one product into another? Its crop checked against a catalog the way a device would
+identify it (edge.core.identify): by the catalog server against the latest published version when a device uploads
+it, and by the device itself when an installer confirms it on the page (before the device uses it).
 
 The crop is embedded and searched; the product it is filed under (when the catalog has it) and the best other
 retrieved products are verified (keypoints, geometry, appearance), every one of them, no early stop; then the devices'
 own decision (edge.core.decision.choose) looks at them together. The upload is **disputed** when
 
     the decision names another product than the one it is filed under, or
-    another product verifies (at least `min_inliers` inliers) with more inliers than the filed one
+    another product verifies (at least `min_inliers` inliers) with more inliers than the filed one, or
+    the filed product's artwork is found (at least `min_inliers` inliers) but in other colours (over
+    `max_differing` of its face): a colour variant filed as its sibling, the look-alike this whole check is for
 
 and consistent otherwise: a crop that verifies against nothing (a new angle, a new product) is what field references
 are for. A crop filed as a new product is disputed when the decision names an existing one. The verdict says which
@@ -33,12 +36,12 @@ class Verdict:
 def check_crop(identifier, version: int, crop: np.ndarray, product_id: str) -> Verdict:
     """The verdict on `crop` filed under `product_id` against `identifier`'s catalog (published as `version`)."""
     catalog = identifier.catalog
-    ids = [p.product_id for p in catalog.products]
+    ids = [p.product_id for p in identifier.products]  # the catalog's, and on a device those taught as new after them
     vector = identifier.embedder.embed([crop])
     retrieved = identifier.candidates(vector)[0]
     filed = ids.index(product_id) if product_id in ids else None
-    if filed is not None and not len(catalog.images_of(filed)):
-        filed = None  # (a product row without images: nothing to verify against)
+    if filed is not None and (filed >= len(catalog.products) or not len(catalog.images_of(filed))):
+        filed = None  # a product row without images, or one known only by field references: no catalog image to verify
     others = [c for c in retrieved if c.product_index != filed][:max(identifier.verify_candidates, 1)]
     candidates = ([filed_candidate(catalog, vector[0], filed)] if filed is not None else []) + others
     if not candidates:
@@ -62,6 +65,12 @@ def check_crop(identifier, version: int, crop: np.ndarray, product_id: str) -> V
             and rival_match.inliers > filed_inliers:
         return Verdict(True, f"the crop verifies better against {rival_id!r} ({rival_match.inliers} inliers) than against "
                              f"{product_id!r}, the product it is filed under ({filed_inliers} inliers), in catalog v{version}",
+                       evidence)
+    filed_differing = matches[0].differing if filed is not None else None
+    if filed is not None and named != product_id and filed_inliers >= identifier.thresholds.min_inliers \
+            and filed_differing is not None and filed_differing > identifier.thresholds.max_differing:
+        return Verdict(True, f"the crop shows the artwork of {product_id!r} ({filed_inliers} inliers) in other colours "
+                             f"({filed_differing:.0%} of its face differs) in catalog v{version}: a colour variant of it?",
                        evidence)
     if named == product_id:
         return Verdict(False, f"identified as {product_id!r} ({filed_inliers} inliers) in catalog v{version}", evidence)
