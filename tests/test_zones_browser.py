@@ -11,7 +11,7 @@ import os
 import threading
 
 import pytest
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import ElementNotInteractableException, StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -65,12 +65,20 @@ def test_a_zone_drawn_on_the_page_is_saved_valid_and_shows_its_products(daemon_w
         for x, y in ZONE:  # Selenium 4 offsets are from the element's centre
             ActionChains(driver).move_to_element_with_offset(canvas, round(x * w - w / 2), round(y * h - h / 2)).click().perform()
         driver.find_element(By.ID, "zone-close").click()
-        zone = driver.find_element(By.CSS_SELECTOR, '#zone-list li[data-zone="drinks"]')
-        Select(zone.find_element(By.CLASS_NAME, "zone-product")).select_by_value("cha-mate-natural")
-        facings = zone.find_element(By.CLASS_NAME, "zone-facings")
-        facings.clear()
-        facings.send_keys("2")
-        zone.find_element(By.CLASS_NAME, "zone-add").click()
+
+        def add_expected(d) -> bool:  # the list may be drawn again under a busy machine's load: find, then act, as one step
+            try:
+                zone = d.find_element(By.CSS_SELECTOR, '#zone-list li[data-zone="drinks"]')
+                Select(zone.find_element(By.CLASS_NAME, "zone-product")).select_by_value("cha-mate-natural")
+                facings = zone.find_element(By.CLASS_NAME, "zone-facings")
+                facings.clear()
+                facings.send_keys("2")
+                zone.find_element(By.CLASS_NAME, "zone-add").click()
+                return True
+            except ElementNotInteractableException:
+                return False
+
+        wait.until(add_expected)
         driver.find_element(By.ID, "zone-save").click()
         wait.until(lambda d: "saved to" in d.find_element(By.ID, "zone-message").text)
 

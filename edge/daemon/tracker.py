@@ -162,8 +162,12 @@ def box_iou(a: Box, b: Box) -> float:
 
 
 def needs_identification(track: Track, now: float, recheck_s: float, change_iou: float = MOVED_IOU) -> bool:
-    """Identify a track until its identity is confirmed; then only now and then, or when its box moved far."""
+    """Identify a track until its identity is confirmed, and while another identity is being confirmed (its last vote
+    differs from what it is confirmed as: a bottle the device first saw half hidden, or a box that drifted onto a
+    neighbour); else only now and then, or when its box moved far."""
     if track.confirmed is None:
+        return True
+    if track.votes and track.votes[-1] is not None and track.votes[-1] != track.confirmed:
         return True
     if now - track.checked_at >= recheck_s:
         return True

@@ -80,3 +80,15 @@ def test_a_product_whose_id_is_unknown_is_a_product_like_any_other():
     assert track.vote("unknown", 0, 1, clear=True) is Verdict.CONFIRMED and track.confirmed == "unknown"
     assert track.confirmed is not UNKNOWN
     assert track.vote("cola", 1, 1, clear=True) is Verdict.NEW_OBJECT
+
+
+def test_a_track_confirmed_unknown_that_starts_to_look_like_a_product_is_identified_again_at_once():
+    """A bottle first seen half hidden (an arm in front) is confirmed unknown; once a re-check names it, the votes that
+    confirm it come frame by frame, not one per recheck_s (3 × 10 s: a shelf zone reported it missing meanwhile)."""
+    [track], _ = Tracker().update([(0, 0, 50, 100)], 0)
+    assert [track.vote(None, t, 3) for t in (0, 1, 2)][-1] is Verdict.CONFIRMED and track.confirmed is UNKNOWN
+    assert not needs_identification(track, 5, recheck_s=10)
+    assert track.vote("cola", 12, 3) is Verdict.NOTHING
+    assert needs_identification(track, 12.1, recheck_s=10)  # a change is being confirmed: no waiting
+    assert track.vote("cola", 12.2, 3) is Verdict.NOTHING and track.vote("cola", 12.3, 3) is Verdict.CONFIRMED
+    assert not needs_identification(track, 12.4, recheck_s=10)
