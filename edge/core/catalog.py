@@ -130,6 +130,11 @@ class Catalog:
                         np.asarray(self.scores[start:end], np.float32))
 
     @cached_property
+    def by_id(self) -> dict[str, Product]:
+        """Product id -> product, made once per catalog (zones look products up per event and state)."""
+        return {p.product_id: p for p in self.products}
+
+    @cached_property
     def names(self) -> dict[str, str]:
         """Product id -> name, for labels people read."""
         return {p.product_id: p.name for p in self.products}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -47,7 +48,15 @@ class FieldSet:
 
     def images_of(self, product_index: int) -> list[int]:
         """The product's field images (indices into `images`)."""
-        return [i for i, image in enumerate(self.images) if image.product_index == product_index]
+        return self._by_product.get(product_index, [])
+
+    @cached_property
+    def _by_product(self) -> dict[int, list[int]]:
+        """Field images per product, made once: the verifier asks for every candidate of every crop."""
+        grouped: dict[int, list[int]] = {}
+        for i, image in enumerate(self.images):
+            grouped.setdefault(image.product_index, []).append(i)
+        return grouped
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """[Q x k'] similarities and field image indices, best first (k' = min(k, images))."""

@@ -48,7 +48,7 @@ def shrunk(crop: np.ndarray, side: int = CROP_SIDE) -> np.ndarray:
 
 
 class RecentUnknowns:
-    def __init__(self, tracks: int = 24, crops_per_track: int = 3):
+    def __init__(self, tracks: int = 64, crops_per_track: int = 3):  # ~3 MB of crops; a busy shelf makes new unknown tracks fast
         self.capacity, self.crops_per_track = tracks, crops_per_track
         self._tracks: dict[int, UnknownTrack] = {}
         self._dismissed: set[int] = set()  # "not a product", or taught already: not offered again

@@ -38,7 +38,7 @@ from edge.core.polygons import contains
 from edge.daemon.tracker import Track
 from edge.reporting.events import iso
 from edge.reporting.sinks import EventSink
-from edge.reporting.zone_messages import make_zone_event, make_zone_state, product_ref
+from edge.reporting.zone_messages import make_zone_event, make_zone_state, planogram_ref
 from models.safe_write import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -199,9 +199,8 @@ class ZoneKeeper:
 
     def _event(self, kind: str, name: str, zone: ZoneState, product_id: str, now: float, catalog: Catalog) -> dict:
         count = zone.counts.get(product_id, Count())
-        products = {p.product_id: p for p in catalog.products}
         event = make_zone_event(kind=kind, seq=self.sink.next_seq(), device=self.device, camera=self.camera, ts=now, zone=name,
-                                product=product_ref(product_id, products), facings=count.shown,
+                                product=planogram_ref(product_id, catalog.by_id), facings=count.shown,
                                 expected=zone.area.expected.get(product_id), last_seen=count.last_seen,
                                 catalog_id=catalog.catalog_id, catalog_version=catalog.version)
         self.sink.emit(event)
@@ -214,9 +213,8 @@ class ZoneKeeper:
         said = (tuple(shown), tuple(sorted(zone.alerts)))
         if said == zone.published:
             return
-        products = {p.product_id: p for p in catalog.products}
         order = [*zone.area.expected, *sorted(p for p in zone.counts if p not in zone.area.expected)]
-        rows = [{"product": product_ref(p, products), "facings": zone.counts[p].shown, "expected": zone.area.expected.get(p),
+        rows = [{"product": planogram_ref(p, catalog.by_id), "facings": zone.counts[p].shown, "expected": zone.area.expected.get(p),
                  "last_seen": iso(zone.counts[p].last_seen) if zone.counts[p].last_seen is not None else None}
                 for p in order if p in zone.counts]
         alerts = [{"type": kind, "product": p, "since": iso(since)} for (kind, p), since in sorted(zone.alerts.items())]
@@ -267,9 +265,8 @@ class ZoneKeeper:
         if key == self._checked_catalog:
             return
         self._checked_catalog = key
-        known = {p.product_id for p in catalog.products}
         for name, zone in self.zones.items():
-            missing = sorted(set(zone.area.expected) - known)
+            missing = sorted(set(zone.area.expected) - catalog.by_id.keys())
             if missing:
                 log.warning("zone %s: the planogram names products that catalog %s v%d does not have: %s (they can only be "
                             "gone; fix zones.areas.%s.expected)", name, *key, ", ".join(missing), name)

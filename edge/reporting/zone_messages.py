@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import uuid
 
-from edge.core.catalog import Product
+from edge.core.catalog import Product, product_ref
 from edge.reporting.events import SCHEMA_VERSION, iso
 
 ZONE_EVENT_TYPES = ("gone", "back", "low", "misplaced")
 
 
-def product_ref(product_id: str, products: dict[str, Product]) -> dict:
-    """id, sku and name from the catalog; a planogram id the catalog does not have keeps its id as its name."""
-    p = products.get(product_id)
-    return {"id": product_id, "sku": p.sku, "name": p.name} if p else {"id": product_id, "sku": "", "name": product_id}
+def planogram_ref(product_id: str, products: dict[str, Product]) -> dict:
+    """The product as every message names it (catalog.product_ref); a planogram id the catalog does not have keeps its
+    id as its name."""
+    return product_ref(products.get(product_id)) or {"id": product_id, "sku": "", "name": product_id}
 
 
 def make_zone_event(*, kind: str, seq: int, device: str, camera: str, ts: float, zone: str, product: dict, facings: int,

@@ -22,8 +22,8 @@ from tests.conftest import REPO
 CHANGE = json.loads((REPO / "schemas" / "zone-change.schema.json").read_text())
 STATE = json.loads((REPO / "schemas" / "zone-state.schema.json").read_text())
 SQUARE = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]  # the left half of the frame
-CATALOG = SimpleNamespace(catalog_id="shelf", version=3, products=[Product("limao", "111", "Chá Mate Limão"),
-                                                                   Product("natural", "222", "Chá Mate Natural")])
+PRODUCTS = [Product("limao", "111", "Chá Mate Limão"), Product("natural", "222", "Chá Mate Natural")]
+CATALOG = SimpleNamespace(catalog_id="shelf", version=3, products=PRODUCTS, by_id={p.product_id: p for p in PRODUCTS})
 SHAPE = (100, 200, 3)  # frame height, width
 
 
