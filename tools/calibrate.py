@@ -42,7 +42,7 @@ from edge.core.assembly import Models, identifier_for  # noqa: E402
 from edge.core.catalog import load_catalog  # noqa: E402
 from edge.core.config import Config  # noqa: E402
 from edge.core.config_file import load_config  # noqa: E402
-from edge.core.decision import EVIDENCE, Calibration, evidence, save_calibration  # noqa: E402
+from edge.core.decision import EVIDENCE, Calibration, evidence_rows, save_calibration  # noqa: E402
 from edge.core.images import centre_crop, read_image  # noqa: E402
 from models.runtime import WEIGHTS_DIR  # noqa: E402
 from tools.evaluate import PHOTO_CROP, evaluation_config, make_catalog, pick_shots, read_dataset  # noqa: E402
@@ -51,7 +51,7 @@ from tools.evaluate import PHOTO_CROP, evaluation_config, make_catalog, pick_sho
 @dataclass
 class Photo:
     truth_flags: list[bool]  # per retrieved candidate: is it the photo's product
-    matches: list  # of the first len(matches) candidates
+    verified: list  # decision.Evidence of the first len(verified) candidates
     similarities: list[float]  # per retrieved candidate
     open_sets: list[list[int]]  # candidates left when a random third of the products, the photo's among them, is removed
 
@@ -70,13 +70,13 @@ def collect(identifier, photos, verify: int, crop: float, draws: int, seed: int,
     for path, truth in tqdm(photos, desc=desc, unit="photo"):
         image = centre_crop(read_image(path), crop)
         cands = identifier.candidates(identifier.embedder.embed([image]))[0]
-        matches = identifier.verify(image, cands, limit=verify, early_stop=False)
+        verified = identifier.verify(image, cands, limit=verify, early_stop=False)
         cand_ids = [ids[c.product_index] for c in cands]
         open_sets = []
         for _ in range(draws):
             removed = {truth, *rng.sample([i for i in ids if i != truth], len(ids) // 3 - 1)}
             open_sets.append([j for j, pid in enumerate(cand_ids) if pid not in removed])
-        out.append(Photo([pid == truth for pid in cand_ids], matches, [c.similarity for c in cands], open_sets))
+        out.append(Photo([pid == truth for pid in cand_ids], verified, [c.similarity for c in cands], open_sets))
     return out
 
 
@@ -98,19 +98,19 @@ def closed_and_open(calibration: Calibration, photos: list[Photo]) -> tuple[np.n
     """Per photo: best probability and whether it is the truth (closed set); per open-set draw: best probability."""
     best_p, best_ok, open_p = [], [], []
     for photo in photos:
-        matches, sims = photo.matches, photo.similarities
-        if not matches:
+        verified, sims = photo.verified, photo.similarities
+        if not verified:
             best_p.append(0.0)
             best_ok.append(False)
             open_p.extend([0.0] * len(photo.open_sets))
             continue
-        p = calibration.probability(evidence(matches, sims))
+        p = calibration.probability(evidence_rows(verified, sims))
         i = int(np.argmax(p))
         best_p.append(p[i])
         best_ok.append(photo.truth_flags[i])
         for keep in photo.open_sets:
-            kept_matches = [matches[j] for j in keep if j < len(matches)]
-            open_p.append(float(calibration.probability(evidence(kept_matches, [sims[j] for j in keep])).max()) if kept_matches else 0.0)
+            kept = [verified[j] for j in keep if j < len(verified)]
+            open_p.append(float(calibration.probability(evidence_rows(kept, [sims[j] for j in keep])).max()) if kept else 0.0)
     return np.array(best_p), np.array(best_ok), np.array(open_p)
 
 
@@ -128,8 +128,8 @@ EVIDENCE_SETS = (("similarity", "similarity_margin"),
 
 def fit(rows, used: tuple[str, ...] = EVIDENCE) -> Calibration:
     """Logistic weights over the `used` evidence (standardised for the fit, returned on the raw scale)."""
-    x = np.vstack([evidence(r.matches, r.similarities) for r in rows if r.matches])
-    y = np.concatenate([np.array(r.truth_flags[: len(r.matches)], float) for r in rows if r.matches])
+    x = np.vstack([evidence_rows(r.verified, r.similarities) for r in rows if r.verified])
+    y = np.concatenate([np.array(r.truth_flags[: len(r.verified)], float) for r in rows if r.verified])
     keep = np.array([name in used for name in EVIDENCE])
     mean, scale = x[:, keep].mean(0), x[:, keep].std(0) + 1e-9
     w, b = fit_logistic((x[:, keep] - mean) / scale, y)

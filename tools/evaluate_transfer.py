@@ -186,11 +186,11 @@ def record(source: Source, run: str, instance: Instance, catalog_products: set[s
         return out
     for n, cand in enumerate(examined.candidates):
         pid = catalog.products[cand.product_index].product_id
-        row = {"product": pid, "family": source.family(pid), "similarity": round(cand.similarity, 4), "verified": n < len(examined.matches)}
+        row = {"product": pid, "family": source.family(pid), "similarity": round(cand.similarity, 4), "verified": n < len(examined.evidence)}
         if row["verified"]:
-            m = examined.matches[n]
-            row |= {"inliers": m.inliers, "inlier_ratio": round(m.inlier_ratio, 3), "spread": round(m.spread, 3),
-                    "differing": None if m.differing is None else round(m.differing, 3)}
+            e = examined.evidence[n]
+            row |= {"inliers": e.match.inliers, "inlier_ratio": round(e.match.inlier_ratio, 3), "spread": round(e.match.spread, 3),
+                    "differing": None if e.differing is None else round(e.differing, 3)}
         out["candidates"].append(row)
     ident = examined.identification
     return out | {"status": ident.status, "named": ident.product.product_id if ident.product else None,

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from edge.core.decision import EVIDENCE, Calibration, Thresholds, choose, evidence, save_calibration, verified_count  # noqa: E402
+from edge.core.decision import EVIDENCE, Calibration, Evidence, Thresholds, choose, evidence_rows, save_calibration, verified_count  # noqa: E402
 from edge.core.verifier import Match  # noqa: E402
 from tools.evaluate_transfer import summarise  # noqa: E402
 
@@ -52,7 +52,7 @@ GRID = {"min_inliers": (6, 8, 10, 12, 15, 20), "min_inlier_ratio": (0.0, 0.1, 0.
 @dataclass(frozen=True)
 class Row:
     record: dict
-    matches: list[Match]  # of the candidates a device verifies
+    verified: list[Evidence]  # of the candidates a device verifies
     similarities: list[float]  # of every retrieved candidate
     products: list[str]
     labels: np.ndarray  # per verified candidate: it is the instance's product
@@ -62,16 +62,17 @@ def row(record: dict, candidates: int) -> Row:
     cands = record["candidates"]
     sims = [c["similarity"] for c in cands]
     n = min(verified_count(sims, candidates), sum(c["verified"] for c in cands))
-    matches = [Match(0, c["inliers"], c["inlier_ratio"], c["spread"], differing=c.get("differing")) for c in cands[:n]]
+    verified = [Evidence(match=Match(matches=0, inliers=c["inliers"], inlier_ratio=c["inlier_ratio"], spread=c["spread"]),
+                         differing=c.get("differing")) for c in cands[:n]]
     labels = np.array([record["in_catalog"] and c["product"] == record["truth"] for c in cands[:n]], float)
-    return Row(record, matches, sims, [c["product"] for c in cands[:n]], labels)
+    return Row(record, verified, sims, [c["product"] for c in cands[:n]], labels)
 
 
 def named(rows: list[Row], thresholds: Thresholds, calibration: Calibration | None) -> list[dict]:
     """The records with what the runtime's decision names."""
     out = []
     for r in rows:
-        best, identical, _ = choose(r.matches, r.similarities, thresholds, calibration)
+        best, identical, _ = choose(r.verified, r.similarities, thresholds, calibration)
         out.append(r.record | {"named": r.products[best] if identical else None})
     return out
 
@@ -114,13 +115,13 @@ def fit_weighted(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1e-2, 
 def fit_calibration(rows: list[Row], used: tuple[str, ...], max_error: float, verifier_id: str) -> Calibration:
     """Logistic weights over the `used` evidence (sources weighed alike), and the threshold that keeps every source
     within max_error."""
-    with_matches = [r for r in rows if r.matches]
+    with_verified = [r for r in rows if r.verified]
     per_source: dict[str, int] = {}
-    for r in with_matches:
-        per_source[r.record["source"]] = per_source.get(r.record["source"], 0) + len(r.matches)
-    x = np.vstack([evidence(r.matches, r.similarities) for r in with_matches])
-    y = np.concatenate([r.labels for r in with_matches])
-    w = np.concatenate([np.full(len(r.matches), 1.0 / per_source[r.record["source"]]) for r in with_matches])
+    for r in with_verified:
+        per_source[r.record["source"]] = per_source.get(r.record["source"], 0) + len(r.verified)
+    x = np.vstack([evidence_rows(r.verified, r.similarities) for r in with_verified])
+    y = np.concatenate([r.labels for r in with_verified])
+    w = np.concatenate([np.full(len(r.verified), 1.0 / per_source[r.record["source"]]) for r in with_verified])
     w *= len(w) / w.sum()
     keep = np.array([name in used for name in EVIDENCE])
     mean, scale = x[:, keep].mean(0), x[:, keep].std(0) + 1e-9
@@ -128,7 +129,7 @@ def fit_calibration(rows: list[Row], used: tuple[str, ...], max_error: float, ve
     weights = np.zeros(len(EVIDENCE))
     weights[keep] = beta / scale
     calibration = Calibration(tuple(float(v) for v in weights), bias - float(np.sum(beta * mean / scale)), 1.0, verifier_id)
-    scores = sorted({round(float(calibration.probability(evidence(r.matches, r.similarities)).max()), 6) for r in with_matches})
+    scores = sorted({round(float(calibration.probability(evidence_rows(r.verified, r.similarities)).max()), 6) for r in with_verified})
     for t in [*scores, 1.0]:
         probe = Calibration(calibration.weights, calibration.bias, t, verifier_id)
         if all(error(s) <= max_error for s in summarise(named(rows, UNUSED, probe)).values()):

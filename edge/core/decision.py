@@ -51,6 +51,24 @@ class Thresholds:
                           float("inf") if decision.max_differing is None else decision.max_differing)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Evidence:
+    """What the decision reads of one verified candidate: the verifier's geometry, and how much of the reference's
+    face the aligned crop does not show (edge.core.appearance; None: not compared — another image of the product,
+    too few inliers, or the check is off)."""
+    match: Match
+    differing: float | None = None
+
+    @property
+    def differing_or_unseen(self) -> float:
+        """The differing share, NOT_COMPARED when none was measured (for ranking and the fitted score)."""
+        return NOT_COMPARED if self.differing is None else self.differing
+
+    @staticmethod
+    def none() -> Evidence:
+        return Evidence(match=Match.none())
+
+
 @dataclass(frozen=True)
 class Calibration:
     weights: tuple[float, ...]  # one per EVIDENCE entry
@@ -68,22 +86,22 @@ class Calibration:
         return 1 / (1 + np.exp(-(evidence @ np.asarray(self.weights) + self.bias)))
 
 
-def evidence(matches: list[Match], similarities: list[float]) -> np.ndarray:
-    """[candidates x len(EVIDENCE)] evidence rows for the verified candidates of one query.
+def evidence_rows(verified: list[Evidence], similarities: list[float]) -> np.ndarray:
+    """[candidates x len(EVIDENCE)] rows for the verified candidates of one query.
 
-    `similarities`: of every retrieved candidate, in order (the first len(matches) were verified).
+    `similarities`: of every retrieved candidate, in order (the first len(verified) were verified).
     """
-    log_inliers = np.log1p([m.inliers for m in matches])
+    log_inliers = np.log1p([e.match.inliers for e in verified])
     sims = np.asarray(similarities, np.float64)
     rows = []
-    for i, m in enumerate(matches):
+    for i, e in enumerate(verified):
         others = np.delete(log_inliers, i)
         margin = log_inliers[i] - (others.max() if len(others) else 0.0)
         other_sims = np.delete(sims, i)
         # no other product retrieved (a catalog of one or two): no margin, rather than the similarity itself,
         # which made a one-product catalog name every bottle on the shelf (measured: false id 1.0 on shelf frames)
         sim_margin = sims[i] - other_sims.max() if len(other_sims) else 0.0
-        rows.append((log_inliers[i], m.inlier_ratio, m.spread, sims[i], margin, sim_margin, _differing(m)))
+        rows.append((log_inliers[i], e.match.inlier_ratio, e.match.spread, sims[i], margin, sim_margin, e.differing_or_unseen))
     return np.asarray(rows, np.float64).reshape(-1, len(EVIDENCE))
 
 
@@ -95,38 +113,35 @@ def verified_count(similarities: list[float], candidates: int) -> int:
     return n
 
 
-def passes(match: Match, thresholds: Thresholds) -> bool:
-    alike = match.differing is None or match.differing <= thresholds.max_differing
+def passes(evidence: Evidence, thresholds: Thresholds) -> bool:
+    match, differing = evidence.match, evidence.differing
+    alike = differing is None or differing <= thresholds.max_differing
     return match.inliers >= thresholds.min_inliers and match.inlier_ratio >= thresholds.min_inlier_ratio and alike
 
 
-def is_clear(match: Match, thresholds: Thresholds) -> bool:
+def is_clear(evidence: Evidence, thresholds: Thresholds) -> bool:
     """Many inliers covering much of the reference, and identical by the thresholds."""
-    return match.inliers >= CLEAR_INLIERS and match.spread >= CLEAR_SPREAD and passes(match, thresholds)
+    return evidence.match.inliers >= CLEAR_INLIERS and evidence.match.spread >= CLEAR_SPREAD and passes(evidence, thresholds)
 
 
-def choose(matches: list[Match], similarities: list[float], thresholds: Thresholds,
+def choose(verified: list[Evidence], similarities: list[float], thresholds: Thresholds,
            calibration: Calibration | None) -> tuple[int, bool, float]:
     """(index of the best verified candidate, whether it is identical, its score).
 
-    `similarities`: of every retrieved candidate; matches[i] belongs to the i-th.
+    `similarities`: of every retrieved candidate; verified[i] belongs to the i-th.
     """
-    if not matches:
+    if not verified:
         return 0, False, 0.0
     if calibration is not None:
-        p = calibration.probability(evidence(matches, similarities))
+        p = calibration.probability(evidence_rows(verified, similarities))
         best = int(np.argmax(p))
         return best, bool(p[best] >= calibration.threshold), float(p[best])
     # Among candidates that pass, the one whose colours fit best: siblings of one line share their artwork and
     # verify alike (SIFT sees grey); more inliers break a tie
-    passing = [i for i, m in enumerate(matches) if passes(m, thresholds)]
+    passing = [i for i, e in enumerate(verified) if passes(e, thresholds)]
     if not passing:
         return 0, False, 0.0
-    return min(passing, key=lambda i: (_differing(matches[i]), -matches[i].inliers)), True, 1.0
-
-
-def _differing(match: Match) -> float:
-    return NOT_COMPARED if match.differing is None else match.differing
+    return min(passing, key=lambda i: (verified[i].differing_or_unseen, -verified[i].match.inliers)), True, 1.0
 
 
 def load_calibration(path: Path) -> Calibration:

@@ -21,7 +21,7 @@ import numpy as np
 from edge.core.appearance import Reference, differing_share, prepare
 from edge.core.catalog import Catalog, Product
 from edge.core.config import DecisionConfig
-from edge.core.decision import Calibration, Thresholds, choose, is_clear, verified_count
+from edge.core.decision import Calibration, Evidence, Thresholds, choose, is_clear, verified_count
 from edge.core.field_set import EMPTY, FieldSet
 from edge.core.index import Candidate, CatalogIndex, collapse_to_products
 from edge.core.verifier import Features, Match
@@ -36,7 +36,7 @@ REFERENCES_CACHED = 256  # prepared reference thumbnails kept (appearance.Refere
 VARIANTS_SEARCHED = 10  # images searched per wanted product when the catalog holds retrieval variants
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Identification:
     status: str  # "identified" or "unknown"
     product: Product | None  # set only when identified
@@ -52,7 +52,8 @@ class Identification:
 
     @staticmethod
     def unknown_empty() -> Identification:
-        return Identification("unknown", None, None, 0.0, 0, 0.0, 0.0, 0)
+        return Identification(status="unknown", product=None, guess=None, similarity=0.0, inliers=0, inlier_ratio=0.0,
+                              spread=0.0, verified=0)
 
 
 @dataclass
@@ -71,7 +72,7 @@ class Timings:
 @dataclass(frozen=True)
 class Examined:
     candidates: tuple[Candidate, ...]  # retrieved, best first
-    matches: tuple[Match, ...]  # matches[i] belongs to candidates[i]; the rest were not verified
+    evidence: tuple[Evidence, ...]  # evidence[i] belongs to candidates[i]; the rest were not verified
     identification: Identification
 
 
@@ -81,20 +82,20 @@ class Detected:
     identification: Identification
 
 
-def decide(products: Sequence[Product], candidates: list[Candidate], matches: list[Match], thresholds: Thresholds,
+def decide(products: Sequence[Product], candidates: list[Candidate], verified: list[Evidence], thresholds: Thresholds,
            calibration: Calibration | None = None) -> Identification:
     """Identical when the decision rule accepts the best verified candidate; else unknown with a guess."""
     if not candidates:
         return Identification.unknown_empty()
-    # matches[i] belongs to candidates[i]; candidates past len(matches) were not verified
-    best, identical, confidence = choose(matches, [c.similarity for c in candidates], thresholds, calibration)
-    cand, match = candidates[best], matches[best] if matches else Match.none()
+    # verified[i] belongs to candidates[i]; candidates past len(verified) were not verified
+    best, identical, confidence = choose(verified, [c.similarity for c in candidates], thresholds, calibration)
+    cand, chosen = candidates[best], verified[best] if verified else Evidence.none()
     product = products[cand.product_index]
-    ranked = tuple(c.product_index for c in candidates)
-    scores = (cand.similarity, match.inliers, match.inlier_ratio, match.spread, len(matches), ranked, confidence)
-    if identical:
-        return Identification("identified", product, None, *scores, clear=is_clear(match, thresholds))
-    return Identification("unknown", None, product, *scores)
+    return Identification(status="identified" if identical else "unknown", product=product if identical else None,
+                          guess=None if identical else product, similarity=cand.similarity, inliers=chosen.match.inliers,
+                          inlier_ratio=chosen.match.inlier_ratio, spread=chosen.match.spread, verified=len(verified),
+                          ranked=tuple(c.product_index for c in candidates), confidence=confidence,
+                          clear=identical and is_clear(chosen, thresholds))
 
 
 class Identifier:
@@ -136,22 +137,22 @@ class Identifier:
             sims, ids = np.take_along_axis(sims, order, 1), np.take_along_axis(ids, order, 1)
         return [collapse_to_products(s, i, self._image_product, self.top_k) for s, i in zip(sims, ids)]
 
-    def verify(self, crop: np.ndarray, candidates: list[Candidate], limit: int | None = None, early_stop: bool = True) -> list[Match]:
+    def verify(self, crop: np.ndarray, candidates: list[Candidate], limit: int | None = None, early_stop: bool = True) -> list[Evidence]:
         """Best match per candidate product, in candidate order, checked for plausible geometry and for
         appearance after alignment; stops early on a clear winner. `limit`: candidates verified (default: the
         configured number and any that tie with the last of them)."""
         query = None
-        matches = []
+        verified = []
         limit = limit or verified_count([c.similarity for c in candidates], self.verify_candidates)
         for cand in candidates[:limit]:
             query = query or self.verifier.features(crop)
             images = self._images_to_verify(cand)
             best, image = max(((self.verifier.match(query, self._features(i)), i) for i in images), key=lambda pair: pair[0].inliers)
-            best = self._checked(crop, query, best, image, cand.product_index)
-            matches.append(best)
-            if early_stop and is_clear(best, self.thresholds):
+            checked = self._checked(crop, query, best, image, cand.product_index)
+            verified.append(checked)
+            if early_stop and is_clear(checked, self.thresholds):
                 break
-        return matches
+        return verified
 
     def _images_to_verify(self, cand: Candidate) -> list[int]:
         """The image retrieved, then the product's field references (the camera's own view of it: a product that has
@@ -167,23 +168,23 @@ class Identifier:
         n = self.catalog.image_count
         return self.catalog.features(image) if image < n else self.field.images[image - n].features
 
-    def _checked(self, crop: np.ndarray, query: Features, match: Match, image: int, product_index: int) -> Match:
+    def _checked(self, crop: np.ndarray, query: Features, match: Match, image: int, product_index: int) -> Evidence:
         """No inliers when the transform cannot be the same product; the share of the reference's face unlike the
         aligned query where its pixels are at hand (the product's first image)."""
         if match.inliers == 0 or match.transform is None:
-            return match
+            return Evidence(match=match)
         n = self.catalog.image_count
         reference_size = self.catalog.feature_size(image) if image < n else self.field.images[image - n].features.image_size
         if implausible(match, query.image_size, reference_size):
-            return replace(match, inliers=0, inlier_ratio=0.0, spread=0.0)
+            return Evidence(match=replace(match, inliers=0, inlier_ratio=0.0, spread=0.0))
         if not self.appearance or (image < n and image != self.catalog.images_of(product_index)[0]):
-            return match  # the thumbnail shows the product's first catalog image only
+            return Evidence(match=match)  # the thumbnail shows the product's first catalog image only
         if match.inliers < self.thresholds.min_inliers:
-            return match  # too few inliers to be identical whatever its colours: not compared (~5 ms a candidate)
+            return Evidence(match=match)  # too few inliers to be identical whatever its colours: not compared (~5 ms a candidate)
         reference = self._reference(product_index) if image < n else self.field.images[image - n].appearance
         if reference is None:
-            return match
-        return replace(match, differing=differing_share(crop, query.image_size, reference, reference_size, match.transform))
+            return Evidence(match=match)
+        return Evidence(match=match, differing=differing_share(crop, query.image_size, reference, reference_size, match.transform))
 
     def _reference(self, product_index: int) -> Reference | None:
         """The product's first catalog image, small (the catalog's thumbnail), prepared for the appearance check; the
@@ -219,12 +220,12 @@ class Identifier:
             if self.verifies:
                 with timings.stage("verify"):
                     # the fitted score compares every verified candidate: no early stop
-                    matches = self.verify(crop, cands, early_stop=self.calibration is None)
+                    verified = self.verify(crop, cands, early_stop=self.calibration is None)
             else:  # the fitted score decides from the embedding: keypoints would change nothing
-                matches = [Match.none()] * verified_count([c.similarity for c in cands], self.verify_candidates)
-            verified = len(matches) if self.verifies else 0
-            identification = replace(decide(self.products, cands, matches, self.thresholds, self.calibration), verified=verified)
-            results.append(Examined(tuple(cands), tuple(matches), identification))
+                verified = [Evidence.none()] * verified_count([c.similarity for c in cands], self.verify_candidates)
+            identification = replace(decide(self.products, cands, verified, self.thresholds, self.calibration),
+                                     verified=len(verified) if self.verifies else 0)
+            results.append(Examined(tuple(cands), tuple(verified), identification))
         return results
 
     def identify_boxes(self, frame: np.ndarray, boxes: list, timings: Timings | None = None) -> list[tuple[int, Identification]]:

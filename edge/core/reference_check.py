@@ -46,27 +46,27 @@ def check_crop(identifier, version: int, crop: np.ndarray, product_id: str) -> V
     candidates = ([filed_candidate(catalog, vector[0], filed)] if filed is not None else []) + others
     if not candidates:
         return Verdict(False, f"nothing in catalog v{version} resembles it", {"catalog_version": version})
-    matches = identifier.verify(crop, candidates, limit=len(candidates), early_stop=False)
+    verified = identifier.verify(crop, candidates, limit=len(candidates), early_stop=False)
     similarities = [c.similarity for c in candidates]
-    best, identical, _ = choose(matches, similarities, identifier.thresholds, identifier.calibration)
+    best, identical, _ = choose(verified, similarities, identifier.thresholds, identifier.calibration)
     evidence = {"catalog_version": version, "verified": [
-        {"product_id": ids[c.product_index], "similarity": round(float(c.similarity), 4), "inliers": m.inliers,
-         "inlier_ratio": round(m.inlier_ratio, 3), "named": identical and i == best}
-        for i, (c, m) in enumerate(zip(candidates, matches))]}
+        {"product_id": ids[c.product_index], "similarity": round(float(c.similarity), 4), "inliers": e.match.inliers,
+         "inlier_ratio": round(e.match.inlier_ratio, 3), "named": identical and i == best}
+        for i, (c, e) in enumerate(zip(candidates, verified))]}
     named = ids[candidates[best].product_index] if identical else None
-    filed_inliers = matches[0].inliers if filed is not None else 0
-    rival = max(range(len(candidates)), key=lambda i: matches[i].inliers if candidates[i].product_index != filed else -1)
-    rival_id, rival_match = ids[candidates[rival].product_index], matches[rival]
+    filed_inliers = verified[0].match.inliers if filed is not None else 0
+    rival = max(range(len(candidates)), key=lambda i: verified[i].match.inliers if candidates[i].product_index != filed else -1)
+    rival_id, rival_match = ids[candidates[rival].product_index], verified[rival].match
     if named is not None and named != product_id:
         what = "filed as a new product" if filed is None else f"filed under {product_id!r} ({filed_inliers} inliers)"
-        return Verdict(True, f"the crop is identified as {named!r} ({matches[best].inliers} inliers) in catalog v{version}, "
+        return Verdict(True, f"the crop is identified as {named!r} ({verified[best].match.inliers} inliers) in catalog v{version}, "
                              f"not as {product_id!r}: {what}", evidence)
     if filed is not None and rival_id != product_id and rival_match.inliers >= identifier.thresholds.min_inliers \
             and rival_match.inliers > filed_inliers:
         return Verdict(True, f"the crop verifies better against {rival_id!r} ({rival_match.inliers} inliers) than against "
                              f"{product_id!r}, the product it is filed under ({filed_inliers} inliers), in catalog v{version}",
                        evidence)
-    filed_differing = matches[0].differing if filed is not None else None
+    filed_differing = verified[0].differing if filed is not None else None
     if filed is not None and named != product_id and filed_inliers >= identifier.thresholds.min_inliers \
             and filed_differing is not None and filed_differing > identifier.thresholds.max_differing:
         return Verdict(True, f"the crop shows the artwork of {product_id!r} ({filed_inliers} inliers) in other colours "

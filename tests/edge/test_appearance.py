@@ -91,7 +91,7 @@ def test_a_packshot_on_a_plain_backdrop_is_told_from_a_shelf_crop():
 
 
 def with_transform(h: np.ndarray) -> Match:
-    return Match(100, 50, 0.5, 0.3, transform=np.asarray(h, float))
+    return Match(matches=100, inliers=50, inlier_ratio=0.5, spread=0.3, transform=np.asarray(h, float))
 
 
 @pytest.mark.parametrize("h, why", [

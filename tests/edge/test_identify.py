@@ -14,7 +14,7 @@ import pytest
 from edge.core.assembly import Models
 from edge.core.catalog import Product, empty_catalog
 from edge.core.config import DecisionConfig, VerifierConfig
-from edge.core.decision import Thresholds
+from edge.core.decision import Evidence, Thresholds
 from edge.core.identify import Detected, Identification, Identifier, decide
 from edge.core.index import Candidate, CatalogIndex
 from edge.core.records import to_record
@@ -58,13 +58,17 @@ def test_empty_catalog_never_invents_a_match(small_embedder):
     assert result.status == "unknown" and result.product is None and result.guess is None
 
 
+def seen(matches: int, inliers: int, inlier_ratio: float, spread: float) -> Evidence:
+    return Evidence(match=Match(matches=matches, inliers=inliers, inlier_ratio=inlier_ratio, spread=spread))
+
+
 def test_decide_prefers_a_clearly_identical_candidate_and_else_says_unknown_with_a_guess():
     catalog = empty_catalog(4, 4)
     catalog.products.extend([Product("a", "a", "A"), Product("b", "b", "B")])
     cands = [Candidate(0, 0, 0.9), Candidate(1, 1, 0.8)]
-    result = decide(catalog.products, cands, [Match(100, 40, 0.4, 0.2), Match(150, 120, 0.8, 0.5)], Thresholds(20, 0.2, 0.1))
+    result = decide(catalog.products, cands, [seen(100, 40, 0.4, 0.2), seen(150, 120, 0.8, 0.5)], Thresholds(20, 0.2, 0.1))
     assert result.status == "identified" and result.product.product_id == "b" and result.inliers == 120
-    result = decide(catalog.products, cands, [Match(50, 10, 0.2, 0.1), Match(50, 5, 0.1, 0.1)], Thresholds(20, 0.2, 0.1))
+    result = decide(catalog.products, cands, [seen(50, 10, 0.2, 0.1), seen(50, 5, 0.1, 0.1)], Thresholds(20, 0.2, 0.1))
     assert result.status == "unknown" and result.product is None and result.guess.product_id == "a"
 
 
@@ -73,9 +77,11 @@ def test_a_detect_record_names_its_product_as_an_mqtt_event_does():
     event_schema = json.loads((REPO / "schemas" / "event.schema.json").read_text())
     assert DETECT_SCHEMA["$defs"]["product"] == event_schema["$defs"]["product"]
     limao, natural = Product("limao", "111", "Limão"), Product("natural", "222", "Natural")
-    named = to_record(Detected((1.04, 2.0, 30.0, 40.0), Identification("identified", limao, natural, 0.91234, 80, 0.61, 0.4, 2,
-                                                                        confidence=0.9876)))
-    unknown = to_record(Detected((0.0, 0.0, 5.0, 5.0), Identification("unknown", None, natural, 0.5, 3, 0.1, 0.0, 3)))
+    named = to_record(Detected((1.04, 2.0, 30.0, 40.0), Identification(
+        status="identified", product=limao, guess=natural, similarity=0.91234, inliers=80, inlier_ratio=0.61, spread=0.4, verified=2,
+        confidence=0.9876)))
+    unknown = to_record(Detected((0.0, 0.0, 5.0, 5.0), Identification(
+        status="unknown", product=None, guess=natural, similarity=0.5, inliers=3, inlier_ratio=0.1, spread=0.0, verified=3)))
     for record in (named, unknown, to_record(Detected((0.0, 0.0, 1.0, 1.0), Identification.unknown_empty()))):
         jsonschema.validate({"image": "x.jpg", "detections": [record], "ms": {"embed": 1.0}}, DETECT_SCHEMA)
     assert named == {"bbox": [1.0, 2.0, 30.0, 40.0], "status": "identified", "product": {"id": "limao", "sku": "111", "name": "Limão"},

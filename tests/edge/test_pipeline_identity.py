@@ -35,8 +35,10 @@ def pipeline():
 
 def seen(product: Product | None, clear: bool = False) -> Identification:
     if product is None:
-        return Identification("unknown", None, COLA, 0.7, 3, 0.2, 0.05, 3)
-    return Identification("identified", product, None, 0.95, 200 if clear else 40, 0.9, 0.6 if clear else 0.2, 1, clear=clear)
+        return Identification(status="unknown", product=None, guess=COLA, similarity=0.7, inliers=3, inlier_ratio=0.2, spread=0.05,
+                              verified=3)
+    return Identification(status="identified", product=product, guess=None, similarity=0.95, inliers=200 if clear else 40,
+                          inlier_ratio=0.9, spread=0.6 if clear else 0.2, verified=1, clear=clear)
 
 
 def test_a_clear_identification_confirms_at_once_and_is_reported_once(pipeline):
@@ -77,7 +79,8 @@ def test_a_product_whose_id_is_unknown_then_another_product_is_two_tracks(pipeli
 
 
 def unknown_looking_like(guess: Product) -> Identification:
-    return Identification("unknown", None, guess, 0.7, 3, 0.2, 0.05, 3)
+    return Identification(status="unknown", product=None, guess=guess, similarity=0.7, inliers=3, inlier_ratio=0.2, spread=0.05,
+                          verified=3)
 
 
 def test_a_named_track_that_moved_far_onto_another_product_loses_its_name(pipeline):

@@ -138,7 +138,8 @@ def test_observing_keeps_the_sharpest_crops_and_forgets_a_track_once_named(natur
     unknowns.observe(2, unknown, crop, 3.0)
     unknowns.observe(3, unknown, crop, 4.0)  # over capacity: the track seen longest ago goes
     assert [u["track_id"] for u in unknowns.recent()] == [3, 2]
-    named = Identification("identified", catalog.products[0], None, 0.9, 50, 0.5, 0.5, 1)
+    named = Identification(status="identified", product=catalog.products[0], guess=None, similarity=0.9, inliers=50,
+                           inlier_ratio=0.5, spread=0.5, verified=1)
     unknowns.observe(3, named, crop, 5.0)
     assert [u["track_id"] for u in unknowns.recent()] == [2]
     unknowns.observe(4, unknown, blurred, 6.0, named=True)  # a confirmed product re-checked on a blurred frame: no lesson

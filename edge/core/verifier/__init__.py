@@ -31,18 +31,19 @@ class Features:
         return Features(np.zeros((0, 2), np.float32), np.zeros((0, dim), dtype), image_size, np.zeros(0, np.float32))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Match:
+    """What the geometry says about one query against one reference image; nothing else (the decision's own record of
+    a candidate, with the colour comparison beside it, is edge.core.decision.Evidence)."""
     matches: int  # putative correspondences from the matcher
     inliers: int  # correspondences consistent with one homography (or affine)
     inlier_ratio: float  # inliers / matches
     spread: float  # area of the inliers' convex hull / area of the reference image, 0–1
     transform: np.ndarray | None = field(default=None, compare=False, repr=False)  # [3 x 3] query → reference pixels
-    differing: float | None = None  # share of the reference's face unlike the aligned query (edge.core.appearance); None: not compared
 
     @staticmethod
     def none() -> Match:
-        return Match(0, 0, 0.0, 0.0)
+        return Match(matches=0, inliers=0, inlier_ratio=0.0, spread=0.0)
 
 
 def strongest(features: Features, keep: int, grid: int = 4) -> Features:

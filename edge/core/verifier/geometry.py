@@ -17,7 +17,7 @@ def verify_geometry(query_pts: np.ndarray, ref_pts: np.ndarray, ref_size: tuple[
     """Inliers among matched point pairs ([M x 2] each), how much of the reference they cover, and the transform."""
     n = len(query_pts)
     if n < 3:
-        return Match(n, 0, 0.0, 0.0)
+        return Match(matches=n, inliers=0, inlier_ratio=0.0, spread=0.0)
     q, r = query_pts.astype(np.float32), ref_pts.astype(np.float32)
     transform, mask = None, None
     if n >= MIN_HOMOGRAPHY:
@@ -26,10 +26,10 @@ def verify_geometry(query_pts: np.ndarray, ref_pts: np.ndarray, ref_size: tuple[
         affine, mask = cv2.estimateAffinePartial2D(q, r, method=cv2.RANSAC, ransacReprojThreshold=threshold_px)
         transform = None if affine is None else np.vstack([affine, [0.0, 0.0, 1.0]])
     if mask is None:
-        return Match(n, 0, 0.0, 0.0)
+        return Match(matches=n, inliers=0, inlier_ratio=0.0, spread=0.0)
     inlier = mask.ravel().astype(bool)
     count = int(inlier.sum())
-    return Match(n, count, count / n, _spread(r[inlier], ref_size), transform)
+    return Match(matches=n, inliers=count, inlier_ratio=count / n, spread=_spread(r[inlier], ref_size), transform=transform)
 
 
 def implausible(match: Match, query_size: tuple[int, int], ref_size: tuple[int, int]) -> str | None:
