@@ -22,10 +22,10 @@ test: install system
 	$(VENV)/bin/pytest -q -n $(WORKERS) --dist loadgroup --durations=15
 
 demo: install
-	$(PY) tools/demo.py --out demo-out $(DEMO_ARGS)
+	$(PY) -m tools.demo --out demo-out $(DEMO_ARGS)
 
 # The manual (docs/, mkdocs.yml) as a website in site/; `make test` builds it too (tests/test_docs.py, --strict), so a
-# broken link or page fails the suite. The configuration page is generated: python tools/config_reference.py --write.
+# broken link or page fails the suite. The configuration page is generated: python -m tools.config_reference --write.
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 

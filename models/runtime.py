@@ -41,5 +41,5 @@ def open_detector(path: Path | None, backend: str = "auto", options: BackendOpti
 def open_embedder(path: Path | None, backend: str = "auto", options: BackendOptions = BackendOptions()) -> Embedder:
     if path is None and not BUNDLED_EMBEDDER.is_file():
         raise ModelError(f"no embedder: models.embedder is not set and the bundled {BUNDLED_EMBEDDER} is absent; "
-                         "make it with `python tools/train_embedder.py` or point models.embedder at an ONNX file")
+                         "make it with `python -m tools.train_embedder` or point models.embedder at an ONNX file")
     return Embedder(open_backend(path or BUNDLED_EMBEDDER, backend, options))

@@ -45,7 +45,7 @@ def test_bundled_embedder_metadata_names_its_origin():
 @pytest.fixture(scope="module", params=["thresholds", "calibrated"])
 def mini_eval(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
-    run = subprocess.run([sys.executable, "tools/evaluate.py", "--data", str(MINI), "--split", "val", "--subsets", "packaged",
+    run = subprocess.run([sys.executable, "-m", "tools.evaluate", "--data", str(MINI), "--split", "val", "--subsets", "packaged",
                           "--decision", request.param, "--json", "--out", str(out)], capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stderr[-2000:]
     return json.loads(run.stdout), out

@@ -18,7 +18,7 @@ def test_calibration_on_a_catalog_with_shelf_photos_writes_a_file_the_decision_l
         (data / entry.name).symlink_to(entry)
     (data / "train.txt").write_text((MINI / "val.txt").read_text())  # shelf photos for the catalog: the val photos again
     out = tmp_path / "decision.json"
-    run = subprocess.run([sys.executable, "tools/calibrate.py", "--data", str(data), "--shots", "1", "--repeats", "1", "--open-draws", "2",
+    run = subprocess.run([sys.executable, "-m", "tools.calibrate", "--data", str(data), "--shots", "1", "--repeats", "1", "--open-draws", "2",
                           "--out", str(out)], capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stderr[-2000:]
     calibration = load_calibration(out)

@@ -19,7 +19,7 @@ from tools.mqtt_harness import free_port, mosquitto_binary
 @pytest.mark.skipif(not mosquitto_binary(), reason="needs mosquitto (make system installs it)")
 def test_the_mosquitto_sub_line_the_demo_prints_shows_the_events(tmp_path):
     port = free_port()
-    demo = subprocess.Popen([sys.executable, "tools/demo.py", "--out", str(tmp_path / "demo"), "--broker-port", str(port)],
+    demo = subprocess.Popen([sys.executable, "-m", "tools.demo", "--out", str(tmp_path / "demo"), "--broker-port", str(port)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     printed, subscriber = [], None
     try:

@@ -32,7 +32,7 @@ def test_the_manual_builds_with_strict(tmp_path):
 def test_the_configuration_reference_is_what_the_schema_says():
     from tools.config_reference import PAGE, page
 
-    assert PAGE.read_text(encoding="utf-8") == page(), "docs/configuration.md is stale: run python tools/config_reference.py --write"
+    assert PAGE.read_text(encoding="utf-8") == page(), "docs/configuration.md is stale: run python -m tools.config_reference --write"
 
 
 def test_the_configuration_reference_names_every_key():

@@ -13,7 +13,7 @@ MINI = REPO / "tests" / "data" / "grocery-mini"  # 12 packaged products, 9 with 
 
 
 def test_enrolling_one_photo_per_product_scores_the_other_photos_at_every_level(tmp_path):
-    run = subprocess.run([sys.executable, "tools/evaluate.py", "--data", str(MINI), "--split", "val", "--subsets", "packaged",
+    run = subprocess.run([sys.executable, "-m", "tools.evaluate", "--data", str(MINI), "--split", "val", "--subsets", "packaged",
                           "--enrol", "1", "--json", "--out", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads(run.stdout)
@@ -32,6 +32,6 @@ def test_enrolling_one_photo_per_product_scores_the_other_photos_at_every_level(
 
 
 def test_enrol_does_not_go_with_limit():
-    run = subprocess.run([sys.executable, "tools/evaluate.py", "--data", str(MINI), "--enrol", "1", "--limit", "3"],
+    run = subprocess.run([sys.executable, "-m", "tools.evaluate", "--data", str(MINI), "--enrol", "1", "--limit", "3"],
                          capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 2 and "--limit" in run.stderr

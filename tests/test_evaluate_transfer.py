@@ -35,7 +35,7 @@ def test_the_tally_tells_right_wrong_sibling_and_open_set_false_identifications(
 
 def test_grocery_and_synthetic_sources_report_apart_with_one_record_per_instance_and_run(tmp_path):
     out = tmp_path / "records.jsonl"
-    run = subprocess.run([sys.executable, "tools/evaluate_transfer.py", "--sources", "grocery-val,synthetic", "--data", str(MINI),
+    run = subprocess.run([sys.executable, "-m", "tools.evaluate_transfer", "--sources", "grocery-val,synthetic", "--data", str(MINI),
                           "--twins", "2", "--conditions", "shelf,sticker", "--json", "--out", str(out),
                           "--examples", str(tmp_path / "examples.png")], capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stderr[-2000:]

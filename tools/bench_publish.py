@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Publishing at scale on the real catalog server: a full publish of N products, then one product changed.
 
-    python tools/bench_publish.py [--products 10000] [--json]
+    python -m tools.bench_publish [--products 10000] [--json]
 
 Each product has one synthetic image (a 240x360 label: coloured blocks, noise and its number, so every image differs
 and SIFT finds keypoints), written into a work area that the server imports at start (its own import path, one
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,13 +24,11 @@ import numpy as np
 import requests
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-from edge.core.config import Config  # noqa: E402
-from sync_agent.agent import Agent  # noqa: E402
-from sync_agent.server.app import ServerSettings, create_app  # noqa: E402
-from sync_agent.signing import generate_keypair  # noqa: E402
-from tools.http_harness import ServerThread  # noqa: E402
+from edge.core.config import Config
+from sync_agent.agent import Agent
+from sync_agent.server.app import ServerSettings, create_app
+from sync_agent.signing import generate_keypair
+from tools.http_harness import ServerThread
 
 TOKEN = "bench-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What the installer's page costs the pipeline: FPS with the page closed vs open in headless Chromium, in one run.
 
-    python tools/bench_web.py [--loops 3] [--screenshot docs/web-page.png]
+    python -m tools.bench_web [--loops 3] [--screenshot docs/web-page.png]
 
 Runs the daemon (`edge.daemon.run.run`, page enabled) twice on the sample video
 played `loops` times as fast as the loop can (lossless): once with nobody
@@ -15,21 +15,18 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+import requests
 
-import requests  # noqa: E402
-
-from edge.bench.pipeline import sample_catalog  # noqa: E402
-from edge.core.config import CameraConfig, Config  # noqa: E402
-from edge.daemon.camera import CaptureSource  # noqa: E402
-from edge.daemon.run import run  # noqa: E402
-from tools.mqtt_harness import free_port  # noqa: E402
+from edge.bench.pipeline import sample_catalog
+from edge.core.config import CameraConfig, Config
+from edge.daemon.camera import CaptureSource
+from edge.daemon.run import run
+from tools.mqtt_harness import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 VIDEO = REPO / "samples" / "shelf.mp4"

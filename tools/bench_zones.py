@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What shelf zones cost the daemon's frame loop: `shelfid bench pipeline` with zones off and on, runs alternated.
 
-    python tools/bench_zones.py [--pairs 3] [--video samples/shelf.mp4]
+    python -m tools.bench_zones [--pairs 3] [--video samples/shelf.mp4]
 
 Each pair runs the pipeline benchmark (edge.bench.pipeline, mode `pipeline`: identification on its worker threads,
 every frame of the video read as fast as the loop goes) once without zones and once with four zones that cover the
@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-from edge.bench.pipeline import SAMPLE_VIDEO, bench_pipeline, sample_catalog  # noqa: E402
-from edge.core.config import Config  # noqa: E402
+from edge.bench.pipeline import SAMPLE_VIDEO, bench_pipeline, sample_catalog
+from edge.core.config import Config
 
 QUADRANTS = {"top-left": [[0, 0], [0.5, 0], [0.5, 0.5], [0, 0.5]], "top-right": [[0.5, 0], [1, 0], [1, 0.5], [0.5, 0.5]],
              "bottom-left": [[0, 0.5], [0.5, 0.5], [0.5, 1], [0, 1]], "bottom-right": [[0.5, 0.5], [1, 0.5], [1, 1], [0.5, 1]]}

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fit the calibrated "identical" decision on val photos, with cross-validated numbers.
 
-    python tools/calibrate.py --data ../shared/data/grocery [--config C] [--out FILE]
+    python -m tools.calibrate --data ../shared/data/grocery [--config C] [--out FILE]
 
 For each photo, the top candidates from the catalog of iconic images are all
 verified; every (photo, candidate) pair becomes one row of evidence
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,16 +35,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-from edge.core.assembly import Models, identifier_for  # noqa: E402
-from edge.core.catalog import load_catalog  # noqa: E402
-from edge.core.config import Config  # noqa: E402
-from edge.core.config_file import load_config  # noqa: E402
-from edge.core.decision import EVIDENCE, Calibration, evidence_rows, save_calibration  # noqa: E402
-from edge.core.images import centre_crop, read_image  # noqa: E402
-from models.runtime import WEIGHTS_DIR  # noqa: E402
-from tools.evaluate import PHOTO_CROP, evaluation_config, make_catalog, pick_shots, read_dataset  # noqa: E402
+from edge.core.assembly import Models, identifier_for
+from edge.core.catalog import load_catalog
+from edge.core.config import Config
+from edge.core.config_file import load_config
+from edge.core.decision import EVIDENCE, Calibration, evidence_rows, save_calibration
+from edge.core.images import centre_crop, read_image
+from models.runtime import WEIGHTS_DIR
+from tools.evaluate import PHOTO_CROP, evaluation_config, make_catalog, pick_shots, read_dataset
 
 
 @dataclass

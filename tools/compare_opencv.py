@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Identification under two (or more) OpenCV releases, side by side: the check behind pinning OpenCV.
 
-    python tools/compare_opencv.py --data ../shared/data/grocery --python .venv/bin/python --python /tmp/cv5/bin/python
+    python -m tools.compare_opencv --data ../shared/data/grocery --python .venv/bin/python --python /tmp/cv5/bin/python
 
 Each --python is an interpreter whose environment differs in its OpenCV (make one with the lock and then
-`pip install --no-deps opencv-python-headless==X`). For each, runs `tools/evaluate.py --split val --json`
-(store photos, default decision) and `tools/evaluate_video.py --json` (the shared shelf video, detector and
+`pip install --no-deps opencv-python-headless==X`). For each, runs `python -m tools.evaluate --split val --json`
+(store photos, default decision) and `python -m tools.evaluate_video --json` (the shared shelf video, detector and
 tracker in the loop), then prints one Markdown table: val packaged recall@1, top-1, wrong and open-set false
 identification; video track recall and false identification with the full catalog. The raw reports go to --out.
 """
@@ -51,8 +51,8 @@ def main() -> int:
     for python in args.python:
         version = opencv_version(python)
         print(f"OpenCV {version} ({python}): evaluate.py, then evaluate_video.py", file=sys.stderr)
-        val = run_json(python, ["tools/evaluate.py", "--data", str(args.data), "--split", "val", "--out", str(args.out / version)])
-        video = run_json(python, ["tools/evaluate_video.py", "--catalogs", "full"])
+        val = run_json(python, ["-m", "tools.evaluate", "--data", str(args.data), "--split", "val", "--out", str(args.out / version)])
+        video = run_json(python, ["-m", "tools.evaluate_video", "--catalogs", "full"])
         (args.out / f"{version}.json").write_text(json.dumps({"val": val, "video": video}, indent=1))
         lines.append(row(version, val, video))
     print("\n".join(lines))

@@ -15,7 +15,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 import threading
 from collections import Counter
 from datetime import datetime
@@ -23,16 +22,14 @@ from pathlib import Path
 
 import cv2
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-from edge.core.annotate import draw_boxes, track_boxes  # noqa: E402
-from edge.core.assembly import Models  # noqa: E402
-from edge.core.catalog_build import build_catalog  # noqa: E402
-from edge.core.config import Config  # noqa: E402
-from edge.daemon.grabber import Frame  # noqa: E402
-from edge.daemon.pipeline import Pipeline  # noqa: E402
-from edge.daemon.run import run  # noqa: E402
-from tools.mqtt_harness import Broker, Recorder, mosquitto_binary  # noqa: E402
+from edge.core.annotate import draw_boxes, track_boxes
+from edge.core.assembly import Models
+from edge.core.catalog_build import build_catalog
+from edge.core.config import Config
+from edge.daemon.grabber import Frame
+from edge.daemon.pipeline import Pipeline
+from edge.daemon.run import run
+from tools.mqtt_harness import Broker, Recorder, mosquitto_binary
 
 REPO = Path(__file__).resolve().parent.parent
 STILL_EVERY = 30  # frames between annotated stills

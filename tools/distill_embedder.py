@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train the design's ResNet34 embedder by distillation from the bundled EfficientNet-Lite0 embedder.
 
-    python tools/distill_embedder.py --data ../shared/data/grocery --out /tmp/resnet34-embedder.onnx --steps 2000
+    python -m tools.distill_embedder --data ../shared/data/grocery --out /tmp/resnet34-embedder.onnx --steps 2000
 
 No pretrained ResNet34 weights can be had here, and from scratch on product
 labels alone it learns nothing useful on a CPU budget (README, Accuracy). The
@@ -29,17 +29,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-from edge.core.images import centre_crop, read_image  # noqa: E402
-from models.augment import catalog_view, photo_view  # noqa: E402
-from models.export import export_onnx  # noqa: E402
-from models.metadata import weights_sha256  # noqa: E402
-from models.resnet import ResNet34Embedder  # noqa: E402
-from models.runtime import BUNDLED_EMBEDDER  # noqa: E402
-from models.torch_io import save_checkpoint  # noqa: E402
-from models.training_device import CHOICES, training_device  # noqa: E402
-from tools.train_embedder import _square, read_iconic, read_split, to_tensor, val_recall  # noqa: E402
+from edge.core.images import centre_crop, read_image
+from models.augment import catalog_view, photo_view
+from models.export import export_onnx
+from models.metadata import weights_sha256
+from models.resnet import ResNet34Embedder
+from models.runtime import BUNDLED_EMBEDDER
+from models.torch_io import save_checkpoint
+from models.training_device import CHOICES, training_device
+from tools.train_embedder import _square, read_iconic, read_split, to_tensor, val_recall
 
 LICENCE = ("Apache-2.0 (ResNet34 trained from scratch by distillation from the bundled EfficientNet-Lite0 embedder, "
            "Apache-2.0, on views of the Grocery Store Dataset train split, MIT)")

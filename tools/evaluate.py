@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Accuracy of the identification engine on a dataset in the Grocery Store Dataset layout.
 
-    python tools/evaluate.py --data ../shared/data/grocery --split val [--json] [--detect]
+    python -m tools.evaluate --data ../shared/data/grocery --split val [--json] [--detect]
 
 Builds a catalog from the iconic images (one per product), runs every photo
 of the split through the pipeline, and reports retrieval recall@1/5/10,
@@ -21,7 +21,7 @@ all; --detect runs the detector instead.
 region a catalog team would crop) to its iconic image: the catalog then holds
 a packshot and K shelf photos of each product, as real catalogs do.
 
---enrol N[,N…]: learning from the shelf (issue 34), as tools/evaluate_video.py --enrol measures it on the video.
+--enrol N[,N…]: learning from the shelf (issue 34), as python -m tools.evaluate_video --enrol measures it on the video.
 For each catalog product, its first N photos of the split (by file name: the enrolment order) are "confirmed by
 an installer": their crops, as the daemon would crop them (--detect: the detector's box this evaluation picks for
 the photo with the catalog alone, or with --enrol-box retrieved the box that retrieves the photo's product first:
@@ -40,7 +40,6 @@ import argparse
 import csv
 import json
 import random
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -51,17 +50,15 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-from edge.core.assembly import Models, identifier_for  # noqa: E402
-from edge.core.catalog import load_catalog  # noqa: E402
-from edge.core.catalog_build import build_catalog  # noqa: E402
-from edge.core.config import Config  # noqa: E402
-from edge.core.config_file import load_config  # noqa: E402
-from edge.core.field_references import new_reference  # noqa: E402
-from edge.core.field_set import EMPTY, field_set  # noqa: E402
-from edge.core.identify import Detected, Identification, Identifier, Timings, crop_boxes  # noqa: E402
-from edge.core.images import centre_crop, read_image  # noqa: E402
+from edge.core.assembly import Models, identifier_for
+from edge.core.catalog import load_catalog
+from edge.core.catalog_build import build_catalog
+from edge.core.config import Config
+from edge.core.config_file import load_config
+from edge.core.field_references import new_reference
+from edge.core.field_set import EMPTY, field_set
+from edge.core.identify import Detected, Identification, Identifier, Timings, crop_boxes
+from edge.core.images import centre_crop, read_image
 
 # chosen on val, packaged recall@1 at 1.0 / 0.85 / 0.7 / 0.55 of each side: 0.76 / 0.85 / 0.87 / 0.79 with the
 # previous embedder, 0.92 / 0.91 / 0.93 / 0.92 with the bundled one (trained with these centres)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Detection quality on its own: product-box recall and precision on hand-labelled real frames and store photos.
 
-    python tools/evaluate_detector.py [--detector model.onnx] [--classes bottle,cup] [--json] [--out det-eval]
+    python -m tools.evaluate_detector [--detector model.onnx] [--classes bottle,cup] [--json] [--out det-eval]
 
 Shelf video: the labelled frames of samples/shelf-video-labels.json (every
 product facing boxed by hand). Recall counts facings at least half visible
@@ -29,13 +29,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-from edge.core.images import read_image  # noqa: E402
-from models.backends import BackendOptions  # noqa: E402
-from models.detector import Detector, DetectorOptions  # noqa: E402
-from models.runtime import open_detector  # noqa: E402
-from tools.evaluate_video import SHARED_VIDEO, Label, assign, read_frames, read_labels, scaled  # noqa: E402
+from edge.core.images import read_image
+from models.backends import BackendOptions
+from models.detector import Detector, DetectorOptions
+from models.runtime import open_detector
+from tools.evaluate_video import SHARED_VIDEO, Label, assign, read_frames, read_labels, scaled
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTO_BOXES = REPO / "samples" / "grocery-val-boxes.json"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Transfer benchmark: the decision on several sources, each reported on its own.
 
-    python tools/evaluate_transfer.py [--sources grocery-val,shelf-video,os2d-demo,synthetic] [--json] [--out FILE]
+    python -m tools.evaluate_transfer [--sources grocery-val,shelf-video,os2d-demo,synthetic] [--json] [--out FILE]
 
 Sources (a source is catalog references, labelled instances, and the products left out for the open set):
   grocery-val  the Grocery Store Dataset val photos of the 31 packaged products against their iconic images,
@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -44,18 +43,16 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-from edge.core.assembly import Models, identifier_for  # noqa: E402
-from edge.core.catalog import load_catalog  # noqa: E402
-from edge.core.catalog_build import build_catalog  # noqa: E402
-from edge.core.config import Config  # noqa: E402
-from edge.core.config_file import load_config  # noqa: E402
-from edge.core.identify import Examined, crop_boxes  # noqa: E402
-from edge.core.images import centre_crop, read_image  # noqa: E402
-from models.transfer_suite import CONDITIONS, contact_sheet, make_suite  # noqa: E402
-from tools.evaluate import PHOTO_CROP, convincing, evaluation_config, open_set_split, read_dataset  # noqa: E402
-from tools.evaluate_video import LABELS, SAMPLE_IMAGES, SHARED_VIDEO, UNSCORED, assign, read_frames, read_labels, scaled  # noqa: E402
+from edge.core.assembly import Models, identifier_for
+from edge.core.catalog import load_catalog
+from edge.core.catalog_build import build_catalog
+from edge.core.config import Config
+from edge.core.config_file import load_config
+from edge.core.identify import Examined, crop_boxes
+from edge.core.images import centre_crop, read_image
+from models.transfer_suite import CONDITIONS, contact_sheet, make_suite
+from tools.evaluate import PHOTO_CROP, convincing, evaluation_config, open_set_split, read_dataset
+from tools.evaluate_video import LABELS, SAMPLE_IMAGES, SHARED_VIDEO, UNSCORED, assign, read_frames, read_labels, scaled
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"

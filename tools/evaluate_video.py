@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Identification on the real shelf video, judged against our own hand labels, with the detector in the loop.
 
-    python tools/evaluate_video.py [--video ../shared/data/shelf-video/output.m3u8] [--json] [--catalogs full,natural-only]
-    python tools/evaluate_video.py --enrol 1,2,5 [--enrol-until 16]     # learning from the shelf, below
+    python -m tools.evaluate_video [--video ../shared/data/shelf-video/output.m3u8] [--json] [--catalogs full,natural-only]
+    python -m tools.evaluate_video --enrol 1,2,5 [--enrol-until 16]     # learning from the shelf, below
 
 Labels: samples/shelf-video-labels.json, boxes of every product facing on 32
 frames of the shared video (every 30th, 1280×720), labelled by hand. The
@@ -54,22 +54,20 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-from edge.core.assembly import Models, identifier_for  # noqa: E402
-from edge.core.catalog import load_catalog  # noqa: E402
-from edge.core.catalog_build import build_catalog  # noqa: E402
-from edge.core.config import Config  # noqa: E402
-from edge.core.config_file import load_config  # noqa: E402
-from edge.core.field_references import new_reference  # noqa: E402
-from edge.core.field_set import EMPTY, FieldSet, field_set  # noqa: E402
-from edge.core.identify import Identifier  # noqa: E402
-from edge.core.verifier import open_verifier  # noqa: E402
-from edge.daemon.grabber import Frame  # noqa: E402
-from edge.daemon.pipeline import Pipeline  # noqa: E402
-from edge.daemon.tracker import UNKNOWN, iou_matrix  # noqa: E402
-from edge.daemon.unknowns import RecentUnknowns  # noqa: E402
-from edge.reporting.sinks import MemorySink  # noqa: E402
+from edge.core.assembly import Models, identifier_for
+from edge.core.catalog import load_catalog
+from edge.core.catalog_build import build_catalog
+from edge.core.config import Config
+from edge.core.config_file import load_config
+from edge.core.field_references import new_reference
+from edge.core.field_set import EMPTY, FieldSet, field_set
+from edge.core.identify import Identifier
+from edge.core.verifier import open_verifier
+from edge.daemon.grabber import Frame
+from edge.daemon.pipeline import Pipeline
+from edge.daemon.tracker import UNKNOWN, iou_matrix
+from edge.daemon.unknowns import RecentUnknowns
+from edge.reporting.sinks import MemorySink
 
 REPO = Path(__file__).resolve().parent.parent
 LABELS = REPO / "samples" / "shelf-video-labels.json"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reporting under faults, at scale: a real mosquitto restarted and the reporting process SIGKILLed mid-stream.
 
-    python tools/fault_mqtt.py --events 10000 --broker-restarts 5 --daemon-kills 3
+    python -m tools.fault_mqtt --events 10000 --broker-restarts 5 --daemon-kills 3
 
 Ends with one line `sent=… received=… lost=… duplicated=…` (sent: events the
 device committed to its outbox; received: distinct event_ids the subscriber
@@ -11,15 +11,12 @@ got). Exit 0 only when lost=0.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-from tools.mqtt_harness import Broker, Producer, Recorder  # noqa: E402
+from tools.mqtt_harness import Broker, Producer, Recorder
 
 
 def main() -> int:

@@ -2,7 +2,7 @@
 """Power cuts, not kills: the daemon's outbox, the sync agent and the catalog server's store on a filesystem that
 forgets everything not fsynced (tools/powercut_fs.py), cut at random moments (seeded).
 
-    python tools/fault_power.py --cuts 1000
+    python -m tools.fault_power --cuts 1000
 
 Three workloads, each a process forked from this one (a restart costs no imports), each on a power-cut mount of
 its own (three machines: the device's reporting side, the device's sync agent, the catalog server), cut in turn
@@ -49,23 +49,21 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-from edge.core.catalog import Product, load_catalog  # noqa: E402
-from edge.core.config import Config, MQTTConfig  # noqa: E402
-from edge.core.stored_index import load_index  # noqa: E402
-from edge.reporting.events import encode, make_event  # noqa: E402
-from edge.reporting.mqtt import MQTTReporter  # noqa: E402
-from edge.reporting.outbox import Outbox  # noqa: E402
-from sync_agent.agent import Agent  # noqa: E402
-from sync_agent.bundle import assemble, blob_key, decode_signature, manifest_key  # noqa: E402
-from sync_agent.errors import SyncError  # noqa: E402
-from sync_agent.server.app import ServerSettings, create_app  # noqa: E402
-from sync_agent.server.publisher import publish, resign_due  # noqa: E402
-from sync_agent.server.storage import LocalStorage  # noqa: E402
-from sync_agent.signing import generate_keypair, load_private_key, load_public_key, verify  # noqa: E402
-from tools.mqtt_harness import Broker  # noqa: E402
-from tools.powercut_fs import PowercutMount, die_with_parent  # noqa: E402
+from edge.core.catalog import Product, load_catalog
+from edge.core.config import Config, MQTTConfig
+from edge.core.stored_index import load_index
+from edge.reporting.events import encode, make_event
+from edge.reporting.mqtt import MQTTReporter
+from edge.reporting.outbox import Outbox
+from sync_agent.agent import Agent
+from sync_agent.bundle import assemble, blob_key, decode_signature, manifest_key
+from sync_agent.errors import SyncError
+from sync_agent.server.app import ServerSettings, create_app
+from sync_agent.server.publisher import publish, resign_due
+from sync_agent.server.storage import LocalStorage
+from sync_agent.signing import generate_keypair, load_private_key, load_public_key, verify
+from tools.mqtt_harness import Broker
+from tools.powercut_fs import PowercutMount, die_with_parent
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "shelf-catalog"

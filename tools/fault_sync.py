@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Kill -9 the sync agent at many points of a sync; `current` must always name a complete, loadable catalog.
 
-    python tools/fault_sync.py --kills 50
+    python -m tools.fault_sync --kills 50
 
 Starts a catalog server on loopback (static bundle tree over HTTP), publishes a
 new version before each round (products added and removed, so shards change),
@@ -26,18 +26,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-from edge.core.assembly import Models  # noqa: E402
-from edge.core.catalog import load_catalog  # noqa: E402
-from edge.core.catalog_build import build_catalog  # noqa: E402
-from edge.core.config import Config  # noqa: E402
-from edge.core.errors import CatalogError  # noqa: E402
-from sync_agent.server.app import ServerSettings, create_app  # noqa: E402
-from sync_agent.server.publisher import publish  # noqa: E402
-from sync_agent.server.storage import LocalStorage  # noqa: E402
-from sync_agent.signing import generate_keypair, load_private_key  # noqa: E402
-from tools.http_harness import ServerThread  # noqa: E402
+from edge.core.assembly import Models
+from edge.core.catalog import load_catalog
+from edge.core.catalog_build import build_catalog
+from edge.core.config import Config
+from edge.core.errors import CatalogError
+from sync_agent.server.app import ServerSettings, create_app
+from sync_agent.server.publisher import publish
+from sync_agent.server.storage import LocalStorage
+from sync_agent.signing import generate_keypair, load_private_key
+from tools.http_harness import ServerThread
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "shelf-catalog"

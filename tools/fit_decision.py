@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Fit the decision on several transfer sources at once, checked leave one source out.
 
-    python tools/evaluate_transfer.py --config tools/collect-evidence.yaml --out eval-out/transfer/evidence.jsonl
-    python tools/fit_decision.py --records eval-out/transfer/evidence.jsonl [--out decision.json] [--json]
+    python -m tools.evaluate_transfer --config tools/collect-evidence.yaml --out eval-out/transfer/evidence.jsonl
+    python -m tools.fit_decision --records eval-out/transfer/evidence.jsonl [--out decision.json] [--json]
 
-The records (tools/evaluate_transfer.py --out, collected with every retrieved candidate verified) hold each
+The records (python -m tools.evaluate_transfer --out, collected with every retrieved candidate verified) hold each
 instance's candidates and their evidence; this tool replays the runtime's decision on them
 (edge.core.decision.choose, on the candidates a device would verify), so a fitted rule is judged exactly as a
 device would decide.
@@ -25,18 +25,15 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-from edge.core.decision import EVIDENCE, Calibration, Evidence, Thresholds, choose, evidence_rows, save_calibration, verified_count  # noqa: E402
-from edge.core.verifier import Match  # noqa: E402
-from tools.evaluate_transfer import summarise  # noqa: E402
+from edge.core.decision import EVIDENCE, Calibration, Evidence, Thresholds, choose, evidence_rows, save_calibration, verified_count
+from edge.core.verifier import Match
+from tools.evaluate_transfer import summarise
 
 # nested evidence sets for the calibrated family: what each kind of evidence adds where it was not fitted
 EVIDENCE_SETS = {
@@ -156,7 +153,8 @@ def table(report: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=Path, required=True, help="tools/evaluate_transfer.py --out, every candidate verified")
+    parser.add_argument("--records", type=Path, required=True,
+                        help="records written by python -m tools.evaluate_transfer --out, every candidate verified")
     parser.add_argument("--candidates", type=int, default=3, help="candidates verified, as the config's verifier.candidates")
     parser.add_argument("--max-error", type=float, default=0.01,
                         help="wrong + false identification (and look-alikes named as their sibling) allowed per fitting source")

@@ -1,6 +1,6 @@
 """A fleet of simulated devices on one host: cold start, a one-product change announced on MQTT, and a rollback.
 
-    python tools/fleet_sim.py --devices 1000 --concurrency 32 --out fleet-out/fleet.json
+    python -m tools.fleet_sim --devices 1000 --concurrency 32 --out fleet-out/fleet.json
 
 Every device is the real thing but its process: its own data folder and config, its own sync_agent.agent.Agent
 (the real HTTPFetcher, signature check, schema, hash checks, staging and atomic switch of `current`), its own MQTT
@@ -54,22 +54,20 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from tqdm import tqdm
 
+from edge.core.catalog import Catalog, load_catalog
+from edge.core.catalog_build import write_catalog_arrays
+from edge.core.config import Config, MQTTConfig
+from edge.core.datadir import DataDir
+from sync_agent.agent import Agent, active_version
+from sync_agent.announce import follow_announcements, publish_announcement
+from sync_agent.errors import SyncError
+from sync_agent.server.publisher import publish
+from sync_agent.server.storage import LocalStorage
+from sync_agent.signing import generate_keypair, load_private_key
+from tools.mqtt_harness import Broker
+from tools.nginx_harness import Nginx
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from edge.core.catalog import Catalog, load_catalog  # noqa: E402
-from edge.core.catalog_build import write_catalog_arrays  # noqa: E402
-from edge.core.config import Config, MQTTConfig  # noqa: E402
-from edge.core.datadir import DataDir  # noqa: E402
-from sync_agent.agent import Agent, active_version  # noqa: E402
-from sync_agent.announce import follow_announcements, publish_announcement  # noqa: E402
-from sync_agent.errors import SyncError  # noqa: E402
-from sync_agent.server.publisher import publish  # noqa: E402
-from sync_agent.server.storage import LocalStorage  # noqa: E402
-from sync_agent.signing import generate_keypair, load_private_key  # noqa: E402
-from tools.mqtt_harness import Broker  # noqa: E402
-from tools.nginx_harness import Nginx  # noqa: E402
-
 log = logging.getLogger("fleet_sim")
 CATALOG_ID = "shelf"
 NEW_PRODUCT = "fleet-new-product"

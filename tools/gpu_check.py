@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The GPU paths checked on real frames: CPU vs CUDA agreement, latency per batch and precision, a short CUDA training.
 
-    python tools/gpu_check.py --pack                 # here: wheels + the LightGlue weights into build/gpu-check (carried)
+    python -m tools.gpu_check --pack                 # here: wheels + the LightGlue weights into build/gpu-check (carried)
     bash tools/gpu_check.sh                          # on a GPU machine (device run, carry ["build/gpu-check"])
     DEVICE=cpu bash tools/gpu_check.sh               # anywhere: CPU rows only, parity CPU vs CPU (the test does this)
 
@@ -33,20 +33,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
+import torch
+
+from models.backends import BackendOptions
+from models.backends.torch_backend import TorchBackend
+from models.detector import Detector
+from models.embedder import crops_to_batch
+from models.runtime import WEIGHTS_DIR
+from models.yolo_postprocess import to_blob
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # run as a script from the checkout, like the other tools
-
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from models.backends import BackendOptions  # noqa: E402
-from models.backends.torch_backend import TorchBackend  # noqa: E402
-from models.detector import Detector  # noqa: E402
-from models.embedder import crops_to_batch  # noqa: E402
-from models.runtime import WEIGHTS_DIR  # noqa: E402
-from models.yolo_postprocess import to_blob  # noqa: E402
-
 WHEELS = ["kornia==0.9.0", "kornia-rs==0.2.0", "pydantic==2.14.4", "pydantic-core==2.50.5", "annotated-types",
           "typing-extensions", "typing-inspection", "efficientnet-lite-pytorch==0.1.0", "tqdm"]
 LIGHTGLUE_FILES = ("aliked-n16.pth", "aliked_lightglue.pth")
@@ -191,7 +189,7 @@ def check_training(device, args, report) -> None:
             (data / entry.name).symlink_to(entry)
         (data / "train.txt").write_text((mini / "val.txt").read_text())  # its val photos as a train split
         start = time.perf_counter()
-        run = subprocess.run([sys.executable, "tools/train_embedder.py", "--data", str(data), "--out", str(Path(tmp) / "e.onnx"),
+        run = subprocess.run([sys.executable, "-m", "tools.train_embedder", "--data", str(data), "--out", str(Path(tmp) / "e.onnx"),
                               "--init", str(WEIGHTS_DIR / "embedder.pt"), "--device", device.type, "--size", str(args.train_size),
                               "--epochs", "1", "--photo-views", "1", "--iconic-views", "2", "--batch", "16",
                               "--trainable-blocks", "16", "--work", str(Path(tmp) / "w")],

@@ -3,7 +3,7 @@
 # and the ALIKED + LightGlue verifier on samples/shelf frames, latency at batch 1/8/32 in fp32 and fp16, and one
 # epoch of embedder training on CUDA. One markdown table comes back in $OUT/gpu-check.md (and .json).
 #
-#   here:        python tools/gpu_check.py --pack          # build/gpu-check/: wheels + float16 LightGlue weights (~35 MiB)
+#   here:        python -m tools.gpu_check --pack          # build/gpu-check/: wheels + float16 LightGlue weights (~35 MiB)
 #   GPU machine: bash tools/gpu_check.sh                   # device run, carry ["build/gpu-check"], timeout_s 540
 #   anywhere:    DEVICE=cpu bash tools/gpu_check.sh        # CPU rows only (tests/models/test_gpu_check.py, tiny)
 #
@@ -29,6 +29,6 @@ for wheel in "$CARRY"/wheels/*.whl; do "$PYTHON" -m zipfile -e "$wheel" "$LIB"; 
 export PYTHONPATH="$LIB:$PWD/$CARRY/lib:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi") | tee "$OUT/gpu.txt"
 # shellcheck disable=SC2086
-timeout 480 "$PYTHON" tools/gpu_check.py --device "$DEVICE" --out "$OUT" --batches "$BATCHES" --frames "$FRAMES" \
+timeout 480 "$PYTHON" -m tools.gpu_check --device "$DEVICE" --out "$OUT" --batches "$BATCHES" --frames "$FRAMES" \
     --repeats "$REPEATS" $EXTRA 2>&1 | tee "$OUT/gpu-check.log"
 exit "${PIPESTATUS[0]}"

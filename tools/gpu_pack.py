@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Pack what the GPU embedder job needs into gpu-carry/ (gitignored), small enough to travel with the checkout.
 
-    python tools/gpu_pack.py --data ../shared/data/grocery      # then: device run, carry ["gpu-carry"], bash tools/gpu_job.sh
+    python -m tools.gpu_pack --data ../shared/data/grocery      # then: device run, carry ["gpu-carry"], bash tools/gpu_job.sh
 
 The lent GPU machine has no internet and takes at most 64 MiB of working tree
 (the checkout is ~24 MiB). So the Grocery photos are re-encoded at --side px

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Make the small sample assets the repo ships (credited in samples/README.md).
 
-    python tools/make_demo_assets.py --video ../shared/data/shelf-video/output.m3u8
+    python -m tools.make_demo_assets --video ../shared/data/shelf-video/output.m3u8
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Copy a small fixed subset of the Grocery Store Dataset (MIT) in its own layout, for CI's accuracy floor.
 
-    python tools/make_grocery_subset.py --data ../shared/data/grocery --out tests/data/grocery-mini
+    python -m tools.make_grocery_subset --data ../shared/data/grocery --out tests/data/grocery-mini
 """
 
 from __future__ import annotations

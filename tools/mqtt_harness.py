@@ -17,6 +17,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+REPO = Path(__file__).resolve().parent.parent
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -128,8 +130,8 @@ class Producer:
     """tools/mqtt_producer.py as a process: the reporting side of a daemon, which can be SIGKILLed."""
 
     def __init__(self, outbox: Path, port: int, start: int, count: int, delay: float = 0.0):
-        self.process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("mqtt_producer.py")), str(outbox), str(port),
-                                         str(start), str(count), str(delay)], stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen([sys.executable, "-m", "tools.mqtt_producer", str(Path(outbox).resolve()), str(port),
+                                         str(start), str(count), str(delay)], stdout=subprocess.PIPE, text=True, cwd=REPO)
         self.committed: list[str] = []
         self.drained = False
 

@@ -1,6 +1,6 @@
 """A stand-in for the daemon's reporting side, run as a process tests can SIGKILL: events → outbox → MQTT.
 
-    python tools/mqtt_producer.py OUTBOX PORT START COUNT [DELAY_S]
+    python -m tools.mqtt_producer OUTBOX PORT START COUNT [DELAY_S]
 
 Prints `committed <event_id>` once each event is durably in the outbox, and
 `drained` when the outbox is empty at the end.
@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from edge.core.catalog import Product  # noqa: E402
-from edge.core.config import MQTTConfig  # noqa: E402
-from edge.reporting.events import encode, make_event  # noqa: E402
-from edge.reporting.mqtt import MQTTReporter  # noqa: E402
-from edge.reporting.outbox import Outbox  # noqa: E402
+from edge.core.catalog import Product
+from edge.core.config import MQTTConfig
+from edge.reporting.events import encode, make_event
+from edge.reporting.mqtt import MQTTReporter
+from edge.reporting.outbox import Outbox
 
 
 def main() -> int:

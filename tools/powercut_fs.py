@@ -2,7 +2,7 @@
 """A filesystem that forgets, at a power cut, everything not made durable by fsync: the tests' and
 tools/fault_power.py's power-cut harness.
 
-    python tools/powercut_fs.py BACKING MOUNTPOINT [--seed N]     (serves until `cut`/`tear` on stdin, or SIGKILL)
+    python -m tools.powercut_fs BACKING MOUNTPOINT [--seed N]     (serves until `cut`/`tear` on stdin, or SIGKILL)
 
 The model is what POSIX promises and no more, as in SQLite's crash tests, the ALICE study (OSDI '14) and Jepsen's
 LazyFS:

@@ -5,7 +5,7 @@ Runs under the system Python with Debian's GStreamer RTSP server (python3-gi, gi
 gstreamer1.0-plugins-good and -ugly for x264enc; `make test` installs them). Prints one line
 `ready rtsp://127.0.0.1:PORT/PATH` once it listens. tools/rtsp_harness.py starts, stops and freezes it.
 
-    /usr/bin/python3 tools/rtsp_server.py --frames DIR --port 8554
+    /usr/bin/python3 -m tools.rtsp_server --frames DIR --port 8554
 """
 
 import argparse

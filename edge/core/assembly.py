@@ -71,10 +71,10 @@ def calibration_for(config: Config, verifier: Verifier) -> Calibration | None:
     if d.calibration is None and not path.is_file():
         # the default decision with a verifier nothing was fitted for: the verified thresholds, said once
         log.warning("no bundled decision calibration for verifier %s: deciding by the verified thresholds "
-                    "(tools/fit_decision.py fits one; decision.kind: thresholds silences this)", verifier.id)
+                    "(python -m tools.fit_decision fits one; decision.kind: thresholds silences this)", verifier.id)
         return None
     if not path.is_file():
-        raise ShelfIDError(f"decision.calibration {path} is absent: run tools/fit_decision.py, or set decision.kind: thresholds")
+        raise ShelfIDError(f"decision.calibration {path} is absent: run python -m tools.fit_decision, or set decision.kind: thresholds")
     calibration = load_calibration(path)
     if calibration.verifier_id != verifier.id:
         raise ShelfIDError(f"{path}: calibrated for verifier {calibration.verifier_id}, this device runs {verifier.id}")

@@ -1,7 +1,7 @@
 """The config contract: one YAML file validated into typed objects (pydantic), one class per top-level section.
 
 Every key has a default that runs on a laptop, and a description; unknown keys are rejected; rules that span keys
-are validators beside them. docs/configuration.md is generated from this file (tools/config_reference.py) and
+are validators beside them. docs/configuration.md is generated from this file (python -m tools.config_reference --write) and
 config.example.yaml lists every key (tests check both). Keys that moved are still read, with one warning line
 naming the new key: the decision's settings under `verifier:` (now `decision:`), `verifier.max_appearance`.
 Secrets never live in the YAML: they come from files, systemd credentials (`$CREDENTIALS_DIRECTORY`) or environment
@@ -225,14 +225,14 @@ class DecisionConfig(Section):
         description="thresholds: a candidate is identical when its keypoints agree (min_inliers, min_inlier_ratio) and "
                     "its colours fit over the face (max_differing); of several, the one whose colours fit best. calibrated: "
                     "one logistic score over keypoint evidence, embedding similarity, their margins and the share of the "
-                    "face unlike the reference. Both fitted on several sources by tools/fit_decision.py and the same for "
+                    "face unlike the reference. Both fitted on several sources by python -m tools.fit_decision and the same for "
                     "packshots and references photographed in the field; thresholds transferred better to sources left "
                     "out of the fit (docs).")
     calibration: Optional[Path] = Field(
-        default=None, description="calibrated decision: the file from tools/fit_decision.py (default: the bundled one for this "
+        default=None, description="calibrated decision: the file from python -m tools.fit_decision (default: the bundled one for this "
                                   "verifier).")
     min_inliers: int = Field(default=10, ge=4, le=10000,
-                             description="thresholds decision: inliers needed to call a product identical (fitted by tools/fit_decision.py).")
+                             description="thresholds decision: inliers needed to call a product identical (fitted by python -m tools.fit_decision).")
     min_inlier_ratio: float = Field(default=0.0, ge=0, le=1, description="thresholds decision: inlier ratio needed to call a product identical.")
     max_differing: Optional[float] = Field(
         default=0.01, gt=0, le=1,

@@ -128,10 +128,10 @@ def test_the_coco_start_keeps_every_weight_that_fits_and_the_box_rows_of_the_hea
 
 
 def _train(out: Path, *extra: str) -> dict:
-    cmd = [sys.executable, str(REPO / "tools" / "train_detector.py"), "--data", str(MINI), "--photo-split", "val",
+    cmd = [sys.executable, "-m", "tools.train_detector", "--data", str(MINI), "--photo-split", "val",
            "--init", "scratch", "--out", str(out), "--steps", "4", "--batch", "2", "--imgsz", "64", "--max-imgsz", "64", "--warmup", "2",
            "--save-every", "1", "--export-sizes", "64,96", "--threads", "1", *extra]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout)
 
@@ -182,8 +182,8 @@ def test_the_bundled_detector_onnx_is_its_pytorch_weights(bundled_detector_path,
 
 
 def test_training_without_the_dataset_says_what_it_needs(tmp_path):
-    done = subprocess.run([sys.executable, str(REPO / "tools" / "train_detector.py"), "--data", str(tmp_path), "--out",
-                           str(tmp_path / "det.pt"), "--init", "scratch"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "tools.train_detector", "--data", str(tmp_path), "--out",
+                           str(tmp_path / "det.pt"), "--init", "scratch"], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert done.returncode != 0
     assert f"{tmp_path}: no classes.csv — pass --data the Grocery Store Dataset folder" in done.stderr
     assert not (tmp_path / "det.pt").exists()

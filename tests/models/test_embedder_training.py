@@ -58,7 +58,7 @@ def test_distillation_loss_is_zero_on_the_teacher_and_positive_elsewhere():
 
 def test_distillation_trains_a_resnet34_and_exports_it(mini_with_train, tmp_path):
     out = tmp_path / "student.onnx"
-    run = subprocess.run([sys.executable, "tools/distill_embedder.py", "--data", str(mini_with_train), "--out", str(out),
+    run = subprocess.run([sys.executable, "-m", "tools.distill_embedder", "--data", str(mini_with_train), "--out", str(out),
                           "--size", "64", "--steps", "3", "--batch", "4", "--eval-every", "3", "--work", str(tmp_path / "work")],
                          capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stderr[-2000:]
@@ -73,7 +73,7 @@ def test_distillation_trains_a_resnet34_and_exports_it(mini_with_train, tmp_path
 
 
 def test_distillation_refuses_a_folder_without_the_dataset(tmp_path):
-    run = subprocess.run([sys.executable, "tools/distill_embedder.py", "--data", str(tmp_path), "--out", str(tmp_path / "x.onnx")],
+    run = subprocess.run([sys.executable, "-m", "tools.distill_embedder", "--data", str(tmp_path), "--out", str(tmp_path / "x.onnx")],
                          capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 2 and "train.txt missing" in run.stderr
     assert not (tmp_path / "x.onnx").exists()
@@ -81,7 +81,7 @@ def test_distillation_refuses_a_folder_without_the_dataset(tmp_path):
 
 def test_train_photos_added_to_the_catalog_are_searched(mini_with_train, tmp_path):
     def evaluate(shots: int) -> dict:
-        run = subprocess.run([sys.executable, "tools/evaluate.py", "--data", str(mini_with_train), "--split", "val", "--subsets", "packaged",
+        run = subprocess.run([sys.executable, "-m", "tools.evaluate", "--data", str(mini_with_train), "--split", "val", "--subsets", "packaged",
                               "--shots", str(shots), "--json", "--out", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
         assert run.returncode == 0, run.stderr[-2000:]
         return json.loads(run.stdout)["packaged"]
@@ -103,7 +103,7 @@ def test_training_device_is_the_cpu_here_or_a_gpu_only_when_torch_sees_one():
 
 def test_embedder_training_runs_an_epoch_with_hard_negatives_and_exports(mini_with_train, tmp_path):
     out = tmp_path / "e.onnx"
-    run = subprocess.run([sys.executable, "tools/train_embedder.py", "--data", str(mini_with_train), "--out", str(out), "--size", "64",
+    run = subprocess.run([sys.executable, "-m", "tools.train_embedder", "--data", str(mini_with_train), "--out", str(out), "--size", "64",
                           "--epochs", "1", "--photo-views", "1", "--iconic-views", "2", "--batch", "16", "--work", str(tmp_path / "w"),
                           "--device", "cpu", "--trainable-blocks", "11", "--hard-margin", "0.1", "--hard-neighbours", "3",
                           "--plain-catalog-view"], capture_output=True, text=True, cwd=REPO)
@@ -117,7 +117,7 @@ def test_embedder_training_runs_an_epoch_with_hard_negatives_and_exports(mini_wi
 def test_the_gpu_job_runs_end_to_end_on_the_cpu_with_tiny_settings(mini_with_train, tmp_path):
     """tools/gpu_pack.py + tools/gpu_job.sh as a lent GPU machine would run them, on the CPU and tiny (CUDA is not here)."""
     carry, out = tmp_path / "carry", tmp_path / "out"
-    pack = subprocess.run([sys.executable, "tools/gpu_pack.py", "--data", str(mini_with_train), "--out", str(carry), "--side", "96",
+    pack = subprocess.run([sys.executable, "-m", "tools.gpu_pack", "--data", str(mini_with_train), "--out", str(carry), "--side", "96",
                            "--no-wheels"], capture_output=True, text=True, cwd=REPO)
     assert pack.returncode == 0, pack.stderr[-2000:]
     assert "of the 64 MiB that travel" in pack.stdout
@@ -133,7 +133,7 @@ def test_the_gpu_job_runs_end_to_end_on_the_cpu_with_tiny_settings(mini_with_tra
 
 
 def test_the_gpu_pack_refuses_a_folder_without_the_dataset(tmp_path):
-    run = subprocess.run([sys.executable, "tools/gpu_pack.py", "--data", str(tmp_path), "--out", str(tmp_path / "carry"), "--no-wheels"],
+    run = subprocess.run([sys.executable, "-m", "tools.gpu_pack", "--data", str(tmp_path), "--out", str(tmp_path / "carry"), "--no-wheels"],
                          capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 2 and "Grocery Store Dataset root" in run.stderr
     assert not (tmp_path / "carry").exists()

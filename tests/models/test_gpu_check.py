@@ -34,6 +34,6 @@ def test_the_gpu_check_runs_on_the_cpu_and_writes_its_table(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: nothing to refuse")
 def test_the_gpu_check_refuses_cuda_where_torch_sees_no_gpu(tmp_path):
-    run = subprocess.run([sys.executable, "tools/gpu_check.py", "--device", "cuda", "--out", str(tmp_path), "--no-train"],
+    run = subprocess.run([sys.executable, "-m", "tools.gpu_check", "--device", "cuda", "--out", str(tmp_path), "--no-train"],
                          capture_output=True, text=True, cwd=REPO, timeout=120)
     assert run.returncode == 2 and "error: device cuda: torch sees no CUDA GPU here" in run.stderr

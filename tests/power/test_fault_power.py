@@ -14,7 +14,7 @@ pytestmark = needs_fuse
 
 
 def test_51_power_cuts_lose_no_acknowledged_event_and_leave_everything_loadable(tmp_path):
-    run = subprocess.run([sys.executable, str(REPO / "tools" / "fault_power.py"), "--cuts", "51", "--window", "0.4", "--server-window", "3",
+    run = subprocess.run([sys.executable, "-m", "tools.fault_power", "--cuts", "51", "--window", "0.4", "--server-window", "3",
                           "--work", str(tmp_path / "work")], cwd=REPO, capture_output=True, text=True, timeout=600)
     summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
     numbers = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", summary)}
