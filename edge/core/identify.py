@@ -21,7 +21,7 @@ import numpy as np
 from edge.core.appearance import Reference, differing_share, prepare
 from edge.core.catalog import Catalog, Product
 from edge.core.config import DecisionConfig
-from edge.core.decision import Calibration, Evidence, Thresholds, choose, is_clear, verified_count
+from edge.core.decision import NOT_COMPARED, Calibration, Evidence, Thresholds, choose, is_clear, verified_count
 from edge.core.field_set import EMPTY, FieldSet
 from edge.core.index import Candidate, CatalogIndex, collapse_to_products
 from edge.core.verifier import Features, Match
@@ -146,11 +146,11 @@ class Identifier:
         limit = limit or verified_count([c.similarity for c in candidates], self.verify_candidates)
         for cand in candidates[:limit]:
             query = query or self.verifier.features(crop)
-            images = self._images_to_verify(cand)
-            best, image = max(((self.verifier.match(query, self._features(i)), i) for i in images), key=lambda pair: pair[0].inliers)
-            checked = self._checked(crop, query, best, image, cand.product_index)
-            verified.append(checked)
-            if early_stop and is_clear(checked, self.thresholds):
+            best, image = max(((self.verifier.match(query, self._features(i)), i) for i in self._images_to_verify(cand)),
+                              key=lambda pair: pair[0].inliers)
+            evidence = self._evidence(crop, query, best, image, cand.product_index)
+            verified.append(evidence)
+            if early_stop and is_clear(evidence, self.thresholds):
                 break
         return verified
 
@@ -168,23 +168,37 @@ class Identifier:
         n = self.catalog.image_count
         return self.catalog.features(image) if image < n else self.field.images[image - n].features
 
-    def _checked(self, crop: np.ndarray, query: Features, match: Match, image: int, product_index: int) -> Evidence:
-        """No inliers when the transform cannot be the same product; the share of the reference's face unlike the
-        aligned query where its pixels are at hand (the product's first image)."""
-        if match.inliers == 0 or match.transform is None:
-            return Evidence(match=match)
-        n = self.catalog.image_count
-        reference_size = self.catalog.feature_size(image) if image < n else self.field.images[image - n].features.image_size
-        if implausible(match, query.image_size, reference_size):
-            return Evidence(match=replace(match, inliers=0, inlier_ratio=0.0, spread=0.0))
-        if not self.appearance or (image < n and image != self.catalog.images_of(product_index)[0]):
-            return Evidence(match=match)  # the thumbnail shows the product's first catalog image only
-        if match.inliers < self.thresholds.min_inliers:
+    def _evidence(self, crop: np.ndarray, query: Features, match: Match, image: int, product_index: int) -> Evidence:
+        """The product's best match, checked for plausible geometry, with its colours compared where they can be."""
+        match = self._plausible(query, match, image)
+        if not self.appearance or match.inliers < self.thresholds.min_inliers:
             return Evidence(match=match)  # too few inliers to be identical whatever its colours: not compared (~5 ms a candidate)
+        return Evidence(match=match, differing=self._differing(crop, query, match, image, product_index))
+
+    def _plausible(self, query: Features, match: Match, image: int) -> Match:
+        """No inliers when the transform cannot be the same product."""
+        if match.inliers == 0 or match.transform is None or not implausible(match, query.image_size, self._size(image)):
+            return match
+        return replace(match, inliers=0, inlier_ratio=0.0, spread=0.0)
+
+    def _size(self, image: int) -> tuple[int, int]:
+        n = self.catalog.image_count
+        return self.catalog.feature_size(image) if image < n else self.field.images[image - n].features.image_size
+
+    def _differing(self, crop: np.ndarray, query: Features, match: Match, image: int, product_index: int) -> float | None:
+        """The share of the reference's face unlike the aligned query; None where the device holds no pixels of the image
+        (a catalog image after the first: the thumbnail shows the first only; a catalog built before thumbnails).
+        NOT_COMPARED, nothing shown alike, when the aligned crop covers too little of the face to compare: inliers on a
+        corner of a pack are no proof of its colours (seen: a blurred dark bottle named as a white one on 10 inliers
+        over 6 % of the reference)."""
+        n = self.catalog.image_count
+        if match.transform is None or (image < n and image != self.catalog.images_of(product_index)[0]):
+            return None
         reference = self._reference(product_index) if image < n else self.field.images[image - n].appearance
         if reference is None:
-            return Evidence(match=match)
-        return Evidence(match=match, differing=differing_share(crop, query.image_size, reference, reference_size, match.transform))
+            return None
+        share = differing_share(crop, query.image_size, reference, self._size(image), match.transform)
+        return NOT_COMPARED if share is None else share
 
     def _reference(self, product_index: int) -> Reference | None:
         """The product's first catalog image, small (the catalog's thumbnail), prepared for the appearance check; the

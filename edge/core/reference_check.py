@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.core.decision import choose
+from edge.core.decision import NOT_COMPARED, choose
 from edge.core.index import Candidate
 
 
@@ -68,7 +68,7 @@ def check_crop(identifier, version: int, crop: np.ndarray, product_id: str) -> V
                        evidence)
     filed_differing = verified[0].differing if filed is not None else None
     if filed is not None and named != product_id and filed_inliers >= identifier.thresholds.min_inliers \
-            and filed_differing is not None and filed_differing > identifier.thresholds.max_differing:
+            and filed_differing is not None and identifier.thresholds.max_differing < filed_differing < NOT_COMPARED:
         return Verdict(True, f"the crop shows the artwork of {product_id!r} ({filed_inliers} inliers) in other colours "
                              f"({filed_differing:.0%} of its face differs) in catalog v{version}: a colour variant of it?",
                        evidence)

@@ -114,6 +114,19 @@ def test_detect_says_unknown_for_a_product_not_in_the_catalog(catalog_dir, confi
     assert set(out["ms"]) == {"embed", "search", "verify"}
 
 
+def test_a_crop_showing_too_little_of_the_face_to_compare_its_colours_is_not_named(catalog_dir, config_file, tmp_path):
+    # keypoints on the foot of a bottle agree with its reference, but the aligned crop covers too little of the face for
+    # the colour check: unchecked colours once passed (the learned matcher named a dark bottle as a white one so)
+    bottle = cv2.imread(str(DATA / "queries" / "cha-mate-limao.jpg"))
+    cv2.imwrite(str(tmp_path / "foot.png"), bottle[int(bottle.shape[0] * 0.7):])
+    run = shelfid("detect", str(tmp_path / "foot.png"), "--catalog", str(catalog_dir), "--config", str(config_file), "--whole-image",
+                  "--json")
+    assert run.returncode == 0, run.stderr
+    [det] = json.loads(run.stdout)["detections"]
+    assert det["inliers"] >= DecisionConfig().min_inliers, det  # the keypoints alone would name it
+    assert det["status"] == "unknown" and det["guess"]["id"] == "cha-mate-limao", det
+
+
 def test_packshot_references_are_verified_like_field_photos_and_nothing_is_named_without_keypoints(tmp_path):
     # the bundled decision once scored packshot references by the embedding alone: a product of another brand was
     # named with 0 inliers at confidence 0.997. Now one rule for every kind of reference: keypoints, then colour
