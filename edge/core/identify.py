@@ -10,9 +10,10 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 import cv2
@@ -169,40 +170,24 @@ class Identifier:
         return self.catalog.features(image) if image < n else self.field.images[image - n].features
 
     def _evidence(self, crop: np.ndarray, query: Features, match: Match, image: int, product_index: int) -> Evidence:
-        """The product's best match, checked for plausible geometry, with its colours compared where they can be."""
-        match = self._plausible(query, match, image)
-        if not self.appearance or match.inliers < self.thresholds.min_inliers:
-            return Evidence(match=match)  # too few inliers to be identical whatever its colours: not compared (~5 ms a candidate)
-        return Evidence(match=match, differing=self._differing(crop, query, match, image, product_index))
-
-    def _plausible(self, query: Features, match: Match, image: int) -> Match:
-        """No inliers when the transform cannot be the same product."""
-        if match.inliers == 0 or match.transform is None or not implausible(match, query.image_size, self._size(image)):
-            return match
-        return replace(match, inliers=0, inlier_ratio=0.0, spread=0.0)
-
-    def _size(self, image: int) -> tuple[int, int]:
         n = self.catalog.image_count
-        return self.catalog.feature_size(image) if image < n else self.field.images[image - n].features.image_size
+        size = self.catalog.feature_size(image) if image < n else self.field.images[image - n].features.image_size
+        return judge(crop, query, match, size, partial(self._colours, image, product_index), self.thresholds, self.appearance)
 
-    def _differing(self, crop: np.ndarray, query: Features, match: Match, image: int, product_index: int) -> float | None:
-        """The share of the reference's face unlike the aligned query; None where the device holds no pixels of the image
-        (a catalog image after the first: the thumbnail shows the first only; a catalog built before thumbnails).
-        NOT_COMPARED, nothing shown alike, when the aligned crop covers too little of the face to compare: inliers on a
-        corner of a pack are no proof of its colours (seen: a blurred dark bottle named as a white one on 10 inliers
-        over 6 % of the reference)."""
+    def _colours(self, image: int, product_index: int) -> Reference | None:
+        """The pixels of the image matched, where the device holds them: a field reference's, and the product's first
+        catalog image's (its thumbnail); not its other catalog images'."""
         n = self.catalog.image_count
-        if match.transform is None or (image < n and image != self.catalog.images_of(product_index)[0]):
-            return None
-        reference = self._reference(product_index) if image < n else self.field.images[image - n].appearance
-        if reference is None:
-            return None
-        share = differing_share(crop, query.image_size, reference, self._size(image), match.transform)
-        return NOT_COMPARED if share is None else share
+        if image >= n:
+            return self.field.images[image - n].appearance
+        return self.reference(product_index) if image == self.catalog.images_of(product_index)[0] else None
 
-    def _reference(self, product_index: int) -> Reference | None:
+    def reference(self, product_index: int) -> Reference | None:
         """The product's first catalog image, small (the catalog's thumbnail), prepared for the appearance check; the
-        last REFERENCES_CACHED stay prepared."""
+        last REFERENCES_CACHED stay prepared; None for a product the catalog lacks (taught on this device) or whose
+        catalog has no thumbnails."""
+        if product_index >= len(self.catalog.products):
+            return None
         with self._references_lock:
             if product_index in self._references:
                 self._references.move_to_end(product_index)
@@ -259,6 +244,24 @@ class Identifier:
             with timings.stage("detect"):
                 boxes = [d.bbox for d in (self.detector.detect_tiled(frame) if tiled else self.detector.detect(frame))]
         return [Detected(boxes[i], ident) for i, ident in self.identify_boxes(frame, boxes, timings)]
+
+
+def judge(crop: np.ndarray, query: Features, match: Match, reference_size: tuple[int, int],
+          reference: Callable[[], Reference | None], thresholds: Thresholds, colours: bool = True) -> Evidence:
+    """One match as the decision's evidence: no inliers when the transform cannot be the same product; the share of
+    the reference's face unlike the aligned crop where its pixels are at hand (`reference`, asked only when needed),
+    and NOT_COMPARED, nothing shown alike, when the aligned crop covers too little of the face to compare: inliers on
+    a corner of a pack are no proof of its colours (seen: a blurred dark bottle named as a white one on 10 inliers over
+    6 % of the reference)."""
+    if match.inliers and match.transform is not None and implausible(match, query.image_size, reference_size):
+        return Evidence(match=replace(match, inliers=0, inlier_ratio=0.0, spread=0.0))
+    if not colours or match.inliers < thresholds.min_inliers or match.transform is None:
+        return Evidence(match=match)  # too few inliers to be identical whatever its colours: not compared (~5 ms a candidate)
+    pixels = reference()
+    if pixels is None:
+        return Evidence(match=match)
+    share = differing_share(crop, query.image_size, pixels, reference_size, match.transform)
+    return Evidence(match=match, differing=NOT_COMPARED if share is None else share)
 
 
 def crop_boxes(frame: np.ndarray, boxes: list) -> tuple[list[int], list[np.ndarray]]:

@@ -7,23 +7,27 @@ Its counters (Stats) become the daemon's health numbers in edge.daemon.status.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from edge.core.config import Config
 from edge.core.identify import Identification, Identifier, Timings, crop_boxes
 from edge.daemon.grabber import Frame
-from edge.daemon.tracker import Track, Tracker, Verdict, needs_identification
+from edge.daemon.second_opinions import SecondOpinions
+from edge.daemon.tracker import UNKNOWN, Track, Tracker, Verdict, needs_identification
 from edge.daemon.unknowns import RecentUnknowns
 from edge.daemon.worker import IdentifyWorker
 from edge.daemon.zones import ZoneKeeper
 from edge.reporting.events import make_event
 from edge.reporting.sinks import EventSink
 
+log = logging.getLogger(__name__)
 MAX_IDENTIFY_PER_FRAME = 8  # bounds one frame's latency when many products appear at once
 BATCH_IN_BACKGROUND = 4  # small jobs: results come back sooner and the next job takes the most wanted tracks
 
@@ -73,6 +77,8 @@ class Pipeline:
         background = config.tracker.background if background is None else background
         self.worker = IdentifyWorker(identifier, threads=config.tracker.identify_threads) if background else None
         self.zones = ZoneKeeper.of(config, sink)  # shelf state per zone; None without zones
+        second = identifier.models.second
+        self.second = SecondOpinions(identifier, second, background) if second is not None else None
 
     def process(self, frame: Frame) -> list[dict]:
         timings = Timings()
@@ -91,6 +97,8 @@ class Pipeline:
                 self.stats.crops += 1
                 events += self._apply(due[i], ident, image.shape, now)
                 self.unknowns.observe(due[i].track_id, ident, crop, now, isinstance(due[i].confirmed, str))
+        if self.second is not None:
+            events += self._second_opinions(image.shape, now)
         if self.zones is not None:  # zone events go to the sink only: the caller's list stays identifications
             with timings.stage("zones"):
                 self.zones.update(self.tracker.tracks, now, image.shape, self.identifier.catalog)
@@ -104,12 +112,16 @@ class Pipeline:
         self.identifier = identifier
         if self.worker is not None:
             self.worker.identifier = identifier
+        if self.second is not None:
+            self.second.switch(identifier)
         for track in self.tracker.tracks:
             track.votes.clear()
             track.checked_at = 0.0
 
     def finish(self, shape: tuple, timeout: float = 60.0) -> list[dict]:
         """End of stream: wait for identifications in flight and report what they confirm."""
+        if self.second is not None:
+            self.second.stop()
         if self.worker is None:
             return []
         self.worker.drain(timeout)
@@ -139,6 +151,26 @@ class Pipeline:
                 continue  # failed, or computed against the catalog we just switched away from: try again
             events += self._apply(track, result.identification, shape, result.timestamp)
             self.unknowns.observe(track.track_id, result.identification, result.crop, result.timestamp, isinstance(track.confirmed, str))
+        return events
+
+    def _second_opinions(self, shape: tuple, now: float) -> list[dict]:
+        """Apply the second opinions that came back (a name settles a track still unknown), and ask about the tracks
+        confirmed unknown that were not asked about yet, on their sharpest crop so far."""
+        tracks = {t.track_id: t for t in self.tracker.tracks}
+        events = []
+        for track_id, ident, crop in self.second.take(set(tracks)):
+            track = tracks.get(track_id)
+            if track is None or track.confirmed is not UNKNOWN or ident.product is None:
+                continue
+            self.second.named += 1
+            log.info("second opinion: track %d is %s (%d inliers)", track_id, ident.product.product_id, ident.inliers)
+            events += self._apply(track, ident, shape, now)
+            self.unknowns.observe(track_id, ident, crop, now)
+        for track in tracks.values():
+            if track.confirmed is UNKNOWN and not track.pending and self.second.wants(track.track_id):
+                jpeg = self.unknowns.crop(track.track_id, 0)
+                if jpeg is not None:
+                    self.second.ask(track.track_id, cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR))
         return events
 
     def _apply(self, track: Track, ident: Identification, shape: tuple, checked_at: float) -> list[dict]:

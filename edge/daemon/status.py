@@ -24,8 +24,11 @@ def stats_message(config: Config, pipeline: Pipeline, grabber: Grabber) -> dict:
     """The frame loop's numbers, the catalog in use and the sync agent's last word."""
     catalog = pipeline.identifier.catalog
     queue = pipeline.worker.pending if pipeline.worker else 0
+    second = pipeline.second
     return (frame_stats(pipeline.stats, grabber, catalog.version, len(pipeline.tracker.tracks), queue)
-            | {"catalog_id": catalog.catalog_id} | sync_stats(config))
+            | {"catalog_id": catalog.catalog_id} | sync_stats(config)
+            | ({"second_opinion": {"verifier": second.verifier.id, "asked": second.asked, "named": second.named,
+                                   "ms": percentiles(second.ms)}} if second is not None else {}))
 
 
 def frame_stats(stats: Stats, grabber: Grabber, catalog_version: int, tracks: int, identify_queue: int = 0) -> dict:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
+
+import jsonschema
+import numpy as np
 import pytest
 
 from edge.core.catalog import Product
 from edge.core.config import Config
 from edge.core.identify import Identification
+from edge.daemon.grabber import Frame
 from edge.daemon.pipeline import Pipeline
-from edge.reporting.sinks import MemorySink
+from edge.daemon.status import page_status, stats_message
+from edge.reporting.sinks import LocalSink, MemorySink
+from edge.web.live import LiveState
+from tests.conftest import REPO
 
 COLA, FANTA = Product("cola", "1", "Cola"), Product("fanta", "2", "Fanta")
 NAMED_UNKNOWN = Product("unknown", "3", "Unknown Brand Tea")  # "unknown" is a valid product id
@@ -23,6 +32,7 @@ class IdentifierStub:
     """Only what Pipeline reads to make events (the identification itself is not run here)."""
 
     catalog = CatalogStub()
+    models = SimpleNamespace(second=None)  # no second opinion
 
 
 @pytest.fixture
@@ -111,3 +121,55 @@ def test_a_track_that_stayed_keeps_its_name_whatever_a_recheck_sees(pipeline):
     p._apply(track, seen(COLA, clear=True), SHAPE, 1.0)
     assert p._apply(track, unknown_looking_like(FANTA), SHAPE, 2.0) == []  # a hand in front: the box did not move
     assert track.confirmed == "cola"
+
+
+class DetectingStub(IdentifierStub):
+    """One box every frame, never identified by the first opinion."""
+
+    detector = SimpleNamespace(detect=lambda image: [SimpleNamespace(bbox=(10.0, 10.0, 60.0, 200.0))])
+
+    def identify_crops(self, crops, timings=None):
+        return [seen(None) for _ in crops]
+
+
+class OpinionStub:
+    def __init__(self, answer: Identification):
+        self.answer, self.asked = answer, 0
+
+    def identify(self, crop):
+        self.asked += 1
+        return self.answer
+
+
+def second_opinion_pipeline(answer: Identification) -> tuple[Pipeline, OpinionStub]:
+    config = Config.model_validate({"tracker": {"confirm_frames": 2, "background": False}, "mqtt": {"enabled": False}})
+    identifier = DetectingStub()
+    identifier.models = SimpleNamespace(second=SimpleNamespace(id="aliked-stub"))  # a second verifier; its opinion is stubbed below
+    p = Pipeline(config, identifier, MemorySink())
+    p.second.opinion = OpinionStub(answer)
+    return p, p.second.opinion
+
+
+def frames(p: Pipeline, count: int) -> list[dict]:
+    image = np.full(SHAPE, 128, np.uint8)
+    return [event for i in range(count) for event in p.process(Frame(i, float(i), image))]
+
+
+def test_a_second_opinion_is_asked_once_per_unknown_track_and_its_name_settles_the_track():
+    p, opinion = second_opinion_pipeline(seen(COLA, clear=True))
+    events = frames(p, 6)
+    assert [(e["type"], e["track_id"]) for e in events] == [("unknown", 1), ("identified", 1)]
+    assert events[1]["product"]["id"] == "cola"
+    assert opinion.asked == 1 and p.second.asked == 1 and p.second.named == 1
+    assert p.unknowns.recent() == []  # named: no longer offered for teaching
+    grabber = SimpleNamespace(grabbed=6, dropped=0, status="ok", reconnects=0)
+    status = page_status(p.config, stats_message(p.config, p, grabber), LocalSink(), LiveState())
+    jsonschema.validate(status, json.loads((REPO / "schemas" / "status.schema.json").read_text()))
+    assert status["second_opinion"]["asked"] == 1 and status["second_opinion"]["named"] == 1
+
+
+def test_a_second_opinion_that_names_nothing_leaves_the_track_unknown_and_is_not_asked_again():
+    p, opinion = second_opinion_pipeline(seen(None))
+    events = frames(p, 6)
+    assert [e["type"] for e in events] == ["unknown"] and opinion.asked == 1 and p.second.named == 0
+    assert [u["track_id"] for u in p.unknowns.recent()] == [1]

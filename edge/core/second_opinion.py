@@ -1,0 +1,67 @@
+"""A second opinion: another verifier's look at a crop the first left unnamed.
+
+The same candidates (the catalog's retrieval), matched with a learned verifier (ALIKED or DISK + LightGlue) against
+each candidate's pixels that every device holds: the product's catalog thumbnail and its field references, with
+their features made on the device the first time a product is asked about. Judged and decided exactly as the first
+opinion. Asked once per track, on its sharpest crop, off the frame loop (edge/daemon/second_opinions.py): on the
+shelf video it named tracks blur and small crops had left to SIFT (docs/accuracy.md).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import replace
+
+import numpy as np
+
+from edge.core.appearance import Reference
+from edge.core.decision import Evidence, verified_count
+from edge.core.identify import IMAGES_PER_PRODUCT, REFERENCES_CACHED, Identification, Identifier, decide, judge
+from edge.core.verifier import Features, Verifier
+
+
+class SecondOpinion:
+    def __init__(self, identifier: Identifier, verifier: Verifier):
+        self.identifier, self.verifier = identifier, verifier
+        self._features: OrderedDict[int, list[tuple[Features, Reference]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def identify(self, crop: np.ndarray) -> Identification:
+        """Identified or unknown as the first opinion decides; an identification is `clear`: asked once, it settles
+        the track."""
+        first = self.identifier
+        candidates = first.candidates(first.embedder.embed([crop]))[0]
+        if not candidates:
+            return Identification.unknown_empty()
+        query = self.verifier.features(crop)
+        count = verified_count([c.similarity for c in candidates], first.verify_candidates)
+        verified = [self._evidence(crop, query, c.product_index) for c in candidates[:count]]
+        identification = decide(first.products, candidates, verified, first.thresholds)
+        return replace(identification, clear=identification.status == "identified")
+
+    def _evidence(self, crop: np.ndarray, query: Features, product_index: int) -> Evidence:
+        references = self.references(product_index)
+        if not references:
+            return Evidence.none()
+        match, (features, pixels) = max(((self.verifier.match(query, f), (f, p)) for f, p in references),
+                                        key=lambda pair: pair[0].inliers)
+        return judge(crop, query, match, features.image_size, lambda: pixels, self.identifier.thresholds, self.identifier.appearance)
+
+    def references(self, product_index: int) -> list[tuple[Features, Reference]]:
+        """The product's thumbnail and field references (IMAGES_PER_PRODUCT at most), each with this verifier's features;
+        made once, the last REFERENCES_CACHED products kept."""
+        with self._lock:
+            if product_index in self._features:
+                self._features.move_to_end(product_index)
+                return self._features[product_index]
+        first = self.identifier
+        field = [first.field.images[i].appearance for i in first.field.images_of(product_index)] if len(first.field) else []
+        thumbnail = first.reference(product_index)
+        pixels = ([thumbnail] if thumbnail is not None else []) + field
+        made = [(self.verifier.features(p.bgr), p) for p in pixels[:IMAGES_PER_PRODUCT]]
+        with self._lock:
+            self._features[product_index] = made
+            if len(self._features) > REFERENCES_CACHED:
+                self._features.popitem(last=False)
+        return made

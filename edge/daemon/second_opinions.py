@@ -1,0 +1,75 @@
+"""Second opinions for the tracks the device confirmed unknown: asked once per track, on its sharpest crop so far, in a
+thread of their own so that a slow learned verifier never holds up a frame (inline when the pipeline runs without
+background threads: the evaluation tools)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+
+from edge.core.identify import Identification, Identifier
+from edge.core.second_opinion import SecondOpinion
+from edge.core.verifier import Verifier
+
+log = logging.getLogger(__name__)
+IN_FLIGHT = 2  # tracks asked at a time; the others wait for a later frame
+
+
+class SecondOpinions:
+    def __init__(self, identifier: Identifier, verifier: Verifier, background: bool = True):
+        self.verifier = verifier
+        self.opinion = SecondOpinion(identifier, verifier)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="second-opinion") if background else None
+        self._pending: dict[int, tuple[SecondOpinion, Future, np.ndarray]] = {}
+        self._asked: set[int] = set()
+        self.asked = self.named = 0
+        self.ms: deque[float] = deque(maxlen=500)  # recent answers' time, for the numbers
+
+    def wants(self, track_id: int) -> bool:
+        """Not asked about yet, and room for one more."""
+        return track_id not in self._asked and len(self._pending) < IN_FLIGHT
+
+    def ask(self, track_id: int, crop: np.ndarray) -> None:
+        self._asked.add(track_id)
+        self.asked += 1
+        if self._executor is not None:
+            future = self._executor.submit(self._identify, self.opinion, crop)
+        else:
+            future = Future()
+            future.set_result(self._identify(self.opinion, crop))
+        self._pending[track_id] = (self.opinion, future, crop)
+
+    def take(self, live: set[int]) -> list[tuple[int, Identification, np.ndarray]]:
+        """The answers in, for the current catalog (an answer about the one switched away from is dropped), as (track,
+        identification, crop); forgets tracks no longer in view."""
+        done = []
+        for track_id, (opinion, future, crop) in list(self._pending.items()):
+            if not future.done():
+                continue
+            del self._pending[track_id]
+            if future.exception() is not None:
+                log.error("second opinion on track %d failed: %s", track_id, future.exception())
+            elif opinion is self.opinion:
+                done.append((track_id, future.result(), crop))
+        self._asked &= live | set(self._pending)
+        return done
+
+    def _identify(self, opinion: SecondOpinion, crop: np.ndarray) -> Identification:
+        start = time.perf_counter()
+        try:
+            return opinion.identify(crop)
+        finally:
+            self.ms.append((time.perf_counter() - start) * 1000)
+
+    def switch(self, identifier: Identifier) -> None:
+        """Another catalog (or field references): features are made anew for it; tracks may be asked again."""
+        self.opinion = SecondOpinion(identifier, self.verifier)
+        self._asked.clear()
+
+    def stop(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
