@@ -19,11 +19,18 @@ log = logging.getLogger(__name__)
 IN_FLIGHT = 2  # tracks asked at a time; the others wait for a later frame
 
 
+def _one_thread() -> None:
+    """On a CPU the learned verifier would take every core from the frame loop; on a GPU its CPU part is small anyway."""
+    import torch  # only where a second opinion is configured: the daemon otherwise never loads torch
+
+    torch.set_num_threads(1)
+
+
 class SecondOpinions:
     def __init__(self, identifier: Identifier, verifier: Verifier, background: bool = True):
         self.verifier = verifier
         self.opinion = SecondOpinion(identifier, verifier)
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="second-opinion") if background else None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="second-opinion", initializer=_one_thread) if background else None
         self._pending: dict[int, tuple[SecondOpinion, Future, np.ndarray]] = {}
         self._asked: set[int] = set()
         self.asked = self.named = 0
