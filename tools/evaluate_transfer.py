@@ -43,7 +43,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edge.core.assembly import Models, identifier_for
+from edge.core.assembly import Models, identifier_for, open_second_opinion
 from edge.core.catalog import load_catalog
 from edge.core.catalog_build import build_catalog
 from edge.core.config import Config
@@ -51,7 +51,6 @@ from edge.core.config_file import load_config
 from edge.core.identify import Examined, crop_boxes
 from edge.core.images import centre_crop, read_image
 from edge.core.second_opinion import SecondOpinion
-from edge.core.verifier import open_verifier
 from models.transfer_suite import CONDITIONS, contact_sheet, make_suite
 from tools.evaluate import PHOTO_CROP, convincing, evaluation_config, open_set_split, read_dataset
 from tools.evaluate_video import LABELS, SAMPLE_IMAGES, SHARED_VIDEO, UNSCORED, assign, read_frames, read_labels, scaled
@@ -288,7 +287,7 @@ def main() -> int:
     config = evaluation_config(load_config(args.config) if args.config else Config())
     models = Models.open(config)
     if args.second_opinion:
-        models = replace(models, second=open_verifier(config.verifier.model_copy(update={"kind": args.second_opinion})))
+        models = replace(models, second=open_second_opinion(config.verifier, args.second_opinion))
     records, seconds = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in [s for s in args.sources.split(",") if s]:

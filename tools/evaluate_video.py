@@ -53,7 +53,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edge.core.assembly import Models, identifier_for
+from edge.core.assembly import Models, identifier_for, open_second_opinion
 from edge.core.catalog import load_catalog
 from edge.core.catalog_build import build_catalog
 from edge.core.config import Config
@@ -61,7 +61,6 @@ from edge.core.config_file import load_config
 from edge.core.field_references import new_reference
 from edge.core.field_set import EMPTY, FieldSet, field_set
 from edge.core.identify import Identifier
-from edge.core.verifier import open_verifier
 from edge.daemon.grabber import Frame
 from edge.daemon.pipeline import Pipeline
 from edge.daemon.tracker import UNKNOWN, iou_matrix
@@ -353,7 +352,7 @@ def evaluate(config: Config, video: Path, frame_step: int, stride: int, catalogs
             if tracks:
                 result["tracks"] = per_track(config, identifier, video, frame_step, stride, labels, set(products), limit)
             if tracks and second_opinion:
-                with_second = replace(models, second=open_verifier(config.verifier.model_copy(update={"kind": second_opinion})))
+                with_second = replace(models, second=open_second_opinion(config.verifier, second_opinion))
                 result["tracks_second_opinion"] = per_track(config, identifier_for(config, catalog, with_second), video, frame_step,
                                                             stride, labels, set(products), limit)
             report["catalogs"][name] = result

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from edge.core.catalog import Catalog, load_catalog
-from edge.core.config import Config, IndexConfig
+from edge.core.config import Config, IndexConfig, VerifierConfig
 from edge.core.datadir import DataDir
 from edge.core.decision import Calibration, Thresholds, load_calibration
 from edge.core.errors import CatalogError, ShelfIDError
@@ -48,8 +48,14 @@ class Models:
         embedder = open_embedder(m.embedder, m.backend, options)
         verifier = open_verifier(config.verifier)
         kind = config.verifier.second_opinion
-        second = open_verifier(config.verifier.model_copy(update={"kind": kind, "weights": None})) if kind else None
+        second = open_second_opinion(config.verifier, kind) if kind else None
         return Models(detector, embedder, verifier, calibration_for(config, verifier), second)
+
+
+def open_second_opinion(verifier: VerifierConfig, kind: str) -> Verifier:
+    """The learned verifier of verifier.second_opinion: the first verifier's settings (keypoints, device, input size)
+    with another kind."""
+    return open_verifier(verifier.model_copy(update={"kind": kind, "weights": None}))
 
 
 def backend_options(config: Config) -> BackendOptions:

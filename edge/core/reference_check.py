@@ -84,4 +84,3 @@ def filed_candidate(catalog, vector: np.ndarray, product_index: int) -> Candidat
     sims = np.asarray(catalog.embeddings[images], np.float32) @ np.asarray(vector, np.float32)
     best = int(np.argmax(sims))
     return Candidate(product_index, int(images[best]), float(sims[best]))
-

@@ -26,15 +26,26 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
+def _timed(opinion: SecondOpinion, crop: np.ndarray) -> tuple[Identification, float]:
+    """The answer and its time in ms (the time goes into SecondOpinions.ms on the frame loop's thread, which the status
+    reads: a deque appended from another thread while being read raises)."""
+    start = time.perf_counter()
+    identification = opinion.identify(crop)
+    return identification, (time.perf_counter() - start) * 1000
+
+
 class SecondOpinions:
     def __init__(self, identifier: Identifier, verifier: Verifier, background: bool = True):
-        self.verifier = verifier
         self.opinion = SecondOpinion(identifier, verifier)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="second-opinion", initializer=_one_thread) if background else None
         self._pending: dict[int, tuple[SecondOpinion, Future, np.ndarray]] = {}
         self._asked: set[int] = set()
         self.asked = self.named = 0
-        self.ms: deque[float] = deque(maxlen=500)  # recent answers' time, for the numbers
+        self.ms: deque[float] = deque(maxlen=500)  # recent answers' time, for the numbers (appended by the frame loop only)
+
+    @property
+    def verifier(self) -> Verifier:
+        return self.opinion.verifier
 
     def wants(self, track_id: int) -> bool:
         """Not asked about yet, and room for one more."""
@@ -44,10 +55,10 @@ class SecondOpinions:
         self._asked.add(track_id)
         self.asked += 1
         if self._executor is not None:
-            future = self._executor.submit(self._identify, self.opinion, crop)
+            future = self._executor.submit(_timed, self.opinion, crop)
         else:
             future = Future()
-            future.set_result(self._identify(self.opinion, crop))
+            future.set_result(_timed(self.opinion, crop))
         self._pending[track_id] = (self.opinion, future, crop)
 
     def take(self, live: set[int]) -> list[tuple[int, Identification, np.ndarray]]:
@@ -60,21 +71,17 @@ class SecondOpinions:
             del self._pending[track_id]
             if future.exception() is not None:
                 log.error("second opinion on track %d failed: %s", track_id, future.exception())
-            elif opinion is self.opinion:
-                done.append((track_id, future.result(), crop))
+            else:
+                identification, ms = future.result()
+                self.ms.append(ms)
+                if opinion is self.opinion:
+                    done.append((track_id, identification, crop))
         self._asked &= live | set(self._pending)
         return done
 
-    def _identify(self, opinion: SecondOpinion, crop: np.ndarray) -> Identification:
-        start = time.perf_counter()
-        try:
-            return opinion.identify(crop)
-        finally:
-            self.ms.append((time.perf_counter() - start) * 1000)
-
     def switch(self, identifier: Identifier) -> None:
         """Another catalog (or field references): features are made anew for it; tracks may be asked again."""
-        self.opinion = SecondOpinion(identifier, self.verifier)
+        self.opinion = SecondOpinion(identifier, self.opinion.verifier)
         self._asked.clear()
 
     def stop(self) -> None:

@@ -135,6 +135,7 @@ class DetectingStub(IdentifierStub):
 class OpinionStub:
     def __init__(self, answer: Identification):
         self.answer, self.asked = answer, 0
+        self.verifier = SimpleNamespace(id="aliked-stub")
 
     def identify(self, crop):
         self.asked += 1
