@@ -5,7 +5,8 @@
 
 Sources (a source is catalog references, labelled instances, and the products left out for the open set):
   grocery-val  the Grocery Store Dataset val photos of the 31 packaged products against their iconic images,
-               the photo's centre as tools/evaluate.py queries it (--detect: the detector's most convincing box);
+               the photo's centre as tools/evaluate.py queries it (--detect: the detector's most convincing box over
+               the photo's labelled product, samples/grocery-val-boxes.json);
                open set: tools/evaluate.py's seeded third of the products left out
   shelf-video  the shared video's 32 hand-labelled frames (samples/shelf-video-labels.json), boxes at least half
                visible, the detector's box matched to each (IoU >= 0.5; --boxes labelled: the label's box);
@@ -51,8 +52,9 @@ from edge.core.config_file import load_config
 from edge.core.identify import Examined, crop_boxes
 from edge.core.images import centre_crop, read_image
 from edge.core.second_opinion import SecondOpinion
+from edge.daemon.tracker import iou_matrix
 from models.transfer_suite import CONDITIONS, contact_sheet, make_suite
-from tools.evaluate import PHOTO_CROP, convincing, evaluation_config, open_set_split, read_dataset
+from tools.evaluate import MAIN_IOU, PHOTO_CROP, convincing, evaluation_config, main_boxes, open_set_split, read_dataset
 from tools.evaluate_video import LABELS, SAMPLE_IMAGES, SHARED_VIDEO, UNSCORED, assign, read_frames, read_labels, scaled
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,10 +94,15 @@ def grocery_val(data: Path, models, detect: bool, seed: int, limit: int | None =
     if limit:
         chosen = random.Random(seed).sample(chosen, min(limit, len(chosen)))
     instances = []
+    main = main_boxes(data)
     for path, truth in tqdm(chosen, desc="grocery-val photos", unit="photo", disable=None):
         image = read_image(path)
-        if detect:
-            crops = tuple(crop_boxes(image, [d.bbox for d in models.detector.detect(image)])[1])
+        if detect:  # the detections over the photo's labelled product: a pack on the shelf behind is not the instance
+            boxes = [d.bbox for d in models.detector.detect(image)]
+            if boxes and path in main:
+                overlap = iou_matrix(np.asarray([main[path]], np.float64), np.asarray(boxes, np.float64))[0]
+                boxes = [b for b, o in zip(boxes, overlap) if o >= MAIN_IOU]
+            crops = tuple(crop_boxes(image, boxes)[1])
         else:
             crops = (centre_crop(image, PHOTO_CROP),)
         instances.append(Instance(str(path.relative_to(data)), truth, crops))

@@ -260,7 +260,7 @@ def judge(crop: np.ndarray, query: Features, match: Match, reference_size: tuple
     pixels = reference()
     if pixels is None:
         return Evidence(match=match)
-    share = differing_share(crop, query.image_size, pixels, reference_size, match.transform)
+    share = differing_share(crop, query.image_size, pixels, reference_size, match.transform, match.inlier_columns)
     return Evidence(match=match, differing=NOT_COMPARED if share is None else share)
 
 

@@ -9,7 +9,7 @@ import pytest
 from edge.core.appearance import differing_share, face_mask, is_packshot, prepare
 from edge.core.config import DecisionConfig, VerifierConfig
 from edge.core.verifier import Match
-from edge.core.verifier.geometry import implausible
+from edge.core.verifier.geometry import implausible, verify_geometry
 from edge.core.verifier.sift import SIFTVerifier
 from tests.conftest import REPO
 
@@ -111,3 +111,38 @@ def test_a_crop_twice_as_wide_as_its_match_is_not_that_product():
     assert implausible(with_transform([[1, 0, 0], [0, 1, 0], [0, 0, 1]]), (360, 400), (200, 400)).startswith(
         "the crop spans 1.8× the reference's width")
     assert implausible(with_transform([[1, 0, 0], [0, 1, 0], [0, 0, 1]]), (300, 400), (200, 400)) is None  # a loose box
+
+
+def test_only_the_face_between_the_inliers_columns_is_compared():
+    """A carton rendered at an angle shows a side panel the transform of its front does not align: warped, it shows
+    shelf. Beyond the inliers' leftmost and rightmost points nothing is compared; within them a colourway still is."""
+    reference = packshot()
+    face = face_mask(reference)
+    xs = np.nonzero(face)[1]
+    left, panel = xs.min(), int(np.percentile(xs, 75))  # the right quarter of the face: the side panel
+    query = reference.copy()
+    query[:, panel:][face[:, panel:]] = (60, 160, 90)  # what the warp brings there: a neighbour, the shelf
+    size = (reference.shape[1], reference.shape[0])
+    everywhere = differing_share(query, size, prepare(reference), size, IDENTITY)
+    front = differing_share(query, size, prepare(reference), size, IDENTITY, columns=(float(left), float(panel - 1)))
+    assert everywhere > 0.1 and front < 0.01, (everywhere, front)
+    hsv = cv2.cvtColor(query, cv2.COLOR_BGR2HSV)
+    hsv[..., 0] = (hsv[..., 0].astype(int) + 60) % 180
+    twin = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+    assert differing_share(twin, size, prepare(reference), size, IDENTITY, columns=(float(left), float(panel - 1))) > 0.4
+
+
+def test_inliers_on_a_narrow_strip_are_too_little_of_the_face_to_compare():
+    reference = packshot()
+    xs = np.nonzero(face_mask(reference))[1]
+    narrow = (float(xs.min()), float(xs.min() + 0.2 * (xs.max() - xs.min())))
+    size = (reference.shape[1], reference.shape[0])
+    assert differing_share(reference, size, prepare(reference), size, IDENTITY, columns=narrow) is None
+
+
+def test_a_match_records_the_columns_its_inliers_span():
+    rng = np.random.default_rng(0)
+    ref = rng.uniform([40, 10], [160, 390], (60, 2))
+    match = verify_geometry(ref * 0.5 + 7, ref, (200, 400), 3.0)
+    assert match.inliers == 60
+    assert match.inlier_columns == pytest.approx((ref[:, 0].min(), ref[:, 0].max()), abs=1e-3)

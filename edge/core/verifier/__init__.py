@@ -40,6 +40,8 @@ class Match:
     inlier_ratio: float  # inliers / matches
     spread: float  # area of the inliers' convex hull / area of the reference image, 0–1
     transform: np.ndarray | None = field(default=None, compare=False, repr=False)  # [3 x 3] query → reference pixels
+    # the inliers' leftmost and rightmost x, reference pixels: where on the reference the transform is known to hold
+    inlier_columns: tuple[float, float] | None = None
 
     @staticmethod
     def none() -> Match:

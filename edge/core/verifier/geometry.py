@@ -29,7 +29,9 @@ def verify_geometry(query_pts: np.ndarray, ref_pts: np.ndarray, ref_size: tuple[
         return Match(matches=n, inliers=0, inlier_ratio=0.0, spread=0.0)
     inlier = mask.ravel().astype(bool)
     count = int(inlier.sum())
-    return Match(matches=n, inliers=count, inlier_ratio=count / n, spread=_spread(r[inlier], ref_size), transform=transform)
+    columns = (float(r[inlier, 0].min()), float(r[inlier, 0].max())) if count else None
+    return Match(matches=n, inliers=count, inlier_ratio=count / n, spread=_spread(r[inlier], ref_size), transform=transform,
+                 inlier_columns=columns)
 
 
 def implausible(match: Match, query_size: tuple[int, int], ref_size: tuple[int, int]) -> str | None:
