@@ -68,3 +68,13 @@ def test_detect_judges_the_photos_labelled_product_not_a_named_pack_beside_it(tm
     assert over_main and len(over_main) < len(anything)
     overlap = iou_matrix(np.asarray([main]), np.asarray([f.bbox for f in over_main]))[0]
     assert (overlap >= MAIN_IOU).all()
+
+
+def test_every_packaged_grocery_product_has_an_edition_label():
+    from tools.evaluate import read_dataset
+    from tools.evaluate_transfer import read_editions
+
+    editions = read_editions()
+    products, _ = read_dataset(MINI, "val")
+    assert {p.name for p in products if p.packaged} <= set(editions)
+    assert set(editions.values()) == {"same", "other"} and len(editions) == 31

@@ -21,7 +21,8 @@ Sources (a source is catalog references, labelled instances, and the products le
 Per source: recall (right product named), wrong (another catalog product named; `sibling`: one of the same
 family — brand for Grocery, colour twin for synthetic, look-alike line on the shelves), false_id (instances
 whose product is in no catalog the run used, named), twin_false_id (of those, ones whose sibling stayed in the
-catalog, named as it), with counts and seconds.
+catalog, named as it), with counts and seconds; for grocery-val also recall_same_edition, over the photos whose
+iconic image shows the edition of the pack they show (samples/grocery-editions.csv: our labels).
 
 --out writes one JSON line per instance and run: source, run (closed / open-N), truth, its family, whether its
 product was in the catalog, the retrieved candidates with similarity and, where verified, inliers, inlier ratio,
@@ -32,6 +33,7 @@ tool can fit on some sources' records and evaluate on the others (summarise() ta
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import random
 import tempfile
@@ -60,6 +62,7 @@ from tools.evaluate_video import LABELS, SAMPLE_IMAGES, SHARED_VIDEO, UNSCORED, 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
 OS2D_LABELS = REPO / "samples" / "os2d-demo-labels.json"
+EDITIONS = REPO / "samples" / "grocery-editions.csv"
 SOURCES = ("grocery-val", "shelf-video", "os2d-demo", "synthetic")
 VIDEO_CATALOG = ("cha-mate-limao", "cha-mate-natural", "coca-cola-can")
 VIDEO_FAMILIES = {"cha-mate-limao": "cha-mate", "cha-mate-natural": "cha-mate", "cha-mate-unsure": "cha-mate",
@@ -72,6 +75,7 @@ class Instance:
     key: str  # where it comes from (photo, frame and box, synthetic condition)
     truth: str  # product id; products in no catalog keep their own id (or "other")
     crops: tuple[np.ndarray, ...]  # the query, or a detector's boxes of one photo (the most convincing is judged); none: missed
+    edition: str | None = None  # "same" / "other": whether the catalog image shows the edition of the pack it shows
 
 
 @dataclass
@@ -95,6 +99,7 @@ def grocery_val(data: Path, models, detect: bool, seed: int, limit: int | None =
         chosen = random.Random(seed).sample(chosen, min(limit, len(chosen)))
     instances = []
     main = main_boxes(data)
+    editions = read_editions()
     for path, truth in tqdm(chosen, desc="grocery-val photos", unit="photo", disable=None):
         image = read_image(path)
         if detect:  # the detections over the photo's labelled product: a pack on the shelf behind is not the instance
@@ -105,10 +110,18 @@ def grocery_val(data: Path, models, detect: bool, seed: int, limit: int | None =
             crops = tuple(crop_boxes(image, boxes)[1])
         else:
             crops = (centre_crop(image, PHOTO_CROP),)
-        instances.append(Instance(str(path.relative_to(data)), truth, crops))
+        instances.append(Instance(str(path.relative_to(data)), truth, crops, editions.get(truth)))
     names = [p.name for p in packaged.values()]
     return Source("grocery-val", {p.name: [p.iconic] for p in packaged.values()}, instances, [open_set_split(names, seed)],
                   {n: n.split("-")[0] for n in names})
+
+
+def read_editions(path: Path = EDITIONS) -> dict[str, str]:
+    """Product -> "same" or "other": whether its Grocery iconic image shows the pack edition of its val photos (our
+    labels: 11 of the 20 products with val photos show another edition there, a summer or redesigned pack, which no
+    identical-product decision should name from that image)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return {row["product"]: "same" if row["same_edition"] == "yes" else "other" for row in csv.DictReader(f)}
 
 
 def labelled_instances(image: np.ndarray, key: str, labels: list[tuple[tuple, str]], models, boxes: str,
@@ -187,6 +200,8 @@ def record(source: Source, run: str, instance: Instance, catalog_products: set[s
     out = {"source": source.name, "run": run, "key": instance.key, "truth": instance.truth, "family": family,
            "in_catalog": in_catalog, "sibling_in_catalog": any(source.family(p) == family for p in catalog_products - {instance.truth}),
            "detected": bool(instance.crops), "candidates": [], "status": "unknown", "named": None, "guess": None, "confidence": 0.0}
+    if instance.edition:
+        out["edition"] = instance.edition
     if examined is None:
         return out
     for n, cand in enumerate(examined.candidates):
@@ -249,6 +264,10 @@ def summarise(records: list[dict]) -> dict:
                         "open_instances": len(unknown), "false_id_n": len(false_ids), "twin_instances": len(twins),
                         "twin_false_id_n": twin_false, "detected": rate(sum(r["detected"] for r in mine), len(mine)),
                         "confusions": dict(Counter(f"{r['truth']} -> {r['named']}" for r in wrong + false_ids).most_common(6))}
+        same = [r for r in known if r.get("edition") == "same"]
+        if same:  # the photos whose catalog image shows their pack's edition: what an identical-product decision can name
+            report[name] |= {"recall_same_edition": rate(sum(r["named"] == r["truth"] for r in same), len(same)),
+                             "same_edition_instances": len(same)}
     return report
 
 
