@@ -152,6 +152,13 @@ def main_boxes(data: Path, labels: Path = MAIN_BOXES) -> dict[Path, tuple[float,
     return {data / key: tuple(map(float, entry["box"])) for key, entry in images.items()}
 
 
+def over_box(boxes: list, box: tuple[float, ...]) -> list[bool]:
+    """Per box (x1, y1, x2, y2): whether it is over `box` (IoU at least MAIN_IOU)."""
+    if not boxes:
+        return []
+    return list(iou_matrix(np.asarray([box], np.float64), np.asarray(boxes, np.float64))[0] >= MAIN_IOU)
+
+
 def open_set_split(names: list[str], seed: int) -> set[str]:
     """The seeded third of the products removed from the open-set catalog."""
     return set(random.Random(seed).sample(sorted(names), len(names) // 3))
@@ -197,8 +204,7 @@ def judged(identifier: Identifier, image: np.ndarray, detect: bool, crop: float,
     if detect and main is not None and found:
         # a pack on the shelf behind, rightly named, is no answer about the photo's product (seen: God Morgon Red
         # Grapefruit behind a hand-held Bravo judged as a wrong identification of the Bravo)
-        overlap = iou_matrix(np.asarray([main], np.float64), np.asarray([f.bbox for f in found], np.float64))[0]
-        found = [f for f, o in zip(found, overlap) if o >= MAIN_IOU]
+        found = [f for f, over in zip(found, over_box([f.bbox for f in found], main)) if over]
     found.sort(key=lambda f: convincing(f.identification), reverse=True)
     return query, found
 
@@ -413,8 +419,8 @@ def main() -> int:
                     "catalog_variants": args.catalog_variants, "shots": args.shots}
     shots = pick_shots(args.data, args.shots, args.seed)
     # --detect judges the detections over the photo's labelled product where we labelled it (the packaged val photos)
-    main = main_boxes(args.data) if args.detect else None
-    if main:
+    labelled = main_boxes(args.data) if args.detect else None
+    if labelled:
         report["judged"] = "the detections over the labelled product (samples/grocery-val-boxes.json), else the most convincing"
     started = time.perf_counter()
     total_photos = 0
@@ -426,7 +432,7 @@ def main() -> int:
                                                     levels, args.catalog_variants, args.photo_crop, shots, args.enrol_box)
                 continue
             result, closed = evaluate_subset(subset, members, photos, config, models, args.detect, args.seed, Path(tmp), args.limit,
-                                             args.catalog_variants, args.photo_crop, shots, main)
+                                             args.catalog_variants, args.photo_crop, shots, labelled)
             pr_curve(closed, args.out / f"pr-{subset}-{args.split}.png", f"{subset} ({args.split}, {config.decision.kind})")
             report[subset] = result
             total_photos += 2 * result["photos"]

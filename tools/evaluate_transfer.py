@@ -54,9 +54,8 @@ from edge.core.config_file import load_config
 from edge.core.identify import Examined, crop_boxes
 from edge.core.images import centre_crop, read_image
 from edge.core.second_opinion import SecondOpinion
-from edge.daemon.tracker import iou_matrix
 from models.transfer_suite import CONDITIONS, contact_sheet, make_suite
-from tools.evaluate import MAIN_IOU, PHOTO_CROP, convincing, evaluation_config, main_boxes, open_set_split, read_dataset
+from tools.evaluate import PHOTO_CROP, convincing, evaluation_config, main_boxes, open_set_split, over_box, read_dataset
 from tools.evaluate_video import LABELS, SAMPLE_IMAGES, SHARED_VIDEO, UNSCORED, assign, read_frames, read_labels, scaled
 
 REPO = Path(__file__).resolve().parent.parent
@@ -104,9 +103,8 @@ def grocery_val(data: Path, models, detect: bool, seed: int, limit: int | None =
         image = read_image(path)
         if detect:  # the detections over the photo's labelled product: a pack on the shelf behind is not the instance
             boxes = [d.bbox for d in models.detector.detect(image)]
-            if boxes and path in main:
-                overlap = iou_matrix(np.asarray([main[path]], np.float64), np.asarray(boxes, np.float64))[0]
-                boxes = [b for b, o in zip(boxes, overlap) if o >= MAIN_IOU]
+            if path in main:
+                boxes = [b for b, over in zip(boxes, over_box(boxes, main[path])) if over]
             crops = tuple(crop_boxes(image, boxes)[1])
         else:
             crops = (centre_crop(image, PHOTO_CROP),)
