@@ -184,3 +184,31 @@ def test_detect_refuses_a_catalog_built_with_another_embedder(catalog_dir, tmp_p
     config.write_text(f"models:\n  embedder: {other}\n")
     run = shelfid("detect", str(DATA / "queries" / "matte-leao.jpg"), "--catalog", str(catalog_dir), "--config", str(config))
     assert run.returncode == 1 and "rebuild the catalog with this device's embedder" in run.stderr
+
+
+@pytest.mark.parametrize("pack", [0, 4, 11])
+def test_a_colour_twin_is_not_named_through_a_second_catalog_image_whose_pixels_the_device_lacks(tmp_path, pack):
+    """The device holds the pixels of a product's first catalog image only. A colour twin (same artwork, red and blue
+    swapped) that matched the product's second image best was named on keypoints alone; its colours are now judged
+    on the first image, which it also matches. The product itself is still named."""
+    from edge.core.assembly import identifier_for
+    from edge.core.catalog import load_catalog
+    from edge.core.catalog_build import build_catalog
+    from edge.core.config import Config
+    from models.transfer_suite import _face, colour_twin, reference_image
+
+    packshot = cv2.imread(str(sorted((DATA / "grocery-mini" / "iconic-images-and-descriptions").rglob("*_Iconic.jpg"))[pack]))
+    face, _ = _face(packshot)
+    images = tmp_path / "images" / "the-product"
+    images.mkdir(parents=True)
+    cv2.imwrite(str(images / "0-packshot.jpg"), packshot)
+    cv2.imwrite(str(images / "1-front.jpg"), reference_image(packshot, face, "upscaled"))  # a second, sharper image
+    config = Config()
+    models = Models.open(config)
+    build_catalog(tmp_path / "images", tmp_path / "catalog", models.embedder, models.verifier, None, "twins")
+    identifier = identifier_for(config, load_catalog(tmp_path / "catalog"), models)
+    twin = colour_twin(face, "swap", np.random.default_rng(0))
+    product, other = identifier.examine([cv2.resize(face, None, fx=1.5, fy=1.5), cv2.resize(twin, None, fx=1.5, fy=1.5)])
+    assert product.identification.status == "identified"
+    assert other.evidence[0].match.inliers >= DecisionConfig().min_inliers  # its keypoints alone would name it
+    assert other.identification.status == "unknown", other.evidence
