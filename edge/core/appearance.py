@@ -21,7 +21,8 @@ compared: the plane the transform aligns (a carton's side panel is another).
 
 The reference pixels are the catalog's product thumbnail (its first image, 160
 px), so the check needs no change to the catalog format; a match on another
-image of the product is not compared (None).
+image of the product has its colours judged on the first, where the crop aligns
+with it too (edge.core.identify).
 """
 
 from __future__ import annotations
