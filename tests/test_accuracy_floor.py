@@ -63,7 +63,7 @@ FLOORS = {"thresholds": {"top1": 0.05, "wrong": 0.0, "false_id": 0.0},
 def test_accuracy_on_a_fixed_subset_stays_above_the_floor(mini_eval):
     report, _ = mini_eval
     packaged, floor = report["packaged"], FLOORS[report["decision"]]
-    assert packaged["photos"] == 18 and packaged["open_set_photos"] == 6
+    assert packaged["photos"] == 18 and packaged["open_set_photos"] == 6 and packaged["catalog_images"] == 12
     assert packaged["recall_at_5"] >= 0.94
     assert packaged["recall_at_1"] >= 0.88
     assert packaged["top1"] >= floor["top1"]
