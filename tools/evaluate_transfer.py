@@ -54,7 +54,7 @@ from edge.core.config_file import load_config
 from edge.core.identify import Examined, crop_boxes
 from edge.core.images import centre_crop, read_image
 from edge.core.second_opinion import SecondOpinion
-from models.transfer_suite import CONDITIONS, contact_sheet, make_suite
+from models.transfer_suite import CONDITIONS, contact_sheet, make_suite, reference_image
 from tools.evaluate import PHOTO_CROP, convincing, evaluation_config, main_boxes, open_set_split, over_box, read_dataset
 from tools.evaluate_video import LABELS, SAMPLE_IMAGES, SHARED_VIDEO, UNSCORED, assign, read_frames, read_labels, scaled
 
@@ -165,7 +165,10 @@ def labelled_stills(name: str, labels_file: Path, folder: Path, models, boxes: s
     return Source(name, references, instances, [{p} for p in sorted(references)], spec.get("families", {}))
 
 
-def synthetic(data: Path, seed: int, twins: int, conditions: tuple[str, ...] = CONDITIONS) -> tuple[Source, object]:
+def synthetic(data: Path, seed: int, twins: int, conditions: tuple[str, ...] = CONDITIONS,
+              second_images: bool = False) -> tuple[Source, object]:
+    """`second_images`: each product's catalog holds a second image of its front after its reference (the upscaled
+    tight crop; the tight crop where the reference is that): the device holds the first image's pixels only."""
     products, _ = read_dataset(data, "val")
     packshots = {p.name: read_image(p.iconic) for p in products if p.packaged}
     train = sorted(read_dataset(data, "train")[1]) if (data / "train.txt").is_file() else []  # else plain shelves
@@ -173,6 +176,9 @@ def synthetic(data: Path, seed: int, twins: int, conditions: tuple[str, ...] = C
     suite = make_suite(packshots, backgrounds, seed, twins, conditions)
     instances = [Instance(f"{q.product_id}/{q.condition}", q.product_id, (q.crop,)) for q in suite.queries]
     references = {p.product_id: [p.reference] for p in suite.packs}
+    if second_images:
+        for p in suite.packs:
+            references[p.product_id].append(reference_image(p.reference, p.face, "tight" if p.reference_kind == "upscaled" else "upscaled"))
     families = {p.product_id: p.family for p in suite.packs}
     return Source("synthetic", references, instances, [set(suite.left_out)], families), suite
 
@@ -282,7 +288,7 @@ def open_source(name: str, args, models) -> tuple[Source, object]:
     if name == "os2d-demo":
         return labelled_stills(name, OS2D_LABELS, DATA / "os2d-demo", models, args.boxes), None
     if name == "synthetic":
-        return synthetic(args.data, args.seed, args.twins, tuple(c for c in args.conditions.split(",") if c))
+        return synthetic(args.data, args.seed, args.twins, tuple(c for c in args.conditions.split(",") if c), args.second_images)
     raise SystemExit(f"unknown source {name!r}: expected some of {', '.join(SOURCES)}")
 
 
@@ -297,6 +303,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="open-set split, synthetic suite")
     parser.add_argument("--twins", type=int, default=8, help="synthetic: colour twins made")
     parser.add_argument("--conditions", default=",".join(CONDITIONS), help=f"synthetic: comma-separated, of {', '.join(CONDITIONS)}")
+    parser.add_argument("--second-images", action="store_true",
+                        help="synthetic: a second catalog image of each product's front beside its reference")
     parser.add_argument("--limit", type=int, help="grocery-val: photos (a seeded sample), for quick checks")
     parser.add_argument("--config", type=Path, help="config naming models and thresholds (default: built-in defaults)")
     parser.add_argument("--out", type=Path, default=Path("eval-out/transfer/records.jsonl"), help="per-instance records (JSON lines)")
