@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 from tests.conftest import REPO
-from tools.evaluate_transfer import summarise
+from tools.evaluate import read_dataset
+from tools.evaluate_transfer import read_editions, summarise
 
 MINI = REPO / "tests" / "data" / "grocery-mini"
 
@@ -56,3 +57,10 @@ def test_grocery_and_synthetic_sources_report_apart_with_one_record_per_instance
     for name, numbers in summarise(records).items():
         assert {k: v for k, v in report[name].items() if k != "seconds"} == numbers
     assert (tmp_path / "examples.png").stat().st_size > 10_000
+
+
+def test_every_packaged_grocery_product_has_an_edition_label():
+    editions = read_editions()
+    products, _ = read_dataset(MINI, "val")
+    assert {p.name for p in products if p.packaged} <= set(editions)
+    assert set(editions.values()) == {"same", "other"} and len(editions) == 31

@@ -64,12 +64,12 @@ from edge.core.field_set import EMPTY, field_set
 from edge.core.identify import Detected, Identification, Identifier, Timings, crop_boxes
 from edge.core.images import centre_crop, read_image
 from edge.daemon.tracker import iou_matrix
+from tools.evaluate_video import IOU
 
 # chosen on val, packaged recall@1 at 1.0 / 0.85 / 0.7 / 0.55 of each side: 0.76 / 0.85 / 0.87 / 0.79 with the
 # previous embedder, 0.92 / 0.91 / 0.93 / 0.92 with the bundled one (trained with these centres)
 PHOTO_CROP = 0.7
 MAIN_BOXES = Path(__file__).resolve().parent.parent / "samples" / "grocery-val-boxes.json"
-MAIN_IOU = 0.5  # a detection over the labelled product (as tools/evaluate_video.py matches boxes to labels)
 
 
 @dataclass(frozen=True)
@@ -153,10 +153,10 @@ def main_boxes(data: Path, labels: Path = MAIN_BOXES) -> dict[Path, tuple[float,
 
 
 def over_box(boxes: list, box: tuple[float, ...]) -> list[bool]:
-    """Per box (x1, y1, x2, y2): whether it is over `box` (IoU at least MAIN_IOU)."""
+    """Per box (x1, y1, x2, y2): whether it is over `box` (IoU at least IOU, as labels are matched on the video)."""
     if not boxes:
         return []
-    return list(iou_matrix(np.asarray([box], np.float64), np.asarray(boxes, np.float64))[0] >= MAIN_IOU)
+    return list(iou_matrix(np.asarray([box], np.float64), np.asarray(boxes, np.float64))[0] >= IOU)
 
 
 def open_set_split(names: list[str], seed: int) -> set[str]:

@@ -33,10 +33,10 @@ from edge.core.images import read_image
 from models.backends import BackendOptions
 from models.detector import Detector, DetectorOptions
 from models.runtime import open_detector
+from tools.evaluate import MAIN_BOXES, main_boxes
 from tools.evaluate_video import SHARED_VIDEO, Label, assign, read_frames, read_labels, scaled
 
 REPO = Path(__file__).resolve().parent.parent
-PHOTO_BOXES = REPO / "samples" / "grocery-val-boxes.json"
 SHARED_GROCERY = REPO.parent / "shared" / "data" / "grocery"
 THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 
@@ -103,13 +103,12 @@ def evaluate(detector: Detector, video: Path, frame_step: int, data: Path, conf:
                            "ms_per_frame_p50": round(float(np.median(times)), 1), "frame_size": list(sheet[0][0].shape[1::-1])}
         if out:
             contact_sheet(sheet, conf, out / "video.png")
-    if PHOTO_BOXES.is_file() and data.is_dir():
-        boxes = json.loads(PHOTO_BOXES.read_text())["images"]
+    if MAIN_BOXES.is_file() and data.is_dir():
         photos, sheet = [], []
-        for rel, entry in tqdm(sorted(boxes.items()), desc="photos", unit="photo", disable=None):
-            image = read_image(data / rel)
+        for path, box in tqdm(sorted(main_boxes(data).items()), desc="photos", unit="photo", disable=None):
+            image = read_image(path)
             dets, _ = run_detector(detector, image)
-            photo_labels = [Label(tuple(map(float, entry["box"])), entry["product"], True)]
+            photo_labels = [Label(box, path.parent.name, True)]
             photos.append((photo_labels, dets))
             if len(sheet) < 24:
                 sheet.append((image, photo_labels, dets))

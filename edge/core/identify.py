@@ -150,7 +150,7 @@ class Identifier:
             tried = [(self.verifier.match(query, self._features(i)), i) for i in self._images_to_verify(cand)]
             best, image = max(tried, key=lambda pair: pair[0].inliers)
             evidence = self._evidence(crop, query, best, image, cand.product_index)
-            if evidence.differing is None and evidence.match.inliers >= self.thresholds.min_inliers:
+            if self.appearance and evidence.differing is None and evidence.match.inliers >= self.thresholds.min_inliers:
                 evidence = self._colours_elsewhere(crop, query, evidence, tried, image, cand.product_index)
             verified.append(evidence)
             if early_stop and is_clear(evidence, self.thresholds):
