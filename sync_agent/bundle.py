@@ -36,7 +36,8 @@ from sync_agent.errors import BundleError
 
 MANIFEST_SCHEMA = 1
 SHARDS = 16
-JSON_PARTS = ("products", "images")  # and, optional, "thumbnails": {product_id: base64 JPEG}
+JSON_PARTS = ("products", "images")  # and, optional, "thumbnails": {product_id: base64 JPEG} (a product's first image)
+# and "image_thumbnails": {image sha256: base64 JPEG} (a product's later images)
 ARRAY_PARTS = ("embeddings", "keypoints", "descriptors", "scores", "offsets")
 SCHEMA_FILE = Path(__file__).resolve().parent / "manifest.schema.json"
 
@@ -101,6 +102,14 @@ def shard_parts(catalog: Catalog, product_indices: list[int], grouped: tuple[np.
     thumbnails = {catalog.products[p].product_id: catalog.thumbnail(catalog.products[p].product_id) for p in product_indices}
     parts = {} if not any(thumbnails.values()) else {
         "thumbnails": json_bytes({pid: base64.b64encode(t).decode() for pid, t in thumbnails.items() if t})}
+    later = {}
+    for p in product_indices:
+        for i in catalog.images_of(p)[1:]:
+            sha, jpeg = catalog.images[i].get("sha256"), catalog.image_thumbnail(i)
+            if sha and jpeg:
+                later[sha] = base64.b64encode(jpeg).decode()
+    if later:
+        parts["image_thumbnails"] = json_bytes(later)
     return parts | {
         "products": json_bytes([asdict(catalog.products[p]) for p in product_indices]),
         "images": json_bytes([catalog.images[i] for i in images]),
@@ -185,14 +194,21 @@ def parse_manifest(data: bytes) -> dict:
 
 def assemble(manifest: dict, read_blob, out: Path) -> None:
     """Write the catalog folder a manifest describes into `out` (an empty staging folder), from its verified blobs."""
-    products, rows, arrays, thumbnails = [], [], {name: [] for name in ARRAY_PARTS}, {}
+    products, rows, arrays, thumbnails, later = [], [], {name: [] for name in ARRAY_PARTS}, {}, {}
     codes = []
     keypoint_base = 0
     for shard in manifest["shards"]:
         parts = {name: read_blob(part["sha256"]) for name, part in shard["parts"].items()}
         shard_products, shard_rows = json.loads(parts["products"]), json.loads(parts["images"])
         shard_thumbnails = json.loads(parts["thumbnails"]) if "thumbnails" in parts else {}
-        check_names(shard["name"], shard_products, shard_rows, shard_thumbnails)
+        shard_later = json.loads(parts["image_thumbnails"]) if "image_thumbnails" in parts else {}
+        check_names(shard["name"], shard_products, shard_rows, shard_thumbnails, shard_later)
+        seen = set()  # a product's first image shows in its thumbnail
+        for n, r in enumerate(shard_rows):
+            if not r.get("variant"):
+                if r["product_id"] in seen and isinstance(r.get("sha256"), str) and r["sha256"] in shard_later:
+                    later[len(rows) + n] = base64.b64decode(shard_later[r["sha256"]], validate=True)
+                seen.add(r["product_id"])
         products += shard_products
         rows += shard_rows
         thumbnails |= {pid: base64.b64decode(t, validate=True) for pid, t in shard_thumbnails.items()}
@@ -221,23 +237,31 @@ def assemble(manifest: dict, read_blob, out: Path) -> None:
         index = read_blob(manifest["index"]["sha256"]), index_info(manifest["index"]), np.concatenate(codes)
     write_catalog_arrays(out, info, products, rows, np.concatenate(arrays["embeddings"]), np.concatenate(arrays["keypoints"]),
                          np.concatenate(arrays["descriptors"]), np.concatenate(arrays["scores"]),
-                         np.concatenate(arrays["offsets"] + [np.array([keypoint_base], np.int64)]), thumbnails, index)
+                         np.concatenate(arrays["offsets"] + [np.array([keypoint_base], np.int64)]), thumbnails, index, later)
 
 
-def check_names(shard: str, products, rows, thumbnails) -> None:
-    """Every id in a shard is a product id, and every row and thumbnail names one of the shard's products.
+def check_names(shard: str, products, rows, thumbnails, image_thumbnails=None) -> None:
+    """Every id in a shard is a product id, every row and thumbnail names one of the shard's products, and every
+    image thumbnail one of its images (by sha256).
 
     Even a signed bundle is untrusted here (the signing key lives on an online server): ids become file
     names during assembly, so `../x` or `/abs/x` must never get that far.
     """
-    if not (isinstance(products, list) and isinstance(rows, list) and isinstance(thumbnails, dict)):
-        raise BundleError(f"shard {shard}: products and images must be lists, thumbnails an object")
+    image_thumbnails = {} if image_thumbnails is None else image_thumbnails
+    if not (isinstance(products, list) and isinstance(rows, list) and isinstance(thumbnails, dict)
+            and isinstance(image_thumbnails, dict)):
+        raise BundleError(f"shard {shard}: products and images must be lists, thumbnails and image thumbnails objects")
     ids = [p.get("product_id") if isinstance(p, dict) else None for p in products]
     bad = [i for i in ids if not (isinstance(i, str) and PRODUCT_ID.fullmatch(i))]
     bad += [k for k in thumbnails if k not in ids]
     bad += [r.get("product_id") if isinstance(r, dict) else r for r in rows if not (isinstance(r, dict) and r.get("product_id") in ids)]
     if bad:
         raise BundleError(f"shard {shard}: {len(bad)} names are not product ids of the shard, e.g. {bad[0]!r}; refused")
+    shas = {r["sha256"] for r in rows if isinstance(r.get("sha256"), str)}
+    strays = [k for k in image_thumbnails if k not in shas or not isinstance(image_thumbnails[k], str)]
+    if strays:
+        raise BundleError(f"shard {shard}: {len(strays)} image thumbnails name no image of the shard, e.g. {strays[0][:16]!r}; "
+                          "refused")
 
 
 def encode_signature(signature: bytes) -> bytes:

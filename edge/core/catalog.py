@@ -13,7 +13,10 @@
     descriptors.npy   [K x Dk] uint8 where every value is an integer 0..255 (SIFT's are: lossless), else float16
     scores.npy        [K] float16 keypoint scores
     offsets.npy       [images + 1] int64: image i owns rows offsets[i]:offsets[i+1]
-    thumbnails/       <product_id>.jpg, 160 px: for people (the installer's page) and the appearance check after alignment
+    thumbnails/       <product_id>.jpg, 160 px: the product's first image, for people (the installer's page) and the
+                      appearance check after alignment
+    image-thumbnails/ <image index>.jpg, 160 px: each later image of a product (another view, another edition of the
+                      pack), for the appearance check of a match on that image; catalogs built before have none
     index.faiss       optional (catalogs of 4,096 images and more): the trained, empty search index, LSH or IVF-PQ
                       (edge.core.stored_index); catalog.json's "index" says which and how many vectors it was trained on
     index_codes.npy   [images x code size] uint8: each image's code under index.faiss
@@ -95,6 +98,15 @@ class Catalog:
         if "/" in product_id or not path.is_file():
             return None
         return path.read_bytes()
+
+    def image_thumbnail(self, image_index: int) -> bytes | None:
+        """A small JPEG of one catalog image: a later image's own, the product's thumbnail for its first; None where the
+        catalog holds none (built before per-image thumbnails, or an image reused from such a build)."""
+        path = self.path / "image-thumbnails" / f"{int(image_index)}.jpg"
+        if path.is_file():
+            return path.read_bytes()
+        product = int(self.image_product[image_index])
+        return self.thumbnail(self.products[product].product_id) if self.images_of(product)[:1] == [image_index] else None
 
     @property
     def image_product(self) -> np.ndarray:

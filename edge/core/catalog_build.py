@@ -58,6 +58,7 @@ class Computed:
     row: dict
     embedding: np.ndarray
     features: Features
+    thumbnail: bytes | None = None  # its crop, small (the appearance check's pixels of a product's later image)
 
 
 def read_products_csv(path: Path) -> dict[str, Product]:
@@ -129,14 +130,18 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
 
     rows, crops_features, embeddings = [], [], []
     thumbnails: dict[str, bytes] = {}  # product id -> its first image's crop, small, for people (the installer's page)
-    batch: list[tuple[dict, np.ndarray]] = []  # (the image's row without its features' size, its crop)
+    later: dict[int, bytes] = {}  # row index -> a product's later image's crop, small: its own colours to compare with
+    batch: list[tuple[dict, np.ndarray, bytes | None]] = []  # (the image's row without its features' size, its crop,
+    # its thumbnail when it is not its product's first)
     rng = np.random.default_rng(seed)
 
     def flush():
-        vectors = embedder.embed([crop for _, crop in batch])
-        for (row, crop), vector in zip(batch, vectors):
+        vectors = embedder.embed([crop for _, crop, _ in batch])
+        for (row, crop, small), vector in zip(batch, vectors):
             features = strongest(verifier.features(crop), verifier.config.catalog_keypoints)
             row = row | {"feature_size": list(features.image_size)}
+            if small is not None:
+                later[len(rows)] = small
             rows.append(row)
             crops_features.append(features)
             embeddings.append(vector)
@@ -151,12 +156,16 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
         file, sha = str(path.relative_to(images_dir)), sha256_file(path)
         earlier = reuse.get((pid, sha)) if reuse and not variants else None
         if earlier is not None:
+            if batch:  # rows stay in the images' order: a product's first row is the image its thumbnail shows
+                flush()
+            if pid not in thumbnails:
+                thumbnails[pid] = (reuse_thumbnails or {}).get(pid)
+            elif earlier.thumbnail is not None:
+                later[len(rows)] = earlier.thumbnail
             rows.append(earlier.row | {"file": file})
             crops_features.append(earlier.features)
             embeddings.append(earlier.embedding)
             report.reused += 1
-            if pid not in thumbnails and (reuse_thumbnails or {}).get(pid):
-                thumbnails[pid] = reuse_thumbnails[pid]
             continue
         try:
             image = read_image(path)
@@ -166,10 +175,11 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
         # a field reference (field-<reference id>.jpg, filed by the catalog server) is the box the device's detector cut
         # already: detected again it would lose a margin, and its embedding and keypoints would no longer be the device's
         crop, box = crop_product(image, None if path.name.startswith(FIELD_PREFIX) else detector)
+        small = thumbnail_jpeg(crop)
         # packshot: judged on the whole image (the crop loses the backdrop)
-        batch.append(({"product_id": pid, "file": file, "bbox": box, "packshot": is_packshot(image), "sha256": sha}, crop))
-        if pid not in thumbnails:
-            thumbnails[pid] = thumbnail_jpeg(crop)
+        batch.append(({"product_id": pid, "file": file, "bbox": box, "packshot": is_packshot(image), "sha256": sha}, crop,
+                      small if pid in thumbnails else None))
+        thumbnails.setdefault(pid, small)
         if len(batch) >= 16:
             flush()
     if batch:
@@ -187,7 +197,7 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
     vectors = np.stack(embeddings).astype(np.float16)
     index = build_codes(vectors, index_kind, *(index_model or (None, None)))
     _write(out, info, products, rows, vectors, crops_features, force,
-           {p.product_id: thumbnails[p.product_id] for p in products if p.product_id in thumbnails}, index)
+           {p.product_id: thumbnails[p.product_id] for p in products if thumbnails.get(p.product_id)}, index, later)
     report.products, report.images = len(products), originals
     log.info("catalog %s v%d: %d products, %d images (+%d variants, %d reused), %d skipped -> %s", info["catalog_id"], version,
              len(products), originals, len(rows) - originals, report.reused, len(report.skipped), out)
@@ -208,7 +218,7 @@ def catalog_info(catalog_id: str, version: int, embedder: Embedder, verifier: Ve
 
 def write_catalog_files(folder: Path, info: dict, products: list[Product], rows: list[dict], embeddings: np.ndarray,
                         features: list[Features], thumbnails: dict[str, bytes] | None = None,
-                        index: StoredIndex | None = None) -> None:
+                        index: StoredIndex | None = None, image_thumbnails: dict[int, bytes] | None = None) -> None:
     """The catalog's files in `folder` (which the caller renames into place)."""
     offsets = np.cumsum([0] + [len(f.keypoints) for f in features]).astype(np.int64)
     dim = features[0].descriptors.shape[1] if features else 0
@@ -217,13 +227,15 @@ def write_catalog_files(folder: Path, info: dict, products: list[Product], rows:
     scores = [f.scores if f.scores is not None else np.zeros(len(f.keypoints)) for f in features]
     scores = np.concatenate(scores) if scores else np.zeros(0)
     write_catalog_arrays(folder, info, [p.__dict__ for p in products], rows, embeddings, keypoints, descriptors, scores, offsets,
-                         thumbnails, index)
+                         thumbnails, index, image_thumbnails)
 
 
 def write_catalog_arrays(folder: Path, info: dict, products: list[dict], rows: list[dict], embeddings: np.ndarray,
                          keypoints: np.ndarray, descriptors: np.ndarray, scores: np.ndarray, offsets: np.ndarray,
-                         thumbnails: dict[str, bytes] | None = None, index: StoredIndex | None = None) -> None:
-    """Every file of a catalog folder, fsynced, catalog.json last (its presence marks a complete folder)."""
+                         thumbnails: dict[str, bytes] | None = None, index: StoredIndex | None = None,
+                         image_thumbnails: dict[int, bytes] | None = None) -> None:
+    """Every file of a catalog folder, fsynced, catalog.json last (its presence marks a complete folder).
+    `image_thumbnails`: image index (a row of `rows`) -> its crop, small, for a product's images after its first."""
     if thumbnails:
         unsafe = [pid for pid in thumbnails if not (isinstance(pid, str) and PRODUCT_ID.fullmatch(pid))]
         if unsafe:  # a product id names a file: nothing may write outside the folder
@@ -231,6 +243,13 @@ def write_catalog_arrays(folder: Path, info: dict, products: list[dict], rows: l
         (folder / "thumbnails").mkdir()
         for pid, jpeg in thumbnails.items():
             (folder / "thumbnails" / f"{pid}.jpg").write_bytes(jpeg)
+    if image_thumbnails:
+        outside = [i for i in image_thumbnails if not (isinstance(i, int) and 0 <= i < len(rows))]
+        if outside:
+            raise CatalogError(f"{folder}: image thumbnails for images {outside[:3]!r}, the catalog has {len(rows)}; nothing written")
+        (folder / "image-thumbnails").mkdir()
+        for i, jpeg in image_thumbnails.items():
+            (folder / "image-thumbnails" / f"{i}.jpg").write_bytes(jpeg)
     (folder / "products.json").write_text(json.dumps(products, indent=1, ensure_ascii=False))
     (folder / "images.json").write_text(json.dumps(rows, indent=1))
     np.save(folder / "image_table.npy", image_table(rows, [p["product_id"] for p in products], folder))
@@ -260,13 +279,13 @@ def no_space(exc: OSError, folder: Path) -> bool:
 
 
 def _write(out: Path, info, products, rows, embeddings, features, force: bool, thumbnails: dict[str, bytes],
-           index: StoredIndex | None) -> None:
+           index: StoredIndex | None, image_thumbnails: dict[int, bytes]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the daemon may run as another user
     try:
         try:
-            write_catalog_files(tmp, info, products, rows, embeddings, features, thumbnails, index)
+            write_catalog_files(tmp, info, products, rows, embeddings, features, thumbnails, index, image_thumbnails)
         except OSError as exc:
             if not no_space(exc, out.parent):
                 raise

@@ -22,7 +22,7 @@ import numpy as np
 from edge.core.appearance import Reference, differing_share, prepare
 from edge.core.catalog import Catalog, Product
 from edge.core.config import DecisionConfig
-from edge.core.decision import NOT_COMPARED, Calibration, Evidence, Thresholds, choose, is_clear, verified_count
+from edge.core.decision import NOT_COMPARED, Calibration, Evidence, Thresholds, choose, is_clear, passes, verified_count
 from edge.core.field_set import EMPTY, FieldSet
 from edge.core.index import Candidate, CatalogIndex, collapse_to_products
 from edge.core.verifier import Features, Match
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 IMAGES_PER_PRODUCT = 3  # catalog images of one product tried by the verifier
-REFERENCES_CACHED = 256  # prepared reference thumbnails kept (appearance.Reference, ~150 kB each)
+REFERENCES_CACHED = 256  # prepared catalog image thumbnails kept (appearance.Reference, ~150 kB each)
 VARIANTS_SEARCHED = 10  # images searched per wanted product when the catalog holds retrieval variants
 
 
@@ -148,27 +148,35 @@ class Identifier:
         for cand in candidates[:limit]:
             query = query or self.verifier.features(crop)
             tried = [(self.verifier.match(query, self._features(i)), i) for i in self._images_to_verify(cand)]
-            best, image = max(tried, key=lambda pair: pair[0].inliers)
-            evidence = self._evidence(crop, query, best, image, cand.product_index)
+            evidence, image = self._best_image([(self._evidence(crop, query, m, i), i) for m, i in tried])
             if self.appearance and evidence.differing is None and evidence.match.inliers >= self.thresholds.min_inliers:
-                evidence = self._colours_elsewhere(crop, query, evidence, tried, image, cand.product_index)
+                evidence = self._colours_elsewhere(crop, query, evidence, tried, image)
             verified.append(evidence)
             if early_stop and is_clear(evidence, self.thresholds):
                 break
         return verified
 
+    def _best_image(self, judged: list[tuple[Evidence, int]]) -> tuple[Evidence, int]:
+        """The product's image that speaks for it: one the crop is identical to (a product is identical to the crop when
+        one of its images is: another view, another edition of the pack), the best-fitting colours first; else the
+        image with the most inliers."""
+        passing = [pair for pair in judged if passes(pair[0], self.thresholds)]
+        if passing:
+            return min(passing, key=lambda pair: (pair[0].differing or 0.0, -pair[0].match.inliers))
+        return max(judged, key=lambda pair: pair[0].match.inliers)
+
     def _colours_elsewhere(self, crop: np.ndarray, query: Features, evidence: Evidence, tried: list[tuple[Match, int]],
-                           matched: int, product_index: int) -> Evidence:
-        """The colours of a match on an image whose pixels the device does not hold (a catalog image after the
-        product's first), judged on the best aligned of the product's images it does hold. Unjudged, a colour twin
-        whose second packshot matched best was named on keypoints alone (measured: red and blue swapped, 12 of 12
-        Grocery packs named as their twin)."""
+                           matched: int) -> Evidence:
+        """The colours of a match on an image whose pixels the device does not hold (a later image of a catalog built
+        before per-image thumbnails, or reused from one), judged on the best aligned of the product's images it does
+        hold. Unjudged, a colour twin whose second packshot matched best was named on keypoints alone (measured: red
+        and blue swapped, 12 of 12 Grocery packs named as their twin)."""
         held = [(m, i) for m, i in tried if i != matched and m.inliers >= self.thresholds.min_inliers
-                and self._colours(i, product_index) is not None]
+                and self._colours(i) is not None]
         if not held:
             return evidence  # no image with pixels shows what the crop shows: keypoints alone, as before
         match, image = max(held, key=lambda pair: pair[0].inliers)
-        return Evidence(match=evidence.match, differing=self._evidence(crop, query, match, image, product_index).differing)
+        return Evidence(match=evidence.match, differing=self._evidence(crop, query, match, image).differing)
 
     def _images_to_verify(self, cand: Candidate) -> list[int]:
         """The image retrieved, then the product's field references (the camera's own view of it: a product that has
@@ -184,34 +192,38 @@ class Identifier:
         n = self.catalog.image_count
         return self.catalog.features(image) if image < n else self.field.images[image - n].features
 
-    def _evidence(self, crop: np.ndarray, query: Features, match: Match, image: int, product_index: int) -> Evidence:
+    def _evidence(self, crop: np.ndarray, query: Features, match: Match, image: int) -> Evidence:
         n = self.catalog.image_count
         size = self.catalog.feature_size(image) if image < n else self.field.images[image - n].features.image_size
-        return judge(crop, query, match, size, partial(self._colours, image, product_index), self.thresholds, self.appearance)
+        return judge(crop, query, match, size, partial(self._colours, image), self.thresholds, self.appearance)
 
-    def _colours(self, image: int, product_index: int) -> Reference | None:
-        """The pixels of the image matched, where the device holds them: a field reference's, and the product's first
-        catalog image's (its thumbnail); not its other catalog images'."""
+    def _colours(self, image: int) -> Reference | None:
+        """The pixels of the image matched, where the device holds them: a field reference's, a catalog image's
+        thumbnail (catalogs built before per-image thumbnails hold only each product's first)."""
         n = self.catalog.image_count
         if image >= n:
             return self.field.images[image - n].appearance
-        return self.reference(product_index) if image == self.catalog.images_of(product_index)[0] else None
+        return self._prepared(image)
 
     def reference(self, product_index: int) -> Reference | None:
-        """The product's first catalog image, small (the catalog's thumbnail), prepared for the appearance check; the
-        last REFERENCES_CACHED stay prepared; None for a product the catalog lacks (taught on this device) or whose
-        catalog has no thumbnails."""
+        """The product's first catalog image, small (the catalog's thumbnail), prepared for the appearance check; None
+        for a product the catalog lacks (taught on this device) or whose catalog has no thumbnails."""
         if product_index >= len(self.catalog.products):
             return None
+        first = self.catalog.images_of(product_index)[:1]
+        return self._prepared(first[0]) if first else None
+
+    def _prepared(self, image: int) -> Reference | None:
+        """A catalog image's thumbnail prepared for the appearance check; the last REFERENCES_CACHED stay prepared."""
         with self._references_lock:
-            if product_index in self._references:
-                self._references.move_to_end(product_index)
-                return self._references[product_index]
-        jpeg = self.catalog.thumbnail(self.catalog.products[product_index].product_id)
-        image = None if jpeg is None else cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-        reference = None if image is None else prepare(image)
+            if image in self._references:
+                self._references.move_to_end(image)
+                return self._references[image]
+        jpeg = self.catalog.image_thumbnail(image)
+        decoded = None if jpeg is None else cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        reference = None if decoded is None else prepare(decoded)
         with self._references_lock:
-            self._references[product_index] = reference
+            self._references[image] = reference
             if len(self._references) > REFERENCES_CACHED:
                 self._references.popitem(last=False)
         return reference

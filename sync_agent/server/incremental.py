@@ -69,12 +69,12 @@ def _published_fingerprints(storage: Storage, shard: dict) -> tuple[set, list[di
 
 
 def _reusable(storage: Storage, shard: dict, rows: list[dict]) -> tuple[dict[tuple[str, str], Computed], dict[str, bytes]]:
-    """What a published shard holds per image (row, embedding, keypoints), by (product id, sha256)."""
+    """What a published shard holds per image (row, embedding, keypoints, a later image's thumbnail), by (product id,
+    sha256), and its products' thumbnails."""
     arrays = {name: np.load(io.BytesIO(_read(storage, shard["parts"][name])), allow_pickle=False)
               for name in ("embeddings", "keypoints", "descriptors", "scores", "offsets")}
-    thumbnails = {}
-    if "thumbnails" in shard["parts"]:
-        thumbnails = {pid: base64.b64decode(t) for pid, t in json.loads(_read(storage, shard["parts"]["thumbnails"])).items()}
+    thumbnails, later = ({pid: base64.b64decode(t) for pid, t in json.loads(_read(storage, shard["parts"][part])).items()}
+                         if part in shard["parts"] else {} for part in ("thumbnails", "image_thumbnails"))
     reuse = {}
     for i, row in enumerate(rows):
         if row.get("variant"):
@@ -82,7 +82,7 @@ def _reusable(storage: Storage, shard: dict, rows: list[dict]) -> tuple[dict[tup
         start, end = arrays["offsets"][i], arrays["offsets"][i + 1]
         features = Features(arrays["keypoints"][start:end].astype(np.float32), arrays["descriptors"][start:end],
                             tuple(row["feature_size"]), arrays["scores"][start:end].astype(np.float32))
-        reuse[(row["product_id"], row["sha256"])] = Computed(row, arrays["embeddings"][i], features)
+        reuse[(row["product_id"], row["sha256"])] = Computed(row, arrays["embeddings"][i], features, later.get(row["sha256"]))
     return reuse, thumbnails
 
 

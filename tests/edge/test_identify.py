@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -186,11 +187,10 @@ def test_detect_refuses_a_catalog_built_with_another_embedder(catalog_dir, tmp_p
     assert run.returncode == 1 and "rebuild the catalog with this device's embedder" in run.stderr
 
 
-@pytest.mark.parametrize("pack", [0, 4, 11])
-def test_a_colour_twin_is_not_named_through_a_second_catalog_image_whose_pixels_the_device_lacks(tmp_path, pack):
-    """The device holds the pixels of a product's first catalog image only. A colour twin (same artwork, red and blue
-    swapped) that matched the product's second image best was named on keypoints alone; its colours are now judged
-    on the first image, which it also matches. The product itself is still named."""
+def one_product_catalog(tmp_path, pack: int, second: str, per_image_thumbnails: bool = True):
+    """A catalog of one Grocery pack with two images: its packshot, then `second` ("front": the front, upscaled;
+    "edition": the packshot with red and blue swapped, another edition of the pack). Its identifier, the pack's face
+    and the face's colour twin (red and blue swapped)."""
     from edge.core.assembly import identifier_for
     from edge.core.catalog import load_catalog
     from edge.core.catalog_build import build_catalog
@@ -202,13 +202,36 @@ def test_a_colour_twin_is_not_named_through_a_second_catalog_image_whose_pixels_
     images = tmp_path / "images" / "the-product"
     images.mkdir(parents=True)
     cv2.imwrite(str(images / "0-packshot.jpg"), packshot)
-    cv2.imwrite(str(images / "1-front.jpg"), reference_image(packshot, face, "upscaled"))  # a second, sharper image
+    later = reference_image(packshot, face, "upscaled") if second == "front" else colour_twin(packshot, "swap", np.random.default_rng(0))
+    cv2.imwrite(str(images / f"1-{second}.jpg"), later)
     config = Config()
     models = Models.open(config)
     build_catalog(tmp_path / "images", tmp_path / "catalog", models.embedder, models.verifier, None, "twins")
-    identifier = identifier_for(config, load_catalog(tmp_path / "catalog"), models)
-    twin = colour_twin(face, "swap", np.random.default_rng(0))
+    if not per_image_thumbnails:  # as a catalog built before them holds only each product's first image's pixels
+        shutil.rmtree(tmp_path / "catalog" / "image-thumbnails")
+    return identifier_for(config, load_catalog(tmp_path / "catalog"), models), face, colour_twin(face, "swap", np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("pack", [0, 4, 11])
+@pytest.mark.parametrize("per_image_thumbnails", [True, False])
+def test_a_colour_twin_is_not_named_through_a_second_catalog_image(tmp_path, pack, per_image_thumbnails):
+    """A colour twin (same artwork, red and blue swapped) that matches the product's second image best was named on
+    keypoints alone when the device held the pixels of a product's first catalog image only. Its colours are judged
+    on the second image's own thumbnail, and in a catalog built before those, on the first image, which it also
+    matches. The product itself is still named."""
+    identifier, face, twin = one_product_catalog(tmp_path, pack, "front", per_image_thumbnails)
     product, other = identifier.examine([cv2.resize(face, None, fx=1.5, fy=1.5), cv2.resize(twin, None, fx=1.5, fy=1.5)])
     assert product.identification.status == "identified"
     assert other.evidence[0].match.inliers >= DecisionConfig().min_inliers  # its keypoints alone would name it
     assert other.identification.status == "unknown", other.evidence
+
+
+@pytest.mark.parametrize("pack", [0, 4, 11])
+def test_a_product_is_named_in_the_edition_a_later_catalog_image_shows(tmp_path, pack):
+    """A shop adds a photo of the pack's other edition (here its red and blue swapped) to the product's images: the
+    pack in that edition is named, by that image's own colours. Before, every match had its colours judged on the
+    product's first image, the other edition, and the pack was refused whatever images the catalog held."""
+    identifier, face, edition = one_product_catalog(tmp_path, pack, "edition")
+    examined, = identifier.examine([cv2.resize(edition, None, fx=1.5, fy=1.5)])
+    assert examined.identification.status == "identified", examined.evidence
+    assert examined.identification.product.product_id == "the-product"

@@ -76,6 +76,9 @@ def test_a_thumbnail_name_is_refused_by_the_catalog_writer_too(tmp_path):
     with pytest.raises(CatalogError, match="not product ids"):
         write_catalog_arrays(tmp_path, {}, [], [], *(np.zeros((0, 1)) for _ in range(5)), thumbnails={"../x": b"j"})
     assert list(tmp_path.iterdir()) == []
+    with pytest.raises(CatalogError, match="image thumbnails for images"):
+        write_catalog_arrays(tmp_path, {}, [], [], *(np.zeros((0, 1)) for _ in range(5)), image_thumbnails={"../x": b"j"})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_extra_product_key_or_an_object_array_is_a_refusal_and_the_forever_agent_lives_on(tree, catalog):
@@ -216,3 +219,18 @@ def test_a_folder_whose_name_ends_in_a_newline_is_not_a_product(tmp_path):
     report = BuildReport()
     assert [pid for pid, _ in scan(tmp_path, report)] == ["good"] and len(report.skipped) == 1
     assert all(PRODUCT_ID.fullmatch(pid) is None for pid in ("a\n", "a/b", "../a", "", ".a", "a" * 129))
+
+
+@pytest.mark.parametrize("name", ["../../../escaped", "0" * 64])
+def test_a_signed_bundle_whose_image_thumbnails_name_no_image_of_the_shard_is_refused(tree, catalog, tmp_path, name):
+    """Image thumbnails are keyed by an image's sha256 and written under the image's index: a key that is no image of
+    the shard (a path, another shard's image) is refused before anything is written."""
+    storage, config, agent, key = tree
+
+    def mutate(parts):
+        parts["image_thumbnails"] = json_bytes({name: base64.b64encode(b"owned").decode()})
+
+    publish_signed(storage, catalog, key, 2, mutate)
+    with pytest.raises(BundleError, match="image thumbnails name no image of the shard"):
+        agent.sync_once()
+    assert list(tmp_path.rglob("*escaped*")) == [] and current_version(config) == 1

@@ -83,3 +83,34 @@ def test_signatures_verify_only_the_signed_bytes_with_the_right_key(tmp_path):
     with pytest.raises(SyncError, match="already there"):
         generate_keypair(tmp_path / "a")
     assert oct(private.stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.fixture(scope="module")
+def two_images(tmp_path_factory):
+    """A product with a second catalog image (another edition of its pack: its colours turned), and one without."""
+    import cv2
+
+    tmp = tmp_path_factory.mktemp("editions")
+    images = copy_sample(tmp / "images", ["cha-mate-limao", "coca-cola-can"])
+    first = cv2.imread(str(images / "cha-mate-limao" / "frame0000.jpg"))
+    cv2.imwrite(str(images / "cha-mate-limao" / "frame0001-edition.jpg"), first[..., ::-1])
+    models = Models.open(Config())
+    build_catalog(images, tmp / "catalog", models.embedder, models.verifier, models.detector, "shelf")
+    return load_catalog(tmp / "catalog")
+
+
+def test_a_later_catalog_image_keeps_its_own_pixels_through_a_bundle(two_images, tmp_path):
+    catalog = two_images
+    limao = [p.product_id for p in catalog.products].index("cha-mate-limao")
+    first, later = catalog.images_of(limao)
+    assert catalog.image_thumbnail(first) == catalog.thumbnail("cha-mate-limao")  # the first: the product's thumbnail
+    assert catalog.image_thumbnail(later) not in (None, catalog.thumbnail("cha-mate-limao"))
+    assert sorted(p.name for p in (catalog.path / "image-thumbnails").iterdir()) == [f"{later}.jpg"]
+    bundle = make_bundle(catalog, "shelf", 2)
+    assert sum("image_thumbnails" in s["parts"] for s in bundle.manifest["shards"]) == 1  # the can's shard has none
+    out = tmp_path / "assembled"
+    out.mkdir()
+    assemble(parse_manifest(bundle.manifest_bytes), bundle.blobs.__getitem__, out)
+    again = load_catalog(out)
+    j = [p.product_id for p in again.products].index("cha-mate-limao")
+    assert [again.image_thumbnail(i) for i in again.images_of(j)] == [catalog.image_thumbnail(i) for i in (first, later)]

@@ -21,6 +21,7 @@ from tests.sync.conftest import SAMPLE, TOKEN, device_config
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TWIN = "twin-12"  # an id in the same shard as cha-mate-limao: a shard of two products
 JUICE = REPO / "tests" / "data" / "grocery-mini" / "iconic-images-and-descriptions" / "Packages" / "Juice"
+TWIN_IMAGES = [JUICE / "Bravo-Apple-Juice" / "Bravo-Apple-Juice_Iconic.jpg", JUICE / "Bravo-Orange-Juice" / "Bravo-Orange-Juice_Iconic.jpg"]
 
 
 def put(url: str, product_id: str, files: list) -> None:
@@ -36,11 +37,13 @@ def publish(url: str) -> dict:
 
 
 def per_image(catalog) -> dict:
-    """(product id, image sha256) -> embedding, keypoints, descriptors: what a device searches and verifies with."""
+    """(product id, image sha256) -> embedding, keypoints, descriptors, thumbnail: what a device searches and verifies
+    with."""
     out = {}
     for i, row in enumerate(catalog.images):
         f = catalog.features(i)
-        out[(row["product_id"], row["sha256"])] = (catalog.embeddings[i].tobytes(), f.keypoints.tobytes(), f.descriptors.tobytes())
+        out[(row["product_id"], row["sha256"])] = (catalog.embeddings[i].tobytes(), f.keypoints.tobytes(), f.descriptors.tobytes(),
+                                                   catalog.image_thumbnail(i))
     return out
 
 
@@ -50,7 +53,7 @@ def test_one_changed_product_rebuilds_its_shard_only_and_devices_get_what_a_full
     requests.post(f"{url}/api/v1/catalogs", json={"catalog_id": "shelf"}, headers=AUTH, timeout=10).raise_for_status()
     for pid in ("cha-mate-limao", "cha-mate-natural", "coca-cola-can"):
         put(url, pid, sorted((SAMPLE / pid).glob("*.jpg")))
-    put(url, TWIN, [JUICE / "Bravo-Apple-Juice" / "Bravo-Apple-Juice_Iconic.jpg"])
+    put(url, TWIN, TWIN_IMAGES)  # two images: the second has its own thumbnail
     first = publish(url)
     assert first["version"] == 1 and first["shards_built"] is None  # nothing published before: a full build
     agent = Agent(device_config(tmp_path, url, keys[1]))
@@ -60,7 +63,7 @@ def test_one_changed_product_rebuilds_its_shard_only_and_devices_get_what_a_full
     second = publish(url)
     manifests = [json.loads((tmp_path / "server" / "public" / "catalogs" / "shelf" / "manifest.json").read_text())]
     [shard] = [s for s in manifests[0]["shards"] if s["name"] == f"{shard_of(TWIN):02x}"]
-    assert second["shards_built"] == 1 and second["images_reused"] == 1  # the twin's image came from the v1 bundle
+    assert second["shards_built"] == 1 and second["images_reused"] == 2  # the twin's images came from the v1 bundle
     assert second["new_blobs"] <= len(shard["parts"])
     synced = agent.sync_once()
     assert synced.version == 2 and synced.blobs_downloaded == second["new_blobs"]  # that shard's new parts, nothing else
@@ -72,13 +75,15 @@ def test_one_changed_product_rebuilds_its_shard_only_and_devices_get_what_a_full
     (images / "cha-mate-limao").mkdir()
     shutil.copy(REPO / "samples" / "shelf" / "frame_0150.jpg", images / "cha-mate-limao")
     (images / TWIN).mkdir()
-    shutil.copy(JUICE / "Bravo-Apple-Juice" / "Bravo-Apple-Juice_Iconic.jpg", images / TWIN)
+    for image in TWIN_IMAGES:
+        shutil.copy(image, images / TWIN)
     models = Models.open(Config())
     detector, embedder, verifier = models.detector, models.embedder, models.verifier
     build_catalog(images, tmp_path / "full", embedder, verifier, detector, "shelf", 2)
     installed = load_catalog(tmp_path / "device" / "catalogs" / "current")
     assert per_image(installed) == per_image(load_catalog(tmp_path / "full"))
     assert installed.thumbnail(TWIN) is not None
+    assert sum(thumbnail is not None for *_, thumbnail in per_image(installed).values()) == 5  # every image's pixels
 
     unchanged = publish(url)
     assert unchanged["shards_built"] == 0 and unchanged["new_blobs"] == 0
