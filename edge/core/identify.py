@@ -148,22 +148,13 @@ class Identifier:
         for cand in candidates[:limit]:
             query = query or self.verifier.features(crop)
             tried = [(self.verifier.match(query, self._features(i)), i) for i in self._images_to_verify(cand)]
-            evidence, image = self._best_image([(self._evidence(crop, query, m, i), i) for m, i in tried])
+            evidence, image = best_image([(self._evidence(crop, query, m, i), i) for m, i in tried], self.thresholds)
             if self.appearance and evidence.differing is None and evidence.match.inliers >= self.thresholds.min_inliers:
                 evidence = self._colours_elsewhere(crop, query, evidence, tried, image)
             verified.append(evidence)
             if early_stop and is_clear(evidence, self.thresholds):
                 break
         return verified
-
-    def _best_image(self, judged: list[tuple[Evidence, int]]) -> tuple[Evidence, int]:
-        """The product's image that speaks for it: one the crop is identical to (a product is identical to the crop when
-        one of its images is: another view, another edition of the pack), the best-fitting colours first; else the
-        image with the most inliers."""
-        passing = [pair for pair in judged if passes(pair[0], self.thresholds)]
-        if passing:
-            return min(passing, key=lambda pair: (pair[0].differing or 0.0, -pair[0].match.inliers))
-        return max(judged, key=lambda pair: pair[0].match.inliers)
 
     def _colours_elsewhere(self, crop: np.ndarray, query: Features, evidence: Evidence, tried: list[tuple[Match, int]],
                            matched: int) -> Evidence:
@@ -203,17 +194,9 @@ class Identifier:
         n = self.catalog.image_count
         if image >= n:
             return self.field.images[image - n].appearance
-        return self._prepared(image)
+        return self.prepared(image)
 
-    def reference(self, product_index: int) -> Reference | None:
-        """The product's first catalog image, small (the catalog's thumbnail), prepared for the appearance check; None
-        for a product the catalog lacks (taught on this device) or whose catalog has no thumbnails."""
-        if product_index >= len(self.catalog.products):
-            return None
-        first = self.catalog.images_of(product_index)[:1]
-        return self._prepared(first[0]) if first else None
-
-    def _prepared(self, image: int) -> Reference | None:
+    def prepared(self, image: int) -> Reference | None:
         """A catalog image's thumbnail prepared for the appearance check; the last REFERENCES_CACHED stay prepared."""
         with self._references_lock:
             if image in self._references:
@@ -271,6 +254,16 @@ class Identifier:
             with timings.stage("detect"):
                 boxes = [d.bbox for d in (self.detector.detect_tiled(frame) if tiled else self.detector.detect(frame))]
         return [Detected(boxes[i], ident) for i, ident in self.identify_boxes(frame, boxes, timings)]
+
+
+def best_image(judged: list[tuple[Evidence, int]], thresholds: Thresholds) -> tuple[Evidence, int]:
+    """Of one product's images (evidence, image), the one that speaks for it: one the crop is identical to (a product
+    is identical to the crop when one of its images is: another view, another edition of the pack), the best-fitting
+    colours first; else the one with the most inliers."""
+    passing = [pair for pair in judged if passes(pair[0], thresholds)]
+    if passing:
+        return min(passing, key=lambda pair: (pair[0].differing or 0.0, -pair[0].match.inliers))
+    return max(judged, key=lambda pair: pair[0].match.inliers)
 
 
 def judge(crop: np.ndarray, query: Features, match: Match, reference_size: tuple[int, int],

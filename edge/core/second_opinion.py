@@ -1,7 +1,7 @@
 """A second opinion: another verifier's look at a crop the first left unnamed.
 
 The same candidates (the catalog's retrieval), matched with a learned verifier (ALIKED or DISK + LightGlue) against
-each candidate's pixels that every device holds: the product's catalog thumbnail and its field references, with
+each candidate's pixels that every device holds: the product's catalog image thumbnails and its field references, with
 their features made on the device the first time a product is asked about. Judged and decided exactly as the first
 opinion. Asked once per track, on its sharpest crop, off the frame loop (edge/daemon/second_opinions.py): on the
 shelf video it named tracks blur and small crops had left to SIFT (docs/accuracy.md).
@@ -17,7 +17,7 @@ import numpy as np
 
 from edge.core.appearance import Reference
 from edge.core.decision import Evidence, verified_count
-from edge.core.identify import IMAGES_PER_PRODUCT, REFERENCES_CACHED, Identification, Identifier, decide, judge
+from edge.core.identify import IMAGES_PER_PRODUCT, REFERENCES_CACHED, Identification, Identifier, best_image, decide, judge
 from edge.core.verifier import Features, Verifier
 
 
@@ -44,21 +44,24 @@ class SecondOpinion:
         references = self.references(product_index)
         if not references:
             return Evidence.none()
-        match, (features, pixels) = max(((self.verifier.match(query, f), (f, p)) for f, p in references),
-                                        key=lambda pair: pair[0].inliers)
-        return judge(crop, query, match, features.image_size, lambda: pixels, self.identifier.thresholds, self.identifier.appearance)
+        thresholds = self.identifier.thresholds
+        judged = [(judge(crop, query, self.verifier.match(query, features), features.image_size, lambda p=pixels: p, thresholds,
+                         self.identifier.appearance), n) for n, (features, pixels) in enumerate(references)]
+        return best_image(judged, thresholds)[0]
 
     def references(self, product_index: int) -> list[tuple[Features, Reference]]:
-        """The product's thumbnail and field references (IMAGES_PER_PRODUCT at most), each with this verifier's features;
-        made once, the last REFERENCES_CACHED products kept."""
+        """The product's first catalog image, its field references, then its later catalog images (IMAGES_PER_PRODUCT
+        at most; the thumbnails the device holds), each with this verifier's features; made once, the last
+        REFERENCES_CACHED products kept."""
         with self._lock:
             if product_index in self._features:
                 self._features.move_to_end(product_index)
                 return self._features[product_index]
         first = self.identifier
         field = [first.field.images[i].appearance for i in first.field.images_of(product_index)] if len(first.field) else []
-        thumbnail = first.reference(product_index)
-        pixels = ([thumbnail] if thumbnail is not None else []) + field
+        images = first.catalog.images_of(product_index) if product_index < len(first.catalog.products) else []
+        catalog = [first.prepared(i) for i in images]
+        pixels = [p for p in (catalog[:1] + field + catalog[1:]) if p is not None]
         made = [(self.verifier.features(p.bgr), p) for p in pixels[:IMAGES_PER_PRODUCT]]
         with self._lock:
             self._features[product_index] = made

@@ -127,7 +127,7 @@ def test_an_identifier_a_switch_replaced_closes_its_catalog_files_without_waitin
         for _ in range(3):
             catalog = load_catalog(sample_catalog_dir, active.embedder.model_id, active.verifier.id)
             replaced = identifier_for(config, catalog, active.models)
-            replaced.reference(0)  # the decoded-thumbnail cache was the cycle
+            replaced.prepared(0)  # the decoded-thumbnail cache was the cycle
             del catalog, replaced
         assert open_files() == before
     finally:

@@ -46,3 +46,26 @@ def test_a_products_features_are_made_once(opinion):
     first = opinion.references(index)
     assert len(first) == 1 and first[0][0].descriptors.shape[1] == 128  # the thumbnail, ALIKED's descriptors
     assert opinion.references(index) is first
+
+
+def test_it_names_a_pack_in_the_edition_a_later_catalog_image_shows(tmp_path):
+    """The second opinion looks at a product's later catalog images too (their thumbnails): a pack in the edition only
+    its second image shows (here the Chá Mate Limão bottle with red and blue swapped) is named, not refused on the
+    colours of the first."""
+    import shutil
+
+    images = tmp_path / "images"
+    shutil.copytree(REPO / "samples" / "shelf-catalog", images)
+    first = cv2.imread(str(images / "cha-mate-limao" / "frame0000.jpg"))
+    cv2.imwrite(str(images / "cha-mate-limao" / "frame0001-edition.jpg"), first[..., ::-1])
+    config = Config()
+    models = Models.open(config)
+    build_catalog(images, tmp_path / "catalog", models.embedder, models.verifier, models.detector, "shelf")
+    identifier = identifier_for(config, load_catalog(tmp_path / "catalog"), models)
+    opinion = SecondOpinion(identifier, open_verifier(VerifierConfig(kind="aliked-lightglue", device="cpu", max_keypoints=512)))
+    limao = [p.product_id for p in identifier.products].index("cha-mate-limao")
+    assert len(opinion.references(limao)) == 2
+    query = cv2.imread(str(QUERIES / "cha-mate-limao.jpg"))
+    assert opinion.identify(query).product.product_id == "cha-mate-limao"
+    edition = opinion.identify(query[..., ::-1].copy())
+    assert edition.status == "identified" and edition.product.product_id == "cha-mate-limao", edition
