@@ -19,10 +19,8 @@ gains' colour bounded (a lamp's cast is corrected; blue is not turned orange).
 Only the part of the face between the inliers' leftmost and rightmost points is
 compared: the plane the transform aligns (a carton's side panel is another).
 
-The reference pixels are the catalog's product thumbnail (its first image, 160
-px), so the check needs no change to the catalog format; a match on another
-image of the product has its colours judged on the first, where the crop aligns
-with it too (edge.core.identify).
+The reference pixels are the thumbnail (160 px) of the catalog image the crop
+aligns with, or the field reference's crop (edge.core.identify).
 """
 
 from __future__ import annotations
