@@ -64,3 +64,20 @@ def test_every_packaged_grocery_product_has_an_edition_label():
     products, _ = read_dataset(MINI, "val")
     assert {p.name for p in products if p.packaged} <= set(editions)
     assert set(editions.values()) == {"same", "other"} and len(editions) == 31
+
+
+def test_synthetic_editions_are_the_same_product_with_a_second_catalog_image(tmp_path):
+    """--editions: each colour twin is another edition of its pack, asked as that product; the report tells the queries
+    of a pack in its other edition apart, and there is no open set."""
+    out = tmp_path / "records.jsonl"
+    run = subprocess.run([sys.executable, "-m", "tools.evaluate_transfer", "--sources", "synthetic", "--data", str(MINI), "--editions",
+                          "--twins", "2", "--conditions", "shelf", "--json", "--out", str(out),
+                          "--examples", str(tmp_path / "examples.png")], capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-2000:]
+    synthetic = json.loads(run.stdout)["sources"]["synthetic"]
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert (synthetic["catalog_instances"], synthetic["open_instances"], synthetic["other_edition_instances"]) == (14, 0, 2)
+    editions = [r for r in records if r["edition"] == "other"]
+    assert {r["key"].split("~")[0] for r in editions} == {r["truth"] for r in editions}  # a twin's queries are its pack's
+    assert all("~" not in c["product"] for r in records for c in r["candidates"])  # 12 products, no twin among them
+    assert synthetic["recall_other_edition"] == round(sum(r["named"] == r["truth"] for r in editions) / 2, 3)

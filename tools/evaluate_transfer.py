@@ -22,7 +22,9 @@ Per source: recall (right product named), wrong (another catalog product named; 
 family — brand for Grocery, colour twin for synthetic, look-alike line on the shelves), false_id (instances
 whose product is in no catalog the run used, named), twin_false_id (of those, ones whose sibling stayed in the
 catalog, named as it), with counts and seconds; for grocery-val also recall_same_edition, over the photos whose
-iconic image shows the edition of the pack they show (samples/grocery-editions.csv: our labels).
+iconic image shows the edition of the pack they show (samples/grocery-editions.csv: our labels), and
+recall_other_edition over the others; for synthetic --editions (each colour twin another edition of its pack, its
+image the product's second catalog image) recall_other_edition over the queries of a pack in its other edition.
 
 --out writes one JSON line per instance and run: source, run (closed / open-N), truth, its family, whether its
 product was in the catalog, the retrieved candidates with similarity and, where verified, inliers, inlier ratio,
@@ -166,9 +168,11 @@ def labelled_stills(name: str, labels_file: Path, folder: Path, models, boxes: s
 
 
 def synthetic(data: Path, seed: int, twins: int, conditions: tuple[str, ...] = CONDITIONS,
-              second_images: bool = False) -> tuple[Source, object]:
+              second_images: bool = False, editions: bool = False) -> tuple[Source, object]:
     """`second_images`: each product's catalog holds a second image of its front after its reference (the upscaled
-    tight crop; the tight crop where the reference is that): the device holds the first image's pixels only."""
+    tight crop; the tight crop where the reference is that). `editions`: each colour twin is another edition of its
+    pack, the same product, whose catalog holds the edition's image after the pack's; its queries are that product
+    in the other edition (Instance.edition "other"); no open set (the plain suite's left-out twins are that)."""
     products, _ = read_dataset(data, "val")
     packshots = {p.name: read_image(p.iconic) for p in products if p.packaged}
     train = sorted(read_dataset(data, "train")[1]) if (data / "train.txt").is_file() else []  # else plain shelves
@@ -180,6 +184,13 @@ def synthetic(data: Path, seed: int, twins: int, conditions: tuple[str, ...] = C
         for p in suite.packs:
             references[p.product_id].append(reference_image(p.reference, p.face, "tight" if p.reference_kind == "upscaled" else "upscaled"))
     families = {p.product_id: p.family for p in suite.packs}
+    if editions:
+        family = {q.product_id: families[q.product_id] for q in suite.queries}
+        instances = [replace(i, truth=family[i.truth], edition="same" if family[i.truth] == i.truth else "other") for i in instances]
+        for p in suite.packs:
+            if p.family != p.product_id:
+                references[p.family] += references.pop(p.product_id)
+        return Source("synthetic", references, instances, []), suite
     return Source("synthetic", references, instances, [set(suite.left_out)], families), suite
 
 
@@ -268,10 +279,11 @@ def summarise(records: list[dict]) -> dict:
                         "open_instances": len(unknown), "false_id_n": len(false_ids), "twin_instances": len(twins),
                         "twin_false_id_n": twin_false, "detected": rate(sum(r["detected"] for r in mine), len(mine)),
                         "confusions": dict(Counter(f"{r['truth']} -> {r['named']}" for r in wrong + false_ids).most_common(6))}
-        same = [r for r in known if r.get("edition") == "same"]
-        if same:  # the photos whose catalog image shows their pack's edition: what an identical-product decision can name
-            report[name] |= {"recall_same_edition": rate(sum(r["named"] == r["truth"] for r in same), len(same)),
-                             "same_edition_instances": len(same)}
+        for edition in ("same", "other"):  # same: instances whose (first) catalog image shows their pack's edition
+            these = [r for r in known if r.get("edition") == edition]
+            if these:
+                report[name] |= {f"recall_{edition}_edition": rate(sum(r["named"] == r["truth"] for r in these), len(these)),
+                                 f"{edition}_edition_instances": len(these)}
     return report
 
 
@@ -288,7 +300,8 @@ def open_source(name: str, args, models) -> tuple[Source, object]:
     if name == "os2d-demo":
         return labelled_stills(name, OS2D_LABELS, DATA / "os2d-demo", models, args.boxes), None
     if name == "synthetic":
-        return synthetic(args.data, args.seed, args.twins, tuple(c for c in args.conditions.split(",") if c), args.second_images)
+        return synthetic(args.data, args.seed, args.twins, tuple(c for c in args.conditions.split(",") if c), args.second_images,
+                         args.editions)
     raise SystemExit(f"unknown source {name!r}: expected some of {', '.join(SOURCES)}")
 
 
@@ -305,6 +318,9 @@ def main() -> int:
     parser.add_argument("--conditions", default=",".join(CONDITIONS), help=f"synthetic: comma-separated, of {', '.join(CONDITIONS)}")
     parser.add_argument("--second-images", action="store_true",
                         help="synthetic: a second catalog image of each product's front beside its reference")
+    parser.add_argument("--editions", action="store_true",
+                        help="synthetic: each colour twin is another edition of its pack (the same product, its image the "
+                             "product's second catalog image); recall_other_edition: those queries named as the product")
     parser.add_argument("--limit", type=int, help="grocery-val: photos (a seeded sample), for quick checks")
     parser.add_argument("--config", type=Path, help="config naming models and thresholds (default: built-in defaults)")
     parser.add_argument("--out", type=Path, default=Path("eval-out/transfer/records.jsonl"), help="per-instance records (JSON lines)")
@@ -334,6 +350,7 @@ def main() -> int:
     args.out.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     report = {"verifier": models.verifier.id, "embedder": models.embedder.model_id[:12], "decision": config.decision.kind,
               "max_differing": config.decision.max_differing, "boxes": args.boxes, "grocery_detect": args.detect,
+              "synthetic_editions": args.editions,
               "sources": {name: s | {"seconds": seconds[name]} for name, s in summarise(records).items()}}
     if models.second is not None:
         report["second_opinion"] = models.second.id
