@@ -29,6 +29,19 @@ settings.register_profile("long", max_examples=5000, deadline=None, suppress_hea
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which files each test under its group; after
+# tests/systemd/conftest.py's (a later conftest's tryfirst hook runs first), whose group stays
+def pytest_collection_modifyitems(config, items):
+    """Tests that share a module-scoped fixture run on one worker (make test runs `--dist loadgroup`): else every
+    worker that gets one of them builds it again (the shelf video's evaluation ran twice, 72 s each)."""
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        info = getattr(item, "_fixtureinfo", None)
+        if info and any(d.scope == "module" for defs in info.name2fixturedefs.values() for d in defs):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
 def once_per_run(tmp_path_factory, name: str, make: Callable[[Path], Path]) -> Path:
     """What `make(folder)` returns, made once per test run: under pytest-xdist each worker is a session of its own, so
     a session fixture would be made once per worker; here the first worker makes it and the others wait and reuse it.
