@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -56,9 +58,11 @@ def test_provider_preference_order():
     assert choose_providers(["CPUExecutionProvider"], options) == ["CPUExecutionProvider"]
 
 
-def test_int8_on_cpu_without_a_quantised_model_says_how_to_make_one(small_embedder):
+def test_int8_on_cpu_without_a_quantised_model_says_how_to_make_one(small_embedder, tmp_path):
+    alone = tmp_path / small_embedder.name  # the shared one may have its quantised model beside it (test_quantize_and_bench)
+    shutil.copy(small_embedder, alone)
     with pytest.raises(ModelError, match="embedder.int8.onnx; make it with `shelfid models quantize"):
-        open_backend(small_embedder, "onnxruntime", BackendOptions(precision="int8"))
+        open_backend(alone, "onnxruntime", BackendOptions(precision="int8"))
 
 
 class Flat(torch.nn.Module):

@@ -88,9 +88,14 @@ def test_a_crop_taught_on_the_page_is_named_at_once_reviewed_published_and_named
 
             track = wait.until(limao_card)
             assert not named_limao.is_set() and all(e.get("product", {}) is None or e["product"]["id"] != SKU for e in events)
-            card = driver.find_element(By.CSS_SELECTOR, f'#unknowns li[data-track="{track}"]')
-            assert not card.find_element(By.CSS_SELECTOR, "input.name").is_displayed()  # the new-product form opens on demand
-            card.find_element(By.CSS_SELECTOR, "button.new").click()
+
+            def open_form(d):  # in one step: the list is re-rendered every 2 s, and a card found before may be gone by the click
+                card = d.find_element(By.CSS_SELECTOR, f'#unknowns li[data-track="{track}"]')
+                assert not card.find_element(By.CSS_SELECTOR, "input.name").is_displayed()  # the new-product form opens on demand
+                card.find_element(By.CSS_SELECTOR, "button.new").click()
+                return card
+
+            card = wait.until(open_form)
             name = card.find_element(By.CSS_SELECTOR, "input.name")
             assert driver.switch_to.active_element == name  # the form takes the keyboard at once
             name.send_keys("Chá Mate Limão Orgânico 1.25 L", Keys.TAB, SKU, Keys.ENTER)
