@@ -129,7 +129,7 @@ def build_catalog(images_dir: Path | str, out: Path | str, embedder: Embedder, v
     pairs = scan(images_dir, report)
 
     rows, crops_features, embeddings = [], [], []
-    thumbnails: dict[str, bytes] = {}  # product id -> its first image's crop, small, for people (the installer's page)
+    thumbnails: dict[str, bytes | None] = {}  # product id -> its first image's crop, small, for people (the installer's page)
     later: dict[int, bytes] = {}  # row index -> a product's later image's crop, small: its own colours to compare with
     batch: list[tuple[dict, np.ndarray, bytes | None]] = []  # (the image's row without its features' size, its crop,
     # its thumbnail when it is not its product's first)

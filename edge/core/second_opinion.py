@@ -60,7 +60,7 @@ class SecondOpinion:
         first = self.identifier
         field = [first.field.images[i].appearance for i in first.field.images_of(product_index)] if len(first.field) else []
         images = first.catalog.images_of(product_index) if product_index < len(first.catalog.products) else []
-        catalog = [first.prepared(i) for i in images]
+        catalog = [first.prepared(i) for i in images[:IMAGES_PER_PRODUCT]]
         pixels = [p for p in (catalog[:1] + field + catalog[1:]) if p is not None]
         made = [(self.verifier.features(p.bgr), p) for p in pixels[:IMAGES_PER_PRODUCT]]
         with self._lock:
