@@ -10,7 +10,7 @@ from edge.core.assembly import Models
 from edge.core.catalog import load_catalog
 from edge.core.catalog_build import build_catalog
 from edge.core.config import Config
-from sync_agent.bundle import assemble, make_bundle, parse_manifest, shard_of
+from sync_agent.bundle import assemble, make_bundle, parse_manifest, sha256_hex, shard_of
 from sync_agent.errors import BundleError, SignatureError, SyncError
 from sync_agent.signing import generate_keypair, load_private_key, load_public_key, verify
 from tests.sync.conftest import copy_sample
@@ -114,3 +114,27 @@ def test_a_later_catalog_image_keeps_its_own_pixels_through_a_bundle(two_images,
     again = load_catalog(out)
     j = [p.product_id for p in again.products].index("cha-mate-limao")
     assert [again.image_thumbnail(i) for i in again.images_of(j)] == [catalog.image_thumbnail(i) for i in (first, later)]
+
+
+def test_a_shard_part_this_version_does_not_know_is_ignored(two_catalogs, tmp_path):
+    """A later catalog server may add a part to its shards (as image_thumbnails was added): a device assembles the
+    catalog from the parts it knows, so a fleet keeps syncing while its devices are updated. Only names of the parts'
+    own shape, and not unboundedly many."""
+    catalog = two_catalogs[0]
+    bundle = make_bundle(catalog, "shelf", 3)
+    manifest, blobs = json.loads(bundle.manifest_bytes), dict(bundle.blobs)
+    future = b"a part from a later version"
+    blobs[sha256_hex(future)] = future
+    for shard in manifest["shards"]:
+        shard["parts"]["future_part"] = {"sha256": sha256_hex(future), "size": len(future)}
+    manifest["blobs"].append({"sha256": sha256_hex(future), "size": len(future)})
+    out = tmp_path / "assembled"
+    out.mkdir()
+    assemble(parse_manifest(json.dumps(manifest).encode()), blobs.__getitem__, out)
+    again = load_catalog(out)
+    assert sorted(p.product_id for p in again.products) == sorted(p.product_id for p in catalog.products)
+    for name in ("../x", "Future", "x" * 33):
+        bad = json.loads(json.dumps(manifest))
+        bad["shards"][0]["parts"][name] = bad["shards"][0]["parts"].pop("future_part")
+        with pytest.raises(BundleError, match="does not match"):
+            parse_manifest(json.dumps(bad).encode())
