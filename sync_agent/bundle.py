@@ -240,14 +240,13 @@ def assemble(manifest: dict, read_blob, out: Path) -> None:
                          np.concatenate(arrays["offsets"] + [np.array([keypoint_base], np.int64)]), thumbnails, index, later)
 
 
-def check_names(shard: str, products, rows, thumbnails, image_thumbnails=None) -> None:
+def check_names(shard: str, products, rows, thumbnails, image_thumbnails) -> None:
     """Every id in a shard is a product id, every row and thumbnail names one of the shard's products, and every
     image thumbnail one of its images (by sha256).
 
     Even a signed bundle is untrusted here (the signing key lives on an online server): ids become file
     names during assembly, so `../x` or `/abs/x` must never get that far.
     """
-    image_thumbnails = {} if image_thumbnails is None else image_thumbnails
     if not (isinstance(products, list) and isinstance(rows, list) and isinstance(thumbnails, dict)
             and isinstance(image_thumbnails, dict)):
         raise BundleError(f"shard {shard}: products and images must be lists, thumbnails and image thumbnails objects")

@@ -99,7 +99,7 @@ def grocery_val(data: Path, models, detect: bool, seed: int, limit: int | None =
     if limit:
         chosen = random.Random(seed).sample(chosen, min(limit, len(chosen)))
     instances = []
-    main = main_boxes(data)
+    main = main_boxes(data) if detect else {}
     editions = read_editions()
     for path, truth in tqdm(chosen, desc="grocery-val photos", unit="photo", disable=None):
         image = read_image(path)
@@ -185,8 +185,8 @@ def synthetic(data: Path, seed: int, twins: int, conditions: tuple[str, ...] = C
             references[p.product_id].append(reference_image(p.reference, p.face, "tight" if p.reference_kind == "upscaled" else "upscaled"))
     families = {p.product_id: p.family for p in suite.packs}
     if editions:
-        family = {q.product_id: families[q.product_id] for q in suite.queries}
-        instances = [replace(i, truth=family[i.truth], edition="same" if family[i.truth] == i.truth else "other") for i in instances]
+        instances = [replace(i, truth=families[i.truth], edition="same" if families[i.truth] == i.truth else "other")
+                     for i in instances]
         for p in suite.packs:
             if p.family != p.product_id:
                 references[p.family] += references.pop(p.product_id)

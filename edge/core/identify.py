@@ -148,26 +148,27 @@ class Identifier:
         for cand in candidates[:limit]:
             query = query or self.verifier.features(crop)
             tried = [(self.verifier.match(query, self._features(i)), i) for i in self._images_to_verify(cand)]
-            evidence, image = best_image([(self._evidence(crop, query, m, i), i) for m, i in tried], self.thresholds)
+            judged = [(self._evidence(crop, query, m, i), i) for m, i in tried]
+            evidence, image = best_image(judged, self.thresholds)
             if self.appearance and evidence.differing is None and evidence.match.inliers >= self.thresholds.min_inliers:
-                evidence = self._colours_elsewhere(crop, query, evidence, tried, image)
+                evidence = self._colours_elsewhere(evidence, image, tried, judged)
             verified.append(evidence)
             if early_stop and is_clear(evidence, self.thresholds):
                 break
         return verified
 
-    def _colours_elsewhere(self, crop: np.ndarray, query: Features, evidence: Evidence, tried: list[tuple[Match, int]],
-                           matched: int) -> Evidence:
+    def _colours_elsewhere(self, evidence: Evidence, matched: int, tried: list[tuple[Match, int]],
+                           judged: list[tuple[Evidence, int]]) -> Evidence:
         """The colours of a match on an image whose pixels the device does not hold (a later image of a catalog built
         before per-image thumbnails, or reused from one), judged on the best aligned of the product's images it does
         hold. Unjudged, a colour twin whose second packshot matched best was named on keypoints alone (measured: red
         and blue swapped, 12 of 12 Grocery packs named as their twin)."""
-        held = [(m, i) for m, i in tried if i != matched and m.inliers >= self.thresholds.min_inliers
-                and self._colours(i) is not None]
+        held = [(m, e) for (m, i), (e, _) in zip(tried, judged)
+                if i != matched and m.inliers >= self.thresholds.min_inliers and self._colours(i) is not None]
         if not held:
             return evidence  # no image with pixels shows what the crop shows: keypoints alone, as before
-        match, image = max(held, key=lambda pair: pair[0].inliers)
-        return Evidence(match=evidence.match, differing=self._evidence(crop, query, match, image).differing)
+        _, aligned = max(held, key=lambda pair: pair[0].inliers)
+        return Evidence(match=evidence.match, differing=aligned.differing)  # judged already, with the others
 
     def _images_to_verify(self, cand: Candidate) -> list[int]:
         """The image retrieved, then the product's field references (the camera's own view of it: a product that has

@@ -73,8 +73,7 @@ def _reusable(storage: Storage, shard: dict, rows: list[dict]) -> tuple[dict[tup
     sha256), and its products' thumbnails."""
     arrays = {name: np.load(io.BytesIO(_read(storage, shard["parts"][name])), allow_pickle=False)
               for name in ("embeddings", "keypoints", "descriptors", "scores", "offsets")}
-    thumbnails, later = ({pid: base64.b64decode(t) for pid, t in json.loads(_read(storage, shard["parts"][part])).items()}
-                         if part in shard["parts"] else {} for part in ("thumbnails", "image_thumbnails"))
+    thumbnails, later = _jpegs(storage, shard, "thumbnails"), _jpegs(storage, shard, "image_thumbnails")
     reuse = {}
     for i, row in enumerate(rows):
         if row.get("variant"):
@@ -84,6 +83,13 @@ def _reusable(storage: Storage, shard: dict, rows: list[dict]) -> tuple[dict[tup
                             tuple(row["feature_size"]), arrays["scores"][start:end].astype(np.float32))
         reuse[(row["product_id"], row["sha256"])] = Computed(row, arrays["embeddings"][i], features, later.get(row["sha256"]))
     return reuse, thumbnails
+
+
+def _jpegs(storage: Storage, shard: dict, part: str) -> dict[str, bytes]:
+    """A shard's JSON part of base64 JPEGs (thumbnails by product id, image thumbnails by sha256), decoded; {} without."""
+    if part not in shard["parts"]:
+        return {}
+    return {key: base64.b64decode(jpeg) for key, jpeg in json.loads(_read(storage, shard["parts"][part])).items()}
 
 
 def plan(storage: Storage, catalog_id: str, products: list[dict], embedder_id: str, verifier_id: str,
