@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 
 from edge.core.config import VerifierConfig
-from edge.core.verifier import Match, open_verifier
-from edge.core.verifier.geometry import verify_geometry
+from edge.core.images import centre_crop
+from edge.core.verifier import Match, open_verifier, strongest
+from edge.core.verifier.geometry import implausible, verify_geometry
 from tests.conftest import REPO
 
 DATA = REPO / "tests" / "data"
 CATALOG = REPO / "samples" / "shelf-catalog"
+GROCERY = DATA / "grocery-mini"
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +50,18 @@ def test_same_product_beats_its_look_alike(sift):
     same = sift.match(query, sift.features(cv2.imread(str(CATALOG / "cha-mate-limao" / "frame0000.jpg"))))
     alike = sift.match(query, sift.features(cv2.imread(str(CATALOG / "cha-mate-natural" / "frame0000.jpg"))))
     assert same.inliers > 1.5 * alike.inliers and same.inliers >= 60
+
+
+@pytest.mark.parametrize("photo", ["Bravo-Apple-Juice_002", "Arla-Medium-Fat-Milk_001"])
+def test_a_shelf_of_one_pack_is_fitted_on_one_facing_not_collapsed_onto_a_point(sift, photo):
+    """A store photo shows a row of the same carton: many of its keypoints match each packshot keypoint, and RANSAC
+    fitted a transform that maps the crop onto a few of them (mirrored or a billionfold anisotropy, so no evidence)."""
+    product = photo.rsplit("_", 1)[0]
+    query = sift.features(centre_crop(cv2.imread(str(next(GROCERY.rglob(f"{photo}.jpg")))), 0.7))
+    reference = strongest(sift.features(cv2.imread(str(next(GROCERY.rglob(f"{product}_Iconic.jpg"))))), 224)  # as a catalog keeps
+    match = sift.match(query, reference)
+    assert implausible(match, query.image_size, reference.image_size) is None
+    assert match.inliers >= 10
 
 
 def test_blank_image_has_no_features_and_matches_nothing(sift):
