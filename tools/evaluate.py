@@ -324,8 +324,10 @@ def lookalikes(outsiders: list[PhotoResult], coarse: dict[str, str], kept: set[s
 
 def evaluate_enrolment(name: str, products: list[Product], photos: list[tuple[Path, int]], config: Config, models, detect: bool,
                        seed: int, workdir: Path, levels: list[int], variants: int = 0, crop: float = PHOTO_CROP,
-                       shots: dict[int, list[Path]] | None = None, box: str = "judged") -> dict:
-    """--enrol: every level scored on the photos no level enrols; the removed third's photos all scored as outsiders."""
+                       shots: dict[int, list[Path]] | None = None, box: str = "judged",
+                       main: dict[Path, tuple[float, ...]] | None = None) -> dict:
+    """--enrol: every level scored on the photos no level enrols; the removed third's photos all scored as outsiders;
+    `main` as run_photos takes it."""
     by_id = {p.class_id: p for p in products}
     queries = [(path, by_id[c].name) for path, c in photos if c in by_id]
     enrol = enrolment_photos(queries, max(levels))
@@ -347,9 +349,9 @@ def evaluate_enrolment(name: str, products: list[Product], photos: list[tuple[Pa
             fields[label] = field_set(catalog, chosen, models.embedder, models.verifier, known=fields[label]) if chosen else EMPTY
         timings = Timings()
         closed = run_photos(identifier_for(config, catalogs["closed"], models, fields["closed"]), scored,
-                            {p.name for p in products}, detect, crop, timings, f"{name} enrol {level} closed")
+                            {p.name for p in products}, detect, crop, timings, f"{name} enrol {level} closed", main)
         opened = run_photos(identifier_for(config, catalogs["open"], models, fields["open"]), outsiders,
-                            {p.name for p in kept}, detect, crop, Timings(), f"{name} enrol {level} open")
+                            {p.name for p in kept}, detect, crop, Timings(), f"{name} enrol {level} open", main)
         result = metrics(closed, opened) | lookalikes(opened, coarse, {p.name for p in kept})
         if detect:
             result["central_box"] = central_metrics(closed, opened) | lookalikes(opened, coarse, {p.name for p in kept}, central=True)
@@ -429,7 +431,7 @@ def main() -> int:
             members = [p for p in products if p.packaged] if subset == "packaged" else products
             if levels:
                 report[subset] = evaluate_enrolment(subset, members, photos, config, models, args.detect, args.seed, Path(tmp),
-                                                    levels, args.catalog_variants, args.photo_crop, shots, args.enrol_box)
+                                                    levels, args.catalog_variants, args.photo_crop, shots, args.enrol_box, labelled)
                 continue
             result, closed = evaluate_subset(subset, members, photos, config, models, args.detect, args.seed, Path(tmp), args.limit,
                                              args.catalog_variants, args.photo_crop, shots, labelled)
