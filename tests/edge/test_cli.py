@@ -101,3 +101,37 @@ def test_detect_with_tiles_finds_the_products_of_a_large_photo(tmp_path, sample_
         runs[bool(flags)] = json.loads(capsys.readouterr().out)["detections"]
     assert len(runs[True]) > len(runs[False]) + 3
     assert any(d["status"] == "identified" for d in runs[True])
+
+
+def test_detect_asks_the_configured_second_opinion_about_each_box_left_unknown(tmp_path, sample_catalog_dir, shelf_frames, capsys):
+    """verifier.second_opinion in a still, as the daemon asks a track: a frame blurred past what SIFT matches (frame 150,
+    Gaussian sigma 4) gets more boxes named with ALIKED + LightGlue, each on a bottle of that product (our labels)."""
+    import json
+
+    import cv2
+
+    from tools.evaluate_video import read_labels, scaled
+
+    frame = shelf_frames[1]  # samples/shelf/frame_0150.jpg
+    labels = scaled(read_labels()[150], frame)
+    blurred = tmp_path / "blurred.jpg"
+    cv2.imwrite(str(blurred), cv2.GaussianBlur(frame, (0, 0), 4))
+    config = tmp_path / "second.yaml"
+    config.write_text("verifier:\n  second_opinion: aliked-lightglue\n  device: cpu\n")
+    runs = {}
+    for name, flags in (("first", []), ("second", ["--config", str(config)])):
+        assert main(["detect", "--json", "--catalog", str(sample_catalog_dir), *flags, str(blurred)]) == 0
+        out = json.loads(capsys.readouterr().out)
+        runs[name] = {tuple(d["bbox"]): d["product"]["id"] for d in out["detections"] if d["status"] == "identified"}
+    assert "second_opinion" in out["ms"]
+    assert len(runs["second"]) > len(runs["first"]), runs
+    assert all(runs["second"][box] == product for box, product in runs["first"].items())  # the first's names stand
+
+    def covered(box, label):  # share of the box inside the label's
+        w = min(box[2], label.box[2]) - max(box[0], label.box[0])
+        h = min(box[3], label.box[3]) - max(box[1], label.box[1])
+        return max(w, 0) * max(h, 0) / ((box[2] - box[0]) * (box[3] - box[1]))
+
+    for box, product in runs["second"].items():
+        label = max(labels, key=lambda lab: covered(box, lab))
+        assert covered(box, label) >= 0.7 and label.product == product, (box, product, label)

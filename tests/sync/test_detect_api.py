@@ -74,6 +74,37 @@ def test_a_still_can_be_detected_at_its_own_scale_as_shelfid_detect_tiles_does(d
     assert len(body["detections"]) > len(detect(server.url, FRAME.read_bytes()).json()["detections"])  # more boxes
 
 
+def test_a_server_configured_with_a_second_opinion_answers_as_shelfid_detect_does_with_it(tmp_path, keys, sample_catalog_dir, capsys):
+    """verifier.second_opinion in the server's config: each box its first opinion left unknown is asked once more, as
+    `shelfid detect` with that config does (a frame blurred past what SIFT matches: more boxes named)."""
+    import cv2
+
+    from edge.cli import main
+    from edge.core.catalog import load_catalog
+    from edge.core.config import VerifierConfig
+
+    blurred = tmp_path / "blurred.jpg"
+    cv2.imwrite(str(blurred), cv2.GaussianBlur(cv2.imread(str(FRAME)), (0, 0), 4))
+    config_file = tmp_path / "second.yaml"
+    config_file.write_text("verifier:\n  second_opinion: aliked-lightglue\n  device: cpu\n")
+    assert main(["detect", "--json", "--catalog", str(sample_catalog_dir), "--config", str(config_file), str(blurred)]) == 0
+    expected = json.loads(capsys.readouterr().out)
+    assert main(["detect", "--json", "--catalog", str(sample_catalog_dir), str(blurred)]) == 0
+    first = json.loads(capsys.readouterr().out)
+    publish(LocalStorage(tmp_path / "public"), load_catalog(sample_catalog_dir), "shelf", load_private_key(keys[0]), 1)
+    config = Config(verifier=VerifierConfig(second_opinion="aliked-lightglue", device="cpu"))
+    server = ServerThread(create_app(ServerSettings(root=tmp_path, signing_key=keys[0], token=TOKEN, config=config))).start()
+    try:
+        for _ in range(2):  # the second asks the opinion kept from the first
+            answer = detect(server.url, blurred.read_bytes())
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["detections"] == expected["detections"]
+    finally:
+        server.stop()
+    named = [sum(d["status"] == "identified" for d in run["detections"]) for run in (first, expected)]
+    assert named[1] > named[0] and "second_opinion" in answer.json()["ms"]
+
+
 def test_a_truncated_photo_is_a_json_422_and_leaves_nothing(detect_server):
     server, root = detect_server
     data = FRAME.read_bytes()
