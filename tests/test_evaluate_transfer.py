@@ -81,3 +81,23 @@ def test_synthetic_editions_are_the_same_product_with_a_second_catalog_image(tmp
     assert {r["key"].split("~")[0] for r in editions} == {r["truth"] for r in editions}  # a twin's queries are its pack's
     assert all("~" not in c["product"] for r in records for c in r["candidates"])  # 12 products, no twin among them
     assert synthetic["recall_other_edition"] == round(sum(r["named"] == r["truth"] for r in editions) / 2, 3)
+
+
+def test_our_shelf_photo_labels_name_known_products_and_boxes_inside_their_photo():
+    """The hand labels the still-photo sources read (the photos themselves live in ../shared, outside the repo)."""
+    import re
+
+    from tools.evaluate_transfer import OS2D_LABELS, PAM_LABELS
+
+    for path in (OS2D_LABELS, PAM_LABELS):
+        spec = json.loads(path.read_text(encoding="utf-8"))
+        width, height = map(int, re.search(r"(\d+)x(\d+) photo", spec["labelled_by"]).groups())
+        products = set(spec["products"])
+        assert set(spec["references"]) <= products and set(spec["families"]) <= products, path.name
+        for boxes in spec["images"].values():
+            for b in boxes:
+                x1, y1, x2, y2 = b["box"]
+                assert b["product"] in products | {"other"} and b["visible"] in ("half", "part"), (path.name, b)
+                assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height, (path.name, b)
+    pam = json.loads(PAM_LABELS.read_text(encoding="utf-8"))
+    assert sum(b["visible"] == "half" for boxes in pam["images"].values() for b in boxes) == 19
