@@ -203,12 +203,10 @@ def assemble(manifest: dict, read_blob, out: Path) -> None:
         shard_thumbnails = json.loads(parts["thumbnails"]) if "thumbnails" in parts else {}
         shard_later = json.loads(parts["image_thumbnails"]) if "image_thumbnails" in parts else {}
         check_names(shard["name"], shard_products, shard_rows, shard_thumbnails, shard_later)
-        seen = set()  # a product's first image shows in its thumbnail
-        for n, r in enumerate(shard_rows):
-            if not r.get("variant"):
-                if r["product_id"] in seen and isinstance(r.get("sha256"), str) and r["sha256"] in shard_later:
-                    later[len(rows) + n] = base64.b64decode(shard_later[r["sha256"]], validate=True)
-                seen.add(r["product_id"])
+        # keyed by sha256, which a retrieval variant shares with its image: the image's own (its variants are verified
+        # as it, edge.core.identify)
+        later |= {len(rows) + n: base64.b64decode(shard_later[r["sha256"]], validate=True) for n, r in enumerate(shard_rows)
+                  if not r.get("variant") and isinstance(r.get("sha256"), str) and r["sha256"] in shard_later}
         products += shard_products
         rows += shard_rows
         thumbnails |= {pid: base64.b64decode(t, validate=True) for pid, t in shard_thumbnails.items()}
