@@ -15,7 +15,7 @@ from edge.commands.common import TOOL_CONFIG_HELP, config_or_defaults, ints
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="measurements")
     actions = bench.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
-    for add in (_add_models, _add_pipeline, _add_index, _add_catalog_load):
+    for add in (_add_models, _add_pipeline, _add_index, _add_catalog_load, _add_verifier):
         add(actions)
 
 
@@ -110,5 +110,32 @@ def _index(args: argparse.Namespace) -> int:
         for data in args.data.split(","):
             rows += bench_index(n, settings, args.queries, hnsw=n <= args.hnsw_max, threads=args.threads, progress=progress,
                                 data=data, nprobes=tuple(args.nprobe))
+    print(json.dumps(rows_as_dicts(rows), indent=2) if args.json else format_rows(rows))
+    return 0
+
+
+def _add_verifier(actions: argparse._SubParsersAction) -> None:
+    p = actions.add_parser("verifier", help="a verifier's cost per crop: features, one match, keypoints (each kind on the "
+                           "same crops)")
+    p.add_argument("--images", type=Path, default=Path("samples/shelf-catalog"), help="folder of product crops")
+    p.add_argument("--kinds", default="sift,aliked-lightglue", help="verifier kinds, comma-separated (the learned ones on PyTorch)")
+    p.add_argument("--matcher-onnx", type=Path, help="also aliked-lightglue on ONNX Runtime, from this export folder "
+                   "(shelfid models export-matcher)")
+    p.add_argument("--max-keypoints", type=int, default=1024, help="verifier.max_keypoints")
+    p.add_argument("--repeats", type=int, default=5, help="timed passes over the crops")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_verifier)
+
+
+def _verifier(args: argparse.Namespace) -> int:
+    from edge.bench.verifier import bench_verifier, crops_in, format_rows, rows_as_dicts
+    from edge.core.config import VerifierConfig
+
+    images = crops_in(args.images)
+    settings = [(kind if kind == "sift" else f"{kind} (PyTorch)", {"kind": kind}) for kind in args.kinds.split(",") if kind]
+    if args.matcher_onnx:
+        settings.append(("aliked-lightglue (ONNX Runtime)", {"kind": "aliked-lightglue", "matcher_onnx": args.matcher_onnx}))
+    rows = [bench_verifier(label, VerifierConfig(device="cpu", max_keypoints=args.max_keypoints, **values), images, args.repeats)
+            for label, values in tqdm(settings, desc="verifiers", disable=args.json or None)]
     print(json.dumps(rows_as_dicts(rows), indent=2) if args.json else format_rows(rows))
     return 0

