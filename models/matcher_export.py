@@ -3,15 +3,19 @@ learned matcher on ONNX Runtime without PyTorch (edge/core/verifier/lightglue_on
 
 kornia's modules do not export as they are: the image's width and height are read as Python numbers in ALIKED's
 keypoint and descriptor heads (an export traces them as constants, so descriptors of any other image size come out
-wrong), and LightGlue writes into slices, prunes points and stops early on data. The two graphs below run the
-same layers with the same weights, with every size taken from the tensors themselves: ALIKED for any image size,
-LightGlue for any two keypoint counts, all nine layers (no pruning, no early stop: kornia's LightGlue with
-depth_confidence and width_confidence -1). tests/models/test_matcher_export.py checks both against kornia.
+wrong), and LightGlue writes into slices, prunes points and stops early on data. The graphs below run the same
+layers with the same weights, with every size taken from the tensors themselves: ALIKED for any image size, and
+LightGlue in three parts (its input encoding; any one of its layers, chosen by an input, with what it reads to stop
+early and drop points; the matches after a layer), so that the caller runs kornia's loop: the layers until the
+points are confident enough, dropping those that will not match (edge/core/verifier/lightglue_onnx.py). On pairs
+that do not match, the loop stops after a few layers: all nine on every pair cost 2.6 times as much on a CPU.
+tests/models/test_matcher_export.py checks the result against kornia.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import onnx
@@ -159,31 +163,29 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.stack((-x[..., 1::2], x[..., 0::2]), dim=-1).flatten(start_dim=-2)
 
 
-class LightGlueGraph(nn.Module):
-    """kornia's LightGlue, all layers, on two images' keypoints and descriptors, with every size from the tensors.
+def _stacked(modules: list[nn.Module]) -> dict[str, torch.Tensor]:
+    """Each parameter of a list of like modules, stacked over the list: [layers, ...]."""
+    named = [dict(m.named_parameters()) for m in modules]
+    return {name: torch.stack([n[name].detach() for n in named]) for name in named[0]}
 
-    Inputs: keypoints0 [1, M, 2], keypoints1 [1, N, 2] (x, y pixels), descriptors0 [1, M, 128], descriptors1 [1, N, 128],
-    size0, size1 [1, 2] (width, height). Outputs: matches0 [M] int64 (the matched keypoint of image 1, or -1) and
-    scores0 [M] (the match's probability; 0 where none), kept where mutual and above the filter threshold.
+
+class LightGlueEncode(nn.Module):
+    """LightGlue's input: the descriptors projected, the keypoints normalised by their image's size and encoded.
+
+    Inputs: keypoints0 [1, M, 2], keypoints1 [1, N, 2] (x, y pixels), descriptors0 [1, M, 128], descriptors1, size0,
+    size1 [1, 2] (width, height). Outputs: state0 [1, M, 256], state1 (the descriptors projected), encoding0
+    [2, 1, 1, M, 64], encoding1.
     """
 
     def __init__(self, lightglue: nn.Module):
         super().__init__()
         self.lg = lightglue
-        self.threshold = float(lightglue.conf.filter_threshold)
 
     def forward(self, keypoints0: torch.Tensor, keypoints1: torch.Tensor, descriptors0: torch.Tensor,
-                descriptors1: torch.Tensor, size0: torch.Tensor, size1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                descriptors1: torch.Tensor, size0: torch.Tensor, size1: torch.Tensor) -> tuple[torch.Tensor, ...]:
         lg = self.lg
-        encoding0 = self._encoding(self._normalised(keypoints0, size0))
-        encoding1 = self._encoding(self._normalised(keypoints1, size1))
-        desc0, desc1 = lg.input_proj(descriptors0), lg.input_proj(descriptors1)
-        for layer in lg.transformers:
-            desc0 = self._self_attention(layer.self_attn, desc0, encoding0)
-            desc1 = self._self_attention(layer.self_attn, desc1, encoding1)
-            desc0, desc1 = self._cross_attention(layer.cross_attn, desc0, desc1)
-        scores = self._assignment(lg.log_assignment[len(lg.transformers) - 1], desc0, desc1)
-        return self._matches(scores)
+        return (lg.input_proj(descriptors0), lg.input_proj(descriptors1),
+                self._encoding(self._normalised(keypoints0, size0)), self._encoding(self._normalised(keypoints1, size1)))
 
     @staticmethod
     def _normalised(keypoints: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
@@ -194,43 +196,96 @@ class LightGlueGraph(nn.Module):
         emb = torch.stack([torch.cos(projected), torch.sin(projected)], 0).unsqueeze(-3)  # [2, B, 1, N, D/2]
         return torch.stack([emb, emb], dim=-1).flatten(start_dim=-2)  # each value twice, as repeat_interleave(2)
 
-    @staticmethod
-    def _self_attention(block: nn.Module, x: torch.Tensor, encoding: torch.Tensor) -> torch.Tensor:
+
+class LightGlueLayer(nn.Module):
+    """One of LightGlue's transformer layers, chosen by an input (every layer's weights are stacked in the graph), and
+    what kornia reads after it to stop early or drop points: each point's confidence and matchability.
+
+    Inputs: state0 [1, M, 256], state1 [1, N, 256], encoding0 [2, 1, 1, M, 64], encoding1, layer (int64).
+    Outputs: next0, next1 (the states after it), confidence0 [1, M], confidence1 (token confidence after this layer;
+    the last layer has none and gives 0), matchability0 [1, M], matchability1.
+    """
+
+    def __init__(self, lightglue: nn.Module):
+        super().__init__()
+        layers = list(lightglue.transformers)
+        self.heads, self.dim = layers[0].self_attn.num_heads, layers[0].self_attn.embed_dim
+        self.scale = layers[0].cross_attn.scale
+        confidence = list(lightglue.token_confidence)
+        weights = {**{f"self_{k}": v for k, v in _stacked([layer.self_attn for layer in layers]).items()},
+                   **{f"cross_{k}": v for k, v in _stacked([layer.cross_attn for layer in layers]).items()},
+                   **{f"confidence_{k}": v for k, v in _stacked(confidence + [confidence[-1]]).items()},
+                   **{f"match_{k}": v for k, v in _stacked([a.matchability for a in lightglue.log_assignment]).items()}}
+        self.names = {name: name.replace(".", "_") for name in weights}
+        for name, value in weights.items():
+            self.register_buffer(self.names[name], value)
+        self.has_confidence = torch.tensor([1.0] * len(confidence) + [0.0])
+
+    def forward(self, descriptors0: torch.Tensor, descriptors1: torch.Tensor, encoding0: torch.Tensor,
+                encoding1: torch.Tensor, layer: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        w = lambda name: getattr(self, self.names[name])[layer]  # noqa: E731
+        x0 = self._self(descriptors0, encoding0, w)
+        x1 = self._self(descriptors1, encoding1, w)
+        x0, x1 = self._cross(x0, x1, w)
+        def confidence(x: torch.Tensor) -> torch.Tensor:
+            token = F.linear(x, w("confidence_token.0.weight"), w("confidence_token.0.bias"))
+            return torch.sigmoid(token)[..., 0] * self.has_confidence[layer]
+
+        def matchability(x: torch.Tensor) -> torch.Tensor:
+            return torch.sigmoid(F.linear(x, w("match_weight"), w("match_bias")))[..., 0]
+
+        return x0, x1, confidence(x0), confidence(x1), matchability(x0), matchability(x1)
+
+    def _ffn(self, x: torch.Tensor, message: torch.Tensor, w, prefix: str) -> torch.Tensor:
+        h = F.linear(torch.cat([x, message], -1), w(f"{prefix}ffn.0.weight"), w(f"{prefix}ffn.0.bias"))
+        h = F.layer_norm(h, (2 * self.dim,), w(f"{prefix}ffn.1.weight"), w(f"{prefix}ffn.1.bias"))
+        return x + F.linear(F.gelu(h), w(f"{prefix}ffn.3.weight"), w(f"{prefix}ffn.3.bias"))
+
+    def _self(self, x: torch.Tensor, encoding: torch.Tensor, w) -> torch.Tensor:
         b, n = x.shape[0], x.shape[1]
-        qkv = block.Wqkv(x).reshape(b, n, block.num_heads, block.head_dim, 3).transpose(1, 2)
+        head_dim = self.dim // self.heads
+        qkv = F.linear(x, w("self_Wqkv.weight"), w("self_Wqkv.bias")).reshape(b, n, self.heads, head_dim, 3).transpose(1, 2)
         q, k, v = qkv[..., 0], qkv[..., 1], qkv[..., 2]
         q = q * encoding[0] + _rotate_half(q) * encoding[1]
         k = k * encoding[0] + _rotate_half(k) * encoding[1]
-        attention = torch.softmax(q @ k.transpose(-1, -2) / block.head_dim ** 0.5, dim=-1)
-        context = (attention @ v).transpose(1, 2).reshape(b, n, block.embed_dim)
-        return x + block.ffn(torch.cat([x, block.out_proj(context)], -1))
+        attention = torch.softmax(q @ k.transpose(-1, -2) / head_dim ** 0.5, dim=-1)
+        context = (attention @ v).transpose(1, 2).reshape(b, n, self.dim)
+        return self._ffn(x, F.linear(context, w("self_out_proj.weight"), w("self_out_proj.bias")), w, "self_")
 
-    @staticmethod
-    def _cross_attention(block: nn.Module, x0: torch.Tensor, x1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        b, m, n, d = x0.shape[0], x0.shape[1], x1.shape[1], x0.shape[2]
-        heads = lambda t, length: t.reshape(b, length, block.heads, d // block.heads).transpose(1, 2)  # noqa: E731
-        qk0, qk1 = heads(block.to_qk(x0), m), heads(block.to_qk(x1), n)
-        v0, v1 = heads(block.to_v(x0), m), heads(block.to_v(x1), n)
-        qk0, qk1 = qk0 * block.scale ** 0.5, qk1 * block.scale ** 0.5
-        sim = qk0 @ qk1.transpose(-1, -2)  # [B, H, M, N]
-        m0 = torch.softmax(sim, dim=-1) @ v1
-        m1 = torch.softmax(sim.transpose(-1, -2), dim=-1) @ v0
-        m0, m1 = (block.to_out(t.transpose(1, 2).reshape(b, -1, d)) for t in (m0, m1))
-        return x0 + block.ffn(torch.cat([x0, m0], -1)), x1 + block.ffn(torch.cat([x1, m1], -1))
+    def _cross(self, x0: torch.Tensor, x1: torch.Tensor, w) -> tuple[torch.Tensor, torch.Tensor]:
+        b, m, n, d = x0.shape[0], x0.shape[1], x1.shape[1], self.dim
+        heads = lambda t, length: t.reshape(b, length, self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
+        qk = lambda t, length: heads(F.linear(t, w("cross_to_qk.weight"), w("cross_to_qk.bias")), length) * self.scale ** 0.5  # noqa: E731
+        v = lambda t, length: heads(F.linear(t, w("cross_to_v.weight"), w("cross_to_v.bias")), length)  # noqa: E731
+        sim = qk(x0, m) @ qk(x1, n).transpose(-1, -2)  # [B, H, M, N]
+        m0 = torch.softmax(sim, dim=-1) @ v(x1, n)
+        m1 = torch.softmax(sim.transpose(-1, -2), dim=-1) @ v(x0, m)
+        out = lambda t: F.linear(t.transpose(1, 2).reshape(b, -1, d), w("cross_to_out.weight"), w("cross_to_out.bias"))  # noqa: E731
+        return self._ffn(x0, out(m0), w, "cross_"), self._ffn(x1, out(m1), w, "cross_")
 
-    @staticmethod
-    def _assignment(head: nn.Module, desc0: torch.Tensor, desc1: torch.Tensor) -> torch.Tensor:
-        """The [M x N] log assignment of kornia's sigmoid_log_double_softmax, without its dustbin row and column
-        (filter_matches never reads them)."""
-        d = desc0.shape[-1]
-        mdesc0, mdesc1 = head.final_proj(desc0) / d ** 0.25, head.final_proj(desc1) / d ** 0.25
-        sim = (mdesc0 @ mdesc1.transpose(-1, -2))[0]  # [M, N]
-        z0, z1 = head.matchability(desc0)[0], head.matchability(desc1)[0]  # [M, 1], [N, 1]
-        certainties = F.logsigmoid(z0) + F.logsigmoid(z1).transpose(0, 1)
-        return F.log_softmax(sim, 1) + F.log_softmax(sim, 0) + certainties
 
-    def _matches(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """kornia's filter_matches for image 0: mutual best matches whose probability passes the threshold."""
+class LightGlueAssign(nn.Module):
+    """The matches after a layer (the one LightGlue stopped at): kornia's log assignment of that layer and its
+    filter_matches for image 0, mutual best matches whose probability passes the threshold.
+
+    Inputs: state0 [1, M, 256], state1 [1, N, 256], layer (int64). Outputs: matches0 [M] int64 (the matched
+    point of image 1, or -1), scores0 [M] (the match's probability; 0 where not mutual).
+    """
+
+    def __init__(self, lightglue: nn.Module):
+        super().__init__()
+        heads = list(lightglue.log_assignment)
+        for name, value in _stacked(heads).items():
+            self.register_buffer(name.replace(".", "_"), value)
+        self.threshold = float(lightglue.conf.filter_threshold)
+
+    def forward(self, descriptors0: torch.Tensor, descriptors1: torch.Tensor, layer: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        d = descriptors0.shape[-1]
+        project = lambda x: F.linear(x, self.final_proj_weight[layer], self.final_proj_bias[layer]) / d ** 0.25  # noqa: E731
+        sim = (project(descriptors0) @ project(descriptors1).transpose(-1, -2))[0]  # [M, N]
+        z = lambda x: F.linear(x, self.matchability_weight[layer], self.matchability_bias[layer])[0]  # noqa: E731
+        certainties = F.logsigmoid(z(descriptors0)) + F.logsigmoid(z(descriptors1)).transpose(0, 1)
+        scores = F.log_softmax(sim, 1) + F.log_softmax(sim, 0) + certainties  # kornia's, without the dustbins
         best0, best1 = scores.max(dim=1), scores.max(dim=0)
         mutual = torch.arange(scores.shape[0]) == best1.indices[best0.indices]
         probability = torch.where(mutual, best0.values.exp(), torch.zeros_like(best0.values))
@@ -238,25 +293,42 @@ class LightGlueGraph(nn.Module):
         return torch.where(valid, best0.indices, torch.full_like(best0.indices, -1)), probability
 
 
-def export_aliked_lightglue(extractor: nn.Module, matcher: nn.Module, keypoints_out: Path, matcher_out: Path,
-                            max_keypoints: int, metadata: dict[str, dict]) -> None:
-    """kornia's ALIKED (aliked-n16, loaded with its weights) and its LightGlue → two ONNX files, each written whole or
-    not at all. `metadata`: what each file records beside the keypoint count (keys "keypoints", "matcher")."""
+def export_aliked_lightglue(extractor: nn.Module, matcher: nn.Module, out: dict[str, Path], max_keypoints: int,
+                            metadata: dict[str, dict]) -> None:
+    """kornia's ALIKED (aliked-n16, loaded with its weights) and its LightGlue → four ONNX files (`out`: keys keypoints,
+    encode, layer, assign), each written whole or not at all. `metadata`: what each file records (same keys). The
+    layer file records what the caller needs to stop early and drop points as kornia does."""
     image, box = torch.rand(1, 3, 256, 320), torch.tensor([0, 0, 250, 320])
     graph = AlikedGraph(extractor, max_keypoints).eval()
     with torch.no_grad():
         keypoints, descriptors, _, valid = graph(image, box)
-    _export(graph, (image, box), keypoints_out, ["image", "box"], ["keypoints", "descriptors", "scores", "valid"],
+    _export(graph, (image, box), out["keypoints"], ["image", "box"], ["keypoints", "descriptors", "scores", "valid"],
             {"image": {2: "height", 3: "width"}}, {**metadata["keypoints"], "max_keypoints": max_keypoints})
     keypoints, descriptors = keypoints[valid], descriptors[valid]
     n = keypoints.shape[0]
     sides = (keypoints[None], keypoints[None, : n // 2].clone(), descriptors[None], descriptors[None, : n // 2].clone(),
              torch.tensor([[320.0, 250.0]]), torch.tensor([[320.0, 250.0]]))
-    _export(LightGlueGraph(matcher).eval(), sides, matcher_out,
-            ["keypoints0", "keypoints1", "descriptors0", "descriptors1", "size0", "size1"], ["matches0", "scores0"],
-            {"keypoints0": {1: "m"}, "descriptors0": {1: "m"}, "keypoints1": {1: "n"}, "descriptors1": {1: "n"},
-             "matches0": {0: "m"}, "scores0": {0: "m"}},
-            {**metadata["matcher"], "filter_threshold": matcher.conf.filter_threshold})
+    per_point = lambda *names: {name: {1: "m" if name.endswith("0") else "n"} for name in names}  # noqa: E731
+    encode = LightGlueEncode(matcher).eval()
+    _export(encode, sides, out["encode"], ["keypoints0", "keypoints1", "descriptors0", "descriptors1", "size0", "size1"],
+            ["state0", "state1", "encoding0", "encoding1"],
+            {**per_point("keypoints0", "keypoints1", "descriptors0", "descriptors1", "state0", "state1"),
+             "encoding0": {3: "m"}, "encoding1": {3: "n"}}, metadata["encode"])
+    with torch.no_grad():
+        desc0, desc1, enc0, enc1 = encode(*sides)
+    layer = torch.tensor(0)
+    conf = matcher.conf
+    _export(LightGlueLayer(matcher).eval(), (desc0, desc1, enc0, enc1, layer), out["layer"],
+            ["state0", "state1", "encoding0", "encoding1", "layer"],
+            ["next0", "next1", "confidence0", "confidence1", "matchability0", "matchability1"],
+            {**per_point("state0", "state1", "next0", "next1", "confidence0", "confidence1", "matchability0", "matchability1"),
+             "encoding0": {3: "m"}, "encoding1": {3: "n"}},
+            {**metadata["layer"], "layers": conf.n_layers, "depth_confidence": conf.depth_confidence,
+             "width_confidence": conf.width_confidence,
+             "confidence_thresholds": json.dumps(matcher.confidence_thresholds.tolist())})  # float32 values, exactly
+    _export(LightGlueAssign(matcher).eval(), (desc0, desc1, layer), out["assign"], ["state0", "state1", "layer"],
+            ["matches0", "scores0"], {**per_point("state0", "state1"), "matches0": {0: "m"}, "scores0": {0: "m"}},
+            {**metadata["assign"], "filter_threshold": conf.filter_threshold})
 
 
 def _export(graph: nn.Module, example: tuple, out: Path, inputs: list[str], outputs: list[str], axes: dict,

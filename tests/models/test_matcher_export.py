@@ -21,7 +21,7 @@ from edge.core.errors import ConfigError, ShelfIDError
 from edge.core.second_opinion import SecondOpinion
 from edge.core.verifier import open_verifier
 from edge.core.verifier.lightglue import LightGlueVerifier
-from edge.core.verifier.lightglue_onnx import KEYPOINTS_FILE, MATCHER_FILE, OnnxLightGlueVerifier
+from edge.core.verifier.lightglue_onnx import FILES, OnnxLightGlueVerifier
 from tests.conftest import REPO, once_per_run
 
 KEYPOINTS = 512
@@ -72,19 +72,20 @@ def test_the_exported_aliked_gives_kornias_keypoints_and_descriptors_at_any_imag
     assert len(kornia.features(plain).keypoints) == len(onnx.features(plain).keypoints) == 0
 
 
-def test_the_exported_lightglue_gives_kornias_matches_with_all_its_layers(exported):
+def test_the_exported_lightglue_gives_the_pytorch_verifiers_matches_stopping_early_and_dropping_points_as_it(exported):
     kornia, onnx = both(exported)
-    kornia.matcher.conf.depth_confidence = kornia.matcher.conf.width_confidence = -1  # no early stop, no pruning
-    iconic = kornia.features(photo("Bravo-Apple-Juice_Iconic.jpg"))
-    for name in ("Bravo-Apple-Juice_001.jpg", "Arla-Medium-Fat-Milk_001.jpg"):
-        shelf = kornia.features(photo(name))
-        with torch.inference_mode():
-            want = kornia.matcher({"image0": side(shelf), "image1": side(iconic)})["matches0"][0].numpy()
-        got = onnx.matcher.run({"keypoints0": shelf.keypoints[None], "keypoints1": iconic.keypoints[None],
-                                "descriptors0": shelf.descriptors[None], "descriptors1": iconic.descriptors[None],
-                                "size0": np.array([shelf.image_size], np.float32),
-                                "size1": np.array([iconic.image_size], np.float32)})["matches0"]
-        np.testing.assert_array_equal(got, want)
+    images = [photo("Bravo-Apple-Juice_Iconic.jpg"), photo("Bravo-Apple-Juice_001.jpg"), photo("Arla-Medium-Fat-Milk_001.jpg"),
+              cv2.imread(str(QUERIES / "cha-mate-limao.jpg")), cv2.imread(str(QUERIES / "matte-leao.jpg")),
+              cv2.imread(str(LIMAO_REFERENCE))]
+    features = [kornia.features(image) for image in images]
+    differs_from_all_layers = 0
+    for query in features:
+        for reference in features:
+            with torch.inference_mode():
+                want = kornia.matcher({"image0": side(query), "image1": side(reference)})
+            np.testing.assert_array_equal(onnx.pairs(query, reference), want["matches"][0].numpy())
+            differs_from_all_layers += want["stop"] < 9 or bool((want["prune0"] < 9).any())
+    assert differs_from_all_layers >= 10  # the loop's early stop and pruning were exercised, not only all nine layers
     reference = onnx.features(cv2.imread(str(LIMAO_REFERENCE)))
     right = onnx.match(onnx.features(cv2.imread(str(QUERIES / "cha-mate-limao.jpg"))), reference)
     wrong = onnx.match(onnx.features(cv2.imread(str(QUERIES / "matte-leao.jpg"))), reference)
@@ -151,8 +152,8 @@ def test_a_folder_without_the_export_or_made_for_another_keypoint_count_is_refus
         open_verifier(config)
     with pytest.raises(ShelfIDError, match="export-matcher --max-keypoints 1024"):
         open_verifier(config.model_copy(update={"matcher_onnx": exported, "max_keypoints": 1024}))
-    (tmp_path / KEYPOINTS_FILE).write_bytes((exported / MATCHER_FILE).read_bytes())  # the wrong part under the name
-    (tmp_path / MATCHER_FILE).write_bytes((exported / MATCHER_FILE).read_bytes())
+    for part, name in FILES.items():  # each part's file, but the keypoints' is LightGlue's encoder
+        (tmp_path / name).write_bytes((exported / FILES["encode" if part == "keypoints" else part]).read_bytes())
     with pytest.raises(ShelfIDError, match="not the keypoints part"):
         open_verifier(config)
 

