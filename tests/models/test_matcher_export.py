@@ -74,18 +74,18 @@ def test_the_exported_aliked_gives_kornias_keypoints_and_descriptors_at_any_imag
 
 def test_the_exported_lightglue_gives_the_pytorch_verifiers_matches_stopping_early_and_dropping_points_as_it(exported):
     kornia, onnx = both(exported)
-    images = [photo("Bravo-Apple-Juice_Iconic.jpg"), photo("Bravo-Apple-Juice_001.jpg"), photo("Arla-Medium-Fat-Milk_001.jpg"),
-              cv2.imread(str(QUERIES / "cha-mate-limao.jpg")), cv2.imread(str(QUERIES / "matte-leao.jpg")),
-              cv2.imread(str(LIMAO_REFERENCE))]
-    features = [kornia.features(image) for image in images]
-    differs_from_all_layers = 0
-    for query in features:
-        for reference in features:
+    queries = [kornia.features(image) for image in (photo("Bravo-Apple-Juice_001.jpg"), photo("Arla-Medium-Fat-Milk_001.jpg"),
+                                                     cv2.imread(str(QUERIES / "cha-mate-limao.jpg")),
+                                                     cv2.imread(str(QUERIES / "matte-leao.jpg")))]
+    references = [kornia.features(photo("Bravo-Apple-Juice_Iconic.jpg")), kornia.features(cv2.imread(str(LIMAO_REFERENCE)))]
+    stopped_or_pruned = 0
+    for query in queries:
+        for reference in references:
             with torch.inference_mode():
                 want = kornia.matcher({"image0": side(query), "image1": side(reference)})
             np.testing.assert_array_equal(onnx.pairs(query, reference), want["matches"][0].numpy())
-            differs_from_all_layers += want["stop"] < 9 or bool((want["prune0"] < 9).any())
-    assert differs_from_all_layers >= 10  # the loop's early stop and pruning were exercised, not only all nine layers
+            stopped_or_pruned += want["stop"] < 9 or bool((want["prune0"] < 9).any())
+    assert stopped_or_pruned >= 4  # the loop's early stop and pruning were exercised, not only all nine layers
     reference = onnx.features(cv2.imread(str(LIMAO_REFERENCE)))
     right = onnx.match(onnx.features(cv2.imread(str(QUERIES / "cha-mate-limao.jpg"))), reference)
     wrong = onnx.match(onnx.features(cv2.imread(str(QUERIES / "matte-leao.jpg"))), reference)
