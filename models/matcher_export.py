@@ -227,6 +227,7 @@ class LightGlueLayer(nn.Module):
         x0 = self._self(descriptors0, encoding0, w)
         x1 = self._self(descriptors1, encoding1, w)
         x0, x1 = self._cross(x0, x1, w)
+
         def confidence(x: torch.Tensor) -> torch.Tensor:
             token = F.linear(x, w("confidence_token.0.weight"), w("confidence_token.0.bias"))
             return torch.sigmoid(token)[..., 0] * self.has_confidence[layer]
