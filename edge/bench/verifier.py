@@ -14,10 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.core.config import VerifierConfig
-from edge.core.images import read_image
+from edge.core.images import IMAGE_SUFFIXES, read_image
 from edge.core.verifier import open_verifier
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 @dataclass(frozen=True)

@@ -69,11 +69,11 @@ def _detect(args: argparse.Namespace) -> int:
     from edge.core.identify import Timings
     from edge.core.images import read_image
     from edge.core.records import label, to_record
-    from edge.core.second_opinion import SecondOpinion, second_look
+    from edge.core.second_opinion import opinion_for, second_look
 
     identifier = load_identifier(config_or_defaults(args.config), args.catalog)
     # verifier.second_opinion: each box the first left unknown asked once more, as the daemon asks a track
-    second = SecondOpinion(identifier, identifier.models.second) if identifier.models.second is not None else None
+    second = opinion_for(identifier)
     failed = 0
     for path in args.images:
         try:
@@ -84,8 +84,7 @@ def _detect(args: argparse.Namespace) -> int:
             continue
         timings = Timings()
         found = identifier.identify_image(frame, detect=not args.whole_image, timings=timings, tiled=args.tiles)
-        if second is not None:
-            found = second_look(second, frame, found, timings)
+        found = second_look(second, frame, found, timings)
         if args.json:
             ms = {k: round(v, 1) for k, v in timings.ms.items()}
             print(json.dumps({"image": str(path), "detections": [to_record(f) for f in found], "ms": ms}))

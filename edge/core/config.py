@@ -219,7 +219,7 @@ class VerifierConfig(Section):
                     "the catalog server's detect ask it about each box of a still the first left unknown. null: none.")
     matcher_onnx: Optional[Path] = Field(
         default=None,
-        description="Folder holding ALIKED + LightGlue exported to ONNX (aliked-n16.onnx, aliked-lightglue.onnx: `shelfid "
+        description="Folder holding ALIKED + LightGlue exported to ONNX (aliked-n16.onnx and lightglue-*.onnx: `shelfid "
                     "models export-matcher`, where PyTorch and kornia are installed): aliked-lightglue, as kind or "
                     "second_opinion, then runs on ONNX Runtime, without PyTorch (how a device runs it). The export fixes "
                     "max_keypoints. null: aliked-lightglue runs on PyTorch.")

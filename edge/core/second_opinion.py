@@ -82,12 +82,17 @@ class SecondOpinion:
         return made
 
 
-def second_look(opinion: SecondOpinion, frame: np.ndarray, found: list[Detected], timings: Timings | None = None) -> list[Detected]:
+def opinion_for(identifier: Identifier) -> SecondOpinion | None:
+    """verifier.second_opinion's for a still's identifier; None where the config names none."""
+    return SecondOpinion(identifier, identifier.models.second) if identifier.models.second is not None else None
+
+
+def second_look(opinion: SecondOpinion | None, frame: np.ndarray, found: list[Detected], timings: Timings | None = None) -> list[Detected]:
     """A still's detections, each the first opinion left unknown asked once more, as the daemon asks a track: its answer
-    replaces the first where it names a product."""
+    replaces the first where it names a product. `opinion` None: the detections as they are."""
     timings = timings or Timings()
     unknown = [n for n, f in enumerate(found) if f.identification.status != "identified"]
-    if not unknown:
+    if opinion is None or not unknown:
         return found
     keep, crops = crop_boxes(frame, [found[n].bbox for n in unknown])
     out = list(found)

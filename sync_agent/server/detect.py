@@ -58,42 +58,30 @@ class PublishedIdentifiers:
     def __init__(self, storage: Storage, folder: Path, models: LazyModels, known: Callable[[str], None] = lambda catalog_id: None):
         """`known(catalog_id)` raises 404 for a catalog the server has no record of."""
         self.storage, self.folder, self.models, self.known = storage, folder, models, known
-        self.loaded: dict[str, tuple[int, object]] = {}
-        self.opinions: dict[str, object] = {}  # catalog id -> SecondOpinion of its loaded identifier
+        # catalog id -> (version, Identifier, its verifier.second_opinion or None: it keeps the learned features it makes)
+        self.loaded: dict[str, tuple[int, object, object]] = {}
         self.lock = threading.Lock()
 
-    def latest(self, catalog_id: str) -> tuple[int, object]:
-        """(version, Identifier); 404 when the catalog has nothing published."""
+    def latest(self, catalog_id: str) -> tuple[int, object, object]:
+        """(version, Identifier, SecondOpinion or None); 404 when the catalog has nothing published."""
         if not CATALOG_ID.fullmatch(catalog_id) or (data := self.storage.get(manifest_key(catalog_id))) is None:
-            self.loaded.pop(catalog_id, None)  # deleted since: its identifier goes too, and its second opinion
-            self.opinions.pop(catalog_id, None)
+            self.loaded.pop(catalog_id, None)  # deleted since: its identifier goes too
             self.known(catalog_id)  # no such catalog at all: say so, not "unpublished"
             raise HTTPException(404, f"catalog {catalog_id!r} has no published version to detect against yet: publish it "
                                      f"first (POST /api/v1/catalogs/{catalog_id}/publish)")
         with self.lock:
-            version, identifier = self.loaded.get(catalog_id, (0, None))
+            loaded = self.loaded.get(catalog_id, (0, None, None))
             try:
                 manifest = parse_manifest(data)
-                if version != manifest["version"]:
+                if loaded[0] != manifest["version"]:
+                    from edge.core.second_opinion import opinion_for
+
                     identifier = self._open(manifest, data)
-                    self.loaded[catalog_id] = version, identifier = manifest["version"], identifier
+                    self.loaded[catalog_id] = loaded = manifest["version"], identifier, opinion_for(identifier)
             except ShelfIDError as exc:  # built for other models than this server runs, a blob gone: say which
                 raise HTTPException(409, f"catalog {catalog_id!r} cannot be opened for detection: "
                                          f"{without_paths(str(exc), self.folder)}") from None
-            return version, identifier
-
-    def second_opinion(self, catalog_id: str, identifier):
-        """verifier.second_opinion's for this identifier (None when the config names none), made once per loaded version:
-        it keeps the learned features it makes of each product's references."""
-        if identifier.models.second is None:
-            return None
-        from edge.core.second_opinion import SecondOpinion
-
-        with self.lock:
-            opinion = self.opinions.get(catalog_id)
-            if opinion is None or opinion.identifier is not identifier:
-                opinion = self.opinions[catalog_id] = SecondOpinion(identifier, identifier.models.second)
-            return opinion
+            return loaded
 
     def _open(self, manifest: dict, manifest_bytes: bytes):
         from edge.core.assembly import identifier_for
@@ -210,15 +198,14 @@ def detect_routes(storage: Storage, settings: ServerSettings, models: LazyModels
         from edge.core.records import to_record
         from edge.core.second_opinion import second_look
 
-        version, identifier = identifiers.latest(catalog_id)
+        version, identifier, opinion = identifiers.latest(catalog_id)
         try:
             frame = read_image(path, settings.max_pixels)  # the one decode
         except ImageError as exc:
             raise image_refused(exc, name) from None
         timings = Timings()
         found = identifier.identify_image(frame, detect=True, timings=timings, tiled=tiles)
-        if (opinion := identifiers.second_opinion(catalog_id, identifier)) is not None:
-            found = second_look(opinion, frame, found, timings)
+        found = second_look(opinion, frame, found, timings)
         return {"image": name, "catalog_id": catalog_id, "catalog_version": version, "tiles": tiles,
                 "detections": [to_record(f) for f in found], "ms": {k: round(v, 1) for k, v in timings.ms.items()}}
 

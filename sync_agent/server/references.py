@@ -298,7 +298,7 @@ def reference_routes(store: CatalogStore, settings: ServerSettings, identifiers:
 
     def check(catalog_id: str, crop: Path, product_id: str) -> Verdict:
         try:
-            version, identifier = identifiers.latest(catalog_id)
+            version, identifier, _ = identifiers.latest(catalog_id)
         except HTTPException as exc:  # nothing published yet, or not openable with these models: the manager decides
             return Verdict(False, f"not checked: {exc.detail}", {"checked": False})
         try:

@@ -98,8 +98,7 @@ def open_verifier(config: VerifierConfig, threads: int = 0) -> Verifier:
     """`threads`: CPU threads of a verifier on ONNX Runtime (models.threads in the daemon; 0: the runtime's default)."""
     if config.kind not in VERIFIERS:
         raise ShelfIDError(f"unknown verifier {config.kind!r}; valid: {', '.join(VERIFIERS)}")
-    if config.matcher_onnx is not None and config.kind in ON_ONNX_RUNTIME:
-        module_name, class_name = ON_ONNX_RUNTIME[config.kind].split(":")
-        return getattr(importlib.import_module(module_name), class_name)(config, threads)
-    module_name, class_name = VERIFIERS[config.kind].split(":")
-    return getattr(importlib.import_module(module_name), class_name)(config)
+    onnx = config.matcher_onnx is not None and config.kind in ON_ONNX_RUNTIME
+    module_name, class_name = (ON_ONNX_RUNTIME if onnx else VERIFIERS)[config.kind].split(":")
+    implementation = getattr(importlib.import_module(module_name), class_name)
+    return implementation(config, threads) if onnx else implementation(config)

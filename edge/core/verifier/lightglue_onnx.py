@@ -55,7 +55,7 @@ class OnnxLightGlueVerifier:
     def __init__(self, config: VerifierConfig, threads: int = 0):
         """`threads`: CPU threads of each of its ONNX Runtime sessions (0: the runtime's default, every core)."""
         folder = Path(config.matcher_onnx).expanduser()
-        self.config, self.kind = config, config.kind
+        self.config = config
         options = BackendOptions(threads=threads, device=config.device)
         self.keypoints, self.encode, self.layer, self.assign = (_open(folder / FILES[part], part, options) for part in FILES)
         self.top_k = int(self.keypoints.metadata.get("max_keypoints", 0))
