@@ -44,8 +44,13 @@ class Sources:
     photos: list[np.ndarray]
 
 
-def cut_out_white(image: np.ndarray) -> Sprite | None:
-    """A packshot on a white backdrop → the product and its mask (largest non-white region, holes filled)."""
+def cut_out_white(image: np.ndarray, convex: bool = False) -> Sprite | None:
+    """A packshot on a white backdrop → the product and its mask (largest non-white region, holes filled).
+
+    `convex`: the product is the convex hull of every part that is not backdrop. A white carton's white print
+    touches the backdrop, so by colour alone the pack falls apart into pieces (measured on the Grocery Store
+    Dataset's packshots: 12 of 31 packaged products kept 50–75 % of their pack, Oatly's oatghurt only its side
+    panel); cartons, pots and bottles are convex, or nearly."""
     near_white = (image.min(axis=2) > 232).astype(np.uint8)
     h, w = near_white.shape
     # the backdrop is the near-white region connected to the border; white inside the product stays
@@ -62,6 +67,13 @@ def cut_out_white(image: np.ndarray) -> Sprite | None:
     biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     if stats[biggest, cv2.CC_STAT_AREA] < 0.05 * h * w:
         return None
+    if convex:  # every part of some size: specks of dust or JPEG noise on the backdrop are not the product
+        parts = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= 0.002 * h * w) + 1
+        points = cv2.findNonZero(np.isin(labels, parts).astype(np.uint8))
+        mask = np.zeros((h, w), np.uint8)
+        cv2.fillConvexPoly(mask, cv2.convexHull(points), 1)
+        x, y, bw, bh = cv2.boundingRect(mask)
+        return Sprite(image[y:y + bh, x:x + bw].copy(), mask[y:y + bh, x:x + bw])
     x, y, bw, bh = stats[biggest, :4]
     mask = (labels == biggest).astype(np.uint8)[y:y + bh, x:x + bw]
     return Sprite(image[y:y + bh, x:x + bw].copy(), mask)

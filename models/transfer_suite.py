@@ -70,7 +70,7 @@ def _rng(seed: int, *keys: str | int) -> np.random.Generator:
 
 
 def _face(packshot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    sprite = cut_out_white(packshot)
+    sprite = cut_out_white(packshot, convex=True)
     if sprite is None:  # no white backdrop: the whole image is the product
         return packshot.copy(), np.ones(packshot.shape[:2], np.uint8)
     return sprite.rgb, sprite.mask

@@ -54,6 +54,16 @@ def test_references_come_as_packshot_tight_crop_and_upscaled(packshots):
     assert is_packshot(kinds["packshot"].reference)  # the backdrop shows
 
 
+def test_a_white_carton_is_cut_out_whole_though_its_white_print_touches_the_backdrop():
+    image = np.full((200, 140, 3), 255, np.uint8)
+    cv2.rectangle(image, (30, 20), (109, 179), (250, 250, 250), -1)  # a white carton on a white backdrop
+    cv2.rectangle(image, (30, 20), (109, 45), (40, 40, 200), -1)  # a red band at its top
+    cv2.rectangle(image, (45, 80), (94, 120), (200, 90, 30), -1)  # a blue logo in its middle
+    cv2.rectangle(image, (30, 165), (109, 179), (60, 160, 60), -1)  # a green foot
+    packs, _ = make_packs({"carton": image}, seed=0, twins=0)
+    assert packs[0].mask.shape == (160, 80) and packs[0].mask.mean() > 0.97  # not three coloured pieces
+
+
 def test_a_sticker_covers_ten_to_twenty_five_percent_of_the_face(packshots):
     packs, _ = make_packs(packshots, seed=0, twins=0)
     for n, pack in enumerate(packs):
