@@ -239,7 +239,7 @@ def make_packs(packshots: dict[str, np.ndarray], seed: int = 0, twins: int = 8) 
     by_id = {p.product_id: p for p in packs}
     for n, pid in enumerate(chosen):
         base, kind = by_id[pid], ("swap", "hue")[n % 2]
-        twin_id = f"{pid}~{kind}"
+        twin_id = f"{pid}.{kind}-twin"  # a valid product id: a catalog build skips any other
         rng = _rng(seed, twin_id)
         twin_face = colour_twin(base.face, kind, rng)
         twin_reference = colour_twin(base.reference, kind, _rng(seed, twin_id))  # the same draw: the same hue shift

@@ -53,6 +53,8 @@ def test_grocery_and_synthetic_sources_report_apart_with_one_record_per_instance
     assert len(records) == sum(r["catalog_instances"] + r["open_instances"] for r in report.values())
     closed = [r for r in records if r["run"] == "closed"]
     assert all(r["candidates"] and r["candidates"][0]["similarity"] > 0 for r in closed)
+    twins = {r["truth"] for r in closed if r["truth"].endswith("-twin")}
+    assert len(twins) == 2 and twins <= {c["product"] for r in closed for c in r["candidates"]}  # in the full catalog
     assert {r["status"] for r in records} <= {"identified", "unknown"}
     for name, numbers in summarise(records).items():
         assert {k: v for k, v in report[name].items() if k != "seconds"} == numbers
@@ -78,8 +80,8 @@ def test_synthetic_editions_are_the_same_product_with_a_second_catalog_image(tmp
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert (synthetic["catalog_instances"], synthetic["open_instances"], synthetic["other_edition_instances"]) == (14, 0, 2)
     editions = [r for r in records if r["edition"] == "other"]
-    assert {r["key"].split("~")[0] for r in editions} == {r["truth"] for r in editions}  # a twin's queries are its pack's
-    assert all("~" not in c["product"] for r in records for c in r["candidates"])  # 12 products, no twin among them
+    assert {r["key"].split("/")[0].rsplit(".", 1)[0] for r in editions} == {r["truth"] for r in editions}  # a twin's queries are its pack's
+    assert all(not c["product"].endswith("-twin") for r in records for c in r["candidates"])  # 12 products, no twin among them
     assert synthetic["recall_other_edition"] == round(sum(r["named"] == r["truth"] for r in editions) / 2, 3)
 
 

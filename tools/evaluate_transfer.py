@@ -208,7 +208,9 @@ def build(references: dict[str, list], folder: Path, models, detector_builds: bo
             else:
                 cv2.imwrite(str(images / product / f"{n}.png"), ref)
     detector, embedder, verifier = models.detector, models.embedder, models.verifier
-    build_catalog(images, folder / "catalog", embedder, verifier, detector if detector_builds else None, folder.name)
+    report = build_catalog(images, folder / "catalog", embedder, verifier, detector if detector_builds else None, folder.name)
+    if report.skipped:  # a reference the catalog lacks turns its product's instances into an open set unnoticed
+        raise SystemExit(f"{folder.name}: the catalog build skipped references: {'; '.join(report.skipped[:3])}")
     return folder / "catalog"
 
 
