@@ -56,6 +56,11 @@ def test_grocery_and_synthetic_sources_report_apart_with_one_record_per_instance
     twins = {r["truth"] for r in closed if r["truth"].endswith("-twin")}
     assert len(twins) == 2 and twins <= {c["product"] for r in closed for c in r["candidates"]}  # in the full catalog
     assert {r["status"] for r in records} <= {"identified", "unknown"}
+    for numbers in report.values():  # every catalog instance left unknown is counted under one reason
+        left = numbers["catalog_instances"] - numbers["right"] - numbers["wrong_n"]
+        assert sum(numbers["unknown_reasons"].values()) == left
+        assert set(numbers["unknown_reasons"]) <= {"not_detected", "small", "no_match", "partly_visible", "colours_differ"}
+    assert all((r["reason"] is None) == (r["named"] is not None) and len(r["crop"]) == 2 for r in records)
     for name, numbers in summarise(records).items():
         assert {k: v for k, v in report[name].items() if k != "seconds"} == numbers
     assert (tmp_path / "examples.png").stat().st_size > 10_000

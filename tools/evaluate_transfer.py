@@ -28,10 +28,12 @@ catalog, named as it), with counts and seconds; for grocery-val also recall_same
 iconic image shows the edition of the pack they show (samples/grocery-editions.csv: our labels), and
 recall_other_edition over the others; for synthetic --editions (each colour twin another edition of its pack, its
 image the product's second catalog image) recall_other_edition over the queries of a pack in its other edition.
+unknown_reasons: where recall is lost, the catalog instances left unknown counted by why (not_detected: no
+detector box over it; small, no_match, partly_visible, colours_differ: edge.core.decision).
 
 --out writes one JSON line per instance and run: source, run (closed / open-N), truth, its family, whether its
-product was in the catalog, the retrieved candidates with similarity and, where verified, inliers, inlier ratio,
-spread, appearance residual, reference kind, and the decision (status, product named, confidence). A calibration
+product was in the catalog, the judged crop's size, the retrieved candidates with similarity and, where verified, inliers, inlier ratio,
+spread, appearance residual, reference kind, and the decision (status, product named, confidence, reason). A calibration
 tool can fit on some sources' records and evaluate on the others (summarise() takes any subset).
 """
 
@@ -220,7 +222,8 @@ def record(source: Source, run: str, instance: Instance, catalog_products: set[s
     in_catalog = instance.truth in catalog_products
     out = {"source": source.name, "run": run, "key": instance.key, "truth": instance.truth, "family": family,
            "in_catalog": in_catalog, "sibling_in_catalog": any(source.family(p) == family for p in catalog_products - {instance.truth}),
-           "detected": bool(instance.crops), "candidates": [], "status": "unknown", "named": None, "guess": None, "confidence": 0.0}
+           "detected": bool(instance.crops), "candidates": [], "status": "unknown", "named": None, "guess": None, "confidence": 0.0,
+           "reason": "not_detected" if not instance.crops else None}
     if instance.edition:
         out["edition"] = instance.edition
     if examined is None:
@@ -235,7 +238,8 @@ def record(source: Source, run: str, instance: Instance, catalog_products: set[s
         out["candidates"].append(row)
     ident = examined.identification
     return out | {"status": ident.status, "named": ident.product.product_id if ident.product else None,
-                  "guess": ident.guess.product_id if ident.guess else None, "confidence": round(ident.confidence, 4)}
+                  "guess": ident.guess.product_id if ident.guess else None, "confidence": round(ident.confidence, 4),
+                  "reason": ident.reason}
 
 
 def run_source(source: Source, config: Config, models, workdir: Path) -> list[dict]:
@@ -253,12 +257,15 @@ def run_source(source: Source, config: Config, models, workdir: Path) -> list[di
             examined = identifier.examine(list(instance.crops)) if instance.crops else []
             best = max(examined, key=lambda e: convincing(e.identification), default=None)
             rec = record(source, run, instance, set(references), best, catalog)
-            if second is not None and rec["named"] is None and best is not None:
+            crop = instance.crops[next(i for i, e in enumerate(examined) if e is best)] if best is not None else None
+            if crop is not None:
+                rec["crop"] = [crop.shape[1], crop.shape[0]]
+            if second is not None and rec["named"] is None and crop is not None:
                 # as the daemon asks it: once, about what the first opinion left unknown, on its most convincing crop
-                ident = second.identify(instance.crops[next(i for i, e in enumerate(examined) if e is best)])
-                rec["named_first"] = None
+                ident = second.identify(crop)
+                rec["named_first"], rec["reason_first"] = None, rec["reason"]
                 if ident.product is not None:
-                    rec |= {"status": "identified", "named": ident.product.product_id, "second_opinion": True}
+                    rec |= {"status": "identified", "named": ident.product.product_id, "second_opinion": True, "reason": None}
             records.append(rec)
     return records
 
@@ -284,7 +291,9 @@ def summarise(records: list[dict]) -> dict:
                         "catalog_instances": len(known), "right": right, "wrong_n": len(wrong), "sibling_n": sibling,
                         "open_instances": len(unknown), "false_id_n": len(false_ids), "twin_instances": len(twins),
                         "twin_false_id_n": twin_false, "detected": rate(sum(r["detected"] for r in mine), len(mine)),
-                        "confusions": dict(Counter(f"{r['truth']} -> {r['named']}" for r in wrong + false_ids).most_common(6))}
+                        "confusions": dict(Counter(f"{r['truth']} -> {r['named']}" for r in wrong + false_ids).most_common(6)),
+                        # where recall is lost: why the catalog's instances left unknown are unknown (edge.core.decision)
+                        "unknown_reasons": dict(Counter(r.get("reason") for r in known if r["named"] is None).most_common())}
         for edition in ("same", "other"):  # same: instances whose (first) catalog image shows their pack's edition
             these = [r for r in known if r.get("edition") == edition]
             if these:
@@ -362,7 +371,8 @@ def main() -> int:
               "sources": {name: s | {"seconds": seconds[name]} for name, s in summarise(records).items()}}
     if models.second is not None:
         report["second_opinion"] = models.second.id
-        report["first_opinion_sources"] = summarise([r | {"named": r.get("named_first", r["named"])} for r in records])
+        report["first_opinion_sources"] = summarise([r | {"named": r.get("named_first", r["named"]), "reason": r.get("reason_first", r["reason"])}
+                                                     for r in records])
     if args.json:
         print(json.dumps(report))
     else:
@@ -370,6 +380,7 @@ def main() -> int:
         for name, s in report["sources"].items():
             print(f"{name:12s} {s['recall']!s:>6s} {s['wrong']!s:>6s} {s['sibling']!s:>7s} {s['false_id']!s:>8s} {s['twin_false_id']!s:>8s}  "
                   f"{s['right']}/{s['catalog_instances']} right, {s['false_id_n']}/{s['open_instances']} open named, {s['seconds']} s")
+            print(f"{'':12s} left unknown: {', '.join(f'{why} {n}' for why, n in s['unknown_reasons'].items()) or 'none'}")
         print(f"records: {args.out}")
     return 0
 

@@ -144,6 +144,29 @@ def choose(verified: list[Evidence], similarities: list[float], thresholds: Thre
     return min(passing, key=lambda i: (verified[i].differing_or_unseen, -verified[i].match.inliers)), True, 1.0
 
 
+# Why a crop came back unknown, for the people who act on it (`shelfid detect --json`, the benchmarks):
+SMALL = "small"  # no candidate's keypoints agree, and the crop is under SMALL_PX: too small to verify, not proof of absence
+NO_MATCH = "no_match"  # no candidate's keypoints agree: another product, or too blurred to tell
+PARTLY_VISIBLE = "partly_visible"  # keypoints agree, but the aligned crop covers too little of the face to compare colours
+COLOURS_DIFFER = "colours_differ"  # keypoints agree, colours do not: a look-alike, another edition, or a cover
+UNDECIDED = "undecided"  # the fitted score's verdict (decision.kind calibrated): no rule to point at
+NO_CANDIDATES = "no_candidates"  # an empty catalog
+# the crop's longer side. Measured on the transfer benchmark (2026-12-07, SIFT, every source): of crops whose
+# longer side was under 60 px 0 of 23 were named, 60-80 px 1 of 16, 80-100 px 3 of 16, over 120 px 90 of 263
+SMALL_PX = 80
+
+
+def unknown_reason(verified: list[Evidence], thresholds: Thresholds, crop_size: tuple[int, int],
+                   calibration: Calibration | None = None) -> str:
+    """Why none of the verified candidates is identical, read off the one with the most inliers."""
+    if calibration is not None:
+        return UNDECIDED
+    best = max(verified, key=lambda e: e.match.inliers, default=Evidence.none())
+    if best.match.inliers < thresholds.min_inliers or best.match.inlier_ratio < thresholds.min_inlier_ratio:
+        return SMALL if max(crop_size) < SMALL_PX else NO_MATCH
+    return PARTLY_VISIBLE if best.differing_or_unseen >= NOT_COMPARED else COLOURS_DIFFER
+
+
 def load_calibration(path: Path) -> Calibration:
     """A calibration file; its weights are read by the evidence names it lists (a file fitted before a piece of
     evidence existed gives that piece weight 0)."""

@@ -22,7 +22,18 @@ import numpy as np
 from edge.core.appearance import Reference, differing_share, prepare
 from edge.core.catalog import Catalog, Product
 from edge.core.config import DecisionConfig
-from edge.core.decision import NOT_COMPARED, Calibration, Evidence, Thresholds, choose, is_clear, passes, verified_count
+from edge.core.decision import (
+    NO_CANDIDATES,
+    NOT_COMPARED,
+    Calibration,
+    Evidence,
+    Thresholds,
+    choose,
+    is_clear,
+    passes,
+    unknown_reason,
+    verified_count,
+)
 from edge.core.field_set import EMPTY, FieldSet
 from edge.core.index import Candidate, CatalogIndex, collapse_to_products
 from edge.core.verifier import Features, Match
@@ -50,11 +61,12 @@ class Identification:
     ranked: tuple[int, ...] = ()  # product indices in retrieval order (top_k), for evaluation
     confidence: float = 0.0  # the decision's score for the chosen candidate (calibrated probability)
     clear: bool = False  # identified with evidence no look-alike reaches (decision.is_clear): one look confirms it
+    reason: str | None = None  # when unknown, why (edge.core.decision: small, no_match, partly_visible, colours_differ …)
 
     @staticmethod
     def unknown_empty() -> Identification:
         return Identification(status="unknown", product=None, guess=None, similarity=0.0, inliers=0, inlier_ratio=0.0,
-                              spread=0.0, verified=0)
+                              spread=0.0, verified=0, reason=NO_CANDIDATES)
 
 
 @dataclass
@@ -84,8 +96,9 @@ class Detected:
 
 
 def decide(products: Sequence[Product], candidates: list[Candidate], verified: list[Evidence], thresholds: Thresholds,
-           calibration: Calibration | None = None) -> Identification:
-    """Identical when the decision rule accepts the best verified candidate; else unknown with a guess."""
+           calibration: Calibration | None = None, crop_size: tuple[int, int] = (0, 0)) -> Identification:
+    """Identical when the decision rule accepts the best verified candidate; else unknown with a guess and the reason.
+    `crop_size`: the crop's (width, height), which tells a crop too small to verify."""
     if not candidates:
         return Identification.unknown_empty()
     # verified[i] belongs to candidates[i]; candidates past len(verified) were not verified
@@ -96,7 +109,8 @@ def decide(products: Sequence[Product], candidates: list[Candidate], verified: l
                           guess=None if identical else product, similarity=cand.similarity, inliers=chosen.match.inliers,
                           inlier_ratio=chosen.match.inlier_ratio, spread=chosen.match.spread, verified=len(verified),
                           ranked=tuple(c.product_index for c in candidates), confidence=confidence,
-                          clear=identical and is_clear(chosen, thresholds))
+                          clear=identical and is_clear(chosen, thresholds),
+                          reason=None if identical else unknown_reason(verified, thresholds, crop_size, calibration))
 
 
 class Identifier:
@@ -233,7 +247,8 @@ class Identifier:
                     verified = self.verify(crop, cands, early_stop=self.calibration is None)
             else:  # the fitted score decides from the embedding: keypoints would change nothing
                 verified = [Evidence.none()] * verified_count([c.similarity for c in cands], self.verify_candidates)
-            identification = replace(decide(self.products, cands, verified, self.thresholds, self.calibration),
+            identification = replace(decide(self.products, cands, verified, self.thresholds, self.calibration,
+                                            (crop.shape[1], crop.shape[0])),
                                      verified=len(verified) if self.verifies else 0)
             results.append(Examined(tuple(cands), tuple(verified), identification))
         return results

@@ -49,7 +49,7 @@ class SecondOpinion:
         query = self.verifier.features(crop)
         count = verified_count([c.similarity for c in candidates], first.verify_candidates)
         verified = [self._evidence(crop, query, c.product_index) for c in candidates[:count]]
-        identification = decide(first.products, candidates, verified, first.thresholds)
+        identification = decide(first.products, candidates, verified, first.thresholds, crop_size=(crop.shape[1], crop.shape[0]))
         return replace(identification, clear=identification.status == "identified")
 
     def _evidence(self, crop: np.ndarray, query: Features, product_index: int) -> Evidence:

@@ -15,7 +15,7 @@ import pytest
 from edge.core.assembly import Models
 from edge.core.catalog import Product, empty_catalog
 from edge.core.config import DecisionConfig, VerifierConfig
-from edge.core.decision import Evidence, Thresholds
+from edge.core.decision import NOT_COMPARED, Calibration, Evidence, Thresholds
 from edge.core.identify import Detected, Identification, Identifier, decide
 from edge.core.index import Candidate, CatalogIndex
 from edge.core.records import to_record
@@ -73,6 +73,27 @@ def test_decide_prefers_a_clearly_identical_candidate_and_else_says_unknown_with
     assert result.status == "unknown" and result.product is None and result.guess.product_id == "a"
 
 
+def test_an_unknown_says_why_no_candidate_is_identical():
+    """The reason is read off the candidate with the most inliers: the people who act on an unknown need to know
+    whether to move the camera closer, teach the product, or look for a look-alike."""
+    catalog = empty_catalog(4, 4)
+    catalog.products.extend([Product("a", "a", "A"), Product("b", "b", "B")])
+    cands = [Candidate(0, 0, 0.9), Candidate(1, 1, 0.8)]
+    rule = Thresholds(10, 0.0, 0.01)
+
+    def why(*evidence: Evidence, size: tuple[int, int] = (200, 300)) -> str | None:
+        return decide(catalog.products, cands, list(evidence), rule, crop_size=size).reason
+
+    few = seen(40, 6, 0.15, 0.1)
+    assert why(few, seen(30, 2, 0.1, 0.0)) == "no_match"
+    assert why(few, size=(30, 60)) == "small"  # under SMALL_PX: too small to verify, not evidence of another product
+    assert why(Evidence(match=seen(60, 30, 0.5, 0.3).match, differing=0.2), few) == "colours_differ"
+    assert why(few, Evidence(match=seen(60, 30, 0.5, 0.3).match, differing=NOT_COMPARED)) == "partly_visible"
+    assert why(Evidence(match=seen(60, 30, 0.5, 0.3).match, differing=0.005), size=(30, 60)) is None  # identified: no reason
+    assert decide(catalog.products, cands, [few], rule, Calibration((0.0,) * 7, -9.0, 0.5, "x")).reason == "undecided"
+    assert Identification.unknown_empty().reason == "no_candidates"
+
+
 def test_a_detect_record_names_its_product_as_an_mqtt_event_does():
     """One product shape across CLI, HTTP and MQTT: `product` and `guess` are {id, sku, name} or null, never flat keys."""
     event_schema = json.loads((REPO / "schemas" / "event.schema.json").read_text())
@@ -82,13 +103,14 @@ def test_a_detect_record_names_its_product_as_an_mqtt_event_does():
         status="identified", product=limao, guess=natural, similarity=0.91234, inliers=80, inlier_ratio=0.61, spread=0.4, verified=2,
         confidence=0.9876)))
     unknown = to_record(Detected((0.0, 0.0, 5.0, 5.0), Identification(
-        status="unknown", product=None, guess=natural, similarity=0.5, inliers=3, inlier_ratio=0.1, spread=0.0, verified=3)))
+        status="unknown", product=None, guess=natural, similarity=0.5, inliers=3, inlier_ratio=0.1, spread=0.0, verified=3,
+        reason="small")))
     for record in (named, unknown, to_record(Detected((0.0, 0.0, 1.0, 1.0), Identification.unknown_empty()))):
         jsonschema.validate({"image": "x.jpg", "detections": [record], "ms": {"embed": 1.0}}, DETECT_SCHEMA)
     assert named == {"bbox": [1.0, 2.0, 30.0, 40.0], "status": "identified", "product": {"id": "limao", "sku": "111", "name": "Limão"},
                      "guess": None, "similarity": 0.9123, "inliers": 80, "inlier_ratio": 0.61, "spread": 0.4, "verified": 2,
-                     "confidence": 0.988}
-    assert (unknown["product"], unknown["guess"]) == (None, {"id": "natural", "sku": "222", "name": "Natural"})
+                     "confidence": 0.988, "reason": None}
+    assert (unknown["product"], unknown["guess"], unknown["reason"]) == (None, {"id": "natural", "sku": "222", "name": "Natural"}, "small")
     assert not {"product_id", "sku", "name"} & (set(named) | set(unknown))
 
 
