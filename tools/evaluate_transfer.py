@@ -32,9 +32,10 @@ unknown_reasons: where recall is lost, the catalog instances left unknown counte
 detector box over it; small, no_match, partly_visible, colours_differ: edge.core.decision).
 
 --out writes one JSON line per instance and run: source, run (closed / open-N), truth, its family, whether its
-product was in the catalog, the judged crop's size, the retrieved candidates with similarity and, where verified, inliers, inlier ratio,
-spread, appearance residual, reference kind, and the decision (status, product named, confidence, reason). A calibration
-tool can fit on some sources' records and evaluate on the others (summarise() takes any subset).
+product was in the catalog, the judged crop's size, the retrieved candidates with similarity and, where verified,
+inliers, inlier ratio, spread, appearance residual, reference kind, and the decision (status, product named,
+confidence, reason). A calibration tool can fit on some sources' records and evaluate on the others (summarise()
+takes any subset).
 """
 
 from __future__ import annotations
