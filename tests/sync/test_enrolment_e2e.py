@@ -92,6 +92,9 @@ def test_a_crop_taught_on_the_page_is_named_at_once_reviewed_published_and_named
             def open_form(d):  # in one step: the list is re-rendered every 2 s, and a card found before may be gone by the click
                 card = d.find_element(By.CSS_SELECTOR, f'#unknowns li[data-track="{track}"]')
                 assert not card.find_element(By.CSS_SELECTOR, "input.name").is_displayed()  # the new-product form opens on demand
+                why = card.find_element(By.CSS_SELECTOR, "div.meta").text  # why the device did not name it, in words
+                assert any(words in why for words in ("too small to verify", "matches no catalog product", "too little of the pack",
+                                                      "colours differ")), why
                 card.find_element(By.CSS_SELECTOR, "button.new").click()
                 return card
 
