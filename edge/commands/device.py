@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 from edge.commands.common import DEVICE_CONFIG_HELP, TOOL_CONFIG_HELP, config_or_defaults, config_path, device_config
@@ -90,7 +91,9 @@ def _detect(args: argparse.Namespace) -> int:
             print(json.dumps({"image": str(path), "detections": [to_record(f) for f in found], "ms": ms}))
         else:
             names = [label(f) for f in found if f.identification.status == "identified"]
-            print(f"{path}: {len(found)} products, {len(names)} identified: {', '.join(names) or '-'}")
+            why = Counter(f.identification.reason for f in found if f.identification.status != "identified")
+            unknown = f"; unknown: {', '.join(f'{reason} {n}' for reason, n in why.most_common())}" if why else ""
+            print(f"{path}: {len(found)} products, {len(names)} identified: {', '.join(names) or '-'}{unknown}")
         if args.annotate:
             out = args.annotate if len(args.images) == 1 else args.annotate.with_name(f"{args.annotate.stem}-{path.stem}.jpg")
             boxes = [(f.bbox, label(f), f.identification.status == "identified") for f in found]

@@ -148,6 +148,7 @@ def test_a_crop_showing_too_little_of_the_face_to_compare_its_colours_is_not_nam
     [det] = json.loads(run.stdout)["detections"]
     assert det["inliers"] >= DecisionConfig().min_inliers, det  # the keypoints alone would name it
     assert det["status"] == "unknown" and det["guess"]["id"] == "cha-mate-limao", det
+    assert det["reason"] == "partly_visible", det  # and it says so: more of the pack in view would settle it
 
 
 def test_packshot_references_are_verified_like_field_photos_and_nothing_is_named_without_keypoints(tmp_path):
@@ -196,6 +197,7 @@ def test_detect_reports_an_unreadable_image_and_goes_on(catalog_dir, config_file
                   "--config", str(config_file), "--whole-image")
     assert run.returncode == 1
     assert "bad.jpg: empty file" in run.stderr and "matte-leao.jpg: 1 products" in run.stdout
+    assert "unknown: no_match 1" in run.stdout, run.stdout  # why it is unknown: its print matches no catalog product
 
 
 def test_detect_refuses_a_catalog_built_with_another_embedder(catalog_dir, tmp_path):
