@@ -127,16 +127,19 @@ def test_a_stalled_camera_stops_the_watchdog_pings_until_frames_flow_again(tmp_p
     reader.start()
     assert camera.stalled.wait(60)
     stalled_at = time.monotonic()
-    time.sleep(2.3)  # a window to observe (not a wait for an event): the hung camera gives the loop no frame, so no ping
+    time.sleep(3.3)  # a window to observe (not a wait for an event): the hung camera gives the loop no frame, so no ping
     released_at = time.monotonic()
     camera.release.set()
     daemon.join(120)
     done.set()
     reader.join()
     sock.close()
-    before = [m for t, m in received if t < stalled_at + 0.3]  # the frame in flight when the camera hung may still ping once
-    during = [m for t, m in received if stalled_at + 0.3 <= t < released_at]  # systemd would restart us after WatchdogSec
+    # the frames read before the camera hung (the one being processed, the newest in the grabber's slot) may still
+    # ping once each, when they are done: on two busy cores that took over 0.3 s. After that, silence
+    before = [m for t, m in received if t < stalled_at + 0.3]
+    during = [m for t, m in received if stalled_at <= t < released_at]  # systemd would restart us after WatchdogSec
+    late = [m for t, m in received if stalled_at + 1.5 <= t < released_at]
     after = [m for t, m in received if t >= released_at]
-    assert "READY=1" not in during and during.count("WATCHDOG=1") == 0
+    assert "READY=1" not in during and during.count("WATCHDOG=1") <= 2 and late == [], (during, late)
     assert after.count("WATCHDOG=1") >= 1 and after[-1] == "STOPPING=1"
     assert before[0] == "READY=1" and before.count("WATCHDOG=1") >= 5  # pings while frames flowed
