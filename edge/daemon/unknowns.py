@@ -26,15 +26,17 @@ class UnknownTrack:
     track_id: int
     first_seen: float
     last_seen: float
-    guess: Product | None
-    similarity: float
-    inliers: int
-    reason: str | None  # why its last identification was unknown (edge.core.decision)
+    latest: Identification  # its last identification, unknown: the guess, the evidence and why
     crops: list[tuple[float, bytes]] = field(default_factory=list)  # (sharpness, JPEG), sharpest first
 
+    @property
+    def guess(self) -> Product | None:
+        return self.latest.guess
+
     def summary(self) -> dict:
-        return {"track_id": self.track_id, "first_seen": self.first_seen, "last_seen": self.last_seen, "guess": product_ref(self.guess),
-                "similarity": round(self.similarity, 3), "inliers": self.inliers, "reason": self.reason, "crops": len(self.crops)}
+        ident = self.latest
+        return {"track_id": self.track_id, "first_seen": self.first_seen, "last_seen": self.last_seen, "guess": product_ref(ident.guess),
+                "similarity": round(ident.similarity, 3), "inliers": ident.inliers, "reason": ident.reason, "crops": len(self.crops)}
 
 
 def sharpness(crop: np.ndarray) -> float:
@@ -66,12 +68,10 @@ class RecentUnknowns:
                 return
             entry = self._tracks.get(track_id)
             if entry is None:
-                entry = self._tracks[track_id] = UnknownTrack(track_id, now, now, ident.guess, ident.similarity, ident.inliers,
-                                                              ident.reason)
+                entry = self._tracks[track_id] = UnknownTrack(track_id, now, now, ident)
                 if len(self._tracks) > self.capacity:
                     del self._tracks[min(self._tracks.values(), key=lambda t: t.last_seen).track_id]
-            entry.last_seen, entry.guess, entry.similarity, entry.inliers, entry.reason = (now, ident.guess, ident.similarity,
-                                                                                           ident.inliers, ident.reason)
+            entry.last_seen, entry.latest = now, ident
             score = sharpness(crop)
             if len(entry.crops) < self.crops_per_track or score > entry.crops[-1][0]:
                 entry.crops = sorted([*entry.crops, (score, jpeg(shrunk(crop)))], key=lambda c: -c[0])[:self.crops_per_track]
