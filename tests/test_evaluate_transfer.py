@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import cv2
+
 from tests.conftest import REPO
 from tools.evaluate import read_dataset
 from tools.evaluate_transfer import read_editions, summarise
@@ -38,7 +40,8 @@ def test_grocery_and_synthetic_sources_report_apart_with_one_record_per_instance
     out = tmp_path / "records.jsonl"
     run = subprocess.run([sys.executable, "-m", "tools.evaluate_transfer", "--sources", "grocery-val,synthetic", "--data", str(MINI),
                           "--twins", "2", "--conditions", "shelf,sticker", "--json", "--out", str(out),
-                          "--examples", str(tmp_path / "examples.png")], capture_output=True, text=True, cwd=REPO)
+                          "--examples", str(tmp_path / "examples.png"), "--differing-images", str(tmp_path / "differing")],
+                         capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads(run.stdout)["sources"]
     records = [json.loads(line) for line in out.read_text().splitlines()]
@@ -64,6 +67,12 @@ def test_grocery_and_synthetic_sources_report_apart_with_one_record_per_instance
     for name, numbers in summarise(records).items():
         assert {k: v for k, v in report[name].items() if k != "seconds"} == numbers
     assert (tmp_path / "examples.png").stat().st_size > 10_000
+    # a comparison drawn for every right product refused on colour (stickers: its keypoints agree, its colours do not)
+    refused = [r for r in records if r["named"] is None and r["reason"] == "colours_differ"
+               and any(c["product"] == r["truth"] and c.get("differing") is not None for c in r["candidates"])]
+    drawn = sorted((tmp_path / "differing").glob("*.png"))
+    assert refused and len(drawn) >= len(refused)
+    assert all(cv2.imread(str(path)).shape[1] % 3 == 0 for path in drawn)  # reference | aligned crop | differing
 
 
 def test_every_packaged_grocery_product_has_an_edition_label():

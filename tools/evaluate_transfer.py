@@ -36,6 +36,10 @@ product was in the catalog, the judged crop's size, the retrieved candidates wit
 inliers, inlier ratio, spread, appearance residual, reference kind, and the decision (status, product named,
 confidence, reason). A calibration tool can fit on some sources' records and evaluate on the others (summarise()
 takes any subset).
+
+--differing-images DIR draws the colour comparison (reference | the crop aligned onto it | the face compared, red
+where its colours differ) of each catalog instance whose right product's keypoints agreed but whose colours were
+refused, and of each wrong or false identification: what to look at before changing the colour check.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from edge.core.appearance import compare, comparison_image
 from edge.core.assembly import Models, identifier_for, open_second_opinion
 from edge.core.catalog import load_catalog
 from edge.core.catalog_build import build_catalog
@@ -243,9 +248,9 @@ def record(source: Source, run: str, instance: Instance, catalog_products: set[s
                   "reason": ident.reason}
 
 
-def run_source(source: Source, config: Config, models, workdir: Path) -> list[dict]:
+def run_source(source: Source, config: Config, models, workdir: Path, differing_images: Path | None = None) -> list[dict]:
     """Records of every instance against the full catalog (run "closed"), and of the left-out products' instances
-    against the catalog without them (runs "open-1", "open-2" …)."""
+    against the catalog without them (runs "open-1", "open-2" …); `differing_images`: draw_differing's folder."""
     runs = [("closed", set(), source.instances)]
     runs += [(f"open-{n}", out, [i for i in source.instances if i.truth in out]) for n, out in enumerate(source.left_out, 1)]
     records = []
@@ -261,6 +266,8 @@ def run_source(source: Source, config: Config, models, workdir: Path) -> list[di
             crop = instance.crops[next(i for i, e in enumerate(examined) if e is best)] if best is not None else None
             if crop is not None:
                 rec["crop"] = [crop.shape[1], crop.shape[0]]
+                if differing_images is not None:
+                    draw_differing(differing_images / f"{source.name}-{run}-{len(records):04d}.png", rec, crop, best, identifier)
             if second is not None and rec["named"] is None and crop is not None:
                 # as the daemon asks it: once, about what the first opinion left unknown, on its most convincing crop
                 ident = second.identify(crop)
@@ -269,6 +276,39 @@ def run_source(source: Source, config: Config, models, workdir: Path) -> list[di
                     rec |= {"status": "identified", "named": ident.product.product_id, "second_opinion": True, "reason": None}
             records.append(rec)
     return records
+
+
+def draw_differing(path: Path, rec: dict, crop: np.ndarray, examined: Examined, identifier) -> None:
+    """The colour comparison behind a refusal of the right product whose keypoints agreed, or behind a wrong or false
+    identification (nothing for the rest); the candidate and its evidence written on it."""
+    named, truth = rec["named"], rec["truth"]
+    products = [identifier.catalog.products[c.product_index].product_id for c in examined.candidates]
+    thresholds = identifier.thresholds
+    if named is not None and named != truth:
+        shown = products.index(named)
+    elif named is None and truth in products[:len(examined.evidence)]:
+        shown = products.index(truth)
+        e = examined.evidence[shown]
+        if e.match.inliers < thresholds.min_inliers or e.differing is None or e.differing <= thresholds.max_differing:
+            return  # its keypoints did not agree, or its colours were not what refused it
+    else:
+        return
+    evidence = examined.evidence[shown]
+    reference = None if evidence.image is None else identifier.reference_pixels(evidence.image)
+    if reference is None or evidence.match.transform is None:
+        return
+    query = identifier.verifier.features(crop)
+    comparison = compare(crop, query.image_size, reference, identifier.feature_size(evidence.image), evidence.match.transform,
+                         evidence.match.inlier_columns)
+    image = comparison_image(reference, comparison)
+    differing = "not compared" if comparison is None else f"{comparison.share:.1%} differs"
+    caption = [f"{rec['key'][-60:]}", f"truth {truth}", f"{'named' if named else 'refused'} {products[shown]}",
+               f"{evidence.match.inliers} inliers, {differing}"]
+    banner = np.full((16 * len(caption) + 4, image.shape[1], 3), 255, np.uint8)
+    for n, line in enumerate(caption):
+        cv2.putText(banner, line, (4, 14 + 16 * n), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.vstack([banner, image]))
 
 
 def summarise(records: list[dict]) -> dict:
@@ -347,6 +387,9 @@ def main() -> int:
     parser.add_argument("--second-opinion", metavar="VERIFIER", help="a learned verifier kind (aliked-lightglue, disk-lightglue) "
                         "asked once about each instance the first opinion left unknown, as the daemon's verifier.second_opinion; "
                         "the first opinion's figures are reported beside (the records' candidates stay the first opinion's)")
+    parser.add_argument("--differing-images", type=Path, metavar="DIR",
+                        help="draw the colour comparison behind each right product refused on colour and each wrong or false "
+                             "identification")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
@@ -362,7 +405,7 @@ def main() -> int:
             if suite is not None:
                 args.examples.parent.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(args.examples), contact_sheet(suite))
-            records += run_source(source, config, models, Path(tmp))
+            records += run_source(source, config, models, Path(tmp), args.differing_images)
             seconds[name] = round(time.perf_counter() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")

@@ -111,6 +111,18 @@ def white_balanced(query_bgr: np.ndarray, reference: Reference, compared: np.nda
     return np.clip(query_bgr.astype(np.float32) * gains, 0, 255).astype(np.uint8)
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """The aligned, white-balanced query over the reference's thumbnail, and where its colours differ."""
+    query: np.ndarray  # BGR, the reference thumbnail's size; black where the query does not reach
+    compared: np.ndarray  # bool: the reference's face the query covers (between the inliers' columns)
+    differs: np.ndarray  # bool: compared pixels whose colour the query does not show
+
+    @property
+    def share(self) -> float:
+        return float(self.differs.sum() / max(self.compared.sum(), 1))
+
+
 def differing_share(query_bgr: np.ndarray, query_feature_size: tuple[int, int], reference: Reference,
                     reference_feature_size: tuple[int, int], transform: np.ndarray,
                     columns: tuple[float, float] | None = None) -> float | None:
@@ -123,6 +135,14 @@ def differing_share(query_bgr: np.ndarray, query_feature_size: tuple[int, int], 
     panel in a packshot rendered at an angle, or a can's far side, lies on another and shows shelf or a neighbour
     once warped (measured on the Grocery Store Dataset: the right product's face differed over 11 % at the median,
     its side panel and the shelf beside it; the packs of one line still differ where they are compared)."""
+    comparison = compare(query_bgr, query_feature_size, reference, reference_feature_size, transform, columns)
+    return None if comparison is None else comparison.share
+
+
+def compare(query_bgr: np.ndarray, query_feature_size: tuple[int, int], reference: Reference,
+            reference_feature_size: tuple[int, int], transform: np.ndarray,
+            columns: tuple[float, float] | None = None) -> Comparison | None:
+    """differing_share's comparison, pixel by pixel (None: too little of the face covered)."""
     rh, rw = reference.bgr.shape[:2]
     qh, qw = query_bgr.shape[:2]
     m = _scale(reference_feature_size, (rw, rh)) @ transform @ _scale((qw, qh), query_feature_size)
@@ -144,4 +164,17 @@ def differing_share(query_bgr: np.ndarray, query_feature_size: tuple[int, int], 
     below = np.maximum(cv2.erode(q, kernel) - r, 0)
     above = np.maximum(r - cv2.dilate(q, kernel), 0)
     distance = np.linalg.norm(below + above, axis=2)
-    return float(np.mean(distance[compared] > DIFFER_LAB))
+    return Comparison(warped, compared, compared & (distance > DIFFER_LAB))
+
+
+def comparison_image(reference: Reference, comparison: Comparison | None, scale: int = 2) -> np.ndarray:
+    """Side by side, for people: the reference, the aligned query, and the face compared (grey) with where its
+    colours differ (red); the last two blank when nothing could be compared."""
+    h, w = reference.bgr.shape[:2]
+    query = np.zeros_like(reference.bgr) if comparison is None else comparison.query
+    marks = np.zeros_like(reference.bgr)
+    if comparison is not None:
+        marks[comparison.compared] = (90, 90, 90)
+        marks[comparison.differs] = (0, 0, 255)
+    sheet = np.hstack([reference.bgr, query, marks])
+    return cv2.resize(sheet, (3 * w * scale, h * scale), interpolation=cv2.INTER_NEAREST)

@@ -58,6 +58,7 @@ class Evidence:
     too few inliers, or the check is off)."""
     match: Match
     differing: float | None = None
+    image: int | None = None  # the reference image `match` is against (edge.core.identify's numbering); None: none
 
     @property
     def differing_or_unseen(self) -> float:

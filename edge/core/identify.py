@@ -178,11 +178,11 @@ class Identifier:
         hold. Unjudged, a colour twin whose second packshot matched best was named on keypoints alone (measured: red
         and blue swapped, 12 of 12 Grocery packs named as their twin)."""
         held = [(m, e) for (m, i), (e, _) in zip(tried, judged)
-                if i != matched and m.inliers >= self.thresholds.min_inliers and self._colours(i) is not None]
+                if i != matched and m.inliers >= self.thresholds.min_inliers and self.reference_pixels(i) is not None]
         if not held:
             return evidence  # no image with pixels shows what the crop shows: keypoints alone, as before
         _, aligned = max(held, key=lambda pair: pair[0].inliers)
-        return Evidence(match=evidence.match, differing=aligned.differing)  # judged already, with the others
+        return replace(evidence, differing=aligned.differing)  # judged already, with the others
 
     def _images_to_verify(self, cand: Candidate) -> list[int]:
         """The image retrieved, then the product's field references (the camera's own view of it: a product that has
@@ -199,11 +199,16 @@ class Identifier:
         return self.catalog.features(image) if image < n else self.field.images[image - n].features
 
     def _evidence(self, crop: np.ndarray, query: Features, match: Match, image: int) -> Evidence:
-        n = self.catalog.image_count
-        size = self.catalog.feature_size(image) if image < n else self.field.images[image - n].features.image_size
-        return judge(crop, query, match, size, partial(self._colours, image), self.thresholds, self.appearance)
+        evidence = judge(crop, query, match, self.feature_size(image), partial(self.reference_pixels, image), self.thresholds,
+                         self.appearance)
+        return replace(evidence, image=image)
 
-    def _colours(self, image: int) -> Reference | None:
+    def feature_size(self, image: int) -> tuple[int, int]:
+        """The size of the image its features were computed on (catalog or field image)."""
+        n = self.catalog.image_count
+        return self.catalog.feature_size(image) if image < n else self.field.images[image - n].features.image_size
+
+    def reference_pixels(self, image: int) -> Reference | None:
         """The pixels of the image matched, where the device holds them: a field reference's, a catalog image's
         thumbnail (catalogs built before per-image thumbnails hold only each product's first)."""
         n = self.catalog.image_count

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.core.appearance import differing_share, face_mask, is_packshot, prepare
+from edge.core.appearance import compare, comparison_image, differing_share, face_mask, is_packshot, prepare
 from edge.core.config import DecisionConfig, VerifierConfig
 from edge.core.verifier import Match
 from edge.core.verifier.geometry import implausible, verify_geometry
@@ -59,6 +59,27 @@ def test_a_sticker_over_a_corner_differs_over_about_its_own_share():
     share = differing_from_itself(stickered, reference)
     covered = face[y1:, x1:].sum() / face.sum()
     assert 0.5 * covered < share < covered + 0.05 and covered < 0.25
+
+
+def test_the_comparison_drawn_for_people_marks_the_sticker_and_little_else():
+    reference = packshot()
+    face = face_mask(reference)
+    stickered = reference.copy()
+    h, w = face.shape
+    stickered[h // 2:h // 2 + h // 8, :][face[h // 2:h // 2 + h // 8, :]] = (40, 40, 230)  # a red banner across the pack
+    size = (w, h)
+    prepared = prepare(reference)
+    comparison = compare(stickered, size, prepared, size, IDENTITY)
+    assert comparison.share == differing_share(stickered, size, prepared, size, IDENTITY)
+    banner = np.zeros(face.shape, bool)
+    banner[h // 2:h // 2 + h // 8] = True
+    assert comparison.differs[banner & comparison.compared].mean() > 0.5 and comparison.differs[~banner].mean() < 0.02
+    image = comparison_image(prepared, comparison)
+    assert image.shape == (2 * h, 6 * w, 3)
+    marks = image[:, 4 * w:]  # the third panel: red where the colours differ
+    red = (marks[..., 2] == 255) & (marks[..., 0] == 0)
+    assert red[h + 2:h + h // 4 - 2].mean() > 0.3 and red[:h // 2].mean() < 0.02
+    assert comparison_image(prepared, None)[:, 2 * w:].max() == 0  # nothing compared: the other two panels blank
 
 
 def test_a_white_pack_on_a_white_backdrop_keeps_its_white_print_in_the_face():
