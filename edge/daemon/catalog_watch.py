@@ -75,8 +75,9 @@ class CatalogWatcher:
 
     def wait_loading(self, timeout: float | None = None) -> None:
         """Tests and shutdown: let a load in progress finish."""
-        if self._loading is not None:
-            self._loading.join(timeout)
+        loading = self._loading  # the load clears it when it fails
+        if loading is not None:
+            loading.join(timeout)
 
     def _load(self, key: tuple) -> None:
         old = self.active
@@ -85,9 +86,10 @@ class CatalogWatcher:
             catalog = load_catalog(key[0], old.embedder.model_id, old.verifier.id)
             identifier = identifier_for(self.config, catalog, old.models, device_field_set(self.config, catalog, old.models, old.field))
         except (ShelfIDError, OSError, ValueError) as exc:
-            self.failed_key, self._loading = key, None
-            self.failures += 1
             log.warning("catalog switch failed, keeping %s v%d: %s", old.catalog.catalog_id, old.catalog.version, exc)
+            self.failures += 1
+            # the load ends last: whoever sees it ended (wait_loading, the next poll) sees the failure told and counted
+            self.failed_key, self._loading = key, None
             return
         log.info("catalog %s v%d loaded from %s in %.2f s (%d products); switching from v%d", catalog.catalog_id, catalog.version,
                  key[0], time.monotonic() - started, len(catalog.products), old.catalog.version)
@@ -99,8 +101,8 @@ class CatalogWatcher:
         try:
             field = device_field_set(self.config, old.catalog, old.models, old.field)
         except (ShelfIDError, OSError, ValueError) as exc:
-            self._loading = None
             log.warning("field references not taken in, keeping the %d in use: %s", len(old.field), exc)
+            self._loading = None
             return
         log.info("field references: %d in use for catalog %s v%d (%d new products), taken in %.2f s", len(field),
                  old.catalog.catalog_id, old.catalog.version, len(field.products), time.monotonic() - started)
