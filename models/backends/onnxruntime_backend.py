@@ -95,11 +95,6 @@ class ONNXRuntimeBackend:
                                  f"make it with `shelfid models quantize {path} --images DIR`")
             path = quantized_path(path)
         session_options = ort.SessionOptions()
-        # ORT's idle threads spin by default; beside the daemon's other threads (frame loop, identify workers, SIFT)
-        # they took CPU time from them: four processes inferring on two cores ran 46 inferences each in 15 s spinning,
-        # 65 not (the same CPU time); one process alone 241 vs 234 (measured 2026-12-07, the 2-core VM, the embedder).
-        # The pipeline benchmark on the shelf video, as fast as it goes: 29.12 FPS spinning, 29.62 not
-        session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if options.threads:
             session_options.intra_op_num_threads = options.threads
             session_options.inter_op_num_threads = 1
