@@ -58,12 +58,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edge.core.appearance import compare, comparison_image
 from edge.core.assembly import Models, identifier_for, open_second_opinion
 from edge.core.catalog import load_catalog
 from edge.core.catalog_build import build_catalog
 from edge.core.config import Config
 from edge.core.config_file import load_config
+from edge.core.explain import explained
 from edge.core.identify import Examined, crop_boxes
 from edge.core.images import centre_crop, read_image
 from edge.core.second_opinion import SecondOpinion
@@ -293,22 +293,11 @@ def draw_differing(path: Path, rec: dict, crop: np.ndarray, examined: Examined, 
             return  # its keypoints did not agree, or its colours were not what refused it
     else:
         return
-    evidence = examined.evidence[shown]
-    reference = None if evidence.image is None else identifier.reference_pixels(evidence.image)
-    if reference is None or evidence.match.transform is None:
-        return
-    query = identifier.verifier.features(crop)
-    comparison = compare(crop, query.image_size, reference, identifier.feature_size(evidence.image), evidence.match.transform,
-                         evidence.match.inlier_columns)
-    image = comparison_image(reference, comparison)
-    differing = "not compared" if comparison is None else f"{comparison.share:.1%} differs"
-    caption = [f"{rec['key'][-60:]}", f"truth {truth}", f"{'named' if named else 'refused'} {products[shown]}",
-               f"{evidence.match.inliers} inliers, {differing}"]
-    banner = np.full((16 * len(caption) + 4, image.shape[1], 3), 255, np.uint8)
-    for n, line in enumerate(caption):
-        cv2.putText(banner, line, (4, 14 + 16 * n), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), np.vstack([banner, image]))
+    image = explained(identifier, crop, examined.evidence[shown],
+                      [rec["key"][-40:], f"truth {truth}", f"{'named' if named else 'refused'} {products[shown]}"])
+    if image is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), image)
 
 
 def summarise(records: list[dict]) -> dict:

@@ -58,6 +58,10 @@ def add_detect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tiles", action="store_true",
                    help="detect at the photo's own scale (whole image + tiles of 1, 2, 4… times the detector's input): "
                         "for phone photos, whose packs are too small at the detector's input; slower, more boxes")
+    p.add_argument("--explain", type=Path, metavar="DIR",
+                   help="for each box left unknown because its colours differ (or too little of it shows to compare them), "
+                        "write DIR/IMAGE-stem-N.png: the catalog image it matched best, the box aligned onto it, and where "
+                        "their colours differ (red)")
     p.set_defaults(func=_detect)
 
 
@@ -67,6 +71,7 @@ def _detect(args: argparse.Namespace) -> int:
     from edge.core.annotate import draw_boxes
     from edge.core.assembly import load_identifier
     from edge.core.errors import ImageError
+    from edge.core.explain import explain_unknowns
     from edge.core.identify import Timings
     from edge.core.images import read_image
     from edge.core.records import label, to_record
@@ -94,6 +99,9 @@ def _detect(args: argparse.Namespace) -> int:
             why = Counter(f.identification.reason for f in found if f.identification.status != "identified")
             unknown = f"; unknown: {', '.join(f'{reason} {n}' for reason, n in why.most_common())}" if why else ""
             print(f"{path}: {len(found)} products, {len(names)} identified: {', '.join(names) or '-'}{unknown}")
+        if args.explain:
+            for written in explain_unknowns(identifier, frame, found, args.explain / path.stem):
+                print(f"  explained: {written}", file=sys.stderr)
         if args.annotate:
             out = args.annotate if len(args.images) == 1 else args.annotate.with_name(f"{args.annotate.stem}-{path.stem}.jpg")
             boxes = [(f.bbox, label(f), f.identification.status == "identified") for f in found]

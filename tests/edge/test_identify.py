@@ -151,6 +151,28 @@ def test_a_crop_showing_too_little_of_the_face_to_compare_its_colours_is_not_nam
     assert det["reason"] == "partly_visible", det  # and it says so: more of the pack in view would settle it
 
 
+def test_a_sticker_over_the_label_is_refused_on_colour_and_explain_draws_where(catalog_dir, config_file, tmp_path):
+    bottle = cv2.imread(str(DATA / "queries" / "cha-mate-limao.jpg"))
+    h, w = bottle.shape[:2]
+    bottle[int(h * 0.55):int(h * 0.66)] = (40, 40, 230)  # a red promo banner across the label, under the brand
+    cv2.imwrite(str(tmp_path / "banner.png"), bottle)
+    run = shelfid("detect", str(tmp_path / "banner.png"), "--catalog", str(catalog_dir), "--config", str(config_file), "--whole-image",
+                  "--json", "--explain", str(tmp_path / "why"))
+    assert run.returncode == 0, run.stderr
+    [det] = json.loads(run.stdout)["detections"]
+    assert det["reason"] == "colours_differ" and det["guess"]["id"] == "cha-mate-limao", det
+    drawn = cv2.imread(str(tmp_path / "why" / "banner-0.png"))
+    assert f"explained: {tmp_path / 'why' / 'banner-0.png'}" in run.stderr
+    # reference | the bottle aligned onto it | the face compared: red where the banner lies, little red elsewhere
+    marks = drawn[:, drawn.shape[1] * 2 // 3:]  # (the caption above it is black on white)
+    red = (marks[..., 2] == 255) & (marks[..., 0] == 0)
+    rows = red.mean(axis=1)
+    assert rows.max() > 0.3 and (rows > 0.3).mean() < 0.3, "the differing rows are a band, not the whole face"
+    other = shelfid("detect", str(DATA / "queries" / "cha-mate-limao.jpg"), "--catalog", str(catalog_dir), "--config", str(config_file),
+                    "--whole-image", "--explain", str(tmp_path / "none"))
+    assert other.returncode == 0 and "1 identified" in other.stdout and not (tmp_path / "none").exists()  # named: nothing to explain
+
+
 def test_packshot_references_are_verified_like_field_photos_and_nothing_is_named_without_keypoints(tmp_path):
     # the bundled decision once scored packshot references by the embedding alone: a product of another brand was
     # named with 0 inliers at confidence 0.997. Now one rule for every kind of reference: keypoints, then colour
