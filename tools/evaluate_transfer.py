@@ -63,6 +63,7 @@ from edge.core.catalog import load_catalog
 from edge.core.catalog_build import build_catalog
 from edge.core.config import Config
 from edge.core.config_file import load_config
+from edge.core.decision import keypoints_agree, passes
 from edge.core.explain import explained
 from edge.core.identify import Examined, crop_boxes
 from edge.core.images import centre_crop, read_image
@@ -283,13 +284,12 @@ def draw_differing(path: Path, rec: dict, crop: np.ndarray, examined: Examined, 
     identification (nothing for the rest); the candidate and its evidence written on it."""
     named, truth = rec["named"], rec["truth"]
     products = [identifier.catalog.products[c.product_index].product_id for c in examined.candidates]
-    thresholds = identifier.thresholds
     if named is not None and named != truth:
         shown = products.index(named)
     elif named is None and truth in products[:len(examined.evidence)]:
         shown = products.index(truth)
         e = examined.evidence[shown]
-        if e.match.inliers < thresholds.min_inliers or e.differing is None or e.differing <= thresholds.max_differing:
+        if not keypoints_agree(e.match, identifier.thresholds) or passes(e, identifier.thresholds):
             return  # its keypoints did not agree, or its colours were not what refused it
     else:
         return

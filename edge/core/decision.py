@@ -59,6 +59,7 @@ class Evidence:
     match: Match
     differing: float | None = None
     image: int | None = None  # the reference image `match` is against (edge.core.identify's numbering); None: none
+    query_size: tuple[int, int] | None = None  # the crop as the verifier saw it: the frame `match.transform` maps from
 
     @property
     def differing_or_unseen(self) -> float:
@@ -114,10 +115,14 @@ def verified_count(similarities: list[float], candidates: int) -> int:
     return n
 
 
+def keypoints_agree(match: Match, thresholds: Thresholds) -> bool:
+    """Enough inliers, at a high enough ratio, to show the reference's artwork: the first half of `passes`."""
+    return match.inliers >= thresholds.min_inliers and match.inlier_ratio >= thresholds.min_inlier_ratio
+
+
 def passes(evidence: Evidence, thresholds: Thresholds) -> bool:
-    match, differing = evidence.match, evidence.differing
-    alike = differing is None or differing <= thresholds.max_differing
-    return match.inliers >= thresholds.min_inliers and match.inlier_ratio >= thresholds.min_inlier_ratio and alike
+    differing = evidence.differing
+    return keypoints_agree(evidence.match, thresholds) and (differing is None or differing <= thresholds.max_differing)
 
 
 def is_clear(evidence: Evidence, thresholds: Thresholds) -> bool:
@@ -157,14 +162,15 @@ NO_CANDIDATES = "no_candidates"  # an empty catalog
 SMALL_PX = 80
 
 
-def unknown_reason(verified: list[Evidence], thresholds: Thresholds, crop_size: tuple[int, int],
+def unknown_reason(verified: list[Evidence], thresholds: Thresholds, crop_size: tuple[int, int] | None,
                    calibration: Calibration | None = None) -> str:
-    """Why none of the verified candidates is identical, read off the one with the most inliers."""
+    """Why none of the verified candidates is identical, read off the one with the most inliers. `crop_size`: the
+    crop's (width, height); None: not known, so never `small`."""
     if calibration is not None:
         return UNDECIDED
     best = max(verified, key=lambda e: e.match.inliers, default=Evidence.none())
-    if best.match.inliers < thresholds.min_inliers or best.match.inlier_ratio < thresholds.min_inlier_ratio:
-        return SMALL if max(crop_size) < SMALL_PX else NO_MATCH
+    if not keypoints_agree(best.match, thresholds):
+        return SMALL if crop_size is not None and max(crop_size) < SMALL_PX else NO_MATCH
     return PARTLY_VISIBLE if best.differing_or_unseen >= NOT_COMPARED else COLOURS_DIFFER
 
 

@@ -20,10 +20,9 @@ def explained(identifier: Identifier, crop: np.ndarray, evidence: Evidence, capt
     ASCII: OpenCV draws no other; the share that differs added); None when it has no transform or the device holds no
     pixels of the image it matched."""
     reference = None if evidence.image is None else identifier.reference_pixels(evidence.image)
-    if reference is None or evidence.match.transform is None:
+    if reference is None or evidence.match.transform is None or evidence.query_size is None:
         return None
-    query = identifier.verifier.features(crop)
-    comparison = compare(crop, query.image_size, reference, identifier.feature_size(evidence.image), evidence.match.transform,
+    comparison = compare(crop, evidence.query_size, reference, identifier.feature_size(evidence.image), evidence.match.transform,
                          evidence.match.inlier_columns)
     image = comparison_image(reference, comparison)
     lines = [*caption, f"{evidence.match.inliers} inliers, " + ("too little face to compare" if comparison is None

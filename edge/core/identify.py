@@ -96,9 +96,9 @@ class Detected:
 
 
 def decide(products: Sequence[Product], candidates: list[Candidate], verified: list[Evidence], thresholds: Thresholds,
-           calibration: Calibration | None = None, crop_size: tuple[int, int] = (0, 0)) -> Identification:
+           calibration: Calibration | None = None, crop_size: tuple[int, int] | None = None) -> Identification:
     """Identical when the decision rule accepts the best verified candidate; else unknown with a guess and the reason.
-    `crop_size`: the crop's (width, height), which tells a crop too small to verify."""
+    `crop_size`: the crop's (width, height), which tells a crop too small to verify (None: not known)."""
     if not candidates:
         return Identification.unknown_empty()
     # verified[i] belongs to candidates[i]; candidates past len(verified) were not verified
@@ -201,7 +201,7 @@ class Identifier:
     def _evidence(self, crop: np.ndarray, query: Features, match: Match, image: int) -> Evidence:
         evidence = judge(crop, query, match, self.feature_size(image), partial(self.reference_pixels, image), self.thresholds,
                          self.appearance)
-        return replace(evidence, image=image)
+        return replace(evidence, image=image, query_size=query.image_size)
 
     def feature_size(self, image: int) -> tuple[int, int]:
         """The size of the image its features were computed on (catalog or field image)."""
