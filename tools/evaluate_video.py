@@ -42,6 +42,7 @@ Natural.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import tempfile
@@ -286,6 +287,49 @@ class Installer:
             pipeline.switch(identifier_for(self.config, self.catalog, self.models, self.field))
 
 
+class RememberedVerifier:
+    """The models' verifier, each crop's keypoints kept by its pixels: every catalog of one evaluation is shown the same
+    frames, the detector boxes the same crops whatever the catalog, and extracting them again was most of the time."""
+
+    def __init__(self, verifier):
+        self.verifier, self.id, self.descriptor_dim, self.config = verifier, verifier.id, verifier.descriptor_dim, verifier.config
+        self.kept: dict[bytes, object] = {}
+
+    def features(self, image_bgr: np.ndarray):
+        key = pixels_key(image_bgr)
+        if key not in self.kept:
+            self.kept[key] = self.verifier.features(image_bgr)
+        return self.kept[key]
+
+    def match(self, query, reference):
+        return self.verifier.match(query, reference)
+
+
+class RememberedEmbedder:
+    """The models' embedder, each crop's embedding kept by its pixels (as RememberedVerifier)."""
+
+    def __init__(self, embedder):
+        self.embedder, self.dim, self.model_id, self.input_size = embedder, embedder.dim, embedder.model_id, embedder.input_size
+        self.kept: dict[bytes, np.ndarray] = {}
+
+    def embed(self, crops_bgr: list[np.ndarray]) -> np.ndarray:
+        keys = [pixels_key(crop) for crop in crops_bgr]
+        todo = {key: crop for key, crop in zip(keys, crops_bgr) if key not in self.kept}
+        if todo:
+            self.kept.update(zip(todo, self.embedder.embed(list(todo.values()))))
+        return np.stack([self.kept[key] for key in keys]) if keys else self.embedder.embed([])
+
+
+def pixels_key(image: np.ndarray) -> bytes:
+    return hashlib.blake2b(image.tobytes(), digest_size=16, person=str(image.shape).encode()[:16]).digest()
+
+
+def remembering(models: Models) -> Models:
+    """The models with the crops' keypoints and embeddings kept across catalogs (the detector's boxes do not depend on the
+    catalog either, but a frame is detected once per catalog only)."""
+    return replace(models, verifier=RememberedVerifier(models.verifier), embedder=RememberedEmbedder(models.embedder))
+
+
 def build(products: list[str], out: Path, config: Config, models) -> Path:
     """A catalog of the named sample products (or, for none, the Grocery mini set: products never in the video)."""
     detector, embedder, verifier = models.detector, models.embedder, models.verifier
@@ -336,7 +380,7 @@ def evaluate(config: Config, video: Path, frame_step: int, stride: int, catalogs
     labels = read_labels()
     if frames_kept != "all":
         labels = {i: b for i, b in labels.items() if (i // 30) % 2 == (frames_kept == "check")}
-    models = Models.open(config)
+    models = remembering(Models.open(config))
     frames = [(i, im) for i, im in read_frames(video, frame_step, 1, limit) if i in labels]
     if not frames:
         raise SystemExit(f"{video}: none of its frames is labelled (check --frame-step)")
