@@ -13,14 +13,16 @@ UV := uv==0.13.9
 # the lock has no torch, nor what only torch needs
 TORCH_LOCKED := torch==2.13.0+cpu ; python_full_version >= '3.11'
 # make test: independent tests in parallel (most of their time is spent waiting on servers and subprocesses); one
-# OpenMP thread each (torch, faiss): four workers' threads spinning on two cores cost more than they gave
+# OpenMP thread each (torch, faiss): four workers' threads spinning on two cores cost more than they gave. Python
+# writes its bytecode (some machines set PYTHONDONTWRITEBYTECODE): else every worker and every tool the tests start
+# compiles the sources again, and pytest rewrites every test module's asserts again (17 s of CPU per worker, 10 s cached)
 WORKERS ?= 4
 
 .PHONY: test test-latest demo docs lint install system clean lock
 
 test: install system
 	$(VENV)/bin/ruff check .
-	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -n $(WORKERS) --dist loadgroup --durations=15
+	PYTHONDONTWRITEBYTECODE= OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -n $(WORKERS) --dist loadgroup --durations=15
 
 demo: install
 	$(PY) -m tools.demo --out demo-out $(DEMO_ARGS)
