@@ -6,11 +6,13 @@ labelled frames (0, 30 … 210 of the original) show the Chá Mate shelf. The fu
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from edge.core.assembly import Models
 from edge.core.config import Config
 from tests.conftest import REPO
-from tools.evaluate_video import evaluate
+from tools.evaluate_video import evaluate, remembering
 
 
 @pytest.fixture(scope="module")
@@ -36,3 +38,21 @@ def test_the_look_alike_is_not_named_as_its_sibling(report):
     assert natural_only["tracks"]["lookalike_items"] >= 5 and natural_only["tracks"]["lookalike_false_id"] == 0.0
     assert natural_only["boxes"]["detected"]["lookalike_false_id"] <= 0.13  # 3 of 24 boxes at most
     assert natural_only["tracks"]["false_id"] <= 0.03
+
+
+def test_the_evaluation_computes_a_crop_once_whatever_the_catalog(shelf_frames):
+    """The catalogs of one evaluation are shown the same crops: their keypoints and embeddings are kept by pixels, and
+    what is kept is what the models give."""
+    models = Models.open(Config())
+    kept = remembering(models)
+    a, b = shelf_frames[0][100:300, 200:320], shelf_frames[0][120:320, 400:500]
+    again = a.copy()  # the same pixels in another array: a catalog's pipeline crops the frame anew
+    embedded = kept.embedder.embed([a, b, again])
+    assert np.allclose(embedded, models.embedder.embed([a, b, a]), atol=1e-5)
+    assert len(kept.embedder.kept) == 2
+    kept.embedder.embed([b, a])
+    assert len(kept.embedder.kept) == 2
+    first = kept.verifier.features(a)
+    assert kept.verifier.features(again) is first and len(kept.verifier.kept) == 1
+    assert np.array_equal(first.descriptors, models.verifier.features(a).descriptors)
+    assert kept.verifier.features(a[:, :-1]) is not first  # another shape, another crop
