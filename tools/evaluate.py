@@ -266,7 +266,7 @@ def evaluate_subset(name: str, products: list[Product], photos: list[tuple[Path,
         folder = workdir / f"{name}-{label}"
         catalog = load_catalog(make_catalog(members, folder, config, models, variants, shots))
         images[label] = len(catalog.images)
-        identifier = identifier_for(config, catalog, models)
+        identifier = identifier_for(config, catalog, models, still=True)
         runs[label] = run_photos(identifier, queries, {p.name for p in members}, detect, crop,
                                  timings if label == "closed" else Timings(), f"{name} {label}", main)
     result = metrics(runs["closed"], runs["open"])
@@ -338,7 +338,7 @@ def evaluate_enrolment(name: str, products: list[Product], photos: list[tuple[Pa
     outsiders = [q for q in queries if q[1] in removed]
     catalogs = {label: load_catalog(make_catalog(members, workdir / f"{name}-{label}", config, models, variants, shots))
                 for label, members in (("closed", products), ("open", kept))}
-    crops = installer_crops(identifier_for(config, catalogs["closed"], models), enrol, detect, crop, box)
+    crops = installer_crops(identifier_for(config, catalogs["closed"], models, still=True), enrol, detect, crop, box)
     taught = {label: confirmed(catalog, crops) for label, catalog in catalogs.items()}
     coarse = {p.name: p.coarse for p in products}
     out: dict = {"enrolment_photos": len(enrolled), "enrolment_crops": sum(map(len, crops.values())), "levels": {}}
@@ -348,9 +348,9 @@ def evaluate_enrolment(name: str, products: list[Product], photos: list[tuple[Pa
             chosen = [pair for pairs in taught[label].values() for pair in pairs[:level]]
             fields[label] = field_set(catalog, chosen, models.embedder, models.verifier, known=fields[label]) if chosen else EMPTY
         timings = Timings()
-        closed = run_photos(identifier_for(config, catalogs["closed"], models, fields["closed"]), scored,
+        closed = run_photos(identifier_for(config, catalogs["closed"], models, fields["closed"], still=True), scored,
                             {p.name for p in products}, detect, crop, timings, f"{name} enrol {level} closed", main)
-        opened = run_photos(identifier_for(config, catalogs["open"], models, fields["open"]), outsiders,
+        opened = run_photos(identifier_for(config, catalogs["open"], models, fields["open"], still=True), outsiders,
                             {p.name for p in kept}, detect, crop, Timings(), f"{name} enrol {level} open", main)
         result = metrics(closed, opened) | lookalikes(opened, coarse, {p.name for p in kept})
         if detect:

@@ -258,8 +258,8 @@ def run_source(source: Source, config: Config, models, workdir: Path, differing_
     for run, out, instances in runs:
         references = {p: refs for p, refs in source.references.items() if p not in out}
         catalog = load_catalog(build(references, workdir / f"{source.name}-{run}", models, source.detector_builds))
-        identifier = identifier_for(config, catalog, models)
-        second = SecondOpinion(identifier, models.second) if models.second is not None else None
+        identifier = identifier_for(config, catalog, models, still=True)  # each instance is judged as shelfid detect judges a box
+        second = SecondOpinion(identifier, models.second, config.verifier.candidates) if models.second is not None else None
         for instance in tqdm(instances, desc=f"{source.name} {run}", unit="instance", disable=None):
             examined = identifier.examine(list(instance.crops)) if instance.crops else []
             best = max(examined, key=lambda e: convincing(e.identification), default=None)

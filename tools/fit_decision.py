@@ -155,7 +155,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=Path, required=True,
                         help="records written by python -m tools.evaluate_transfer --out, every candidate verified")
-    parser.add_argument("--candidates", type=int, default=3, help="candidates verified, as the config's verifier.candidates")
+    parser.add_argument("--candidates", type=int, default=20, help="candidates verified, as the config's verifier.still_candidates "
+                        "(the benchmark's instances are judged as stills; a track verifies verifier.candidates, 3)")
     parser.add_argument("--max-error", type=float, default=0.01,
                         help="wrong + false identification (and look-alikes named as their sibling) allowed per fitting source")
     parser.add_argument("--verifier-id", default="sift-n1024-s512-up", help="the verifier the records were collected with")

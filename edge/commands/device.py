@@ -77,9 +77,10 @@ def _detect(args: argparse.Namespace) -> int:
     from edge.core.records import label, to_record
     from edge.core.second_opinion import opinion_for, second_look
 
-    identifier = load_identifier(config_or_defaults(args.config), args.catalog)
+    config = config_or_defaults(args.config)
+    identifier = load_identifier(config, args.catalog, still=True)
     # verifier.second_opinion: each box the first left unknown asked once more, as the daemon asks a track
-    second = opinion_for(identifier)
+    second = opinion_for(identifier, config.verifier.candidates)
     failed = 0
     for path in args.images:
         try:

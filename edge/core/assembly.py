@@ -63,12 +63,13 @@ def backend_options(config: Config) -> BackendOptions:
     return BackendOptions(threads=m.threads, precision=m.precision, engine_cache_dir=m.engine_cache_dir, device=m.device)
 
 
-def load_identifier(config: Config, catalog_dir: Path, field_references: bool = False) -> Identifier:
-    """`field_references`: with the device's (the daemon's identifier; `shelfid detect` judges the catalog alone)."""
+def load_identifier(config: Config, catalog_dir: Path, field_references: bool = False, still: bool = False) -> Identifier:
+    """`field_references`: with the device's (the daemon's identifier; `shelfid detect` judges the catalog alone);
+    `still`: identifier_for's."""
     search_one_query_at_a_time()
     models = Models.open(config)
     catalog = load_catalog(catalog_dir, models.embedder.model_id, models.verifier.id)
-    return identifier_for(config, catalog, models, device_field_set(config, catalog, models) if field_references else EMPTY)
+    return identifier_for(config, catalog, models, device_field_set(config, catalog, models) if field_references else EMPTY, still)
 
 
 def calibration_for(config: Config, verifier: Verifier) -> Calibration | None:
@@ -98,10 +99,12 @@ def catalog_index(catalog: Catalog, ix: IndexConfig) -> CatalogIndex:
         raise CatalogError(f"{catalog.path}: {exc}") from None
 
 
-def identifier_for(config: Config, catalog: Catalog, models: Models, field: FieldSet = EMPTY) -> Identifier:
-    """An identifier for this catalog with these models (and these field references), as the config sets it up."""
+def identifier_for(config: Config, catalog: Catalog, models: Models, field: FieldSet = EMPTY, still: bool = False) -> Identifier:
+    """An identifier for this catalog with these models (and these field references), as the config sets it up;
+    `still`: for photos (verifier.still_candidates verified per box), else for the daemon's tracks."""
     ix, d = config.index, config.decision
-    return Identifier(models, catalog, catalog_index(catalog, ix), ix.top_k, config.verifier.candidates, Thresholds.of(d),
+    candidates = config.verifier.still_candidates if still else config.verifier.candidates
+    return Identifier(models, catalog, catalog_index(catalog, ix), max(ix.top_k, candidates), candidates, Thresholds.of(d),
                       appearance=d.max_differing is not None, field=field)
 
 

@@ -208,7 +208,13 @@ class VerifierConfig(Section):
                     "SuperGlue stays in float32 for its Sinkhorn iterations). Ignored on the CPU.")
     input_size: int = Field(default=512, ge=64, le=4096, description="Longest image side given to the extractor.")
     ransac_threshold_px: float = Field(default=8.0, gt=0, le=100, description="RANSAC reprojection threshold in pixels.")
-    candidates: int = Field(default=3, ge=1, le=100, description="Top candidates verified per object.")
+    candidates: int = Field(default=3, ge=1, le=100, description="Top candidates verified per object (the daemon's tracks).")
+    still_candidates: int = Field(
+        default=20, ge=1, le=100,
+        description="Top candidates verified per box of a still (shelfid detect, the catalog server's detect), index.top_k "
+                    "raised to match: in a small or blurred crop the embedding often ranks the right product below the "
+                    "third; verifying deeper costs a still ~16 ms per unknown box on a 2-core x86 CPU, and would delay "
+                    "every track in the daemon (docs/accuracy.md). The second opinion still asks `candidates`.")
     second_opinion: Optional[Literal["aliked-lightglue", "disk-lightglue"]] = Field(
         default=None,
         description="A learned verifier that looks once more at each track the first left unknown, once per track, on its "

@@ -34,8 +34,11 @@ from edge.core.verifier import Features, Verifier
 
 
 class SecondOpinion:
-    def __init__(self, identifier: Identifier, verifier: Verifier):
+    def __init__(self, identifier: Identifier, verifier: Verifier, candidates: int | None = None):
+        """`candidates`: verified per crop (default: the identifier's); a still's identifier verifies deeper than a
+        learned matcher can afford to (verifier.still_candidates)."""
         self.identifier, self.verifier = identifier, verifier
+        self.candidates = candidates or identifier.verify_candidates
         self._features: OrderedDict[int, list[tuple[Features, Reference]]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -47,7 +50,7 @@ class SecondOpinion:
         if not candidates:
             return Identification.unknown_empty()
         query = self.verifier.features(crop)
-        count = verified_count([c.similarity for c in candidates], first.verify_candidates)
+        count = verified_count([c.similarity for c in candidates], self.candidates)
         verified = [self._evidence(crop, query, c.product_index) for c in candidates[:count]]
         identification = decide(first.products, candidates, verified, first.thresholds, crop_size=(crop.shape[1], crop.shape[0]))
         return replace(identification, clear=identification.status == "identified")
@@ -82,9 +85,11 @@ class SecondOpinion:
         return made
 
 
-def opinion_for(identifier: Identifier) -> SecondOpinion | None:
-    """verifier.second_opinion's for a still's identifier; None where the config names none."""
-    return SecondOpinion(identifier, identifier.models.second) if identifier.models.second is not None else None
+def opinion_for(identifier: Identifier, candidates: int) -> SecondOpinion | None:
+    """verifier.second_opinion's for a still's identifier, verifying `candidates` (verifier.candidates); None where the
+    config names none."""
+    second = identifier.models.second
+    return SecondOpinion(identifier, second, candidates) if second is not None else None
 
 
 def second_look(opinion: SecondOpinion | None, frame: np.ndarray, found: list[Detected], timings: Timings | None = None) -> list[Detected]:

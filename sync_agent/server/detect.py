@@ -77,7 +77,8 @@ class PublishedIdentifiers:
                     from edge.core.second_opinion import opinion_for
 
                     identifier = self._open(manifest, data)
-                    self.loaded[catalog_id] = loaded = manifest["version"], identifier, opinion_for(identifier)
+                    second = opinion_for(identifier, self.models.config.verifier.candidates)
+                    self.loaded[catalog_id] = loaded = manifest["version"], identifier, second
             except ShelfIDError as exc:  # built for other models than this server runs, a blob gone: say which
                 raise HTTPException(409, f"catalog {catalog_id!r} cannot be opened for detection: "
                                          f"{without_paths(str(exc), self.folder)}") from None
@@ -105,7 +106,7 @@ class PublishedIdentifiers:
         search_one_query_at_a_time()
         catalog = load_catalog(final, embedder.model_id, verifier.id)
         log.info("detect: catalog %s v%d loaded (%d products)", manifest["catalog_id"], manifest["version"], len(catalog.products))
-        return identifier_for(config, catalog, models)
+        return identifier_for(config, catalog, models, still=True)
 
     def _blob(self, sha: str) -> bytes:
         data = self.storage.get(blob_key(sha))

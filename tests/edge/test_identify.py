@@ -281,3 +281,31 @@ def test_a_product_is_named_in_the_edition_a_later_catalog_image_shows(tmp_path,
     examined, = identifier.examine([cv2.resize(edition, None, fx=1.5, fy=1.5)])
     assert examined.identification.status == "identified", examined.evidence
     assert examined.identification.product.product_id == "the-product"
+
+
+def test_a_still_verifies_deeper_than_a_track(tmp_path):
+    """verifier.still_candidates for photos, verifier.candidates for the daemon's tracks: a crop of no catalog product
+    (nothing stops verification early) is matched against every product of a 12-product catalog as a still, against
+    the top 3 as a track; and the second opinion of a still asks as many as a track's."""
+    from edge.core.assembly import identifier_for
+    from edge.core.catalog import load_catalog
+    from edge.core.catalog_build import build_catalog
+    from edge.core.config import Config
+    from edge.core.second_opinion import SecondOpinion
+
+    config, models = Config(), Models.open(Config())
+    images = tmp_path / "images"
+    for iconic in sorted((DATA / "grocery-mini").rglob("*_Iconic.jpg")):
+        (images / iconic.stem).mkdir(parents=True)
+        shutil.copy(iconic, images / iconic.stem)
+    build_catalog(images, tmp_path / "catalog", models.embedder, models.verifier, models.detector, "grocery-mini")
+    catalog = load_catalog(tmp_path / "catalog")
+    assert len(catalog.products) == 12 and config.verifier.still_candidates >= 12 > config.verifier.candidates
+    crop = cv2.imread(str(DATA / "queries" / "cha-mate-limao.jpg"))
+    [track] = identifier_for(config, catalog, models).examine([crop])
+    still_identifier = identifier_for(config, catalog, models, still=True)
+    [still] = still_identifier.examine([crop])
+    assert track.identification.status == still.identification.status == "unknown"
+    assert len(still.candidates) == 12 and len(still.evidence) == 12
+    assert 3 <= len(track.evidence) < 12  # 3, and any that tie with the third
+    assert SecondOpinion(still_identifier, models.verifier, config.verifier.candidates).candidates == 3
