@@ -38,7 +38,7 @@ class SecondOpinion:
         """`candidates`: verified per crop (default: the identifier's); a still's identifier verifies deeper than a
         learned matcher can afford to (verifier.still_candidates)."""
         self.identifier, self.verifier = identifier, verifier
-        self.candidates = candidates or identifier.verify_candidates
+        self.candidates = candidates
         self._features: OrderedDict[int, list[tuple[Features, Reference]]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -50,7 +50,7 @@ class SecondOpinion:
         if not candidates:
             return Identification.unknown_empty()
         query = self.verifier.features(crop)
-        count = verified_count([c.similarity for c in candidates], self.candidates)
+        count = verified_count([c.similarity for c in candidates], self.candidates or first.verify_candidates)
         verified = [self._evidence(crop, query, c.product_index) for c in candidates[:count]]
         identification = decide(first.products, candidates, verified, first.thresholds, crop_size=(crop.shape[1], crop.shape[0]))
         return replace(identification, clear=identification.status == "identified")

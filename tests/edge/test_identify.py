@@ -308,4 +308,7 @@ def test_a_still_verifies_deeper_than_a_track(tmp_path):
     assert track.identification.status == still.identification.status == "unknown"
     assert len(still.candidates) == 12 and len(still.evidence) == 12
     assert 3 <= len(track.evidence) < 12  # 3, and any that tie with the third
-    assert SecondOpinion(still_identifier, models.verifier, config.verifier.candidates).candidates == 3
+    asked, opinion = [], SecondOpinion(still_identifier, models.verifier, config.verifier.candidates)  # SIFT as the second
+    references = opinion.references  # counted on their way through, not replaced
+    opinion.references = lambda product_index: asked.append(product_index) or references(product_index)
+    assert opinion.identify(crop).status == "unknown" and len(asked) == len(track.evidence)  # 3, as a track
