@@ -62,10 +62,12 @@ from edge.core.config_file import load_config
 from edge.core.field_references import new_reference
 from edge.core.field_set import EMPTY, FieldSet, field_set
 from edge.core.identify import Identifier
+from edge.core.verifier import Features, Match, Verifier
 from edge.daemon.grabber import Frame
 from edge.daemon.pipeline import Pipeline
 from edge.daemon.tracker import UNKNOWN, iou_matrix
 from edge.reporting.sinks import MemorySink
+from models.embedder import Embedder
 
 REPO = Path(__file__).resolve().parent.parent
 LABELS = REPO / "samples" / "shelf-video-labels.json"
@@ -291,24 +293,24 @@ class RememberedVerifier:
     """The models' verifier, each crop's keypoints kept by its pixels: every catalog of one evaluation is shown the same
     frames, the detector boxes the same crops whatever the catalog, and extracting them again was most of the time."""
 
-    def __init__(self, verifier):
+    def __init__(self, verifier: Verifier):
         self.verifier, self.id, self.descriptor_dim, self.config = verifier, verifier.id, verifier.descriptor_dim, verifier.config
-        self.kept: dict[bytes, object] = {}
+        self.kept: dict[bytes, Features] = {}
 
-    def features(self, image_bgr: np.ndarray):
+    def features(self, image_bgr: np.ndarray) -> Features:
         key = pixels_key(image_bgr)
         if key not in self.kept:
             self.kept[key] = self.verifier.features(image_bgr)
         return self.kept[key]
 
-    def match(self, query, reference):
+    def match(self, query: Features, reference: Features) -> Match:
         return self.verifier.match(query, reference)
 
 
 class RememberedEmbedder:
     """The models' embedder, each crop's embedding kept by its pixels (as RememberedVerifier)."""
 
-    def __init__(self, embedder):
+    def __init__(self, embedder: Embedder):
         self.embedder, self.dim, self.model_id, self.input_size = embedder, embedder.dim, embedder.model_id, embedder.input_size
         self.kept: dict[bytes, np.ndarray] = {}
 
@@ -321,7 +323,7 @@ class RememberedEmbedder:
 
 
 def pixels_key(image: np.ndarray) -> bytes:
-    return hashlib.blake2b(image.tobytes(), digest_size=16, person=str(image.shape).encode()[:16]).digest()
+    return hashlib.blake2b(repr((image.shape, image.dtype.str)).encode() + image.tobytes(), digest_size=16).digest()
 
 
 def remembering(models: Models) -> Models:
