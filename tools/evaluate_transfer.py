@@ -67,7 +67,7 @@ from edge.core.decision import keypoints_agree, passes
 from edge.core.explain import explained
 from edge.core.identify import Examined, crop_boxes
 from edge.core.images import centre_crop, read_image
-from edge.core.second_opinion import SecondOpinion
+from edge.core.second_opinion import opinion_for
 from models.transfer_suite import CONDITIONS, contact_sheet, make_suite, reference_image
 from tools.evaluate import PHOTO_CROP, convincing, evaluation_config, main_boxes, open_set_split, over_box, read_dataset
 from tools.evaluate_video import LABELS, SAMPLE_IMAGES, SHARED_VIDEO, UNSCORED, assign, read_frames, read_labels, scaled
@@ -259,7 +259,7 @@ def run_source(source: Source, config: Config, models, workdir: Path, differing_
         references = {p: refs for p, refs in source.references.items() if p not in out}
         catalog = load_catalog(build(references, workdir / f"{source.name}-{run}", models, source.detector_builds))
         identifier = identifier_for(config, catalog, models, still=True)  # each instance is judged as shelfid detect judges a box
-        second = SecondOpinion(identifier, models.second, config.verifier.candidates) if models.second is not None else None
+        second = opinion_for(identifier, config.verifier.candidates)
         for instance in tqdm(instances, desc=f"{source.name} {run}", unit="instance", disable=None):
             examined = identifier.examine(list(instance.crops)) if instance.crops else []
             best = max(examined, key=lambda e: convincing(e.identification), default=None)

@@ -327,8 +327,8 @@ def pixels_key(image: np.ndarray) -> bytes:
 
 
 def remembering(models: Models) -> Models:
-    """The models with the crops' keypoints and embeddings kept across catalogs (the detector's boxes do not depend on the
-    catalog either, but a frame is detected once per catalog only)."""
+    """The models with the crops' keypoints and embeddings kept across catalogs (the detector still runs once per frame
+    and catalog: ~25 ms a frame here, against ~26 ms for each crop's keypoints)."""
     return replace(models, verifier=RememberedVerifier(models.verifier), embedder=RememberedEmbedder(models.embedder))
 
 
