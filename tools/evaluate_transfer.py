@@ -161,7 +161,7 @@ class _Label:  # what tools.evaluate_video.assign reads
 def shelf_video(video: Path, models, boxes: str) -> Source:
     labels = read_labels(LABELS)
     instances = []
-    for index, image in tqdm(list(read_frames(video, 1, 1)), desc="shelf-video frames", unit="frame", disable=None):
+    for index, image in tqdm(read_frames(video, 1, 1), desc="shelf-video frames", unit="frame", disable=None):
         if index in labels:
             scored = [(lab.box, lab.product) for lab in scaled(labels[index], image) if lab.scored and lab.product not in UNSCORED]
             instances += labelled_instances(image, f"frame {index}", scored, models, boxes)
