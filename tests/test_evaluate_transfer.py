@@ -34,6 +34,24 @@ def test_the_tally_tells_right_wrong_sibling_and_open_set_false_identifications(
     assert (s["recall"], s["wrong"], s["sibling"]) == (0.25, 0.5, 0.25)
     assert (s["open_instances"], s["false_id_n"], s["false_id"]) == (3, 2, 0.667)
     assert (s["twin_instances"], s["twin_false_id_n"], s["twin_false_id"]) == (1, 1, 1.0)
+    assert "recall_front" not in s  # no instance labelled with the side it shows
+
+
+def test_recall_over_the_front_leaves_out_the_sides_no_catalog_image_shows():
+    """The shelf video's can is also seen from its back and its end, which its one catalog image does not show: the
+    report tells recall over the boxes that show the front apart from recall over all."""
+    records = [rec("can", "can", True, "can"), rec("can", None, True, "can"), rec("can", None, True, "can") | {"face": "back"},
+               rec("other", None, False, "other") | {"face": "back"}]
+    s = summarise(records)["s"]
+    assert (s["recall"], s["recall_front"], s["front_instances"]) == (0.333, 0.5, 2)
+
+
+def test_the_video_labels_say_which_boxes_show_a_side_the_catalog_does_not():
+    from tools.evaluate_video import read_labels
+
+    faces = [lab for labels in read_labels().values() for lab in labels if lab.face]
+    assert len(faces) == 13 and {lab.face for lab in faces} == {"back", "end"}
+    assert {lab.product for lab in faces} == {"coca-cola-can"} and all(lab.scored for lab in faces)
 
 
 def test_grocery_and_synthetic_sources_report_apart_with_one_record_per_instance_and_run(tmp_path):

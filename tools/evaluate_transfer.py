@@ -27,7 +27,9 @@ whose product is in no catalog the run used, named), twin_false_id (of those, on
 catalog, named as it), with counts and seconds; for grocery-val also recall_same_edition, over the photos whose
 iconic image shows the edition of the pack they show (samples/grocery-editions.csv: our labels), and
 recall_other_edition over the others; for synthetic --editions (each colour twin another edition of its pack, its
-image the product's second catalog image) recall_other_edition over the queries of a pack in its other edition.
+image the product's second catalog image) recall_other_edition over the queries of a pack in its other edition; for
+shelf-video recall_front, over the boxes that show the side the catalog's images show (our labels: 13 of the can's
+boxes show its back or its end).
 unknown_reasons: where recall is lost, the catalog instances left unknown counted by why (not_detected: no
 detector box over it; small, no_match, partly_visible, colours_differ: edge.core.decision).
 
@@ -90,6 +92,7 @@ class Instance:
     truth: str  # product id; products in no catalog keep their own id (or "other")
     crops: tuple[np.ndarray, ...]  # the query, or a detector's boxes of one photo (the most convincing is judged); none: missed
     edition: str | None = None  # "same" / "other": whether the catalog image shows the edition of the pack it shows
+    face: str | None = None  # the side of the pack it shows where the catalog's images show another (back, end): labelled
 
 
 @dataclass
@@ -163,8 +166,9 @@ def shelf_video(video: Path, models, boxes: str) -> Source:
     instances = []
     for index, image in tqdm(read_frames(video, 1, 1), desc="shelf-video frames", unit="frame", disable=None):
         if index in labels:
-            scored = [(lab.box, lab.product) for lab in scaled(labels[index], image) if lab.scored and lab.product not in UNSCORED]
-            instances += labelled_instances(image, f"frame {index}", scored, models, boxes)
+            scored = [lab for lab in scaled(labels[index], image) if lab.scored and lab.product not in UNSCORED]
+            made = labelled_instances(image, f"frame {index}", [(lab.box, lab.product) for lab in scored], models, boxes)
+            instances += [replace(instance, face=lab.face) for instance, lab in zip(made, scored)]
     references = {p: sorted((SAMPLE_IMAGES / p).glob("*.jpg")) for p in VIDEO_CATALOG}
     return Source("shelf-video", references, instances, [{"cha-mate-limao"}, {"cha-mate-natural"}], VIDEO_FAMILIES, True)
 
@@ -233,6 +237,8 @@ def record(source: Source, run: str, instance: Instance, catalog_products: set[s
            "reason": "not_detected" if not instance.crops else None}
     if instance.edition:
         out["edition"] = instance.edition
+    if instance.face:
+        out["face"] = instance.face
     if examined is None:
         return out
     for n, cand in enumerate(examined.candidates):
@@ -329,6 +335,9 @@ def summarise(records: list[dict]) -> dict:
             if these:
                 report[name] |= {f"recall_{edition}_edition": rate(sum(r["named"] == r["truth"] for r in these), len(these)),
                                  f"{edition}_edition_instances": len(these)}
+        if any("face" in r for r in known):  # the catalog's images show the side these instances show (the front)
+            front = [r for r in known if "face" not in r]
+            report[name] |= {"recall_front": rate(sum(r["named"] == r["truth"] for r in front), len(front)), "front_instances": len(front)}
     return report
 
 

@@ -86,6 +86,7 @@ class Label:
     box: tuple[float, float, float, float]
     product: str
     scored: bool  # at least half visible
+    face: str | None = None  # the side the camera sees where it is not the front the catalog's image shows (back, end)
 
 
 @dataclass
@@ -129,7 +130,7 @@ class Tally:
 def read_labels(path: Path = LABELS) -> dict[int, list[Label]]:
     """Labelled frames of the shared video (frame index → labels, in LABEL_SIZE pixels)."""
     data = json.loads(path.read_text(encoding="utf-8"))
-    return {int(f): [Label(tuple(map(float, b["box"])), b["product"], b.get("visible") == "half") for b in boxes]
+    return {int(f): [Label(tuple(map(float, b["box"])), b["product"], b.get("visible") == "half", b.get("face")) for b in boxes]
             for f, boxes in data["frames"].items()}
 
 
@@ -165,7 +166,7 @@ def read_frames(video: Path, frame_step: int, stride: int, limit: int | None = N
 
 def scaled(labels: list[Label], image: np.ndarray) -> list[Label]:
     s = image.shape[1] / LABEL_SIZE[0]
-    return [Label(tuple(v * s for v in lab.box), lab.product, lab.scored) for lab in labels]
+    return [replace(lab, box=tuple(v * s for v in lab.box)) for lab in labels]
 
 
 def named(identification) -> str | None:
