@@ -84,8 +84,11 @@ def check_models(config: Config) -> Check:
     detector.detect(np.zeros((480, 640, 3), np.uint8))
     embedder.embed([np.zeros((128, 128, 3), np.uint8)])
     ms = (time.perf_counter() - start) * 1000
+    # the second opinion is what an operator turns on for recall (docs/install.md): say that it loaded, and on what
+    second = "" if models.second is None else (f", second opinion {models.second.id} on "
+                                               f"{'ONNX Runtime' if config.verifier.matcher_onnx else 'PyTorch'}")
     return Check("models", "ok", f"detector {detector.backend.path.name} on {detector.backend.name}, embedder "
-                 f"{embedder.model_id[:12]} ({embedder.dim}-d), verifier {verifier.id}; first inference {ms:.0f} ms")
+                 f"{embedder.model_id[:12]} ({embedder.dim}-d), verifier {verifier.id}{second}; first inference {ms:.0f} ms")
 
 
 def check_engines(config: Config) -> Check:

@@ -22,6 +22,7 @@ from edge.core.second_opinion import SecondOpinion
 from edge.core.verifier import open_verifier
 from edge.core.verifier.lightglue import LightGlueVerifier
 from edge.core.verifier.lightglue_onnx import FILES, OnnxLightGlueVerifier
+from edge.doctor import check_models
 from tests.conftest import REPO, once_per_run
 
 KEYPOINTS = 512
@@ -109,6 +110,8 @@ def test_the_second_opinion_runs_on_the_export_when_the_config_names_it(exported
     models = Models.open(config)
     assert isinstance(models.second, OnnxLightGlueVerifier) and models.second.id == f"aliked-lightglue-n{KEYPOINTS}-s512"
     assert open_second_opinion(config.verifier, "aliked-lightglue").id == models.second.id
+    check = check_models(config)  # the doctor says it loaded, and on what: how an operator sees it is on
+    assert check.state == "ok" and f"second opinion aliked-lightglue-n{KEYPOINTS}-s512 on ONNX Runtime;" in check.detail, check
     build_catalog(REPO / "samples" / "shelf-catalog", tmp_path / "catalog", models.embedder, models.verifier, models.detector, "shelf")
     opinion = SecondOpinion(identifier_for(config, load_catalog(tmp_path / "catalog"), models), models.second)
     named = opinion.identify(cv2.imread(str(QUERIES / "cha-mate-limao.jpg")))
