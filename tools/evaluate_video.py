@@ -211,7 +211,7 @@ def per_track(config: Config, identifier: Identifier, video: Path, frame_step: i
     seen: dict[int, list[float]] = {}  # track → [first, last] time in view
     first_identified: dict[int, tuple[str, float, int]] = {}  # track → (product, seconds from first sight, frame)
     observed: dict[int, list[tuple[int, str]]] = defaultdict(list)  # track → (labelled frame, product there)
-    # streamed, not listed: the shared video's 478 frames of 1280x720 held at once were most of the tool's 2 GB
+    # streamed, not listed: the shared video's frames held at once (478 of 1280x720 at stride 2) were most of its 2.2 GB
     for index, image in tqdm(read_frames(video, frame_step, stride, limit), desc="tracks", unit="frame", leave=False):
         now = index / (fps * frame_step)
         events = pipeline.process(Frame(index, now, image))
