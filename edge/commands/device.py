@@ -57,7 +57,8 @@ def add_detect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--whole-image", action="store_true", help="treat each image as one product crop (no detector)")
     p.add_argument("--tiles", action="store_true",
                    help="detect at the photo's own scale (whole image + tiles of 1, 2, 4… times the detector's input): "
-                        "for phone photos, whose packs are too small at the detector's input; slower, more boxes")
+                        "for phone photos, whose packs are too small at the detector's input; slower, more boxes (on a camera's "
+                        "frame it can box a product and its label apart)")
     p.add_argument("--explain", type=Path, metavar="DIR",
                    help="for each box left unknown because its colours differ (or too little of it shows to compare them), "
                         "write DIR/IMAGE-stem-N.png: the catalog image it matched best, the box aligned onto it, and where "
