@@ -81,9 +81,12 @@ def test_a_crop_taught_on_the_page_is_named_at_once_reviewed_published_and_named
             driver.get(url + "/")
             wait = WebDriverWait(driver, 120, poll_frequency=0.5, ignored_exceptions=(StaleElementReferenceException,))
 
-            def limao_card(d):  # a recent card whose crops clearly show Limão, the one with most crops (older ones may go)
+            def limao_card(d):  # a recent card with two crops or more (older ones may go) that shows Limão clearly: the clearest
+                # (under a busy suite a lesson once named no later Limão in 120 s, 1 full run in 4, from a card that had
+                # passed at 15 inliers or more; the cards chosen in passing runs read 53-138)
                 cards = sorted(d.execute_script(CARDS), reverse=True)[:8]
-                clear = [(crops, track) for track, src, crops in cards if crops >= 2 and likeness(src) >= 15]
+                clear = [(likeness(src), track) for track, src, crops in cards if crops >= 2]
+                clear = [(like, track) for like, track in clear if like >= 30]
                 return max(clear)[1] if clear else False
 
             track = wait.until(limao_card)
