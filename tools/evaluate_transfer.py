@@ -265,7 +265,7 @@ def run_source(source: Source, config: Config, models, workdir: Path, differing_
         references = {p: refs for p, refs in source.references.items() if p not in out}
         catalog = load_catalog(build(references, workdir / f"{source.name}-{run}", models, source.detector_builds))
         identifier = identifier_for(config, catalog, models, still=True)  # each instance is judged as shelfid detect judges a box
-        second = opinion_for(identifier, config.verifier.candidates)
+        second = opinion_for(config, identifier)
         for instance in tqdm(instances, desc=f"{source.name} {run}", unit="instance", disable=None):
             examined = identifier.examine(list(instance.crops)) if instance.crops else []
             best = max(examined, key=lambda e: convincing(e.identification), default=None)
@@ -319,26 +319,31 @@ def summarise(records: list[dict]) -> dict:
         sibling = sum(_family_of(r, r["named"]) == r["family"] for r in wrong)
         false_ids = [r for r in unknown if r["named"] is not None]
         twin_false = sum(_family_of(r, r["named"]) == r["family"] for r in twins if r["named"] is not None)
-
-        def rate(a: int, b: int) -> float | None:
-            return round(a / b, 3) if b else None
-        report[name] = {"recall": rate(right, len(known)), "wrong": rate(len(wrong), len(known)), "sibling": rate(sibling, len(known)),
-                        "false_id": rate(len(false_ids), len(unknown)), "twin_false_id": rate(twin_false, len(twins)),
+        report[name] = {"recall": _rate(right, len(known)), "wrong": _rate(len(wrong), len(known)), "sibling": _rate(sibling, len(known)),
+                        "false_id": _rate(len(false_ids), len(unknown)), "twin_false_id": _rate(twin_false, len(twins)),
                         "catalog_instances": len(known), "right": right, "wrong_n": len(wrong), "sibling_n": sibling,
                         "open_instances": len(unknown), "false_id_n": len(false_ids), "twin_instances": len(twins),
-                        "twin_false_id_n": twin_false, "detected": rate(sum(r["detected"] for r in mine), len(mine)),
+                        "twin_false_id_n": twin_false, "detected": _rate(sum(r["detected"] for r in mine), len(mine)),
                         "confusions": dict(Counter(f"{r['truth']} -> {r['named']}" for r in wrong + false_ids).most_common(6)),
                         # where recall is lost: why the catalog's instances left unknown are unknown (edge.core.decision)
                         "unknown_reasons": dict(Counter(r.get("reason") for r in known if r["named"] is None).most_common())}
         for edition in ("same", "other"):  # same: instances whose (first) catalog image shows their pack's edition
             these = [r for r in known if r.get("edition") == edition]
             if these:
-                report[name] |= {f"recall_{edition}_edition": rate(sum(r["named"] == r["truth"] for r in these), len(these)),
-                                 f"{edition}_edition_instances": len(these)}
+                report[name] |= {f"recall_{edition}_edition": _recall(these), f"{edition}_edition_instances": len(these)}
         if any("face" in r for r in known):  # the catalog's images show the side these instances show (the front)
             front = [r for r in known if "face" not in r]
-            report[name] |= {"recall_front": rate(sum(r["named"] == r["truth"] for r in front), len(front)), "front_instances": len(front)}
+            report[name] |= {"recall_front": _recall(front), "front_instances": len(front)}
     return report
+
+
+def _rate(a: int, b: int) -> float | None:
+    return round(a / b, 3) if b else None
+
+
+def _recall(records: list[dict]) -> float | None:
+    """The share of these catalog instances named as their own product."""
+    return _rate(sum(r["named"] == r["truth"] for r in records), len(records))
 
 
 def _family_of(rec: dict, product: str | None) -> str | None:

@@ -81,7 +81,7 @@ def _detect(args: argparse.Namespace) -> int:
     config = config_or_defaults(args.config)
     identifier = load_identifier(config, args.catalog, still=True)
     # verifier.second_opinion: each box the first left unknown asked once more, as the daemon asks a track
-    second = opinion_for(identifier, config.verifier.candidates)
+    second = opinion_for(config, identifier)
     failed = 0
     for path in args.images:
         try:

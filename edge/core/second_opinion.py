@@ -17,6 +17,7 @@ from dataclasses import replace
 import numpy as np
 
 from edge.core.appearance import Reference
+from edge.core.config import Config
 from edge.core.decision import Evidence, verified_count
 from edge.core.identify import (
     IMAGES_PER_PRODUCT,
@@ -85,11 +86,12 @@ class SecondOpinion:
         return made
 
 
-def opinion_for(identifier: Identifier, candidates: int) -> SecondOpinion | None:
-    """verifier.second_opinion's for a still's identifier, verifying `candidates` (verifier.candidates); None where the
-    config names none."""
+def opinion_for(config: Config, identifier: Identifier) -> SecondOpinion | None:
+    """verifier.second_opinion's for a still's identifier, asking as many candidates as a track's does
+    (verifier.candidates: the still's own depth, verifier.still_candidates, is more than a learned matcher affords);
+    None where the config names none."""
     second = identifier.models.second
-    return SecondOpinion(identifier, second, candidates) if second is not None else None
+    return SecondOpinion(identifier, second, config.verifier.candidates) if second is not None else None
 
 
 def second_look(opinion: SecondOpinion | None, frame: np.ndarray, found: list[Detected], timings: Timings | None = None) -> list[Detected]:

@@ -77,8 +77,7 @@ class PublishedIdentifiers:
                     from edge.core.second_opinion import opinion_for
 
                     identifier = self._open(manifest, data)
-                    second = opinion_for(identifier, self.models.config.verifier.candidates)
-                    self.loaded[catalog_id] = loaded = manifest["version"], identifier, second
+                    self.loaded[catalog_id] = loaded = manifest["version"], identifier, opinion_for(self.models.config, identifier)
             except ShelfIDError as exc:  # built for other models than this server runs, a blob gone: say which
                 raise HTTPException(409, f"catalog {catalog_id!r} cannot be opened for detection: "
                                          f"{without_paths(str(exc), self.folder)}") from None
