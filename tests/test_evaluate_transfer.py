@@ -91,6 +91,10 @@ def test_grocery_and_synthetic_sources_report_apart_with_one_record_per_instance
     drawn = sorted((tmp_path / "differing").glob("*.png"))
     assert refused and len(drawn) >= len(refused)
     assert all(cv2.imread(str(path)).shape[1] % 3 == 0 for path in drawn)  # reference | aligned crop | differing
+    # and the open set's near misses: a left-out twin whose sibling's keypoints agreed, refused on its colours
+    near = [r for r in records if r["run"] != "closed" and r["named"] is None
+            and any(c.get("inliers", 0) >= 10 and c.get("differing") is not None for c in r["candidates"])]
+    assert near and len([p for p in drawn if "-open-" in p.name]) == len(near)
 
 
 def test_every_packaged_grocery_product_has_an_edition_label():

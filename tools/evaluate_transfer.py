@@ -41,7 +41,8 @@ takes any subset).
 
 --differing-images DIR draws the colour comparison (reference | the crop aligned onto it | the face compared, red
 where its colours differ) of each catalog instance whose right product's keypoints agreed but whose colours were
-refused, and of each wrong or false identification: what to look at before changing the colour check.
+refused, of each wrong or false identification, and of each open-set instance whose look-alike's keypoints agreed
+but whose colours were refused (the near misses): what to look at before changing the colour check.
 """
 
 from __future__ import annotations
@@ -286,8 +287,9 @@ def run_source(source: Source, config: Config, models, workdir: Path, differing_
 
 
 def draw_differing(path: Path, rec: dict, crop: np.ndarray, examined: Examined, identifier) -> None:
-    """The colour comparison behind a refusal of the right product whose keypoints agreed, or behind a wrong or false
-    identification (nothing for the rest); the candidate and its evidence written on it."""
+    """The colour comparison behind a refusal of the right product whose keypoints agreed, behind a wrong or false
+    identification, or behind an open-set near miss (a product whose keypoints agreed, refused on its colours; nothing
+    for the rest); the candidate and its evidence written on it."""
     named, truth = rec["named"], rec["truth"]
     products = [identifier.catalog.products[c.product_index].product_id for c in examined.candidates]
     if named is not None and named != truth:
@@ -297,6 +299,11 @@ def draw_differing(path: Path, rec: dict, crop: np.ndarray, examined: Examined, 
         e = examined.evidence[shown]
         if not keypoints_agree(e.match, identifier.thresholds) or passes(e, identifier.thresholds):
             return  # its keypoints did not agree, or its colours were not what refused it
+    elif named is None and truth not in products:  # the near miss: the product whose keypoints agreed and colours came closest
+        agreed = [i for i, e in enumerate(examined.evidence) if keypoints_agree(e.match, identifier.thresholds)]
+        if not agreed:
+            return
+        shown = min(agreed, key=lambda i: 1.0 if examined.evidence[i].differing is None else examined.evidence[i].differing)
     else:
         return
     image = explained(identifier, crop, examined.evidence[shown],
@@ -391,8 +398,8 @@ def main() -> int:
                         "asked once about each instance the first opinion left unknown, as the daemon's verifier.second_opinion; "
                         "the first opinion's figures are reported beside (the records' candidates stay the first opinion's)")
     parser.add_argument("--differing-images", type=Path, metavar="DIR",
-                        help="draw the colour comparison behind each right product refused on colour and each wrong or false "
-                             "identification")
+                        help="draw the colour comparison behind each right product refused on colour, each wrong or false "
+                             "identification and each open-set near miss")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
