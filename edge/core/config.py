@@ -269,8 +269,9 @@ class DecisionConfig(Section):
     max_differing: Optional[float] = Field(
         default=0.01, gt=0, le=1,
         description="thresholds decision: after alignment and white balance, the largest share of the reference's face whose "
-                    "colour the query may fail to show (another colourway of the same artwork differs over most of it). null "
-                    "turns the appearance check off for both decisions.")
+                    "colour the query may fail to show (another colourway of the same artwork differs over most of it). Looser "
+                    "names more against packshots and, where a look-alike stands on the shelf, names it too (measured per "
+                    "bound in the docs' accuracy page). null turns the appearance check off for both decisions.")
 
 
 # verifier.<key> that became decision.<key>: still read (the decision key wins when both are set), with a warning
