@@ -299,7 +299,7 @@ def draw_differing(path: Path, rec: dict, crop: np.ndarray, examined: Examined, 
         e = examined.evidence[shown]
         if not keypoints_agree(e.match, identifier.thresholds) or passes(e, identifier.thresholds):
             return  # its keypoints did not agree, or its colours were not what refused it
-    elif named is None and truth not in products:  # the near miss: the product whose keypoints agreed and colours came closest
+    elif named is None and not rec["in_catalog"]:  # the near miss: the product whose keypoints agreed and colours came closest
         agreed = [i for i, e in enumerate(examined.evidence) if keypoints_agree(e.match, identifier.thresholds)]
         if not agreed:
             return
