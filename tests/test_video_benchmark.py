@@ -56,3 +56,17 @@ def test_the_evaluation_computes_a_crop_once_whatever_the_catalog(shelf_frames):
     assert kept.verifier.features(again) is first and len(kept.verifier.kept) == 1
     assert np.array_equal(first.descriptors, models.verifier.features(a).descriptors)
     assert kept.verifier.features(a[:, :-1]) is not first  # another shape, another crop
+
+
+def test_a_device_teaching_itself_takes_only_what_it_named_clearly_and_never_names_the_look_alike():
+    """tools/evaluate_video.py --self-teach on the sample's first 4 s, Natural alone in the catalog: what the device named
+    with 30 inliers or more becomes its references (at most 2 tracks), every Limão stays unknown on the next pass."""
+    from tools.evaluate_video import evaluate_self_teaching
+
+    report = evaluate_self_teaching(Config(), REPO / "samples" / "shelf.mp4", 2, 1, ["natural-only"], 30, 2, limit=60)
+    result = report["catalogs"]["natural-only"]
+    assert set(result["taught"]) == {"cha-mate-natural"} and 1 <= result["taught"]["cha-mate-natural"] <= 2
+    assert result["references"] == sum(result["taught"].values())
+    for when in ("untaught", "while_teaching", "next_pass"):
+        assert result[when]["false_id"] == 0.0 and result[when]["lookalike_false_id"] in (0.0, None)
+    assert result["next_pass"]["recall"] >= result["untaught"]["recall"]

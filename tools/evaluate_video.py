@@ -37,6 +37,12 @@ with what was taught, every track scored, as a shelf camera sees the same shelf 
 that were taught from: an upper bound for a moving camera, the everyday case for a fixed one). Products not in
 the catalog are never taught: under natural-only every Limão stays the look-alike that must not be named
 Natural.
+
+--self-teach MIN_INLIERS,PER_PRODUCT: the device teaching itself, with no label and no installer. As the video
+plays, each track the device names with at least MIN_INLIERS inliers gives its box on that frame as a field
+reference of the product it was named, up to PER_PRODUCT tracks per product; then the video is played again with
+those references (the next pass, as above). Scored untaught, while teaching and on the next pass. Not what the
+daemon does: a measure of what it would buy (docs/accuracy.md), and of the risk, a wrong name teaching itself.
 """
 
 from __future__ import annotations
@@ -61,7 +67,7 @@ from edge.core.config import Config
 from edge.core.config_file import load_config
 from edge.core.field_references import new_reference
 from edge.core.field_set import EMPTY, FieldSet, field_set
-from edge.core.identify import Identifier
+from edge.core.identify import Identifier, crop_boxes
 from edge.core.verifier import Features, Match, Verifier
 from edge.daemon.grabber import Frame
 from edge.daemon.pipeline import Pipeline
@@ -203,9 +209,10 @@ def video_fps(video: Path) -> float:
 
 
 def per_track(config: Config, identifier: Identifier, video: Path, frame_step: int, stride: int, labels: dict[int, list[Label]],
-              in_catalog: set[str], limit: int | None, installer: Installer | None = None) -> dict:
+              in_catalog: set[str], limit: int | None, installer: Installer | None = None, on_frame=None) -> dict:
     """Track numbers over the video; with an `installer` teaching as it plays (its taught tracks are not scored); with
-    the models' second opinion (verifier.second_opinion) as the daemon asks it, once per unknown track."""
+    the models' second opinion (verifier.second_opinion) as the daemon asks it, once per unknown track; `on_frame`
+    (pipeline, frame, events) is called after every frame (SelfTeacher)."""
     fps = video_fps(video)
     pipeline = Pipeline(config, identifier, MemorySink(), background=False)
     seen: dict[int, list[float]] = {}  # track → [first, last] time in view
@@ -215,6 +222,8 @@ def per_track(config: Config, identifier: Identifier, video: Path, frame_step: i
     for index, image in tqdm(read_frames(video, frame_step, stride, limit), desc="tracks", unit="frame", leave=False):
         now = index / (fps * frame_step)
         events = pipeline.process(Frame(index, now, image))
+        if on_frame is not None:
+            on_frame(pipeline, image, events)
         live = [t for t in pipeline.tracker.tracks if t.last_seen == now]
         for t in live:
             seen.setdefault(t.track_id, [now, now])[1] = now
@@ -278,15 +287,50 @@ class Installer:
             entry = pipeline.unknowns.take(track.track_id)
             if entry is None or not entry.crops:
                 continue
-            info = next(p for p in self.catalog.products if p.product_id == product)
             for _, jpeg in entry.crops:
-                reference = new_reference(self.catalog.catalog_id, product, info.sku, info.name, new_product=False,
-                                          device_id="evaluate", track_id=track.track_id, confirmed_by="evaluate")
-                self.references.append((reference, cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)))
+                self.references.append((reference_of(self.catalog, product, track.track_id),
+                                        cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)))
             self.taught[product] += 1
             self.taught_tracks.add(track.track_id)
             added = True
         if added:  # the device names the product from the next frame on
+            self.field = field_set(self.catalog, self.references, self.models.embedder, self.models.verifier, known=self.field)
+            pipeline.switch(identifier_for(self.config, self.catalog, self.models, self.field))
+
+
+def reference_of(catalog, product: str, track_id: int, by: str = "evaluate"):
+    """A field reference of a catalog product, as the installer's page records one."""
+    info = next(p for p in catalog.products if p.product_id == product)
+    return new_reference(catalog.catalog_id, product, info.sku, info.name, new_product=False, device_id=by, track_id=track_id,
+                         confirmed_by=by)
+
+
+class SelfTeacher:
+    """The device teaching itself (see --self-teach): each track it names with at least `min_inliers` inliers gives its box
+    on that frame as a field reference of the product it was named, up to `per_product` tracks of each; no label is
+    read. Each lesson switches the pipeline to an identifier with the new references, as the installer's does."""
+
+    def __init__(self, config: Config, models: Models, catalog, min_inliers: int, per_product: int):
+        self.config, self.models, self.catalog = config, models, catalog
+        self.min_inliers, self.per_product = min_inliers, per_product
+        self.references: list = []
+        self.field: FieldSet = EMPTY
+        self.taught: Counter = Counter()
+
+    def __call__(self, pipeline: Pipeline, image: np.ndarray, events: list[dict]) -> None:
+        added = False
+        for event in events:
+            if event["type"] != "identified" or event["scores"]["inliers"] < self.min_inliers:
+                continue
+            product = event["product"]["id"]
+            track = next((t for t in pipeline.tracker.tracks if t.track_id == event["track_id"]), None)
+            _, crops = crop_boxes(image, [track.bbox]) if track is not None else (None, [])
+            if self.taught[product] >= self.per_product or not crops:
+                continue
+            self.references.append((reference_of(self.catalog, product, track.track_id, "self"), crops[0].copy()))
+            self.taught[product] += 1
+            added = True
+        if added:
             self.field = field_set(self.catalog, self.references, self.models.embedder, self.models.verifier, known=self.field)
             pipeline.switch(identifier_for(self.config, self.catalog, self.models, self.field))
 
@@ -376,6 +420,29 @@ def evaluate_enrolment(config: Config, video: Path, frame_step: int, stride: int
     return report
 
 
+def evaluate_self_teaching(config: Config, video: Path, frame_step: int, stride: int, catalogs: list[str], min_inliers: int,
+                           per_product: int, limit: int | None = None) -> dict:
+    """Per catalog, the tracks untaught, while the device teaches itself (SelfTeacher), and on the next pass with what it
+    taught itself."""
+    labels = read_labels()
+    models = remembering(Models.open(config))
+    report = {"video": str(video), "stride": stride, "min_inliers": min_inliers, "per_product": per_product,
+              "decision": config.decision.kind, "verifier": config.verifier.kind, "catalogs": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in catalogs:
+            products = CATALOGS[name]
+            catalog = load_catalog(build(products, Path(tmp) / name, config, models))
+            teacher = SelfTeacher(config, models, catalog, min_inliers, per_product)
+            untaught = per_track(config, identifier_for(config, catalog, models), video, frame_step, stride, labels, set(products), limit)
+            teaching = per_track(config, identifier_for(config, catalog, models), video, frame_step, stride, labels, set(products), limit,
+                                 on_frame=teacher)
+            again = per_track(config, identifier_for(config, catalog, models, teacher.field), video, frame_step, stride, labels,
+                              set(products), limit)
+            report["catalogs"][name] = {"products": products, "taught": dict(teacher.taught), "references": len(teacher.references),
+                                        "untaught": untaught, "while_teaching": teaching, "next_pass": again}
+    return report
+
+
 def evaluate(config: Config, video: Path, frame_step: int, stride: int, catalogs: list[str], limit: int | None = None,
              tracks: bool = True, frames_kept: str = "all", second_opinion: str | None = None) -> dict:
     """`frames_kept`: all labelled frames, or the half thresholds may be tuned on (fit: 0, 60, 120 …) or the other (check);
@@ -420,6 +487,8 @@ def main() -> int:
     parser.add_argument("--config", type=Path, help="a config file (models, verifier, decision); default: built-in defaults")
     parser.add_argument("--enrol", help="tracks taught per product, comma-separated levels (e.g. 1,2,5): see above")
     parser.add_argument("--enrol-until", type=float, default=60.0, help="seconds of video the installer teaches in (default: the first minute)")
+    parser.add_argument("--self-teach", metavar="MIN_INLIERS,PER_PRODUCT",
+                        help="the device teaching itself from its own identifications (e.g. 30,3): see above")
     parser.add_argument("--second-opinion", metavar="VERIFIER", help="a learned verifier kind (aliked-lightglue, disk-lightglue): the "
                         "track numbers again with it as the daemon's second opinion (verifier.second_opinion), reported beside")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -443,6 +512,20 @@ def main() -> int:
                     print(f"{name:13s} taught {level} tracks/product ({r['references']:2d} references) {when:14s} tracks "
                           f"recall {t['recall']} wrong {t['wrong']} false_id {t['false_id']} "
                           f"lookalike_false_id {t['lookalike_false_id']} (catalog {t['catalog_items']}, other {t['other_items']})")
+        return 0
+    if args.self_teach:
+        min_inliers, per_product = (int(n) for n in args.self_teach.split(","))
+        report = evaluate_self_teaching(config, args.video, frame_step, args.stride, [c for c in catalogs if c != "absent"],
+                                        min_inliers, per_product, args.until)
+        if args.json:
+            print(json.dumps(report, indent=1))
+            return 0
+        for name, result in report["catalogs"].items():
+            for when in ("untaught", "while_teaching", "next_pass"):
+                t = result[when]
+                print(f"{name:13s} self-taught {result['taught']} {when:14s} tracks recall {t['recall']} wrong {t['wrong']} "
+                      f"false_id {t['false_id']} lookalike_false_id {t['lookalike_false_id']} "
+                      f"(catalog {t['catalog_items']}, other {t['other_items']})")
         return 0
     report = evaluate(config, args.video, frame_step, args.stride, catalogs, args.until, not args.no_tracks, args.frames,
                       args.second_opinion)
