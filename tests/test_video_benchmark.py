@@ -6,6 +6,9 @@ labelled frames (0, 30 … 210 of the original) show the Chá Mate shelf. The fu
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -70,3 +73,5 @@ def test_a_device_teaching_itself_takes_only_what_it_named_clearly_and_never_nam
     for when in ("untaught", "while_teaching", "next_pass"):
         assert result[when]["false_id"] == 0.0 and result[when]["lookalike_false_id"] in (0.0, None)
     assert result["next_pass"]["recall"] >= result["untaught"]["recall"]
+    run = subprocess.run([sys.executable, "-m", "tools.evaluate_video", "--self-teach", "30"], capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 2 and "two whole numbers, MIN_INLIERS,PER_PRODUCT" in run.stderr

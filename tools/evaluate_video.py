@@ -514,7 +514,10 @@ def main() -> int:
                           f"lookalike_false_id {t['lookalike_false_id']} (catalog {t['catalog_items']}, other {t['other_items']})")
         return 0
     if args.self_teach:
-        min_inliers, per_product = (int(n) for n in args.self_teach.split(","))
+        try:
+            min_inliers, per_product = (int(n) for n in args.self_teach.split(","))
+        except ValueError:
+            parser.error(f"--self-teach {args.self_teach!r}: two whole numbers, MIN_INLIERS,PER_PRODUCT (e.g. 30,3)")
         report = evaluate_self_teaching(config, args.video, frame_step, args.stride, [c for c in catalogs if c != "absent"],
                                         min_inliers, per_product, args.until)
         if args.json:
