@@ -209,10 +209,10 @@ def video_fps(video: Path) -> float:
 
 
 def per_track(config: Config, identifier: Identifier, video: Path, frame_step: int, stride: int, labels: dict[int, list[Label]],
-              in_catalog: set[str], limit: int | None, installer: Installer | None = None, on_frame=None) -> dict:
-    """Track numbers over the video; with an `installer` teaching as it plays (its taught tracks are not scored); with
-    the models' second opinion (verifier.second_opinion) as the daemon asks it, once per unknown track; `on_frame`
-    (pipeline, frame, events) is called after every frame (SelfTeacher)."""
+              in_catalog: set[str], limit: int | None, teacher: Teacher | None = None) -> dict:
+    """Track numbers over the video; with a `teacher` (Installer, SelfTeacher) teaching as it plays, shown every frame
+    (the tracks it was told about are not scored); with the models' second opinion (verifier.second_opinion) as the
+    daemon asks it, once per unknown track."""
     fps = video_fps(video)
     pipeline = Pipeline(config, identifier, MemorySink(), background=False)
     seen: dict[int, list[float]] = {}  # track → [first, last] time in view
@@ -222,23 +222,21 @@ def per_track(config: Config, identifier: Identifier, video: Path, frame_step: i
     for index, image in tqdm(read_frames(video, frame_step, stride, limit), desc="tracks", unit="frame", leave=False):
         now = index / (fps * frame_step)
         events = pipeline.process(Frame(index, now, image))
-        if on_frame is not None:
-            on_frame(pipeline, image, events)
         live = [t for t in pipeline.tracker.tracks if t.last_seen == now]
         for t in live:
             seen.setdefault(t.track_id, [now, now])[1] = now
         for event in events:
             if event["type"] == "identified" and event["track_id"] not in first_identified:
                 first_identified[event["track_id"]] = (event["product"]["id"], now - seen[event["track_id"]][0], index)
-        if index in labels:
-            truth = scaled(labels[index], image)
+        truth = scaled(labels[index], image) if index in labels else None
+        if truth is not None:
             for li, ti in assign(truth, [t.bbox for t in live]).items():
                 observed[live[ti].track_id].append((index, truth[li].product))
-            if installer is not None:
-                installer(pipeline, now, truth, live)
+        if teacher is not None:
+            teacher(pipeline, Seen(now, image, events, truth, live))
     tally, delays = Tally(), []
     for track_id, labelled in observed.items():
-        if installer is not None and track_id in installer.taught_tracks:
+        if teacher is not None and track_id in teacher.taught_tracks:
             continue
         product, delay, at = first_identified.get(track_id, (None, None, None))
         if product is None:
@@ -263,76 +261,91 @@ def per_track(config: Config, identifier: Identifier, video: Path, frame_step: i
     return out
 
 
-class Installer:
-    """Confirms on the page, by the labels, tracks the device called unknown (see --enrol): up to `per_product` tracks
-    of each catalog product, in the first `until_s` seconds; each confirmation switches the pipeline to an identifier
-    with the new field references, as the daemon does."""
+@dataclass(frozen=True)
+class Seen:
+    """One frame as a teacher is shown it: its time, pixels, the pipeline's events, the labels (None between labelled
+    frames) and the tracks in view."""
+    now: float
+    image: np.ndarray
+    events: list[dict]
+    truth: list[Label] | None
+    live: list
 
-    def __init__(self, config: Config, models: Models, catalog, in_catalog: set[str], per_product: int, until_s: float):
-        self.config, self.models, self.catalog, self.in_catalog = config, models, catalog, in_catalog
-        self.per_product, self.until_s = per_product, until_s
+
+class Teacher:
+    """Field references taught as the video plays; each lesson switches the pipeline to an identifier with them from the
+    next frame on, as the daemon does. `taught_tracks`: tracks named because someone said so, not scored."""
+
+    def __init__(self, config: Config, models: Models, catalog, per_product: int):
+        self.config, self.models, self.catalog, self.per_product = config, models, catalog, per_product
         self.references: list = []
         self.field: FieldSet = EMPTY
         self.taught: Counter = Counter()
         self.taught_tracks: set[int] = set()
 
-    def __call__(self, pipeline: Pipeline, now: float, truth: list[Label], live: list) -> None:
-        if now >= self.until_s:
+    def add(self, product: str, track_id: int, crops: list[np.ndarray], by: str) -> None:
+        info = next(p for p in self.catalog.products if p.product_id == product)
+        for crop in crops:
+            self.references.append((new_reference(self.catalog.catalog_id, product, info.sku, info.name, new_product=False,
+                                                  device_id=by, track_id=track_id, confirmed_by=by), crop))
+        self.taught[product] += 1
+
+    def learn(self, pipeline: Pipeline) -> None:
+        self.field = field_set(self.catalog, self.references, self.models.embedder, self.models.verifier, known=self.field)
+        pipeline.switch(identifier_for(self.config, self.catalog, self.models, self.field))
+
+
+class Installer(Teacher):
+    """Confirms on the page, by the labels, tracks the device called unknown (see --enrol): up to `per_product` tracks
+    of each catalog product, in the first `until_s` seconds."""
+
+    def __init__(self, config: Config, models: Models, catalog, in_catalog: set[str], per_product: int, until_s: float):
+        super().__init__(config, models, catalog, per_product)
+        self.in_catalog, self.until_s = in_catalog, until_s
+
+    def __call__(self, pipeline: Pipeline, seen: Seen) -> None:
+        if seen.truth is None or seen.now >= self.until_s:
             return
         added = False
-        for li, ti in assign(truth, [t.bbox for t in live]).items():
-            product, track = truth[li].product, live[ti]
+        for li, ti in assign(seen.truth, [t.bbox for t in seen.live]).items():
+            product, track = seen.truth[li].product, seen.live[ti]
             if product not in self.in_catalog or self.taught[product] >= self.per_product or track.confirmed is not UNKNOWN:
                 continue
             entry = pipeline.unknowns.take(track.track_id)
             if entry is None or not entry.crops:
                 continue
-            for _, jpeg in entry.crops:
-                self.references.append((reference_of(self.catalog, product, track.track_id),
-                                        cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)))
-            self.taught[product] += 1
+            self.add(product, track.track_id, [cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) for _, jpeg in entry.crops],
+                     "evaluate")
             self.taught_tracks.add(track.track_id)
             added = True
-        if added:  # the device names the product from the next frame on
-            self.field = field_set(self.catalog, self.references, self.models.embedder, self.models.verifier, known=self.field)
-            pipeline.switch(identifier_for(self.config, self.catalog, self.models, self.field))
+        if added:
+            self.learn(pipeline)
 
 
-def reference_of(catalog, product: str, track_id: int, by: str = "evaluate"):
-    """A field reference of a catalog product, as the installer's page records one."""
-    info = next(p for p in catalog.products if p.product_id == product)
-    return new_reference(catalog.catalog_id, product, info.sku, info.name, new_product=False, device_id=by, track_id=track_id,
-                         confirmed_by=by)
-
-
-class SelfTeacher:
+class SelfTeacher(Teacher):
     """The device teaching itself (see --self-teach): each track it names with at least `min_inliers` inliers gives its box
     on that frame as a field reference of the product it was named, up to `per_product` tracks of each; no label is
-    read. Each lesson switches the pipeline to an identifier with the new references, as the installer's does."""
+    read, and the tracks it taught from are scored like the rest."""
 
     def __init__(self, config: Config, models: Models, catalog, min_inliers: int, per_product: int):
-        self.config, self.models, self.catalog = config, models, catalog
-        self.min_inliers, self.per_product = min_inliers, per_product
-        self.references: list = []
-        self.field: FieldSet = EMPTY
-        self.taught: Counter = Counter()
+        super().__init__(config, models, catalog, per_product)
+        self.min_inliers = min_inliers
 
-    def __call__(self, pipeline: Pipeline, image: np.ndarray, events: list[dict]) -> None:
+    def __call__(self, pipeline: Pipeline, seen: Seen) -> None:
         added = False
-        for event in events:
+        for event in seen.events:
             if event["type"] != "identified" or event["scores"]["inliers"] < self.min_inliers:
                 continue
             product = event["product"]["id"]
             track = next((t for t in pipeline.tracker.tracks if t.track_id == event["track_id"]), None)
-            _, crops = crop_boxes(image, [track.bbox]) if track is not None else (None, [])
-            if self.taught[product] >= self.per_product or not crops:
+            if track is None or self.taught[product] >= self.per_product:
                 continue
-            self.references.append((reference_of(self.catalog, product, track.track_id, "self"), crops[0].copy()))
-            self.taught[product] += 1
-            added = True
+            _, crops = crop_boxes(seen.image, [track.bbox])
+            if crops:
+                self.add(product, track.track_id, [crops[0].copy()], "self")
+                added = True
         if added:
-            self.field = field_set(self.catalog, self.references, self.models.embedder, self.models.verifier, known=self.field)
-            pipeline.switch(identifier_for(self.config, self.catalog, self.models, self.field))
+            self.learn(pipeline)
 
 
 class RememberedVerifier:
@@ -395,6 +408,14 @@ def build(products: list[str], out: Path, config: Config, models) -> Path:
     return out / "catalog"
 
 
+def built_catalogs(names: list[str], config: Config, models):
+    """(name, products, catalog) for each named catalog, built in a temporary folder that lasts while they are used."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            products = CATALOGS[name]
+            yield name, products, load_catalog(build(products, Path(tmp) / name, config, models))
+
+
 def evaluate_enrolment(config: Config, video: Path, frame_step: int, stride: int, catalogs: list[str], levels: list[int],
                        until_s: float) -> dict:
     """Per level: the tracks the installer did not touch while teaching (`while_teaching`), and every track of the video
@@ -403,20 +424,17 @@ def evaluate_enrolment(config: Config, video: Path, frame_step: int, stride: int
     models = Models.open(config)
     report = {"video": str(video), "enrol_until_s": until_s, "stride": stride, "decision": config.decision.kind,
               "verifier": config.verifier.kind, "catalogs": {}}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in catalogs:
-            products = CATALOGS[name]
-            catalog = load_catalog(build(products, Path(tmp) / name, config, models))
-            levels_out = {}
-            for level in [0, *levels]:
-                installer = Installer(config, models, catalog, set(products), level, until_s)
-                teaching = per_track(config, identifier_for(config, catalog, models), video, frame_step, stride, labels,
-                                     set(products), None, installer) if level else None
-                again = per_track(config, identifier_for(config, catalog, models, installer.field), video, frame_step, stride,
-                                  labels, set(products), None)
-                levels_out[str(level)] = {"tracks_taught": dict(installer.taught), "references": len(installer.references),
-                                          "while_teaching": teaching or again, "next_pass": again}
-            report["catalogs"][name] = {"products": products, "enrolment": levels_out}
+    for name, products, catalog in built_catalogs(catalogs, config, models):
+        levels_out = {}
+        for level in [0, *levels]:
+            installer = Installer(config, models, catalog, set(products), level, until_s)
+            teaching = per_track(config, identifier_for(config, catalog, models), video, frame_step, stride, labels,
+                                 set(products), None, installer) if level else None
+            again = per_track(config, identifier_for(config, catalog, models, installer.field), video, frame_step, stride,
+                              labels, set(products), None)
+            levels_out[str(level)] = {"tracks_taught": dict(installer.taught), "references": len(installer.references),
+                                      "while_teaching": teaching or again, "next_pass": again}
+        report["catalogs"][name] = {"products": products, "enrolment": levels_out}
     return report
 
 
@@ -428,18 +446,15 @@ def evaluate_self_teaching(config: Config, video: Path, frame_step: int, stride:
     models = remembering(Models.open(config))
     report = {"video": str(video), "stride": stride, "min_inliers": min_inliers, "per_product": per_product,
               "decision": config.decision.kind, "verifier": config.verifier.kind, "catalogs": {}}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in catalogs:
-            products = CATALOGS[name]
-            catalog = load_catalog(build(products, Path(tmp) / name, config, models))
-            teacher = SelfTeacher(config, models, catalog, min_inliers, per_product)
-            untaught = per_track(config, identifier_for(config, catalog, models), video, frame_step, stride, labels, set(products), limit)
-            teaching = per_track(config, identifier_for(config, catalog, models), video, frame_step, stride, labels, set(products), limit,
-                                 on_frame=teacher)
-            again = per_track(config, identifier_for(config, catalog, models, teacher.field), video, frame_step, stride, labels,
-                              set(products), limit)
-            report["catalogs"][name] = {"products": products, "taught": dict(teacher.taught), "references": len(teacher.references),
-                                        "untaught": untaught, "while_teaching": teaching, "next_pass": again}
+    for name, products, catalog in built_catalogs(catalogs, config, models):
+        teacher = SelfTeacher(config, models, catalog, min_inliers, per_product)
+        untaught = per_track(config, identifier_for(config, catalog, models), video, frame_step, stride, labels, set(products), limit)
+        teaching = per_track(config, identifier_for(config, catalog, models), video, frame_step, stride, labels, set(products), limit,
+                             teacher)
+        again = per_track(config, identifier_for(config, catalog, models, teacher.field), video, frame_step, stride, labels,
+                          set(products), limit)
+        report["catalogs"][name] = {"products": products, "taught": dict(teacher.taught), "references": len(teacher.references),
+                                    "untaught": untaught, "while_teaching": teaching, "next_pass": again}
     return report
 
 
@@ -458,20 +473,23 @@ def evaluate(config: Config, video: Path, frame_step: int, stride: int, catalogs
     report = {"video": str(video), "labelled_frames": len(frames), "frames": frames_kept, "stride": stride,
               "decision": config.decision.kind,
               "verifier": config.verifier.kind, "catalogs": {}}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in catalogs:
-            products = CATALOGS[name]
-            catalog = load_catalog(build(products, Path(tmp) / name, config, models))
-            identifier = identifier_for(config, catalog, models)
-            result = {"products": products or "grocery-mini (none in the video)", "boxes": per_box(identifier, frames, labels, set(products))}
-            if tracks:
-                result["tracks"] = per_track(config, identifier, video, frame_step, stride, labels, set(products), limit)
-            if tracks and second_opinion:
-                with_second = replace(models, second=open_second_opinion(config.verifier, second_opinion))
-                result["tracks_second_opinion"] = per_track(config, identifier_for(config, catalog, with_second), video, frame_step,
-                                                            stride, labels, set(products), limit)
-            report["catalogs"][name] = result
+    for name, products, catalog in built_catalogs(catalogs, config, models):
+        identifier = identifier_for(config, catalog, models)
+        result = {"products": products or "grocery-mini (none in the video)", "boxes": per_box(identifier, frames, labels, set(products))}
+        if tracks:
+            result["tracks"] = per_track(config, identifier, video, frame_step, stride, labels, set(products), limit)
+        if tracks and second_opinion:
+            with_second = replace(models, second=open_second_opinion(config.verifier, second_opinion))
+            result["tracks_second_opinion"] = per_track(config, identifier_for(config, catalog, with_second), video, frame_step,
+                                                        stride, labels, set(products), limit)
+        report["catalogs"][name] = result
     return report
+
+
+def scores(t: dict) -> str:
+    """A Tally summary in one line, as the tool prints it."""
+    return (f"recall {t['recall']} wrong {t['wrong']} false_id {t['false_id']} lookalike_false_id {t['lookalike_false_id']} "
+            f"(catalog {t['catalog_items']}, other {t['other_items']})")
 
 
 def main() -> int:
@@ -510,8 +528,7 @@ def main() -> int:
                 for when in ("while_teaching", "next_pass"):
                     t = r[when]
                     print(f"{name:13s} taught {level} tracks/product ({r['references']:2d} references) {when:14s} tracks "
-                          f"recall {t['recall']} wrong {t['wrong']} false_id {t['false_id']} "
-                          f"lookalike_false_id {t['lookalike_false_id']} (catalog {t['catalog_items']}, other {t['other_items']})")
+                          f"{scores(t)}")
         return 0
     if args.self_teach:
         try:
@@ -526,9 +543,7 @@ def main() -> int:
         for name, result in report["catalogs"].items():
             for when in ("untaught", "while_teaching", "next_pass"):
                 t = result[when]
-                print(f"{name:13s} self-taught {result['taught']} {when:14s} tracks recall {t['recall']} wrong {t['wrong']} "
-                      f"false_id {t['false_id']} lookalike_false_id {t['lookalike_false_id']} "
-                      f"(catalog {t['catalog_items']}, other {t['other_items']})")
+                print(f"{name:13s} self-taught {result['taught']} {when:14s} tracks {scores(t)}")
         return 0
     report = evaluate(config, args.video, frame_step, args.stride, catalogs, args.until, not args.no_tracks, args.frames,
                       args.second_opinion)
@@ -538,13 +553,10 @@ def main() -> int:
     for name, result in report["catalogs"].items():
         for kind in ("detected", "labelled"):
             b = result["boxes"][kind]
-            print(f"{name:13s} boxes/{kind:9s} recall {b['recall']} wrong {b['wrong']} false_id {b['false_id']} "
-                  f"lookalike_false_id {b['lookalike_false_id']} (catalog {b['catalog_items']}, other {b['other_items']})")
+            print(f"{name:13s} boxes/{kind:9s} {scores(b)}")
         if "tracks" in result:
             t = result["tracks"]
-            print(f"{name:13s} tracks          recall {t['recall']} wrong {t['wrong']} false_id {t['false_id']} "
-                  f"lookalike_false_id {t['lookalike_false_id']} (catalog {t['catalog_items']}, other {t['other_items']}) "
-                  f"time to id p50/p95 {t['time_to_identification_ms']}")
+            print(f"{name:13s} tracks          {scores(t)} time to id p50/p95 {t['time_to_identification_ms']}")
         if "tracks_second_opinion" in result:
             t = result["tracks_second_opinion"]
             s = t["second_opinion"]
