@@ -10,7 +10,7 @@ import cv2
 
 from tests.conftest import REPO
 from tools.evaluate import read_dataset
-from tools.evaluate_transfer import read_editions, summarise
+from tools.evaluate_transfer import grocery_val, read_editions, summarise
 
 MINI = REPO / "tests" / "data" / "grocery-mini"
 
@@ -102,6 +102,22 @@ def test_every_packaged_grocery_product_has_an_edition_label():
     products, _ = read_dataset(MINI, "val")
     assert {p.name for p in products if p.packaged} <= set(editions)
     assert set(editions.values()) == {"same", "other"} and len(editions) == 31
+
+
+def test_grocery_open_set_each_leaves_every_product_with_photos_out_once_from_either_split(tmp_path):
+    """--open-set each: one open run per product with photos, its line's others in the catalog; grocery-train reads the
+    train split (here a copy of the mini val list) and is named for it."""
+    third = grocery_val(MINI, None, False, 0)
+    each = grocery_val(MINI, None, False, 0, each_left_out=True)
+    truths = sorted({i.truth for i in each.instances})
+    assert len(third.left_out) == 1 and 0 < len(third.left_out[0]) < len(third.references)
+    assert each.name == "grocery-val" and [sorted(out) for out in each.left_out] == [[t] for t in truths] and len(truths) == 9
+    assert each.references.keys() == third.references.keys()  # every packaged product's iconic image, photos or not
+    for entry in MINI.iterdir():
+        (tmp_path / entry.name).symlink_to(entry)
+    (tmp_path / "train.txt").write_text((MINI / "val.txt").read_text())
+    train = grocery_val(tmp_path, None, False, 0, split="train", each_left_out=True)
+    assert train.name == "grocery-train" and [i.key for i in train.instances] == [i.key for i in each.instances]
 
 
 def test_synthetic_editions_are_the_same_product_with_a_second_catalog_image(tmp_path):

@@ -7,7 +7,11 @@ Sources (a source is catalog references, labelled instances, and the products le
   grocery-val  the Grocery Store Dataset val photos of the 31 packaged products against their iconic images,
                the photo's centre as tools/evaluate.py queries it (--detect: the detector's most convincing box over
                the photo's labelled product, samples/grocery-val-boxes.json);
-               open set: tools/evaluate.py's seeded third of the products left out
+               open set: tools/evaluate.py's seeded third of the products left out (--open-set each: each product
+               with photos left out in turn, its line's others staying: every photo judged once without its product)
+  grocery-train the same from the train split: not one of the five (the embedder was trained on these photos, so
+               their recall flatters it); for the open set with --open-set each (--limit to sample): it holds packaged
+               products val has no photos of, Alpro Shelf and Fresh Soy Milk among them, one artwork on two cartons
   shelf-video  the shared video's 32 hand-labelled frames (samples/shelf-video-labels.json), boxes at least half
                visible, the detector's box matched to each (IoU >= 0.5; --boxes labelled: the label's box);
                catalog: Chá Mate Limão, Chá Mate Natural, Coca-Cola Sem Açúcar can (samples/shelf-catalog);
@@ -109,8 +113,10 @@ class Source:
         return self.families.get(product, product)
 
 
-def grocery_val(data: Path, models, detect: bool, seed: int, limit: int | None = None) -> Source:
-    products, photos = read_dataset(data, "val")
+def grocery_val(data: Path, models, detect: bool, seed: int, limit: int | None = None, split: str = "val",
+                each_left_out: bool = False) -> Source:
+    """The packaged products' photos of one split; open set: the seeded third, or each product with photos in turn."""
+    products, photos = read_dataset(data, split)
     packaged = {p.class_id: p for p in products if p.packaged}
     chosen = [(path, packaged[c].name) for path, c in photos if c in packaged]
     if limit:
@@ -129,7 +135,8 @@ def grocery_val(data: Path, models, detect: bool, seed: int, limit: int | None =
             crops = (centre_crop(image, PHOTO_CROP),)
         instances.append(Instance(str(path.relative_to(data)), truth, crops, editions.get(truth)))
     names = [p.name for p in packaged.values()]
-    return Source("grocery-val", {p.name: [p.iconic] for p in packaged.values()}, instances, [open_set_split(names, seed)],
+    left_out = [{n} for n in sorted({i.truth for i in instances})] if each_left_out else [open_set_split(names, seed)]
+    return Source(f"grocery-{split}", {p.name: [p.iconic] for p in packaged.values()}, instances, left_out,
                   {n: n.split("-")[0] for n in names})
 
 
@@ -359,8 +366,8 @@ def _family_of(rec: dict, product: str | None) -> str | None:
 
 def open_source(name: str, args, models) -> tuple[Source, object]:
     """The named source, prepared, and its synthetic suite (for the examples image) or None."""
-    if name == "grocery-val":
-        return grocery_val(args.data, models, args.detect, args.seed, args.limit), None
+    if name in ("grocery-val", "grocery-train"):
+        return grocery_val(args.data, models, args.detect, args.seed, args.limit, name.split("-")[1], args.open_set == "each"), None
     if name == "shelf-video":
         return shelf_video(args.video, models, args.boxes), None
     if name == "os2d-demo":
@@ -370,7 +377,7 @@ def open_source(name: str, args, models) -> tuple[Source, object]:
     if name == "synthetic":
         return synthetic(args.data, args.seed, args.twins, tuple(c for c in args.conditions.split(",") if c), args.second_images,
                          args.editions)
-    raise SystemExit(f"unknown source {name!r}: expected some of {', '.join(SOURCES)}")
+    raise SystemExit(f"unknown source {name!r}: expected some of {', '.join(SOURCES)}, grocery-train")
 
 
 def main() -> int:
@@ -390,6 +397,8 @@ def main() -> int:
                         help="synthetic: each colour twin is another edition of its pack (the same product, its image the "
                              "product's second catalog image); recall_other_edition: those queries named as the product")
     parser.add_argument("--limit", type=int, help="grocery-val: photos (a seeded sample), for quick checks")
+    parser.add_argument("--open-set", choices=["third", "each"], default="third",
+                        help="grocery: the open-set catalog lacks a seeded third of the products, or each product in turn")
     parser.add_argument("--config", type=Path, help="config naming models and thresholds (default: built-in defaults)")
     parser.add_argument("--out", type=Path, default=Path("eval-out/transfer/records.jsonl"), help="per-instance records (JSON lines)")
     parser.add_argument("--examples", type=Path, default=Path("eval-out/transfer/synthetic-examples.png"),
