@@ -69,6 +69,8 @@ class Track:
     checked_at: float = 0.0  # when the identity was last computed
     bbox_at_check: Box | None = None
     pending: bool = False  # crops handed to the identification worker, result not in yet
+    sharpest: float = 0.0  # the sharpest its crop has been when due (edge.daemon.unknowns.sharpness)
+    waited: int = 0  # frames in a row its identification waited for a sharper crop
 
     def vote(self, product_id: str | None, now: float, confirm_frames: int, clear: bool = False, guess: str | None = None) -> Verdict:
         """Record one identification (None: no catalog product; `guess`: then its best candidate) and decide what it
@@ -143,6 +145,7 @@ class Tracker:
         track.track_id = self._next_id
         self._next_id += 1
         track.first_seen = now
+        track.sharpest, track.waited = 0.0, 0
 
     @staticmethod
     def _continue(track: Track, box: Box, now: float) -> Track:

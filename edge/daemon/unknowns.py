@@ -19,6 +19,7 @@ from edge.core.catalog import Product, product_ref
 from edge.core.identify import Identification
 
 CROP_SIDE = 320  # longest side kept: enough to verify against, small enough for a phone's page
+SHARPNESS_HEIGHT = 128
 
 
 @dataclass
@@ -40,8 +41,11 @@ class UnknownTrack:
 
 
 def sharpness(crop: np.ndarray) -> float:
+    """Variance of the Laplacian at SHARPNESS_HEIGHT px: low on a motion-blurred crop; crops of one track compare by
+    their blur, not by how large the box was."""
     gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
-    return float(cv2.Laplacian(gray, cv2.CV_32F).var())
+    width = max(1, round(gray.shape[1] * SHARPNESS_HEIGHT / gray.shape[0]))
+    return float(cv2.Laplacian(cv2.resize(gray, (width, SHARPNESS_HEIGHT), interpolation=cv2.INTER_AREA), cv2.CV_32F).var())
 
 
 def shrunk(crop: np.ndarray, side: int = CROP_SIDE) -> np.ndarray:

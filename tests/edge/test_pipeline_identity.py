@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import cv2
 import jsonschema
 import numpy as np
 import pytest
@@ -174,3 +175,26 @@ def test_a_second_opinion_that_names_nothing_leaves_the_track_unknown_and_is_not
     events = frames(p, 6)
     assert [e["type"] for e in events] == ["unknown"] and opinion.asked == 1 and p.second.named == 0
     assert [u["track_id"] for u in p.unknowns.recent()] == [1]
+
+
+def test_a_track_not_yet_named_waits_a_few_frames_for_a_sharper_crop(shelf_frames):
+    """During a pan the same bottle is sharp on one frame and smeared on the next: an identification is not spent on
+    the smear while a sharper crop may come, but never waits more than MAX_WAIT frames; a named track is re-checked
+    on whatever the frame shows; a track that turns out to be another object starts over."""
+    from edge.daemon.pipeline import MAX_WAIT, sharp_enough
+    from edge.daemon.tracker import Tracker
+    from edge.daemon.unknowns import sharpness
+
+    crop = np.ascontiguousarray(shelf_frames[0][180:680, 240:400])  # a Chá Mate bottle
+    smeared = cv2.filter2D(crop, -1, np.full((1, 15), 1 / 15))  # a pan's horizontal blur
+    assert 0.8 < sharpness(cv2.resize(crop, None, fx=2, fy=2)) / sharpness(crop) < 1.25  # the blur, not the box's size
+    tracker = Tracker(0.3, 5)
+    [track], _ = tracker.update([(240, 180, 400, 680)], 0.0)
+    assert sharp_enough(track, crop)  # the first crop is identified at once
+    assert [sharp_enough(track, smeared) for _ in range(MAX_WAIT + 1)] == [False] * MAX_WAIT + [True]
+    assert not sharp_enough(track, smeared) and sharp_enough(track, crop)
+    tracker.renumber(track, 1.0)
+    assert sharp_enough(track, smeared)  # another physical object: nothing sharper seen of it yet
+    track.confirmed = "cola"
+    track.sharpest = sharpness(crop)
+    assert sharp_enough(track, smeared)
