@@ -396,7 +396,7 @@ def main() -> int:
     parser.add_argument("--editions", action="store_true",
                         help="synthetic: each colour twin is another edition of its pack (the same product, its image the "
                              "product's second catalog image); recall_other_edition: those queries named as the product")
-    parser.add_argument("--limit", type=int, help="grocery-val: photos (a seeded sample), for quick checks")
+    parser.add_argument("--limit", type=int, help="grocery-val, grocery-train: photos (a seeded sample), for quick checks")
     parser.add_argument("--open-set", choices=["third", "each"], default="third",
                         help="grocery: the open-set catalog lacks a seeded third of the products, or each product in turn")
     parser.add_argument("--config", type=Path, help="config naming models and thresholds (default: built-in defaults)")

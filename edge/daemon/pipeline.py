@@ -32,7 +32,7 @@ MAX_IDENTIFY_PER_FRAME = 8  # bounds one frame's latency when many products appe
 BATCH_IN_BACKGROUND = 4  # small jobs: results come back sooner and the next job takes the most wanted tracks
 # A track not yet named waits for a sharper crop: during a pan the same bottle is sharp on one frame and smeared on
 # the next, and an identification spent on the smear finds no keypoints (shared shelf video, tools.evaluate_video:
-# tracks named 13 of 20 -> 15 of 21, none wrongly, time to a name p95 1148 -> 741 ms; docs/accuracy.md)
+# tracks named 13 of 20 -> 14 of 21, none wrongly, time to a name p95 1148 -> 764 ms; docs/accuracy.md)
 SHARPER = 0.6  # a crop below this share of the track's sharpest so far waits ...
 MAX_WAIT = 5  # ... for at most this many frames in a row
 

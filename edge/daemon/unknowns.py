@@ -19,7 +19,7 @@ from edge.core.catalog import Product, product_ref
 from edge.core.identify import Identification
 
 CROP_SIDE = 320  # longest side kept: enough to verify against, small enough for a phone's page
-SHARPNESS_HEIGHT = 128
+SHARPNESS_HEIGHT = 128  # px: crops compared at one height, so that their sharpness follows blur, not size
 
 
 @dataclass
