@@ -105,17 +105,16 @@ class Pipeline:
         seen, _ = self.tracker.update(boxes, now)
         events = self._collect(image.shape) if self.worker else []
         due = [t for t in seen if not t.pending and needs_identification(t, now, self.config.tracker.recheck_s)]
-        keep, crops = crop_boxes(image, [t.bbox for t in due])
-        due = [due[i] for i, crop in zip(keep, crops) if sharp_enough(due[i], crop)]
-        due = sorted(due, key=priority)[:MAX_IDENTIFY_PER_FRAME if self.worker is None else BATCH_IN_BACKGROUND]
+        keep, crops = crop_boxes(image, [t.bbox for t in due])  # cropped once: the sharpness check and identification share them
+        wanted = sorted(((due[i], crop) for i, crop in zip(keep, crops) if sharp_enough(due[i], crop)), key=lambda tc: priority(tc[0]))
+        wanted = wanted[:MAX_IDENTIFY_PER_FRAME if self.worker is None else BATCH_IN_BACKGROUND]
         if self.worker is not None:
-            self._hand_over(image, due, now)
+            self._hand_over(wanted, now)
         else:
-            keep, crops = crop_boxes(image, [t.bbox for t in due])
-            for i, crop, ident in zip(keep, crops, self.identifier.identify_crops(crops, timings)):
+            for (track, crop), ident in zip(wanted, self.identifier.identify_crops([crop for _, crop in wanted], timings)):
                 self.stats.crops += 1
-                events += self._apply(due[i], ident, image.shape, now)
-                self.unknowns.observe(due[i].track_id, ident, crop, now, isinstance(due[i].confirmed, str))
+                events += self._apply(track, ident, image.shape, now)
+                self.unknowns.observe(track.track_id, ident, crop, now, isinstance(track.confirmed, str))
         if self.second is not None:
             events += self._second_opinions(image.shape, now)
         if self.zones is not None:  # zone events go to the sink only: the caller's list stays identifications
@@ -148,11 +147,10 @@ class Pipeline:
         self.worker.stop()
         return events
 
-    def _hand_over(self, image: np.ndarray, due: list[Track], now: float) -> None:
-        keep, crops = crop_boxes(image, [t.bbox for t in due])
-        if crops and self.worker.submit([due[i].track_id for i in keep], crops, now):
-            for i in keep:
-                due[i].pending = True
+    def _hand_over(self, wanted: list[tuple[Track, np.ndarray]], now: float) -> None:
+        if wanted and self.worker.submit([track.track_id for track, _ in wanted], [crop for _, crop in wanted], now):
+            for track, _ in wanted:
+                track.pending = True
 
     def _collect(self, shape: tuple) -> list[dict]:
         results, timings = self.worker.take()

@@ -91,7 +91,7 @@ def test_a_crop_taught_on_the_page_is_named_at_once_reviewed_published_and_named
                 for track, (src, crops) in cards.items():
                     if (track, crops) not in read:
                         read[track, crops] = likeness(src)
-                clear = [(like, track) for (track, crops), like in read.items() if like >= 30 and cards.get(track, (0, 0))[1] == crops]
+                clear = [(read[track, crops], track) for track, (_, crops) in cards.items() if read[track, crops] >= 30]
                 if not clear:
                     return False
                 track = max(clear)[1]
