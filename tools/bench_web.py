@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import requests
@@ -60,7 +61,12 @@ def chromium():
     options.binary_location = binary
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"):
         options.add_argument(arg)
-    return webdriver.Chrome(service=Service(driver), options=options)
+    # Chromium leaves its singleton socket folder in TMPDIR even after quit(): give it a folder of its own, removed
+    # with the driver
+    scratch = tempfile.mkdtemp(prefix="shelfid-chromium-")
+    browser = webdriver.Chrome(service=Service(driver, env=os.environ | {"TMPDIR": scratch}), options=options)
+    weakref.finalize(browser, shutil.rmtree, scratch, True)
+    return browser
 
 
 def wait_for_page(url: str, timeout: float = 120) -> None:
