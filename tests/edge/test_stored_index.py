@@ -4,6 +4,8 @@ folder that carries it, and refusals of broken or tampered index files."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,15 +80,23 @@ def test_kind_stored_on_a_catalog_without_an_index_says_so(vectors, tmp_path):
         identifier_for(Config(index=IndexConfig(kind="stored")), catalog, NO_MODELS)
 
 
+@pytest.fixture(scope="module")
+def indexed_catalog(vectors, tmp_path_factory) -> Path:
+    """A catalog folder with a stored index, built once (training IVF-PQ takes seconds); tests damage copies of it."""
+    folder = tmp_path_factory.mktemp("indexed") / "c"
+    write_synthetic_catalog(folder, vectors[0][:5_000])
+    return folder
+
+
 @pytest.mark.parametrize("damage,message", [
     (lambda folder: (folder / "index.faiss").write_bytes(b"not faiss"), "not a faiss index"),
     (lambda folder: np.save(folder / "index_codes.npy", np.load(folder / "index_codes.npy")[:, :-1]), "code size"),
     (lambda folder: np.save(folder / "index_codes.npy", np.load(folder / "index_codes.npy")[:-5]), "index_codes has shape"),
     (lambda folder: (folder / "index.faiss").unlink(), "without the other"),
 ])
-def test_a_broken_index_is_a_catalog_error_naming_the_folder(vectors, tmp_path, damage, message):
-    data, _ = vectors
-    write_synthetic_catalog(tmp_path / "c", data[:5_000])
+def test_a_broken_index_is_a_catalog_error_naming_the_folder(indexed_catalog, tmp_path, damage, message):
+    shutil.copytree(indexed_catalog, tmp_path / "c")
+    identifier_for(Config(), load_catalog(tmp_path / "c"), NO_MODELS)  # whole, the copy loads
     damage(tmp_path / "c")
     with pytest.raises(CatalogError, match=message) as caught:
         identifier_for(Config(), load_catalog(tmp_path / "c"), NO_MODELS)
