@@ -6,6 +6,7 @@ labelled frames (0, 30 … 210 of the original) show the Chá Mate shelf. The fu
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -15,12 +16,18 @@ import pytest
 from edge.core.assembly import Models
 from edge.core.config import Config
 from tests.conftest import REPO
-from tools.evaluate_video import evaluate, remembering
+from tools.evaluate_video import CATALOGS, evaluate, remembering, unknown_reason
 
 
 @pytest.fixture(scope="module")
-def report():
-    return evaluate(Config(), REPO / "samples" / "shelf.mp4", frame_step=2, stride=1, catalogs=["full", "natural-only"])
+def tracks_file(tmp_path_factory):
+    return tmp_path_factory.mktemp("tracks") / "tracks.jsonl"
+
+
+@pytest.fixture(scope="module")
+def report(tracks_file):
+    return evaluate(Config(), REPO / "samples" / "shelf.mp4", frame_step=2, stride=1, catalogs=["full", "natural-only"],
+                    tracks_out=tracks_file)
 
 
 # measured when the floors were set (default config, this 2-core VM), with the product detector (issue 16):
@@ -41,6 +48,23 @@ def test_the_look_alike_is_not_named_as_its_sibling(report):
     assert natural_only["tracks"]["lookalike_items"] >= 5 and natural_only["tracks"]["lookalike_false_id"] == 0.0
     assert natural_only["boxes"]["detected"]["lookalike_false_id"] <= 0.13  # 3 of 24 boxes at most
     assert natural_only["tracks"]["false_id"] <= 0.03
+
+
+def test_every_scored_track_is_written_with_each_identification_and_the_unknown_ones_say_why(report, tracks_file):
+    tracks = [json.loads(line) for line in tracks_file.read_text().splitlines()]
+    for name in ("full", "natural-only"):
+        result, mine = report["catalogs"][name]["tracks"], [t for t in tracks if t["catalog"] == name]
+        products = set(CATALOGS[name])
+        catalog_tracks = [t for t in mine if t["truth"] in products and t["in_view_s"][1] - t["in_view_s"][0] >= 1.0]
+        assert len(catalog_tracks) == result["catalog_items"] >= 5
+        assert sum(t["named"] == t["truth"] for t in catalog_tracks) == round(result["recall"] * result["catalog_items"])
+        for t in mine:
+            assert t["labelled_frames"] and all(a.keys() == {"t", "product", "inliers", "reason", "sharpness"} for a in t["attempts"])
+            if t["named"] is not None:  # named on an identification the file shows
+                assert any(a["product"] == t["named"] for a in t["attempts"])
+        unknown = [t for t in catalog_tracks if t["named"] is None]
+        assert sum(result["unknown_reasons"].values()) == len(unknown)
+        assert all(unknown_reason(t["attempts"]) in result["unknown_reasons"] for t in unknown)
 
 
 def test_the_evaluation_computes_a_crop_once_whatever_the_catalog(shelf_frames):

@@ -25,7 +25,9 @@ the labelled boxes it overlaps (IoU ≥ 0.5): an identified track the label near
 the moment it was named (a track can drift onto a neighbour later), another the
 majority; recall over tracks of
 catalog products in view ≥ 1 s, false_id over tracks of other products, and
-the time from a track's first sight to its identification.
+the time from a track's first sight to its identification. Catalog tracks left unknown are counted by why
+(`unknown_reasons`: the reason of the identification that came nearest, by inliers, or `never_identified`);
+--tracks-out FILE writes every scored track with each identification of it, to see why.
 
 --enrol N,…: an installer teaching the device from the shelf, as the video plays. At each labelled frame of
 the first --enrol-until seconds, a track of a catalog product that the device confirmed as unknown is
@@ -67,11 +69,12 @@ from edge.core.config import Config
 from edge.core.config_file import load_config
 from edge.core.field_references import new_reference
 from edge.core.field_set import EMPTY, FieldSet, field_set
-from edge.core.identify import Identifier, crop_boxes
+from edge.core.identify import Identification, Identifier, crop_boxes
 from edge.core.verifier import Features, Match, Verifier
 from edge.daemon.grabber import Frame
 from edge.daemon.pipeline import Pipeline
 from edge.daemon.tracker import UNKNOWN, iou_matrix
+from edge.daemon.unknowns import RecentUnknowns, sharpness
 from edge.reporting.sinks import MemorySink
 from models.embedder import Embedder
 
@@ -209,12 +212,14 @@ def video_fps(video: Path) -> float:
 
 
 def per_track(config: Config, identifier: Identifier, video: Path, frame_step: int, stride: int, labels: dict[int, list[Label]],
-              in_catalog: set[str], limit: int | None, teacher: Teacher | None = None) -> dict:
+              in_catalog: set[str], limit: int | None, teacher: Teacher | None = None, details: list | None = None) -> dict:
     """Track numbers over the video; with a `teacher` (Installer, SelfTeacher) teaching as it plays, shown every frame
     (the tracks it was told about are not scored); with the models' second opinion (verifier.second_opinion) as the
-    daemon asks it, once per unknown track."""
+    daemon asks it, once per unknown track. `details`: gets one dict per scored track (its label, name, time in view
+    and every identification of it)."""
     fps = video_fps(video)
     pipeline = Pipeline(config, identifier, MemorySink(), background=False)
+    attempts = pipeline.unknowns = Attempts()
     seen: dict[int, list[float]] = {}  # track → [first, last] time in view
     first_identified: dict[int, tuple[str, float, int]] = {}  # track → (product, seconds from first sight, frame)
     observed: dict[int, list[tuple[int, str]]] = defaultdict(list)  # track → (labelled frame, product there)
@@ -234,7 +239,7 @@ def per_track(config: Config, identifier: Identifier, video: Path, frame_step: i
                 observed[live[ti].track_id].append((index, truth[li].product))
         if teacher is not None:
             teacher(pipeline, Seen(now, image, events, truth, live))
-    tally, delays = Tally(), []
+    tally, delays, reasons = Tally(), [], Counter()
     for track_id, labelled in observed.items():
         if teacher is not None and track_id in teacher.taught_tracks:
             continue
@@ -249,7 +254,12 @@ def per_track(config: Config, identifier: Identifier, video: Path, frame_step: i
         tally.add(truth, product, in_catalog)
         if product is not None and product == truth:
             delays.append(delay * 1000)
-    out = tally.summary() | {"tracks_labelled": len(observed), "time_to_identification_ms": {
+        if product is None and truth in in_catalog:
+            reasons[unknown_reason(attempts.by_track[track_id])] += 1
+        if details is not None:
+            details.append({"track": track_id, "truth": truth, "named": product, "in_view_s": [round(start, 2), round(end, 2)],
+                            "labelled_frames": [i for i, _ in labelled], "attempts": attempts.by_track[track_id]})
+    out = tally.summary() | {"unknown_reasons": dict(reasons.most_common()), "tracks_labelled": len(observed), "time_to_identification_ms": {
         "p50": round(float(np.percentile(delays, 50))) if delays else None,
         "p95": round(float(np.percentile(delays, 95))) if delays else None}}
     if pipeline.second is not None:
@@ -259,6 +269,27 @@ def per_track(config: Config, identifier: Identifier, video: Path, frame_step: i
                                  "ms_per_track": {"p50": round(float(np.percentile(ms, 50))) if ms else None,
                                                   "max": round(max(ms)) if ms else None}}
     return out
+
+
+class Attempts(RecentUnknowns):
+    """The pipeline's recent unknowns (edge.daemon.unknowns), which it tells of every identification it makes, keeping
+    each per track as well."""
+
+    def __init__(self):
+        super().__init__()
+        self.by_track: dict[int, list[dict]] = defaultdict(list)
+
+    def observe(self, track_id: int, ident: Identification, crop: np.ndarray, now: float, named: bool = False) -> None:
+        self.by_track[track_id].append({"t": round(now, 2), "product": ident.product.product_id if ident.product else None,
+                                        "inliers": ident.inliers, "reason": ident.reason, "sharpness": round(sharpness(crop))})
+        super().observe(track_id, ident, crop, now, named)
+
+
+def unknown_reason(attempts: list[dict]) -> str:
+    """Why a track stayed unknown: the reason of its attempt with the most inliers (the nearest it came to a name)."""
+    if not attempts:
+        return "never_identified"  # always waiting for a sharper crop, or behind other tracks
+    return max(attempts, key=lambda a: a["inliers"])["reason"] or "unknown"
 
 
 @dataclass(frozen=True)
@@ -459,10 +490,12 @@ def evaluate_self_teaching(config: Config, video: Path, frame_step: int, stride:
 
 
 def evaluate(config: Config, video: Path, frame_step: int, stride: int, catalogs: list[str], limit: int | None = None,
-             tracks: bool = True, frames_kept: str = "all", second_opinion: str | None = None) -> dict:
+             tracks: bool = True, frames_kept: str = "all", second_opinion: str | None = None, tracks_out: Path | None = None) -> dict:
     """`frames_kept`: all labelled frames, or the half thresholds may be tuned on (fit: 0, 60, 120 …) or the other (check);
     `second_opinion`: a learned verifier kind; the tracks are then measured again with it as the daemon asks it (once per
-    unknown track, its features made from the catalog's thumbnails), as "tracks_second_opinion"."""
+    unknown track, its features made from the catalog's thumbnails), as "tracks_second_opinion"; `tracks_out`: a JSON
+    lines file of every scored track (catalog, label, name, time in view, each identification: time, product, inliers,
+    reason, sharpness)."""
     labels = read_labels()
     if frames_kept != "all":
         labels = {i: b for i, b in labels.items() if (i // 30) % 2 == (frames_kept == "check")}
@@ -473,16 +506,21 @@ def evaluate(config: Config, video: Path, frame_step: int, stride: int, catalogs
     report = {"video": str(video), "labelled_frames": len(frames), "frames": frames_kept, "stride": stride,
               "decision": config.decision.kind,
               "verifier": config.verifier.kind, "catalogs": {}}
+    every_track: list[dict] = []
     for name, products, catalog in built_catalogs(catalogs, config, models):
         identifier = identifier_for(config, catalog, models)
         result = {"products": products or "grocery-mini (none in the video)", "boxes": per_box(identifier, frames, labels, set(products))}
         if tracks:
-            result["tracks"] = per_track(config, identifier, video, frame_step, stride, labels, set(products), limit)
+            details: list[dict] = []
+            result["tracks"] = per_track(config, identifier, video, frame_step, stride, labels, set(products), limit, details=details)
+            every_track += [{"catalog": name} | d for d in details]
         if tracks and second_opinion:
             with_second = replace(models, second=open_second_opinion(config.verifier, second_opinion))
             result["tracks_second_opinion"] = per_track(config, identifier_for(config, catalog, with_second), video, frame_step,
                                                         stride, labels, set(products), limit)
         report["catalogs"][name] = result
+    if tracks_out is not None:
+        tracks_out.write_text("".join(json.dumps(d) + "\n" for d in every_track))
     return report
 
 
@@ -509,6 +547,9 @@ def main() -> int:
                         help="the device teaching itself from its own identifications (e.g. 30,3): see above")
     parser.add_argument("--second-opinion", metavar="VERIFIER", help="a learned verifier kind (aliked-lightglue, disk-lightglue): the "
                         "track numbers again with it as the daemon's second opinion (verifier.second_opinion), reported beside")
+    parser.add_argument("--tracks-out", type=Path, metavar="FILE",
+                        help="write every scored track as a JSON line: its label, its name, and each identification of it (time, "
+                             "product, inliers, reason, the crop's sharpness): why a track stayed unknown")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
     config = load_config(args.config) if args.config else Config()
@@ -546,7 +587,7 @@ def main() -> int:
                 print(f"{name:13s} self-taught {result['taught']} {when:14s} tracks {scores(t)}")
         return 0
     report = evaluate(config, args.video, frame_step, args.stride, catalogs, args.until, not args.no_tracks, args.frames,
-                      args.second_opinion)
+                      args.second_opinion, args.tracks_out)
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
@@ -556,7 +597,8 @@ def main() -> int:
             print(f"{name:13s} boxes/{kind:9s} {scores(b)}")
         if "tracks" in result:
             t = result["tracks"]
-            print(f"{name:13s} tracks          {scores(t)} time to id p50/p95 {t['time_to_identification_ms']}")
+            print(f"{name:13s} tracks          {scores(t)} time to id p50/p95 {t['time_to_identification_ms']}; catalog "
+                  f"tracks left unknown, by why: {t['unknown_reasons']}")
         if "tracks_second_opinion" in result:
             t = result["tracks_second_opinion"]
             s = t["second_opinion"]
