@@ -211,6 +211,27 @@ def video_fps(video: Path) -> float:
     return cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FPS) or 30.0
 
 
+class Attempts(RecentUnknowns):
+    """The pipeline's recent unknowns (edge.daemon.unknowns), which it tells of every identification it makes, keeping
+    each per track as well."""
+
+    def __init__(self):
+        super().__init__()
+        self.by_track: dict[int, list[dict]] = defaultdict(list)
+
+    def observe(self, track_id: int, ident: Identification, crop: np.ndarray, now: float, named: bool = False) -> None:
+        self.by_track[track_id].append({"t": round(now, 2), "product": ident.product.product_id if ident.product else None,
+                                        "inliers": ident.inliers, "reason": ident.reason, "sharpness": round(sharpness(crop))})
+        super().observe(track_id, ident, crop, now, named)
+
+
+def unknown_reason(attempts: list[dict]) -> str:
+    """Why a track stayed unknown: the reason of its attempt with the most inliers (the nearest it came to a name)."""
+    if not attempts:
+        return "never_identified"  # always waiting for a sharper crop, or behind other tracks
+    return max(attempts, key=lambda a: a["inliers"])["reason"] or "unknown"
+
+
 def per_track(config: Config, identifier: Identifier, video: Path, frame_step: int, stride: int, labels: dict[int, list[Label]],
               in_catalog: set[str], limit: int | None, teacher: Teacher | None = None, details: list | None = None) -> dict:
     """Track numbers over the video; with a `teacher` (Installer, SelfTeacher) teaching as it plays, shown every frame
@@ -269,27 +290,6 @@ def per_track(config: Config, identifier: Identifier, video: Path, frame_step: i
                                  "ms_per_track": {"p50": round(float(np.percentile(ms, 50))) if ms else None,
                                                   "max": round(max(ms)) if ms else None}}
     return out
-
-
-class Attempts(RecentUnknowns):
-    """The pipeline's recent unknowns (edge.daemon.unknowns), which it tells of every identification it makes, keeping
-    each per track as well."""
-
-    def __init__(self):
-        super().__init__()
-        self.by_track: dict[int, list[dict]] = defaultdict(list)
-
-    def observe(self, track_id: int, ident: Identification, crop: np.ndarray, now: float, named: bool = False) -> None:
-        self.by_track[track_id].append({"t": round(now, 2), "product": ident.product.product_id if ident.product else None,
-                                        "inliers": ident.inliers, "reason": ident.reason, "sharpness": round(sharpness(crop))})
-        super().observe(track_id, ident, crop, now, named)
-
-
-def unknown_reason(attempts: list[dict]) -> str:
-    """Why a track stayed unknown: the reason of its attempt with the most inliers (the nearest it came to a name)."""
-    if not attempts:
-        return "never_identified"  # always waiting for a sharper crop, or behind other tracks
-    return max(attempts, key=lambda a: a["inliers"])["reason"] or "unknown"
 
 
 @dataclass(frozen=True)
