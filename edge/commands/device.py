@@ -16,6 +16,10 @@ from edge.core.config import Config
 from edge.core.errors import ConfigError
 from edge.logs import setup_from_config
 
+# a still this many times the detector's input on its longest side is a phone photo, not a camera frame: its packs
+# shrink past what the detector sees unless it is tiled (a 1920x1080 frame, 6 times 320 px, is not told)
+LARGE_STILL = 6
+
 
 def summary(config: Config) -> str:
     m, q = config.models, config.mqtt
@@ -82,7 +86,7 @@ def _detect(args: argparse.Namespace) -> int:
     identifier = load_identifier(config, args.catalog, still=True)
     # verifier.second_opinion: each box the first left unknown asked once more, as the daemon asks a track
     second = opinion_for(config, identifier)
-    failed = 0
+    failed, told = 0, args.tiles or args.whole_image
     for path in args.images:
         try:
             frame = read_image(path)
@@ -90,6 +94,12 @@ def _detect(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
             continue
+        if not told and max(frame.shape[:2]) > LARGE_STILL * max(identifier.detector.imgsz):
+            told = True
+            times = max(frame.shape[:2]) / max(identifier.detector.imgsz)
+            print(f"note: {path} is {frame.shape[1]}x{frame.shape[0]}, {times:.1f} times the detector's {max(identifier.detector.imgsz)} px "
+                  "input, so its packs are detected at that fraction of their size; --tiles detects at the photo's own scale",
+                  file=sys.stderr)
         timings = Timings()
         found = identifier.identify_image(frame, detect=not args.whole_image, timings=timings, tiled=args.tiles)
         found = second_look(second, frame, found, timings)

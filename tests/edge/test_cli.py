@@ -95,10 +95,13 @@ def test_detect_with_tiles_finds_the_products_of_a_large_photo(tmp_path, sample_
     photo[540:900, 960:1600] = cv2.resize(shelf_frames[1], (640, 360), interpolation=cv2.INTER_AREA)
     path = tmp_path / "photo.jpg"
     cv2.imwrite(str(path), photo)
-    runs = {}
-    for flags in ([], ["--tiles"]):
+    runs, notes = {}, {}
+    for flags in ([str(path)], ["--tiles"]):  # without tiles, the photo twice: the note about its scale comes once
         assert main(["detect", "--json", "--catalog", str(sample_catalog_dir), *flags, str(path)]) == 0
-        runs[bool(flags)] = json.loads(capsys.readouterr().out)["detections"]
+        out, notes[flags[0] == "--tiles"] = capsys.readouterr()
+        runs[flags[0] == "--tiles"] = [json.loads(line)["detections"] for line in out.splitlines()][0]
+    assert notes[False].count("--tiles") == 1 and "8.0 times the detector's 320 px input" in notes[False]
+    assert "--tiles" not in notes[True]
     assert len(runs[True]) > len(runs[False]) + 3
     assert any(d["status"] == "identified" for d in runs[True])
 
@@ -121,7 +124,9 @@ def test_detect_asks_the_configured_second_opinion_about_each_box_left_unknown(t
     runs = {}
     for name, flags in (("first", []), ("second", ["--config", str(config)])):
         assert main(["detect", "--json", "--catalog", str(sample_catalog_dir), *flags, str(blurred)]) == 0
-        out = json.loads(capsys.readouterr().out)
+        captured = capsys.readouterr()
+        assert "--tiles" not in captured.err  # a camera's 1280x720 frame is not told to tile
+        out = json.loads(captured.out)
         runs[name] = {tuple(d["bbox"]): d["product"]["id"] for d in out["detections"] if d["status"] == "identified"}
     assert "second_opinion" in out["ms"]
     assert len(runs["second"]) > len(runs["first"]), runs
