@@ -98,7 +98,7 @@ def _detect(args: argparse.Namespace) -> int:
             told = True
             times = max(frame.shape[:2]) / max(identifier.detector.imgsz)
             print(f"note: {path} is {frame.shape[1]}x{frame.shape[0]}, {times:.1f} times the detector's {max(identifier.detector.imgsz)} px "
-                  "input, so its packs are detected at that fraction of their size; --tiles detects at the photo's own scale",
+                  f"input: its packs are detected at 1/{times:.0f} of their size; --tiles detects at the photo's own scale",
                   file=sys.stderr)
         timings = Timings()
         found = identifier.identify_image(frame, detect=not args.whole_image, timings=timings, tiled=args.tiles)
