@@ -87,6 +87,7 @@ def _detect(args: argparse.Namespace) -> int:
     # verifier.second_opinion: each box the first left unknown asked once more, as the daemon asks a track
     second = opinion_for(config, identifier)
     failed, told = 0, args.tiles or args.whole_image
+    detector_side = max(identifier.detector.imgsz)
     for path in args.images:
         try:
             frame = read_image(path)
@@ -94,12 +95,11 @@ def _detect(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
             continue
-        if not told and max(frame.shape[:2]) > LARGE_STILL * max(identifier.detector.imgsz):
+        times = max(frame.shape[:2]) / detector_side
+        if not told and times > LARGE_STILL:
             told = True
-            times = max(frame.shape[:2]) / max(identifier.detector.imgsz)
-            print(f"note: {path} is {frame.shape[1]}x{frame.shape[0]}, {times:.1f} times the detector's {max(identifier.detector.imgsz)} px "
-                  f"input: its packs are detected at 1/{times:.0f} of their size; --tiles detects at the photo's own scale",
-                  file=sys.stderr)
+            print(f"note: {path} is {frame.shape[1]}x{frame.shape[0]}, {times:.1f} times the detector's {detector_side} px input: "
+                  f"its packs are detected at 1/{times:.0f} of their size; --tiles detects at the photo's own scale", file=sys.stderr)
         timings = Timings()
         found = identifier.identify_image(frame, detect=not args.whole_image, timings=timings, tiled=args.tiles)
         found = second_look(second, frame, found, timings)

@@ -99,7 +99,7 @@ def test_detect_with_tiles_finds_the_products_of_a_large_photo(tmp_path, sample_
     for flags in ([str(path)], ["--tiles"]):  # without tiles, the photo twice: the note about its scale comes once
         assert main(["detect", "--json", "--catalog", str(sample_catalog_dir), *flags, str(path)]) == 0
         out, notes[flags[0] == "--tiles"] = capsys.readouterr()
-        runs[flags[0] == "--tiles"] = [json.loads(line)["detections"] for line in out.splitlines()][0]
+        runs[flags[0] == "--tiles"] = json.loads(out.splitlines()[0])["detections"]
     assert notes[False].count("--tiles") == 1 and "8.0 times the detector's 320 px input: its packs are detected at 1/8 of their size" in notes[False]
     assert "--tiles" not in notes[True]
     assert len(runs[True]) > len(runs[False]) + 3
