@@ -13,7 +13,9 @@ UV := uv==0.13.9
 # the lock has no torch, nor what only torch needs
 TORCH_LOCKED := torch==2.13.0+cpu ; python_full_version >= '3.11'
 # make test: independent tests in parallel (most of their time is spent waiting on servers and subprocesses); one
-# OpenMP thread each (torch, faiss): four workers' threads spinning on two cores cost more than they gave. Python
+# OpenMP thread each (torch, faiss) and one OpenCV thread each: four workers' threads spinning on two cores cost more
+# than they gave (OpenCV's pool: the video benchmark and zones tests alone took 109 s of CPU with it, 86 s without,
+# and no longer). Python
 # writes its bytecode (some machines set PYTHONDONTWRITEBYTECODE): else pytest rewrites every test module's asserts
 # again in every worker (collecting took 17.7 s of CPU per worker, 10.6 s with the cache)
 WORKERS ?= 4
@@ -22,7 +24,7 @@ WORKERS ?= 4
 
 test: install system
 	$(VENV)/bin/ruff check .
-	PYTHONDONTWRITEBYTECODE= OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -n $(WORKERS) --dist loadgroup --durations=15
+	PYTHONDONTWRITEBYTECODE= OMP_NUM_THREADS=1 OPENCV_FOR_THREADS_NUM=1 $(VENV)/bin/pytest -q -n $(WORKERS) --dist loadgroup --durations=15
 
 demo: install
 	$(PY) -m tools.demo --out demo-out $(DEMO_ARGS)
