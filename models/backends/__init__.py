@@ -52,6 +52,9 @@ class BackendOptions:
     precision: str = "fp32"  # fp32 | fp16 | int8
     engine_cache_dir: Path | None = None  # TensorRT engines built on this device
     device: str = "auto"  # auto | cpu | cuda | cuda:N (models.device): cpu keeps every backend off the GPU
+    # ONNX Runtime: hand the arena's unused memory back after each run. For models whose input size changes with every
+    # call (the learned matcher's crops): the arena otherwise keeps what its largest calls took, and more
+    release_memory: bool = False
 
 
 def backend_class(name: str) -> type:

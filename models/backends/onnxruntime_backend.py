@@ -106,9 +106,19 @@ class ONNXRuntimeBackend:
         self.providers = self.session.get_providers()
         check_gpu_provider_loaded(path, providers, self.providers, options.device)
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self._run_options = _releasing(self.providers, options) if options.release_memory else None
         self.inputs = [TensorSpec(i.name, tuple(i.shape), _TYPES.get(i.type, i.type)) for i in self.session.get_inputs()]
         self.outputs = [TensorSpec(o.name, tuple(o.shape), _TYPES.get(o.type, o.type)) for o in self.session.get_outputs()]
         self._output_names = [o.name for o in self.outputs]
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(self._output_names, self.session.run(self._output_names, feed)))
+        return dict(zip(self._output_names, self.session.run(self._output_names, feed, self._run_options)))
+
+
+def _releasing(providers: list[str], options: BackendOptions) -> ort.RunOptions:
+    """Run options that shrink the arenas after each run (ONNX Runtime's memory.enable_memory_arena_shrinkage): the
+    CPU's, and the GPU's where the CUDA EP runs (on a Jetson that is the system's memory too; not run here)."""
+    arenas = ["cpu:0"] + ([f"gpu:{device_index(options.device)}"] if "CUDAExecutionProvider" in providers else [])
+    run_options = ort.RunOptions()
+    run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", ";".join(arenas))
+    return run_options
