@@ -191,7 +191,7 @@ def test_the_exported_aliked_hands_its_memory_back_after_each_crop(exported):
         from edge.core.verifier.lightglue_onnx import OnnxLightGlueVerifier
         def rss_mb():
             return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1]) // 1024
-        verifier = OnnxLightGlueVerifier(VerifierConfig(kind="aliked-lightglue", max_keypoints={KEYPOINTS},
+        verifier = OnnxLightGlueVerifier(VerifierConfig(kind="aliked-lightglue", device="cpu", max_keypoints={KEYPOINTS},
                                                         matcher_onnx={str(exported)!r}), threads=1)
         shelf = cv2.resize(cv2.imread({str(REPO / "samples" / "shelf" / "frame_0150.jpg")!r}), (512, 512))
         before = rss_mb()
