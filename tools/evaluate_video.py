@@ -219,10 +219,11 @@ class Attempts(RecentUnknowns):
         super().__init__()
         self.by_track: dict[int, list[dict]] = defaultdict(list)
 
-    def observe(self, track_id: int, ident: Identification, crop: np.ndarray, now: float, named: bool = False) -> None:
+    def observe(self, track_id: int, ident: Identification, crop: np.ndarray, now: float, named: bool = False,
+                box: tuple | None = None) -> None:
         self.by_track[track_id].append({"t": round(now, 2), "product": ident.product.product_id if ident.product else None,
                                         "inliers": ident.inliers, "reason": ident.reason, "sharpness": round(sharpness(crop))})
-        super().observe(track_id, ident, crop, now, named)
+        super().observe(track_id, ident, crop, now, named, box)
 
 
 def unknown_reason(attempts: list[dict]) -> str:

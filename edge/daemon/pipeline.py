@@ -20,7 +20,7 @@ from edge.core.config import Config
 from edge.core.identify import Identification, Identifier, Timings, crop_boxes
 from edge.daemon.grabber import Frame
 from edge.daemon.second_opinions import SecondOpinions
-from edge.daemon.tracker import UNKNOWN, Track, Tracker, Verdict, needs_identification
+from edge.daemon.tracker import MOVED_IOU, UNKNOWN, Track, Tracker, Verdict, box_iou, needs_identification
 from edge.daemon.unknowns import RecentUnknowns, sharpness
 from edge.daemon.worker import IdentifyWorker
 from edge.daemon.zones import ZoneKeeper
@@ -114,7 +114,7 @@ class Pipeline:
             for (track, crop), ident in zip(wanted, self.identifier.identify_crops([crop for _, crop in wanted], timings)):
                 self.stats.crops += 1
                 events += self._apply(track, ident, image.shape, now)
-                self.unknowns.observe(track.track_id, ident, crop, now, isinstance(track.confirmed, str))
+                self.unknowns.observe(track.track_id, ident, crop, now, isinstance(track.confirmed, str), track.bbox)
         if self.second is not None:
             events += self._second_opinions(image.shape, now)
         if self.zones is not None:  # zone events go to the sink only: the caller's list stays identifications
@@ -167,7 +167,9 @@ class Pipeline:
             if result.identification is None or result.identifier is not self.identifier:
                 continue  # failed, or computed against the catalog we just switched away from: try again
             events += self._apply(track, result.identification, shape, result.timestamp)
-            self.unknowns.observe(track.track_id, result.identification, result.crop, result.timestamp, isinstance(track.confirmed, str))
+            # the box now, a frame or two after the crop's: what the second opinion's answer is held against
+            self.unknowns.observe(track.track_id, result.identification, result.crop, result.timestamp,
+                                  isinstance(track.confirmed, str), track.bbox)
         return events
 
     def _second_opinions(self, shape: tuple, now: float) -> list[dict]:
@@ -175,9 +177,15 @@ class Pipeline:
         confirmed unknown that were not asked about yet, on their sharpest crop so far."""
         tracks = {t.track_id: t for t in self.tracker.tracks}
         events = []
-        for track_id, ident, crop in self.second.take(set(tracks)):
+        for track_id, ident, crop, box in self.second.take(set(tracks)):
             track = tracks.get(track_id)
             if track is None or track.confirmed is not UNKNOWN or ident.product is None:
+                continue
+            if box is not None and box_iou(box, track.bbox) < MOVED_IOU:
+                # the answer is about a crop taken frames ago, and the tracker has since followed this box onto
+                # something else (seen: a tall box over a bottle and the pack below, later the pack alone)
+                log.info("second opinion: track %d looked like %s where its box was; it has moved on: not named",
+                         track_id, ident.product.product_id)
                 continue
             self.second.named += 1
             log.info("second opinion: track %d is %s (%d inliers)", track_id, ident.product.product_id, ident.inliers)
@@ -185,9 +193,10 @@ class Pipeline:
             self.unknowns.observe(track_id, ident, crop, now)
         for track in tracks.values():
             if track.confirmed is UNKNOWN and not track.pending and self.second.wants(track.track_id):
-                jpeg = self.unknowns.crop(track.track_id, 0)
-                if jpeg is not None:
-                    self.second.ask(track.track_id, cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR))
+                sharpest = self.unknowns.sharpest(track.track_id)
+                if sharpest is not None:
+                    jpeg, box = sharpest
+                    self.second.ask(track.track_id, cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), box)
         return events
 
     def _apply(self, track: Track, ident: Identification, shape: tuple, checked_at: float) -> list[dict]:

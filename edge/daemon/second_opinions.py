@@ -41,7 +41,7 @@ class SecondOpinions:
     def __init__(self, identifier: Identifier, verifier: Verifier, background: bool = True):
         self.opinion = SecondOpinion(identifier, verifier)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="second-opinion", initializer=_one_thread) if background else None
-        self._pending: dict[int, tuple[SecondOpinion, Future, np.ndarray]] = {}
+        self._pending: dict[int, tuple[SecondOpinion, Future, np.ndarray, tuple | None]] = {}  # ... and the crop's box
         self._asked: set[int] = set()
         self.asked = self.named = 0
         self.ms: deque[float] = deque(maxlen=500)  # recent answers' time, for the numbers (appended by the frame loop only)
@@ -54,7 +54,8 @@ class SecondOpinions:
         """Not asked about yet, and room for one more."""
         return track_id not in self._asked and len(self._pending) < IN_FLIGHT
 
-    def ask(self, track_id: int, crop: np.ndarray) -> None:
+    def ask(self, track_id: int, crop: np.ndarray, box: tuple | None = None) -> None:
+        """`box`: the track's box on the crop's frame, handed back with the answer."""
         self._asked.add(track_id)
         self.asked += 1
         if self._executor is not None:
@@ -62,13 +63,13 @@ class SecondOpinions:
         else:
             future = Future()
             future.set_result(_timed(self.opinion, crop))
-        self._pending[track_id] = (self.opinion, future, crop)
+        self._pending[track_id] = (self.opinion, future, crop, box)
 
-    def take(self, live: set[int]) -> list[tuple[int, Identification, np.ndarray]]:
+    def take(self, live: set[int]) -> list[tuple[int, Identification, np.ndarray, tuple | None]]:
         """The answers in, for the current catalog (an answer about the one switched away from is dropped), as (track,
-        identification, crop); forgets tracks no longer in view."""
+        identification, crop, the crop's box); forgets tracks no longer in view."""
         done = []
-        for track_id, (opinion, future, crop) in list(self._pending.items()):
+        for track_id, (opinion, future, crop, box) in list(self._pending.items()):
             if not future.done():
                 continue
             del self._pending[track_id]
@@ -78,7 +79,7 @@ class SecondOpinions:
                 identification, ms = future.result()
                 self.ms.append(ms)
                 if opinion is self.opinion:
-                    done.append((track_id, identification, crop))
+                    done.append((track_id, identification, crop, box))
         self._asked &= live | set(self._pending)
         return done
 

@@ -29,6 +29,7 @@ class UnknownTrack:
     last_seen: float
     latest: Identification  # its last identification, unknown: the guess, the evidence and why
     crops: list[tuple[float, bytes]] = field(default_factory=list)  # (sharpness, JPEG), sharpest first
+    box: tuple[float, float, float, float] | None = None  # the track's box when its sharpest crop was taken
 
     @property
     def guess(self) -> Product | None:
@@ -61,9 +62,11 @@ class RecentUnknowns:
         self._dismissed: set[int] = set()  # "not a product", or taught already: not offered again
         self._lock = threading.Lock()
 
-    def observe(self, track_id: int, ident: Identification, crop: np.ndarray, now: float, named: bool = False) -> None:
+    def observe(self, track_id: int, ident: Identification, crop: np.ndarray, now: float, named: bool = False,
+                box: tuple[float, float, float, float] | None = None) -> None:
         """One identification of a track: unknown ones keep the crop if it is among the sharpest, a named one ends the
-        entry, as does any of a track `named` already (a confirmed product re-checked on a blurred frame is no lesson)."""
+        entry, as does any of a track `named` already (a confirmed product re-checked on a blurred frame is no lesson).
+        `box`: the track's box on the crop's frame, kept for the sharpest crop."""
         with self._lock:
             if named or ident.status == "identified":
                 self._tracks.pop(track_id, None)
@@ -77,6 +80,8 @@ class RecentUnknowns:
                     del self._tracks[min(self._tracks.values(), key=lambda t: t.last_seen).track_id]
             entry.last_seen, entry.latest = now, ident
             score = sharpness(crop)
+            if not entry.crops or score > entry.crops[0][0]:
+                entry.box = box
             if len(entry.crops) < self.crops_per_track or score > entry.crops[-1][0]:
                 entry.crops = sorted([*entry.crops, (score, jpeg(shrunk(crop)))], key=lambda c: -c[0])[:self.crops_per_track]
 
@@ -89,6 +94,12 @@ class RecentUnknowns:
         with self._lock:
             entry = self._tracks.get(track_id)
             return entry.crops[k][1] if entry is not None and 0 <= k < len(entry.crops) else None
+
+    def sharpest(self, track_id: int) -> tuple[bytes, tuple[float, float, float, float] | None] | None:
+        """The track's sharpest crop (JPEG) and its box on that frame."""
+        with self._lock:
+            entry = self._tracks.get(track_id)
+            return (entry.crops[0][1], entry.box) if entry is not None and entry.crops else None
 
     def put_back(self, entry: UnknownTrack) -> None:
         """An entry taken for a lesson that was refused: offered again."""

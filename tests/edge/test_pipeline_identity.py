@@ -177,6 +177,24 @@ def test_a_second_opinion_that_names_nothing_leaves_the_track_unknown_and_is_not
     assert [u["track_id"] for u in p.unknowns.recent()] == [1]
 
 
+class SlidingStub(DetectingStub):
+    """One box that slides 15 px a frame: one track to the tracker, but within three frames over something else."""
+
+    detector = SimpleNamespace(detect=lambda image: [SimpleNamespace(bbox=(10.0 + 15 * image[0, 0, 0], 10.0, 60.0 + 15 * image[0, 0, 0], 200.0))])
+
+
+def test_a_second_opinion_about_a_crop_whose_box_has_moved_on_names_nothing():
+    """The answer is about the track's sharpest crop, taken frames before it comes back: seen on the shelf video, a tall
+    box over a bottle and the pack below it, the sharpest crop showing the bottle, the box later over the pack alone."""
+    p, opinion = second_opinion_pipeline(seen(COLA, clear=True))
+    p.identifier = SlidingStub()
+    p.identifier.models = SimpleNamespace(second=SimpleNamespace(id="aliked-stub"))
+    events = [e for i in range(6) for e in p.process(Frame(i, float(i), np.full(SHAPE, i, np.uint8)))]
+    assert len(p.tracker.tracks) == 1 and p.tracker.tracks[0].track_id == 1  # one track all along
+    assert [e["type"] for e in events] == ["unknown"] and opinion.asked == 1 and p.second.named == 0
+    assert [u["track_id"] for u in p.unknowns.recent()] == [1]  # still offered for teaching
+
+
 def test_a_track_not_yet_named_waits_a_few_frames_for_a_sharper_crop(shelf_frames):
     """During a pan the same bottle is sharp on one frame and smeared on the next: an identification is not spent on
     the smear while a sharper crop may come, but never waits more than MAX_WAIT frames; a named track is re-checked

@@ -141,7 +141,7 @@ def test_the_daemons_second_opinion_runs_on_the_export_where_pytorch_is_not_inst
         opinions = SecondOpinions(identifier_for(config, load_catalog({str(tmp_path / "catalog")!r}), models), models.second)
         opinions.ask(7, cv2.imread({str(QUERIES / "cha-mate-limao.jpg")!r}))
         wait([opinions._pending[7][1]], timeout=240)
-        [(track, answer, _)] = opinions.take({{7}})
+        [(track, answer, _, _)] = opinions.take({{7}})
         print(type(models.second).__name__, track, answer.status, answer.product.product_id)
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
