@@ -73,7 +73,7 @@ from edge.core.identify import Identification, Identifier, crop_boxes
 from edge.core.verifier import Features, Match, Verifier
 from edge.daemon.grabber import Frame
 from edge.daemon.pipeline import Pipeline
-from edge.daemon.tracker import UNKNOWN, iou_matrix
+from edge.daemon.tracker import UNKNOWN, Box, iou_matrix
 from edge.daemon.unknowns import RecentUnknowns, sharpness
 from edge.reporting.sinks import MemorySink
 from models.embedder import Embedder
@@ -220,7 +220,7 @@ class Attempts(RecentUnknowns):
         self.by_track: dict[int, list[dict]] = defaultdict(list)
 
     def observe(self, track_id: int, ident: Identification, crop: np.ndarray, now: float, named: bool = False,
-                box: tuple | None = None) -> None:
+                box: Box | None = None) -> None:
         self.by_track[track_id].append({"t": round(now, 2), "product": ident.product.product_id if ident.product else None,
                                         "inliers": ident.inliers, "reason": ident.reason, "sharpness": round(sharpness(crop))})
         super().observe(track_id, ident, crop, now, named, box)

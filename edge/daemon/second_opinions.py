@@ -15,6 +15,7 @@ import numpy as np
 from edge.core.identify import Identification, Identifier
 from edge.core.second_opinion import SecondOpinion
 from edge.core.verifier import Verifier
+from edge.daemon.tracker import Box
 
 log = logging.getLogger(__name__)
 IN_FLIGHT = 2  # tracks asked at a time; the others wait for a later frame
@@ -41,7 +42,7 @@ class SecondOpinions:
     def __init__(self, identifier: Identifier, verifier: Verifier, background: bool = True):
         self.opinion = SecondOpinion(identifier, verifier)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="second-opinion", initializer=_one_thread) if background else None
-        self._pending: dict[int, tuple[SecondOpinion, Future, np.ndarray, tuple | None]] = {}  # ... and the crop's box
+        self._pending: dict[int, tuple[SecondOpinion, Future, np.ndarray, Box | None]] = {}  # ... and the crop's box
         self._asked: set[int] = set()
         self.asked = self.named = 0
         self.ms: deque[float] = deque(maxlen=500)  # recent answers' time, for the numbers (appended by the frame loop only)
@@ -54,7 +55,7 @@ class SecondOpinions:
         """Not asked about yet, and room for one more."""
         return track_id not in self._asked and len(self._pending) < IN_FLIGHT
 
-    def ask(self, track_id: int, crop: np.ndarray, box: tuple | None = None) -> None:
+    def ask(self, track_id: int, crop: np.ndarray, box: Box | None = None) -> None:
         """`box`: the track's box on the crop's frame, handed back with the answer."""
         self._asked.add(track_id)
         self.asked += 1
@@ -65,7 +66,7 @@ class SecondOpinions:
             future.set_result(_timed(self.opinion, crop))
         self._pending[track_id] = (self.opinion, future, crop, box)
 
-    def take(self, live: set[int]) -> list[tuple[int, Identification, np.ndarray, tuple | None]]:
+    def take(self, live: set[int]) -> list[tuple[int, Identification, np.ndarray, Box | None]]:
         """The answers in, for the current catalog (an answer about the one switched away from is dropped), as (track,
         identification, crop, the crop's box); forgets tracks no longer in view."""
         done = []

@@ -17,6 +17,7 @@ import numpy as np
 from edge.core.annotate import jpeg
 from edge.core.catalog import Product, product_ref
 from edge.core.identify import Identification
+from edge.daemon.tracker import Box
 
 CROP_SIDE = 320  # longest side kept: enough to verify against, small enough for a phone's page
 SHARPNESS_HEIGHT = 128  # px: crops compared at one height, so that their sharpness follows blur, not size
@@ -29,7 +30,7 @@ class UnknownTrack:
     last_seen: float
     latest: Identification  # its last identification, unknown: the guess, the evidence and why
     crops: list[tuple[float, bytes]] = field(default_factory=list)  # (sharpness, JPEG), sharpest first
-    box: tuple[float, float, float, float] | None = None  # the track's box when its sharpest crop was taken
+    box: Box | None = None  # the track's box when its sharpest crop was taken
 
     @property
     def guess(self) -> Product | None:
@@ -63,7 +64,7 @@ class RecentUnknowns:
         self._lock = threading.Lock()
 
     def observe(self, track_id: int, ident: Identification, crop: np.ndarray, now: float, named: bool = False,
-                box: tuple[float, float, float, float] | None = None) -> None:
+                box: Box | None = None) -> None:
         """One identification of a track: unknown ones keep the crop if it is among the sharpest, a named one ends the
         entry, as does any of a track `named` already (a confirmed product re-checked on a blurred frame is no lesson).
         `box`: the track's box on the crop's frame, kept for the sharpest crop."""
@@ -95,7 +96,7 @@ class RecentUnknowns:
             entry = self._tracks.get(track_id)
             return entry.crops[k][1] if entry is not None and 0 <= k < len(entry.crops) else None
 
-    def sharpest(self, track_id: int) -> tuple[bytes, tuple[float, float, float, float] | None] | None:
+    def sharpest(self, track_id: int) -> tuple[bytes, Box | None] | None:
         """The track's sharpest crop (JPEG) and its box on that frame."""
         with self._lock:
             entry = self._tracks.get(track_id)

@@ -143,9 +143,9 @@ class OpinionStub:
         return self.answer
 
 
-def second_opinion_pipeline(answer: Identification) -> tuple[Pipeline, OpinionStub]:
+def second_opinion_pipeline(answer: Identification, stub: type = DetectingStub) -> tuple[Pipeline, OpinionStub]:
     config = Config.model_validate({"tracker": {"confirm_frames": 2, "background": False}, "mqtt": {"enabled": False}})
-    identifier = DetectingStub()
+    identifier = stub()
     identifier.models = SimpleNamespace(second=SimpleNamespace(id="aliked-stub"))  # a second verifier; its opinion is stubbed below
     p = Pipeline(config, identifier, MemorySink())
     p.second.opinion = OpinionStub(answer)
@@ -186,9 +186,7 @@ class SlidingStub(DetectingStub):
 def test_a_second_opinion_about_a_crop_whose_box_has_moved_on_names_nothing():
     """The answer is about the track's sharpest crop, taken frames before it comes back: seen on the shelf video, a tall
     box over a bottle and the pack below it, the sharpest crop showing the bottle, the box later over the pack alone."""
-    p, opinion = second_opinion_pipeline(seen(COLA, clear=True))
-    p.identifier = SlidingStub()
-    p.identifier.models = SimpleNamespace(second=SimpleNamespace(id="aliked-stub"))
+    p, opinion = second_opinion_pipeline(seen(COLA, clear=True), SlidingStub)
     events = [e for i in range(6) for e in p.process(Frame(i, float(i), np.full(SHAPE, i, np.uint8)))]
     assert len(p.tracker.tracks) == 1 and p.tracker.tracks[0].track_id == 1  # one track all along
     assert [e["type"] for e in events] == ["unknown"] and opinion.asked == 1 and p.second.named == 0
