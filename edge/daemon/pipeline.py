@@ -148,7 +148,8 @@ class Pipeline:
         return events
 
     def _hand_over(self, wanted: list[tuple[Track, np.ndarray]], now: float) -> None:
-        if wanted and self.worker.submit([track.track_id for track, _ in wanted], [crop for _, crop in wanted], now):
+        if wanted and self.worker.submit([track.track_id for track, _ in wanted], [crop for _, crop in wanted], now,
+                                         [track.bbox for track, _ in wanted]):
             for track, _ in wanted:
                 track.pending = True
 
@@ -167,9 +168,8 @@ class Pipeline:
             if result.identification is None or result.identifier is not self.identifier:
                 continue  # failed, or computed against the catalog we just switched away from: try again
             events += self._apply(track, result.identification, shape, result.timestamp)
-            # the box now, a frame or two after the crop's: what the second opinion's answer is held against
             self.unknowns.observe(track.track_id, result.identification, result.crop, result.timestamp,
-                                  isinstance(track.confirmed, str), track.bbox)
+                                  isinstance(track.confirmed, str), result.box)
         return events
 
     def _second_opinions(self, shape: tuple, now: float) -> list[dict]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.core.identify import Identification, Identifier, Timings
+from edge.daemon.tracker import Box
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class Job:
     track_ids: tuple[int, ...]
     crops: tuple[np.ndarray, ...]  # copies: the frame they came from is not kept alive
     timestamp: float  # the frame's
+    boxes: tuple[Box | None, ...]  # each track's box on that frame
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Result:
     timestamp: float  # of the frame the crop came from
     identifier: Identifier  # the one that produced it (a catalog switch may have happened since)
     crop: np.ndarray  # what was identified (the page offers unknown ones to teach)
+    box: Box | None = None  # the track's box on the crop's frame (a second opinion's answer about the crop is held against it)
 
 
 class IdentifyWorker:
@@ -54,9 +57,11 @@ class IdentifyWorker:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, track_ids: list[int], crops: list[np.ndarray], timestamp: float) -> bool:
-        """False (nothing queued) when the worker is already `max_jobs` behind."""
-        job = Job(tuple(track_ids), tuple(np.array(c, order="C") for c in crops), timestamp)
+    def submit(self, track_ids: list[int], crops: list[np.ndarray], timestamp: float, boxes: list[Box] | None = None) -> bool:
+        """False (nothing queued) when the worker is already `max_jobs` behind. `boxes`: each track's box on the crops'
+        frame, handed back with its result."""
+        job = Job(tuple(track_ids), tuple(np.array(c, order="C") for c in crops), timestamp,
+                  tuple(boxes) if boxes is not None else (None,) * len(crops))
         with self._idle:
             try:
                 self._jobs.put_nowait(job)
@@ -99,8 +104,8 @@ class IdentifyWorker:
                 self.failures += 1
                 log.exception("identification of tracks %s failed", list(job.track_ids))
                 found = [None] * len(job.crops)
-            for track_id, ident, crop in zip(job.track_ids, found, job.crops):
-                self._results.append(Result(track_id, ident, job.timestamp, identifier, crop))
+            for track_id, ident, crop, box in zip(job.track_ids, found, job.crops, job.boxes):
+                self._results.append(Result(track_id, ident, job.timestamp, identifier, crop, box))
             self._timings.append(timings.ms)
             with self._idle:
                 self._busy -= 1

@@ -193,6 +193,20 @@ def test_a_second_opinion_about_a_crop_whose_box_has_moved_on_names_nothing():
     assert [u["track_id"] for u in p.unknowns.recent()] == [1]  # still offered for teaching
 
 
+def test_identified_in_the_background_a_crop_keeps_the_box_of_its_own_frame():
+    """The worker's answer comes back frames after the crop: the box a second opinion's answer will be held against is
+    the one the crop was cut from, not wherever the tracker has followed the track since."""
+    config = Config.model_validate({"tracker": {"confirm_frames": 2, "background": True}, "mqtt": {"enabled": False}})
+    p = Pipeline(config, SlidingStub(), MemorySink())
+    p.process(Frame(0, 0.0, np.full(SHAPE, 0, np.uint8)))
+    assert p.worker.drain(30)
+    p.process(Frame(1, 1.0, np.full(SHAPE, 1, np.uint8)))  # takes the answer about frame 0's crop
+    p.finish(SHAPE)
+    assert p.tracker.tracks[0].bbox[0] > 10.0  # the box has slid on since
+    _, box = p.unknowns.sharpest(1)
+    assert box == (10.0, 10.0, 60.0, 200.0)
+
+
 def test_a_track_not_yet_named_waits_a_few_frames_for_a_sharper_crop(shelf_frames):
     """During a pan the same bottle is sharp on one frame and smeared on the next: an identification is not spent on
     the smear while a sharper crop may come, but never waits more than MAX_WAIT frames; a named track is re-checked
