@@ -16,10 +16,6 @@ from edge.core.config import Config
 from edge.core.errors import ConfigError
 from edge.logs import setup_from_config
 
-# a still this many times the detector's input on its longest side is a phone photo, not a camera frame: its packs
-# shrink past what the detector sees unless it is tiled (a 1920x1080 frame, 6 times 320 px, is not told)
-LARGE_STILL = 6
-
 
 def summary(config: Config) -> str:
     m, q = config.models, config.mqtt
@@ -59,10 +55,11 @@ def add_detect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per image per line")
     p.add_argument("--annotate", type=Path, help="write the image with boxes and names (IMAGE-stem suffix for several)")
     p.add_argument("--whole-image", action="store_true", help="treat each image as one product crop (no detector)")
-    p.add_argument("--tiles", action="store_true",
-                   help="detect at the photo's own scale (whole image + tiles of 1, 2, 4… times the detector's input): "
-                        "for phone photos, whose packs are too small at the detector's input; slower, more boxes (on a camera's "
-                        "frame it can box a product and its label apart)")
+    p.add_argument("--tiles", action=argparse.BooleanOptionalAction, default=None,
+                   help="detect at the photo's own scale (whole image + tiles of 1, 2, 4… times the detector's input, each "
+                        "facing named once); by default for photos over 6 times the detector's input on their longest side "
+                        "(phone photos, whose packs shrink to a few pixels at the detector's input). --tiles: every photo (a "
+                        "small photo of many small packs); --no-tiles: the whole image at once")
     p.add_argument("--explain", type=Path, metavar="DIR",
                    help="for each box left unknown because its colours differ (or too little of it shows to compare them), "
                         "write DIR/IMAGE-stem-N.png: the catalog image it matched best, the box aligned onto it, and where "
@@ -77,7 +74,7 @@ def _detect(args: argparse.Namespace) -> int:
     from edge.core.assembly import load_identifier
     from edge.core.errors import ImageError
     from edge.core.explain import explain_unknowns
-    from edge.core.identify import Timings
+    from edge.core.identify import Timings, large_still
     from edge.core.images import read_image
     from edge.core.records import label, to_record
     from edge.core.second_opinion import opinion_for, second_look
@@ -86,7 +83,7 @@ def _detect(args: argparse.Namespace) -> int:
     identifier = load_identifier(config, args.catalog, still=True)
     # verifier.second_opinion: each box the first left unknown asked once more, as the daemon asks a track
     second = opinion_for(config, identifier)
-    failed, told = 0, args.tiles or args.whole_image
+    failed, told = 0, args.tiles is not None or args.whole_image
     detector_side = max(identifier.detector.imgsz)
     for path in args.images:
         try:
@@ -95,13 +92,14 @@ def _detect(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
             continue
-        times = max(frame.shape[:2]) / detector_side
-        if not told and times > LARGE_STILL:
+        tiled = not args.whole_image and (large_still(frame.shape, identifier.detector) if args.tiles is None else args.tiles)
+        if not told and tiled:
             told = True
-            print(f"note: {path} is {frame.shape[1]}x{frame.shape[0]}, {times:.1f} times the detector's {detector_side} px input: "
-                  f"its packs are detected at 1/{times:.0f} of their size; --tiles detects at the photo's own scale", file=sys.stderr)
+            print(f"note: {path} is {frame.shape[1]}x{frame.shape[0]}, {max(frame.shape[:2]) / detector_side:.1f} times the "
+                  f"detector's {detector_side} px input: detected at its own scale, in tiles (--no-tiles: the whole image at "
+                  f"once)", file=sys.stderr)
         timings = Timings()
-        found = identifier.identify_image(frame, detect=not args.whole_image, timings=timings, tiled=args.tiles)
+        found = identifier.identify_image(frame, detect=not args.whole_image, timings=timings, tiled=tiled)
         found = second_look(second, frame, found, timings)
         if args.json:
             ms = {k: round(v, 1) for k, v in timings.ms.items()}

@@ -41,11 +41,18 @@ from edge.core.verifier.geometry import implausible
 
 if TYPE_CHECKING:
     from edge.core.assembly import Models
+    from models.detector import Detector
 
 log = logging.getLogger(__name__)
 IMAGES_PER_PRODUCT = 3  # catalog images of one product tried by the verifier
 REFERENCES_CACHED = 256  # prepared catalog image thumbnails kept (appearance.Reference, ~150 kB each)
 VARIANTS_SEARCHED = 10  # images searched per wanted product when the catalog holds retrieval variants
+# a still this many times the detector's input on its longest side is a phone photo, not a camera frame: its packs
+# shrink past what the detector sees unless it is detected in tiles (a 1920x1080 frame, 6 times 320 px, is not tiled)
+LARGE_STILL = 6
+# two named boxes of one product overlapping by this share of the smaller are one facing: tiles box a bottle and its
+# label, or one pack at two levels, and both crops verify
+FACING_OVERLAP = 0.5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -264,8 +271,9 @@ class Identifier:
         return list(zip(keep, self.identify_crops(crops, timings)))
 
     def identify_image(self, frame: np.ndarray, detect: bool = True, timings: Timings | None = None, tiled: bool = False) -> list[Detected]:
-        """Every product in a frame (or the whole frame as one product when `detect` is false); `tiled`: detected at the
-        image's own scale (Detector.detect_tiled), for stills larger than what the detector was sized for."""
+        """Every product in a frame, each named facing once (or the whole frame as one product when `detect` is false);
+        `tiled`: detected at the image's own scale (Detector.detect_tiled), for stills larger than what the detector was
+        sized for."""
         timings = timings or Timings()
         h, w = frame.shape[:2]
         boxes = [(0.0, 0.0, float(w), float(h))]
@@ -274,7 +282,35 @@ class Identifier:
                 raise ValueError("identify_image(detect=True) needs an Identifier with a detector")
             with timings.stage("detect"):
                 boxes = [d.bbox for d in (self.detector.detect_tiled(frame) if tiled else self.detector.detect(frame))]
-        return [Detected(boxes[i], ident) for i, ident in self.identify_boxes(frame, boxes, timings)]
+        return one_per_facing([Detected(boxes[i], ident) for i, ident in self.identify_boxes(frame, boxes, timings)])
+
+
+def large_still(shape: tuple, detector: Detector) -> bool:
+    """Whether a still of this shape is detected in tiles by default (`shelfid detect`, the catalog server's detect)."""
+    return max(shape[:2]) > LARGE_STILL * max(detector.imgsz)
+
+
+def one_per_facing(found: list[Detected]) -> list[Detected]:
+    """The detections less each named box that shows a facing already named with more inliers: a still reports a
+    product once per facing (the detector can box a bottle and its label, tiles one pack at two levels)."""
+    kept: list[Detected] = []
+    for f in sorted((f for f in found if f.identification.product is not None), key=lambda f: -f.identification.inliers):
+        if not any(same_facing(k, f) for k in kept):
+            kept.append(f)
+    kept_ids = {id(f) for f in kept}
+    return [f for f in found if f.identification.product is None or id(f) in kept_ids]
+
+
+def same_facing(a: Detected, b: Detected) -> bool:
+    """Both named the same product, their boxes overlapping by FACING_OVERLAP of the smaller."""
+    if a.identification.product is None or b.identification.product is None:
+        return False
+    if a.identification.product.product_id != b.identification.product.product_id:
+        return False
+    (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = a.bbox, b.bbox
+    overlap = max(min(ax2, bx2) - max(ax1, bx1), 0.0) * max(min(ay2, by2) - max(ay1, by1), 0.0)
+    smaller = min((ax2 - ax1) * (ay2 - ay1), (bx2 - bx1) * (by2 - by1))
+    return smaller > 0 and overlap >= FACING_OVERLAP * smaller
 
 
 def best_image(judged: list[tuple[Evidence, int]], thresholds: Thresholds) -> tuple[Evidence, int]:

@@ -30,6 +30,7 @@ from edge.core.identify import (
     crop_boxes,
     decide,
     judge,
+    same_facing,
 )
 from edge.core.verifier import Features, Verifier
 
@@ -96,16 +97,18 @@ def opinion_for(config: Config, identifier: Identifier) -> SecondOpinion | None:
 
 def second_look(opinion: SecondOpinion | None, frame: np.ndarray, found: list[Detected], timings: Timings | None = None) -> list[Detected]:
     """A still's detections, each the first opinion left unknown asked once more, as the daemon asks a track: its answer
-    replaces the first where it names a product. `opinion` None: the detections as they are."""
+    replaces the first where it names a product (once per facing). `opinion` None: the detections as they are."""
     timings = timings or Timings()
     unknown = [n for n, f in enumerate(found) if f.identification.status != "identified"]
     if opinion is None or not unknown:
         return found
     keep, crops = crop_boxes(frame, [found[n].bbox for n in unknown])
-    out = list(found)
+    out: list[Detected | None] = list(found)
     with timings.stage("second_opinion"):
         for k, crop in zip(keep, crops):
             answer = opinion.identify(crop)
             if answer.status == "identified":
-                out[unknown[k]] = replace(found[unknown[k]], identification=answer)
-    return out
+                named = replace(found[unknown[k]], identification=answer)
+                # a facing already named (the first opinion's names stand): this box is another view of it, not reported
+                out[unknown[k]] = None if any(o is not None and same_facing(o, named) for o in out) else named
+    return [o for o in out if o is not None]

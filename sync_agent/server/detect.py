@@ -193,8 +193,8 @@ def detect_routes(storage: Storage, settings: ServerSettings, models: LazyModels
     router = APIRouter()
     identifiers, slots = shared or detection(storage, settings, models, known)
 
-    def identify(catalog_id: str, path: Path, name: str, tiles: bool) -> dict:
-        from edge.core.identify import Timings
+    def identify(catalog_id: str, path: Path, name: str, tiles: bool | None) -> dict:
+        from edge.core.identify import Timings, large_still
         from edge.core.records import to_record
         from edge.core.second_opinion import second_look
 
@@ -204,15 +204,16 @@ def detect_routes(storage: Storage, settings: ServerSettings, models: LazyModels
         except ImageError as exc:
             raise image_refused(exc, name) from None
         timings = Timings()
+        tiles = large_still(frame.shape, identifier.detector) if tiles is None else tiles
         found = identifier.identify_image(frame, detect=True, timings=timings, tiled=tiles)
         found = second_look(opinion, frame, found, timings)
         return {"image": name, "catalog_id": catalog_id, "catalog_version": version, "tiles": tiles,
                 "detections": [to_record(f) for f in found], "ms": {k: round(v, 1) for k, v in timings.ms.items()}}
 
     @router.post("/api/v1/catalogs/{catalog_id}/detect", dependencies=reads, openapi_extra=MULTIPART_BODY)
-    async def detect(catalog_id: str, request: Request, tiles: bool = False) -> dict:
+    async def detect(catalog_id: str, request: Request, tiles: bool | None = None) -> dict:
         """Identify the products in a photo, as `shelfid detect --json` does, against the latest published version;
-        `?tiles=true`: detected at the photo's own scale, as `shelfid detect --tiles` (phone photos of a whole shelf)."""
+        detected at the photo's own scale (tiles) where `shelfid detect` would be, or as `?tiles=true|false` says."""
         length = request.headers.get("content-length")
         if length is not None and int(length) > settings.max_image_bytes + FORM_OVERHEAD:
             raise HTTPException(413, f"a detect request carries one image of at most {settings.max_image_bytes >> 20} MB")

@@ -84,26 +84,33 @@ def test_bench_pipeline_without_json_prints_a_markdown_table(short_video):
     assert row.startswith("| pipeline | 6 | 0 | ") and row.count("|") == 10
 
 
-def test_detect_with_tiles_finds_the_products_of_a_large_photo(tmp_path, sample_catalog_dir, shelf_frames, capsys):
-    """A phone-sized still whose shelf fills a quarter of it: --tiles boxes and names what the one pass cannot see."""
+def test_a_large_photo_is_detected_in_tiles_by_default_and_names_each_facing_once(tmp_path, sample_catalog_dir, shelf_frames, capsys):
+    """A phone-sized still whose shelf fills a quarter of it: detected at its own scale without being asked (the one
+    pass at the detector's input cannot see its packs), each named facing once; --no-tiles: the whole image at once."""
     import json
+    from types import SimpleNamespace
 
     import cv2
     import numpy as np
+
+    from edge.core.identify import Detected, same_facing
 
     photo = np.full((1440, 2560, 3), 200, np.uint8)
     photo[540:900, 960:1600] = cv2.resize(shelf_frames[1], (640, 360), interpolation=cv2.INTER_AREA)
     path = tmp_path / "photo.jpg"
     cv2.imwrite(str(path), photo)
     runs, notes = {}, {}
-    for flags in ([str(path)], ["--tiles"]):  # without tiles, the photo twice: the note about its scale comes once
+    for flags in ([str(path)], ["--no-tiles"]):  # by default, the photo twice: the note about its scale comes once
         assert main(["detect", "--json", "--catalog", str(sample_catalog_dir), *flags, str(path)]) == 0
-        out, notes[flags[0] == "--tiles"] = capsys.readouterr()
-        runs[flags[0] == "--tiles"] = json.loads(out.splitlines()[0])["detections"]
-    assert notes[False].count("--tiles") == 1 and "8.0 times the detector's 320 px input: its packs are detected at 1/8 of their size" in notes[False]
-    assert "--tiles" not in notes[True]
-    assert len(runs[True]) > len(runs[False]) + 3
-    assert any(d["status"] == "identified" for d in runs[True])
+        out, notes[flags[0]] = capsys.readouterr()
+        runs[flags[0]] = json.loads(out.splitlines()[0])["detections"]
+    tiled, whole = runs[str(path)], runs["--no-tiles"]
+    assert notes[str(path)].count("in tiles") == 1 and "8.0 times the detector's 320 px input" in notes[str(path)]
+    assert "tiles" not in notes["--no-tiles"]
+    assert len(tiled) > len(whole) + 3
+    named = [Detected(tuple(d["bbox"]), SimpleNamespace(product=SimpleNamespace(product_id=d["product"]["id"])))
+             for d in tiled if d["status"] == "identified"]
+    assert named and not any(same_facing(a, b) for i, a in enumerate(named) for b in named[i + 1:])
 
 
 def test_detect_asks_the_configured_second_opinion_about_each_box_left_unknown(tmp_path, sample_catalog_dir, shelf_frames, capsys):

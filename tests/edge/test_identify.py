@@ -312,3 +312,44 @@ def test_a_still_verifies_deeper_than_a_track(tmp_path):
     references = opinion.references  # counted on their way through, not replaced
     opinion.references = lambda product_index: asked.append(product_index) or references(product_index)
     assert opinion.identify(crop).status == "unknown" and len(asked) == len(track.evidence)  # 3, as a track
+
+
+def _named(box: tuple, product: Product | None, inliers: int) -> Detected:
+    status = "identified" if product is not None else "unknown"
+    return Detected(box, Identification(status=status, product=product, guess=None, similarity=0.9, inliers=inliers,
+                                        inlier_ratio=0.5, spread=0.3, verified=1))
+
+
+def test_a_still_names_each_facing_once():
+    """Tiles (and the detector's own nested boxes) give a bottle and its label, or one pack at two levels: both named,
+    one facing. The box with more inliers stays; another product, a neighbour and an unknown box are not facings of it."""
+    from edge.core.identify import one_per_facing
+
+    limao, natural = Product("limao", "1", "Limão"), Product("natural", "2", "Natural")
+    bottle = _named((0.0, 0.0, 100.0, 300.0), limao, 14)
+    label = _named((2.0, 150.0, 98.0, 310.0), limao, 10)  # its lower half: more than half of the smaller box inside
+    other = _named((10.0, 10.0, 90.0, 290.0), natural, 20)
+    neighbour = _named((60.0, 0.0, 160.0, 300.0), limao, 12)  # 40 of its 100 px across overlap: another bottle
+    unknown = _named((0.0, 0.0, 100.0, 150.0), None, 3)
+    assert one_per_facing([label, bottle, other, neighbour, unknown]) == [bottle, other, neighbour, unknown]
+    stronger_label = _named(label.bbox, limao, 30)
+    assert one_per_facing([bottle, stronger_label]) == [stronger_label]
+
+
+def test_a_second_look_names_no_facing_the_first_opinion_named():
+    """The second opinion's inliers are another matcher's: a box it names over a facing the first named is dropped
+    (the first's name stands), a box elsewhere is named."""
+    from edge.core.second_opinion import second_look
+
+    limao = Product("limao", "1", "Limão")
+    first = _named((0.0, 0.0, 100.0, 300.0), limao, 14)
+    found = [first, _named((2.0, 150.0, 98.0, 310.0), None, 3), _named((200.0, 0.0, 300.0, 300.0), None, 2)]
+
+    class Opinion:
+        def identify(self, crop):
+            return Identification(status="identified", product=limao, guess=None, similarity=0.9, inliers=60,
+                                  inlier_ratio=0.6, spread=0.4, verified=1, clear=True)
+
+    out = second_look(Opinion(), np.zeros((320, 320, 3), np.uint8), found)
+    assert [(d.bbox, d.identification.product) for d in out] == [(first.bbox, limao), ((200.0, 0.0, 300.0, 300.0), limao)]
+    assert out[0] is first

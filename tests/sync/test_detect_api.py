@@ -60,7 +60,7 @@ def test_detect_answers_what_shelfid_detect_json_prints(detect_server, sample_ca
     assert [p.name for p in (root / "detect" / "shelf").iterdir()] == ["v1"]  # assembled once, no staging left
 
 
-def test_a_still_can_be_detected_at_its_own_scale_as_shelfid_detect_tiles_does(detect_server, sample_catalog_dir, capsys):
+def test_a_still_is_detected_at_its_own_scale_where_shelfid_detect_would_be_or_as_asked(detect_server, sample_catalog_dir, capsys):
     from edge.cli import main
 
     assert main(["detect", "--json", "--tiles", "--catalog", str(sample_catalog_dir), str(FRAME)]) == 0
@@ -71,7 +71,19 @@ def test_a_still_can_be_detected_at_its_own_scale_as_shelfid_detect_tiles_does(d
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["tiles"] is True and body["detections"] == expected["detections"]
-    assert len(body["detections"]) > len(detect(server.url, FRAME.read_bytes()).json()["detections"])  # more boxes
+    whole = detect(server.url, FRAME.read_bytes()).json()
+    assert whole["tiles"] is False and len(body["detections"]) > len(whole["detections"])  # a camera's frame: one pass
+    # a phone-sized photo is detected in tiles unless asked not to be, as shelfid detect does it
+    import cv2
+    import numpy as np
+
+    photo = np.full((1200, 2100, 3), 200, np.uint8)
+    photo[420:780, 730:1370] = cv2.resize(cv2.imread(str(FRAME)), (640, 360), interpolation=cv2.INTER_AREA)
+    large = cv2.imencode(".jpg", photo)[1].tobytes()
+    assert detect(server.url, large).json()["tiles"] is True
+    answer = requests.post(f"{server.url}/api/v1/catalogs/shelf/detect?tiles=false", headers=AUTH, timeout=120,
+                           files={"image": ("photo.jpg", large, "image/jpeg")})
+    assert answer.status_code == 200 and answer.json()["tiles"] is False
 
 
 def test_a_server_configured_with_a_second_opinion_answers_as_shelfid_detect_does_with_it(tmp_path, keys, sample_catalog_dir, capsys):

@@ -1,0 +1,127 @@
+"""Phone photos of a shelf, detected whole or in tiles: what `shelfid detect` names in them, facing by facing.
+
+A phone's photo is several times a camera's frame, and its packs are a fraction of the size at the detector's input.
+With no labelled phone photo at hand, the stand-in is a G x G mosaic of the shared shelf video's labelled frames
+(G = 3: 3840 x 2160, each bottle a third of its size in the frame, as a wide photo of a long shelf shows it), scored
+against our labels (samples/shelf-video-labels.json) with the video's catalog (Chá Mate Limão, Natural, the can):
+
+  right / wrong   catalog facings (at least half visible) whose box is named as their product / as another
+  false id        facings of products outside the catalog whose box is named
+  named elsewhere named boxes that match no label (IoU 0.5): a facing named twice, a box over two products
+
+for the whole image at the detector's input, for tiles, and for what `shelfid detect` does by default (tiles for a
+photo over 6 times the detector's input). G = 1 is the camera's own frames. `--out DIR` draws each mosaic's names.
+
+    python -m tools.evaluate_tiles [--grids 1,2,3] [--json] [--out eval-out/tiles]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from edge.core.annotate import draw_boxes
+from edge.core.assembly import Models, identifier_for
+from edge.core.catalog import load_catalog
+from edge.core.config import Config
+from edge.core.identify import large_still
+from edge.core.records import label
+from tools.evaluate_transfer import SAMPLE_IMAGES, VIDEO_CATALOG, build, evaluation_config
+from tools.evaluate_video import LABELS, SHARED_VIDEO, UNSCORED, Label, assign, read_frames, read_labels, scaled
+
+
+def mosaics(frames: list[tuple[int, np.ndarray]], labels: dict[int, list[Label]], grid: int):
+    """(image, labels in its pixels) for each `grid` x `grid` run of consecutive labelled frames."""
+    for start in range(0, len(frames) - grid * grid + 1, grid * grid):
+        group = frames[start:start + grid * grid]
+        h, w = group[0][1].shape[:2]
+        canvas = np.zeros((h * grid, w * grid, 3), np.uint8)
+        placed = []
+        for k, (index, image) in enumerate(group):
+            y0, x0 = (k // grid) * h, (k % grid) * w
+            canvas[y0:y0 + h, x0:x0 + w] = image
+            placed += [replace(lab, box=(lab.box[0] + x0, lab.box[1] + y0, lab.box[2] + x0, lab.box[3] + y0))
+                       for lab in scaled(labels[index], image)]
+        yield canvas, placed
+
+
+COUNTS = ("catalog", "right", "wrong", "open", "false_id", "named_boxes", "named_elsewhere", "boxes")
+
+
+def score(found: list, labels: list[Label]) -> Counter:
+    tally = Counter(boxes=len(found))
+    matched = assign(labels, [f.bbox for f in found])
+    for n, lab in enumerate(labels):
+        if not lab.scored or lab.product in UNSCORED:
+            continue
+        in_catalog = lab.product in VIDEO_CATALOG
+        tally["catalog" if in_catalog else "open"] += 1
+        product = found[matched[n]].identification.product if n in matched else None
+        named = product.product_id if product is not None else None
+        if in_catalog:
+            tally["right"] += named == lab.product
+            tally["wrong"] += named is not None and named != lab.product
+        else:
+            tally["false_id"] += named is not None
+    used = set(matched.values())
+    named_boxes = [i for i, f in enumerate(found) if f.identification.product is not None]
+    tally["named_boxes"] += len(named_boxes)
+    tally["named_elsewhere"] += sum(i not in used for i in named_boxes)
+    return tally
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grids", default="1,2,3", help="mosaic sizes, comma-separated (1: the video's own frames)")
+    parser.add_argument("--video", type=Path, default=SHARED_VIDEO, help="the shared shelf video")
+    parser.add_argument("--out", type=Path, help="draw each mosaic's names (tiles) as DIR/grid-G-N.jpg")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+
+    config = evaluation_config(Config())
+    models = Models.open(config)
+    labels = read_labels(LABELS)
+    frames = [(i, image) for i, image in read_frames(args.video, 1, 1) if i in labels]
+    with tempfile.TemporaryDirectory() as tmp:
+        references = {p: sorted((SAMPLE_IMAGES / p).glob("*.jpg")) for p in VIDEO_CATALOG}
+        identifier = identifier_for(config, load_catalog(build(references, Path(tmp), models, True)), models, still=True)
+        report = {}
+        for grid in (int(g) for g in args.grids.split(",") if g):
+            tallies = {mode: Counter() for mode in ("whole", "tiles", "default")}
+            for n, (image, placed) in enumerate(tqdm(list(mosaics(frames, labels, grid)), desc=f"grid {grid}", unit="image",
+                                                     disable=None)):
+                found = {tiled: identifier.identify_image(image, tiled=tiled) for tiled in (False, True)}
+                tallies["whole"] += score(found[False], placed)
+                tallies["tiles"] += score(found[True], placed)
+                tallies["default"] += score(found[large_still(image.shape, identifier.detector)], placed)
+                tallies["default"]["images"] += 1
+                if args.out:
+                    args.out.mkdir(parents=True, exist_ok=True)
+                    named = [(f.bbox, label(f), True) for f in found[True] if f.identification.product is not None]
+                    cv2.imwrite(str(args.out / f"grid-{grid}-{n}.jpg"), draw_boxes(image, named))
+            h, w = frames[0][1].shape[:2]
+            report[f"{grid}x{grid}"] = {"size": f"{w * grid}x{h * grid}", "images": tallies["default"].pop("images"),
+                                        "default_tiles": large_still((h * grid, w * grid), identifier.detector),
+                                        **{mode: {k: t[k] for k in COUNTS} for mode, t in tallies.items()}}
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for grid, r in report.items():
+            print(f"{grid} ({r['size']}, {r['images']} images; shelfid detect tiles it: {'yes' if r['default_tiles'] else 'no'})")
+            for mode in ("whole", "tiles"):
+                t = r[mode]
+                print(f"  {mode:6s} right {t['right']}/{t['catalog']}  wrong {t['wrong']}  false id {t['false_id']}/{t['open']}  "
+                      f"named {t['named_boxes']}, of them over no label {t['named_elsewhere']}  boxes {t['boxes']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
