@@ -11,6 +11,9 @@ from models.errors import ModelError
 from models.metadata import parse_names
 from models.yolo_postprocess import decode, nms, scale_boxes, to_blob
 
+PACK_TILE = 2.5  # detect_tiled(from_pack_size=True): the finest tile's side over the median box's height,
+PACK_BOXES = 3  # read from at least this many boxes (one box over a whole shelf is no pack's size)
+
 
 @dataclass(frozen=True)
 class Detection:
@@ -81,17 +84,26 @@ class Detector:
         pred = self.backend.run({self.input_name: blob})[self.output_name]
         return self.postprocess(pred[0], scale, pad, frame_bgr.shape[:2])
 
-    def detect_tiled(self, frame_bgr: np.ndarray, overlap: float = 0.25) -> list[Detection]:
+    def detect_tiled(self, frame_bgr: np.ndarray, overlap: float = 0.25, from_pack_size: bool = False) -> list[Detection]:
         """Detect at the photo's own scale: the whole frame, then overlapping tiles of the model's input size, twice
         that, four times… below the frame's longest side (a pyramid), each tile run at the model's input.
 
         A shelf camera's frame is what the detector was sized for; a phone photo is not (packs 200 px wide in a
         4032-px photo shrink to 16 px at 320). A box a tile cuts at an inner edge is part of a product that a
         neighbouring tile, or a coarser level, sees whole, so it is dropped. Boxes are merged by the detector's NMS.
+
+        `from_pack_size`: the pyramid starts at the first side PACK_TILE times the median height of the whole frame's
+        boxes (the packs it could see; every level when it saw fewer than PACK_BOXES): a tile holds a few packs whole,
+        and finer tiles only box their labels and caps (close-up photos: 1,040 boxes over 11 with every level, 118 from
+        the packs' size, 105 whole). A photo of small packs among large boxes (a fridge's cups, and a box across
+        several) needs every level.
         """
         h, w = frame_bgr.shape[:2]
         found = self.detect(frame_bgr)
         tile = max(self.imgsz)
+        if from_pack_size and len(found) >= PACK_BOXES:
+            while tile < PACK_TILE * float(np.median([d.bbox[3] - d.bbox[1] for d in found])):
+                tile *= 2
         while tile < max(h, w):
             found += self._tiles(frame_bgr, tile, max(int(tile * (1 - overlap)), 1))
             tile *= 2

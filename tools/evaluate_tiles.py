@@ -9,10 +9,14 @@ against our labels (samples/shelf-video-labels.json) with the video's catalog (C
   false id        facings of products outside the catalog whose box is named
   named elsewhere named boxes that match no label (IoU 0.5): a facing named twice, a box over two products
 
-for the whole image at the detector's input, for tiles, and for what `shelfid detect` does by default (tiles for a
-photo over 6 times the detector's input). G = 1 is the camera's own frames. `--out DIR` draws each mosaic's names.
+The other kind of phone photo, a close-up, is every third labelled frame enlarged Z times (`--zooms 3`: 3840 x 2160,
+each bottle three times its size in the frame).
 
-    python -m tools.evaluate_tiles [--grids 1,2,3] [--json] [--out eval-out/tiles]
+for the whole image at the detector's input, for tiles at every level (`--tiles`), and for what `shelfid detect` does
+by default (a photo over 6 times the detector's input in tiles no finer than the packs its whole image shows need).
+G = 1 is the camera's own frames. `--out DIR` draws the names the default gives each mosaic.
+
+    python -m tools.evaluate_tiles [--grids 1,2,3] [--zooms 3] [--json] [--out eval-out/tiles]
 """
 
 from __future__ import annotations
@@ -56,6 +60,13 @@ def mosaics(frames: list[tuple[int, np.ndarray]], labels: dict[int, list[Label]]
 COUNTS = ("catalog", "right", "wrong", "open", "false_id", "named_boxes", "named_elsewhere", "boxes")
 
 
+def enlarged(frames: list[tuple[int, np.ndarray]], labels: dict[int, list[Label]], factor: int):
+    """(image, labels in its pixels) for every third labelled frame enlarged `factor` times: a close-up photo's packs."""
+    for index, image in frames[::3]:
+        big = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+        yield big, [replace(lab, box=tuple(v * factor for v in lab.box)) for lab in scaled(labels[index], image)]
+
+
 def score(found: list, labels: list[Label]) -> Counter:
     tally = Counter(boxes=len(found))
     matched = assign(labels, [f.bbox for f in found])
@@ -81,8 +92,9 @@ def score(found: list, labels: list[Label]) -> Counter:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grids", default="1,2,3", help="mosaic sizes, comma-separated (1: the video's own frames)")
+    parser.add_argument("--zooms", default="3", help="close-up enlargements, comma-separated (none: '')")
     parser.add_argument("--video", type=Path, default=SHARED_VIDEO, help="the shared shelf video")
-    parser.add_argument("--out", type=Path, help="draw each mosaic's names (tiles) as DIR/grid-G-N.jpg")
+    parser.add_argument("--out", type=Path, help="draw each mosaic's names (the default's) as DIR/grid-G-N.jpg")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
@@ -94,31 +106,32 @@ def main() -> int:
         references = {p: sorted((SAMPLE_IMAGES / p).glob("*.jpg")) for p in VIDEO_CATALOG}
         identifier = identifier_for(config, load_catalog(build(references, Path(tmp), models, True)), models, still=True)
         report = {}
-        for grid in (int(g) for g in args.grids.split(",") if g):
+        kinds = [(f"{g}x{g}", g, mosaics(frames, labels, g)) for g in (int(v) for v in args.grids.split(",") if v)]
+        kinds += [(f"zoom {z}", z, enlarged(frames, labels, z)) for z in (int(v) for v in args.zooms.split(",") if v)]
+        for name, times, photos in kinds:
             tallies = {mode: Counter() for mode in ("whole", "tiles", "default")}
-            for n, (image, placed) in enumerate(tqdm(list(mosaics(frames, labels, grid)), desc=f"grid {grid}", unit="image",
-                                                     disable=None)):
-                found = {tiled: identifier.identify_image(image, tiled=tiled) for tiled in (False, True)}
-                tallies["whole"] += score(found[False], placed)
-                tallies["tiles"] += score(found[True], placed)
-                tallies["default"] += score(found[large_still(image.shape, identifier.detector)], placed)
+            for n, (image, placed) in enumerate(tqdm(list(photos), desc=name, unit="image", disable=None)):
+                default = identifier.identify_image(image, tiled=large_still(image.shape, identifier.detector), from_pack_size=True)
+                tallies["whole"] += score(identifier.identify_image(image), placed)
+                tallies["tiles"] += score(identifier.identify_image(image, tiled=True), placed)
+                tallies["default"] += score(default, placed)
                 tallies["default"]["images"] += 1
                 if args.out:
                     args.out.mkdir(parents=True, exist_ok=True)
-                    named = [(f.bbox, label(f), True) for f in found[True] if f.identification.product is not None]
-                    cv2.imwrite(str(args.out / f"grid-{grid}-{n}.jpg"), draw_boxes(image, named))
+                    named = [(f.bbox, label(f), True) for f in default if f.identification.product is not None]
+                    cv2.imwrite(str(args.out / f"{name.replace(' ', '-')}-{n}.jpg"), draw_boxes(image, named))
             h, w = frames[0][1].shape[:2]
-            report[f"{grid}x{grid}"] = {"size": f"{w * grid}x{h * grid}", "images": tallies["default"].pop("images"),
-                                        "default_tiles": large_still((h * grid, w * grid), identifier.detector),
-                                        **{mode: {k: t[k] for k in COUNTS} for mode, t in tallies.items()}}
+            report[name] = {"size": f"{w * times}x{h * times}", "images": tallies["default"].pop("images"),
+                            "default_tiles": large_still((h * times, w * times), identifier.detector),
+                            **{mode: {k: t[k] for k in COUNTS} for mode, t in tallies.items()}}
     if args.json:
         print(json.dumps(report))
     else:
-        for grid, r in report.items():
-            print(f"{grid} ({r['size']}, {r['images']} images; shelfid detect tiles it: {'yes' if r['default_tiles'] else 'no'})")
-            for mode in ("whole", "tiles"):
+        for name, r in report.items():
+            print(f"{name} ({r['size']}, {r['images']} images; shelfid detect tiles it: {'yes' if r['default_tiles'] else 'no'})")
+            for mode in ("whole", "tiles", "default"):
                 t = r[mode]
-                print(f"  {mode:6s} right {t['right']}/{t['catalog']}  wrong {t['wrong']}  false id {t['false_id']}/{t['open']}  "
+                print(f"  {mode:7s} right {t['right']}/{t['catalog']}  wrong {t['wrong']}  false id {t['false_id']}/{t['open']}  "
                       f"named {t['named_boxes']}, of them over no label {t['named_elsewhere']}  boxes {t['boxes']}")
     return 0
 

@@ -99,7 +99,9 @@ def _detect(args: argparse.Namespace) -> int:
                   f"detector's {detector_side} px input: detected at its own scale, in tiles (--no-tiles: the whole image at "
                   f"once)", file=sys.stderr)
         timings = Timings()
-        found = identifier.identify_image(frame, detect=not args.whole_image, timings=timings, tiled=tiled)
+        # by default, tiles no finer than the packs the whole image shows need (a close-up photo's labels stay unboxed)
+        found = identifier.identify_image(frame, detect=not args.whole_image, timings=timings, tiled=tiled,
+                                          from_pack_size=args.tiles is None)
         found = second_look(second, frame, found, timings)
         if args.json:
             ms = {k: round(v, 1) for k, v in timings.ms.items()}

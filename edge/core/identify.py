@@ -270,10 +270,11 @@ class Identifier:
         keep, crops = crop_boxes(frame, boxes)
         return list(zip(keep, self.identify_crops(crops, timings)))
 
-    def identify_image(self, frame: np.ndarray, detect: bool = True, timings: Timings | None = None, tiled: bool = False) -> list[Detected]:
+    def identify_image(self, frame: np.ndarray, detect: bool = True, timings: Timings | None = None, tiled: bool = False,
+                       from_pack_size: bool = False) -> list[Detected]:
         """Every product in a frame, each named facing once (or the whole frame as one product when `detect` is false);
         `tiled`: detected at the image's own scale (Detector.detect_tiled), for stills larger than what the detector was
-        sized for."""
+        sized for, in tiles no finer than the packs it saw need (`from_pack_size`) or at every level."""
         timings = timings or Timings()
         h, w = frame.shape[:2]
         boxes = [(0.0, 0.0, float(w), float(h))]
@@ -281,7 +282,8 @@ class Identifier:
             if self.detector is None:
                 raise ValueError("identify_image(detect=True) needs an Identifier with a detector")
             with timings.stage("detect"):
-                boxes = [d.bbox for d in (self.detector.detect_tiled(frame) if tiled else self.detector.detect(frame))]
+                boxes = [d.bbox for d in (self.detector.detect_tiled(frame, from_pack_size=from_pack_size) if tiled
+                                          else self.detector.detect(frame))]
         return one_per_facing([Detected(boxes[i], ident) for i, ident in self.identify_boxes(frame, boxes, timings)])
 
 

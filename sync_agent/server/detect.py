@@ -204,8 +204,9 @@ def detect_routes(storage: Storage, settings: ServerSettings, models: LazyModels
         except ImageError as exc:
             raise image_refused(exc, name) from None
         timings = Timings()
-        tiles = large_still(frame.shape, identifier.detector) if tiles is None else tiles
-        found = identifier.identify_image(frame, detect=True, timings=timings, tiled=tiles)
+        chosen = tiles is None  # as shelfid detect chooses: tiles for a phone's photo, no finer than its packs need
+        tiles = large_still(frame.shape, identifier.detector) if chosen else tiles
+        found = identifier.identify_image(frame, detect=True, timings=timings, tiled=tiles, from_pack_size=chosen)
         found = second_look(opinion, frame, found, timings)
         return {"image": name, "catalog_id": catalog_id, "catalog_version": version, "tiles": tiles,
                 "detections": [to_record(f) for f in found], "ms": {k: round(v, 1) for k, v in timings.ms.items()}}

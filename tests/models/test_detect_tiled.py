@@ -36,3 +36,16 @@ def test_a_shelf_far_smaller_than_the_photo_is_found_by_the_tiles_and_only_there
 def test_a_frame_no_larger_than_the_model_input_is_detected_once_as_before(detector, shelf_frames):
     frame = cv2.resize(shelf_frames[0], (320, 180))
     assert detector.detect_tiled(frame) == detector.detect(frame)
+
+
+def test_tiles_from_the_packs_size_box_a_close_up_as_the_whole_frame_does_and_a_small_shelf_still(detector, shelf_frames):
+    """A close-up phone photo (the frame three times enlarged): tiles at every level box its bottles' labels and caps
+    as well; tiles no finer than the packs the whole image shows give its bottles. A shelf far smaller than its photo,
+    whose one pass sees a single box, is still found at every level."""
+    close_up = cv2.resize(shelf_frames[1], None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+    whole, every_level = detector.detect(close_up), detector.detect_tiled(close_up)
+    from_packs = detector.detect_tiled(close_up, from_pack_size=True)
+    assert len(every_level) > 5 * len(whole) and len(whole) - 2 <= len(from_packs) <= len(whole) + 2
+    photo = np.full((1440, 2560, 3), 200, np.uint8)
+    photo[540:900, 960:1600] = cv2.resize(shelf_frames[1], (640, 360), interpolation=cv2.INTER_AREA)
+    assert len(detector.detect(photo)) <= 1 and detector.detect_tiled(photo, from_pack_size=True) == detector.detect_tiled(photo)
