@@ -11,8 +11,8 @@ from models.errors import ModelError
 from models.metadata import parse_names
 from models.yolo_postprocess import decode, nms, scale_boxes, to_blob
 
-PACK_TILE = 2.5  # detect_tiled(from_pack_size=True): the finest tile's side over the median box's height,
-PACK_BOXES = 3  # read from at least this many boxes (one box over a whole shelf is no pack's size)
+PACK_TILE = 2.5  # detect_tiled(from_pack_size=True): the finest tile's side over the median box's height, read
+PACK_BOXES = 3  # from at least this many boxes (one box over a whole shelf is no pack's size)
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class Detector:
 
         `from_pack_size`: the pyramid starts at the first side PACK_TILE times the median height of the whole frame's
         boxes (the packs it could see; every level when it saw fewer than PACK_BOXES): a tile holds a few packs whole,
-        and finer tiles only box their labels and caps (close-up photos: 1,040 boxes over 11 with every level, 118 from
+        and finer tiles only box their labels and caps (close-up photos: 1,040 boxes over 11 with every level, 160 from
         the packs' size, 105 whole). A photo of small packs among large boxes (a fridge's cups, and a box across
         several) needs every level.
         """

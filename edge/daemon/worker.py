@@ -57,7 +57,7 @@ class IdentifyWorker:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, track_ids: list[int], crops: list[np.ndarray], timestamp: float, boxes: list[Box] | None = None) -> bool:
+    def submit(self, track_ids: list[int], crops: list[np.ndarray], timestamp: float, boxes: list[Box | None] | None = None) -> bool:
         """False (nothing queued) when the worker is already `max_jobs` behind. `boxes`: each track's box on the crops'
         frame, handed back with its result."""
         job = Job(tuple(track_ids), tuple(np.array(c, order="C") for c in crops), timestamp,
