@@ -36,9 +36,9 @@ from edge.core.annotate import draw_boxes
 from edge.core.assembly import Models, identifier_for
 from edge.core.catalog import load_catalog
 from edge.core.config import Config
-from edge.core.identify import large_still
+from edge.core.identify import still_tiling
 from edge.core.records import label
-from tools.evaluate_transfer import SAMPLE_IMAGES, VIDEO_CATALOG, build, evaluation_config
+from tools.evaluate_transfer import VIDEO_CATALOG, build, evaluation_config, video_references
 from tools.evaluate_video import LABELS, SHARED_VIDEO, UNSCORED, Label, assign, read_frames, read_labels, scaled
 
 
@@ -64,7 +64,7 @@ def enlarged(frames: list[tuple[int, np.ndarray]], labels: dict[int, list[Label]
     """(image, labels in its pixels) for every third labelled frame enlarged `factor` times: a close-up photo's packs."""
     for index, image in frames[::3]:
         big = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
-        yield big, [replace(lab, box=tuple(v * factor for v in lab.box)) for lab in scaled(labels[index], image)]
+        yield big, scaled(labels[index], big)
 
 
 def score(found: list, labels: list[Label]) -> Counter:
@@ -103,15 +103,15 @@ def main() -> int:
     labels = read_labels(LABELS)
     frames = [(i, image) for i, image in read_frames(args.video, 1, 1) if i in labels]
     with tempfile.TemporaryDirectory() as tmp:
-        references = {p: sorted((SAMPLE_IMAGES / p).glob("*.jpg")) for p in VIDEO_CATALOG}
-        identifier = identifier_for(config, load_catalog(build(references, Path(tmp), models, True)), models, still=True)
+        identifier = identifier_for(config, load_catalog(build(video_references(), Path(tmp), models, True)), models, still=True)
         report = {}
         kinds = [(f"{g}x{g}", g, mosaics(frames, labels, g)) for g in (int(v) for v in args.grids.split(",") if v)]
         kinds += [(f"zoom {z}", z, enlarged(frames, labels, z)) for z in (int(v) for v in args.zooms.split(",") if v)]
         for name, times, photos in kinds:
             tallies = {mode: Counter() for mode in ("whole", "tiles", "default")}
             for n, (image, placed) in enumerate(tqdm(list(photos), desc=name, unit="image", disable=None)):
-                default = identifier.identify_image(image, tiled=large_still(image.shape, identifier.detector), from_pack_size=True)
+                tiled, from_pack_size = still_tiling(image.shape, identifier.detector)
+                default = identifier.identify_image(image, tiled=tiled, from_pack_size=from_pack_size)
                 tallies["whole"] += score(identifier.identify_image(image), placed)
                 tallies["tiles"] += score(identifier.identify_image(image, tiled=True), placed)
                 tallies["default"] += score(default, placed)
@@ -122,7 +122,7 @@ def main() -> int:
                     cv2.imwrite(str(args.out / f"{name.replace(' ', '-')}-{n}.jpg"), draw_boxes(image, named))
             h, w = frames[0][1].shape[:2]
             report[name] = {"size": f"{w * times}x{h * times}", "images": tallies["default"].pop("images"),
-                            "default_tiles": large_still((h * times, w * times), identifier.detector),
+                            "default_tiles": still_tiling((h * times, w * times), identifier.detector)[0],
                             **{mode: {k: t[k] for k in COUNTS} for mode, t in tallies.items()}}
     if args.json:
         print(json.dumps(report))

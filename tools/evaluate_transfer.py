@@ -169,6 +169,11 @@ class _Label:  # what tools.evaluate_video.assign reads
     box: tuple
 
 
+def video_references() -> dict[str, list[Path]]:
+    """The shelf video's catalog: each product's crops in samples/shelf-catalog."""
+    return {p: sorted((SAMPLE_IMAGES / p).glob("*.jpg")) for p in VIDEO_CATALOG}
+
+
 def shelf_video(video: Path, models, boxes: str) -> Source:
     labels = read_labels(LABELS)
     instances = []
@@ -177,8 +182,7 @@ def shelf_video(video: Path, models, boxes: str) -> Source:
             scored = [lab for lab in scaled(labels[index], image) if lab.scored and lab.product not in UNSCORED]
             made = labelled_instances(image, f"frame {index}", [(lab.box, lab.product) for lab in scored], models, boxes)
             instances += [replace(instance, face=lab.face) for instance, lab in zip(made, scored)]
-    references = {p: sorted((SAMPLE_IMAGES / p).glob("*.jpg")) for p in VIDEO_CATALOG}
-    return Source("shelf-video", references, instances, [{"cha-mate-limao"}, {"cha-mate-natural"}], VIDEO_FAMILIES, True)
+    return Source("shelf-video", video_references(), instances, [{"cha-mate-limao"}, {"cha-mate-natural"}], VIDEO_FAMILIES, True)
 
 
 def labelled_stills(name: str, labels_file: Path, folder: Path, models, boxes: str) -> Source:

@@ -74,7 +74,7 @@ def _detect(args: argparse.Namespace) -> int:
     from edge.core.assembly import load_identifier
     from edge.core.errors import ImageError
     from edge.core.explain import explain_unknowns
-    from edge.core.identify import Timings, large_still
+    from edge.core.identify import Timings, still_tiling
     from edge.core.images import read_image
     from edge.core.records import label, to_record
     from edge.core.second_opinion import opinion_for, second_look
@@ -92,16 +92,15 @@ def _detect(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
             continue
-        tiled = not args.whole_image and (large_still(frame.shape, identifier.detector) if args.tiles is None else args.tiles)
+        tiled, from_pack_size = still_tiling(frame.shape, identifier.detector, False if args.whole_image else args.tiles)
         if not told and tiled:
             told = True
             print(f"note: {path} is {frame.shape[1]}x{frame.shape[0]}, {max(frame.shape[:2]) / detector_side:.1f} times the "
                   f"detector's {detector_side} px input: detected at its own scale, in tiles (--no-tiles: the whole image at "
                   f"once)", file=sys.stderr)
         timings = Timings()
-        # by default, tiles no finer than the packs the whole image shows need (a close-up photo's labels stay unboxed)
         found = identifier.identify_image(frame, detect=not args.whole_image, timings=timings, tiled=tiled,
-                                          from_pack_size=args.tiles is None)
+                                          from_pack_size=from_pack_size)
         found = second_look(second, frame, found, timings)
         if args.json:
             ms = {k: round(v, 1) for k, v in timings.ms.items()}

@@ -287,9 +287,13 @@ class Identifier:
         return one_per_facing([Detected(boxes[i], ident) for i, ident in self.identify_boxes(frame, boxes, timings)])
 
 
-def large_still(shape: tuple, detector: Detector) -> bool:
-    """Whether a still of this shape is detected in tiles by default (`shelfid detect`, the catalog server's detect)."""
-    return max(shape[:2]) > LARGE_STILL * max(detector.imgsz)
+def still_tiling(shape: tuple, detector: Detector, asked: bool | None = None) -> tuple[bool, bool]:
+    """(tiled, from the packs' size): identify_image's choice for a still of this shape (`shelfid detect`, the catalog
+    server's detect). As `asked` (`--tiles` / `--no-tiles`, `?tiles=`: every level, or none); by default in tiles from
+    the packs' size for a photo over LARGE_STILL times the detector's input (a phone's, not a camera's frame)."""
+    if asked is not None:
+        return asked, False
+    return max(shape[:2]) > LARGE_STILL * max(detector.imgsz), True
 
 
 def one_per_facing(found: list[Detected]) -> list[Detected]:

@@ -194,7 +194,7 @@ def detect_routes(storage: Storage, settings: ServerSettings, models: LazyModels
     identifiers, slots = shared or detection(storage, settings, models, known)
 
     def identify(catalog_id: str, path: Path, name: str, tiles: bool | None) -> dict:
-        from edge.core.identify import Timings, large_still
+        from edge.core.identify import Timings, still_tiling
         from edge.core.records import to_record
         from edge.core.second_opinion import second_look
 
@@ -204,9 +204,8 @@ def detect_routes(storage: Storage, settings: ServerSettings, models: LazyModels
         except ImageError as exc:
             raise image_refused(exc, name) from None
         timings = Timings()
-        chosen = tiles is None  # as shelfid detect chooses: tiles for a phone's photo, no finer than its packs need
-        tiles = large_still(frame.shape, identifier.detector) if chosen else tiles
-        found = identifier.identify_image(frame, detect=True, timings=timings, tiled=tiles, from_pack_size=chosen)
+        tiles, from_pack_size = still_tiling(frame.shape, identifier.detector, tiles)  # as shelfid detect chooses
+        found = identifier.identify_image(frame, detect=True, timings=timings, tiled=tiles, from_pack_size=from_pack_size)
         found = second_look(opinion, frame, found, timings)
         return {"image": name, "catalog_id": catalog_id, "catalog_version": version, "tiles": tiles,
                 "detections": [to_record(f) for f in found], "ms": {k: round(v, 1) for k, v in timings.ms.items()}}
